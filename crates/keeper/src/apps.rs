@@ -1,0 +1,1 @@
+//! TODO(owner): see storage/mod.rs for the seam.

@@ -1,0 +1,214 @@
+//! Storage: the one seam between the domain and SQL.
+//!
+//! [`Store`] is implemented once per database (`sqlite`, `postgres`), each with its
+//! own migrations. Domain modules take `&dyn Store`; no SQL lives anywhere else.
+//! Every query that reads or changes a project's objects is scoped by `project_id`.
+//!
+//! Secrets arrive here already sealed by the vault ([`Sealed`]): storage never sees a
+//! plaintext secret and never needs a key.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub mod postgres;
+pub mod sqlite;
+
+/// A sealed secret as stored: `version | key_id | nonce | ciphertext+tag` (see `vault`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed(pub Vec<u8>);
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealed([redacted])")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was broken; `constraint` names the rule (e.g. `apps_project_client_id`).
+    #[error("conflict on {constraint}")]
+    Conflict { constraint: &'static str },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct ProjectRow {
+    pub id: String,
+    pub name: String,
+    pub webhook_secret: Sealed,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub project_id: String,
+    pub name: String,
+    /// SHA-256 of the full key; the key itself is never stored.
+    pub key_hash: Vec<u8>,
+    /// The first characters of the key, shown so a person can tell keys apart.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub disabled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKind {
+    UserLevel,
+    AccountLevel,
+}
+
+impl AppKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppKind::UserLevel => "user_level",
+            AppKind::AccountLevel => "account_level",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AppKind> {
+        match s {
+            "user_level" => Some(AppKind::UserLevel),
+            "account_level" => Some(AppKind::AccountLevel),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppRow {
+    pub id: String,
+    pub project_id: String,
+    pub client_id: String,
+    pub client_secret: Sealed,
+    pub webhook_secret: Option<Sealed>,
+    pub kind: AppKind,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_verified_webhook_received_at: Option<DateTime<Utc>>,
+    pub last_unverified_webhook_received_at: Option<DateTime<Utc>>,
+    /// Filled by reads (`get_app`, `list_apps`); ignored by writes.
+    pub connection_count: i64,
+}
+
+/// A change to an app's secrets. `None` leaves a field alone;
+/// `webhook_secret: Some(None)` removes the webhook secret.
+#[derive(Debug, Clone, Default)]
+pub struct AppSecretsUpdate {
+    pub client_secret: Option<Sealed>,
+    pub webhook_secret: Option<Option<Sealed>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteAppOutcome {
+    Deleted,
+    NotFound,
+    /// The app still has connections; nothing was deleted.
+    HasConnections,
+}
+
+/// Keyset pagination over `(created_at, id)`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub cursor: Option<Cursor>,
+    /// Page size, already validated (1..=100).
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: String,
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Rows strictly older than the cursor (the "next" page).
+    Older,
+    /// Rows strictly newer than the cursor (the "previous" page).
+    Newer,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// Newest first, at most `limit` items.
+    pub items: Vec<T>,
+    /// Whether more rows exist beyond this page in the direction of travel.
+    pub has_more: bool,
+}
+
+/// One sealed value somewhere in the database, for re-sealing under a new key.
+#[derive(Debug, Clone)]
+pub struct SealedField {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub row_id: String,
+    pub value: Sealed,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which database this is, for logs and metrics: `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+    /// The database clock; leases and due times are computed from it.
+    async fn now(&self) -> StoreResult<DateTime<Utc>>;
+
+    // Projects
+    /// `Conflict { constraint: "projects_name" }` when the name is taken.
+    async fn insert_project(&self, project: &ProjectRow) -> StoreResult<()>;
+    async fn project_by_id(&self, id: &str) -> StoreResult<Option<ProjectRow>>;
+    async fn project_by_name(&self, name: &str) -> StoreResult<Option<ProjectRow>>;
+    async fn count_projects(&self) -> StoreResult<i64>;
+    /// Creates `project` and `key` atomically, but only when no project exists yet
+    /// (first start). Returns false, changing nothing, when one already exists —
+    /// safe when several processes start at once.
+    async fn bootstrap_first_project(&self, project: &ProjectRow, key: &ApiKeyRow)
+        -> StoreResult<bool>;
+
+    // API keys
+    async fn insert_api_key(&self, key: &ApiKeyRow) -> StoreResult<()>;
+    async fn api_key_by_hash(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyRow>>;
+    /// Records use; callers throttle how often they call it.
+    async fn touch_api_key(&self, id: &str, at: DateTime<Utc>) -> StoreResult<()>;
+
+    // Zoom OAuth apps
+    /// `Conflict { constraint: "apps_project_client_id" }` on a duplicate client_id.
+    async fn insert_app(&self, app: &AppRow) -> StoreResult<()>;
+    async fn get_app(&self, project_id: &str, id: &str) -> StoreResult<Option<AppRow>>;
+    async fn list_apps(&self, project_id: &str, page: &PageRequest) -> StoreResult<Page<AppRow>>;
+    async fn count_apps(&self, project_id: &str) -> StoreResult<i64>;
+    /// Returns the updated row, or `None` when the app does not exist in the project.
+    async fn update_app_secrets(
+        &self,
+        project_id: &str,
+        id: &str,
+        update: &AppSecretsUpdate,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<AppRow>>;
+    /// Deletes the app only if it has no connections, atomically.
+    async fn delete_app(&self, project_id: &str, id: &str) -> StoreResult<DeleteAppOutcome>;
+
+    // Key rotation
+    /// Sealed values in a stable order, `limit` at a time, after `after`
+    /// (`(table, column, row_id)` of the last one seen).
+    async fn sealed_fields(
+        &self,
+        after: Option<(&str, &str, &str)>,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedField>>;
+    /// Replaces a sealed value if it still equals `field.value`; false if it changed.
+    async fn reseal_field(&self, field: &SealedField, new_value: &Sealed) -> StoreResult<bool>;
+}
