@@ -1,0 +1,111 @@
+//! A faithful Zoom simulator: OAuth (`/oauth/*`), the REST endpoints zoomkeeper uses
+//! (`/v2/*`), signed webhooks with Zoom's retry schedule, fault injection, and a control
+//! API (`/_sim/*`) — all on one port. See DESIGN.md §5 and §8.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let sim = zoom_sim::Simulator::start().await?;
+//! let control = sim.control();
+//! control.create_app(&zoom_sim::SimApp { client_id: "cid".into(), client_secret: "secret".into(), ..Default::default() }).await?;
+//! let user = control.create_user(&zoom_sim::SimUser::default()).await?;
+//! # Ok(()) }
+//! ```
+
+mod control;
+mod control_client;
+mod faults;
+mod oauth;
+mod rest;
+mod server;
+mod types;
+mod webhooks;
+mod world;
+mod zoom_error;
+
+use std::net::SocketAddr;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use control_client::SimControl;
+pub use types::*;
+pub use world::{
+    DEFAULT_SCOPES, SCOPES_LIST_MEETINGS, SCOPES_LOCAL_RECORDING, SCOPES_ONBEHALF, SCOPES_USERS_ME,
+    SCOPES_ZAK,
+};
+
+/// A running simulator. Dropping it stops the server too.
+pub struct Simulator {
+    addr: SocketAddr,
+    url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Starts on `127.0.0.1:0` in this process (a tokio task).
+    pub async fn start() -> anyhow::Result<Simulator> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> anyhow::Result<Simulator> {
+        let (listener, addr) = server::bind(addr).await?;
+        let url = format!("http://{addr}");
+        let sim = server::Shared::new(url.clone())?;
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server::run(listener, server::router(sim), rx));
+        Ok(Simulator {
+            addr,
+            url,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` — both `zoom_oauth_url` and `zoom_api_url`.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn control(&self) -> SimControl {
+        SimControl::new(self.url.clone())
+    }
+
+    /// Stops accepting, aborts open connections and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Runs a simulator on `listen` until ctrl-c, printing its URL (for `zoom-sim` and
+/// `zoomkeeper sim`).
+pub async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
+    let sim = Simulator::start_on(listen).await?;
+    println!("zoom-sim listening on {}", sim.url());
+    println!(
+        "  OAuth:   {0}/oauth/authorize  {0}/oauth/token  {0}/oauth/revoke",
+        sim.url()
+    );
+    println!("  REST:    {}/v2/…", sim.url());
+    println!("  control: {}/_sim/…", sim.url());
+    tokio::signal::ctrl_c().await?;
+    sim.shutdown().await;
+    Ok(())
+}

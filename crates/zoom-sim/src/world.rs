@@ -1,0 +1,1547 @@
+//! The simulated Zoom: apps, users, meetings, grants and tokens, and every rule about
+//! them. No HTTP here; handlers lock the world, call one method, and answer.
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::types::*;
+use crate::zoom_error::{ApiError, OAuthError};
+
+/// Granted by default: every scope zoomkeeper asks for.
+pub const DEFAULT_SCOPES: &[&str] = &[
+    "user:read:user",
+    "user:read:zak",
+    "user:read:token",
+    "meeting:read:list_meetings",
+    "meeting:read:local_recording_token",
+];
+
+/// Any one of these (granular first, then legacy) lets a caller use the endpoint.
+pub const SCOPES_USERS_ME: &[&str] = &[
+    "user:read:user",
+    "user:read:user:admin",
+    "user:read",
+    "user:read:admin",
+];
+pub const SCOPES_LIST_MEETINGS: &[&str] = &[
+    "meeting:read:list_meetings",
+    "meeting:read:list_meetings:admin",
+    "meeting:read",
+    "meeting:read:admin",
+];
+pub const SCOPES_LOCAL_RECORDING: &[&str] = &[
+    "meeting:read:local_recording_token",
+    "meeting:read:local_recording_token:admin",
+    "meeting_token:read:local_recording",
+    "meeting_token:read:admin:local_recording",
+];
+pub const SCOPES_ZAK: &[&str] = &["user:read:zak", "user_zak:read"];
+pub const SCOPES_ONBEHALF: &[&str] = &["user:read:token"];
+
+/// Zoom's webhook retry delays, in seconds, before scaling.
+pub const WEBHOOK_RETRY_DELAYS_S: [f64; 3] = [300.0, 1200.0, 3600.0];
+
+const LOCAL_RECORDING_TOKEN_TTL_S: i64 = 120;
+const USER_TOKEN_TTL_S: i64 = 7200;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub access_token_ttl_s: u64,
+    pub code_ttl_s: u64,
+    pub refresh_token_ttl_s: u64,
+    pub webhook_retry_scale: f64,
+    pub webhook_timeout_ms: u64,
+    pub clock_offset_s: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            access_token_ttl_s: 3599,
+            code_ttl_s: 300,
+            refresh_token_ttl_s: 90 * 24 * 3600,
+            webhook_retry_scale: 1.0,
+            webhook_timeout_ms: 3000,
+            clock_offset_s: 0,
+        }
+    }
+}
+
+impl Config {
+    pub fn to_public(&self) -> SimConfig {
+        SimConfig {
+            access_token_ttl_s: Some(self.access_token_ttl_s),
+            code_ttl_s: Some(self.code_ttl_s),
+            refresh_token_ttl_s: Some(self.refresh_token_ttl_s),
+            webhook_retry_scale: Some(self.webhook_retry_scale),
+            webhook_timeout_ms: Some(self.webhook_timeout_ms),
+            clock_offset_s: Some(self.clock_offset_s),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub client_id: String,
+    pub client_secret: String,
+    pub webhook_secret: String,
+    pub webhook_url: Option<String>,
+    pub kind: SimAppKind,
+    pub scopes: Vec<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub url_validated: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub seq: u64,
+    pub id: String,
+    pub account_id: String,
+    pub email: String,
+    pub pmi: u64,
+    pub pmi_password: String,
+    pub status: SimUserStatus,
+    pub role: SimUserRole,
+    pub first_name: String,
+    pub last_name: String,
+    pub timezone: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl User {
+    pub fn personal_meeting_url(&self) -> String {
+        format!(
+            "https://us05web.zoom.us/j/{}?pwd={}",
+            self.pmi, self.pmi_password
+        )
+    }
+
+    fn public(&self) -> SimUserCreated {
+        SimUserCreated {
+            id: self.id.clone(),
+            account_id: self.account_id.clone(),
+            email: self.email.clone(),
+            pmi: self.pmi,
+            personal_meeting_url: self.personal_meeting_url(),
+            status: self.status,
+            role: self.role,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Meeting {
+    pub id: u64,
+    pub uuid: String,
+    pub host_id: String,
+    pub topic: String,
+    pub meeting_type: u8,
+    pub start_time: Option<DateTime<Utc>>,
+    pub duration: u32,
+    pub timezone: String,
+    pub password: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Meeting {
+    pub fn join_url(&self) -> String {
+        format!(
+            "https://us05web.zoom.us/j/{}?pwd={}",
+            self.id, self.password
+        )
+    }
+
+    /// The object of `meeting.created`/`meeting.deleted` and of the meetings list.
+    fn object(&self) -> Value {
+        let mut o = json!({
+            "uuid": self.uuid,
+            "id": self.id,
+            "host_id": self.host_id,
+            "topic": self.topic,
+            "type": self.meeting_type,
+            "duration": self.duration,
+            "timezone": self.timezone,
+            "created_at": rfc3339(self.created_at),
+            "join_url": self.join_url(),
+        });
+        if let Some(start) = self.start_time {
+            o["start_time"] = json!(rfc3339(start));
+        }
+        o
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Code {
+    client_id: String,
+    user_id: String,
+    redirect_uri: String,
+    scopes: Vec<String>,
+    code_challenge: Option<String>,
+    expires_at: DateTime<Utc>,
+    used: bool,
+}
+
+/// Everything a user has granted one app. Deauthorizing or revoking kills it, and with it
+/// every token minted under it.
+#[derive(Debug, Clone)]
+struct Grant {
+    alive: bool,
+    scopes: Vec<String>,
+    current_refresh_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+    Zak,
+    Onbehalf,
+    LocalRecording,
+}
+
+impl TokenKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access_token",
+            TokenKind::Refresh => "refresh_token",
+            TokenKind::Zak => "zak",
+            TokenKind::Onbehalf => "onbehalf",
+            TokenKind::LocalRecording => "local_recording",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            TokenKind::Access => "zsim_at",
+            TokenKind::Refresh => "zsim_rt",
+            TokenKind::Zak => "zsim_zak",
+            TokenKind::Onbehalf => "zsim_obf",
+            TokenKind::LocalRecording => "zsim_lrt",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenState {
+    Live,
+    /// A refresh token that was exchanged for a new pair.
+    Rotated,
+    /// A refresh token replaced by a newer authorization of the same grant.
+    Superseded,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    kind: TokenKind,
+    client_id: String,
+    user_id: Option<String>,
+    account_id: Option<String>,
+    grant: Option<u64>,
+    meeting_id: Option<u64>,
+    scopes: Vec<String>,
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    state: TokenState,
+    bypass_waiting_room: Option<bool>,
+}
+
+/// The successful answer of `/oauth/token`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub expires_in: u64,
+    pub scope: String,
+    pub api_url: String,
+}
+
+/// Who is calling `/v2`, from the bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub client_id: String,
+    pub user_id: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// A webhook to send once the lock is released.
+#[derive(Debug, Clone)]
+pub struct WebhookJob {
+    pub delivery_id: u64,
+    pub url: String,
+    pub secret: String,
+    pub body: String,
+}
+
+#[derive(Debug, Default, Clone)]
+struct RateWindow {
+    second: i64,
+    count: u32,
+}
+
+#[derive(Default)]
+pub struct World {
+    pub config: Config,
+    pub faults: SimFaults,
+    pub stats: SimStats,
+    apps: HashMap<String, App>,
+    users: HashMap<String, User>,
+    meetings: BTreeMap<u64, Meeting>,
+    codes: HashMap<String, Code>,
+    grants: HashMap<u64, Grant>,
+    grant_ids: HashMap<(String, String), u64>,
+    tokens: HashMap<String, Token>,
+    rate_windows: HashMap<String, RateWindow>,
+    deliveries: BTreeMap<u64, SimWebhookDelivery>,
+    next_seq: u64,
+}
+
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn random_token(n: usize) -> String {
+    random_alnum(n)
+}
+
+fn random_alnum(n: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
+fn scopes_satisfy(granted: &[String], any_of: &[&str]) -> bool {
+    granted.iter().any(|g| any_of.contains(&g.as_str()))
+}
+
+fn missing_scopes(any_of: &[&str]) -> ApiError {
+    ApiError::new(
+        400,
+        4711,
+        format!(
+            "Invalid access token, does not contain scopes:[{}].",
+            any_of.join(", ")
+        ),
+    )
+}
+
+/// Token ids may embed user ids; keep them URL-path safe.
+fn token_part(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
+}
+
+impl World {
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + Duration::seconds(self.config.clock_offset_s)
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    pub fn reset(&mut self) {
+        *self = World::default();
+    }
+
+    pub fn apply_config(&mut self, c: &SimConfig) -> Result<(), String> {
+        if let Some(scale) = c.webhook_retry_scale {
+            if !(scale.is_finite() && scale >= 0.0) {
+                return Err("webhook_retry_scale must be a finite number ≥ 0".into());
+            }
+            self.config.webhook_retry_scale = scale;
+        }
+        if let Some(v) = c.access_token_ttl_s {
+            self.config.access_token_ttl_s = v;
+        }
+        if let Some(v) = c.code_ttl_s {
+            self.config.code_ttl_s = v;
+        }
+        if let Some(v) = c.refresh_token_ttl_s {
+            self.config.refresh_token_ttl_s = v;
+        }
+        if let Some(v) = c.webhook_timeout_ms {
+            self.config.webhook_timeout_ms = v;
+        }
+        if let Some(v) = c.clock_offset_s {
+            self.config.clock_offset_s = v;
+        }
+        Ok(())
+    }
+
+    // ---- apps -------------------------------------------------------------------
+
+    pub fn upsert_app(&mut self, a: &SimApp) -> Result<(), String> {
+        if a.client_id.trim().is_empty() || a.client_secret.is_empty() {
+            return Err("client_id and client_secret must not be empty".into());
+        }
+        let existing = self.apps.get(&a.client_id).cloned();
+        let app = App {
+            client_id: a.client_id.clone(),
+            client_secret: a.client_secret.clone(),
+            webhook_secret: a
+                .webhook_secret
+                .clone()
+                .or_else(|| existing.as_ref().map(|e| e.webhook_secret.clone()))
+                .unwrap_or_else(|| random_alnum(22)),
+            webhook_url: a
+                .webhook_url
+                .clone()
+                .or_else(|| existing.as_ref().and_then(|e| e.webhook_url.clone())),
+            kind: a
+                .kind
+                .or(existing.as_ref().map(|e| e.kind))
+                .unwrap_or_default(),
+            scopes: a
+                .scopes
+                .clone()
+                .or_else(|| existing.as_ref().map(|e| e.scopes.clone()))
+                .unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()),
+            redirect_uris: a
+                .redirect_uris
+                .clone()
+                .or_else(|| existing.as_ref().and_then(|e| e.redirect_uris.clone())),
+            url_validated: existing.as_ref().and_then(|e| e.url_validated),
+        };
+        self.apps.insert(app.client_id.clone(), app);
+        Ok(())
+    }
+
+    pub fn patch_app(&mut self, client_id: &str, p: &SimAppPatch) -> Option<()> {
+        let app = self.apps.get_mut(client_id)?;
+        if let Some(v) = &p.client_secret {
+            app.client_secret = v.clone();
+        }
+        if let Some(v) = &p.webhook_secret {
+            app.webhook_secret = v.clone();
+        }
+        if let Some(v) = &p.webhook_url {
+            app.webhook_url = Some(v.clone()).filter(|u| !u.is_empty());
+        }
+        if let Some(v) = p.kind {
+            app.kind = v;
+        }
+        if let Some(v) = &p.scopes {
+            app.scopes = v.clone();
+        }
+        if let Some(v) = &p.redirect_uris {
+            app.redirect_uris = Some(v.clone());
+        }
+        Some(())
+    }
+
+    pub fn app(&self, client_id: &str) -> Option<&App> {
+        self.apps.get(client_id)
+    }
+
+    pub fn app_info(&self, client_id: &str) -> Option<SimAppInfo> {
+        self.apps.get(client_id).map(|a| SimAppInfo {
+            client_id: a.client_id.clone(),
+            client_secret: a.client_secret.clone(),
+            webhook_secret: a.webhook_secret.clone(),
+            webhook_url: a.webhook_url.clone(),
+            kind: a.kind,
+            scopes: a.scopes.clone(),
+            redirect_uris: a.redirect_uris.clone(),
+            url_validated: a.url_validated,
+        })
+    }
+
+    pub fn set_url_validated(&mut self, client_id: &str, ok: bool) {
+        if let Some(a) = self.apps.get_mut(client_id) {
+            a.url_validated = Some(ok);
+        }
+    }
+
+    // ---- users and meetings --------------------------------------------------------
+
+    fn pmi_taken(&self, pmi: u64) -> bool {
+        self.users.values().any(|u| u.pmi == pmi) || self.meetings.contains_key(&pmi)
+    }
+
+    fn fresh_number(&self, min: u64, max: u64) -> u64 {
+        let mut rng = rand::thread_rng();
+        loop {
+            let n = rng.gen_range(min..max);
+            if !self.pmi_taken(n) {
+                return n;
+            }
+        }
+    }
+
+    pub fn create_user(&mut self, u: &SimUser) -> Result<SimUserCreated, ApiError> {
+        let id = u.id.clone().unwrap_or_else(|| random_alnum(22));
+        if id.trim().is_empty() {
+            return Err(ApiError::control(400, "id must not be empty"));
+        }
+        if self.users.contains_key(&id) {
+            return Err(ApiError::control(409, format!("user {id} already exists")));
+        }
+        if let Some(pmi) = u.pmi {
+            if !(1_000_000_000..100_000_000_000).contains(&pmi) {
+                return Err(ApiError::control(400, "pmi must have 10 or 11 digits"));
+            }
+            if self.pmi_taken(pmi) {
+                return Err(ApiError::control(
+                    409,
+                    format!("pmi {pmi} is already in use"),
+                ));
+            }
+        }
+        let seq = self.next_seq();
+        let account_id = u.account_id.clone().unwrap_or_else(|| random_alnum(22));
+        let account_has_users = self.users.values().any(|x| x.account_id == account_id);
+        let role = u.role.unwrap_or(if account_has_users {
+            SimUserRole::Member
+        } else {
+            SimUserRole::Owner
+        });
+        let user = User {
+            seq,
+            email: u
+                .email
+                .clone()
+                .unwrap_or_else(|| format!("user{seq}@sim.zoom.test")),
+            pmi: u
+                .pmi
+                .unwrap_or_else(|| self.fresh_number(1_000_000_000, 10_000_000_000)),
+            pmi_password: random_alnum(32),
+            status: u.status.unwrap_or_default(),
+            role,
+            first_name: u.first_name.clone().unwrap_or_else(|| "Sim".into()),
+            last_name: u.last_name.clone().unwrap_or_else(|| format!("User {seq}")),
+            timezone: u.timezone.clone().unwrap_or_else(|| "UTC".into()),
+            created_at: self.now(),
+            id: id.clone(),
+            account_id,
+        };
+        let public = user.public();
+        self.users.insert(id, user);
+        Ok(public)
+    }
+
+    /// Users in creation order.
+    pub fn users(&self) -> Vec<&User> {
+        let mut v: Vec<&User> = self.users.values().collect();
+        v.sort_by_key(|u| u.seq);
+        v
+    }
+
+    pub fn user_list(&self) -> Vec<SimUserCreated> {
+        self.users().into_iter().map(User::public).collect()
+    }
+
+    pub fn patch_user(&mut self, id: &str, p: &SimUserPatch) -> Result<Vec<WebhookJob>, ApiError> {
+        let Some(user) = self.users.get(id).cloned() else {
+            return Err(ApiError::control(404, format!("no user {id}")));
+        };
+        if let Some(pmi) = p.pmi {
+            if !(1_000_000_000..100_000_000_000).contains(&pmi) {
+                return Err(ApiError::control(400, "pmi must have 10 or 11 digits"));
+            }
+            if pmi != user.pmi && self.pmi_taken(pmi) {
+                return Err(ApiError::control(
+                    409,
+                    format!("pmi {pmi} is already in use"),
+                ));
+            }
+        }
+        let mut updated = user.clone();
+        if let Some(pmi) = p.pmi {
+            updated.pmi = pmi;
+        }
+        if let Some(s) = p.status {
+            updated.status = s;
+        }
+        if let Some(r) = p.role {
+            updated.role = r;
+        }
+        if let Some(e) = &p.email {
+            updated.email = e.clone();
+        }
+        self.users.insert(id.to_owned(), updated.clone());
+        let mut jobs = Vec::new();
+        if updated.pmi != user.pmi {
+            let now = self.now();
+            let payload = json!({
+                "account_id": user.account_id,
+                "operator": user.email,
+                "operator_id": user.id,
+                "object": {"id": user.id, "pmi": updated.pmi},
+                "old_object": {"id": user.id, "pmi": user.pmi},
+                "time_stamp": now.timestamp_millis(),
+            });
+            jobs = self.fan_out("user.updated", payload, &updated);
+        }
+        Ok(jobs)
+    }
+
+    pub fn create_meeting(
+        &mut self,
+        user_id: &str,
+        m: &SimMeeting,
+    ) -> Result<(SimMeetingCreated, Vec<WebhookJob>), ApiError> {
+        let Some(host) = self.users.get(user_id).cloned() else {
+            return Err(ApiError::control(404, format!("no user {user_id}")));
+        };
+        let meeting_type = m.meeting_type.unwrap_or(2);
+        if ![1, 2, 3, 8].contains(&meeting_type) {
+            return Err(ApiError::control(400, "type must be 1, 2, 3 or 8"));
+        }
+        let id = match m.id {
+            Some(id) if !(1_000_000_000..100_000_000_000).contains(&id) => {
+                return Err(ApiError::control(400, "id must have 10 or 11 digits"))
+            }
+            Some(id) if self.pmi_taken(id) => {
+                return Err(ApiError::control(
+                    409,
+                    format!("meeting number {id} is in use"),
+                ))
+            }
+            Some(id) => id,
+            None => self.fresh_number(10_000_000_000, 100_000_000_000),
+        };
+        let now = self.now();
+        let mut uuid_bytes = [0u8; 16];
+        rand::thread_rng().fill(&mut uuid_bytes);
+        let start_time = match meeting_type {
+            3 => None,
+            _ => Some(m.start_time.unwrap_or_else(|| now + Duration::hours(1))),
+        };
+        let meeting = Meeting {
+            id,
+            uuid: STANDARD.encode(uuid_bytes),
+            host_id: host.id.clone(),
+            topic: m
+                .topic
+                .clone()
+                .unwrap_or_else(|| format!("{}'s meeting", host.first_name)),
+            meeting_type,
+            start_time,
+            duration: m.duration.unwrap_or(60),
+            timezone: m.timezone.clone().unwrap_or_else(|| host.timezone.clone()),
+            password: random_alnum(32),
+            created_at: now,
+        };
+        let created = SimMeetingCreated {
+            id,
+            uuid: meeting.uuid.clone(),
+            host_id: host.id.clone(),
+            join_url: meeting.join_url(),
+        };
+        let payload = json!({
+            "account_id": host.account_id,
+            "operator": host.email,
+            "operator_id": host.id,
+            "object": meeting.object(),
+        });
+        self.meetings.insert(id, meeting);
+        let jobs = self.fan_out("meeting.created", payload, &host);
+        Ok((created, jobs))
+    }
+
+    pub fn delete_meeting(&mut self, id: u64) -> Result<Vec<WebhookJob>, ApiError> {
+        let Some(meeting) = self.meetings.remove(&id) else {
+            return Err(ApiError::control(404, format!("no meeting {id}")));
+        };
+        let Some(host) = self.users.get(&meeting.host_id).cloned() else {
+            return Ok(Vec::new());
+        };
+        let payload = json!({
+            "account_id": host.account_id,
+            "operator": host.email,
+            "operator_id": host.id,
+            "object": meeting.object(),
+        });
+        Ok(self.fan_out("meeting.deleted", payload, &host))
+    }
+
+    // ---- webhooks -----------------------------------------------------------------
+
+    /// An event about `user` goes to every app with a webhook URL that the user (or, for
+    /// account-level apps, anyone in the user's account) has authorized.
+    fn fan_out(&mut self, event: &str, payload: Value, user: &User) -> Vec<WebhookJob> {
+        let mut targets: Vec<(String, String, String)> = Vec::new();
+        for app in self.apps.values() {
+            let Some(url) = &app.webhook_url else {
+                continue;
+            };
+            let installed = self.grant_ids.iter().any(|((client, uid), gid)| {
+                client == &app.client_id
+                    && self.grants.get(gid).is_some_and(|g| g.alive)
+                    && (uid == &user.id
+                        || (app.kind == SimAppKind::AccountLevel
+                            && self
+                                .users
+                                .get(uid)
+                                .is_some_and(|u| u.account_id == user.account_id)))
+            });
+            if installed {
+                targets.push((
+                    app.client_id.clone(),
+                    url.clone(),
+                    app.webhook_secret.clone(),
+                ));
+            }
+        }
+        targets.sort();
+        targets
+            .into_iter()
+            .map(|(client_id, url, secret)| {
+                self.queue_webhook(event, payload.clone(), &client_id, &url, &secret)
+            })
+            .collect()
+    }
+
+    pub fn queue_webhook(
+        &mut self,
+        event: &str,
+        payload: Value,
+        client_id: &str,
+        url: &str,
+        secret: &str,
+    ) -> WebhookJob {
+        let body = json!({
+            "event": event,
+            "event_ts": self.now().timestamp_millis(),
+            "payload": payload,
+        });
+        let id = self.next_seq();
+        self.deliveries.insert(
+            id,
+            SimWebhookDelivery {
+                id,
+                event: event.to_owned(),
+                client_id: client_id.to_owned(),
+                url: url.to_owned(),
+                attempts: 0,
+                status: "pending".into(),
+                last_status_code: None,
+                last_error: None,
+                body: body.clone(),
+            },
+        );
+        WebhookJob {
+            delivery_id: id,
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            body: body.to_string(),
+        }
+    }
+
+    pub fn record_attempt(
+        &mut self,
+        delivery_id: u64,
+        status: Option<u16>,
+        error: Option<String>,
+        delivered: bool,
+        last: bool,
+    ) {
+        self.stats.webhooks_sent += 1;
+        if delivered {
+            self.stats.webhooks_delivered += 1;
+        } else {
+            self.stats.webhooks_failed += 1;
+            if last {
+                self.stats.webhooks_abandoned += 1;
+            }
+        }
+        if let Some(d) = self.deliveries.get_mut(&delivery_id) {
+            d.attempts += 1;
+            d.last_status_code = status;
+            d.last_error = error;
+            d.status = match (delivered, last) {
+                (true, _) => "delivered",
+                (false, true) => "abandoned",
+                (false, false) => "retrying",
+            }
+            .into();
+        }
+    }
+
+    pub fn deliveries(&self) -> Vec<SimWebhookDelivery> {
+        self.deliveries.values().cloned().collect()
+    }
+
+    // ---- authorization ----------------------------------------------------------
+
+    /// Issues an authorization code, as the consent page does when a user approves.
+    pub fn authorize(&mut self, a: &SimAuthorize) -> Result<String, ApiError> {
+        let Some(app) = self.apps.get(&a.client_id) else {
+            return Err(ApiError::control(404, format!("no app {}", a.client_id)));
+        };
+        if !self.users.contains_key(&a.user_id) {
+            return Err(ApiError::control(404, format!("no user {}", a.user_id)));
+        }
+        if a.redirect_uri.is_empty() {
+            return Err(ApiError::control(400, "redirect_uri must not be empty"));
+        }
+        if let Some(allowed) = &app.redirect_uris {
+            if !allowed.contains(&a.redirect_uri) {
+                return Err(ApiError::control(
+                    400,
+                    "redirect_uri is not in the app's redirect_uris",
+                ));
+            }
+        }
+        let scopes = a.scopes.clone().unwrap_or_else(|| app.scopes.clone());
+        let code = random_alnum(32);
+        let expires_at = self.now() + Duration::seconds(self.config.code_ttl_s as i64);
+        self.codes.insert(
+            code.clone(),
+            Code {
+                client_id: a.client_id.clone(),
+                user_id: a.user_id.clone(),
+                redirect_uri: a.redirect_uri.clone(),
+                scopes,
+                code_challenge: a.code_challenge.clone().filter(|c| !c.is_empty()),
+                expires_at,
+                used: false,
+            },
+        );
+        Ok(code)
+    }
+
+    /// Checks `Authorization: Basic base64(client_id:client_secret)`; returns the client id.
+    pub fn authenticate_client(&self, header: Option<&str>) -> Result<String, OAuthError> {
+        let missing = || {
+            OAuthError::new(
+                401,
+                "invalid_client",
+                "Client ID or client secret is missing.",
+            )
+        };
+        let invalid =
+            || OAuthError::new(401, "invalid_client", "Invalid client_id or client_secret");
+        let header = header.ok_or_else(missing)?;
+        let (scheme, b64) = header.trim().split_once(' ').ok_or_else(missing)?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Err(missing());
+        }
+        let raw = STANDARD.decode(b64.trim()).map_err(|_| invalid())?;
+        let raw = String::from_utf8(raw).map_err(|_| invalid())?;
+        let (id, secret) = raw.split_once(':').ok_or_else(invalid)?;
+        match self.apps.get(id) {
+            Some(app) if constant_time_eq(app.client_secret.as_bytes(), secret.as_bytes()) => {
+                Ok(id.to_owned())
+            }
+            _ => Err(invalid()),
+        }
+    }
+
+    /// `POST /oauth/token` for an authenticated client. Runs under the world lock, so a
+    /// refresh token can be exchanged once, whatever the concurrency.
+    pub fn token(
+        &mut self,
+        client_id: &str,
+        form: &HashMap<String, String>,
+        api_url: &str,
+    ) -> Result<TokenResponse, OAuthError> {
+        let param = |k: &str| form.get(k).map(String::as_str).filter(|v| !v.is_empty());
+        let result = match param("grant_type") {
+            None => Err(OAuthError::new(
+                400,
+                "invalid_request",
+                "Missing grant type.",
+            )),
+            Some("authorization_code") => self.exchange_code(
+                client_id,
+                param("code"),
+                param("redirect_uri"),
+                param("code_verifier"),
+                api_url,
+            ),
+            Some("refresh_token") => self.refresh(client_id, param("refresh_token"), api_url),
+            Some("client_credentials") => Ok(self.client_credentials(client_id, api_url)),
+            Some(_) => Err(OAuthError::new(
+                400,
+                "unsupported_grant_type",
+                "Unsupported grant type",
+            )),
+        };
+        if matches!(&result, Err(e) if e.error == "invalid_grant") {
+            self.stats.invalid_grant_errors += 1;
+        }
+        result
+    }
+
+    fn exchange_code(
+        &mut self,
+        client_id: &str,
+        code: Option<&str>,
+        redirect_uri: Option<&str>,
+        verifier: Option<&str>,
+        api_url: &str,
+    ) -> Result<TokenResponse, OAuthError> {
+        let code = code.ok_or_else(|| OAuthError::new(400, "invalid_request", "Missing code"))?;
+        let now = self.now();
+        let invalid_code = || OAuthError::new(400, "invalid_grant", "Invalid authorization code");
+        let entry = self.codes.get(code).cloned().ok_or_else(invalid_code)?;
+        if entry.client_id != client_id || entry.used || now >= entry.expires_at {
+            return Err(invalid_code());
+        }
+        if redirect_uri != Some(entry.redirect_uri.as_str()) {
+            return Err(OAuthError::new(
+                400,
+                "invalid_request",
+                "Redirect URI mismatch.",
+            ));
+        }
+        if let Some(challenge) = &entry.code_challenge {
+            let ok = verifier.is_some_and(|v| {
+                URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes())) == *challenge
+            });
+            if !ok {
+                return Err(OAuthError::new(
+                    400,
+                    "invalid_grant",
+                    "Invalid code_verifier",
+                ));
+            }
+        }
+        if let Some(c) = self.codes.get_mut(code) {
+            c.used = true;
+        }
+        let account_id = self.users.get(&entry.user_id).map(|u| u.account_id.clone());
+        let key = (client_id.to_owned(), entry.user_id.clone());
+        let grant_id = match self.grant_ids.get(&key).copied() {
+            Some(id) if self.grants.get(&id).is_some_and(|g| g.alive) => id,
+            _ => {
+                let id = self.next_seq();
+                self.grant_ids.insert(key, id);
+                id
+            }
+        };
+        let previous = self
+            .grants
+            .get(&grant_id)
+            .and_then(|g| g.current_refresh_token.clone());
+        if let Some(t) = previous.and_then(|rt| self.tokens.get_mut(&rt)) {
+            t.state = TokenState::Superseded;
+        }
+        self.grants.insert(
+            grant_id,
+            Grant {
+                alive: true,
+                scopes: entry.scopes.clone(),
+                current_refresh_token: None,
+            },
+        );
+        self.stats.authorization_code_grants += 1;
+        Ok(self.mint_pair(
+            client_id,
+            &entry.user_id,
+            account_id,
+            grant_id,
+            entry.scopes,
+            api_url,
+        ))
+    }
+
+    fn refresh(
+        &mut self,
+        client_id: &str,
+        refresh_token: Option<&str>,
+        api_url: &str,
+    ) -> Result<TokenResponse, OAuthError> {
+        let rt = refresh_token
+            .ok_or_else(|| OAuthError::new(400, "invalid_request", "Missing refresh_token"))?;
+        let invalid = || OAuthError::new(400, "invalid_grant", "Invalid Token!");
+        let now = self.now();
+        let token = self.tokens.get(rt).cloned().ok_or_else(invalid)?;
+        if token.kind != TokenKind::Refresh || token.client_id != client_id {
+            return Err(invalid());
+        }
+        if token.state != TokenState::Live {
+            self.stats.stale_refresh_token_uses += 1;
+            return Err(invalid());
+        }
+        let grant_id = token.grant.ok_or_else(invalid)?;
+        let grant = self.grants.get(&grant_id).cloned().ok_or_else(invalid)?;
+        if !grant.alive || now >= token.expires_at {
+            return Err(invalid());
+        }
+        let user_id = token.user_id.clone().ok_or_else(invalid)?;
+        if let Some(t) = self.tokens.get_mut(rt) {
+            t.state = TokenState::Rotated;
+        }
+        self.stats.refresh_grants += 1;
+        Ok(self.mint_pair(
+            client_id,
+            &user_id,
+            token.account_id,
+            grant_id,
+            grant.scopes,
+            api_url,
+        ))
+    }
+
+    fn client_credentials(&mut self, client_id: &str, api_url: &str) -> TokenResponse {
+        self.stats.client_credentials_grants += 1;
+        let ttl = self.config.access_token_ttl_s;
+        let access = self.mint(
+            TokenKind::Access,
+            client_id,
+            None,
+            None,
+            None,
+            None,
+            Vec::new(),
+            ttl as i64,
+        );
+        TokenResponse {
+            access_token: access,
+            token_type: "bearer",
+            refresh_token: None,
+            expires_in: ttl,
+            scope: String::new(),
+            api_url: api_url.to_owned(),
+        }
+    }
+
+    fn mint_pair(
+        &mut self,
+        client_id: &str,
+        user_id: &str,
+        account_id: Option<String>,
+        grant_id: u64,
+        scopes: Vec<String>,
+        api_url: &str,
+    ) -> TokenResponse {
+        let ttl = self.config.access_token_ttl_s;
+        let rt_ttl = self.config.refresh_token_ttl_s as i64;
+        let user = Some(user_id.to_owned());
+        let access = self.mint(
+            TokenKind::Access,
+            client_id,
+            user.clone(),
+            account_id.clone(),
+            Some(grant_id),
+            None,
+            scopes.clone(),
+            ttl as i64,
+        );
+        let refresh = self.mint(
+            TokenKind::Refresh,
+            client_id,
+            user,
+            account_id,
+            Some(grant_id),
+            None,
+            scopes.clone(),
+            rt_ttl,
+        );
+        if let Some(g) = self.grants.get_mut(&grant_id) {
+            g.current_refresh_token = Some(refresh.clone());
+        }
+        TokenResponse {
+            access_token: access,
+            token_type: "bearer",
+            refresh_token: Some(refresh),
+            expires_in: ttl,
+            scope: scopes.join(" "),
+            api_url: api_url.to_owned(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn mint(
+        &mut self,
+        kind: TokenKind,
+        client_id: &str,
+        user_id: Option<String>,
+        account_id: Option<String>,
+        grant: Option<u64>,
+        meeting_id: Option<u64>,
+        scopes: Vec<String>,
+        ttl_s: i64,
+    ) -> String {
+        let mut id = kind.prefix().to_owned();
+        if matches!(kind, TokenKind::Zak | TokenKind::Onbehalf) {
+            if let Some(u) = &user_id {
+                id.push('_');
+                id.push_str(&token_part(u));
+            }
+        }
+        if let Some(m) = meeting_id {
+            id.push_str(&format!("_{m}"));
+        }
+        id.push('_');
+        id.push_str(&random_alnum(40));
+        let now = self.now();
+        self.tokens.insert(
+            id.clone(),
+            Token {
+                kind,
+                client_id: client_id.to_owned(),
+                user_id,
+                account_id,
+                grant,
+                meeting_id,
+                scopes,
+                issued_at: now,
+                expires_at: now + Duration::seconds(ttl_s),
+                state: TokenState::Live,
+                bypass_waiting_room: None,
+            },
+        );
+        id
+    }
+
+    /// `POST /oauth/revoke`: kills the grant the token belongs to.
+    pub fn revoke(&mut self, client_id: &str, token: Option<&str>) -> Result<(), OAuthError> {
+        let token =
+            token.ok_or_else(|| OAuthError::new(400, "invalid_request", "Missing token"))?;
+        let invalid = || OAuthError::new(400, "invalid_request", "Invalid Token!");
+        let t = self.tokens.get(token).ok_or_else(invalid)?;
+        if t.client_id != client_id || !matches!(t.kind, TokenKind::Access | TokenKind::Refresh) {
+            return Err(invalid());
+        }
+        if let Some(g) = t.grant.and_then(|g| self.grants.get_mut(&g)) {
+            g.alive = false;
+        } else if let Some(t) = self.tokens.get_mut(token) {
+            // A client_credentials token has no grant: it dies alone.
+            t.expires_at = Utc::now() - Duration::seconds(1);
+        }
+        self.stats.revocations += 1;
+        Ok(())
+    }
+
+    /// `POST /_sim/users/{id}/deauthorize`: the user removes the app.
+    pub fn deauthorize(
+        &mut self,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<Vec<WebhookJob>, ApiError> {
+        let Some(user) = self.users.get(user_id).cloned() else {
+            return Err(ApiError::control(404, format!("no user {user_id}")));
+        };
+        let Some(app) = self.apps.get(client_id).cloned() else {
+            return Err(ApiError::control(404, format!("no app {client_id}")));
+        };
+        let key = (client_id.to_owned(), user_id.to_owned());
+        let alive = self
+            .grant_ids
+            .get(&key)
+            .and_then(|id| self.grants.get_mut(id))
+            .filter(|g| g.alive);
+        let Some(grant) = alive else {
+            return Err(ApiError::control(
+                404,
+                format!("user {user_id} has not authorized app {client_id}"),
+            ));
+        };
+        grant.alive = false;
+        let Some(url) = app.webhook_url.clone() else {
+            return Ok(Vec::new());
+        };
+        let now = self.now();
+        let deauthorization_time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+        // Zoom's legacy compliance field; computed here so it is stable and checkable.
+        let signature = hmac_hex(
+            &app.client_secret,
+            &format!(
+                "{client_id}{user_id}{}{deauthorization_time}",
+                user.account_id
+            ),
+        );
+        let payload = json!({
+            "account_id": user.account_id,
+            "user_id": user.id,
+            "client_id": client_id,
+            "deauthorization_time": deauthorization_time,
+            "signature": signature,
+            "event_ts": now.timestamp_millis(),
+        });
+        Ok(vec![self.queue_webhook(
+            "app_deauthorized",
+            payload,
+            client_id,
+            &url,
+            &app.webhook_secret,
+        )])
+    }
+
+    pub fn token_info(&self, token: &str) -> Option<SimTokenInfo> {
+        let t = self.tokens.get(token)?;
+        let grant_alive = t
+            .grant
+            .is_none_or(|g| self.grants.get(&g).is_some_and(|g| g.alive));
+        let status = if !grant_alive {
+            "revoked"
+        } else if t.state == TokenState::Rotated {
+            "rotated"
+        } else if t.state == TokenState::Superseded {
+            "superseded"
+        } else if self.now() >= t.expires_at {
+            "expired"
+        } else {
+            "active"
+        };
+        Some(SimTokenInfo {
+            token_type: t.kind.as_str().into(),
+            user_id: t.user_id.clone(),
+            account_id: t.account_id.clone(),
+            meeting_id: t.meeting_id,
+            client_id: t.client_id.clone(),
+            issued_at: Some(t.issued_at),
+            expires_at: Some(t.expires_at),
+            scopes: t.scopes.clone(),
+            status: status.into(),
+            bypass_waiting_room: t.bypass_waiting_room,
+        })
+    }
+
+    // ---- REST ------------------------------------------------------------------------
+
+    /// The Zoom account of a valid bearer token, for per-account rate limiting.
+    pub fn account_of_bearer(&self, header: Option<&str>) -> Option<String> {
+        let token = header?.strip_prefix("Bearer ")?.trim();
+        let t = self.tokens.get(token)?;
+        t.account_id
+            .clone()
+            .or_else(|| Some(format!("app:{}", t.client_id)))
+    }
+
+    pub fn authenticate_bearer(&self, header: Option<&str>) -> Result<Caller, ApiError> {
+        let invalid = || ApiError::new(401, 124, "Invalid access token.");
+        let header = header.map(str::trim).filter(|h| !h.is_empty());
+        let Some(header) = header else {
+            return Err(ApiError::new(401, 4700, "Token cannot be empty."));
+        };
+        let (scheme, token) = header.split_once(' ').ok_or_else(invalid)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(invalid());
+        }
+        let t = self.tokens.get(token.trim()).ok_or_else(invalid)?;
+        if t.kind != TokenKind::Access {
+            return Err(invalid());
+        }
+        if let Some(g) = t.grant {
+            if !self.grants.get(&g).is_some_and(|g| g.alive) {
+                return Err(invalid());
+            }
+        }
+        if self.now() >= t.expires_at {
+            return Err(ApiError::new(401, 124, "Access token is expired."));
+        }
+        Ok(Caller {
+            client_id: t.client_id.clone(),
+            user_id: t.user_id.clone(),
+            scopes: t.scopes.clone(),
+        })
+    }
+
+    /// The user behind the token, whatever their status (for `/users/me`).
+    fn caller_user(&self, caller: &Caller, any_of: &[&str]) -> Result<&User, ApiError> {
+        if !scopes_satisfy(&caller.scopes, any_of) {
+            return Err(missing_scopes(any_of));
+        }
+        let Some(uid) = &caller.user_id else {
+            // An app-only (client_credentials) token has no user to act for.
+            return Err(ApiError::new(400, 1001, "User does not exist: me."));
+        };
+        self.users
+            .get(uid)
+            .ok_or_else(|| ApiError::new(404, 1001, format!("User does not exist: {uid}.")))
+    }
+
+    /// Like `caller_user`, but a user who is not active is refused.
+    fn active_caller(&self, caller: &Caller, any_of: &[&str]) -> Result<&User, ApiError> {
+        let user = self.caller_user(caller, any_of)?;
+        if user.status != SimUserStatus::Active {
+            return Err(inactive_user(user));
+        }
+        Ok(user)
+    }
+
+    pub fn users_me(&self, caller: &Caller) -> Result<Value, ApiError> {
+        let u = self.caller_user(caller, SCOPES_USERS_ME)?;
+        let (role_name, role_id) = match u.role {
+            SimUserRole::Owner => ("Owner", "0"),
+            SimUserRole::Admin => ("Admin", "1"),
+            SimUserRole::Member => ("Member", "2"),
+        };
+        let status = match u.status {
+            SimUserStatus::Active => "active",
+            SimUserStatus::Inactive => "inactive",
+            SimUserStatus::Pending => "pending",
+        };
+        Ok(json!({
+            "id": u.id,
+            "first_name": u.first_name,
+            "last_name": u.last_name,
+            "display_name": format!("{} {}", u.first_name, u.last_name),
+            "email": u.email,
+            "type": 2,
+            "role_name": role_name,
+            "role_id": role_id,
+            "pmi": u.pmi,
+            "use_pmi": false,
+            "personal_meeting_url": u.personal_meeting_url(),
+            "timezone": u.timezone,
+            "verified": 1,
+            "dept": "",
+            "created_at": rfc3339(u.created_at),
+            "user_created_at": rfc3339(u.created_at),
+            "last_login_time": rfc3339(u.created_at),
+            "language": "en-US",
+            "phone_number": "",
+            "status": status,
+            "account_id": u.account_id,
+            "account_number": 0,
+            "cluster": "us05",
+        }))
+    }
+
+    pub fn list_meetings(
+        &self,
+        caller: &Caller,
+        user_ref: &str,
+        list_type: Option<&str>,
+        page_size: Option<&str>,
+        next_page_token: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let me = self.active_caller(caller, SCOPES_LIST_MEETINGS)?;
+        let target =
+            if user_ref == "me" || user_ref == me.id || user_ref.eq_ignore_ascii_case(&me.email) {
+                me
+            } else {
+                let other = self
+                    .users
+                    .values()
+                    .find(|u| u.id == user_ref || u.email.eq_ignore_ascii_case(user_ref))
+                    .ok_or_else(|| {
+                        ApiError::new(404, 1001, format!("User does not exist: {user_ref}."))
+                    })?;
+                let app_kind = self
+                    .apps
+                    .get(&caller.client_id)
+                    .map(|a| a.kind)
+                    .unwrap_or_default();
+                if app_kind != SimAppKind::AccountLevel || other.account_id != me.account_id {
+                    return Err(ApiError::new(400, 200, "No permission."));
+                }
+                other
+            };
+        let list_type = list_type.unwrap_or("scheduled");
+        let now = self.now();
+        let ends = |m: &Meeting| {
+            m.start_time
+                .map(|s| s + Duration::minutes(i64::from(m.duration)))
+        };
+        let selected = |m: &Meeting| -> bool {
+            match list_type {
+                "scheduled" => true,
+                "upcoming" | "upcoming_meetings" => ends(m).is_none_or(|e| e >= now),
+                "live" => {
+                    m.start_time.is_some_and(|s| s <= now) && ends(m).is_some_and(|e| e >= now)
+                }
+                "previous_meetings" => ends(m).is_some_and(|e| e < now),
+                _ => false,
+            }
+        };
+        if ![
+            "scheduled",
+            "upcoming",
+            "upcoming_meetings",
+            "live",
+            "previous_meetings",
+        ]
+        .contains(&list_type)
+        {
+            return Err(ApiError::new(
+                400,
+                300,
+                format!("Invalid field: type={list_type}."),
+            ));
+        }
+        let page_size: usize = match page_size {
+            None => 30,
+            Some(s) => s
+                .parse::<usize>()
+                .map_err(|_| ApiError::new(400, 300, "Invalid field: page_size."))?
+                .clamp(1, 300),
+        };
+        let mut meetings: Vec<&Meeting> = self
+            .meetings
+            .values()
+            .filter(|m| m.host_id == target.id && selected(m))
+            .collect();
+        meetings.sort_by_key(|m| (m.start_time, m.id));
+        let offset = match next_page_token {
+            None => 0,
+            Some(t) => decode_page_token(t, &target.id, list_type)
+                .ok_or_else(|| ApiError::new(400, 300, "Invalid field: next_page_token."))?,
+        };
+        let total = meetings.len();
+        let page: Vec<Value> = meetings
+            .iter()
+            .skip(offset)
+            .take(page_size)
+            .map(|m| m.object())
+            .collect();
+        let next = offset + page.len();
+        let next_token = if next < total {
+            encode_page_token(&target.id, list_type, next)
+        } else {
+            String::new()
+        };
+        Ok(json!({
+            "page_size": page_size,
+            "total_records": total,
+            "next_page_token": next_token,
+            "meetings": page,
+        }))
+    }
+
+    /// `GET /meetings/{id}/jointoken/local_recording`.
+    pub fn local_recording_token(
+        &mut self,
+        caller: &Caller,
+        meeting_ref: &str,
+        bypass_waiting_room: bool,
+    ) -> Result<Value, ApiError> {
+        let me = self.active_caller(caller, SCOPES_LOCAL_RECORDING)?.clone();
+        let not_found =
+            || ApiError::new(404, 3001, format!("Meeting does not exist: {meeting_ref}."));
+        let meeting_id: u64 = meeting_ref.trim().parse().map_err(|_| not_found())?;
+        let host_id = match self.meetings.get(&meeting_id) {
+            Some(m) => m.host_id.clone(),
+            None => self
+                .users
+                .values()
+                .find(|u| u.pmi == meeting_id)
+                .map(|u| u.id.clone())
+                .ok_or_else(not_found)?,
+        };
+        let allowed = host_id == me.id || {
+            let app_kind = self
+                .apps
+                .get(&caller.client_id)
+                .map(|a| a.kind)
+                .unwrap_or_default();
+            let same_account = self
+                .users
+                .get(&host_id)
+                .is_some_and(|h| h.account_id == me.account_id);
+            app_kind == SimAppKind::AccountLevel
+                && same_account
+                && matches!(me.role, SimUserRole::Owner | SimUserRole::Admin)
+        };
+        if !allowed {
+            return Err(ApiError::new(400, 3000, "Cannot access meeting info."));
+        }
+        let token = self.mint(
+            TokenKind::LocalRecording,
+            &caller.client_id,
+            Some(me.id.clone()),
+            Some(me.account_id.clone()),
+            None,
+            Some(meeting_id),
+            Vec::new(),
+            LOCAL_RECORDING_TOKEN_TTL_S,
+        );
+        if let Some(t) = self.tokens.get_mut(&token) {
+            t.bypass_waiting_room = Some(bypass_waiting_room);
+        }
+        Ok(json!({"token": token, "expire_in": LOCAL_RECORDING_TOKEN_TTL_S}))
+    }
+
+    /// `GET /users/me/token?type=zak|onbehalf` and `GET /users/me/zak`.
+    pub fn user_token(
+        &mut self,
+        caller: &Caller,
+        token_type: Option<&str>,
+        meeting_id: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let (kind, scopes) = match token_type {
+            Some("zak") => (TokenKind::Zak, SCOPES_ZAK),
+            Some("onbehalf") => (TokenKind::Onbehalf, SCOPES_ONBEHALF),
+            Some(other) => {
+                return Err(ApiError::new(
+                    400,
+                    300,
+                    format!("Invalid field: type={other}."),
+                ))
+            }
+            None => return Err(ApiError::new(400, 300, "Invalid field: type.")),
+        };
+        let me = self.active_caller(caller, scopes)?.clone();
+        let meeting = match (kind, meeting_id.filter(|m| !m.is_empty())) {
+            (TokenKind::Onbehalf, Some(m)) => Some(
+                m.trim()
+                    .parse::<u64>()
+                    .map_err(|_| ApiError::new(400, 300, "Invalid field: meeting_id."))?,
+            ),
+            _ => None,
+        };
+        let token = self.mint(
+            kind,
+            &caller.client_id,
+            Some(me.id.clone()),
+            Some(me.account_id.clone()),
+            None,
+            meeting,
+            Vec::new(),
+            USER_TOKEN_TTL_S,
+        );
+        Ok(json!({"token": token}))
+    }
+
+    // ---- faults -----------------------------------------------------------------------
+
+    /// Counts a request against its account's per-second window; true when over the limit.
+    pub fn over_rate_limit(&mut self, account: &str, limit: u32) -> bool {
+        let second = self.now().timestamp();
+        let w = self.rate_windows.entry(account.to_owned()).or_default();
+        if w.second != second {
+            *w = RateWindow { second, count: 0 };
+        }
+        w.count += 1;
+        w.count > limit
+    }
+}
+
+fn inactive_user(u: &User) -> ApiError {
+    // Zoom answers a deactivated user with "User does not exist"; we keep the id in it.
+    ApiError::new(400, 1001, format!("User does not exist: {}.", u.id))
+}
+
+fn encode_page_token(user_id: &str, list_type: &str, offset: usize) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{offset}:{list_type}:{user_id}"))
+}
+
+fn decode_page_token(token: &str, user_id: &str, list_type: &str) -> Option<usize> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token.trim()).ok()?).ok()?;
+    let mut parts = raw.splitn(3, ':');
+    let offset = parts.next()?.parse().ok()?;
+    (parts.next()? == list_type && parts.next()? == user_id).then_some(offset)
+}
+
+pub fn hmac_hex(secret: &str, message: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return String::new(), // HMAC accepts keys of any length
+    };
+    mac.update(message.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
