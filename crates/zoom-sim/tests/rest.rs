@@ -1,0 +1,563 @@
+//! `/v2/*`: profiles, meeting lists, local recording tokens, user tokens, scopes.
+
+mod common;
+
+use axum::http::StatusCode;
+use chrono::{Duration, Utc};
+use common::*;
+use serde_json::json;
+use zoom_sim::*;
+
+#[tokio::test]
+async fn users_me_describes_the_authorizing_user() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let t = zoom.connect(&user.id, None).await;
+    let me = zoom.get("/v2/users/me", &t.access).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["id"], user.id);
+    assert_eq!(me.body["account_id"], user.account_id);
+    assert_eq!(me.body["email"], user.email);
+    assert_eq!(me.body["status"], "active");
+    assert_eq!(me.body["pmi"], json!(user.pmi));
+    assert!(me.body["pmi"].is_u64());
+    assert_eq!(me.body["personal_meeting_url"], user.personal_meeting_url);
+    assert!(user
+        .personal_meeting_url
+        .starts_with(&format!("https://us05web.zoom.us/j/{}?pwd=", user.pmi)));
+    assert_eq!(user.pmi.to_string().len(), 10);
+    for field in ["first_name", "last_name", "type", "timezone"] {
+        assert!(!me.body[field].is_null(), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn missing_or_unknown_bearer_tokens_are_refused() {
+    let zoom = Zoom::start().await;
+    let none = answer(
+        zoom.http
+            .get(format!("{}/v2/users/me", zoom.url))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (none.status, none.body["code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!(4700))
+    );
+    let bogus = zoom.get("/v2/users/me", "zsim_at_nope").await;
+    assert_eq!(
+        (bogus.status, bogus.body.clone()),
+        (
+            StatusCode::UNAUTHORIZED,
+            json!({"code": 124, "message": "Invalid access token."})
+        )
+    );
+    // A refresh token is not an access token.
+    let user = zoom.user().await;
+    let t = zoom.connect(&user.id, None).await;
+    assert_eq!(zoom.get("/v2/users/me", &t.refresh).await.body["code"], 124);
+}
+
+#[tokio::test]
+async fn each_endpoint_needs_its_scope() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let t = zoom.connect(&user.id, Some("user:read:user")).await;
+    assert_eq!(
+        zoom.get("/v2/users/me", &t.access).await.status,
+        StatusCode::OK
+    );
+    let pmi = user.pmi;
+    for path in [
+        "/v2/users/me/meetings".to_owned(),
+        format!("/v2/meetings/{pmi}/jointoken/local_recording"),
+        "/v2/users/me/token?type=zak".to_owned(),
+        "/v2/users/me/zak".to_owned(),
+        "/v2/users/me/token?type=onbehalf".to_owned(),
+    ] {
+        let a = zoom.get(&path, &t.access).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(a.body["code"], 4711, "{path}");
+        let message = a.body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("Invalid access token, does not contain scopes:["),
+            "{message}"
+        );
+    }
+    let only_meetings = zoom
+        .connect(&user.id, Some("meeting:read:list_meetings"))
+        .await;
+    let a = zoom.get("/v2/users/me", &only_meetings.access).await;
+    assert_eq!(a.body["code"], 4711);
+    assert_eq!(
+        zoom.get("/v2/users/me/meetings", &only_meetings.access)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn legacy_scope_names_are_accepted() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let t = zoom
+        .connect(
+            &user.id,
+            Some("user:read meeting:read user_zak:read meeting_token:read:local_recording"),
+        )
+        .await;
+    for path in [
+        "/v2/users/me".to_owned(),
+        "/v2/users/me/meetings".to_owned(),
+        "/v2/users/me/zak".to_owned(),
+        format!("/v2/meetings/{}/jointoken/local_recording", user.pmi),
+    ] {
+        assert_eq!(
+            zoom.get(&path, &t.access).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    // Legacy scopes have no onbehalf equivalent.
+    assert_eq!(
+        zoom.get("/v2/users/me/token?type=onbehalf", &t.access)
+            .await
+            .body["code"],
+        4711
+    );
+}
+
+#[tokio::test]
+async fn meeting_list_paginates_beyond_one_page() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let base = Utc::now() + Duration::days(1);
+    for i in 0..35 {
+        zoom.control
+            .create_meeting(
+                &user.id,
+                &SimMeeting {
+                    topic: Some(format!("m{i}")),
+                    start_time: Some(base + Duration::hours(i)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let t = zoom.connect(&user.id, None).await;
+
+    let default_page = zoom
+        .get("/v2/users/me/meetings?type=scheduled", &t.access)
+        .await;
+    assert_eq!(default_page.body["page_size"], 30);
+    assert_eq!(default_page.body["total_records"], 35);
+    assert_eq!(default_page.body["meetings"].as_array().unwrap().len(), 30);
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let path = format!(
+            "/v2/users/{}/meetings?type=upcoming&page_size=10&next_page_token={token}",
+            user.id
+        );
+        let page = zoom.get(&path, &t.access).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        pages += 1;
+        for m in page.body["meetings"].as_array().unwrap() {
+            assert!(m["id"].is_u64());
+            assert_eq!(m["host_id"], user.id);
+            for field in [
+                "uuid",
+                "topic",
+                "type",
+                "start_time",
+                "duration",
+                "timezone",
+                "join_url",
+                "created_at",
+            ] {
+                assert!(!m[field].is_null(), "{field}");
+            }
+            seen.push(m["topic"].as_str().unwrap().to_owned());
+        }
+        token = page.body["next_page_token"].as_str().unwrap().to_owned();
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(seen, (0..35).map(|i| format!("m{i}")).collect::<Vec<_>>());
+
+    let big = zoom
+        .get("/v2/users/me/meetings?page_size=1000", &t.access)
+        .await;
+    assert_eq!(big.body["page_size"], 300);
+    let bad = zoom
+        .get("/v2/users/me/meetings?next_page_token=garbage", &t.access)
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(300))
+    );
+}
+
+#[tokio::test]
+async fn upcoming_excludes_past_meetings_and_live_shows_running_ones() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let past = Utc::now() - Duration::days(2);
+    let running = Utc::now() - Duration::minutes(10);
+    zoom.control
+        .create_meeting(
+            &user.id,
+            &SimMeeting {
+                start_time: Some(past),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let live = zoom
+        .control
+        .create_meeting(
+            &user.id,
+            &SimMeeting {
+                start_time: Some(running),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    zoom.control
+        .create_meeting(&user.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    let t = zoom.connect(&user.id, None).await;
+    let count = |b: &serde_json::Value| b["total_records"].as_u64().unwrap();
+    assert_eq!(
+        count(
+            &zoom
+                .get("/v2/users/me/meetings?type=scheduled", &t.access)
+                .await
+                .body
+        ),
+        3
+    );
+    assert_eq!(
+        count(
+            &zoom
+                .get("/v2/users/me/meetings?type=upcoming", &t.access)
+                .await
+                .body
+        ),
+        2
+    );
+    let l = zoom
+        .get("/v2/users/me/meetings?type=live", &t.access)
+        .await
+        .body;
+    assert_eq!(l["meetings"][0]["id"], json!(live.id));
+}
+
+#[tokio::test]
+async fn a_user_level_app_cannot_list_another_users_meetings() {
+    let zoom = Zoom::start().await;
+    let alice = zoom.user().await;
+    let bob = zoom.user().await;
+    let t = zoom.connect(&alice.id, None).await;
+    let a = zoom
+        .get(&format!("/v2/users/{}/meetings", bob.id), &t.access)
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let a = zoom.get("/v2/users/nobody/meetings", &t.access).await;
+    assert_eq!(
+        (a.status, a.body["code"].clone()),
+        (StatusCode::NOT_FOUND, json!(1001))
+    );
+}
+
+#[tokio::test]
+async fn local_recording_token_is_only_for_the_meeting_host() {
+    let zoom = Zoom::start().await;
+    let host = zoom.user().await;
+    let guest = zoom.user().await;
+    let meeting = zoom
+        .control
+        .create_meeting(&host.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    assert!((10_000_000_000..100_000_000_000).contains(&meeting.id));
+    let host_t = zoom.connect(&host.id, None).await;
+    let guest_t = zoom.connect(&guest.id, None).await;
+    let path = format!(
+        "/v2/meetings/{}/jointoken/local_recording?bypass_waiting_room=true",
+        meeting.id
+    );
+
+    let ok = zoom.get(&path, &host_t.access).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.body["expire_in"], 120);
+    let token = ok.body["token"].as_str().unwrap();
+    let info = zoom.control.token_info(token).await.unwrap().unwrap();
+    assert_eq!(info.token_type, "local_recording");
+    assert_eq!(info.user_id.as_deref(), Some(host.id.as_str()));
+    assert_eq!(info.meeting_id, Some(meeting.id));
+    assert_eq!(info.bypass_waiting_room, Some(true));
+
+    let refused = zoom.get(&path, &guest_t.access).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.body["code"], 3000);
+}
+
+#[tokio::test]
+async fn unknown_meeting_is_3001() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let t = zoom.connect(&user.id, None).await;
+    let a = zoom
+        .get(
+            "/v2/meetings/98765432101/jointoken/local_recording",
+            &t.access,
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.body.clone()),
+        (
+            StatusCode::NOT_FOUND,
+            json!({"code": 3001, "message": "Meeting does not exist: 98765432101."})
+        )
+    );
+    let deleted = zoom
+        .control
+        .create_meeting(&user.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    zoom.control.delete_meeting(deleted.id).await.unwrap();
+    let a = zoom
+        .get(
+            &format!("/v2/meetings/{}/jointoken/local_recording", deleted.id),
+            &t.access,
+        )
+        .await;
+    assert_eq!(a.body["code"], 3001);
+}
+
+#[tokio::test]
+async fn pmi_counts_as_a_meeting_hosted_by_its_owner() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let other = zoom.user().await;
+    let t = zoom.connect(&user.id, None).await;
+    let path = format!("/v2/meetings/{}/jointoken/local_recording", user.pmi);
+    let a = zoom.get(&path, &t.access).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let info = zoom
+        .control
+        .token_info(a.body["token"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.meeting_id, Some(user.pmi));
+    let o = zoom.connect(&other.id, None).await;
+    assert_eq!(zoom.get(&path, &o.access).await.body["code"], 3000);
+
+    // After a PMI change the old number is no meeting at all.
+    zoom.control
+        .update_user(
+            &user.id,
+            &SimUserPatch {
+                pmi: Some(7_777_777_777),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(zoom.get(&path, &t.access).await.body["code"], 3001);
+    assert_eq!(
+        zoom.get(
+            "/v2/meetings/7777777777/jointoken/local_recording",
+            &t.access
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn account_admin_of_an_account_level_app_may_get_the_local_recording_token() {
+    let zoom = Zoom::start().await;
+    zoom.control
+        .update_app(
+            CLIENT_ID,
+            &SimAppPatch {
+                kind: Some(SimAppKind::AccountLevel),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let host = zoom.user().await;
+    let admin = zoom
+        .control
+        .create_user(&SimUser {
+            account_id: Some(host.account_id.clone()),
+            role: Some(SimUserRole::Admin),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let member = zoom
+        .control
+        .create_user(&SimUser {
+            account_id: Some(host.account_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(member.role, SimUserRole::Member);
+    let outsider = zoom
+        .control
+        .create_user(&SimUser {
+            role: Some(SimUserRole::Admin),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let meeting = zoom
+        .control
+        .create_meeting(&host.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    let path = format!("/v2/meetings/{}/jointoken/local_recording", meeting.id);
+
+    let admin_t = zoom.connect(&admin.id, None).await;
+    assert_eq!(
+        zoom.get(&path, &admin_t.access).await.status,
+        StatusCode::OK
+    );
+    let member_t = zoom.connect(&member.id, None).await;
+    assert_eq!(zoom.get(&path, &member_t.access).await.body["code"], 3000);
+    let outsider_t = zoom.connect(&outsider.id, None).await;
+    assert_eq!(zoom.get(&path, &outsider_t.access).await.body["code"], 3000);
+    // The admin may also list the host's meetings through an account-level app.
+    let list = zoom
+        .get(&format!("/v2/users/{}/meetings", host.id), &admin_t.access)
+        .await;
+    assert_eq!(list.body["total_records"], 1);
+
+    // The same admin through a user-level app: host only.
+    zoom.control
+        .update_app(
+            CLIENT_ID,
+            &SimAppPatch {
+                kind: Some(SimAppKind::UserLevel),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(zoom.get(&path, &admin_t.access).await.body["code"], 3000);
+}
+
+#[tokio::test]
+async fn zak_and_onbehalf_tokens_name_their_user_and_meeting() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let t = zoom.connect(&user.id, None).await;
+    for path in ["/v2/users/me/zak", "/v2/users/me/token?type=zak"] {
+        let a = zoom.get(path, &t.access).await;
+        assert_eq!(a.status, StatusCode::OK);
+        let info = zoom
+            .control
+            .token_info(a.body["token"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (info.token_type.as_str(), info.user_id.as_deref()),
+            ("zak", Some(user.id.as_str()))
+        );
+    }
+    let a = zoom
+        .get(
+            "/v2/users/me/token?type=onbehalf&meeting_id=85746065432",
+            &t.access,
+        )
+        .await;
+    let token = a.body["token"].as_str().unwrap();
+    assert!(
+        token.contains(&user.id) && token.contains("85746065432"),
+        "{token}"
+    );
+    let info = zoom.control.token_info(token).await.unwrap().unwrap();
+    assert_eq!(info.token_type, "onbehalf");
+    assert_eq!(info.meeting_id, Some(85746065432));
+    assert_eq!(info.client_id, CLIENT_ID);
+
+    let bad = zoom.get("/v2/users/me/token?type=weird", &t.access).await;
+    assert_eq!(
+        (bad.status, bad.body["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(300))
+    );
+    assert!(zoom
+        .control
+        .token_info("never-issued")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn inactive_users_are_refused_but_can_read_their_profile() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let t = zoom.connect(&user.id, None).await;
+    zoom.control
+        .update_user(
+            &user.id,
+            &SimUserPatch {
+                status: Some(SimUserStatus::Inactive),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let me = zoom.get("/v2/users/me", &t.access).await;
+    assert_eq!(me.body["status"], "inactive");
+    for path in ["/v2/users/me/meetings", "/v2/users/me/zak"] {
+        let a = zoom.get(path, &t.access).await;
+        assert_eq!(
+            (a.status, a.body["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!(1001)),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn api_calls_are_counted_per_endpoint() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let t = zoom.connect(&user.id, None).await;
+    zoom.get("/v2/users/me", &t.access).await;
+    zoom.get("/v2/users/me", &t.access).await;
+    zoom.get(
+        &format!("/v2/meetings/{}/jointoken/local_recording", user.pmi),
+        &t.access,
+    )
+    .await;
+    let stats = zoom.control.stats().await.unwrap();
+    assert_eq!(stats.api_calls, 4);
+    assert_eq!(stats.api_calls_by_endpoint["GET /v2/users/me"], 2);
+    assert_eq!(stats.api_calls_by_endpoint["POST /oauth/token"], 1);
+    assert_eq!(
+        stats.api_calls_by_endpoint["GET /v2/meetings/{meeting_id}/jointoken/local_recording"],
+        1
+    );
+}
