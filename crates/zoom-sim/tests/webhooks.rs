@@ -1,0 +1,338 @@
+//! Webhooks arrive signed at a real receiver, and are retried on Zoom's (compressed)
+//! schedule. Signatures are checked here with our own HMAC, not the simulator's.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use zoom_sim::*;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn with_receiver() -> (Zoom, Receiver) {
+    let zoom = Zoom::start().await;
+    let receiver = Receiver::start(WEBHOOK_SECRET).await;
+    zoom.control
+        .update_app(
+            CLIENT_ID,
+            &SimAppPatch {
+                webhook_url: Some(receiver.url.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    (zoom, receiver)
+}
+
+fn assert_signed(hit: &Hit) {
+    assert_eq!(
+        hit.signature,
+        zoom_signature(WEBHOOK_SECRET, &hit.timestamp, &hit.body),
+        "signature of {}",
+        hit.body
+    );
+    let ts: i64 = hit.timestamp.parse().expect("timestamp in seconds");
+    assert!((chrono::Utc::now().timestamp() - ts).abs() < 60);
+}
+
+#[tokio::test]
+async fn meeting_created_and_deleted_arrive_signed_with_a_numeric_id() {
+    let (zoom, receiver) = with_receiver().await;
+    let host = zoom.user().await;
+    zoom.connect(&host.id, None).await;
+    let m = zoom
+        .control
+        .create_meeting(
+            &host.id,
+            &SimMeeting {
+                topic: Some("Standup".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    zoom.control.delete_meeting(m.id).await.unwrap();
+
+    let hits = receiver.wait_for(2, WAIT).await;
+    let mut events: Vec<_> = hits
+        .iter()
+        .map(|h| h.json["event"].as_str().unwrap().to_owned())
+        .collect();
+    events.sort();
+    assert_eq!(events, ["meeting.created", "meeting.deleted"]);
+    for hit in &hits {
+        assert_signed(hit);
+        let payload = &hit.json["payload"];
+        assert_eq!(payload["account_id"], host.account_id);
+        assert_eq!(payload["operator_id"], host.id);
+        assert_eq!(payload["object"]["id"], json!(m.id));
+        assert!(payload["object"]["id"].is_u64());
+        assert_eq!(payload["object"]["host_id"], host.id);
+        assert_eq!(payload["object"]["topic"], "Standup");
+        assert!(
+            hit.json["event_ts"].as_i64().unwrap() > 1_600_000_000_000,
+            "event_ts in ms"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stats = zoom.control.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.webhooks_sent,
+            stats.webhooks_delivered,
+            stats.webhooks_failed
+        ),
+        (2, 2, 0)
+    );
+}
+
+#[tokio::test]
+async fn pmi_change_sends_user_updated_with_old_and_new_pmi() {
+    let (zoom, receiver) = with_receiver().await;
+    let user = zoom.user().await;
+    zoom.connect(&user.id, None).await;
+    zoom.control
+        .update_user(
+            &user.id,
+            &SimUserPatch {
+                pmi: Some(5_555_555_555),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // A status change alone sends nothing.
+    zoom.control
+        .update_user(
+            &user.id,
+            &SimUserPatch {
+                status: Some(SimUserStatus::Active),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let hits = receiver.wait_for(1, WAIT).await;
+    assert_signed(&hits[0]);
+    assert_eq!(hits[0].json["event"], "user.updated");
+    assert_eq!(
+        hits[0].json["payload"]["object"],
+        json!({"id": user.id, "pmi": 5_555_555_555u64})
+    );
+    assert_eq!(
+        hits[0].json["payload"]["old_object"],
+        json!({"id": user.id, "pmi": user.pmi})
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(receiver.hits().len(), 1);
+}
+
+#[tokio::test]
+async fn app_deauthorized_is_sent_and_the_grant_is_gone() {
+    let (zoom, receiver) = with_receiver().await;
+    let user = zoom.user().await;
+    let t = zoom.connect(&user.id, None).await;
+    zoom.control.deauthorize(&user.id, CLIENT_ID).await.unwrap();
+    let hits = receiver.wait_for(1, WAIT).await;
+    assert_signed(&hits[0]);
+    assert_eq!(hits[0].json["event"], "app_deauthorized");
+    let p = &hits[0].json["payload"];
+    assert_eq!(p["user_id"], user.id);
+    assert_eq!(p["account_id"], user.account_id);
+    assert_eq!(p["client_id"], CLIENT_ID);
+    assert!(
+        p["deauthorization_time"].is_string()
+            && p["signature"].is_string()
+            && p["event_ts"].is_i64()
+    );
+    assert_eq!(
+        zoom.refresh(&t.refresh).await.body["error"],
+        "invalid_grant"
+    );
+}
+
+#[tokio::test]
+async fn events_go_only_to_apps_the_user_has_authorized() {
+    let (zoom, receiver) = with_receiver().await;
+    let stranger = zoom.user().await;
+    zoom.control
+        .create_meeting(&stranger.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    let member = zoom.user().await;
+    zoom.connect(&member.id, None).await;
+    zoom.control
+        .create_meeting(&member.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    let hits = receiver.wait_for(1, WAIT).await;
+    assert_eq!(hits[0].json["payload"]["object"]["host_id"], member.id);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(receiver.hits().len(), 1);
+}
+
+#[tokio::test]
+async fn failed_deliveries_are_retried_three_times_on_the_scaled_schedule() {
+    let (zoom, receiver) = with_receiver().await;
+    // 5, 20, 60 minutes × 0.0005 = 0.15 s, 0.6 s, 1.8 s.
+    zoom.control
+        .set_config(&SimConfig {
+            webhook_retry_scale: Some(0.0005),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    receiver.answer_with(500);
+    let user = zoom.user().await;
+    zoom.connect(&user.id, None).await;
+    zoom.control
+        .create_meeting(&user.id, &SimMeeting::default())
+        .await
+        .unwrap();
+
+    let hits = receiver.wait_for(4, WAIT).await;
+    for h in &hits {
+        assert_signed(h);
+        assert_eq!(h.body, hits[0].body, "a retry resends the same event");
+    }
+    let gaps: Vec<f64> = hits
+        .windows(2)
+        .map(|w| (w[1].at - w[0].at).as_secs_f64())
+        .collect();
+    for (gap, expected) in gaps.iter().zip([0.15, 0.6, 1.8]) {
+        assert!(
+            *gap >= expected * 0.9 && *gap < expected + 0.5,
+            "gaps {gaps:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stats = zoom.control.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.webhooks_sent,
+            stats.webhooks_failed,
+            stats.webhooks_abandoned
+        ),
+        (4, 4, 1)
+    );
+    let deliveries = zoom.control.webhook_deliveries().await.unwrap();
+    assert_eq!(
+        (deliveries[0].attempts, deliveries[0].status.as_str()),
+        (4, "abandoned")
+    );
+    assert_eq!(deliveries[0].last_status_code, Some(500));
+}
+
+#[tokio::test]
+async fn a_retry_that_succeeds_ends_the_schedule() {
+    let (zoom, receiver) = with_receiver().await;
+    zoom.control
+        .set_config(&SimConfig {
+            webhook_retry_scale: Some(0.0005),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    receiver.answer_with(503);
+    let user = zoom.user().await;
+    zoom.connect(&user.id, None).await;
+    zoom.control
+        .create_meeting(&user.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    receiver.wait_for(1, WAIT).await;
+    receiver.answer_with(204);
+    receiver.wait_for(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(receiver.hits().len(), 2);
+    let stats = zoom.control.stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.webhooks_sent,
+            stats.webhooks_delivered,
+            stats.webhooks_failed
+        ),
+        (2, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_slow_receiver_counts_as_a_failure() {
+    let zoom = Zoom::start().await;
+    // A receiver that accepts the connection and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    zoom.control
+        .update_app(
+            CLIENT_ID,
+            &SimAppPatch {
+                webhook_url: Some(url),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    zoom.control
+        .set_config(&SimConfig {
+            webhook_timeout_ms: Some(200),
+            webhook_retry_scale: Some(100.0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let user = zoom.user().await;
+    zoom.connect(&user.id, None).await;
+    zoom.control
+        .create_meeting(&user.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d = &zoom.control.webhook_deliveries().await.unwrap()[0];
+    assert_eq!((d.attempts, d.status.as_str()), (1, "retrying"));
+    assert!(
+        d.last_error.as_deref().unwrap_or("").contains("200 ms"),
+        "{d:?}"
+    );
+}
+
+#[tokio::test]
+async fn url_validation_checks_the_receivers_answer() {
+    let (zoom, receiver) = with_receiver().await;
+    let v = zoom.control.send_url_validation(CLIENT_ID).await.unwrap();
+    assert!(v.validated, "{v:?}");
+    let hit = &receiver.hits()[0];
+    assert_signed(hit);
+    assert_eq!(hit.json["event"], "endpoint.url_validation");
+    assert_eq!(hit.json["payload"]["plainToken"], v.plain_token);
+    assert_eq!(
+        zoom.control.app(CLIENT_ID).await.unwrap().url_validated,
+        Some(true)
+    );
+
+    // An app whose secret differs from the receiver's fails validation.
+    zoom.control
+        .update_app(
+            CLIENT_ID,
+            &SimAppPatch {
+                webhook_secret: Some("rotated".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let v = zoom.control.send_url_validation(CLIENT_ID).await.unwrap();
+    assert!(!v.validated);
+    assert_eq!(
+        zoom.control.app(CLIENT_ID).await.unwrap().url_validated,
+        Some(false)
+    );
+}
