@@ -2,6 +2,25 @@
 //! (`/v2/*`), signed webhooks with Zoom's retry schedule, fault injection, and a control
 //! API (`/_sim/*`) — all on one port. See DESIGN.md §5 and §8.
 //!
+//! Choices where Zoom's documentation is silent (tests rely on them):
+//! - Token errors: bad/used/expired code → 400 `invalid_grant` "Invalid authorization
+//!   code"; redirect mismatch → 400 `invalid_request` "Redirect URI mismatch." (the code
+//!   stays usable); PKCE failure → 400 `invalid_grant` "Invalid code_verifier"; bad or
+//!   missing Basic credentials → 401 `invalid_client`.
+//! - A refresh token that was rotated away, or replaced by a newer authorization of the
+//!   same user for the same app ("superseded"), answers "Invalid Token!" and counts in
+//!   `stale_refresh_token_uses`. A revoked/deauthorized grant answers the same without
+//!   counting. Old access tokens stay valid until they expire (unless the grant dies).
+//! - REST errors: no bearer → 401 code 4700; unknown/revoked → 401 124 "Invalid access
+//!   token."; expired → 401 124 "Access token is expired."; missing scope → 400 4711
+//!   "Invalid access token, does not contain scopes:[…]."; a non-host asking for a local
+//!   recording token → 400 code 3000 "Cannot access meeting info."; an inactive or
+//!   pending user → 400 code 1001 on every endpoint but `/users/me`, which answers with
+//!   `status` so the caller can decide.
+//! - Webhooks about a user go to apps that user (or, for account-level apps, anyone in
+//!   the account) has authorized; success is exactly 200 or 204.
+//! - Rate limits apply to `/v2` only, keyed by the token's Zoom account.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let sim = zoom_sim::Simulator::start().await?;
