@@ -229,10 +229,11 @@ impl Answer {
         let status = self.status.as_u16();
         match (status, code.as_str()) {
             (429, _) | (500..=599, _) => self.common_error(code, message),
-            (_, "4700" | "4711") => ZoomError::Forbidden { code, message },
+            // 4711: the token lacks a scope; 200 "No permission"; 3000 "Cannot
+            // access meeting info" (not the host). Checked before 401 on purpose.
+            (_, "4711" | "200" | "3000") | (403, _) => ZoomError::Forbidden { code, message },
             (401, _) => ZoomError::AccessTokenRejected { code, message },
             (404, _) | (_, "3001" | "1001") => ZoomError::NotFound { code, message },
-            (403, _) => ZoomError::Forbidden { code, message },
             _ => self.common_error(code, message),
         }
     }

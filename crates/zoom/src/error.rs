@@ -46,8 +46,9 @@ pub enum ZoomError {
         outcome_unknown: bool,
     },
 
-    /// The app or token lacks the permission or scope for this call (HTTP 403,
-    /// or Zoom's "does not contain scopes" codes 4700/4711).
+    /// The app or token lacks the permission or scope for this call: HTTP 403,
+    /// code 4711 ("does not contain scopes"), 200 ("No permission") or 3000
+    /// ("Cannot access meeting info", e.g. not the meeting's host).
     #[error("Zoom refused the call for lack of permission (code {code}): {message}")]
     Forbidden { code: String, message: String },
 
