@@ -1,9 +1,719 @@
-//! The secrets vault (owner: storage engineer). Planned interface:
+//! The secrets vault: seals secrets before they reach storage and opens them after.
 //!
-//! ```ignore
-//! pub struct Slot<'a> { pub table: &'static str, pub column: &'static str, pub row_id: &'a str }
-//! impl Vault {
-//!     pub fn seal(&self, slot: Slot<'_>, plaintext: &[u8]) -> Sealed;
-//!     pub fn open(&self, slot: Slot<'_>, sealed: &Sealed) -> Result<SecretBytes, VaultError>;
-//! }
+//! # Envelope
+//!
+//! A sealed value is `version (1 byte, = 1) | key_id (4 bytes, big-endian) |
+//! nonce (24 bytes) | ciphertext + tag (16 bytes)`, sealed with XChaCha20-Poly1305.
+//! The associated data is `table \0 column \0 row_id` ([`Slot`]), so a ciphertext
+//! copied to another row or another column does not open.
+//!
+//! # Keys
+//!
+//! A [`Keyring`] holds several 32-byte keys, each with a numeric id, one of them
+//! active. New values are sealed under the active key; any key in the ring opens
+//! values sealed under it. The key file (and the inline `master_key` setting) is
+//! text, one key per line:
+//!
+//! ```text
+//! # comments and blank lines are ignored
+//! 1:q5VnqK0f2sBzCqJ3nS7r1uVQ8yY7GgS1s8i8fJ3g2nA=
+//! 2:Z0f7z8L6C4w3sQ9y2mB1nV5cX4dE6rT8uI0oP2aS4dF=*
 //! ```
+//!
+//! `KEY_ID:BASE64(32 bytes)` (standard alphabet, padded); the active key carries a
+//! trailing `*`. A ring with a single key needs no `*`. Inline values may separate
+//! keys with commas or whitespace instead of newlines, and a bare base64 key (no
+//! `id:`) is key 1.
+//!
+//! # Rotation (`zoomkeeper keys rotate`)
+//!
+//! 1. [`Keyring::add_new_active_key`] and [`Keyring::save`]: the old keys stay in the
+//!    file, so every existing value still opens.
+//! 2. [`reseal_all`]: every sealed value not under the active key is opened and
+//!    sealed again under it (compare-and-swap per value; safe to re-run).
+//! 3. [`Keyring::retire_all_but_active`] and [`Keyring::save`].
+//!
+//! A crash between the steps leaves a file that still opens everything; re-running
+//! the rotation finishes the job (it adds one more key, which is harmless).
+//!
+//! Key material never appears in `Debug` output, logs or errors; [`VaultError`]
+//! names the slot (table, column, row id) and at most a key id.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore as _;
+use secrecy::zeroize::Zeroize as _;
+use secrecy::{ExposeSecret as _, SecretBox, SecretSlice, SecretString};
+
+use crate::storage::{Sealed, Store};
+
+/// The envelope version this code writes (and the only one it reads).
+pub const ENVELOPE_VERSION: u8 = 1;
+const HEADER_LEN: usize = 1 + 4;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+const KEY_LEN: usize = 32;
+
+/// Where a sealed value lives; bound into the ciphertext as associated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot<'a> {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub row_id: &'a str,
+}
+
+impl Slot<'_> {
+    fn associated_data(&self) -> Vec<u8> {
+        let mut ad =
+            Vec::with_capacity(self.table.len() + self.column.len() + self.row_id.len() + 2);
+        ad.extend_from_slice(self.table.as_bytes());
+        ad.push(0);
+        ad.extend_from_slice(self.column.as_bytes());
+        ad.push(0);
+        ad.extend_from_slice(self.row_id.as_bytes());
+        ad
+    }
+}
+
+impl fmt::Display for Slot<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{} of row {}", self.table, self.column, self.row_id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("the sealed value in {slot} is too short or has an unknown envelope version")]
+    Malformed { slot: String },
+    #[error("the sealed value in {slot} uses key {key_id}, which is not in the keyring")]
+    UnknownKey { slot: String, key_id: u32 },
+    #[error("the sealed value in {slot} does not open: it was altered, copied from another slot, or sealed under another key {key_id}")]
+    DoesNotOpen { slot: String, key_id: u32 },
+    #[error("the value in {slot} is not UTF-8 text")]
+    NotText { slot: String },
+}
+
+/// Seals and opens secrets. Cheap to clone; holds the keys of one [`Keyring`].
+#[derive(Clone)]
+pub struct Vault {
+    inner: Arc<VaultKeys>,
+}
+
+struct VaultKeys {
+    active: u32,
+    ciphers: BTreeMap<u32, XChaCha20Poly1305>,
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vault")
+            .field("active_key_id", &self.inner.active)
+            .field("key_ids", &self.inner.ciphers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Vault {
+    pub fn seal(&self, slot: Slot<'_>, plaintext: &[u8]) -> Sealed {
+        let key_id = self.inner.active;
+        let cipher = &self.inner.ciphers[&key_id];
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let ad = slot.associated_data();
+        // Encryption with a valid key and in-memory buffers cannot fail.
+        let ciphertext = cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: &ad,
+                },
+            )
+            .expect("XChaCha20-Poly1305 encryption of an in-memory buffer");
+        let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + ciphertext.len());
+        out.push(ENVELOPE_VERSION);
+        out.extend_from_slice(&key_id.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        Sealed(out)
+    }
+
+    pub fn open(&self, slot: Slot<'_>, sealed: &Sealed) -> Result<SecretSlice<u8>, VaultError> {
+        let bytes = &sealed.0;
+        let key_id = sealed_key_id(sealed).ok_or_else(|| VaultError::Malformed {
+            slot: slot.to_string(),
+        })?;
+        let cipher = self
+            .inner
+            .ciphers
+            .get(&key_id)
+            .ok_or_else(|| VaultError::UnknownKey {
+                slot: slot.to_string(),
+                key_id,
+            })?;
+        let nonce = XNonce::from_slice(&bytes[HEADER_LEN..HEADER_LEN + NONCE_LEN]);
+        let ad = slot.associated_data();
+        let plaintext = cipher
+            .decrypt(
+                nonce,
+                Payload {
+                    msg: &bytes[HEADER_LEN + NONCE_LEN..],
+                    aad: &ad,
+                },
+            )
+            .map_err(|_| VaultError::DoesNotOpen {
+                slot: slot.to_string(),
+                key_id,
+            })?;
+        Ok(SecretSlice::from(plaintext))
+    }
+
+    pub fn seal_str(&self, slot: Slot<'_>, s: &str) -> Sealed {
+        self.seal(slot, s.as_bytes())
+    }
+
+    pub fn open_str(&self, slot: Slot<'_>, sealed: &Sealed) -> Result<SecretString, VaultError> {
+        let bytes = self.open(slot, sealed)?;
+        match std::str::from_utf8(bytes.expose_secret()) {
+            Ok(s) => Ok(SecretString::from(s)),
+            Err(_) => Err(VaultError::NotText {
+                slot: slot.to_string(),
+            }),
+        }
+    }
+
+    pub fn active_key_id(&self) -> u32 {
+        self.inner.active
+    }
+
+    /// Whether `sealed` was sealed under the active key (nothing to re-seal).
+    pub fn is_sealed_under_active_key(&self, sealed: &Sealed) -> bool {
+        sealed_key_id(sealed) == Some(self.inner.active)
+    }
+}
+
+/// The key id a sealed value names, if it is a well-formed envelope of this version.
+pub fn sealed_key_id(sealed: &Sealed) -> Option<u32> {
+    let bytes = &sealed.0;
+    if bytes.len() < HEADER_LEN + NONCE_LEN + TAG_LEN || bytes[0] != ENVELOPE_VERSION {
+        return None;
+    }
+    let id: [u8; 4] = bytes[1..HEADER_LEN].try_into().ok()?;
+    Some(u32::from_be_bytes(id))
+}
+
+/// Several master keys, one active. See the module documentation for the file format.
+pub struct Keyring {
+    keys: BTreeMap<u32, SecretBox<[u8; KEY_LEN]>>,
+    active: u32,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("active_key_id", &self.active)
+            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// A ring with one fresh random key, id 1.
+    pub fn generate() -> Keyring {
+        let mut keys = BTreeMap::new();
+        keys.insert(1, fresh_key());
+        Keyring { keys, active: 1 }
+    }
+
+    /// Reads the key file; creates it (mode 0600, and its directory with mode 0700
+    /// if missing) holding one fresh key when it does not exist. Two processes
+    /// starting at once end up with the same key.
+    pub fn load_or_create(file: &Path) -> anyhow::Result<Keyring> {
+        match std::fs::read_to_string(file) {
+            Ok(text) => {
+                warn_if_readable_by_others(file);
+                return Keyring::parse(&text)
+                    .with_context(|| format!("reading the key file {}", file.display()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading the key file {}", file.display()))
+            }
+        }
+        let ring = Keyring::generate();
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir)?;
+        }
+        // Written to a temporary file, then hard-linked into place: the link fails if
+        // another process created the file first, and a reader never sees it half
+        // written.
+        let tmp = write_temp_beside(file, &ring.render())?;
+        let linked = std::fs::hard_link(&tmp, file);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                sync_parent(file);
+                Ok(ring)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading the key file {}", file.display()))?;
+                Keyring::parse(&text)
+                    .with_context(|| format!("reading the key file {}", file.display()))
+            }
+            Err(e) => Err(e).with_context(|| format!("creating the key file {}", file.display())),
+        }
+    }
+
+    /// Parses an inline keyring (the `master_key` setting): the key file format, with
+    /// commas or whitespace allowed between keys, or a single bare base64 key.
+    pub fn from_inline(value: &str) -> anyhow::Result<Keyring> {
+        let trimmed = value.trim();
+        if !trimmed.is_empty() && !trimmed.contains(':') && !trimmed.contains([',', '\n', ' ']) {
+            let key = decode_key(trimmed.trim_end_matches('*'))
+                .context("the master key is not base64 of 32 bytes")?;
+            let mut keys = BTreeMap::new();
+            keys.insert(1, key);
+            return Ok(Keyring { keys, active: 1 });
+        }
+        Keyring::parse(value)
+    }
+
+    fn parse(text: &str) -> anyhow::Result<Keyring> {
+        let mut keys = BTreeMap::new();
+        let mut active = None;
+        let entries = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.starts_with('#'))
+            .flat_map(|line| line.split([',', ' ', '\t']))
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
+        for (n, entry) in entries.enumerate() {
+            let (id, key) = entry
+                .split_once(':')
+                .with_context(|| format!("key entry {} is not `ID:BASE64`", n + 1))?;
+            let id: u32 = id
+                .parse()
+                .with_context(|| format!("key entry {}: the id is not a number", n + 1))?;
+            let (key, is_active) = match key.strip_suffix('*') {
+                Some(k) => (k, true),
+                None => (key, false),
+            };
+            let key = decode_key(key)
+                .with_context(|| format!("key {id}: the key is not base64 of 32 bytes"))?;
+            if keys.insert(id, key).is_some() {
+                bail!("key {id} appears twice");
+            }
+            if is_active {
+                if let Some(other) = active {
+                    bail!("keys {other} and {id} are both marked active (`*`)");
+                }
+                active = Some(id);
+            }
+        }
+        let active = match (active, keys.len()) {
+            (Some(id), _) => id,
+            (None, 1) => *keys.keys().next().context("one key")?,
+            (None, 0) => bail!("no keys"),
+            (None, _) => bail!("several keys and none marked active with a trailing `*`"),
+        };
+        Ok(Keyring { keys, active })
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::from(
+            "# zoomkeeper master keys: ID:BASE64(32 bytes), the active one marked `*`.\n\
+             # Keep this file secret. `zoomkeeper keys rotate` adds and retires keys.\n",
+        );
+        for (id, key) in &self.keys {
+            let mut encoded = BASE64.encode(key.expose_secret());
+            out.push_str(&format!("{id}:{encoded}"));
+            encoded.zeroize();
+            if *id == self.active {
+                out.push('*');
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Adds a fresh key and makes it active; returns its id. Old keys stay.
+    pub fn add_new_active_key(&mut self) -> u32 {
+        let id = self.keys.keys().next_back().map_or(1, |max| max + 1);
+        self.keys.insert(id, fresh_key());
+        self.active = id;
+        id
+    }
+
+    /// Atomically replaces `file` (mode 0600) with this ring.
+    pub fn save(&self, file: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir)?;
+        }
+        let tmp = write_temp_beside(file, &self.render())?;
+        std::fs::rename(&tmp, file)
+            .with_context(|| format!("replacing the key file {}", file.display()))?;
+        sync_parent(file);
+        Ok(())
+    }
+
+    /// Drops every key but the active one. Only after [`reseal_all`] succeeded.
+    pub fn retire_all_but_active(&mut self) {
+        let active = self.active;
+        self.keys.retain(|id, _| *id == active);
+    }
+
+    pub fn active_key_id(&self) -> u32 {
+        self.active
+    }
+
+    pub fn key_ids(&self) -> Vec<u32> {
+        self.keys.keys().copied().collect()
+    }
+
+    pub fn vault(&self) -> Vault {
+        let ciphers = self
+            .keys
+            .iter()
+            .map(|(id, key)| {
+                (
+                    *id,
+                    XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(key.expose_secret())),
+                )
+            })
+            .collect();
+        Vault {
+            inner: Arc::new(VaultKeys {
+                active: self.active,
+                ciphers,
+            }),
+        }
+    }
+}
+
+fn fresh_key() -> SecretBox<[u8; KEY_LEN]> {
+    SecretBox::init_with_mut(|k: &mut [u8; KEY_LEN]| OsRng.fill_bytes(k))
+}
+
+fn decode_key(b64: &str) -> anyhow::Result<SecretBox<[u8; KEY_LEN]>> {
+    let mut bytes = BASE64
+        .decode(b64.trim())
+        .map_err(|_| anyhow::anyhow!("invalid base64"))?;
+    let result = if bytes.len() == KEY_LEN {
+        Ok(SecretBox::init_with_mut(|k: &mut [u8; KEY_LEN]| {
+            k.copy_from_slice(&bytes)
+        }))
+    } else {
+        Err(anyhow::anyhow!(
+            "{} bytes instead of {KEY_LEN}",
+            bytes.len()
+        ))
+    };
+    bytes.zeroize();
+    result
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("creating the directory {}", dir.display()))
+}
+
+/// Writes `text` to a new mode-0600 file beside `file`, synced; returns its path.
+fn write_temp_beside(file: &Path, text: &str) -> anyhow::Result<std::path::PathBuf> {
+    let name = file
+        .file_name()
+        .with_context(|| format!("{} is not a file path", file.display()))?;
+    let mut suffix = [0u8; 8];
+    OsRng.fill_bytes(&mut suffix);
+    let tmp = file.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        hex::encode(suffix)
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let write = |tmp: &Path| -> std::io::Result<()> {
+        let mut f = options.open(tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    };
+    if let Err(e) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+    }
+    Ok(tmp)
+}
+
+fn sync_parent(file: &Path) {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+fn warn_if_readable_by_others(file: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(file) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    path = %file.display(),
+                    "the master key file is readable by other users; chmod 600 it"
+                );
+            }
+        }
+    }
+}
+
+/// Re-seals every sealed field (projects' webhook secrets, apps' client/webhook
+/// secrets, connections' tokens) under the vault's active key; returns how many
+/// changed. Idempotent; safe to re-run after a crash. Fails, naming the slot, if a
+/// value does not open with any key in the vault (then no key may be retired).
+pub async fn reseal_all(store: &dyn Store, vault: &Vault) -> anyhow::Result<u64> {
+    const BATCH: u32 = 200;
+    const MAX_PASSES: usize = 5;
+    let mut changed = 0u64;
+    // A value rewritten concurrently (by a request using an older vault) is caught by
+    // the compare-and-swap and picked up again by the next pass.
+    for _ in 0..MAX_PASSES {
+        let mut lost_races = 0u64;
+        let mut after: Option<(&'static str, &'static str, String)> = None;
+        loop {
+            let batch = store
+                .sealed_fields(after.as_ref().map(|(t, c, r)| (*t, *c, r.as_str())), BATCH)
+                .await
+                .context("listing sealed values")?;
+            let Some(last) = batch.last() else { break };
+            after = Some((last.table, last.column, last.row_id.clone()));
+            for field in &batch {
+                if vault.is_sealed_under_active_key(&field.value) {
+                    continue;
+                }
+                let slot = Slot {
+                    table: field.table,
+                    column: field.column,
+                    row_id: &field.row_id,
+                };
+                let plaintext = vault.open(slot, &field.value)?;
+                let resealed = vault.seal(slot, plaintext.expose_secret());
+                if store
+                    .reseal_field(field, &resealed)
+                    .await
+                    .with_context(|| format!("re-sealing {slot}"))?
+                {
+                    changed += 1;
+                } else {
+                    lost_races += 1;
+                }
+            }
+            if batch.len() < BATCH as usize {
+                break;
+            }
+        }
+        if lost_races == 0 {
+            return Ok(changed);
+        }
+    }
+    bail!("secrets kept changing while they were re-sealed; run the rotation again")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(row_id: &str) -> Slot<'_> {
+        Slot {
+            table: "zoom_oauth_apps",
+            column: "client_secret",
+            row_id,
+        }
+    }
+
+    #[test]
+    fn sealed_value_opens_in_its_slot() {
+        let vault = Keyring::generate().vault();
+        let sealed = vault.seal_str(slot("zoa_1"), "s3cret");
+        assert_eq!(sealed.0[0], ENVELOPE_VERSION);
+        assert_eq!(sealed.0.len(), 1 + 4 + 24 + 6 + 16);
+        let opened = vault.open_str(slot("zoa_1"), &sealed).expect("opens");
+        assert_eq!(opened.expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn same_plaintext_seals_differently_each_time() {
+        let vault = Keyring::generate().vault();
+        assert_ne!(vault.seal(slot("a"), b"x"), vault.seal(slot("a"), b"x"));
+    }
+
+    #[test]
+    fn ciphertext_copied_to_another_row_or_column_does_not_open() {
+        let vault = Keyring::generate().vault();
+        let sealed = vault.seal(slot("zoa_1"), b"s3cret");
+        assert!(matches!(
+            vault.open(slot("zoa_2"), &sealed),
+            Err(VaultError::DoesNotOpen { .. })
+        ));
+        let other_column = Slot {
+            column: "webhook_secret",
+            ..slot("zoa_1")
+        };
+        assert!(vault.open(other_column, &sealed).is_err());
+        let other_table = Slot {
+            table: "projects",
+            ..slot("zoa_1")
+        };
+        assert!(vault.open(other_table, &sealed).is_err());
+    }
+
+    #[test]
+    fn any_altered_byte_is_detected() {
+        let vault = Keyring::generate().vault();
+        let sealed = vault.seal(slot("zoa_1"), b"s3cret");
+        for i in 0..sealed.0.len() {
+            let mut tampered = sealed.clone();
+            tampered.0[i] ^= 0x01;
+            assert!(vault.open(slot("zoa_1"), &tampered).is_err(), "byte {i}");
+        }
+        let truncated = Sealed(sealed.0[..20].to_vec());
+        assert!(matches!(
+            vault.open(slot("zoa_1"), &truncated),
+            Err(VaultError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_slot_but_no_bytes() {
+        let vault = Keyring::generate().vault();
+        let sealed = vault.seal(slot("zoa_1"), b"s3cret");
+        let err = vault.open(slot("zoa_2"), &sealed).expect_err("wrong row");
+        let text = err.to_string();
+        assert!(
+            text.contains("zoom_oauth_apps.client_secret of row zoa_2"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"));
+    }
+
+    #[test]
+    fn rotation_keeps_old_values_readable_until_retired() {
+        let mut ring = Keyring::generate();
+        let old = ring.vault();
+        let sealed_old = old.seal(slot("r"), b"v");
+        let new_id = ring.add_new_active_key();
+        assert_eq!(new_id, 2);
+        let both = ring.vault();
+        assert_eq!(both.active_key_id(), 2);
+        assert_eq!(
+            both.open(slot("r"), &sealed_old)
+                .expect("old")
+                .expose_secret(),
+            b"v"
+        );
+        let sealed_new = both.seal(slot("r"), b"v");
+        assert_eq!(sealed_key_id(&sealed_new), Some(2));
+        ring.retire_all_but_active();
+        let only_new = ring.vault();
+        assert!(matches!(
+            only_new.open(slot("r"), &sealed_old),
+            Err(VaultError::UnknownKey { key_id: 1, .. })
+        ));
+        assert!(only_new.open(slot("r"), &sealed_new).is_ok());
+    }
+
+    #[test]
+    fn key_file_round_trips_and_marks_the_active_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("keys").join("master.key");
+        let mut ring = Keyring::load_or_create(&file).expect("create");
+        let sealed = ring.vault().seal(slot("r"), b"v");
+        ring.add_new_active_key();
+        ring.save(&file).expect("save");
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("2:") && l.ends_with('*')),
+            "{text}"
+        );
+        let reloaded = Keyring::load_or_create(&file).expect("load");
+        assert_eq!(reloaded.active_key_id(), 2);
+        assert_eq!(reloaded.key_ids(), vec![1, 2]);
+        assert!(reloaded.vault().open(slot("r"), &sealed).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let dir_mode = std::fs::metadata(file.parent().expect("parent"))
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(dir_mode & 0o777, 0o700);
+        }
+    }
+
+    #[test]
+    fn inline_keyrings_parse() {
+        let k1 = BASE64.encode([1u8; 32]);
+        let k2 = BASE64.encode([2u8; 32]);
+        assert_eq!(Keyring::from_inline(&k1).expect("bare").active_key_id(), 1);
+        assert_eq!(
+            Keyring::from_inline(&format!("7:{k1}"))
+                .expect("one")
+                .active_key_id(),
+            7
+        );
+        let two = Keyring::from_inline(&format!("1:{k1}, 2:{k2}*")).expect("two");
+        assert_eq!(two.active_key_id(), 2);
+        assert!(
+            Keyring::from_inline(&format!("1:{k1},2:{k2}")).is_err(),
+            "no active"
+        );
+        assert!(
+            Keyring::from_inline(&format!("1:{k1}*,2:{k2}*")).is_err(),
+            "two active"
+        );
+        assert!(
+            Keyring::from_inline(&format!("1:{k1},1:{k2}*")).is_err(),
+            "dup id"
+        );
+        assert!(Keyring::from_inline("1:c2hvcnQ=").is_err(), "short key");
+        assert!(Keyring::from_inline("").is_err());
+        let err = Keyring::from_inline(&format!("x:{k1}")).expect_err("bad id");
+        assert!(!format!("{err:#}").contains(&k1));
+    }
+
+    #[test]
+    fn debug_output_shows_no_key_material() {
+        let ring = Keyring::from_inline(&BASE64.encode([9u8; 32])).expect("ring");
+        let shown = format!("{ring:?} {:?}", ring.vault());
+        assert!(!shown.contains(&BASE64.encode([9u8; 32])));
+        assert!(shown.contains("active_key_id: 1"), "{shown}");
+    }
+}

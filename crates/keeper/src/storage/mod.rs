@@ -175,8 +175,11 @@ pub trait Store: Send + Sync + 'static {
     /// Creates `project` and `key` atomically, but only when no project exists yet
     /// (first start). Returns false, changing nothing, when one already exists —
     /// safe when several processes start at once.
-    async fn bootstrap_first_project(&self, project: &ProjectRow, key: &ApiKeyRow)
-        -> StoreResult<bool>;
+    async fn bootstrap_first_project(
+        &self,
+        project: &ProjectRow,
+        key: &ApiKeyRow,
+    ) -> StoreResult<bool>;
 
     // API keys
     async fn insert_api_key(&self, key: &ApiKeyRow) -> StoreResult<()>;
@@ -211,4 +214,198 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<SealedField>>;
     /// Replaces a sealed value if it still equals `field.value`; false if it changed.
     async fn reseal_field(&self, field: &SealedField, new_value: &Sealed) -> StoreResult<bool>;
+}
+
+/// Every sealed column, in the order [`Store::sealed_fields`] walks them (sorted by
+/// table, then column). The names are also the vault slots' `table` and `column`.
+pub const SEALED_COLUMNS: &[(&str, &str)] = &[
+    ("projects", "webhook_secret"),
+    ("zoom_oauth_apps", "client_secret"),
+    ("zoom_oauth_apps", "webhook_secret"),
+    ("zoom_oauth_connections", "access_token"),
+    ("zoom_oauth_connections", "refresh_token"),
+];
+
+/// Opens the database named by `database_url`: `postgres://…` or `postgresql://…`
+/// for PostgreSQL; `sqlite:…` or a plain file path for SQLite (the file and its
+/// directory are created when missing). Does not migrate.
+pub async fn open_store(database_url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if is_postgres_url(database_url) {
+        Ok(std::sync::Arc::new(
+            postgres::PostgresStore::connect(database_url).await?,
+        ))
+    } else {
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::connect(database_url).await?,
+        ))
+    }
+}
+
+/// Whether `database_url` names a PostgreSQL database (otherwise it is SQLite).
+pub fn is_postgres_url(database_url: &str) -> bool {
+    let lower = database_url.trim_start().to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+}
+
+/// A named uniqueness rule: what [`StoreError::Conflict`] reports. PostgreSQL names
+/// its constraints and indexes exactly so; SQLite reports the columns instead.
+struct UniqueRule {
+    name: &'static str,
+    table: &'static str,
+    columns: &'static [&'static str],
+}
+
+const UNIQUE_RULES: &[UniqueRule] = &[
+    UniqueRule {
+        name: "projects_pkey",
+        table: "projects",
+        columns: &["id"],
+    },
+    UniqueRule {
+        name: "projects_name",
+        table: "projects",
+        columns: &["name"],
+    },
+    UniqueRule {
+        name: "api_keys_pkey",
+        table: "api_keys",
+        columns: &["id"],
+    },
+    UniqueRule {
+        name: "api_keys_key_hash",
+        table: "api_keys",
+        columns: &["key_hash"],
+    },
+    UniqueRule {
+        name: "apps_pkey",
+        table: "zoom_oauth_apps",
+        columns: &["id"],
+    },
+    UniqueRule {
+        name: "apps_project_client_id",
+        table: "zoom_oauth_apps",
+        columns: &["project_id", "client_id"],
+    },
+    UniqueRule {
+        name: "connections_pkey",
+        table: "zoom_oauth_connections",
+        columns: &["id"],
+    },
+    UniqueRule {
+        name: "connections_app_user_id",
+        table: "zoom_oauth_connections",
+        columns: &["app_id", "user_id"],
+    },
+    UniqueRule {
+        name: "connections_app_deduplication_key",
+        table: "zoom_oauth_connections",
+        columns: &["app_id", "deduplication_key"],
+    },
+    UniqueRule {
+        name: "meetings_app_meeting_id",
+        table: "zoom_meetings",
+        columns: &["app_id", "meeting_id"],
+    },
+    UniqueRule {
+        name: "webhook_subscriptions_pkey",
+        table: "webhook_subscriptions",
+        columns: &["id"],
+    },
+    UniqueRule {
+        name: "webhook_deliveries_pkey",
+        table: "webhook_deliveries",
+        columns: &["idempotency_key"],
+    },
+    UniqueRule {
+        name: "webhook_receipts_app_dedupe_key",
+        table: "zoom_webhook_receipts",
+        columns: &["app_id", "dedupe_key"],
+    },
+];
+
+/// The rule a PostgreSQL constraint name stands for.
+fn unique_rule_by_name(name: &str) -> Option<&'static str> {
+    UNIQUE_RULES.iter().find(|r| r.name == name).map(|r| r.name)
+}
+
+/// The rule a SQLite message (`UNIQUE constraint failed: t.a, t.b`) stands for.
+fn unique_rule_by_sqlite_message(message: &str) -> Option<&'static str> {
+    let columns = message.split_once("constraint failed: ")?.1.trim();
+    UNIQUE_RULES
+        .iter()
+        .find(|r| {
+            let mut expected = r.columns.iter().map(|c| format!("{}.{c}", r.table));
+            let mut actual = columns.split(',').map(str::trim);
+            loop {
+                match (expected.next(), actual.next()) {
+                    (None, None) => return true,
+                    (Some(e), Some(a)) if e == a => {}
+                    _ => return false,
+                }
+            }
+        })
+        .map(|r| r.name)
+}
+
+/// Turns a unique violation into [`StoreError::Conflict`]; other errors pass through.
+fn map_unique_violation(err: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &err {
+        if db.is_unique_violation() {
+            let rule = match db.constraint() {
+                Some(name) => unique_rule_by_name(name),
+                None => unique_rule_by_sqlite_message(db.message()),
+            };
+            return StoreError::Conflict {
+                constraint: rule.unwrap_or("unique"),
+            };
+        }
+    }
+    StoreError::Database(err)
+}
+
+fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
+
+/// Timestamps are stored with microsecond precision on both databases; values are
+/// truncated (not rounded) on the way in so both agree.
+fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+/// Which sealed column comes at or after `after`, by position in [`SEALED_COLUMNS`].
+fn sealed_column_index(table: &str, column: &str) -> Option<usize> {
+    SEALED_COLUMNS
+        .iter()
+        .position(|(t, c)| *t == table && *c == column)
+}
+
+#[cfg(test)]
+mod unique_rule_tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_messages_map_to_rule_names() {
+        assert_eq!(
+            unique_rule_by_sqlite_message(
+                "UNIQUE constraint failed: zoom_oauth_apps.project_id, zoom_oauth_apps.client_id"
+            ),
+            Some("apps_project_client_id")
+        );
+        assert_eq!(
+            unique_rule_by_sqlite_message("UNIQUE constraint failed: projects.name"),
+            Some("projects_name")
+        );
+        assert_eq!(
+            unique_rule_by_sqlite_message("UNIQUE constraint failed: zoom_oauth_apps.project_id"),
+            None
+        );
+    }
+
+    #[test]
+    fn sealed_columns_are_sorted() {
+        let mut sorted = SEALED_COLUMNS.to_vec();
+        sorted.sort();
+        assert_eq!(sorted, SEALED_COLUMNS);
+    }
 }
