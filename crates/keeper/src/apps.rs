@@ -1,1 +1,276 @@
-//! TODO(owner): see storage/mod.rs for the seam.
+//! Zoom OAuth apps: a project's Zoom app credentials (DESIGN.md §4 "Zoom OAuth apps").
+//!
+//! Rules kept here: secrets are trimmed and must not be blank; credentials are
+//! checked against Zoom before anything is stored; client_id is unique per project
+//! and never changes; an app with connections cannot be deleted.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::ids::IdKind;
+use crate::storage::{
+    AppKind, AppRow, AppSecretsUpdate, DeleteAppOutcome, Page, PageRequest, StoreError,
+};
+use crate::vault::Slot;
+use crate::zoom_gateway::CredentialCheck;
+use crate::Keeper;
+
+/// Storage names of the sealed columns; they are part of each ciphertext's
+/// associated data, so they must match what `storage` reports for re-sealing.
+pub const TABLE: &str = "zoom_oauth_apps";
+pub const CLIENT_SECRET_COLUMN: &str = "client_secret";
+pub const WEBHOOK_SECRET_COLUMN: &str = "webhook_secret";
+
+const MAX_CLIENT_ID_CHARS: usize = 200;
+const MAX_SECRET_CHARS: usize = 500;
+
+pub struct NewApp {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub webhook_secret: Option<SecretString>,
+    pub kind: AppKind,
+}
+
+/// A change to an app. `webhook_secret: Some(None)` removes the webhook secret.
+#[derive(Default)]
+pub struct AppChange {
+    /// Present only to be refused if it differs: client_id never changes.
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub webhook_secret: Option<Option<SecretString>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("invalid input")]
+    Invalid(BTreeMap<String, Vec<String>>),
+    #[error("no such app in this project")]
+    NotFound,
+    #[error("Zoom rejected the client credentials")]
+    InvalidClientCredentials,
+    #[error("Zoom could not be reached")]
+    ZoomUnavailable,
+    #[error("an app with this client_id already exists in the project")]
+    DuplicateClientId,
+    #[error("client_id cannot change")]
+    ClientIdImmutable,
+    #[error("the app still has connections")]
+    HasConnections,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Problems(BTreeMap<String, Vec<String>>);
+
+impl Problems {
+    fn new() -> Self {
+        Problems(BTreeMap::new())
+    }
+    fn add(&mut self, field: &str, problem: &str) {
+        self.0
+            .entry(field.to_owned())
+            .or_default()
+            .push(problem.to_owned());
+    }
+    fn into_result(self) -> Result<(), AppError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Invalid(self.0))
+        }
+    }
+}
+
+/// Trims a secret and records a problem if it is blank or too long.
+fn clean_secret(field: &str, raw: &SecretString, problems: &mut Problems) -> Option<SecretString> {
+    let trimmed = raw.expose_secret().trim();
+    if trimmed.is_empty() {
+        problems.add(field, "Must not be empty or only whitespace.");
+        return None;
+    }
+    if trimmed.chars().count() > MAX_SECRET_CHARS {
+        problems.add(
+            field,
+            &format!("Must be at most {MAX_SECRET_CHARS} characters."),
+        );
+        return None;
+    }
+    Some(SecretString::from(trimmed.to_owned()))
+}
+
+fn check_result(outcome: CredentialCheck) -> Result<(), AppError> {
+    match outcome {
+        CredentialCheck::Accepted => Ok(()),
+        CredentialCheck::Rejected => Err(AppError::InvalidClientCredentials),
+        CredentialCheck::Unavailable => Err(AppError::ZoomUnavailable),
+    }
+}
+
+pub async fn create(keeper: &Keeper, project_id: &str, new: NewApp) -> Result<AppRow, AppError> {
+    let mut problems = Problems::new();
+    let client_id = new.client_id.trim().to_owned();
+    if client_id.is_empty() {
+        problems.add("client_id", "Must not be empty or only whitespace.");
+    } else if client_id.chars().count() > MAX_CLIENT_ID_CHARS {
+        problems.add(
+            "client_id",
+            &format!("Must be at most {MAX_CLIENT_ID_CHARS} characters."),
+        );
+    }
+    let client_secret = clean_secret("client_secret", &new.client_secret, &mut problems);
+    let webhook_secret = new
+        .webhook_secret
+        .as_ref()
+        .and_then(|s| clean_secret("webhook_secret", s, &mut problems));
+    problems.into_result()?;
+    let Some(client_secret) = client_secret else {
+        return Err(AppError::Invalid(BTreeMap::new()));
+    };
+
+    check_result(
+        keeper
+            .zoom
+            .check_client_credentials(&client_id, &client_secret)
+            .await,
+    )?;
+
+    let id = IdKind::App.generate();
+    let now = Utc::now();
+    let row = AppRow {
+        client_secret: keeper.vault.seal(
+            Slot {
+                table: TABLE,
+                column: CLIENT_SECRET_COLUMN,
+                row_id: &id,
+            },
+            client_secret.expose_secret().as_bytes(),
+        ),
+        webhook_secret: webhook_secret.map(|s| {
+            keeper.vault.seal(
+                Slot {
+                    table: TABLE,
+                    column: WEBHOOK_SECRET_COLUMN,
+                    row_id: &id,
+                },
+                s.expose_secret().as_bytes(),
+            )
+        }),
+        id,
+        project_id: project_id.to_owned(),
+        client_id,
+        kind: new.kind,
+        created_at: now,
+        updated_at: now,
+        last_verified_webhook_received_at: None,
+        last_unverified_webhook_received_at: None,
+        connection_count: 0,
+    };
+    match keeper.store.insert_app(&row).await {
+        Ok(()) => Ok(row),
+        Err(StoreError::Conflict {
+            constraint: "apps_project_client_id",
+        }) => Err(AppError::DuplicateClientId),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get(keeper: &Keeper, project_id: &str, id: &str) -> Result<AppRow, AppError> {
+    // An id of the wrong shape cannot exist; answer exactly as for a missing one.
+    if !IdKind::App.matches(id) {
+        return Err(AppError::NotFound);
+    }
+    keeper
+        .store
+        .get_app(project_id, id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+pub async fn list(
+    keeper: &Keeper,
+    project_id: &str,
+    page: &PageRequest,
+) -> Result<Page<AppRow>, AppError> {
+    Ok(keeper.store.list_apps(project_id, page).await?)
+}
+
+pub async fn update(
+    keeper: &Keeper,
+    project_id: &str,
+    id: &str,
+    change: AppChange,
+) -> Result<AppRow, AppError> {
+    let current = get(keeper, project_id, id).await?;
+    if let Some(client_id) = &change.client_id {
+        if client_id.trim() != current.client_id {
+            return Err(AppError::ClientIdImmutable);
+        }
+    }
+    let mut problems = Problems::new();
+    let client_secret = change
+        .client_secret
+        .as_ref()
+        .and_then(|s| clean_secret("client_secret", s, &mut problems));
+    let webhook_secret = change.webhook_secret.as_ref().map(|maybe| {
+        maybe
+            .as_ref()
+            .and_then(|s| clean_secret("webhook_secret", s, &mut problems))
+    });
+    problems.into_result()?;
+    if client_secret.is_none() && webhook_secret.is_none() {
+        return Ok(current);
+    }
+
+    if let Some(secret) = &client_secret {
+        check_result(
+            keeper
+                .zoom
+                .check_client_credentials(&current.client_id, secret)
+                .await,
+        )?;
+        // DESIGN.md §4: connections disconnected because of a bad client secret are
+        // to be re-checked here; connections arrive in a later issue.
+    }
+    let update = AppSecretsUpdate {
+        client_secret: client_secret.map(|s| {
+            keeper.vault.seal(
+                Slot {
+                    table: TABLE,
+                    column: CLIENT_SECRET_COLUMN,
+                    row_id: id,
+                },
+                s.expose_secret().as_bytes(),
+            )
+        }),
+        webhook_secret: webhook_secret.map(|maybe| {
+            maybe.map(|s| {
+                keeper.vault.seal(
+                    Slot {
+                        table: TABLE,
+                        column: WEBHOOK_SECRET_COLUMN,
+                        row_id: id,
+                    },
+                    s.expose_secret().as_bytes(),
+                )
+            })
+        }),
+    };
+    keeper
+        .store
+        .update_app_secrets(project_id, id, &update, Utc::now())
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), AppError> {
+    if !IdKind::App.matches(id) {
+        return Err(AppError::NotFound);
+    }
+    match keeper.store.delete_app(project_id, id).await? {
+        DeleteAppOutcome::Deleted => Ok(()),
+        DeleteAppOutcome::NotFound => Err(AppError::NotFound),
+        DeleteAppOutcome::HasConnections => Err(AppError::HasConnections),
+    }
+}

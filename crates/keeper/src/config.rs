@@ -1,1 +1,505 @@
-//! TODO(owner): see storage/mod.rs for the seam.
+//! Configuration: flags > `ZOOMKEEPER_*` environment > optional TOML file, with one
+//! name per setting across the three (DESIGN.md §2).
+//!
+//! [`Settings`] is one layer (every field optional); [`Config::resolve`] merges the
+//! layers, fills in defaults and validates, failing with a message a person can act
+//! on.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// One layer of settings. The TOML file, the environment and the command line each
+/// produce one; field names are the setting names.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    pub zoom_oauth_url: Option<String>,
+    pub zoom_api_url: Option<String>,
+    /// An inline keyring (see `vault::Keyring::from_inline`). Prefer `master_key_file`.
+    pub master_key: Option<String>,
+    pub master_key_file: Option<PathBuf>,
+    pub log_format: Option<String>,
+    pub allow_private_callback_urls: Option<bool>,
+    pub webhook_retry_schedule: Option<String>,
+    pub role: Option<String>,
+    /// Sustained requests per second allowed per project.
+    pub rate_limit_per_second: Option<f64>,
+    /// Requests a project may make in a burst above the sustained rate.
+    pub rate_limit_burst: Option<u32>,
+}
+
+/// Every setting name, as used in TOML and (upper-cased, `ZOOMKEEPER_` prefixed) in
+/// the environment.
+pub const SETTING_NAMES: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "public_url",
+    "zoom_oauth_url",
+    "zoom_api_url",
+    "master_key",
+    "master_key_file",
+    "log_format",
+    "allow_private_callback_urls",
+    "webhook_retry_schedule",
+    "role",
+    "rate_limit_per_second",
+    "rate_limit_burst",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    ParseFile { path: PathBuf, message: String },
+    #[error("{setting}: {message}")]
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
+}
+
+fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        message: message.into(),
+    }
+}
+
+impl Settings {
+    /// Reads the `ZOOMKEEPER_*` variables from `vars` (pass `std::env::vars()`).
+    pub fn from_env(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut s = Settings::default();
+        for (name, value) in vars {
+            let Some(key) = name.strip_prefix("ZOOMKEEPER_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            match key.as_str() {
+                "listen" => s.listen = Some(value),
+                "data_dir" => s.data_dir = Some(value.into()),
+                "database_url" => s.database_url = Some(value),
+                "public_url" => s.public_url = Some(value),
+                "zoom_oauth_url" => s.zoom_oauth_url = Some(value),
+                "zoom_api_url" => s.zoom_api_url = Some(value),
+                "master_key" => s.master_key = Some(value),
+                "master_key_file" => s.master_key_file = Some(value.into()),
+                "log_format" => s.log_format = Some(value),
+                "allow_private_callback_urls" => {
+                    s.allow_private_callback_urls = Some(parse_bool(&value).ok_or_else(|| {
+                        invalid(
+                            "allow_private_callback_urls",
+                            "ZOOMKEEPER_ALLOW_PRIVATE_CALLBACK_URLS must be true or false",
+                        )
+                    })?)
+                }
+                "webhook_retry_schedule" => s.webhook_retry_schedule = Some(value),
+                "role" => s.role = Some(value),
+                "rate_limit_per_second" => {
+                    s.rate_limit_per_second = Some(value.trim().parse().map_err(|_| {
+                        invalid(
+                            "rate_limit_per_second",
+                            "ZOOMKEEPER_RATE_LIMIT_PER_SECOND must be a number",
+                        )
+                    })?)
+                }
+                "rate_limit_burst" => {
+                    s.rate_limit_burst = Some(value.trim().parse().map_err(|_| {
+                        invalid(
+                            "rate_limit_burst",
+                            "ZOOMKEEPER_RATE_LIMIT_BURST must be a whole number",
+                        )
+                    })?)
+                }
+                // Unknown names are reported by `unknown_env_names`, not refused:
+                // tools and tests share the prefix.
+                _ => {}
+            }
+        }
+        Ok(s)
+    }
+
+    /// `ZOOMKEEPER_*` variables that name no setting (likely typos), for a warning.
+    pub fn unknown_env_names(vars: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+        const TOOLS: &[&str] = &["config", "require_postgres", "log"];
+        vars.into_iter()
+            .filter_map(|(name, _)| {
+                let key = name.strip_prefix("ZOOMKEEPER_")?.to_ascii_lowercase();
+                (!SETTING_NAMES.contains(&key.as_str()) && !TOOLS.contains(&key.as_str()))
+                    .then_some(name)
+            })
+            .collect()
+    }
+
+    pub fn from_toml_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+            path: path.to_owned(),
+            message: e.message().to_owned(),
+        })
+    }
+
+    /// `self` where set, otherwise `lower`.
+    pub fn over(self, lower: Settings) -> Settings {
+        Settings {
+            listen: self.listen.or(lower.listen),
+            data_dir: self.data_dir.or(lower.data_dir),
+            database_url: self.database_url.or(lower.database_url),
+            public_url: self.public_url.or(lower.public_url),
+            zoom_oauth_url: self.zoom_oauth_url.or(lower.zoom_oauth_url),
+            zoom_api_url: self.zoom_api_url.or(lower.zoom_api_url),
+            master_key: self.master_key.or(lower.master_key),
+            master_key_file: self.master_key_file.or(lower.master_key_file),
+            log_format: self.log_format.or(lower.log_format),
+            allow_private_callback_urls: self
+                .allow_private_callback_urls
+                .or(lower.allow_private_callback_urls),
+            webhook_retry_schedule: self.webhook_retry_schedule.or(lower.webhook_retry_schedule),
+            role: self.role.or(lower.role),
+            rate_limit_per_second: self.rate_limit_per_second.or(lower.rate_limit_per_second),
+            rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
+        }
+    }
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which parts of the service a `serve` process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Api,
+    Worker,
+    All,
+}
+
+impl Role {
+    pub fn serves_http(self) -> bool {
+        matches!(self, Role::Api | Role::All)
+    }
+    pub fn runs_workers(self) -> bool {
+        matches!(self, Role::Worker | Role::All)
+    }
+}
+
+/// Where the master keyring comes from.
+#[derive(Clone)]
+pub enum MasterKeySource {
+    /// Read from (or, on first run, generated into) this file.
+    File(PathBuf),
+    /// Given inline; never printed.
+    Inline(secrecy::SecretString),
+}
+
+impl std::fmt::Debug for MasterKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MasterKeySource::File(p) => f.debug_tuple("File").field(p).finish(),
+            MasterKeySource::Inline(_) => f.write_str("Inline([redacted])"),
+        }
+    }
+}
+
+/// The resolved, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    /// Base of every absolute URL the API returns; no trailing slash. `None` means
+    /// `http://{bound address}`, decided once the listener is bound (so port 0 works).
+    pub public_url: Option<String>,
+    pub zoom_oauth_url: String,
+    pub zoom_api_url: String,
+    pub master_key: MasterKeySource,
+    pub log_format: LogFormat,
+    pub allow_private_callback_urls: bool,
+    pub webhook_retry_schedule: Vec<Duration>,
+    pub role: Role,
+    pub rate_limit_per_second: f64,
+    pub rate_limit_burst: u32,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+pub const DEFAULT_DATA_DIR: &str = "./zoomkeeper-data";
+pub const DEFAULT_ZOOM_OAUTH_URL: &str = "https://zoom.us";
+pub const DEFAULT_ZOOM_API_URL: &str = "https://api.zoom.us";
+pub const DEFAULT_WEBHOOK_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: f64 = 100.0;
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 200;
+
+impl Config {
+    /// Merges `flags` over the environment over the TOML file at `config_file` (if
+    /// any), then validates.
+    pub fn load(
+        flags: Settings,
+        env: Settings,
+        config_file: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let file = match config_file {
+            Some(path) => Settings::from_toml_file(path)?,
+            None => Settings::default(),
+        };
+        Config::resolve(flags.over(env).over(file))
+    }
+
+    /// Fills in defaults and validates one merged layer.
+    pub fn resolve(s: Settings) -> Result<Config, ConfigError> {
+        let listen_text = s.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text.trim().parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("{listen_text:?} is not an address; use IP:PORT such as 127.0.0.1:8000"),
+            )
+        })?;
+        let data_dir = s
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        let database_url = match s.database_url {
+            Some(url) => {
+                let url = url.trim().to_owned();
+                if !(url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://"))
+                {
+                    return Err(invalid(
+                        "database_url",
+                        "must start with sqlite:, postgres:// or postgresql://",
+                    ));
+                }
+                url
+            }
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("zoomkeeper.db").display()
+            ),
+        };
+        let public_url = match s.public_url {
+            Some(u) => Some(validate_base_url("public_url", &u)?),
+            None => None,
+        };
+        let zoom_oauth_url = validate_base_url(
+            "zoom_oauth_url",
+            s.zoom_oauth_url
+                .as_deref()
+                .unwrap_or(DEFAULT_ZOOM_OAUTH_URL),
+        )?;
+        let zoom_api_url = validate_base_url(
+            "zoom_api_url",
+            s.zoom_api_url.as_deref().unwrap_or(DEFAULT_ZOOM_API_URL),
+        )?;
+        let master_key = match (s.master_key, s.master_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "master_key",
+                    "set either master_key or master_key_file, not both",
+                ))
+            }
+            (Some(inline), None) => {
+                if inline.trim().is_empty() {
+                    return Err(invalid("master_key", "must not be empty"));
+                }
+                MasterKeySource::Inline(secrecy::SecretString::from(inline))
+            }
+            (None, Some(path)) => MasterKeySource::File(path),
+            (None, None) => MasterKeySource::File(data_dir.join("master.key")),
+        };
+        let log_format = match s.log_format.as_deref().map(str::trim) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "log_format",
+                    format!("{other:?} is not a log format; use text or json"),
+                ))
+            }
+        };
+        let webhook_retry_schedule = parse_schedule(
+            s.webhook_retry_schedule
+                .as_deref()
+                .unwrap_or(DEFAULT_WEBHOOK_RETRY_SCHEDULE),
+        )?;
+        let role = match s.role.as_deref().map(str::trim) {
+            None | Some("all") => Role::All,
+            Some("api") => Role::Api,
+            Some("worker") => Role::Worker,
+            Some(other) => {
+                return Err(invalid(
+                    "role",
+                    format!("{other:?} is not a role; use api, worker or all"),
+                ))
+            }
+        };
+        let rate_limit_per_second = s
+            .rate_limit_per_second
+            .unwrap_or(DEFAULT_RATE_LIMIT_PER_SECOND);
+        if !(rate_limit_per_second.is_finite() && rate_limit_per_second > 0.0) {
+            return Err(invalid(
+                "rate_limit_per_second",
+                "must be a positive number",
+            ));
+        }
+        let rate_limit_burst = s.rate_limit_burst.unwrap_or(DEFAULT_RATE_LIMIT_BURST);
+        if rate_limit_burst == 0 {
+            return Err(invalid("rate_limit_burst", "must be at least 1"));
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            database_url,
+            public_url,
+            zoom_oauth_url,
+            zoom_api_url,
+            master_key,
+            log_format,
+            allow_private_callback_urls: s.allow_private_callback_urls.unwrap_or(false),
+            webhook_retry_schedule,
+            role,
+            rate_limit_per_second,
+            rate_limit_burst,
+        })
+    }
+}
+
+/// An absolute http(s) URL with no query or fragment, returned without a trailing slash.
+fn validate_base_url(setting: &'static str, raw: &str) -> Result<String, ConfigError> {
+    let trimmed = raw.trim();
+    let parsed = url::Url::parse(trimmed).map_err(|e| {
+        invalid(
+            setting,
+            format!("{trimmed:?} is not a URL ({e}); use e.g. https://example.com"),
+        )
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(invalid(
+            setting,
+            format!("{trimmed:?} must be an http:// or https:// URL"),
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid(
+            setting,
+            format!("{trimmed:?} must not have a query or fragment"),
+        ));
+    }
+    Ok(trimmed.trim_end_matches('/').to_owned())
+}
+
+/// `5s,5m,30m,2h` → durations. Units: s, m, h, d.
+pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, ConfigError> {
+    let mut out = Vec::new();
+    for part in raw.split(',') {
+        let part = part.trim();
+        let bad = || {
+            invalid(
+                "webhook_retry_schedule",
+                format!("{part:?} is not a delay; use a comma-separated list like 5s,5m,30m,2h"),
+            )
+        };
+        if part.len() < 2 {
+            return Err(bad());
+        }
+        let (number, unit) = part.split_at(part.len() - 1);
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let seconds = match unit {
+            "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            _ => return Err(bad()),
+        };
+        out.push(Duration::from_secs(seconds));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = Config::resolve(Settings::default()).expect("defaults are valid");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(
+            c.database_url,
+            "sqlite://./zoomkeeper-data/zoomkeeper.db?mode=rwc"
+        );
+        assert_eq!(c.zoom_oauth_url, "https://zoom.us");
+        assert_eq!(c.role, Role::All);
+        assert!(!c.allow_private_callback_urls);
+        assert_eq!(c.webhook_retry_schedule.len(), 7);
+        assert!(matches!(c.master_key, MasterKeySource::File(ref p) if p.ends_with("master.key")));
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file() {
+        let flags = Settings {
+            listen: Some("127.0.0.1:1".into()),
+            ..Settings::default()
+        };
+        let env = Settings::from_env([
+            ("ZOOMKEEPER_LISTEN".to_owned(), "127.0.0.1:2".to_owned()),
+            ("ZOOMKEEPER_ROLE".to_owned(), "api".to_owned()),
+            ("PATH".to_owned(), "/bin".to_owned()),
+        ])
+        .expect("env parses");
+        let file: Settings =
+            toml::from_str("listen = \"127.0.0.1:3\"\nrole = \"worker\"\nlog_format = \"json\"")
+                .expect("toml parses");
+        let c = Config::resolve(flags.over(env).over(file)).expect("valid");
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.role, Role::Api);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::resolve(Settings {
+            role: Some("boss".into()),
+            ..Settings::default()
+        })
+        .expect_err("invalid role");
+        assert!(err.to_string().starts_with("role:"), "{err}");
+        assert!(toml::from_str::<Settings>("listne = \"x\"").is_err());
+        assert_eq!(
+            Settings::unknown_env_names([("ZOOMKEEPER_LISTNE".to_owned(), "x".to_owned())]),
+            vec!["ZOOMKEEPER_LISTNE".to_owned()]
+        );
+        assert!(parse_schedule("5s,,2h").is_err());
+        assert_eq!(
+            parse_schedule("5s,2m").expect("valid")[1],
+            Duration::from_secs(120)
+        );
+    }
+}

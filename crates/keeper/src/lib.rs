@@ -4,12 +4,21 @@
 //! Layering: `http` parses, authorises, calls a domain module and serialises; the
 //! domain modules (`projects`, `api_keys`, `apps`, …) hold the rules; `storage` holds
 //! all SQL behind the [`storage::Store`] trait, one implementation per database.
+//! [`Keeper`] bundles the handles they share; [`server::Server`] serves the router.
 
 pub mod api_keys;
 pub mod apps;
 pub mod config;
 pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod projects;
+pub mod rate_limit;
+pub mod server;
+pub mod service;
 pub mod storage;
+pub mod telemetry;
 pub mod vault;
+pub mod zoom_gateway;
+
+pub use service::Keeper;

@@ -1,1 +1,77 @@
-//! HTTP layer.
+//! The HTTP layer: routing, the error shape, extractors and per-request
+//! observation (one log line and metrics per request). Handlers are thin: parse,
+//! authorise, call the domain module, serialise.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub mod apps;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod ops;
+pub mod pagination;
+
+pub use error::ApiError;
+
+use crate::Keeper;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub keeper: Arc<Keeper>,
+    /// Base of absolute URLs in responses, without a trailing slash.
+    pub public_url: Arc<str>,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(apps::routes())
+        .merge(ops::routes())
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                // The panic payload may quote data; it is not logged.
+                tracing::error!("a request handler panicked");
+                ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+            },
+        ))
+        .with_state(state)
+}
+
+/// One log line and the metrics for every request. Logs the route template, never
+/// the raw path or query (they may hold ids or secrets) and never headers.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .keeper
+        .metrics
+        .record_request(method.as_str(), &route, status, elapsed);
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,335 @@
+//! `/api/v1/zoom_oauth_apps`: thin handlers over [`crate::apps`].
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, SecondsFormat, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody, FieldErrors};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::pagination::{self, ListParams};
+use super::AppState;
+use crate::api_keys::Caller;
+use crate::apps::{self, AppChange, AppError, NewApp};
+use crate::storage::{AppKind, AppRow};
+
+pub const PATH: &str = "/api/v1/zoom_oauth_apps";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(PATH, get(list_apps).post(create_app))
+        .route(
+            "/api/v1/zoom_oauth_apps/{id}",
+            get(get_app).patch(update_app).delete(delete_app),
+        )
+}
+
+/// RFC 3339 with microseconds and `Z` (DESIGN.md §3).
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Each user authorises the app for themselves.
+    UserLevel,
+    /// An admin authorises the app for the whole Zoom account.
+    AccountLevel,
+}
+
+impl From<Kind> for AppKind {
+    fn from(k: Kind) -> AppKind {
+        match k {
+            Kind::UserLevel => AppKind::UserLevel,
+            Kind::AccountLevel => AppKind::AccountLevel,
+        }
+    }
+}
+
+impl From<AppKind> for Kind {
+    fn from(k: AppKind) -> Kind {
+        match k {
+            AppKind::UserLevel => Kind::UserLevel,
+            AppKind::AccountLevel => Kind::AccountLevel,
+        }
+    }
+}
+
+/// Body of `POST /api/v1/zoom_oauth_apps`. (No `Debug`: it holds secrets.)
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAppRequest {
+    /// The app's Client ID from the Zoom App Marketplace.
+    pub client_id: String,
+    /// The app's Client Secret; checked against Zoom before it is stored.
+    pub client_secret: String,
+    /// The app's Secret Token for Event Subscriptions; needed for local recording tokens.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
+    /// Defaults to `user_level`.
+    #[serde(default)]
+    pub kind: Option<Kind>,
+}
+
+/// Body of `PATCH /api/v1/zoom_oauth_apps/{id}`. (No `Debug`: it holds secrets.)
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAppRequest {
+    /// Cannot change; accepted only when equal to the current value.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// A new client secret, checked against Zoom like on create.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// A new webhook secret, or `null` to remove it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable)]
+    pub webhook_secret: Option<Option<String>>,
+}
+
+/// Tells "field absent" (outer `None`) from "field is null" (`Some(None)`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// A Zoom OAuth app. Secrets are never returned.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppResponse {
+    #[schema(example = "zoa_a1b2c3d4e5f6g7h8")]
+    pub id: String,
+    pub client_id: String,
+    pub kind: Kind,
+    pub has_webhook_secret: bool,
+    /// Paste this into the Zoom app's Event Subscription.
+    pub webhook_url: String,
+    pub connection_count: i64,
+    #[schema(format = DateTime)]
+    pub last_verified_webhook_received_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub last_unverified_webhook_received_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+impl AppResponse {
+    fn new(row: &AppRow, public_url: &str) -> AppResponse {
+        AppResponse {
+            id: row.id.clone(),
+            client_id: row.client_id.clone(),
+            kind: row.kind.into(),
+            has_webhook_secret: row.webhook_secret.is_some(),
+            webhook_url: format!("{public_url}/external_webhooks/zoom/oauth_apps/{}", row.id),
+            connection_count: row.connection_count,
+            last_verified_webhook_received_at: row.last_verified_webhook_received_at.map(timestamp),
+            last_unverified_webhook_received_at: row
+                .last_unverified_webhook_received_at
+                .map(timestamp),
+            created_at: timestamp(row.created_at),
+            updated_at: timestamp(row.updated_at),
+        }
+    }
+}
+
+/// One page of apps, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppList {
+    /// Link to the next (older) page, or null.
+    pub next: Option<String>,
+    /// Link to the previous (newer) page, or null.
+    pub previous: Option<String>,
+    pub results: Vec<AppResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedResponse {
+    pub id: String,
+    pub deleted: bool,
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> ApiError {
+        match e {
+            AppError::Invalid(fields) => {
+                let summary = fields
+                    .iter()
+                    .map(|(f, p)| format!("{f}: {}", p.join(" ")))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                ApiError::validation("invalid_request", summary, fields)
+            }
+            AppError::NotFound => ApiError::NotFound {
+                what: "Zoom OAuth app",
+            },
+            AppError::InvalidClientCredentials => ApiError::BadRequest {
+                code: "invalid_client_credentials",
+                message: "Zoom rejected this client_id and client_secret. Copy both again from the app's page in the Zoom App Marketplace.".to_owned(),
+            },
+            AppError::ZoomUnavailable => ApiError::ZoomUnavailable,
+            AppError::DuplicateClientId => ApiError::Conflict {
+                code: "duplicate_client_id",
+                message: "An app with this client_id already exists in this project; update it instead.".to_owned(),
+            },
+            AppError::ClientIdImmutable => {
+                let mut fields = FieldErrors::new();
+                fields.insert(
+                    "client_id".to_owned(),
+                    vec!["Cannot be changed. Create a new app for another client_id.".to_owned()],
+                );
+                ApiError::validation(
+                    "client_id_immutable",
+                    "client_id cannot be changed. Create a new app for another client_id.",
+                    fields,
+                )
+            }
+            AppError::HasConnections => ApiError::Conflict {
+                code: "app_has_connections",
+                message: "This app still has connections. Delete its connections first.".to_owned(),
+            },
+            AppError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn secret(s: String) -> SecretString {
+    SecretString::from(s)
+}
+
+/// Create a Zoom OAuth app.
+#[utoipa::path(
+    post, path = "/api/v1/zoom_oauth_apps", tag = "Zoom OAuth apps",
+    request_body = CreateAppRequest,
+    responses(
+        (status = 201, description = "Created", body = AppResponse),
+        (status = 400, description = "Invalid input or Zoom rejected the credentials (`invalid_client_credentials`)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 409, description = "client_id already used in this project (`duplicate_client_id`)", body = ErrorBody),
+        (status = 502, description = "Zoom unreachable (`zoom_unavailable`)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateAppRequest>,
+) -> Result<(StatusCode, Json<AppResponse>), ApiError> {
+    let new = NewApp {
+        client_id: body.client_id,
+        client_secret: secret(body.client_secret),
+        webhook_secret: body.webhook_secret.map(secret),
+        kind: body.kind.unwrap_or(Kind::UserLevel).into(),
+    };
+    let row = apps::create(&state.keeper, &caller.project_id, new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AppResponse::new(&row, &state.public_url)),
+    ))
+}
+
+/// List the project's Zoom OAuth apps, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/zoom_oauth_apps", tag = "Zoom OAuth apps",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of apps", body = AppList),
+        (status = 400, description = "Bad page_size or cursor (`invalid_cursor`)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_apps(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<AppList>, ApiError> {
+    let request = params.page_request()?;
+    let page = apps::list(&state.keeper, &caller.project_id, &request).await?;
+    let list_url = format!("{}{PATH}", state.public_url);
+    let (next, previous) =
+        pagination::links(&list_url, &request, &page, |a| (a.created_at, a.id.clone()));
+    Ok(Json(AppList {
+        next,
+        previous,
+        results: page
+            .items
+            .iter()
+            .map(|a| AppResponse::new(a, &state.public_url))
+            .collect(),
+    }))
+}
+
+/// Get one Zoom OAuth app.
+#[utoipa::path(
+    get, path = "/api/v1/zoom_oauth_apps/{id}", tag = "Zoom OAuth apps",
+    params(("id" = String, Path, description = "App id (`zoa_…`)")),
+    responses(
+        (status = 200, description = "The app", body = AppResponse),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such app in this project", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath,
+) -> Result<Json<AppResponse>, ApiError> {
+    let row = apps::get(&state.keeper, &caller.project_id, &id).await?;
+    Ok(Json(AppResponse::new(&row, &state.public_url)))
+}
+
+/// Change an app's client secret or webhook secret.
+#[utoipa::path(
+    patch, path = "/api/v1/zoom_oauth_apps/{id}", tag = "Zoom OAuth apps",
+    params(("id" = String, Path, description = "App id (`zoa_…`)")),
+    request_body = UpdateAppRequest,
+    responses(
+        (status = 200, description = "The updated app", body = AppResponse),
+        (status = 400, description = "Invalid input, client_id changed, or Zoom rejected the new secret", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such app in this project", body = ErrorBody),
+        (status = 502, description = "Zoom unreachable (`zoom_unavailable`)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn update_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath,
+    ApiJson(body): ApiJson<UpdateAppRequest>,
+) -> Result<Json<AppResponse>, ApiError> {
+    let change = AppChange {
+        client_id: body.client_id,
+        client_secret: body.client_secret.map(secret),
+        webhook_secret: body.webhook_secret.map(|s| s.map(secret)),
+    };
+    let row = apps::update(&state.keeper, &caller.project_id, &id, change).await?;
+    Ok(Json(AppResponse::new(&row, &state.public_url)))
+}
+
+/// Delete an app that has no connections.
+#[utoipa::path(
+    delete, path = "/api/v1/zoom_oauth_apps/{id}", tag = "Zoom OAuth apps",
+    params(("id" = String, Path, description = "App id (`zoa_…`)")),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedResponse),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such app in this project", body = ErrorBody),
+        (status = 409, description = "The app still has connections (`app_has_connections`)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    apps::delete(&state.keeper, &caller.project_id, &id).await?;
+    Ok(Json(DeletedResponse { id, deleted: true }))
+}

@@ -1,0 +1,163 @@
+//! The one error type at the HTTP edge. Every failure a client can see is one of
+//! these variants, rendered as `{"error": "...", "code": "...", "fields"?: {...}}`.
+
+use std::collections::BTreeMap;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Field name → the problems with it.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A sentence a person can act on.
+    #[schema(example = "Invalid or disabled API key")]
+    pub error: String,
+    /// A stable snake_case code for programs.
+    #[schema(example = "invalid_api_key")]
+    pub code: String,
+    /// For validation errors: each offending field and what is wrong with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<FieldErrors>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Missing Authorization header")]
+    MissingAuthorization,
+    #[error("Invalid Authorization header. Should have this format: Token <api_key>")]
+    MalformedAuthorization,
+    #[error("Invalid or disabled API key")]
+    InvalidApiKey,
+    /// The object does not exist in the caller's project (or never could: wrong id shape).
+    #[error("No {what} with this id exists in your project.")]
+    NotFound { what: &'static str },
+    #[error("No route for this path. The API lives under /api/v1; see /docs.")]
+    NoRoute,
+    #[error("This method is not allowed on this path; see /docs.")]
+    MethodNotAllowed,
+    /// The body or query was understood but some fields are wrong.
+    #[error("{message}")]
+    Validation {
+        code: &'static str,
+        message: String,
+        fields: FieldErrors,
+    },
+    /// A 400 that is not about one field.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("The request body is not valid JSON: {detail}")]
+    InvalidJson { detail: String },
+    #[error("The request body must be at most 1 MiB.")]
+    PayloadTooLarge,
+    #[error("Send the request body as JSON with the header Content-Type: application/json.")]
+    UnsupportedMediaType,
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("Too many requests for this project; retry in {retry_after_secs} s.")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("Zoom could not be reached or failed; try again shortly.")]
+    ZoomUnavailable,
+    #[error("The service is not ready: {reason}")]
+    NotReady { reason: &'static str },
+    /// Anything unexpected. The cause is logged; the client gets a generic message.
+    #[error("Internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn validation(code: &'static str, message: impl Into<String>, fields: FieldErrors) -> Self {
+        ApiError::Validation {
+            code,
+            message: message.into(),
+            fields,
+        }
+    }
+
+    /// A validation error about one field.
+    pub fn field(field: &str, problem: impl Into<String>) -> Self {
+        let problem = problem.into();
+        let mut fields = FieldErrors::new();
+        fields.insert(field.to_owned(), vec![problem.clone()]);
+        ApiError::validation("invalid_request", format!("{field}: {problem}"), fields)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MissingAuthorization
+            | ApiError::MalformedAuthorization
+            | ApiError::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound { .. } | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Validation { .. }
+            | ApiError::BadRequest { .. }
+            | ApiError::InvalidJson { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ZoomUnavailable => StatusCode::BAD_GATEWAY,
+            ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MissingAuthorization => "missing_authorization",
+            ApiError::MalformedAuthorization => "invalid_authorization_header",
+            ApiError::InvalidApiKey => "invalid_api_key",
+            ApiError::NotFound { .. } | ApiError::NoRoute => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Validation { code, .. }
+            | ApiError::BadRequest { code, .. }
+            | ApiError::Conflict { code, .. } => code,
+            ApiError::InvalidJson { .. } => "invalid_json",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::ZoomUnavailable => "zoom_unavailable",
+            ApiError::NotReady { .. } => "not_ready",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<crate::storage::StoreError> for ApiError {
+    fn from(e: crate::storage::StoreError) -> Self {
+        ApiError::Internal(anyhow::Error::new(e).context("storage"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(cause) = &self {
+            // `{:#}` prints the whole context chain; causes never carry plaintext secrets.
+            tracing::error!(error = format!("{cause:#}"), "internal error");
+        }
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: self.to_string(),
+            code: self.code().to_owned(),
+            fields: match self {
+                ApiError::Validation { fields, .. } => Some(fields),
+                _ => None,
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

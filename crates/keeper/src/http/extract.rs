@@ -1,0 +1,233 @@
+//! Extractors that turn every kind of bad input into an [`ApiError`] of the one
+//! shape, instead of axum's plain-text rejections.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, FieldErrors};
+
+/// Largest request body accepted, in bytes (DESIGN.md §7).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// A JSON body. Wrong content type → 415; over the limit → 413; bad JSON or
+/// non-UTF-8 → 400 `invalid_json`; wrong types, unknown or missing fields → 400
+/// `invalid_request` with `fields`.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes =
+            Bytes::from_request(req, state)
+                .await
+                .map_err(|rejection: BytesRejection| {
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::PayloadTooLarge
+                    } else {
+                        ApiError::BadRequest {
+                            code: "unreadable_body",
+                            message: "The request body could not be read.".to_owned(),
+                        }
+                    }
+                })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parses `bytes` as `T`, describing failures without echoing input values (a
+/// mistyped secret must not come back in an error message).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        // Trailing garbage after the value is a syntax error too.
+        Ok(v) => match de.end() {
+            Ok(()) => return Ok(v),
+            Err(_) => {
+                return Err(ApiError::InvalidJson {
+                    detail: "unexpected characters after the JSON value.".to_owned(),
+                })
+            }
+        },
+        Err(err) => err,
+    };
+    let inner = err.inner();
+    if !inner.is_data() {
+        let detail = match inner.classify() {
+            serde_json::error::Category::Eof => "it ends too early.".to_owned(),
+            _ => format!(
+                "syntax error at line {} column {}.",
+                inner.line(),
+                inner.column()
+            ),
+        };
+        return Err(ApiError::InvalidJson { detail });
+    }
+    let path = err.path().to_string();
+    let message = strip_position(&inner.to_string());
+    let (field, problem) = describe_data_error(&path, &message);
+    let mut fields = FieldErrors::new();
+    fields.insert(field.clone(), vec![problem.clone()]);
+    Err(ApiError::validation(
+        "invalid_request",
+        format!("{field}: {problem}"),
+        fields,
+    ))
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn backticked(message: &str, after: &str) -> Option<String> {
+    let rest = message.strip_prefix(after)?;
+    let end = rest.find('`')?;
+    Some(rest[..end].to_owned())
+}
+
+fn join_path(path: &str, name: &str) -> String {
+    // For an unknown field the tracked path already ends at the field itself.
+    if path == name || path.ends_with(&format!(".{name}")) {
+        path.to_owned()
+    } else if path.is_empty() || path == "." {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// (field, problem) from serde's message, with input values left out.
+fn describe_data_error(path: &str, message: &str) -> (String, String) {
+    if let Some(name) = backticked(message, "missing field `") {
+        return (join_path(path, &name), "This field is required.".to_owned());
+    }
+    if let Some(name) = backticked(message, "unknown field `") {
+        return (join_path(path, &name), "Unknown field.".to_owned());
+    }
+    let field = if path.is_empty() || path == "." {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
+    if let Some(i) = message.find(", expected ") {
+        let expected = &message[i + ", expected ".len()..];
+        return (field, format!("Must be {expected}."));
+    }
+    // Messages from our own validating types carry no input value.
+    (field, format!("{message}."))
+}
+
+/// A path parameter as a plain string (ids are checked by the domain; a wrong one
+/// is a 404).
+pub struct ApiPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NoRoute)?;
+        Ok(ApiPath(id))
+    }
+}
+
+/// A query string. Unknown parameters are ignored; bad values → 400 with `fields`.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|err| {
+                let message = err.inner().to_string();
+                let (field, problem) = describe_data_error(&err.path().to_string(), &message);
+                let mut fields = FieldErrors::new();
+                fields.insert(field.clone(), vec![problem.clone()]);
+                ApiError::validation("invalid_request", format!("{field}: {problem}"), fields)
+            })
+    }
+}
+
+fn form_urlencoded_parse(query: &str) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(query.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        count: Option<u32>,
+    }
+
+    fn fields_of(err: ApiError) -> FieldErrors {
+        match err {
+            ApiError::Validation { fields, .. } => fields,
+            other => panic!("expected validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn data_errors_name_the_field_and_hide_the_value() {
+        let f = fields_of(parse_json::<Body>(br#"{"count": 1}"#).expect_err("missing"));
+        assert_eq!(f["name"], vec!["This field is required."]);
+        let f = fields_of(parse_json::<Body>(br#"{"name": "a", "x": 1}"#).expect_err("unknown"));
+        assert_eq!(f["x"], vec!["Unknown field."]);
+        let err = parse_json::<Body>(br#"{"name": 12345678}"#).expect_err("wrong type");
+        assert!(!err.to_string().contains("12345678"), "{err}");
+        assert!(fields_of(err).contains_key("name"));
+    }
+
+    #[test]
+    fn syntax_errors_and_bad_utf8_are_invalid_json() {
+        for body in [
+            &b"{"[..],
+            b"{\"name\": \"a\"} x",
+            b"{\"name\": \"\xff\"}",
+            b"",
+        ] {
+            let err = parse_json::<Body>(body).expect_err("bad json");
+            assert_eq!(err.code(), "invalid_json", "{body:?}");
+        }
+    }
+}

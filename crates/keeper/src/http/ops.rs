@@ -1,0 +1,99 @@
+//! Operations endpoints: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::error::{ApiError, ErrorBody};
+use super::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "zoomkeeper",
+        description = "A self-hosted Zoom OAuth vault and token broker for meeting bots. Authenticate with `Authorization: Token <api key>`."
+    ),
+    paths(
+        super::apps::create_app,
+        super::apps::list_apps,
+        super::apps::get_app,
+        super::apps::update_app,
+        super::apps::delete_app,
+        healthz,
+        readyz,
+    ),
+    components(schemas(ErrorBody, Status)),
+    modifiers(&ApiKeyAuth),
+    tags((name = "Zoom OAuth apps", description = "Your Zoom apps' credentials"))
+)]
+pub struct ApiDoc;
+
+struct ApiKeyAuth;
+
+impl Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Token <api key>`",
+            ))),
+        );
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "Operations",
+    responses((status = 200, description = "Up", body = Status)))]
+pub async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+/// The database is reachable.
+#[utoipa::path(get, path = "/readyz", tag = "Operations",
+    responses(
+        (status = 200, description = "Ready", body = Status),
+        (status = 503, description = "Database unreachable", body = ErrorBody),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    match state.keeper.store.ping().await {
+        Ok(()) => Ok(Json(Status { status: "ok" })),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: database unreachable");
+            Err(ApiError::NotReady {
+                reason: "the database is unreachable",
+            })
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.keeper.metrics.render(),
+    )
+}

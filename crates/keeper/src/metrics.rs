@@ -1,0 +1,170 @@
+//! A small Prometheus registry: HTTP requests by route template and status, request
+//! latency as a histogram, and Zoom calls by endpoint and outcome. Rendered in the
+//! Prometheus text format at `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    /// Cumulative counts per bucket of `LATENCY_BUCKETS`.
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                self.buckets[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// (method, route, status) → count
+    requests: BTreeMap<(String, String, u16), u64>,
+    /// (method, route) → latency
+    latency: BTreeMap<(String, String), Histogram>,
+    /// (endpoint, outcome) → count
+    zoom_calls: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    pub fn record_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let mut inner = self.lock();
+        *inner
+            .requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+        inner
+            .latency
+            .entry((method.to_owned(), route.to_owned()))
+            .or_default()
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// `endpoint` names the Zoom call (e.g. `oauth_token_client_credentials`);
+    /// `outcome` is `success` or an error class.
+    pub fn record_zoom_call(&self, endpoint: &'static str, outcome: &'static str) {
+        *self
+            .lock()
+            .zoom_calls
+            .entry((endpoint, outcome))
+            .or_default() += 1;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain counters: still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The Prometheus text exposition of everything recorded so far.
+    pub fn render(&self) -> String {
+        let inner = self.lock();
+        let mut out = String::new();
+        out.push_str("# HELP zoomkeeper_http_requests_total HTTP requests by method, route template and status.\n");
+        out.push_str("# TYPE zoomkeeper_http_requests_total counter\n");
+        for ((method, route, status), n) in &inner.requests {
+            let _ = writeln!(
+                out,
+                "zoomkeeper_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
+                escape(method),
+                escape(route)
+            );
+        }
+        out.push_str("# HELP zoomkeeper_http_request_duration_seconds HTTP request latency by method and route template.\n");
+        out.push_str("# TYPE zoomkeeper_http_request_duration_seconds histogram\n");
+        for ((method, route), h) in &inner.latency {
+            let labels = format!("method=\"{}\",route=\"{}\"", escape(method), escape(route));
+            for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets.iter()) {
+                let _ = writeln!(
+                    out,
+                    "zoomkeeper_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "zoomkeeper_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "zoomkeeper_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "zoomkeeper_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
+        }
+        out.push_str("# HELP zoomkeeper_zoom_calls_total Calls to Zoom by endpoint and outcome.\n");
+        out.push_str("# TYPE zoomkeeper_zoom_calls_total counter\n");
+        for ((endpoint, outcome), n) in &inner.zoom_calls {
+            let _ = writeln!(
+                out,
+                "zoomkeeper_zoom_calls_total{{endpoint=\"{endpoint}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        out
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::new();
+        m.record_request(
+            "GET",
+            "/api/v1/zoom_oauth_apps/{id}",
+            200,
+            Duration::from_millis(2),
+        );
+        m.record_request(
+            "GET",
+            "/api/v1/zoom_oauth_apps/{id}",
+            200,
+            Duration::from_millis(20),
+        );
+        m.record_zoom_call("oauth_token_client_credentials", "success");
+        let text = m.render();
+        assert!(text.contains(
+            "zoomkeeper_http_requests_total{method=\"GET\",route=\"/api/v1/zoom_oauth_apps/{id}\",status=\"200\"} 2"
+        ));
+        assert!(text.contains("le=\"0.0025\"} 1"));
+        assert!(text.contains("le=\"+Inf\"} 2"));
+        assert!(text.contains("endpoint=\"oauth_token_client_credentials\",outcome=\"success\"} 1"));
+    }
+}
