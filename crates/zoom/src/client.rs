@@ -349,6 +349,25 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_token_4700_is_access_token_rejected() {
+        let err = answer(401, r#"{"code":4700,"message":"Token cannot be empty."}"#).api_error(&[]);
+        assert!(
+            matches!(err, ZoomError::AccessTokenRejected { .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn not_the_host_3000_is_forbidden() {
+        let err = answer(
+            400,
+            r#"{"code":3000,"message":"Cannot access meeting info."}"#,
+        )
+        .api_error(&[]);
+        assert!(matches!(err, ZoomError::Forbidden { .. }), "{err:?}");
+    }
+
+    #[test]
     fn code_3001_is_not_found_even_on_400() {
         let err = answer(400, r#"{"code":3001,"message":"Meeting does not exist"}"#).api_error(&[]);
         assert!(matches!(err, ZoomError::NotFound { ref code, .. } if code == "3001"));
