@@ -237,7 +237,8 @@ mod tests {
 
     #[test]
     fn signature_matches_an_independent_hs256() {
-        // Computed independently (Zoom publishes no secret with its example):
+        // Payload shape from https://developers.zoom.us/docs/meeting-sdk/auth/ ;
+        // Zoom publishes no secret with its example, so the JWT was computed independently:
         //   python3 -c 'import hmac,hashlib,base64,json
         //   b=lambda x: base64.urlsafe_b64encode(x).rstrip(b"=")
         //   h=b(b"{\"alg\":\"HS256\",\"typ\":\"JWT\"}")

@@ -406,6 +406,17 @@ mod tests {
         "33c02b74e471b5e135042d8a17088d887b849812ee56c6468a2279e517041936";
 
     #[test]
+    fn url_validation_is_plain_hmac_sha256_per_rfc_4231() {
+        // encryptedToken is hex HMAC-SHA256(secret, plainToken), so RFC 4231 test
+        // case 2 applies verbatim: https://www.rfc-editor.org/rfc/rfc4231#section-4.3
+        let answer = url_validation_response("Jefe", "what do ya want for nothing?");
+        assert_eq!(
+            answer.encrypted_token,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
     fn meeting_created_reads_a_numeric_id() {
         let body = br#"{"event":"meeting.created","event_ts":1626230691572,"payload":{
             "account_id":"AAAAAABBBB","operator":"admin@example.com","operator_id":"z8yCxjabcdEFGHfp8uQ",
@@ -536,6 +547,26 @@ mod tests {
         #[test]
         fn parse_event_never_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             let _ = parse_event(&body);
+        }
+
+        #[test]
+        fn json_shaped_bodies_never_panic(
+            event in "(meeting\\.(created|updated|deleted|started|ended)|user\\.updated|app_deauthorized|endpoint\\.url_validation|x)",
+            id in "(1|\"1\"|null|\\{\\}|\\[\\]|1\\.5|-1|\"\"|true)",
+            ts in "(1|\"1\"|null|\"x\"|99999999999999999999)",
+            wrap in 0usize..4,
+        ) {
+            let object = format!(r#"{{"id":{id},"pmi":{id},"host_id":{id}}}"#);
+            let payload = match wrap {
+                0 => format!(r#"{{"object":{object},"user_id":{id},"plainToken":{id}}}"#),
+                1 => object.clone(),
+                2 => "null".to_owned(),
+                _ => format!(r#"{{"object":[{object}]}}"#),
+            };
+            let body = format!(r#"{{"event":"{event}","event_ts":{ts},"payload":{payload}}}"#);
+            if let Ok(ev) = parse_event(body.as_bytes()) {
+                let _ = ev.dedupe_key();
+            }
         }
 
         #[test]
