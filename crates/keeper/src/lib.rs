@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod pg_cluster;
 pub mod projects;
 pub mod rate_limit;
 pub mod server;

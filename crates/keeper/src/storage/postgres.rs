@@ -23,7 +23,7 @@ const MAX_CONNECTIONS: u32 = 16;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Advisory lock key serialising first-start bootstrap across processes
 /// (arbitrary, fixed: "zk-boot" in ASCII).
-const BOOTSTRAP_LOCK: i64 = 0x7a6b_2d62_6f6f_74;
+const BOOTSTRAP_LOCK: i64 = 0x007a_6b2d_626f_6f74;
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
