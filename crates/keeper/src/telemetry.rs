@@ -9,11 +9,19 @@ use crate::config::LogFormat;
 /// Installs the global subscriber writing to stderr. Safe to call more than once
 /// (later calls do nothing).
 pub fn init(format: LogFormat) {
-    init_with_writer(format, std::io::stderr);
+    use std::io::IsTerminal as _;
+    install(format, std::io::stderr, std::io::stderr().is_terminal());
 }
 
 /// Like [`init`], writing to `writer` (tests capture logs this way).
 pub fn init_with_writer<W>(format: LogFormat, writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    install(format, writer, false);
+}
+
+fn install<W>(format: LogFormat, writer: W, ansi: bool)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -22,6 +30,7 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_ansi(ansi)
         .with_target(false);
     let result = match format {
         LogFormat::Text => builder.try_init(),

@@ -1,1 +1,249 @@
-fn main() {}
+//! `zoomkeeper`: the command line wiring the crates together (DESIGN.md §2).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use keeper::config::{Config, Settings};
+use keeper::server::{shutdown_signal, Server};
+use keeper::{projects, telemetry, Keeper};
+use secrecy::ExposeSecret;
+
+mod bench;
+
+#[derive(Parser)]
+#[command(
+    name = "zoomkeeper",
+    version,
+    about = "A self-hosted Zoom OAuth vault and token broker for meeting bots."
+)]
+struct Cli {
+    #[command(flatten)]
+    settings: SettingFlags,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Settings given as flags; each overrides `ZOOMKEEPER_<NAME>` and the TOML file.
+#[derive(Args, Default)]
+struct SettingFlags {
+    /// TOML file with settings (same names as the flags, with underscores).
+    #[arg(long, global = true, env = "ZOOMKEEPER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8000].
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Directory for the SQLite database and the master key [default: ./zoomkeeper-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// sqlite:… or postgres://… [default: SQLite in the data directory].
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Base of absolute URLs in responses [default: http://{listen}].
+    #[arg(long, global = true)]
+    public_url: Option<String>,
+    /// Zoom's OAuth base URL [default: https://zoom.us].
+    #[arg(long, global = true)]
+    zoom_oauth_url: Option<String>,
+    /// Zoom's REST API base URL [default: https://api.zoom.us].
+    #[arg(long, global = true)]
+    zoom_api_url: Option<String>,
+    /// Master key file [default: {data_dir}/master.key]. (An inline key is accepted
+    /// only from the environment or the config file, never as a flag.)
+    #[arg(long, global = true)]
+    master_key_file: Option<PathBuf>,
+    /// text or json.
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+    /// Allow callback and webhook URLs that resolve to private addresses.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    allow_private_callback_urls: Option<bool>,
+    /// Delays between outgoing webhook attempts, e.g. 5s,5m,30m,2h.
+    #[arg(long, global = true)]
+    webhook_retry_schedule: Option<String>,
+    /// api, worker or all [default: all].
+    #[arg(long, global = true)]
+    role: Option<String>,
+    /// Requests per second allowed per project [default: 100].
+    #[arg(long, global = true)]
+    rate_limit_per_second: Option<f64>,
+    /// Burst allowed per project above the sustained rate [default: 200].
+    #[arg(long, global = true)]
+    rate_limit_burst: Option<u32>,
+}
+
+impl SettingFlags {
+    fn to_settings(&self) -> Settings {
+        Settings {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            public_url: self.public_url.clone(),
+            zoom_oauth_url: self.zoom_oauth_url.clone(),
+            zoom_api_url: self.zoom_api_url.clone(),
+            master_key: None,
+            master_key_file: self.master_key_file.clone(),
+            log_format: self.log_format.clone(),
+            allow_private_callback_urls: self.allow_private_callback_urls,
+            webhook_retry_schedule: self.webhook_retry_schedule.clone(),
+            role: self.role.clone(),
+            rate_limit_per_second: self.rate_limit_per_second,
+            rate_limit_burst: self.rate_limit_burst,
+        }
+    }
+
+    fn load(&self) -> anyhow::Result<Config> {
+        let env = Settings::from_env(std::env::vars())?;
+        let config = Config::load(self.to_settings(), env, self.config.as_deref())?;
+        Ok(config)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API and the background workers.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Manage API keys.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+    /// Manage the master keys that seal secrets at rest.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Run the Zoom simulator.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+    },
+    /// Measure the service on this machine.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Create a project; prints its id alone.
+    Create { name: String },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key; prints the key alone (it is shown only this once).
+    Create {
+        /// The project's id (prj_…) or name.
+        #[arg(long)]
+        project: String,
+        /// A label to tell keys apart.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new master key and re-seal every secret under it.
+    Rotate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Sim { listen } => {
+            telemetry::init(keeper::config::LogFormat::Text);
+            zoom_sim::serve(listen).await
+        }
+        Command::Bench(command) => {
+            telemetry::init_with_writer(keeper::config::LogFormat::Text, std::io::sink);
+            bench::run(command).await
+        }
+        command => {
+            let config = cli.settings.load()?;
+            telemetry::init(config.log_format);
+            for name in Settings::unknown_env_names(std::env::vars()) {
+                tracing::warn!(variable = %name, "ignoring an environment variable that names no setting");
+            }
+            match command {
+                Command::Serve => serve(config).await,
+                Command::Migrate => migrate(config).await,
+                Command::Project(ProjectCommand::Create { name }) => {
+                    let keeper = Keeper::open(config).await?;
+                    let project = projects::create(&keeper, &name).await?;
+                    println!("{}", project.id);
+                    Ok(())
+                }
+                Command::ApiKey(ApiKeyCommand::Create { project, name }) => {
+                    let keeper = Keeper::open(config).await?;
+                    let project = projects::find(&keeper, &project).await?;
+                    let key = projects::create_api_key(&keeper, &project, &name).await?;
+                    println!("{}", key.expose_secret());
+                    Ok(())
+                }
+                Command::Keys(KeysCommand::Rotate) => {
+                    let n = keeper::service::rotate_master_key(&config).await?;
+                    eprintln!("Re-sealed {n} secrets under the new master key.");
+                    Ok(())
+                }
+                Command::Sim { .. } | Command::Bench(_) => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let store = keeper::service::open_store(&config).await?;
+    store.migrate().await.context("applying migrations")?;
+    eprintln!("The {} database is up to date.", store.backend());
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let role = config.role;
+    let shutdown = shutdown_signal();
+    let keeper = Arc::new(Keeper::open(config).await?);
+    if let Some(key) = projects::bootstrap(&keeper).await? {
+        println!(
+            "Created project \"{}\". Its API key, shown only this once:\n\n    {}\n\nSend it as the header  Authorization: Token <key>",
+            projects::DEFAULT_PROJECT_NAME,
+            key.expose_secret()
+        );
+    }
+    if role.serves_http() {
+        let server = Server::bind(keeper.clone()).await?;
+        tracing::info!(
+            addr = %server.addr(),
+            public_url = server.public_url(),
+            backend = keeper.store.backend(),
+            "zoomkeeper listening"
+        );
+        server.run(shutdown).await?;
+    } else {
+        tracing::info!("running as a worker only; no background workers exist yet");
+        shutdown.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

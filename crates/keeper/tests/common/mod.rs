@@ -13,15 +13,6 @@ use reqwest::{Method, RequestBuilder, Response};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-/// PostgreSQL for tests. TODO: switch to `keeper::pg_cluster` once it lands; until
-/// then PostgreSQL runs are skipped.
-mod pg {
-    pub struct Cluster;
-    pub async fn database() -> Option<(String, Cluster)> {
-        None
-    }
-}
-
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -77,7 +68,6 @@ pub struct TestApp {
     pub sim: zoom_sim::Simulator,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
-    _pg: Option<pg::Cluster>,
 }
 
 impl Drop for TestApp {
@@ -97,14 +87,17 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 pub async fn spawn_app_with(backend: Backend, extra: Settings) -> Option<TestApp> {
     init_logs();
     let dir = tempfile::tempdir().expect("temp dir");
-    let (database_url, pg) = match backend {
-        Backend::Sqlite => (
-            format!("sqlite://{}", dir.path().join("test.db").display()),
-            None,
-        ),
+    let database_url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("test.db").display()),
         Backend::Postgres => {
-            let (url, cluster) = pg::database().await?;
-            (url, Some(cluster))
+            // One cluster per test process; a fresh database per test.
+            let cluster = keeper::pg_cluster::shared()
+                .await
+                .expect("starting PostgreSQL")?;
+            cluster
+                .create_database()
+                .await
+                .expect("creating a database")
         }
     };
     let sim = zoom_sim::Simulator::start()
@@ -144,7 +137,6 @@ pub async fn spawn_app_with(backend: Backend, extra: Settings) -> Option<TestApp
         sim,
         stop: Some(stop),
         _dir: dir,
-        _pg: pg,
     })
 }
 

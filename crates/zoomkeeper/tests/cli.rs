@@ -1,0 +1,172 @@
+//! The command line as scripts use it: what goes to stdout, and nothing more.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn zoomkeeper(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zoomkeeper"));
+    c.current_dir(dir)
+        .env_remove("ZOOMKEEPER_DATABASE_URL")
+        .env_remove("ZOOMKEEPER_MASTER_KEY")
+        .env_remove("ZOOMKEEPER_MASTER_KEY_FILE")
+        .env_remove("ZOOMKEEPER_DATA_DIR")
+        .env_remove("ZOOMKEEPER_CONFIG")
+        .env_remove("ZOOMKEEPER_LISTEN");
+    c
+}
+
+fn run_ok(dir: &Path, args: &[&str]) -> String {
+    let out: Output = zoomkeeper(dir).args(args).output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+fn is_key(s: &str) -> bool {
+    s.len() == 46
+        && s.starts_with("zk_")
+        && s[3..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[test]
+fn project_create_prints_the_id_alone_and_api_key_create_the_key_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = run_ok(dir.path(), &["project", "create", "acme"]);
+    let id = out.strip_suffix('\n').expect("one line");
+    assert!(
+        id.starts_with("prj_") && id.len() == 20 && !id.contains('\n'),
+        "{out:?}"
+    );
+
+    for project in [id, "acme"] {
+        let out = run_ok(
+            dir.path(),
+            &["api-key", "create", "--project", project, "--name", "ci"],
+        );
+        let key = out.strip_suffix('\n').expect("one line");
+        assert!(is_key(key), "{out:?}");
+    }
+
+    let dup = zoomkeeper(dir.path())
+        .args(["project", "create", "acme"])
+        .output()
+        .expect("runs");
+    assert!(!dup.status.success());
+    assert!(dup.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+
+    let missing = zoomkeeper(dir.path())
+        .args(["api-key", "create", "--project", "nope"])
+        .output()
+        .expect("runs");
+    assert!(!missing.status.success() && missing.stdout.is_empty());
+
+    let master_key = dir.path().join("zoomkeeper-data/master.key");
+    let before = std::fs::read(&master_key).expect("master key written");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&master_key)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    run_ok(dir.path(), &["keys", "rotate"]);
+    assert_ne!(std::fs::read(&master_key).expect("master key"), before);
+    // Everything still opens under the new key.
+    let out = run_ok(dir.path(), &["api-key", "create", "--project", "acme"]);
+    assert!(is_key(out.trim_end()));
+}
+
+/// Starts `serve` on a free port and waits until it listens; returns the child and
+/// its stdout so far.
+fn start_serving(dir: &Path) -> Child {
+    let mut child = zoomkeeper(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "serve did not start in time");
+        match lines.next() {
+            Some(Ok(line)) if line.contains("zoomkeeper listening") => break,
+            Some(Ok(_)) => continue,
+            _ => panic!("serve exited before listening"),
+        }
+    }
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+fn stop(child: Child) -> String {
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("exits");
+    assert!(
+        out.status.success(),
+        "serve exits cleanly on SIGTERM: {:?}",
+        out.status
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn first_serve_prints_one_key_once_and_a_second_start_keeps_the_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = stop(start_serving(dir.path()));
+    let keys: Vec<&str> = first.split_whitespace().filter(|w| is_key(w)).collect();
+    assert_eq!(keys.len(), 1, "exactly one key, clearly labelled: {first}");
+    assert!(first.contains("shown only this once"), "{first}");
+
+    let second = stop(start_serving(dir.path()));
+    assert!(
+        !second.contains("zk_"),
+        "no key on the second start: {second}"
+    );
+
+    // The first key still names the default project.
+    let out = run_ok(dir.path(), &["api-key", "create", "--project", "default"]);
+    assert!(is_key(out.trim_end()));
+}
+
+#[test]
+fn bad_configuration_fails_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = zoomkeeper(dir.path())
+        .args(["serve", "--listen", "not-an-address"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen:") && err.contains("IP:PORT"), "{err}");
+
+    std::fs::write(
+        dir.path().join("zk.toml"),
+        "listen = \"127.0.0.1:1\"\nlog_fromat = \"json\"\n",
+    )
+    .expect("write");
+    let out = zoomkeeper(dir.path())
+        .args(["--config", "zk.toml", "migrate"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("log_fromat"), "{err}");
+}
