@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Duration, SecondsFormat, Utc};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use serde_json::{json, Value};
@@ -47,6 +47,12 @@ pub const SCOPES_ONBEHALF: &[&str] = &["user:read:token"];
 
 /// Zoom's webhook retry delays, in seconds, before scaling.
 pub const WEBHOOK_RETRY_DELAYS_S: [f64; 3] = [300.0, 1200.0, 3600.0];
+
+/// Longest configurable token or code lifetime: ten years.
+const MAX_TTL_S: u64 = 10 * 365 * 24 * 3600;
+/// Largest configurable clock shift, either way: a hundred years.
+const MAX_CLOCK_OFFSET_S: i64 = 100 * 365 * 24 * 3600;
+const MAX_WEBHOOK_TIMEOUT_MS: u64 = 3_600_000;
 
 const LOCAL_RECORDING_TOKEN_TTL_S: i64 = 120;
 const USER_TOKEN_TTL_S: i64 = 7200;
@@ -357,11 +363,38 @@ impl World {
         *self = World::default();
     }
 
+    /// Checks every value before changing any: lifetimes and the clock offset feed
+    /// date arithmetic that panics on overflow, so they are bounded to sane ranges.
     pub fn apply_config(&mut self, c: &SimConfig) -> Result<(), String> {
         if let Some(scale) = c.webhook_retry_scale {
             if !(scale.is_finite() && scale >= 0.0) {
                 return Err("webhook_retry_scale must be a finite number ≥ 0".into());
             }
+        }
+        for (name, value) in [
+            ("access_token_ttl_s", c.access_token_ttl_s),
+            ("code_ttl_s", c.code_ttl_s),
+            ("refresh_token_ttl_s", c.refresh_token_ttl_s),
+        ] {
+            if value.is_some_and(|v| v > MAX_TTL_S) {
+                return Err(format!("{name} must be at most {MAX_TTL_S} (ten years)"));
+            }
+        }
+        if c.webhook_timeout_ms
+            .is_some_and(|v| v > MAX_WEBHOOK_TIMEOUT_MS)
+        {
+            return Err(format!(
+                "webhook_timeout_ms must be at most {MAX_WEBHOOK_TIMEOUT_MS}"
+            ));
+        }
+        if c.clock_offset_s
+            .is_some_and(|v| v.unsigned_abs() > MAX_CLOCK_OFFSET_S.unsigned_abs())
+        {
+            return Err(format!(
+                "clock_offset_s must be within ±{MAX_CLOCK_OFFSET_S} (a hundred years)"
+            ));
+        }
+        if let Some(scale) = c.webhook_retry_scale {
             self.config.webhook_retry_scale = scale;
         }
         if let Some(v) = c.access_token_ttl_s {
@@ -614,6 +647,15 @@ impl World {
             Some(id) => id,
             None => self.fresh_number(10_000_000_000, 100_000_000_000),
         };
+        // RFC 3339 (Zoom's format) has four-digit years; later ones overflow date math.
+        if m.start_time
+            .is_some_and(|t| !(1..=9999).contains(&t.year()))
+        {
+            return Err(ApiError::control(
+                400,
+                "start_time must be between years 1 and 9999",
+            ));
+        }
         let now = self.now();
         let mut uuid_bytes = [0u8; 16];
         rand::thread_rng().fill(&mut uuid_bytes);
@@ -1341,7 +1383,7 @@ impl World {
         let now = self.now();
         let ends = |m: &Meeting| {
             m.start_time
-                .map(|s| s + Duration::minutes(i64::from(m.duration)))
+                .and_then(|s| s.checked_add_signed(Duration::minutes(i64::from(m.duration))))
         };
         let selected = |m: &Meeting| -> bool {
             match list_type {

@@ -269,3 +269,51 @@ async fn reset_forgets_everything_and_shutdown_stops_serving() {
     sim.shutdown().await;
     assert!(control.stats().await.is_err());
 }
+
+#[tokio::test]
+async fn absurd_config_and_meeting_times_are_refused_and_never_panic_the_simulator() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    for body in [
+        r#"{"clock_offset_s": 9223372036854775807}"#,
+        r#"{"clock_offset_s": -9223372036854775808}"#,
+        r#"{"code_ttl_s": 18446744073709551615}"#,
+        r#"{"access_token_ttl_s": 18446744073709551615}"#,
+        r#"{"refresh_token_ttl_s": 9223372036854775808}"#,
+    ] {
+        let a = answer(
+            zoom.http
+                .put(format!("{}/_sim/config", zoom.url))
+                .body(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}: {}", a.body);
+        assert!(a.body["error"].is_string(), "{body}: {}", a.body);
+    }
+    // A meeting at the end of time, then every path that does time math on it.
+    let far = answer(
+        zoom.http
+            .post(format!("{}/_sim/users/{}/meetings", zoom.url, user.id))
+            .body(r#"{"start_time": "+262000-01-01T00:00:00Z", "duration": 4294967295}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(far.status.is_client_error(), "{}", far.body);
+    let tokens = zoom.connect(&user.id, None).await;
+    for list in ["upcoming", "live", "previous_meetings", "scheduled"] {
+        let a = zoom
+            .get(
+                &format!("/v2/users/me/meetings?type={list}"),
+                &tokens.access,
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{list}: {}", a.body);
+    }
+    // The simulator still works after all of it.
+    assert_eq!(zoom.get("/v2/users/me", &tokens.access).await.status, 200);
+}
