@@ -1152,11 +1152,12 @@ impl World {
         if t.client_id != client_id || !matches!(t.kind, TokenKind::Access | TokenKind::Refresh) {
             return Err(invalid());
         }
+        let now = self.now();
         if let Some(g) = t.grant.and_then(|g| self.grants.get_mut(&g)) {
             g.alive = false;
         } else if let Some(t) = self.tokens.get_mut(token) {
-            // A client_credentials token has no grant: it dies alone.
-            t.expires_at = Utc::now() - Duration::seconds(1);
+            // A client_credentials token has no grant: it dies alone, on the simulated clock.
+            t.expires_at = now - Duration::seconds(1);
         }
         self.stats.revocations += 1;
         Ok(())

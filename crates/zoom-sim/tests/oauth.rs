@@ -369,6 +369,32 @@ async fn revoke_kills_the_whole_grant_without_counting_stale_uses() {
 }
 
 #[tokio::test]
+async fn a_revoked_client_credentials_token_dies_at_once_on_a_shifted_clock() {
+    let zoom = Zoom::start().await;
+    zoom.control
+        .set_config(&SimConfig {
+            clock_offset_s: Some(-3600),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let a = zoom.token(&[("grant_type", "client_credentials")]).await;
+    let token = a.body["access_token"].as_str().unwrap().to_owned();
+    let revoked = zoom
+        .http
+        .post(format!("{}/oauth/revoke", zoom.url))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let me = zoom.get("/v2/users/me", &token).await;
+    assert_eq!(me.status, StatusCode::UNAUTHORIZED, "{}", me.body);
+    assert_eq!(me.body["code"], 124);
+}
+
+#[tokio::test]
 async fn deauthorized_grant_refuses_refresh_without_counting_stale_uses() {
     let zoom = Zoom::start().await;
     let user = zoom.user().await;
