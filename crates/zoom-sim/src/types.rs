@@ -175,7 +175,7 @@ pub struct SimAuthorizeCode {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimMeeting {
-    /// A specific meeting number (10–11 digits); generated when absent.
+    /// A specific meeting number (9–11 digits, unused); generated (10–11 digits) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

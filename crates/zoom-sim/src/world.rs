@@ -635,8 +635,8 @@ impl World {
             return Err(ApiError::control(400, "type must be 1, 2, 3 or 8"));
         }
         let id = match m.id {
-            Some(id) if !(1_000_000_000..100_000_000_000).contains(&id) => {
-                return Err(ApiError::control(400, "id must have 10 or 11 digits"))
+            Some(id) if !(100_000_000..100_000_000_000).contains(&id) => {
+                return Err(ApiError::control(400, "id must have 9 to 11 digits"))
             }
             Some(id) if self.pmi_taken(id) => {
                 return Err(ApiError::control(

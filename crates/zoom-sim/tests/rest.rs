@@ -561,3 +561,57 @@ async fn api_calls_are_counted_per_endpoint() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_meeting_can_be_seeded_with_a_chosen_9_to_11_digit_number() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let t = zoom.connect(&user.id, None).await;
+    for id in [123_456_789, 9_876_543_210, 98_765_432_101] {
+        let created = zoom
+            .control
+            .create_meeting(
+                &user.id,
+                &SimMeeting {
+                    id: Some(id),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(created.id, id);
+        assert!(created.join_url.contains(&format!("/j/{id}?")));
+        let a = zoom
+            .get(
+                &format!("/v2/meetings/{id}/jointoken/local_recording"),
+                &t.access,
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{id}: {}", a.body);
+    }
+    let listed = zoom.get("/v2/users/me/meetings", &t.access).await;
+    assert!(listed.body["meetings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == 123_456_789));
+    for (id, status) in [
+        (12_345_678, 400),      // 8 digits
+        (123_456_789_012, 400), // 12 digits
+        (123_456_789, 409),     // taken above
+        (user.pmi, 409),        // a PMI is a meeting number too
+    ] {
+        let err = zoom
+            .control
+            .create_meeting(
+                &user.id,
+                &SimMeeting {
+                    id: Some(id),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(&status.to_string()), "{id}: {err}");
+    }
+}
