@@ -69,6 +69,11 @@ pub enum MeetingUrlError {
     BadMeetingNumber,
     #[error("the personal link name is not valid")]
     BadVanity,
+    /// A kept query value (`pwd`, `tk`, `uname`, `confno`) holds a line break or
+    /// another control character, or is far longer than Zoom makes them. Only the
+    /// parameter's name is shown, never its value.
+    #[error("the meeting URL's {0} parameter is not valid")]
+    BadParameter(&'static str),
 }
 
 /// Parse a meeting link in any of the forms Zoom produces.
@@ -100,7 +105,7 @@ pub fn parse(input: &str) -> Result<MeetingLink, MeetingUrlError> {
         return Err(MeetingUrlError::UnexpectedPort);
     }
     let host = zoom_host(&url)?;
-    let query = Query::read(&url);
+    let query = Query::read(&url)?;
 
     let segments: Vec<&str> = url
         .path_segments()
@@ -185,7 +190,9 @@ fn meeting_number(candidate: Option<&str>) -> Result<String, MeetingUrlError> {
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .ok_or(MeetingUrlError::MissingMeetingNumber)?;
-    if (9..=11).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()) {
+    // Zoom's numbers never start with 0, and a leading zero would never match the
+    // number Zoom sends in JSON, so `0123456789` is refused rather than guessed at.
+    if (9..=11).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0') {
         Ok(n.to_owned())
     } else {
         Err(MeetingUrlError::BadMeetingNumber)
@@ -228,29 +235,37 @@ struct Query {
 const MAX_PARAM_LEN: usize = 512;
 
 impl Query {
-    fn read(url: &Url) -> Self {
+    fn read(url: &Url) -> Result<Self, MeetingUrlError> {
         let mut q = Query::default();
         for (key, value) in url.query_pairs() {
-            let slot = match key.as_ref() {
-                "pwd" => &mut q.pwd,
-                "tk" => &mut q.tk,
-                "uname" => &mut q.uname,
-                "confno" => &mut q.confno,
+            let (name, slot) = match key.as_ref() {
+                "pwd" => ("pwd", &mut q.pwd),
+                "tk" => ("tk", &mut q.tk),
+                "uname" => ("uname", &mut q.uname),
+                "confno" => ("confno", &mut q.confno),
                 _ => continue,
             };
             // The first non-empty value wins; later repeats are ignored.
-            if slot.is_none() {
-                let value = value.trim();
-                if !value.is_empty()
-                    && value.len() <= MAX_PARAM_LEN
-                    && !value.chars().any(char::is_control)
-                {
-                    *slot = Some(value.to_owned());
-                }
+            if slot.is_some() {
+                continue;
+            }
+            // Checked before trimming: `%0D%0A` around a value is an injection
+            // attempt, not padding to strip.
+            if value.len() > MAX_PARAM_LEN || value.chars().any(breaks_a_line) {
+                return Err(MeetingUrlError::BadParameter(name));
+            }
+            let value = value.trim();
+            if !value.is_empty() {
+                *slot = Some(value.to_owned());
             }
         }
-        q
+        Ok(q)
     }
+}
+
+/// Control characters, and the Unicode line and paragraph separators.
+fn breaks_a_line(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 #[cfg(test)]
@@ -295,6 +310,10 @@ mod tests {
         let long = format!(
             "https://zoom.us/j/123456789?pwd={}",
             "a".repeat(MAX_URL_LEN)
+        );
+        let long_pwd = format!(
+            "https://zoom.us/j/123456789?pwd={}",
+            "a".repeat(MAX_PARAM_LEN + 1)
         );
         let cases: Vec<(&str, Result<MeetingLink, MeetingUrlError>)> = vec![
             // Join links, with and without passcode, on the hosts Zoom uses.
@@ -488,6 +507,7 @@ mod tests {
             ("   ", Err(E::Empty)),
             ("https://zoom.us/j/123 456 789", Err(E::NotAUrl)),
             (long.as_str(), Err(E::TooLong)),
+            (long_pwd.as_str(), Err(E::BadParameter("pwd"))),
             // Refused: numbers and paths.
             ("https://zoom.us/j/12345678", Err(E::BadMeetingNumber)),
             ("https://zoom.us/j/123456789012", Err(E::BadMeetingNumber)),
@@ -517,6 +537,98 @@ mod tests {
                 Err(E::NotZoomHost("evil.com".into())),
             ),
             ("zoommtg://zoom.us/j/123456789", Err(E::UnsupportedPath)),
+            // Hostile hosts: percent-encoded dots, a trailing dot, userinfo tricks.
+            (
+                "https://zoom.us%2eevil.com/j/123456789",
+                Err(E::NotZoomHost("zoom.us.evil.com".into())),
+            ),
+            (
+                "https://zoom.us./j/123456789",
+                Err(E::NotZoomHost("zoom.us.".into())),
+            ),
+            ("https://evil.com%40zoom.us/j/123456789", Err(E::NotAUrl)),
+            (
+                "https://zoom.us\\@evil.com/j/123456789",
+                Err(E::UnsupportedPath),
+            ),
+            (
+                "https://zoom.us#@evil.com/j/123456789",
+                Err(E::MissingMeetingNumber),
+            ),
+            (
+                "zoommtg://evil.com\\@zoom.us/join?confno=123456789",
+                Err(E::UserInfo),
+            ),
+            (
+                "zoommtg://zoom.us%2eevil.com/join?confno=123456789",
+                Err(E::NotZoomHost("zoom.us%2eevil.com".into())),
+            ),
+            (
+                "https://[::1]/j/123456789",
+                Err(E::NotZoomHost("::1".into())),
+            ),
+            // What a browser normalises to the same page is the same link.
+            (
+                "https://zoom.us\\j\\123456789",
+                number("123456789", None, "zoom.us"),
+            ),
+            (
+                "https://zoom.us//j//123456789",
+                number("123456789", None, "zoom.us"),
+            ),
+            (
+                "https://zoom.us:443/j/123456789",
+                number("123456789", None, "zoom.us"),
+            ),
+            (
+                "https://zoom.us/x/../j/123456789",
+                number("123456789", None, "zoom.us"),
+            ),
+            // Numbers: leading zeros, far too many digits, encoded or trailing garbage.
+            ("https://zoom.us/j/0123456789", Err(E::BadMeetingNumber)),
+            ("https://zoom.us/j/000000000", Err(E::BadMeetingNumber)),
+            (
+                "zoommtg://zoom.us/join?confno=01234567890",
+                Err(E::BadMeetingNumber),
+            ),
+            (
+                "https://zoom.us/j/1234567890123456789012345",
+                Err(E::BadMeetingNumber),
+            ),
+            ("https://zoom.us/j/123456789%0A", Err(E::BadMeetingNumber)),
+            ("https://zoom.us/j/123456789;x=1", Err(E::BadMeetingNumber)),
+            ("https://zoom.us/j/+123456789", Err(E::BadMeetingNumber)),
+            // Line breaks never reach a field, raw or percent-encoded.
+            ("https://zoom.us/j/123456789\r\n?pwd=x", Err(E::NotAUrl)),
+            (
+                "https://zoom.us/j/123456789?pwd=abc%0D%0ASet-Cookie:x",
+                Err(E::BadParameter("pwd")),
+            ),
+            (
+                "https://zoom.us/j/123456789?pwd=%0Aabc",
+                Err(E::BadParameter("pwd")),
+            ),
+            (
+                "zoommtg://zoom.us/join?confno=123456789%0D%0A",
+                Err(E::BadParameter("confno")),
+            ),
+            (
+                "https://zoom.us/j/123456789?uname=Bot%E2%80%A8INFO%20forged",
+                Err(E::BadParameter("uname")),
+            ),
+            (
+                "https://zoom.us/j/123456789?tk=%00",
+                Err(E::BadParameter("tk")),
+            ),
+            // Vanity edge cases.
+            ("https://zoom.us/my/john.doe/extra", Err(E::UnsupportedPath)),
+            ("https://zoom.us/my/john%20doe", Err(E::BadVanity)),
+            ("https://zoom.us/my/%2e%2e", Err(E::MissingMeetingNumber)),
+            ("https://zoom.us/MY/john", Err(E::UnsupportedPath)),
+            (
+                "https://acme.zoom.us/my/john.doe/",
+                vanity_link("john.doe", "acme.zoom.us"),
+            ),
         ];
         assert!(cases.len() >= 40);
         for (input, expected) in cases {
@@ -534,6 +646,30 @@ mod tests {
             let err = parse(input).unwrap_err();
             assert!(!err.to_string().contains("SECRETZAK"), "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn look_alike_hosts_in_unicode_are_not_zoom() {
+        // Cyrillic "о" in zoom, a fullwidth-dot suffix, and a Zoom-looking label
+        // on another domain: IDNA turns them into punycode, which is not Zoom.
+        for input in [
+            "https://z\u{43e}\u{43e}m.us/j/123456789",
+            "https://zoom.us\u{ff0e}evil.com/j/123456789",
+            "https://zoom\u{2024}us/j/123456789",
+        ] {
+            let err = parse(input).unwrap_err();
+            assert!(
+                matches!(&err, E::NotZoomHost(_) | E::NotAUrl),
+                "{input}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_parameter_errors_name_the_parameter_not_its_value() {
+        let err = parse("https://zoom.us/j/123456789?pwd=SECRETPWD%0A").unwrap_err();
+        assert_eq!(err, E::BadParameter("pwd"));
+        assert!(!err.to_string().contains("SECRETPWD"), "{err}");
     }
 
     #[test]
@@ -588,7 +724,7 @@ mod tests {
         }
 
         #[test]
-        fn any_9_to_11_digit_number_round_trips(n in "[0-9]{9,11}", sub in "(|us02web\\.|acme\\.)", domain in "(zoom\\.us|zoom\\.com|zoomgov\\.com)") {
+        fn any_9_to_11_digit_number_round_trips(n in "[1-9][0-9]{8,10}", sub in "(|us02web\\.|acme\\.)", domain in "(zoom\\.us|zoom\\.com|zoomgov\\.com)") {
             let link = parse(&format!("https://{sub}{domain}/j/{n}")).unwrap();
             proptest::prop_assert_eq!(link.meeting_id, MeetingId::Number(n));
         }
