@@ -177,6 +177,13 @@ fn valid_subdomain(prefix: &str) -> bool {
         })
 }
 
+/// A Zoom meeting number: 9 to 11 digits, the first not 0. Zoom's numbers never
+/// start with 0, and `0123456789` would never match the number Zoom sends in
+/// JSON, so it is refused rather than guessed at.
+pub fn is_meeting_number(n: &str) -> bool {
+    (9..=11).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0')
+}
+
 fn single_number(rest: &[&str]) -> Result<String, MeetingUrlError> {
     match rest {
         [n] => meeting_number(Some(n)),
@@ -190,9 +197,7 @@ fn meeting_number(candidate: Option<&str>) -> Result<String, MeetingUrlError> {
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .ok_or(MeetingUrlError::MissingMeetingNumber)?;
-    // Zoom's numbers never start with 0, and a leading zero would never match the
-    // number Zoom sends in JSON, so `0123456789` is refused rather than guessed at.
-    if (9..=11).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0') {
+    if is_meeting_number(n) {
         Ok(n.to_owned())
     } else {
         Err(MeetingUrlError::BadMeetingNumber)

@@ -125,7 +125,7 @@ pub fn sign(
 
 fn parse_meeting_number(n: &str) -> Result<u64, SdkSignatureError> {
     let n = n.trim();
-    if !(9..=11).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit()) {
+    if !crate::meeting_url::is_meeting_number(n) {
         return Err(SdkSignatureError::BadMeetingNumber);
     }
     n.parse().map_err(|_| SdkSignatureError::BadMeetingNumber)
@@ -280,7 +280,16 @@ mod tests {
     #[test]
     fn meeting_number_must_be_9_to_11_digits() {
         let s = secret("x");
-        for bad in ["", "12345678", "123456789012", "12345678a", "-12345678"] {
+        // "012345678" would sign mn 12345678: another (8-digit) meeting.
+        for bad in [
+            "",
+            "12345678",
+            "123456789012",
+            "12345678a",
+            "-12345678",
+            "012345678",
+            "00123456789",
+        ] {
             assert_eq!(
                 sign("id", &s, bad, SdkRole::Participant, DEFAULT_LIFETIME, 0).unwrap_err(),
                 SdkSignatureError::BadMeetingNumber,
