@@ -207,11 +207,13 @@ impl Answer {
             ),
             None => (String::new(), String::new()),
         };
-        match code.as_str() {
-            "invalid_grant" | "invalid_client" | "unauthorized_client" => {
+        match (self.status.as_u16(), code.as_str()) {
+            // A 429 or 5xx is temporary whatever its body says: only a 4xx refusal
+            // may declare the grant gone.
+            (429 | 500..=599, _) => self.common_error(code, reason),
+            (_, "invalid_grant" | "invalid_client" | "unauthorized_client") => {
                 ZoomError::GrantRevoked { code, reason }
             }
-            // Rate limits, outages and unreadable bodies are the same at every endpoint.
             _ => self.common_error(code, reason),
         }
     }
@@ -312,6 +314,22 @@ mod tests {
         for code in ["invalid_client", "unauthorized_client"] {
             let body = format!(r#"{{"reason":"x","error":"{code}"}}"#);
             assert!(answer(401, &body).oauth_error(&[]).is_final(), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_grant_error_body_on_429_or_5xx_is_temporary_not_final() {
+        // Only Zoom's 4xx answer says the grant is gone; an outage or a proxy
+        // echoing a body must never disconnect a user.
+        let body = r#"{"reason":"Invalid Token!","error":"invalid_grant"}"#;
+        let limited = answer(429, body).oauth_error(&[]);
+        assert!(
+            matches!(limited, ZoomError::RateLimited { .. }),
+            "{limited:?}"
+        );
+        for status in [500, 502, 503] {
+            let err = answer(status, body).oauth_error(&[]);
+            assert!(err.is_temporary() && !err.is_final(), "{status}: {err:?}");
         }
     }
 
