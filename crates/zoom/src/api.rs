@@ -212,7 +212,7 @@ impl ZoomClient {
         let body: TokenBody = answer.json()?;
         Ok(LocalRecordingToken {
             token: SecretString::from(body.token),
-            expires_in: body.expire_in.map(Duration::from_secs),
+            expires_in: body.expire_in.map(crate::client::token_lifetime),
         })
     }
 

@@ -12,6 +12,15 @@ use crate::error::{parse_retry_after, scrub, ZoomError};
 /// Default time limit for one call to Zoom: well under a 60 s work lease.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest token lifetime believed from Zoom (its tokens live one or two hours):
+/// anything larger is cut to this, so callers can always compute `now + lifetime`.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A lifetime Zoom stated in seconds, bounded by [`MAX_TOKEN_LIFETIME`].
+pub(crate) fn token_lifetime(secs: u64) -> Duration {
+    Duration::from_secs(secs).min(MAX_TOKEN_LIFETIME)
+}
+
 /// Largest answer body we read from Zoom; a page of 300 meetings is ~200 KB.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 

@@ -159,17 +159,21 @@ pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
     cleaned
 }
 
+/// Longest wait believed from a `Retry-After`: Zoom's daily limit resets within a day.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
 /// Parse a `Retry-After` value: delta-seconds, or an HTTP date taken relative to
-/// `now` (a date in the past means "now"). Anything else is `None`.
+/// `now` (a date in the past means "now"). Anything else is `None`. Either form is
+/// capped at one day rather than overflow a caller's clock or sleep for years.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        // Cap absurd values at one day rather than overflow or sleep for years.
-        let secs = value.parse::<u64>().unwrap_or(u64::MAX).min(86_400);
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let when = httpdate::parse_http_date(value).ok()?;
+        when.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// How long to wait before attempt number `attempt` (0-based) when Zoom gave no
@@ -229,6 +233,13 @@ mod tests {
             parse_retry_after("99999999999999999999999", now),
             Some(Duration::from_secs(86_400))
         );
+    }
+
+    #[test]
+    fn a_far_future_retry_after_date_is_capped_at_a_day_like_seconds_are() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let wait = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).unwrap();
+        assert_eq!(wait, Duration::from_secs(86_400));
     }
 
     #[test]

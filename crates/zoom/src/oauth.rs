@@ -88,7 +88,8 @@ pub struct TokenGrant {
     /// Absent for `client_credentials`. For a refresh, this replaces the old
     /// refresh token, which is already dead at Zoom.
     pub refresh_token: Option<SecretString>,
-    /// Lifetime of the access token, counted from when the answer arrived.
+    /// Lifetime of the access token, counted from when the answer arrived (at
+    /// most [`crate::client::MAX_TOKEN_LIFETIME`]).
     pub expires_in: Duration,
     /// Granted scopes (Zoom sends them space-separated).
     pub scopes: Vec<String>,
@@ -127,7 +128,7 @@ impl TokenGrant {
                 .refresh_token
                 .filter(|t| !t.is_empty())
                 .map(SecretString::from),
-            expires_in: Duration::from_secs(expires_in),
+            expires_in: crate::client::token_lifetime(expires_in),
             scopes: raw
                 .scope
                 .unwrap_or_default()
@@ -342,6 +343,16 @@ mod tests {
         assert_eq!(grant.expires_in, Duration::from_secs(3600));
         assert!(grant.refresh_token.is_none());
         assert!(grant.scopes.is_empty());
+    }
+
+    #[test]
+    fn an_absurd_expires_in_is_bounded_so_callers_can_add_it_to_now() {
+        let grant =
+            TokenGrant::from_json(br#"{"access_token":"at","expires_in":18446744073709551615}"#)
+                .unwrap();
+        assert!(grant.expires_in <= crate::client::MAX_TOKEN_LIFETIME);
+        let _ = std::time::SystemTime::now() + grant.expires_in;
+        let _ = chrono::Utc::now() + chrono::Duration::from_std(grant.expires_in).unwrap();
     }
 
     #[test]
