@@ -260,7 +260,8 @@ async fn refresh_rotates_and_the_old_refresh_token_dies_at_once() {
     assert_eq!(info.client_id, CLIENT_ID);
 }
 
-#[tokio::test]
+// Several worker threads, so the racers really run at once inside the simulator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_refreshes_with_one_token_have_exactly_one_winner() {
     let zoom = Arc::new(Zoom::start().await);
     let user = zoom.user().await;
