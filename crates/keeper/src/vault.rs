@@ -679,6 +679,38 @@ mod tests {
     }
 
     #[test]
+    fn processes_starting_at_once_share_one_key_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("master.key");
+        let sealed: Vec<Sealed> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        Keyring::load_or_create(&file)
+                            .expect("load or create")
+                            .vault()
+                            .seal(slot("r"), b"v")
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        let ring = Keyring::load_or_create(&file).expect("load");
+        assert_eq!(ring.key_ids(), vec![1]);
+        for s in &sealed {
+            assert!(
+                ring.vault().open(slot("r"), s).is_ok(),
+                "every starter got the same key"
+            );
+        }
+        let leftovers = std::fs::read_dir(dir.path()).expect("dir").count();
+        assert_eq!(leftovers, 1, "no temporary files left behind");
+    }
+
+    #[test]
     fn inline_keyrings_parse() {
         let k1 = BASE64.encode([1u8; 32]);
         let k2 = BASE64.encode([2u8; 32]);

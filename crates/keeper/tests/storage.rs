@@ -711,3 +711,24 @@ async fn rotation_reseals_everything_under_the_new_key(s: TestStore) {
         assert!(old_vault.open(slot, &f.value).is_err());
     }
 }
+
+#[tokio::test]
+async fn open_store_picks_sqlite_for_paths_and_sqlite_urls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("nested").join("plain.db");
+    let store = keeper::storage::open_store(path.to_str().expect("utf-8"))
+        .await
+        .expect("open by path");
+    assert_eq!(store.backend(), "sqlite");
+    store.migrate().await.expect("migrate");
+    assert!(path.exists(), "file and directory created");
+    let url = format!("sqlite://{}", dir.path().join("url.db").display());
+    let store = keeper::storage::open_store(&url)
+        .await
+        .expect("open by url");
+    assert_eq!(store.backend(), "sqlite");
+    store.migrate().await.expect("migrate");
+    assert!(keeper::storage::is_postgres_url("postgresql://u@h/db"));
+    assert!(keeper::storage::is_postgres_url("postgres://u@h/db"));
+    assert!(!keeper::storage::is_postgres_url("sqlite:./x.db"));
+}
