@@ -68,6 +68,43 @@ async fn the_three_401s_say_exactly_what_is_wrong() {
         .expect("store")
         .expect("key row");
     assert!(row.last_used_at.is_some());
+
+    // A disabled key is refused with the same message as an unknown one.
+    let pool = sqlx::SqlitePool::connect(&app.database_url)
+        .await
+        .expect("sqlite");
+    sqlx::query("UPDATE api_keys SET disabled_at = 1 WHERE id = ?")
+        .bind(&row.id)
+        .execute(&pool)
+        .await
+        .expect("disable key");
+    pool.close().await;
+    let a = app.list_apps("").await;
+    a.assert_error(401, "invalid_api_key");
+    assert_eq!(a.json["error"], "Invalid or disabled API key");
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_described_plainly() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    for body in ["null", "[]", "42", "\"text\""] {
+        let a = app
+            .send(
+                app.request(Method::POST, APPS)
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        a.assert_error(400, "invalid_request");
+        assert_eq!(
+            a.field_problems("body"),
+            vec!["Must be a JSON object."],
+            "{body}"
+        );
+    }
+    assert!(app.all_app_ids().await.is_empty());
 }
 
 #[tokio::test]

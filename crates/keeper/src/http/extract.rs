@@ -141,6 +141,11 @@ fn describe_data_error(path: &str, message: &str) -> (String, String) {
     };
     if let Some(i) = message.find(", expected ") {
         let expected = &message[i + ", expected ".len()..];
+        let expected = if expected.starts_with("struct ") || expected.starts_with("a map") {
+            "a JSON object"
+        } else {
+            expected
+        };
         return (field, format!("Must be {expected}."));
     }
     // Messages from our own validating types carry no input value.
