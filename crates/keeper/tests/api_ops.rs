@@ -274,3 +274,34 @@ async fn request_logs_name_the_route_not_the_url_and_hold_no_secret() {
         assert!(!logs.contains(secret), "{secret} reached the logs");
     }
 }
+
+#[tokio::test]
+async fn readyz_answers_503_when_the_database_is_gone() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let ready = app.send(app.http.get(app.url("/readyz"))).await;
+    assert_eq!(ready.status, 200);
+
+    let cluster = keeper::pg_cluster::shared()
+        .await
+        .expect("cluster")
+        .expect("running, since spawn_app used it");
+    let name = app.database_url.rsplit('/').next().expect("database name");
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&cluster.admin_url())
+        .await
+        .expect("admin connection");
+    sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .expect("drop database");
+
+    let down = app.send(app.http.get(app.url("/readyz"))).await;
+    down.assert_error(503, "not_ready");
+    assert!(!down.text.contains(&app.database_url));
+    // The process itself is still up.
+    assert_eq!(
+        app.send(app.http.get(app.url("/healthz"))).await.status,
+        200
+    );
+}
