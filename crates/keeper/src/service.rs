@@ -63,9 +63,15 @@ impl Keeper {
 /// Opens the configured database without migrating it.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     if config.database_url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("creating the data directory {}", config.data_dir.display())
-        })?;
+        // The data directory holds the database and usually the master key: owner only.
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .with_context(|| {
+                format!("creating the data directory {}", config.data_dir.display())
+            })?;
     }
     storage::open_store(&config.database_url)
         .await
@@ -91,17 +97,9 @@ pub fn load_keyring(config: &Config) -> anyhow::Result<Keyring> {
         MasterKeySource::Inline(text) => {
             Keyring::from_inline(text.expose_secret()).context("reading master_key")
         }
-        MasterKeySource::File(path) => {
-            if let Some(parent) = path.parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).with_context(|| {
-                        format!("creating the directory for {}", path.display())
-                    })?;
-                }
-            }
-            Keyring::load_or_create(path)
-                .with_context(|| format!("loading the master key file {}", path.display()))
-        }
+        // load_or_create makes a missing parent directory itself, mode 0700.
+        MasterKeySource::File(path) => Keyring::load_or_create(path)
+            .with_context(|| format!("loading the master key file {}", path.display())),
     }
 }
 
