@@ -10,8 +10,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub mod connections;
 pub mod postgres;
 pub mod sqlite;
+
+pub use connections::*;
 
 /// A sealed secret as stored: `version | key_id | nonce | ciphertext+tag` (see `vault`).
 #[derive(Clone, PartialEq, Eq)]
@@ -203,6 +206,132 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<AppRow>>;
     /// Deletes the app only if it has no connections, atomically.
     async fn delete_app(&self, project_id: &str, id: &str) -> StoreResult<DeleteAppOutcome>;
+
+    // Zoom OAuth connections (issue 4). Every write that changes `state` writes its
+    // connection event and, when given, its outbox event in the same transaction.
+    /// `Conflict { constraint: "connections_app_user_id" | "connections_app_deduplication_key" }`.
+    async fn insert_connection(
+        &self,
+        row: &ConnectionRow,
+        event: &NewConnectionEvent,
+    ) -> StoreResult<()>;
+    async fn get_connection(
+        &self,
+        project_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<ConnectionRow>>;
+    /// Unscoped read for workers that already hold the id from a claim.
+    async fn connection_by_id(&self, id: &str) -> StoreResult<Option<ConnectionRow>>;
+    async fn connection_by_user(
+        &self,
+        app_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<ConnectionRow>>;
+    async fn connection_by_deduplication_key(
+        &self,
+        app_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<ConnectionRow>>;
+    async fn list_connections(
+        &self,
+        project_id: &str,
+        filter: &ConnectionFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ConnectionRow>>;
+    /// Replaces the grant of connection `id` in place (see [`GrantReplacement`]),
+    /// writing `event` and `outbox` in the same transaction. Returns the new row, or
+    /// `None` when it no longer exists. Conflicts as for `insert_connection`.
+    async fn replace_connection_grant(
+        &self,
+        project_id: &str,
+        id: &str,
+        grant: &GrantReplacement,
+        event: &NewConnectionEvent,
+        outbox: Option<&NewOutboxEvent>,
+    ) -> StoreResult<Option<ConnectionRow>>;
+    /// `Conflict { constraint: "connections_app_deduplication_key" }` on a taken key.
+    async fn update_connection_settings(
+        &self,
+        project_id: &str,
+        id: &str,
+        update: &ConnectionSettingsUpdate,
+    ) -> StoreResult<Option<ConnectionRow>>;
+    /// Deletes the connection (its meetings and events go with it); returns the row
+    /// as it was, so the caller can revoke its token at Zoom.
+    async fn delete_connection(
+        &self,
+        project_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<ConnectionRow>>;
+
+    // Leases (DESIGN.md §6): only the holder of the current fence may write tokens.
+    /// Claims connection `id` for a refresh when it is connected and its lease is
+    /// free or expired (database clock): sets owner, `lease_until = now + lease_for`,
+    /// `fence = fence + 1`. Returns the claimed row (with the new fence), or `None`
+    /// when it is leased by someone else, disconnected, or gone.
+    async fn claim_connection_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_for: std::time::Duration,
+    ) -> StoreResult<Option<ConnectionRow>>;
+    /// Claims up to `limit` connected connections whose refresh is due
+    /// (`refresh_due_at <= now`, or whose access token expires before an indexed
+    /// meeting starting within `ahead_of_meetings`), oldest due first, skipping
+    /// leased ones (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
+    async fn claim_due_refreshes(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease_for: std::time::Duration,
+        ahead_of_meetings: std::time::Duration,
+    ) -> StoreResult<Vec<ConnectionRow>>;
+    /// Writes refreshed tokens and releases the lease, only `WHERE id AND fence`;
+    /// false (nothing written) when the fence moved on.
+    async fn store_refreshed_tokens(
+        &self,
+        id: &str,
+        fence: i64,
+        tokens: &RefreshedTokens,
+        event: Option<&NewConnectionEvent>,
+    ) -> StoreResult<bool>;
+    /// Releases the lease without writing tokens (temporary failure), optionally
+    /// pushing `refresh_due_at` back for a retry. False when the fence moved on.
+    async fn release_connection_lease(
+        &self,
+        id: &str,
+        fence: i64,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool>;
+    /// Marks a connected connection disconnected with `failure`, erasing its tokens
+    /// and releasing any lease, with `event` and `outbox` in the same transaction.
+    /// With `fence: Some(f)` only while the fence is still `f`.
+    async fn disconnect_connection(
+        &self,
+        id: &str,
+        fence: Option<i64>,
+        failure: &FailureData,
+        event: &NewConnectionEvent,
+        outbox: Option<&NewOutboxEvent>,
+    ) -> StoreResult<DisconnectOutcome>;
+    async fn insert_connection_event(
+        &self,
+        connection_id: &str,
+        event: &NewConnectionEvent,
+    ) -> StoreResult<()>;
+    /// Newest first.
+    async fn list_connection_events(
+        &self,
+        project_id: &str,
+        connection_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<ConnectionEventRow>>;
+    /// Newest first; for tests and the delivery worker.
+    async fn list_outbox_events(
+        &self,
+        project_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxEventRow>>;
 
     // Key rotation
     /// Sealed values in a stable order, `limit` at a time, after `after`

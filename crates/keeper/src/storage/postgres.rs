@@ -13,8 +13,11 @@ use sqlx::Row as _;
 
 use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
-    ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, DeleteAppOutcome, Direction, Page, PageRequest,
-    ProjectRow, Sealed, SealedField, Store, StoreError, StoreResult, SEALED_COLUMNS,
+    ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
+    ConnectionRow, ConnectionSettingsUpdate, DeleteAppOutcome, Direction, DisconnectOutcome,
+    FailureData, GrantReplacement, NewConnectionEvent, NewOutboxEvent, OutboxEventRow, Page,
+    PageRequest, ProjectRow, RefreshedTokens, Sealed, SealedField, Store, StoreError, StoreResult,
+    SEALED_COLUMNS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -129,6 +132,10 @@ fn bind_api_key<'q>(
         .bind(ts(key.created_at))
         .bind(key.last_used_at.map(ts))
         .bind(key.disabled_at.map(ts))
+}
+
+fn not_implemented() -> StoreError {
+    StoreError::Database(sqlx::Error::Protocol("not implemented yet".into()))
 }
 
 #[async_trait]
@@ -420,6 +427,153 @@ impl Store for PostgresStore {
             Err(e) if is_foreign_key_violation(&e) => Ok(DeleteAppOutcome::HasConnections),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn insert_connection(
+        &self,
+        _row: &ConnectionRow,
+        _event: &NewConnectionEvent,
+    ) -> StoreResult<()> {
+        Err(not_implemented())
+    }
+
+    async fn get_connection(
+        &self,
+        _project_id: &str,
+        _id: &str,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        Err(not_implemented())
+    }
+
+    async fn connection_by_id(&self, _id: &str) -> StoreResult<Option<ConnectionRow>> {
+        Err(not_implemented())
+    }
+
+    async fn connection_by_user(
+        &self,
+        _app_id: &str,
+        _user_id: &str,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        Err(not_implemented())
+    }
+
+    async fn connection_by_deduplication_key(
+        &self,
+        _app_id: &str,
+        _key: &str,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        Err(not_implemented())
+    }
+
+    async fn list_connections(
+        &self,
+        _project_id: &str,
+        _filter: &ConnectionFilter,
+        _page: &PageRequest,
+    ) -> StoreResult<Page<ConnectionRow>> {
+        Err(not_implemented())
+    }
+
+    async fn replace_connection_grant(
+        &self,
+        _project_id: &str,
+        _id: &str,
+        _grant: &GrantReplacement,
+        _event: &NewConnectionEvent,
+        _outbox: Option<&NewOutboxEvent>,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        Err(not_implemented())
+    }
+
+    async fn update_connection_settings(
+        &self,
+        _project_id: &str,
+        _id: &str,
+        _update: &ConnectionSettingsUpdate,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        Err(not_implemented())
+    }
+
+    async fn delete_connection(
+        &self,
+        _project_id: &str,
+        _id: &str,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        Err(not_implemented())
+    }
+
+    async fn claim_connection_lease(
+        &self,
+        _id: &str,
+        _owner: &str,
+        _lease_for: Duration,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        Err(not_implemented())
+    }
+
+    async fn claim_due_refreshes(
+        &self,
+        _owner: &str,
+        _limit: u32,
+        _lease_for: Duration,
+        _ahead_of_meetings: Duration,
+    ) -> StoreResult<Vec<ConnectionRow>> {
+        Err(not_implemented())
+    }
+
+    async fn store_refreshed_tokens(
+        &self,
+        _id: &str,
+        _fence: i64,
+        _tokens: &RefreshedTokens,
+        _event: Option<&NewConnectionEvent>,
+    ) -> StoreResult<bool> {
+        Err(not_implemented())
+    }
+
+    async fn release_connection_lease(
+        &self,
+        _id: &str,
+        _fence: i64,
+        _retry_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool> {
+        Err(not_implemented())
+    }
+
+    async fn disconnect_connection(
+        &self,
+        _id: &str,
+        _fence: Option<i64>,
+        _failure: &FailureData,
+        _event: &NewConnectionEvent,
+        _outbox: Option<&NewOutboxEvent>,
+    ) -> StoreResult<DisconnectOutcome> {
+        Err(not_implemented())
+    }
+
+    async fn insert_connection_event(
+        &self,
+        _connection_id: &str,
+        _event: &NewConnectionEvent,
+    ) -> StoreResult<()> {
+        Err(not_implemented())
+    }
+
+    async fn list_connection_events(
+        &self,
+        _project_id: &str,
+        _connection_id: &str,
+        _page: &PageRequest,
+    ) -> StoreResult<Page<ConnectionEventRow>> {
+        Err(not_implemented())
+    }
+
+    async fn list_outbox_events(
+        &self,
+        _project_id: &str,
+        _limit: u32,
+    ) -> StoreResult<Vec<OutboxEventRow>> {
+        Err(not_implemented())
     }
 
     async fn sealed_fields(
