@@ -186,3 +186,60 @@ pub enum DisconnectOutcome {
     Unchanged,
     NotFound,
 }
+
+// Encoding shared by both databases.
+
+/// A decode failure of a stored value.
+pub(super) fn decode_error(what: impl std::fmt::Display) -> super::StoreError {
+    super::StoreError::Database(sqlx::Error::Decode(what.to_string().into()))
+}
+
+pub(super) fn parse_state(s: &str) -> super::StoreResult<ConnectionState> {
+    ConnectionState::parse(s).ok_or_else(|| decode_error(format!("unknown connection state {s:?}")))
+}
+
+/// `{error, code, timestamp}` with an RFC 3339 microsecond `Z` timestamp (DESIGN.md §3).
+pub(super) fn failure_to_json(failure: &FailureData) -> serde_json::Value {
+    serde_json::json!({
+        "error": failure.error,
+        "code": failure.code,
+        "timestamp": super::truncate_to_micros(failure.timestamp)
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    })
+}
+
+pub(super) fn failure_from_json(value: serde_json::Value) -> super::StoreResult<FailureData> {
+    serde_json::from_value(value).map_err(|e| decode_error(format!("connection_failure_data: {e}")))
+}
+
+pub(super) fn json_from_text(column: &str, text: &str) -> super::StoreResult<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| decode_error(format!("{column}: {e}")))
+}
+
+/// Scopes are stored space-separated, as Zoom grants them.
+pub(super) fn scopes_to_text(scopes: &[String]) -> String {
+    scopes.join(" ")
+}
+
+pub(super) fn scopes_from_text(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
+/// A duration in whole microseconds, saturating.
+pub(super) fn duration_micros(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// How long before an indexed meeting's start (plus this margin after it) the access
+/// token must stay valid; see `Store::claim_due_refreshes`.
+pub(super) const MEETING_TOKEN_MARGIN_MICROS: i64 = 5 * 60 * 1_000_000;
+
+/// The numeric event id a `connection_events` cursor carries.
+pub(super) fn event_cursor_id(cursor: &super::Cursor) -> super::StoreResult<i64> {
+    cursor.id.parse().map_err(|_| {
+        super::StoreError::Database(sqlx::Error::InvalidArgument(format!(
+            "connection event cursor id {:?} is not a number",
+            cursor.id
+        )))
+    })
+}

@@ -14,10 +14,10 @@ use sqlx::Row as _;
 use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
     ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
-    ConnectionRow, ConnectionSettingsUpdate, DeleteAppOutcome, Direction, DisconnectOutcome,
-    FailureData, GrantReplacement, NewConnectionEvent, NewOutboxEvent, OutboxEventRow, Page,
-    PageRequest, ProjectRow, RefreshedTokens, Sealed, SealedField, Store, StoreError, StoreResult,
-    SEALED_COLUMNS,
+    ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome, Direction,
+    DisconnectOutcome, FailureData, GrantReplacement, NewConnectionEvent, NewOutboxEvent,
+    OutboxEventRow, Page, PageRequest, ProjectRow, RefreshedTokens, Sealed, SealedField, Store,
+    StoreError, StoreResult, SEALED_COLUMNS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

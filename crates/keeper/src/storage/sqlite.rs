@@ -13,18 +13,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::Row as _;
 
+use super::connections::{
+    duration_micros, event_cursor_id, failure_from_json, failure_to_json, json_from_text,
+    parse_state, scopes_from_text, scopes_to_text, MEETING_TOKEN_MARGIN_MICROS,
+};
 use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
     ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
-    ConnectionRow, ConnectionSettingsUpdate, DeleteAppOutcome, Direction, DisconnectOutcome,
-    FailureData, GrantReplacement, NewConnectionEvent, NewOutboxEvent, OutboxEventRow, Page,
-    PageRequest, ProjectRow, RefreshedTokens, Sealed, SealedField, Store, StoreError, StoreResult,
-    SEALED_COLUMNS,
+    ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome, Direction,
+    DisconnectOutcome, FailureData, GrantReplacement, NewConnectionEvent, NewOutboxEvent,
+    OutboxEventRow, Page, PageRequest, ProjectRow, RefreshedTokens, Sealed, SealedField, Store,
+    StoreError, StoreResult, SEALED_COLUMNS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -204,8 +208,123 @@ fn bind_api_key<'q>(
         .bind(key.disabled_at.map(micros))
 }
 
-fn not_implemented() -> StoreError {
-    StoreError::Database(sqlx::Error::Protocol("not implemented yet".into()))
+const CONNECTION_COLUMNS: &str = "id, project_id, app_id, user_id, account_id, email, pmi, \
+     personal_meeting_url, state, connection_failure_data, metadata, deduplication_key, \
+     is_local_recording_token_supported, is_onbehalf_token_supported, scopes, refresh_token, \
+     access_token, access_token_expires_at, lease_owner, lease_until, fence, refresh_due_at, \
+     last_attempted_sync_at, last_successful_sync_at, next_sync_at, \
+     last_successful_token_refresh_at, created_at, updated_at";
+
+fn opt_json(row: &SqliteRow, column: &str) -> StoreResult<Option<serde_json::Value>> {
+    row.try_get::<Option<String>, _>(column)?
+        .map(|text| json_from_text(column, &text))
+        .transpose()
+}
+
+fn connection_from_row(row: &SqliteRow) -> StoreResult<ConnectionRow> {
+    let state: String = row.try_get("state")?;
+    let scopes: String = row.try_get("scopes")?;
+    Ok(ConnectionRow {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        app_id: row.try_get("app_id")?,
+        user_id: row.try_get("user_id")?,
+        account_id: row.try_get("account_id")?,
+        email: row.try_get("email")?,
+        pmi: row.try_get("pmi")?,
+        personal_meeting_url: row.try_get("personal_meeting_url")?,
+        state: parse_state(&state)?,
+        connection_failure_data: opt_json(row, "connection_failure_data")?
+            .map(failure_from_json)
+            .transpose()?,
+        metadata: opt_json(row, "metadata")?,
+        deduplication_key: row.try_get("deduplication_key")?,
+        is_local_recording_token_supported: row.try_get("is_local_recording_token_supported")?,
+        is_onbehalf_token_supported: row.try_get("is_onbehalf_token_supported")?,
+        scopes: scopes_from_text(&scopes),
+        refresh_token: row
+            .try_get::<Option<Vec<u8>>, _>("refresh_token")?
+            .map(Sealed),
+        access_token: row
+            .try_get::<Option<Vec<u8>>, _>("access_token")?
+            .map(Sealed),
+        access_token_expires_at: get_opt_time(row, "access_token_expires_at")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_until: get_opt_time(row, "lease_until")?,
+        fence: row.try_get("fence")?,
+        refresh_due_at: get_opt_time(row, "refresh_due_at")?,
+        last_attempted_sync_at: get_opt_time(row, "last_attempted_sync_at")?,
+        last_successful_sync_at: get_opt_time(row, "last_successful_sync_at")?,
+        next_sync_at: get_opt_time(row, "next_sync_at")?,
+        last_successful_token_refresh_at: get_opt_time(row, "last_successful_token_refresh_at")?,
+        created_at: get_time(row, "created_at")?,
+        updated_at: get_time(row, "updated_at")?,
+    })
+}
+
+fn connection_event_from_row(row: &SqliteRow) -> StoreResult<ConnectionEventRow> {
+    Ok(ConnectionEventRow {
+        id: row.try_get("id")?,
+        connection_id: row.try_get("connection_id")?,
+        kind: row.try_get("kind")?,
+        message: row.try_get("message")?,
+        data: opt_json(row, "data")?,
+        created_at: get_time(row, "created_at")?,
+    })
+}
+
+fn outbox_event_from_row(row: &SqliteRow) -> StoreResult<OutboxEventRow> {
+    let payload: String = row.try_get("payload")?;
+    Ok(OutboxEventRow {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        trigger: row.try_get("trigger")?,
+        payload: json_from_text("payload", &payload)?,
+        created_at: get_time(row, "created_at")?,
+        dispatched_at: get_opt_time(row, "dispatched_at")?,
+    })
+}
+
+/// Appends `event` to connection `connection_id`'s log; false when it does not exist.
+async fn write_connection_event(
+    conn: &mut SqliteConnection,
+    connection_id: &str,
+    event: &NewConnectionEvent,
+    at: i64,
+) -> StoreResult<bool> {
+    let written = sqlx::query(
+        "INSERT INTO connection_events (project_id, connection_id, kind, message, data, \
+         created_at) SELECT project_id, id, ?, ?, ?, ? FROM zoom_oauth_connections WHERE id = ?",
+    )
+    .bind(&event.kind)
+    .bind(&event.message)
+    .bind(event.data.as_ref().map(|d| d.to_string()))
+    .bind(at)
+    .bind(connection_id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(written == 1)
+}
+
+async fn write_outbox_event(
+    conn: &mut SqliteConnection,
+    project_id: &str,
+    outbox: &NewOutboxEvent,
+    at: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO outbox_events (id, project_id, \"trigger\", payload, created_at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(project_id)
+    .bind(&outbox.trigger)
+    .bind(outbox.payload.to_string())
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -488,149 +607,508 @@ impl Store for SqliteStore {
 
     async fn insert_connection(
         &self,
-        _row: &ConnectionRow,
-        _event: &NewConnectionEvent,
+        row: &ConnectionRow,
+        event: &NewConnectionEvent,
     ) -> StoreResult<()> {
-        Err(not_implemented())
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(&format!(
+            "INSERT INTO zoom_oauth_connections ({CONNECTION_COLUMNS}) VALUES \
+             (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&row.id)
+        .bind(&row.project_id)
+        .bind(&row.app_id)
+        .bind(&row.user_id)
+        .bind(&row.account_id)
+        .bind(&row.email)
+        .bind(&row.pmi)
+        .bind(&row.personal_meeting_url)
+        .bind(row.state.as_str())
+        .bind(
+            row.connection_failure_data
+                .as_ref()
+                .map(|f| failure_to_json(f).to_string()),
+        )
+        .bind(row.metadata.as_ref().map(|m| m.to_string()))
+        .bind(&row.deduplication_key)
+        .bind(row.is_local_recording_token_supported)
+        .bind(row.is_onbehalf_token_supported)
+        .bind(scopes_to_text(&row.scopes))
+        .bind(row.refresh_token.as_ref().map(|s| &s.0))
+        .bind(row.access_token.as_ref().map(|s| &s.0))
+        .bind(row.access_token_expires_at.map(micros))
+        .bind(&row.lease_owner)
+        .bind(row.lease_until.map(micros))
+        .bind(row.fence)
+        .bind(row.refresh_due_at.map(micros))
+        .bind(row.last_attempted_sync_at.map(micros))
+        .bind(row.last_successful_sync_at.map(micros))
+        .bind(row.next_sync_at.map(micros))
+        .bind(row.last_successful_token_refresh_at.map(micros))
+        .bind(micros(row.created_at))
+        .bind(micros(row.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_unique_violation)?;
+        write_connection_event(&mut tx, &row.id, event, micros(Utc::now())).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn get_connection(
         &self,
-        _project_id: &str,
-        _id: &str,
+        project_id: &str,
+        id: &str,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+             WHERE project_id = ? AND id = ?"
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
-    async fn connection_by_id(&self, _id: &str) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+    async fn connection_by_id(&self, id: &str) -> StoreResult<Option<ConnectionRow>> {
+        sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
     async fn connection_by_user(
         &self,
-        _app_id: &str,
-        _user_id: &str,
+        app_id: &str,
+        user_id: &str,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+             WHERE app_id = ? AND user_id = ?"
+        ))
+        .bind(app_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
     async fn connection_by_deduplication_key(
         &self,
-        _app_id: &str,
-        _key: &str,
+        app_id: &str,
+        key: &str,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+             WHERE app_id = ? AND deduplication_key = ?"
+        ))
+        .bind(app_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
     async fn list_connections(
         &self,
-        _project_id: &str,
-        _filter: &ConnectionFilter,
-        _page: &PageRequest,
+        project_id: &str,
+        filter: &ConnectionFilter,
+        page: &PageRequest,
     ) -> StoreResult<Page<ConnectionRow>> {
-        Err(not_implemented())
+        let fetch = i64::from(page.limit) + 1;
+        let (cmp, order) = match page.cursor.as_ref().map(|c| c.direction) {
+            None | Some(Direction::Older) => ("<", "DESC"),
+            Some(Direction::Newer) => (">", "ASC"),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections WHERE project_id = ?1 \
+             AND (?2 IS NULL OR app_id = ?2) AND (?3 IS NULL OR user_id = ?3) \
+             AND (?4 IS NULL OR account_id = ?4) AND (?5 IS NULL OR state = ?5) \
+             AND (?6 IS NULL OR deduplication_key = ?6) \
+             AND (?7 IS NULL OR (created_at, id) {cmp} (?7, ?8)) \
+             ORDER BY created_at {order}, id {order} LIMIT ?9"
+        ))
+        .bind(project_id)
+        .bind(&filter.app_id)
+        .bind(&filter.user_id)
+        .bind(&filter.account_id)
+        .bind(filter.state.map(ConnectionState::as_str))
+        .bind(&filter.deduplication_key)
+        .bind(page.cursor.as_ref().map(|c| micros(c.created_at)))
+        .bind(page.cursor.as_ref().map(|c| c.id.as_str()))
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows
+            .iter()
+            .map(connection_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let has_more = items.len() > page.limit as usize;
+        items.truncate(page.limit as usize);
+        if matches!(&page.cursor, Some(c) if c.direction == Direction::Newer) {
+            items.reverse();
+        }
+        Ok(Page { items, has_more })
     }
 
     async fn replace_connection_grant(
         &self,
-        _project_id: &str,
-        _id: &str,
-        _grant: &GrantReplacement,
-        _event: &NewConnectionEvent,
-        _outbox: Option<&NewOutboxEvent>,
+        project_id: &str,
+        id: &str,
+        grant: &GrantReplacement,
+        event: &NewConnectionEvent,
+        outbox: Option<&NewOutboxEvent>,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET user_id = ?1, account_id = ?2, email = ?3, \
+             pmi = ?4, personal_meeting_url = ?5, metadata = ?6, deduplication_key = ?7, \
+             is_local_recording_token_supported = ?8, is_onbehalf_token_supported = ?9, \
+             scopes = ?10, refresh_token = ?11, access_token = ?12, \
+             access_token_expires_at = ?13, refresh_due_at = ?14, next_sync_at = ?15, \
+             state = 'connected', connection_failure_data = NULL, \
+             lease_owner = NULL, lease_until = NULL, fence = fence + 1, \
+             last_attempted_sync_at = CASE WHEN ?16 THEN NULL ELSE last_attempted_sync_at END, \
+             last_successful_sync_at = CASE WHEN ?16 THEN NULL ELSE last_successful_sync_at END, \
+             updated_at = ?17 \
+             WHERE project_id = ?18 AND id = ?19 RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(&grant.user_id)
+        .bind(&grant.account_id)
+        .bind(&grant.email)
+        .bind(&grant.pmi)
+        .bind(&grant.personal_meeting_url)
+        .bind(grant.metadata.as_ref().map(|m| m.to_string()))
+        .bind(&grant.deduplication_key)
+        .bind(grant.is_local_recording_token_supported)
+        .bind(grant.is_onbehalf_token_supported)
+        .bind(scopes_to_text(&grant.scopes))
+        .bind(&grant.refresh_token.0)
+        .bind(&grant.access_token.0)
+        .bind(micros(grant.access_token_expires_at))
+        .bind(micros(grant.refresh_due_at))
+        .bind(grant.next_sync_at.map(micros))
+        .bind(grant.clear_meetings)
+        .bind(now)
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_unique_violation)?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let row = connection_from_row(&row)?;
+        if grant.clear_meetings {
+            sqlx::query("DELETE FROM zoom_meetings WHERE connection_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        write_connection_event(&mut tx, id, event, now).await?;
+        if let Some(outbox) = outbox {
+            write_outbox_event(&mut tx, &row.project_id, outbox, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(row))
     }
 
     async fn update_connection_settings(
         &self,
-        _project_id: &str,
-        _id: &str,
-        _update: &ConnectionSettingsUpdate,
+        project_id: &str,
+        id: &str,
+        update: &ConnectionSettingsUpdate,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET \
+             metadata = CASE WHEN ?1 THEN ?2 ELSE metadata END, \
+             deduplication_key = CASE WHEN ?3 THEN ?4 ELSE deduplication_key END, \
+             is_local_recording_token_supported = \
+                 COALESCE(?5, is_local_recording_token_supported), \
+             is_onbehalf_token_supported = COALESCE(?6, is_onbehalf_token_supported), \
+             updated_at = ?7 \
+             WHERE project_id = ?8 AND id = ?9 RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(update.metadata.is_some())
+        .bind(
+            update
+                .metadata
+                .as_ref()
+                .and_then(|m| m.as_ref())
+                .map(|m| m.to_string()),
+        )
+        .bind(update.deduplication_key.is_some())
+        .bind(update.deduplication_key.as_ref().and_then(|k| k.as_deref()))
+        .bind(update.is_local_recording_token_supported)
+        .bind(update.is_onbehalf_token_supported)
+        .bind(micros(Utc::now()))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_unique_violation)?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
     async fn delete_connection(
         &self,
-        _project_id: &str,
-        _id: &str,
+        project_id: &str,
+        id: &str,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        sqlx::query(&format!(
+            "DELETE FROM zoom_oauth_connections WHERE project_id = ? AND id = ? \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
     async fn claim_connection_lease(
         &self,
-        _id: &str,
-        _owner: &str,
-        _lease_for: Duration,
+        id: &str,
+        owner: &str,
+        lease_for: Duration,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        let now = micros(Utc::now());
+        sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET lease_owner = ?1, lease_until = ?2, \
+             fence = fence + 1 \
+             WHERE id = ?3 AND state = 'connected' \
+             AND (lease_until IS NULL OR lease_until < ?4) RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(now.saturating_add(duration_micros(lease_for)))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
     async fn claim_due_refreshes(
         &self,
-        _owner: &str,
-        _limit: u32,
-        _lease_for: Duration,
-        _ahead_of_meetings: Duration,
+        owner: &str,
+        limit: u32,
+        lease_for: Duration,
+        ahead_of_meetings: Duration,
     ) -> StoreResult<Vec<ConnectionRow>> {
-        Err(not_implemented())
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // NULL refresh_due_at counts as due: a connection nobody scheduled must still
+        // be refreshed (DESIGN.md §5, at least every 30 days).
+        let rows = sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET lease_owner = ?1, lease_until = ?2, \
+             fence = fence + 1 \
+             WHERE id IN (\
+                 SELECT c.id FROM zoom_oauth_connections c \
+                 WHERE c.state = 'connected' \
+                 AND (c.lease_until IS NULL OR c.lease_until < ?3) \
+                 AND (c.refresh_due_at IS NULL OR c.refresh_due_at <= ?3 OR EXISTS (\
+                     SELECT 1 FROM zoom_meetings m WHERE m.connection_id = c.id \
+                     AND m.start_time >= ?3 AND m.start_time <= ?4 \
+                     AND (c.access_token_expires_at IS NULL \
+                          OR c.access_token_expires_at < m.start_time + ?5))) \
+                 ORDER BY c.refresh_due_at LIMIT ?6) \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(now.saturating_add(duration_micros(lease_for)))
+        .bind(now)
+        .bind(now.saturating_add(duration_micros(ahead_of_meetings)))
+        .bind(MEETING_TOKEN_MARGIN_MICROS)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut claimed = rows
+            .iter()
+            .map(connection_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        claimed.sort_by_key(|c| c.refresh_due_at);
+        Ok(claimed)
     }
 
     async fn store_refreshed_tokens(
         &self,
-        _id: &str,
-        _fence: i64,
-        _tokens: &RefreshedTokens,
-        _event: Option<&NewConnectionEvent>,
+        id: &str,
+        fence: i64,
+        tokens: &RefreshedTokens,
+        event: Option<&NewConnectionEvent>,
     ) -> StoreResult<bool> {
-        Err(not_implemented())
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let written = sqlx::query(
+            "UPDATE zoom_oauth_connections SET refresh_token = ?1, access_token = ?2, \
+             access_token_expires_at = ?3, refresh_due_at = ?4, scopes = COALESCE(?5, scopes), \
+             last_successful_token_refresh_at = ?6, lease_owner = NULL, lease_until = NULL, \
+             updated_at = ?6 \
+             WHERE id = ?7 AND fence = ?8",
+        )
+        .bind(&tokens.refresh_token.0)
+        .bind(&tokens.access_token.0)
+        .bind(micros(tokens.access_token_expires_at))
+        .bind(micros(tokens.refresh_due_at))
+        .bind(tokens.scopes.as_deref().map(scopes_to_text))
+        .bind(now)
+        .bind(id)
+        .bind(fence)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if written == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(event) = event {
+            write_connection_event(&mut tx, id, event, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn release_connection_lease(
         &self,
-        _id: &str,
-        _fence: i64,
-        _retry_at: Option<DateTime<Utc>>,
+        id: &str,
+        fence: i64,
+        retry_at: Option<DateTime<Utc>>,
     ) -> StoreResult<bool> {
-        Err(not_implemented())
+        let released = sqlx::query(
+            "UPDATE zoom_oauth_connections SET lease_owner = NULL, lease_until = NULL, \
+             refresh_due_at = COALESCE(?, refresh_due_at) WHERE id = ? AND fence = ?",
+        )
+        .bind(retry_at.map(micros))
+        .bind(id)
+        .bind(fence)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(released == 1)
     }
 
     async fn disconnect_connection(
         &self,
-        _id: &str,
-        _fence: Option<i64>,
-        _failure: &FailureData,
-        _event: &NewConnectionEvent,
-        _outbox: Option<&NewOutboxEvent>,
+        id: &str,
+        fence: Option<i64>,
+        failure: &FailureData,
+        event: &NewConnectionEvent,
+        outbox: Option<&NewOutboxEvent>,
     ) -> StoreResult<DisconnectOutcome> {
-        Err(not_implemented())
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET state = 'disconnected', \
+             connection_failure_data = ?1, refresh_token = NULL, access_token = NULL, \
+             access_token_expires_at = NULL, lease_owner = NULL, lease_until = NULL, \
+             fence = fence + 1, updated_at = ?2 \
+             WHERE id = ?3 AND state = 'connected' AND (?4 IS NULL OR fence = ?4) \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(failure_to_json(failure).to_string())
+        .bind(now)
+        .bind(id)
+        .bind(fence)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM zoom_oauth_connections WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            tx.rollback().await?;
+            return Ok(match exists {
+                Some(_) => DisconnectOutcome::Unchanged,
+                None => DisconnectOutcome::NotFound,
+            });
+        };
+        let row = connection_from_row(&row)?;
+        write_connection_event(&mut tx, id, event, now).await?;
+        if let Some(outbox) = outbox {
+            write_outbox_event(&mut tx, &row.project_id, outbox, now).await?;
+        }
+        tx.commit().await?;
+        Ok(DisconnectOutcome::Disconnected(Box::new(row)))
     }
 
     async fn insert_connection_event(
         &self,
-        _connection_id: &str,
-        _event: &NewConnectionEvent,
+        connection_id: &str,
+        event: &NewConnectionEvent,
     ) -> StoreResult<()> {
-        Err(not_implemented())
+        let mut conn = self.pool.acquire().await?;
+        if write_connection_event(&mut conn, connection_id, event, micros(Utc::now())).await? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
     }
 
     async fn list_connection_events(
         &self,
-        _project_id: &str,
-        _connection_id: &str,
-        _page: &PageRequest,
+        project_id: &str,
+        connection_id: &str,
+        page: &PageRequest,
     ) -> StoreResult<Page<ConnectionEventRow>> {
-        Err(not_implemented())
+        let fetch = i64::from(page.limit) + 1;
+        let (cmp, order) = match page.cursor.as_ref().map(|c| c.direction) {
+            None | Some(Direction::Older) => ("<", "DESC"),
+            Some(Direction::Newer) => (">", "ASC"),
+        };
+        let after = page.cursor.as_ref().map(event_cursor_id).transpose()?;
+        let rows = sqlx::query(&format!(
+            "SELECT id, connection_id, kind, message, data, created_at FROM connection_events \
+             WHERE project_id = ?1 AND connection_id = ?2 AND (?3 IS NULL OR id {cmp} ?3) \
+             ORDER BY id {order} LIMIT ?4"
+        ))
+        .bind(project_id)
+        .bind(connection_id)
+        .bind(after)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows
+            .iter()
+            .map(connection_event_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let has_more = items.len() > page.limit as usize;
+        items.truncate(page.limit as usize);
+        if matches!(&page.cursor, Some(c) if c.direction == Direction::Newer) {
+            items.reverse();
+        }
+        Ok(Page { items, has_more })
     }
 
     async fn list_outbox_events(
         &self,
-        _project_id: &str,
-        _limit: u32,
+        project_id: &str,
+        limit: u32,
     ) -> StoreResult<Vec<OutboxEventRow>> {
-        Err(not_implemented())
+        let rows = sqlx::query(
+            "SELECT id, project_id, \"trigger\", payload, created_at, dispatched_at \
+             FROM outbox_events WHERE project_id = ? \
+             ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(project_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_event_from_row).collect()
     }
 
     async fn sealed_fields(
