@@ -8,9 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row as _;
 
+use super::connections::{
+    duration_micros, event_cursor_id, failure_from_json, failure_to_json, parse_state,
+    scopes_from_text, scopes_to_text, MEETING_TOKEN_MARGIN_MICROS,
+};
 use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
     ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
@@ -134,8 +138,114 @@ fn bind_api_key<'q>(
         .bind(key.disabled_at.map(ts))
 }
 
-fn not_implemented() -> StoreError {
-    StoreError::Database(sqlx::Error::Protocol("not implemented yet".into()))
+const CONNECTION_COLUMNS: &str = "id, project_id, app_id, user_id, account_id, email, pmi, \
+     personal_meeting_url, state, connection_failure_data, metadata, deduplication_key, \
+     is_local_recording_token_supported, is_onbehalf_token_supported, scopes, refresh_token, \
+     access_token, access_token_expires_at, lease_owner, lease_until, fence, refresh_due_at, \
+     last_attempted_sync_at, last_successful_sync_at, next_sync_at, \
+     last_successful_token_refresh_at, created_at, updated_at";
+
+fn connection_from_row(row: &PgRow) -> StoreResult<ConnectionRow> {
+    let state: String = row.try_get("state")?;
+    let scopes: String = row.try_get("scopes")?;
+    Ok(ConnectionRow {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        app_id: row.try_get("app_id")?,
+        user_id: row.try_get("user_id")?,
+        account_id: row.try_get("account_id")?,
+        email: row.try_get("email")?,
+        pmi: row.try_get("pmi")?,
+        personal_meeting_url: row.try_get("personal_meeting_url")?,
+        state: parse_state(&state)?,
+        connection_failure_data: row
+            .try_get::<Option<serde_json::Value>, _>("connection_failure_data")?
+            .map(failure_from_json)
+            .transpose()?,
+        metadata: row.try_get("metadata")?,
+        deduplication_key: row.try_get("deduplication_key")?,
+        is_local_recording_token_supported: row.try_get("is_local_recording_token_supported")?,
+        is_onbehalf_token_supported: row.try_get("is_onbehalf_token_supported")?,
+        scopes: scopes_from_text(&scopes),
+        refresh_token: row
+            .try_get::<Option<Vec<u8>>, _>("refresh_token")?
+            .map(Sealed),
+        access_token: row
+            .try_get::<Option<Vec<u8>>, _>("access_token")?
+            .map(Sealed),
+        access_token_expires_at: row.try_get("access_token_expires_at")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_until: row.try_get("lease_until")?,
+        fence: row.try_get("fence")?,
+        refresh_due_at: row.try_get("refresh_due_at")?,
+        last_attempted_sync_at: row.try_get("last_attempted_sync_at")?,
+        last_successful_sync_at: row.try_get("last_successful_sync_at")?,
+        next_sync_at: row.try_get("next_sync_at")?,
+        last_successful_token_refresh_at: row.try_get("last_successful_token_refresh_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn connection_event_from_row(row: &PgRow) -> StoreResult<ConnectionEventRow> {
+    Ok(ConnectionEventRow {
+        id: row.try_get("id")?,
+        connection_id: row.try_get("connection_id")?,
+        kind: row.try_get("kind")?,
+        message: row.try_get("message")?,
+        data: row.try_get("data")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn outbox_event_from_row(row: &PgRow) -> StoreResult<OutboxEventRow> {
+    Ok(OutboxEventRow {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        trigger: row.try_get("trigger")?,
+        payload: row.try_get("payload")?,
+        created_at: row.try_get("created_at")?,
+        dispatched_at: row.try_get("dispatched_at")?,
+    })
+}
+
+/// Appends `event` to connection `connection_id`'s log; false when it does not exist.
+async fn write_connection_event(
+    conn: &mut PgConnection,
+    connection_id: &str,
+    event: &NewConnectionEvent,
+) -> StoreResult<bool> {
+    let written = sqlx::query(
+        "INSERT INTO connection_events (project_id, connection_id, kind, message, data, \
+         created_at) SELECT project_id, id, $1, $2, $3, clock_timestamp() \
+         FROM zoom_oauth_connections WHERE id = $4",
+    )
+    .bind(&event.kind)
+    .bind(&event.message)
+    .bind(event.data.as_ref())
+    .bind(connection_id)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(written == 1)
+}
+
+async fn write_outbox_event(
+    conn: &mut PgConnection,
+    project_id: &str,
+    outbox: &NewOutboxEvent,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO outbox_events (id, project_id, \"trigger\", payload, created_at) \
+         VALUES ($1, $2, $3, $4, clock_timestamp())",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(project_id)
+    .bind(&outbox.trigger)
+    .bind(&outbox.payload)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -431,149 +541,505 @@ impl Store for PostgresStore {
 
     async fn insert_connection(
         &self,
-        _row: &ConnectionRow,
-        _event: &NewConnectionEvent,
+        row: &ConnectionRow,
+        event: &NewConnectionEvent,
     ) -> StoreResult<()> {
-        Err(not_implemented())
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "INSERT INTO zoom_oauth_connections ({CONNECTION_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
+        ))
+        .bind(&row.id)
+        .bind(&row.project_id)
+        .bind(&row.app_id)
+        .bind(&row.user_id)
+        .bind(&row.account_id)
+        .bind(&row.email)
+        .bind(&row.pmi)
+        .bind(&row.personal_meeting_url)
+        .bind(row.state.as_str())
+        .bind(row.connection_failure_data.as_ref().map(failure_to_json))
+        .bind(row.metadata.as_ref())
+        .bind(&row.deduplication_key)
+        .bind(row.is_local_recording_token_supported)
+        .bind(row.is_onbehalf_token_supported)
+        .bind(scopes_to_text(&row.scopes))
+        .bind(row.refresh_token.as_ref().map(|s| &s.0))
+        .bind(row.access_token.as_ref().map(|s| &s.0))
+        .bind(row.access_token_expires_at.map(ts))
+        .bind(&row.lease_owner)
+        .bind(row.lease_until.map(ts))
+        .bind(row.fence)
+        .bind(row.refresh_due_at.map(ts))
+        .bind(row.last_attempted_sync_at.map(ts))
+        .bind(row.last_successful_sync_at.map(ts))
+        .bind(row.next_sync_at.map(ts))
+        .bind(row.last_successful_token_refresh_at.map(ts))
+        .bind(ts(row.created_at))
+        .bind(ts(row.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_unique_violation)?;
+        write_connection_event(&mut tx, &row.id, event).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn get_connection(
         &self,
-        _project_id: &str,
-        _id: &str,
+        project_id: &str,
+        id: &str,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+             WHERE project_id = $1 AND id = $2"
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
-    async fn connection_by_id(&self, _id: &str) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+    async fn connection_by_id(&self, id: &str) -> StoreResult<Option<ConnectionRow>> {
+        sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
     async fn connection_by_user(
         &self,
-        _app_id: &str,
-        _user_id: &str,
+        app_id: &str,
+        user_id: &str,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+             WHERE app_id = $1 AND user_id = $2"
+        ))
+        .bind(app_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
     async fn connection_by_deduplication_key(
         &self,
-        _app_id: &str,
-        _key: &str,
+        app_id: &str,
+        key: &str,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+             WHERE app_id = $1 AND deduplication_key = $2"
+        ))
+        .bind(app_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
     async fn list_connections(
         &self,
-        _project_id: &str,
-        _filter: &ConnectionFilter,
-        _page: &PageRequest,
+        project_id: &str,
+        filter: &ConnectionFilter,
+        page: &PageRequest,
     ) -> StoreResult<Page<ConnectionRow>> {
-        Err(not_implemented())
+        let fetch = i64::from(page.limit) + 1;
+        let (cmp, order) = match page.cursor.as_ref().map(|c| c.direction) {
+            None | Some(Direction::Older) => ("<", "DESC"),
+            Some(Direction::Newer) => (">", "ASC"),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections WHERE project_id = $1 \
+             AND ($2::text IS NULL OR app_id = $2) AND ($3::text IS NULL OR user_id = $3) \
+             AND ($4::text IS NULL OR account_id = $4) AND ($5::text IS NULL OR state = $5) \
+             AND ($6::text IS NULL OR deduplication_key = $6) \
+             AND ($7::timestamptz IS NULL OR (created_at, id) {cmp} ($7, $8::text)) \
+             ORDER BY created_at {order}, id {order} LIMIT $9"
+        ))
+        .bind(project_id)
+        .bind(&filter.app_id)
+        .bind(&filter.user_id)
+        .bind(&filter.account_id)
+        .bind(filter.state.map(ConnectionState::as_str))
+        .bind(&filter.deduplication_key)
+        .bind(page.cursor.as_ref().map(|c| ts(c.created_at)))
+        .bind(page.cursor.as_ref().map(|c| c.id.as_str()))
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows
+            .iter()
+            .map(connection_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let has_more = items.len() > page.limit as usize;
+        items.truncate(page.limit as usize);
+        if matches!(&page.cursor, Some(c) if c.direction == Direction::Newer) {
+            items.reverse();
+        }
+        Ok(Page { items, has_more })
     }
 
     async fn replace_connection_grant(
         &self,
-        _project_id: &str,
-        _id: &str,
-        _grant: &GrantReplacement,
-        _event: &NewConnectionEvent,
-        _outbox: Option<&NewOutboxEvent>,
+        project_id: &str,
+        id: &str,
+        grant: &GrantReplacement,
+        event: &NewConnectionEvent,
+        outbox: Option<&NewOutboxEvent>,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET user_id = $1, account_id = $2, email = $3, \
+             pmi = $4, personal_meeting_url = $5, metadata = $6, deduplication_key = $7, \
+             is_local_recording_token_supported = $8, is_onbehalf_token_supported = $9, \
+             scopes = $10, refresh_token = $11, access_token = $12, \
+             access_token_expires_at = $13, refresh_due_at = $14, next_sync_at = $15, \
+             state = 'connected', connection_failure_data = NULL, \
+             lease_owner = NULL, lease_until = NULL, fence = fence + 1, \
+             last_attempted_sync_at = CASE WHEN $16 THEN NULL ELSE last_attempted_sync_at END, \
+             last_successful_sync_at = CASE WHEN $16 THEN NULL ELSE last_successful_sync_at END, \
+             updated_at = now() \
+             WHERE project_id = $17 AND id = $18 RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(&grant.user_id)
+        .bind(&grant.account_id)
+        .bind(&grant.email)
+        .bind(&grant.pmi)
+        .bind(&grant.personal_meeting_url)
+        .bind(grant.metadata.as_ref())
+        .bind(&grant.deduplication_key)
+        .bind(grant.is_local_recording_token_supported)
+        .bind(grant.is_onbehalf_token_supported)
+        .bind(scopes_to_text(&grant.scopes))
+        .bind(&grant.refresh_token.0)
+        .bind(&grant.access_token.0)
+        .bind(ts(grant.access_token_expires_at))
+        .bind(ts(grant.refresh_due_at))
+        .bind(grant.next_sync_at.map(ts))
+        .bind(grant.clear_meetings)
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_unique_violation)?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let row = connection_from_row(&row)?;
+        if grant.clear_meetings {
+            sqlx::query("DELETE FROM zoom_meetings WHERE connection_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        write_connection_event(&mut tx, id, event).await?;
+        if let Some(outbox) = outbox {
+            write_outbox_event(&mut tx, &row.project_id, outbox).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(row))
     }
 
     async fn update_connection_settings(
         &self,
-        _project_id: &str,
-        _id: &str,
-        _update: &ConnectionSettingsUpdate,
+        project_id: &str,
+        id: &str,
+        update: &ConnectionSettingsUpdate,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET \
+             metadata = CASE WHEN $1 THEN $2::jsonb ELSE metadata END, \
+             deduplication_key = CASE WHEN $3 THEN $4::text ELSE deduplication_key END, \
+             is_local_recording_token_supported = \
+                 COALESCE($5, is_local_recording_token_supported), \
+             is_onbehalf_token_supported = COALESCE($6, is_onbehalf_token_supported), \
+             updated_at = now() \
+             WHERE project_id = $7 AND id = $8 RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(update.metadata.is_some())
+        .bind(update.metadata.as_ref().and_then(|m| m.as_ref()))
+        .bind(update.deduplication_key.is_some())
+        .bind(update.deduplication_key.as_ref().and_then(|k| k.as_deref()))
+        .bind(update.is_local_recording_token_supported)
+        .bind(update.is_onbehalf_token_supported)
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_unique_violation)?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
     async fn delete_connection(
         &self,
-        _project_id: &str,
-        _id: &str,
+        project_id: &str,
+        id: &str,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        sqlx::query(&format!(
+            "DELETE FROM zoom_oauth_connections WHERE project_id = $1 AND id = $2 \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
     async fn claim_connection_lease(
         &self,
-        _id: &str,
-        _owner: &str,
-        _lease_for: Duration,
+        id: &str,
+        owner: &str,
+        lease_for: Duration,
     ) -> StoreResult<Option<ConnectionRow>> {
-        Err(not_implemented())
+        // clock_timestamp(), not now(): a claim that waited on a row lock must not
+        // date its lease from before the wait.
+        sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET lease_owner = $1, \
+             lease_until = clock_timestamp() + $2::float8 * interval '1 microsecond', \
+             fence = fence + 1 \
+             WHERE id = $3 AND state = 'connected' \
+             AND (lease_until IS NULL OR lease_until < clock_timestamp()) \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(duration_micros(lease_for) as f64)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
     }
 
     async fn claim_due_refreshes(
         &self,
-        _owner: &str,
-        _limit: u32,
-        _lease_for: Duration,
-        _ahead_of_meetings: Duration,
+        owner: &str,
+        limit: u32,
+        lease_for: Duration,
+        ahead_of_meetings: Duration,
     ) -> StoreResult<Vec<ConnectionRow>> {
-        Err(not_implemented())
+        // NULL refresh_due_at counts as due: a connection nobody scheduled must still
+        // be refreshed (DESIGN.md §5, at least every 30 days).
+        let rows = sqlx::query(&format!(
+            "WITH due AS MATERIALIZED (\
+                 SELECT c.id FROM zoom_oauth_connections c \
+                 WHERE c.state = 'connected' \
+                 AND (c.lease_until IS NULL OR c.lease_until < clock_timestamp()) \
+                 AND (c.refresh_due_at IS NULL OR c.refresh_due_at <= clock_timestamp() \
+                      OR EXISTS (\
+                     SELECT 1 FROM zoom_meetings m WHERE m.connection_id = c.id \
+                     AND m.start_time >= clock_timestamp() \
+                     AND m.start_time <= clock_timestamp() \
+                         + $1::float8 * interval '1 microsecond' \
+                     AND (c.access_token_expires_at IS NULL \
+                          OR c.access_token_expires_at \
+                             < m.start_time + $2::float8 * interval '1 microsecond'))) \
+                 ORDER BY c.refresh_due_at NULLS FIRST LIMIT $3 \
+                 FOR UPDATE OF c SKIP LOCKED) \
+             UPDATE zoom_oauth_connections z SET lease_owner = $4, \
+             lease_until = clock_timestamp() + $5::float8 * interval '1 microsecond', \
+             fence = z.fence + 1 \
+             FROM due WHERE z.id = due.id \
+             RETURNING {}",
+            CONNECTION_COLUMNS
+                .split(", ")
+                .map(|c| format!("z.{}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .bind(duration_micros(ahead_of_meetings) as f64)
+        .bind(MEETING_TOKEN_MARGIN_MICROS as f64)
+        .bind(i64::from(limit))
+        .bind(owner)
+        .bind(duration_micros(lease_for) as f64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = rows
+            .iter()
+            .map(connection_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        // None (never scheduled) first, like the claim's ORDER BY.
+        claimed.sort_by_key(|c| c.refresh_due_at);
+        Ok(claimed)
     }
 
     async fn store_refreshed_tokens(
         &self,
-        _id: &str,
-        _fence: i64,
-        _tokens: &RefreshedTokens,
-        _event: Option<&NewConnectionEvent>,
+        id: &str,
+        fence: i64,
+        tokens: &RefreshedTokens,
+        event: Option<&NewConnectionEvent>,
     ) -> StoreResult<bool> {
-        Err(not_implemented())
+        let mut tx = self.pool.begin().await?;
+        let written = sqlx::query(
+            "UPDATE zoom_oauth_connections SET refresh_token = $1, access_token = $2, \
+             access_token_expires_at = $3, refresh_due_at = $4, \
+             scopes = COALESCE($5, scopes), last_successful_token_refresh_at = now(), \
+             lease_owner = NULL, lease_until = NULL, updated_at = now() \
+             WHERE id = $6 AND fence = $7",
+        )
+        .bind(&tokens.refresh_token.0)
+        .bind(&tokens.access_token.0)
+        .bind(ts(tokens.access_token_expires_at))
+        .bind(ts(tokens.refresh_due_at))
+        .bind(tokens.scopes.as_deref().map(scopes_to_text))
+        .bind(id)
+        .bind(fence)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if written == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(event) = event {
+            write_connection_event(&mut tx, id, event).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn release_connection_lease(
         &self,
-        _id: &str,
-        _fence: i64,
-        _retry_at: Option<DateTime<Utc>>,
+        id: &str,
+        fence: i64,
+        retry_at: Option<DateTime<Utc>>,
     ) -> StoreResult<bool> {
-        Err(not_implemented())
+        let released = sqlx::query(
+            "UPDATE zoom_oauth_connections SET lease_owner = NULL, lease_until = NULL, \
+             refresh_due_at = COALESCE($1, refresh_due_at) WHERE id = $2 AND fence = $3",
+        )
+        .bind(retry_at.map(ts))
+        .bind(id)
+        .bind(fence)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(released == 1)
     }
 
     async fn disconnect_connection(
         &self,
-        _id: &str,
-        _fence: Option<i64>,
-        _failure: &FailureData,
-        _event: &NewConnectionEvent,
-        _outbox: Option<&NewOutboxEvent>,
+        id: &str,
+        fence: Option<i64>,
+        failure: &FailureData,
+        event: &NewConnectionEvent,
+        outbox: Option<&NewOutboxEvent>,
     ) -> StoreResult<DisconnectOutcome> {
-        Err(not_implemented())
+        let mut tx = self.pool.begin().await?;
+        // Concurrent callers queue on the row lock and then see `disconnected`.
+        let row = sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET state = 'disconnected', \
+             connection_failure_data = $1, refresh_token = NULL, access_token = NULL, \
+             access_token_expires_at = NULL, lease_owner = NULL, lease_until = NULL, \
+             fence = fence + 1, updated_at = now() \
+             WHERE id = $2 AND state = 'connected' AND ($3::bigint IS NULL OR fence = $3) \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(failure_to_json(failure))
+        .bind(id)
+        .bind(fence)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM zoom_oauth_connections WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            tx.rollback().await?;
+            return Ok(match exists {
+                Some(_) => DisconnectOutcome::Unchanged,
+                None => DisconnectOutcome::NotFound,
+            });
+        };
+        let row = connection_from_row(&row)?;
+        write_connection_event(&mut tx, id, event).await?;
+        if let Some(outbox) = outbox {
+            write_outbox_event(&mut tx, &row.project_id, outbox).await?;
+        }
+        tx.commit().await?;
+        Ok(DisconnectOutcome::Disconnected(Box::new(row)))
     }
 
     async fn insert_connection_event(
         &self,
-        _connection_id: &str,
-        _event: &NewConnectionEvent,
+        connection_id: &str,
+        event: &NewConnectionEvent,
     ) -> StoreResult<()> {
-        Err(not_implemented())
+        let mut conn = self.pool.acquire().await?;
+        if write_connection_event(&mut conn, connection_id, event).await? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
     }
 
     async fn list_connection_events(
         &self,
-        _project_id: &str,
-        _connection_id: &str,
-        _page: &PageRequest,
+        project_id: &str,
+        connection_id: &str,
+        page: &PageRequest,
     ) -> StoreResult<Page<ConnectionEventRow>> {
-        Err(not_implemented())
+        let fetch = i64::from(page.limit) + 1;
+        let (cmp, order) = match page.cursor.as_ref().map(|c| c.direction) {
+            None | Some(Direction::Older) => ("<", "DESC"),
+            Some(Direction::Newer) => (">", "ASC"),
+        };
+        let after = page.cursor.as_ref().map(event_cursor_id).transpose()?;
+        let rows = sqlx::query(&format!(
+            "SELECT id, connection_id, kind, message, data, created_at FROM connection_events \
+             WHERE project_id = $1 AND connection_id = $2 \
+             AND ($3::bigint IS NULL OR id {cmp} $3) \
+             ORDER BY id {order} LIMIT $4"
+        ))
+        .bind(project_id)
+        .bind(connection_id)
+        .bind(after)
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows
+            .iter()
+            .map(connection_event_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let has_more = items.len() > page.limit as usize;
+        items.truncate(page.limit as usize);
+        if matches!(&page.cursor, Some(c) if c.direction == Direction::Newer) {
+            items.reverse();
+        }
+        Ok(Page { items, has_more })
     }
 
     async fn list_outbox_events(
         &self,
-        _project_id: &str,
-        _limit: u32,
+        project_id: &str,
+        limit: u32,
     ) -> StoreResult<Vec<OutboxEventRow>> {
-        Err(not_implemented())
+        let rows = sqlx::query(
+            "SELECT id, project_id, \"trigger\", payload, created_at, dispatched_at \
+             FROM outbox_events WHERE project_id = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT $2",
+        )
+        .bind(project_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_event_from_row).collect()
     }
 
     async fn sealed_fields(
