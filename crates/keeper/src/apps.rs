@@ -274,3 +274,23 @@ pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), A
         DeleteAppOutcome::HasConnections => Err(AppError::HasConnections),
     }
 }
+
+/// The app's client id and (opened) client secret, for calls to Zoom's OAuth
+/// endpoints on behalf of its connections.
+pub fn credentials(
+    keeper: &Keeper,
+    app: &AppRow,
+) -> Result<zoom::AppCredentials, crate::vault::VaultError> {
+    let client_secret = keeper.vault.open_str(
+        Slot {
+            table: TABLE,
+            column: CLIENT_SECRET_COLUMN,
+            row_id: &app.id,
+        },
+        &app.client_secret,
+    )?;
+    Ok(zoom::AppCredentials {
+        client_id: app.client_id.clone(),
+        client_secret,
+    })
+}

@@ -33,6 +33,10 @@ pub struct Settings {
     pub rate_limit_per_second: Option<f64>,
     /// Requests a project may make in a burst above the sustained rate.
     pub rate_limit_burst: Option<u32>,
+    /// How often the token keeper looks for connections to refresh, e.g. `10s`.
+    pub token_keeper_interval: Option<String>,
+    /// Longest a connection goes without a refresh, e.g. `30d`.
+    pub token_refresh_max_age: Option<String>,
 }
 
 /// Every setting name, as used in TOML and (upper-cased, `ZOOMKEEPER_` prefixed) in
@@ -52,6 +56,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "role",
     "rate_limit_per_second",
     "rate_limit_burst",
+    "token_keeper_interval",
+    "token_refresh_max_age",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +130,8 @@ impl Settings {
                         )
                     })?)
                 }
+                "token_keeper_interval" => s.token_keeper_interval = Some(value),
+                "token_refresh_max_age" => s.token_refresh_max_age = Some(value),
                 // Unknown names are reported by `unknown_env_names`, not refused:
                 // tools and tests share the prefix.
                 _ => {}
@@ -174,6 +182,8 @@ impl Settings {
             role: self.role.or(lower.role),
             rate_limit_per_second: self.rate_limit_per_second.or(lower.rate_limit_per_second),
             rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
+            token_keeper_interval: self.token_keeper_interval.or(lower.token_keeper_interval),
+            token_refresh_max_age: self.token_refresh_max_age.or(lower.token_refresh_max_age),
         }
     }
 }
@@ -245,6 +255,10 @@ pub struct Config {
     pub role: Role,
     pub rate_limit_per_second: f64,
     pub rate_limit_burst: u32,
+    /// Pause between the token keeper's rounds.
+    pub token_keeper_interval: Duration,
+    /// Every connection is refreshed at least this often (less up to 10 % jitter).
+    pub token_refresh_max_age: Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -254,6 +268,8 @@ pub const DEFAULT_ZOOM_API_URL: &str = "https://api.zoom.us";
 pub const DEFAULT_WEBHOOK_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
 pub const DEFAULT_RATE_LIMIT_PER_SECOND: f64 = 100.0;
 pub const DEFAULT_RATE_LIMIT_BURST: u32 = 200;
+pub const DEFAULT_TOKEN_KEEPER_INTERVAL: &str = "10s";
+pub const DEFAULT_TOKEN_REFRESH_MAX_AGE: &str = "30d";
 
 impl Config {
     /// Merges `flags` over the environment over the TOML file at `config_file` (if
@@ -373,6 +389,31 @@ impl Config {
         if rate_limit_burst == 0 {
             return Err(invalid("rate_limit_burst", "must be at least 1"));
         }
+        let token_keeper_interval = parse_duration(
+            "token_keeper_interval",
+            s.token_keeper_interval
+                .as_deref()
+                .unwrap_or(DEFAULT_TOKEN_KEEPER_INTERVAL),
+        )?;
+        if token_keeper_interval.is_zero() {
+            return Err(invalid("token_keeper_interval", "must be more than 0s"));
+        }
+        let token_refresh_max_age = parse_duration(
+            "token_refresh_max_age",
+            s.token_refresh_max_age
+                .as_deref()
+                .unwrap_or(DEFAULT_TOKEN_REFRESH_MAX_AGE),
+        )?;
+        if token_refresh_max_age.is_zero() {
+            return Err(invalid("token_refresh_max_age", "must be more than 0s"));
+        }
+        if token_refresh_max_age > Duration::from_secs(89 * 86_400) {
+            // Zoom forgets a refresh token unused for about 90 days.
+            return Err(invalid(
+                "token_refresh_max_age",
+                "must be at most 89d: Zoom forgets refresh tokens unused for about 90 days",
+            ));
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -387,6 +428,8 @@ impl Config {
             role,
             rate_limit_per_second,
             rate_limit_burst,
+            token_keeper_interval,
+            token_refresh_max_age,
         })
     }
 }
@@ -417,30 +460,50 @@ fn validate_base_url(setting: &'static str, raw: &str) -> Result<String, ConfigE
 
 /// `5s,5m,30m,2h` → durations. Units: s, m, h, d.
 pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, ConfigError> {
-    let mut out = Vec::new();
-    for part in raw.split(',') {
-        let part = part.trim();
-        let bad = || {
-            invalid(
-                "webhook_retry_schedule",
-                format!("{part:?} is not a delay; use a comma-separated list like 5s,5m,30m,2h"),
-            )
-        };
-        if part.len() < 2 {
-            return Err(bad());
-        }
-        let (number, unit) = part.split_at(part.len() - 1);
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        let seconds = match unit {
-            "s" => n,
-            "m" => n * 60,
-            "h" => n * 3600,
-            "d" => n * 86_400,
-            _ => return Err(bad()),
-        };
-        out.push(Duration::from_secs(seconds));
+    raw.split(',')
+        .map(|part| {
+            parse_delay(part).ok_or_else(|| {
+                invalid(
+                    "webhook_retry_schedule",
+                    format!(
+                        "{:?} is not a delay; use a comma-separated list like 5s,5m,30m,2h",
+                        part.trim()
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// One duration such as `10s`, `5m`, `2h` or `30d`, for the setting named `setting`.
+pub fn parse_duration(setting: &'static str, raw: &str) -> Result<Duration, ConfigError> {
+    parse_delay(raw).ok_or_else(|| {
+        invalid(
+            setting,
+            format!(
+                "{:?} is not a duration; use a number and a unit (s, m, h, d) such as 10s or 30d",
+                raw.trim()
+            ),
+        )
+    })
+}
+
+/// `N` followed by one of s, m, h, d.
+fn parse_delay(raw: &str) -> Option<Duration> {
+    let part = raw.trim();
+    if part.len() < 2 || !part.is_ascii() {
+        return None;
     }
-    Ok(out)
+    let (number, unit) = part.split_at(part.len() - 1);
+    let n: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }?;
+    Some(Duration::from_secs(seconds))
 }
 
 #[cfg(test)]
@@ -500,6 +563,43 @@ mod tests {
         assert_eq!(
             parse_schedule("5s,2m").expect("valid")[1],
             Duration::from_secs(120)
+        );
+    }
+
+    #[test]
+    fn token_keeper_settings_take_durations() {
+        let c = Config::resolve(Settings::default()).expect("defaults");
+        assert_eq!(c.token_keeper_interval, Duration::from_secs(10));
+        assert_eq!(c.token_refresh_max_age, Duration::from_secs(30 * 86_400));
+        let env = Settings::from_env([
+            (
+                "ZOOMKEEPER_TOKEN_KEEPER_INTERVAL".to_owned(),
+                "2s".to_owned(),
+            ),
+            (
+                "ZOOMKEEPER_TOKEN_REFRESH_MAX_AGE".to_owned(),
+                "1h".to_owned(),
+            ),
+        ])
+        .expect("env parses");
+        let c = Config::resolve(env).expect("valid");
+        assert_eq!(c.token_keeper_interval, Duration::from_secs(2));
+        assert_eq!(c.token_refresh_max_age, Duration::from_secs(3600));
+        for bad in ["0s", "ten", "5x", "90d"] {
+            let err = Config::resolve(Settings {
+                token_refresh_max_age: Some(bad.into()),
+                ..Settings::default()
+            })
+            .expect_err(bad);
+            assert!(
+                err.to_string().starts_with("token_refresh_max_age:"),
+                "{err}"
+            );
+        }
+        let toml: Settings = toml::from_str("token_keeper_interval = \"1m\"").expect("toml");
+        assert_eq!(
+            Config::resolve(toml).expect("valid").token_keeper_interval,
+            Duration::from_secs(60)
         );
     }
 }

@@ -2,13 +2,14 @@
 //! and the background workers.
 //!
 //! Layering: `http` parses, authorises, calls a domain module and serialises; the
-//! domain modules (`projects`, `api_keys`, `apps`, …) hold the rules; `storage` holds
+//! domain modules (`projects`, `api_keys`, `apps`, `connections`, `tokens`, …) hold the rules; `storage` holds
 //! all SQL behind the [`storage::Store`] trait, one implementation per database.
 //! [`Keeper`] bundles the handles they share; [`server::Server`] serves the router.
 
 pub mod api_keys;
 pub mod apps;
 pub mod config;
+pub mod connections;
 pub mod http;
 pub mod ids;
 pub mod metrics;
@@ -19,6 +20,8 @@ pub mod server;
 pub mod service;
 pub mod storage;
 pub mod telemetry;
+pub mod token_keeper;
+pub mod tokens;
 pub mod vault;
 pub mod zoom_gateway;
 

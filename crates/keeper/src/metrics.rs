@@ -1,5 +1,6 @@
 //! A small Prometheus registry: HTTP requests by route template and status, request
-//! latency as a histogram, and Zoom calls by endpoint and outcome. Rendered in the
+//! latency as a histogram, Zoom calls by endpoint and outcome, token refreshes by
+//! outcome, lease conflicts, and token requests by kind and outcome. Rendered in the
 //! Prometheus text format at `/metrics`.
 
 use std::collections::BTreeMap;
@@ -40,6 +41,13 @@ struct Inner {
     latency: BTreeMap<(String, String), Histogram>,
     /// (endpoint, outcome) → count
     zoom_calls: BTreeMap<(&'static str, &'static str), u64>,
+    /// outcome → count
+    refreshes: BTreeMap<&'static str, u64>,
+    lease_conflicts: u64,
+    /// (kind, outcome) → count
+    token_requests: BTreeMap<(&'static str, &'static str), u64>,
+    /// What happened to revocations at Zoom: outcome → count.
+    revocations: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
@@ -73,6 +81,32 @@ impl Metrics {
             .zoom_calls
             .entry((endpoint, outcome))
             .or_default() += 1;
+    }
+
+    /// A refresh of a connection's grant: `success`, `disconnected`, `temporary_failure`,
+    /// `lost_fence`, `error`.
+    pub fn record_refresh(&self, outcome: &'static str) {
+        *self.lock().refreshes.entry(outcome).or_default() += 1;
+    }
+
+    /// A lease write-back that found the fence moved on (someone else took over).
+    pub fn record_lease_conflict(&self) {
+        self.lock().lease_conflicts += 1;
+    }
+
+    /// `kind`: `access_token`, `zak_token`, `onbehalf_token`; `outcome`: `cached`,
+    /// `refreshed`, `minted` or an error code.
+    pub fn record_token_request(&self, kind: &'static str, outcome: &'static str) {
+        *self
+            .lock()
+            .token_requests
+            .entry((kind, outcome))
+            .or_default() += 1;
+    }
+
+    /// A best-effort revocation at Zoom: `success` or an error class.
+    pub fn record_revocation(&self, outcome: &'static str) {
+        *self.lock().revocations.entry(outcome).or_default() += 1;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -128,7 +162,57 @@ impl Metrics {
                 "zoomkeeper_zoom_calls_total{{endpoint=\"{endpoint}\",outcome=\"{outcome}\"}} {n}"
             );
         }
+        out.push_str(
+            "# HELP zoomkeeper_token_refreshes_total Refreshes of Zoom grants by outcome.\n",
+        );
+        out.push_str("# TYPE zoomkeeper_token_refreshes_total counter\n");
+        for (outcome, n) in &inner.refreshes {
+            let _ = writeln!(
+                out,
+                "zoomkeeper_token_refreshes_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP zoomkeeper_lease_conflicts_total Write-backs refused because another process took the lease.\n");
+        out.push_str("# TYPE zoomkeeper_lease_conflicts_total counter\n");
+        let _ = writeln!(
+            out,
+            "zoomkeeper_lease_conflicts_total {}",
+            inner.lease_conflicts
+        );
+        out.push_str(
+            "# HELP zoomkeeper_token_requests_total Token requests by kind and outcome.\n",
+        );
+        out.push_str("# TYPE zoomkeeper_token_requests_total counter\n");
+        for ((kind, outcome), n) in &inner.token_requests {
+            let _ = writeln!(
+                out,
+                "zoomkeeper_token_requests_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP zoomkeeper_zoom_revocations_total Best-effort token revocations at Zoom by outcome.\n");
+        out.push_str("# TYPE zoomkeeper_zoom_revocations_total counter\n");
+        for (outcome, n) in &inner.revocations {
+            let _ = writeln!(
+                out,
+                "zoomkeeper_zoom_revocations_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
         out
+    }
+
+    /// Lease conflicts counted so far (for tests and the bench).
+    pub fn lease_conflicts(&self) -> u64 {
+        self.lock().lease_conflicts
+    }
+
+    /// Refreshes with `outcome` counted so far.
+    pub fn refreshes(&self, outcome: &str) -> u64 {
+        self.lock()
+            .refreshes
+            .iter()
+            .filter(|(o, _)| **o == outcome)
+            .map(|(_, n)| *n)
+            .sum()
     }
 }
 

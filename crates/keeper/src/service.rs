@@ -10,6 +10,7 @@ use crate::config::{Config, MasterKeySource};
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::storage::{self, Store};
+use crate::tokens::TokenBroker;
 use crate::vault::{Keyring, Vault};
 use crate::zoom_gateway::ZoomGateway;
 
@@ -20,6 +21,9 @@ pub struct Keeper {
     pub zoom: ZoomGateway,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: RateLimiter,
+    /// Hands out access tokens; holds this process's lease owner id and its
+    /// single-flight refreshes.
+    pub tokens: TokenBroker,
 }
 
 impl Keeper {
@@ -56,6 +60,7 @@ impl Keeper {
             zoom,
             metrics,
             rate_limiter,
+            tokens: TokenBroker::new(),
         })
     }
 }

@@ -3,8 +3,13 @@
 
 use std::sync::Arc;
 
+use std::future::Future;
+
 use secrecy::SecretString;
-use zoom::{AppCredentials, ZoomClient, ZoomConfig, ZoomError};
+use zoom::{
+    AppCredentials, PkceVerifier, TokenGrant, UserTokenType, ZoomClient, ZoomConfig, ZoomError,
+    ZoomUser,
+};
 
 use crate::metrics::Metrics;
 
@@ -75,5 +80,81 @@ impl ZoomGateway {
                 CredentialCheck::Rejected
             }
         }
+    }
+
+    /// Runs one call to Zoom and counts it under `endpoint`.
+    async fn counted<T>(
+        &self,
+        endpoint: &'static str,
+        call: impl Future<Output = Result<T, ZoomError>>,
+    ) -> Result<T, ZoomError> {
+        let result = call.await;
+        self.metrics.record_zoom_call(
+            endpoint,
+            match &result {
+                Ok(_) => "success",
+                Err(e) => e.class(),
+            },
+        );
+        result
+    }
+
+    pub async fn exchange_code(
+        &self,
+        app: &AppCredentials,
+        code: &SecretString,
+        redirect_uri: &str,
+        code_verifier: Option<&PkceVerifier>,
+    ) -> Result<TokenGrant, ZoomError> {
+        self.counted(
+            "oauth_token_authorization_code",
+            self.client
+                .exchange_code(app, code, redirect_uri, code_verifier),
+        )
+        .await
+    }
+
+    pub async fn refresh(
+        &self,
+        app: &AppCredentials,
+        refresh_token: &SecretString,
+    ) -> Result<TokenGrant, ZoomError> {
+        self.counted(
+            "oauth_token_refresh_token",
+            self.client.refresh(app, refresh_token),
+        )
+        .await
+    }
+
+    /// Best effort: the outcome is counted (zoom calls and revocations) and logged,
+    /// never returned — a failed revocation must not fail what the caller is doing.
+    pub async fn revoke_best_effort(&self, app: &AppCredentials, token: &SecretString, why: &str) {
+        let result = self
+            .counted("oauth_revoke", self.client.revoke(app, token))
+            .await;
+        match result {
+            Ok(()) => self.metrics.record_revocation("success"),
+            Err(e) => {
+                self.metrics.record_revocation(e.class());
+                tracing::warn!(error = %e, why, "revoking a token at Zoom failed; it stays valid at Zoom until it expires");
+            }
+        }
+    }
+
+    pub async fn me(&self, access_token: &SecretString) -> Result<ZoomUser, ZoomError> {
+        self.counted("users_me", self.client.me(access_token)).await
+    }
+
+    pub async fn user_token(
+        &self,
+        access_token: &SecretString,
+        token_type: &UserTokenType,
+    ) -> Result<SecretString, ZoomError> {
+        let endpoint = match token_type {
+            UserTokenType::Zak => "users_me_token_zak",
+            UserTokenType::OnBehalf { .. } => "users_me_token_onbehalf",
+        };
+        self.counted(endpoint, self.client.user_token(access_token, token_type))
+            .await
     }
 }

@@ -73,6 +73,12 @@ struct SettingFlags {
     /// Burst allowed per project above the sustained rate [default: 200].
     #[arg(long, global = true)]
     rate_limit_burst: Option<u32>,
+    /// How often the token keeper looks for connections to refresh [default: 10s].
+    #[arg(long, global = true)]
+    token_keeper_interval: Option<String>,
+    /// Refresh every connection at least this often, less up to 10 % jitter [default: 30d].
+    #[arg(long, global = true)]
+    token_refresh_max_age: Option<String>,
 }
 
 impl SettingFlags {
@@ -92,6 +98,8 @@ impl SettingFlags {
             role: self.role.clone(),
             rate_limit_per_second: self.rate_limit_per_second,
             rate_limit_burst: self.rate_limit_burst,
+            token_keeper_interval: self.token_keeper_interval.clone(),
+            token_refresh_max_age: self.token_refresh_max_age.clone(),
         }
     }
 
@@ -231,18 +239,45 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             key.expose_secret()
         );
     }
+    // One signal, seen by the HTTP server and every worker.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let workers = if role.runs_workers() {
+        Some(tokio::spawn(keeper::token_keeper::run(
+            keeper.clone(),
+            stopping.clone(),
+        )))
+    } else {
+        None
+    };
     if role.serves_http() {
         let server = Server::bind(keeper.clone()).await?;
         tracing::info!(
             addr = %server.addr(),
             public_url = server.public_url(),
             backend = keeper.store.backend(),
+            role = ?role,
             "zoomkeeper listening"
         );
-        server.run(shutdown).await?;
+        let mut http_stopping = stopping.clone();
+        server
+            .run(async move {
+                let _ = http_stopping.wait_for(|stop| *stop).await;
+            })
+            .await?;
     } else {
-        tracing::info!("running as a worker only; no background workers exist yet");
-        shutdown.await;
+        tracing::info!(backend = keeper.store.backend(), "running as a worker only");
+        let mut worker_stopping = stopping.clone();
+        let _ = worker_stopping.wait_for(|stop| *stop).await;
+    }
+    if let Some(workers) = workers {
+        // Workers finish what they started and release what they claimed.
+        if let Err(e) = workers.await {
+            tracing::error!(error = %e, "a background worker panicked");
+        }
     }
     tracing::info!("stopped");
     Ok(())

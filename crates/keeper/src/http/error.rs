@@ -62,6 +62,16 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("Zoom could not be reached or failed; try again shortly.")]
     ZoomUnavailable,
+    /// Zoom's own rate limit (not this service's per-project limit).
+    #[error("Zoom's rate limit was reached; retry in {retry_after_secs} s.")]
+    ZoomRateLimited { retry_after_secs: u64 },
+    /// Zoom refused a call for a reason that is neither the caller's input nor an
+    /// outage (e.g. a missing permission). The message is Zoom's, scrubbed.
+    #[error("{message}")]
+    ZoomRefused { message: String },
+    /// The object is busy with work elsewhere; retry shortly.
+    #[error("{message}")]
+    Busy { message: String },
     #[error("The service is not ready: {reason}")]
     NotReady { reason: &'static str },
     /// Anything unexpected. The cause is logged; the client gets a generic message.
@@ -100,7 +110,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::ZoomUnavailable => StatusCode::BAD_GATEWAY,
+            ApiError::ZoomUnavailable | ApiError::ZoomRefused { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::ZoomRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -121,6 +133,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::ZoomUnavailable => "zoom_unavailable",
+            ApiError::ZoomRateLimited { .. } => "zoom_rate_limited",
+            ApiError::ZoomRefused { .. } => "zoom_refused",
+            ApiError::Busy { .. } => "busy",
             ApiError::NotReady { .. } => "not_ready",
             ApiError::Internal(_) => "internal_error",
         }
@@ -141,7 +156,8 @@ impl IntoResponse for ApiError {
             tracing::error!(error = format!("{cause:#}"), "internal error");
         }
         let retry_after = match &self {
-            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::ZoomRateLimited { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         };
         let body = ErrorBody {

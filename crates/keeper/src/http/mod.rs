@@ -13,6 +13,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub mod apps;
 pub mod auth;
+pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod ops;
@@ -34,6 +35,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(apps::routes())
+        .merge(connections::routes())
         .merge(ops::routes())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

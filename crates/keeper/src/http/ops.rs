@@ -25,12 +25,25 @@ use super::AppState;
         super::apps::get_app,
         super::apps::update_app,
         super::apps::delete_app,
+        super::connections::create_connection,
+        super::connections::list_connections,
+        super::connections::get_connection,
+        super::connections::update_connection,
+        super::connections::delete_connection,
+        super::connections::list_events,
+        super::connections::access_token,
+        super::connections::zak_token,
+        super::connections::onbehalf_token,
         healthz,
         readyz,
     ),
     components(schemas(ErrorBody, Status)),
     modifiers(&ApiKeyAuth),
-    tags((name = "Zoom OAuth apps", description = "Your Zoom apps' credentials"))
+    tags(
+        (name = "Zoom OAuth apps", description = "Your Zoom apps' credentials"),
+        (name = "Zoom OAuth connections", description = "Zoom users' grants to your apps"),
+        (name = "Tokens", description = "Zoom tokens minted from a connection"),
+    )
 )]
 pub struct ApiDoc;
 

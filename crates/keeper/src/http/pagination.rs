@@ -106,7 +106,8 @@ pub fn decode_cursor(text: &str) -> Option<Cursor> {
 }
 
 /// `next` and `previous` links for a page served for `request`. `list_url` is the
-/// absolute URL of the list without a query; `position` gives an item's sort key.
+/// absolute URL of the list, possibly with a query of filters (kept in the links);
+/// `position` gives an item's sort key.
 pub fn links<T>(
     list_url: &str,
     request: &PageRequest,
@@ -120,7 +121,11 @@ pub fn links<T>(
             id,
             direction,
         });
-        format!("{list_url}?cursor={cursor}&page_size={}", request.limit)
+        let separator = if list_url.contains('?') { '&' } else { '?' };
+        format!(
+            "{list_url}{separator}cursor={cursor}&page_size={}",
+            request.limit
+        )
     };
     let (Some(first), Some(last)) = (page.items.first(), page.items.last()) else {
         return (None, None);

@@ -1,0 +1,1042 @@
+//! Zoom OAuth connections: one Zoom user's grant to one of the project's apps
+//! (DESIGN.md §4 "Zoom OAuth connections").
+//!
+//! Rules kept here: the scope check (granular and older scope names), the active-user
+//! check, the upsert by (app, Zoom user) and the re-binding by deduplication_key,
+//! metadata rules, and the one shape of the `zoom_oauth_connection.state_change`
+//! event every state change writes. What a refresh failure means lives in
+//! [`crate::tokens`].
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rand::Rng as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use zoom::{PkceVerifier, TokenGrant, ZoomError, ZoomUser};
+
+use crate::ids::IdKind;
+use crate::storage::{
+    AppRow, ConnectionEventRow, ConnectionFilter, ConnectionRow, ConnectionSettingsUpdate,
+    ConnectionState, DisconnectOutcome, FailureData, GrantReplacement, NewConnectionEvent,
+    NewOutboxEvent, Page, PageRequest, Sealed, StoreError,
+};
+use crate::vault::Slot;
+use crate::{apps, Keeper};
+
+/// Storage names of the sealed columns (part of each ciphertext's associated data).
+pub const TABLE: &str = "zoom_oauth_connections";
+pub const REFRESH_TOKEN_COLUMN: &str = "refresh_token";
+pub const ACCESS_TOKEN_COLUMN: &str = "access_token";
+
+/// The outgoing-webhook trigger written on every state change.
+pub const STATE_CHANGE_TRIGGER: &str = "zoom_oauth_connection.state_change";
+
+/// Largest `metadata`, as compact JSON.
+pub const MAX_METADATA_CHARS: usize = 1_000;
+const MAX_DEDUPLICATION_KEY_CHARS: usize = 255;
+const MAX_CODE_CHARS: usize = 2_000;
+const MAX_REDIRECT_URI_CHARS: usize = 2_000;
+/// How many times `create` re-decides after losing a race on a unique rule.
+const UPSERT_ATTEMPTS: usize = 3;
+
+/// Scopes a local-recording connection needs (granular names).
+pub const LOCAL_RECORDING_SCOPES: &[&str] = &[
+    "user:read:user",
+    "user:read:zak",
+    "meeting:read:list_meetings",
+    "meeting:read:local_recording_token",
+];
+/// Scopes an onbehalf connection needs (granular names).
+pub const ONBEHALF_SCOPES: &[&str] = &["user:read:user", "user:read:token"];
+/// Older scope names Zoom still grants, and the granular scope each one covers.
+const LEGACY_SCOPES: &[(&str, &str)] = &[
+    ("user:read", "user:read:user"),
+    ("meeting:read", "meeting:read:list_meetings"),
+    (
+        "meeting_token:read:local_recording",
+        "meeting:read:local_recording_token",
+    ),
+    ("user_zak:read", "user:read:zak"),
+];
+
+/// The scopes needed for the capabilities asked for that `granted` does not cover,
+/// in a stable order. A granted `X:admin` covers `X`.
+pub fn missing_scopes(
+    granted: &[String],
+    local_recording: bool,
+    onbehalf: bool,
+) -> Vec<&'static str> {
+    let covers = |needed: &str| {
+        granted.iter().any(|g| {
+            let g = g.trim();
+            g == needed
+                || g.strip_suffix(":admin") == Some(needed)
+                || LEGACY_SCOPES.iter().any(|(old, new)| {
+                    *new == needed && (g == *old || g.strip_suffix(":admin") == Some(old))
+                })
+        })
+    };
+    let mut needed: Vec<&'static str> = Vec::new();
+    if local_recording {
+        needed.extend(LOCAL_RECORDING_SCOPES);
+    }
+    if onbehalf {
+        needed.extend(ONBEHALF_SCOPES);
+    }
+    let mut missing: Vec<&'static str> = Vec::new();
+    for scope in needed {
+        if !covers(scope) && !missing.contains(&scope) {
+            missing.push(scope);
+        }
+    }
+    missing
+}
+
+/// What `POST /api/v1/zoom_oauth_connections` carries. (No `Debug`: it holds a code.)
+pub struct NewConnection {
+    pub authorization_code: SecretString,
+    pub redirect_uri: String,
+    pub app_id: Option<String>,
+    pub code_verifier: Option<SecretString>,
+    pub is_local_recording_token_supported: Option<bool>,
+    pub is_onbehalf_token_supported: Option<bool>,
+    /// `Some(Value::Null)` counts as absent.
+    pub metadata: Option<Value>,
+    pub deduplication_key: Option<String>,
+}
+
+/// `PATCH`: `None` leaves a field alone; `Some(None)` clears a nullable one.
+#[derive(Debug, Default)]
+pub struct ConnectionChange {
+    pub metadata: Option<Option<Value>>,
+    pub deduplication_key: Option<Option<String>>,
+    pub is_local_recording_token_supported: Option<bool>,
+    pub is_onbehalf_token_supported: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("invalid input")]
+    Invalid(BTreeMap<String, Vec<String>>),
+    #[error("no such connection in this project")]
+    NotFound,
+    /// Zoom refused the code (bad, used or expired code, or a redirect URI that does
+    /// not match the one used to get it). Carries Zoom's scrubbed reason.
+    #[error("Zoom rejected the authorization code: {0}")]
+    AuthorizationCodeRejected(String),
+    #[error("the grant lacks scopes")]
+    MissingScopes(Vec<&'static str>),
+    #[error("the Zoom user is not active")]
+    ZoomUserNotActive(String),
+    #[error("another connection of this app has this deduplication_key")]
+    DeduplicationKeyTaken,
+    /// Zoom was unreachable, failed, limited us, or refused in a way that is not the
+    /// caller's input.
+    #[error(transparent)]
+    Zoom(ZoomError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+#[derive(Default)]
+struct Problems(BTreeMap<String, Vec<String>>);
+
+impl Problems {
+    fn add(&mut self, field: &str, problem: impl Into<String>) {
+        self.0
+            .entry(field.to_owned())
+            .or_default()
+            .push(problem.into());
+    }
+    fn into_result(self) -> Result<(), ConnectionError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConnectionError::Invalid(self.0))
+        }
+    }
+}
+
+fn invalid(field: &str, problem: impl Into<String>) -> ConnectionError {
+    let mut p = Problems::default();
+    p.add(field, problem);
+    ConnectionError::Invalid(p.0)
+}
+
+/// Checks `metadata`: a non-empty object of string values, at most
+/// [`MAX_METADATA_CHARS`] as JSON.
+fn check_metadata(value: &Value, problems: &mut Problems) {
+    let Some(object) = value.as_object() else {
+        problems.add("metadata", "Must be a JSON object or null.");
+        return;
+    };
+    if object.is_empty() {
+        problems.add(
+            "metadata",
+            "Must not be an empty object; send null instead.",
+        );
+        return;
+    }
+    if object.values().any(|v| !v.is_string()) {
+        problems.add("metadata", "Every value must be a string.");
+        return;
+    }
+    let chars = value.to_string().chars().count();
+    if chars > MAX_METADATA_CHARS {
+        problems.add(
+            "metadata",
+            format!("Must be at most {MAX_METADATA_CHARS} characters as JSON (it is {chars})."),
+        );
+    }
+}
+
+fn clean_deduplication_key(raw: &str, problems: &mut Problems) -> Option<String> {
+    let key = raw.trim();
+    if key.is_empty() {
+        problems.add("deduplication_key", "Must not be empty; send null instead.");
+        return None;
+    }
+    if key.chars().count() > MAX_DEDUPLICATION_KEY_CHARS {
+        problems.add(
+            "deduplication_key",
+            format!("Must be at most {MAX_DEDUPLICATION_KEY_CHARS} characters."),
+        );
+        return None;
+    }
+    Some(key.to_owned())
+}
+
+fn internal(e: impl Into<anyhow::Error>) -> ConnectionError {
+    ConnectionError::Internal(e.into())
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// `connection_failure_data` as the API and webhooks show it.
+pub fn failure_json(failure: &FailureData) -> Value {
+    json!({
+        "error": failure.error,
+        "code": failure.code,
+        "timestamp": rfc3339(failure.timestamp),
+    })
+}
+
+/// The `zoom_oauth_connection.state_change` event for `row` as it is after the change
+/// (Attendee's payload, without the `idempotency_key` each delivery adds). Every
+/// state change builds its event here.
+pub fn state_change_event(row: &ConnectionRow) -> NewOutboxEvent {
+    NewOutboxEvent {
+        trigger: STATE_CHANGE_TRIGGER.to_owned(),
+        payload: json!({
+            "trigger": STATE_CHANGE_TRIGGER,
+            "zoom_oauth_connection_id": row.id,
+            "zoom_oauth_connection_metadata": row.metadata,
+            "user_id": row.user_id,
+            "account_id": row.account_id,
+            "data": {
+                "state": row.state.as_str(),
+                "connection_failure_data": row.connection_failure_data.as_ref().map(failure_json),
+                "last_successful_sync_at": row.last_successful_sync_at.map(rfc3339),
+                "last_attempted_sync_at": row.last_attempted_sync_at.map(rfc3339),
+            },
+        }),
+    }
+}
+
+pub(crate) fn refresh_slot(id: &str) -> Slot<'_> {
+    Slot {
+        table: TABLE,
+        column: REFRESH_TOKEN_COLUMN,
+        row_id: id,
+    }
+}
+
+pub(crate) fn access_slot(id: &str) -> Slot<'_> {
+    Slot {
+        table: TABLE,
+        column: ACCESS_TOKEN_COLUMN,
+        row_id: id,
+    }
+}
+
+/// When the token keeper must refresh a connection next: `max_age` from `now`, less
+/// up to 10 % jitter so refreshes of connections made together spread out.
+pub fn next_refresh_due(now: DateTime<Utc>, max_age: std::time::Duration) -> DateTime<Utc> {
+    let max_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+    let jitter_ms = rand::thread_rng().gen_range(0..=max_ms / 10);
+    let ms = i64::try_from(max_ms - jitter_ms).unwrap_or(i64::MAX);
+    now.checked_add_signed(chrono::Duration::milliseconds(ms))
+        .unwrap_or(now)
+}
+
+/// Expiry of an access token Zoom just gave us, counted from now.
+pub fn access_token_expiry(now: DateTime<Utc>, grant: &TokenGrant) -> DateTime<Utc> {
+    let ms = i64::try_from(grant.expires_in.as_millis()).unwrap_or(i64::MAX);
+    now.checked_add_signed(chrono::Duration::milliseconds(ms))
+        .unwrap_or(now)
+}
+
+/// Which app a create is for: the named one, or the project's only one.
+async fn resolve_app(
+    keeper: &Keeper,
+    project_id: &str,
+    app_id: Option<&str>,
+) -> Result<AppRow, ConnectionError> {
+    if let Some(id) = app_id {
+        return match apps::get(keeper, project_id, id.trim()).await {
+            Ok(app) => Ok(app),
+            Err(apps::AppError::NotFound) => Err(invalid(
+                "zoom_oauth_app_id",
+                "No Zoom OAuth app with this id exists in your project.",
+            )),
+            Err(apps::AppError::Store(e)) => Err(e.into()),
+            Err(e) => Err(internal(e)),
+        };
+    }
+    let page = keeper
+        .store
+        .list_apps(
+            project_id,
+            &PageRequest {
+                cursor: None,
+                limit: 2,
+            },
+        )
+        .await?;
+    match page.items.len() {
+        0 => Err(invalid(
+            "zoom_oauth_app_id",
+            "This project has no Zoom OAuth app yet. Create one with POST /api/v1/zoom_oauth_apps first.",
+        )),
+        1 if !page.has_more => Ok(page.items.into_iter().next().ok_or_else(|| {
+            internal(anyhow::anyhow!("a page of one app had no app"))
+        })?),
+        _ => Err(invalid(
+            "zoom_oauth_app_id",
+            "This project has several Zoom OAuth apps. Say which one with zoom_oauth_app_id.",
+        )),
+    }
+}
+
+/// Validated create input.
+struct CreateInput {
+    local_recording: bool,
+    onbehalf: bool,
+    metadata: Option<Value>,
+    deduplication_key: Option<String>,
+}
+
+fn validate_create(new: &NewConnection) -> Result<CreateInput, ConnectionError> {
+    let mut problems = Problems::default();
+    let code = new.authorization_code.expose_secret();
+    if code.trim().is_empty() {
+        problems.add("authorization_code", "Must not be empty.");
+    } else if code.len() > MAX_CODE_CHARS {
+        problems.add(
+            "authorization_code",
+            format!("Must be at most {MAX_CODE_CHARS} characters."),
+        );
+    }
+    let redirect_uri = new.redirect_uri.trim();
+    if redirect_uri.is_empty() {
+        problems.add("redirect_uri", "Must not be empty.");
+    } else if redirect_uri.len() > MAX_REDIRECT_URI_CHARS {
+        problems.add(
+            "redirect_uri",
+            format!("Must be at most {MAX_REDIRECT_URI_CHARS} characters."),
+        );
+    } else if url::Url::parse(redirect_uri).is_err() {
+        problems.add(
+            "redirect_uri",
+            "Must be an absolute URL, exactly the one used in the authorize request.",
+        );
+    }
+    if let Some(v) = &new.code_verifier {
+        if v.expose_secret().trim().is_empty() {
+            problems.add("code_verifier", "Must not be empty; leave it out instead.");
+        }
+    }
+    let local_recording = new.is_local_recording_token_supported.unwrap_or(true);
+    let onbehalf = new.is_onbehalf_token_supported.unwrap_or(false);
+    if !local_recording && !onbehalf {
+        problems.add(
+            "is_local_recording_token_supported",
+            "At least one of is_local_recording_token_supported and is_onbehalf_token_supported must be true.",
+        );
+    }
+    let metadata = new.metadata.clone().filter(|m| !m.is_null());
+    if let Some(m) = &metadata {
+        check_metadata(m, &mut problems);
+    }
+    let deduplication_key = new
+        .deduplication_key
+        .as_deref()
+        .and_then(|k| clean_deduplication_key(k, &mut problems));
+    problems.into_result()?;
+    Ok(CreateInput {
+        local_recording,
+        onbehalf,
+        metadata,
+        deduplication_key,
+    })
+}
+
+/// What a code exchange error means for a create.
+fn exchange_error(e: ZoomError) -> ConnectionError {
+    match e {
+        ZoomError::GrantRevoked { .. } | ZoomError::BadRequest { .. } => {
+            ConnectionError::AuthorizationCodeRejected(e.description())
+        }
+        other => ConnectionError::Zoom(other),
+    }
+}
+
+/// `POST /api/v1/zoom_oauth_connections`: exchange the code, check it, then insert a
+/// connection, update the user's existing one in place, or re-bind the one with the
+/// same deduplication_key. Failures store nothing.
+pub async fn create(
+    keeper: &Keeper,
+    project_id: &str,
+    new: NewConnection,
+) -> Result<ConnectionRow, ConnectionError> {
+    let input = validate_create(&new)?;
+    let app = resolve_app(keeper, project_id, new.app_id.as_deref()).await?;
+    let creds = apps::credentials(keeper, &app).map_err(internal)?;
+    let verifier = new
+        .code_verifier
+        .as_ref()
+        .map(|v| PkceVerifier::from_string(v.expose_secret().trim().to_owned()));
+    let grant = keeper
+        .zoom
+        .exchange_code(
+            &creds,
+            &new.authorization_code,
+            new.redirect_uri.trim(),
+            verifier.as_ref(),
+        )
+        .await
+        .map_err(exchange_error)?;
+    let Some(refresh_token) = grant.refresh_token.clone() else {
+        return Err(ConnectionError::Zoom(ZoomError::BadResponse {
+            status: 200,
+            detail: "the token endpoint answered without a refresh token".to_owned(),
+        }));
+    };
+
+    let missing = missing_scopes(&grant.scopes, input.local_recording, input.onbehalf);
+    if !missing.is_empty() {
+        keeper
+            .zoom
+            .revoke_best_effort(&creds, &grant.access_token, "the grant lacks scopes")
+            .await;
+        return Err(ConnectionError::MissingScopes(missing));
+    }
+    let user = match keeper.zoom.me(&grant.access_token).await {
+        Ok(user) => user,
+        Err(e) => return Err(ConnectionError::Zoom(e)),
+    };
+    if !user.is_active() {
+        keeper
+            .zoom
+            .revoke_best_effort(&creds, &grant.access_token, "the Zoom user is not active")
+            .await;
+        return Err(ConnectionError::ZoomUserNotActive(
+            user.status.clone().unwrap_or_default(),
+        ));
+    }
+
+    let fresh = FreshGrant {
+        app: &app,
+        user: &user,
+        grant: &grant,
+        refresh_token: &refresh_token,
+        input: &input,
+    };
+    for _ in 0..UPSERT_ATTEMPTS {
+        match upsert(keeper, project_id, &fresh).await {
+            Ok(Some((row, revoke_old))) => {
+                if let Some(old_refresh_token) = revoke_old {
+                    keeper
+                        .zoom
+                        .revoke_best_effort(
+                            &creds,
+                            &old_refresh_token,
+                            "a connection was re-bound to another Zoom user",
+                        )
+                        .await;
+                }
+                return Ok(row);
+            }
+            // Lost a race on a unique rule: decide again from what is stored now.
+            Ok(None) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(internal(anyhow::anyhow!(
+        "the connection kept changing under a concurrent create"
+    )))
+}
+
+struct FreshGrant<'a> {
+    app: &'a AppRow,
+    user: &'a ZoomUser,
+    grant: &'a TokenGrant,
+    refresh_token: &'a SecretString,
+    input: &'a CreateInput,
+}
+
+impl FreshGrant<'_> {
+    fn replacement(
+        &self,
+        keeper: &Keeper,
+        id: &str,
+        existing: &ConnectionRow,
+        clear_meetings: bool,
+    ) -> GrantReplacement {
+        let now = Utc::now();
+        GrantReplacement {
+            user_id: self.user.id.clone(),
+            account_id: self.user.account_id.clone(),
+            email: non_empty(&self.user.email),
+            pmi: self.user.pmi.clone(),
+            personal_meeting_url: self.user.personal_meeting_url.clone(),
+            metadata: self
+                .input
+                .metadata
+                .clone()
+                .or_else(|| existing.metadata.clone()),
+            deduplication_key: self
+                .input
+                .deduplication_key
+                .clone()
+                .or_else(|| existing.deduplication_key.clone()),
+            is_local_recording_token_supported: self.input.local_recording,
+            is_onbehalf_token_supported: self.input.onbehalf,
+            scopes: self.grant.scopes.clone(),
+            refresh_token: keeper
+                .vault
+                .seal_str(refresh_slot(id), self.refresh_token.expose_secret()),
+            access_token: keeper
+                .vault
+                .seal_str(access_slot(id), self.grant.access_token.expose_secret()),
+            access_token_expires_at: access_token_expiry(now, self.grant),
+            refresh_due_at: next_refresh_due(now, keeper.config.token_refresh_max_age),
+            next_sync_at: self.input.local_recording.then_some(now),
+            clear_meetings,
+        }
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// A row as it will be after `replacement`, for the state-change event.
+fn replaced_view(existing: &ConnectionRow, r: &GrantReplacement) -> ConnectionRow {
+    let mut row = existing.clone();
+    row.user_id = r.user_id.clone();
+    row.account_id = r.account_id.clone();
+    row.metadata = r.metadata.clone();
+    row.state = ConnectionState::Connected;
+    row.connection_failure_data = None;
+    row
+}
+
+/// One decision and write. `Ok(None)`: a unique rule was broken by a concurrent
+/// create; the caller decides again. On a re-bind, also returns the old grant's
+/// refresh token to revoke once the new row is committed.
+async fn upsert(
+    keeper: &Keeper,
+    project_id: &str,
+    fresh: &FreshGrant<'_>,
+) -> Result<Option<(ConnectionRow, Option<SecretString>)>, ConnectionError> {
+    let store = &keeper.store;
+    let app_id = &fresh.app.id;
+    let by_user = store.connection_by_user(app_id, &fresh.user.id).await?;
+    let by_key = match &fresh.input.deduplication_key {
+        Some(key) => store.connection_by_deduplication_key(app_id, key).await?,
+        None => None,
+    };
+
+    if let Some(existing) = by_user {
+        if let Some(other) = &by_key {
+            if other.id != existing.id {
+                return Err(ConnectionError::DeduplicationKeyTaken);
+            }
+        }
+        let replacement = fresh.replacement(keeper, &existing.id, &existing, false);
+        let was_disconnected = existing.state == ConnectionState::Disconnected;
+        let outbox =
+            was_disconnected.then(|| state_change_event(&replaced_view(&existing, &replacement)));
+        let event = NewConnectionEvent {
+            kind: "reconnected".to_owned(),
+            message: if was_disconnected {
+                "The user authorised the app again; the connection is connected again.".to_owned()
+            } else {
+                "The user authorised the app again; the connection's tokens were replaced."
+                    .to_owned()
+            },
+            data: Some(json!({"was": existing.state.as_str()})),
+        };
+        return match store
+            .replace_connection_grant(
+                project_id,
+                &existing.id,
+                &replacement,
+                &event,
+                outbox.as_ref(),
+            )
+            .await
+        {
+            Ok(Some(row)) => Ok(Some((row, None))),
+            Ok(None) => Ok(None),
+            Err(StoreError::Conflict {
+                constraint: "connections_app_deduplication_key",
+            }) => Err(ConnectionError::DeduplicationKeyTaken),
+            Err(StoreError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+    }
+
+    if let Some(existing) = by_key {
+        // Same deduplication_key, another Zoom user: the connection now belongs to
+        // the new user; the old grant is revoked after the commit.
+        let old_refresh_token = existing
+            .refresh_token
+            .as_ref()
+            .and_then(|sealed| open_logged(keeper, refresh_slot(&existing.id), sealed));
+        let replacement = fresh.replacement(keeper, &existing.id, &existing, true);
+        let was_disconnected = existing.state == ConnectionState::Disconnected;
+        let outbox =
+            was_disconnected.then(|| state_change_event(&replaced_view(&existing, &replacement)));
+        let event = NewConnectionEvent {
+            kind: "rebound".to_owned(),
+            message: "The connection was re-bound to another Zoom user with the same deduplication_key; the previous user's grant is revoked and the meeting index cleared.".to_owned(),
+            data: Some(json!({
+                "previous_user_id": existing.user_id,
+                "user_id": fresh.user.id,
+            })),
+        };
+        return match store
+            .replace_connection_grant(
+                project_id,
+                &existing.id,
+                &replacement,
+                &event,
+                outbox.as_ref(),
+            )
+            .await
+        {
+            Ok(Some(row)) => Ok(Some((row, old_refresh_token))),
+            Ok(None) | Err(StoreError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+    }
+
+    let id = IdKind::Connection.generate();
+    let now = Utc::now();
+    let placeholder = ConnectionRow {
+        id: id.clone(),
+        project_id: project_id.to_owned(),
+        app_id: app_id.clone(),
+        user_id: String::new(),
+        account_id: String::new(),
+        email: None,
+        pmi: None,
+        personal_meeting_url: None,
+        state: ConnectionState::Connected,
+        connection_failure_data: None,
+        metadata: None,
+        deduplication_key: None,
+        is_local_recording_token_supported: true,
+        is_onbehalf_token_supported: false,
+        scopes: Vec::new(),
+        refresh_token: None,
+        access_token: None,
+        access_token_expires_at: None,
+        lease_owner: None,
+        lease_until: None,
+        fence: 0,
+        refresh_due_at: None,
+        last_attempted_sync_at: None,
+        last_successful_sync_at: None,
+        next_sync_at: None,
+        last_successful_token_refresh_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let r = fresh.replacement(keeper, &id, &placeholder, false);
+    let row = ConnectionRow {
+        user_id: r.user_id,
+        account_id: r.account_id,
+        email: r.email,
+        pmi: r.pmi,
+        personal_meeting_url: r.personal_meeting_url,
+        metadata: r.metadata,
+        deduplication_key: r.deduplication_key,
+        is_local_recording_token_supported: r.is_local_recording_token_supported,
+        is_onbehalf_token_supported: r.is_onbehalf_token_supported,
+        scopes: r.scopes,
+        refresh_token: Some(r.refresh_token),
+        access_token: Some(r.access_token),
+        access_token_expires_at: Some(r.access_token_expires_at),
+        refresh_due_at: Some(r.refresh_due_at),
+        next_sync_at: r.next_sync_at,
+        last_successful_token_refresh_at: Some(now),
+        ..placeholder
+    };
+    let event = NewConnectionEvent {
+        kind: "created".to_owned(),
+        message: format!(
+            "Connected Zoom user {} of account {}.",
+            row.user_id, row.account_id
+        ),
+        data: Some(json!({"scopes": row.scopes})),
+    };
+    match store.insert_connection(&row, &event).await {
+        Ok(()) => Ok(Some((row, None))),
+        // Another create for this user or key won the race: decide again.
+        Err(StoreError::Conflict { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens a sealed token; a failure (which would mean tampering or a lost key) is
+/// logged and treated as no token.
+fn open_logged(keeper: &Keeper, slot: Slot<'_>, sealed: &Sealed) -> Option<SecretString> {
+    match keeper.vault.open_str(slot, sealed) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "a sealed connection token does not open");
+            None
+        }
+    }
+}
+
+pub async fn get(
+    keeper: &Keeper,
+    project_id: &str,
+    id: &str,
+) -> Result<ConnectionRow, ConnectionError> {
+    if !IdKind::Connection.matches(id) {
+        return Err(ConnectionError::NotFound);
+    }
+    keeper
+        .store
+        .get_connection(project_id, id)
+        .await?
+        .ok_or(ConnectionError::NotFound)
+}
+
+/// Filters as given in a query string (text), before checking.
+#[derive(Debug, Default)]
+pub struct FilterInput {
+    pub app_id: Option<String>,
+    pub user_id: Option<String>,
+    pub account_id: Option<String>,
+    pub state: Option<String>,
+    pub deduplication_key: Option<String>,
+}
+
+pub async fn list(
+    keeper: &Keeper,
+    project_id: &str,
+    filter: FilterInput,
+    page: &PageRequest,
+) -> Result<Page<ConnectionRow>, ConnectionError> {
+    let non_blank = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let state = match non_blank(filter.state) {
+        None => None,
+        Some(s) => Some(
+            ConnectionState::parse(s.trim())
+                .ok_or_else(|| invalid("state", "Must be connected or disconnected."))?,
+        ),
+    };
+    let filter = ConnectionFilter {
+        app_id: non_blank(filter.app_id),
+        user_id: non_blank(filter.user_id),
+        account_id: non_blank(filter.account_id),
+        state,
+        deduplication_key: non_blank(filter.deduplication_key),
+    };
+    Ok(keeper
+        .store
+        .list_connections(project_id, &filter, page)
+        .await?)
+}
+
+pub async fn update(
+    keeper: &Keeper,
+    project_id: &str,
+    id: &str,
+    change: ConnectionChange,
+) -> Result<ConnectionRow, ConnectionError> {
+    let current = get(keeper, project_id, id).await?;
+    let mut problems = Problems::default();
+    let metadata = change.metadata.map(|m| {
+        let m = m.filter(|v| !v.is_null());
+        if let Some(v) = &m {
+            check_metadata(v, &mut problems);
+        }
+        m
+    });
+    let deduplication_key = change
+        .deduplication_key
+        .map(|k| k.and_then(|k| clean_deduplication_key(&k, &mut problems)));
+    let local = change
+        .is_local_recording_token_supported
+        .unwrap_or(current.is_local_recording_token_supported);
+    let onbehalf = change
+        .is_onbehalf_token_supported
+        .unwrap_or(current.is_onbehalf_token_supported);
+    if !local && !onbehalf {
+        problems.add(
+            "is_local_recording_token_supported",
+            "At least one of is_local_recording_token_supported and is_onbehalf_token_supported must be true.",
+        );
+    }
+    problems.into_result()?;
+    // Turning a capability on needs the scopes the user granted to cover it.
+    let turning_on_local = local && !current.is_local_recording_token_supported;
+    let turning_on_onbehalf = onbehalf && !current.is_onbehalf_token_supported;
+    let missing = missing_scopes(&current.scopes, turning_on_local, turning_on_onbehalf);
+    if !missing.is_empty() {
+        return Err(ConnectionError::MissingScopes(missing));
+    }
+    let update = ConnectionSettingsUpdate {
+        metadata,
+        deduplication_key,
+        is_local_recording_token_supported: change.is_local_recording_token_supported,
+        is_onbehalf_token_supported: change.is_onbehalf_token_supported,
+    };
+    match keeper
+        .store
+        .update_connection_settings(project_id, id, &update)
+        .await
+    {
+        Ok(Some(row)) => Ok(row),
+        Ok(None) => Err(ConnectionError::NotFound),
+        Err(StoreError::Conflict { .. }) => Err(ConnectionError::DeduplicationKeyTaken),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes the connection and its meeting index, then revokes its grant at Zoom
+/// (best effort: logged and counted, never a failure of the delete).
+pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), ConnectionError> {
+    if !IdKind::Connection.matches(id) {
+        return Err(ConnectionError::NotFound);
+    }
+    let Some(row) = keeper.store.delete_connection(project_id, id).await? else {
+        return Err(ConnectionError::NotFound);
+    };
+    let token = row
+        .refresh_token
+        .as_ref()
+        .and_then(|sealed| open_logged(keeper, refresh_slot(&row.id), sealed));
+    if let Some(token) = token {
+        match keeper.store.get_app(project_id, &row.app_id).await {
+            Ok(Some(app)) => match apps::credentials(keeper, &app) {
+                Ok(creds) => {
+                    keeper
+                        .zoom
+                        .revoke_best_effort(&creds, &token, "the connection was deleted")
+                        .await
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the app's client secret to revoke a deleted connection's grant")
+                }
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the app to revoke a deleted connection's grant")
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn events(
+    keeper: &Keeper,
+    project_id: &str,
+    id: &str,
+    page: &PageRequest,
+) -> Result<Page<ConnectionEventRow>, ConnectionError> {
+    // 404 for a connection that is not in the project, even with no events.
+    get(keeper, project_id, id).await?;
+    Ok(keeper
+        .store
+        .list_connection_events(project_id, id, page)
+        .await?)
+}
+
+/// Marks `row` disconnected with `failure`, erasing its tokens, with its event and
+/// the state-change outbox row in one transaction. With `fence`, only while the
+/// caller's lease is still current.
+pub async fn disconnect(
+    keeper: &Keeper,
+    row: &ConnectionRow,
+    fence: Option<i64>,
+    failure: FailureData,
+    event_kind: &str,
+) -> Result<DisconnectOutcome, StoreError> {
+    let mut after = row.clone();
+    after.state = ConnectionState::Disconnected;
+    after.connection_failure_data = Some(failure.clone());
+    let outbox = state_change_event(&after);
+    let event = NewConnectionEvent {
+        kind: event_kind.to_owned(),
+        message: format!("Disconnected: {}", failure.error),
+        data: Some(json!({"code": failure.code})),
+    };
+    let outcome = keeper
+        .store
+        .disconnect_connection(&row.id, fence, &failure, &event, Some(&outbox))
+        .await?;
+    if let DisconnectOutcome::Disconnected(_) = &outcome {
+        tracing::warn!(
+            connection_id = %row.id,
+            code = %failure.code,
+            "connection disconnected"
+        );
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scopes(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn granular_scopes_cover_both_capabilities() {
+        let all = scopes(&[
+            "user:read:user",
+            "user:read:zak",
+            "meeting:read:list_meetings",
+            "meeting:read:local_recording_token",
+            "user:read:token",
+        ]);
+        assert!(missing_scopes(&all, true, true).is_empty());
+    }
+
+    #[test]
+    fn older_scope_names_count_as_their_equivalents() {
+        let legacy = scopes(&[
+            "user:read",
+            "user_zak:read",
+            "meeting:read",
+            "meeting_token:read:local_recording",
+        ]);
+        assert!(missing_scopes(&legacy, true, false).is_empty());
+        assert_eq!(
+            missing_scopes(&legacy, false, true),
+            vec!["user:read:token"]
+        );
+        let admin = scopes(&["user:read:user:admin", "user:read:token:admin"]);
+        assert!(missing_scopes(&admin, false, true).is_empty());
+    }
+
+    #[test]
+    fn missing_scopes_are_named_once_in_order() {
+        let some = scopes(&["meeting:read:list_meetings"]);
+        assert_eq!(
+            missing_scopes(&some, true, true),
+            vec![
+                "user:read:user",
+                "user:read:zak",
+                "meeting:read:local_recording_token",
+                "user:read:token"
+            ]
+        );
+    }
+
+    #[test]
+    fn metadata_rules() {
+        let check = |v: Value| {
+            let mut p = Problems::default();
+            check_metadata(&v, &mut p);
+            p.0.is_empty()
+        };
+        assert!(check(json!({"a": "b"})));
+        assert!(!check(json!({})));
+        assert!(!check(json!({"a": 1})));
+        assert!(!check(json!(["a"])));
+        assert!(!check(json!("a")));
+        assert!(!check(json!({"a": "x".repeat(1000)})));
+        assert!(check(json!({"a": "x".repeat(990)})));
+    }
+
+    #[test]
+    fn refresh_due_is_spread_within_ten_percent() {
+        let now = Utc::now();
+        let max = std::time::Duration::from_secs(1000);
+        for _ in 0..100 {
+            let due = next_refresh_due(now, max);
+            let secs = (due - now).num_milliseconds();
+            assert!((900_000..=1_000_000).contains(&secs), "{secs}");
+        }
+    }
+
+    #[test]
+    fn state_change_payload_has_attendees_shape() {
+        let now = Utc::now();
+        let row = ConnectionRow {
+            id: "zoc_x".into(),
+            project_id: "prj_x".into(),
+            app_id: "zoa_x".into(),
+            user_id: "u".into(),
+            account_id: "a".into(),
+            email: None,
+            pmi: None,
+            personal_meeting_url: None,
+            state: ConnectionState::Disconnected,
+            connection_failure_data: Some(FailureData {
+                error: "gone".into(),
+                code: "invalid_grant".into(),
+                timestamp: now,
+            }),
+            metadata: Some(json!({"k": "v"})),
+            deduplication_key: None,
+            is_local_recording_token_supported: true,
+            is_onbehalf_token_supported: false,
+            scopes: vec![],
+            refresh_token: None,
+            access_token: None,
+            access_token_expires_at: None,
+            lease_owner: None,
+            lease_until: None,
+            fence: 0,
+            refresh_due_at: None,
+            last_attempted_sync_at: None,
+            last_successful_sync_at: None,
+            next_sync_at: None,
+            last_successful_token_refresh_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let e = state_change_event(&row);
+        assert_eq!(e.trigger, "zoom_oauth_connection.state_change");
+        let p = &e.payload;
+        assert_eq!(p["trigger"], "zoom_oauth_connection.state_change");
+        assert_eq!(p["zoom_oauth_connection_id"], "zoc_x");
+        assert_eq!(p["zoom_oauth_connection_metadata"]["k"], "v");
+        assert_eq!(p["user_id"], "u");
+        assert_eq!(p["account_id"], "a");
+        assert_eq!(p["data"]["state"], "disconnected");
+        assert_eq!(
+            p["data"]["connection_failure_data"]["code"],
+            "invalid_grant"
+        );
+        assert!(p["data"]["last_successful_sync_at"].is_null());
+        assert!(p.get("idempotency_key").is_none());
+    }
+}

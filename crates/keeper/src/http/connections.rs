@@ -1,0 +1,686 @@
+//! `/api/v1/zoom_oauth_connections`: thin handlers over [`crate::connections`] and
+//! the token broker ([`crate::tokens`]).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::apps::timestamp;
+use super::error::{ApiError, ErrorBody, FieldErrors};
+use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
+use super::pagination::{self, ListParams};
+use super::AppState;
+use crate::api_keys::Caller;
+use crate::connections::{self, ConnectionChange, ConnectionError, FilterInput, NewConnection};
+use crate::storage::{ConnectionEventRow, ConnectionRow, FailureData};
+use crate::tokens::{TokenError, UserToken};
+
+pub const PATH: &str = "/api/v1/zoom_oauth_connections";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(PATH, get(list_connections).post(create_connection))
+        .route(
+            "/api/v1/zoom_oauth_connections/{id}",
+            get(get_connection)
+                .patch(update_connection)
+                .delete(delete_connection),
+        )
+        .route(
+            "/api/v1/zoom_oauth_connections/{id}/events",
+            get(list_events),
+        )
+        .route(
+            "/api/v1/zoom_oauth_connections/{id}/access_token",
+            post(access_token),
+        )
+        .route(
+            "/api/v1/zoom_oauth_connections/{id}/zak_token",
+            post(zak_token),
+        )
+        .route(
+            "/api/v1/zoom_oauth_connections/{id}/onbehalf_token",
+            post(onbehalf_token),
+        )
+}
+
+/// Body of `POST /api/v1/zoom_oauth_connections`. (No `Debug`: it holds a code.)
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnectionRequest {
+    /// The `code` Zoom sent to your redirect URI. Works once, within 5 minutes.
+    pub authorization_code: String,
+    /// Exactly the redirect_uri of the authorize request.
+    pub redirect_uri: String,
+    /// Which app the user authorised; may be left out when the project has exactly one.
+    #[serde(default)]
+    pub zoom_oauth_app_id: Option<String>,
+    /// The PKCE code verifier, when the authorize request carried a challenge.
+    #[serde(default)]
+    pub code_verifier: Option<String>,
+    /// Default true.
+    #[serde(default)]
+    pub is_local_recording_token_supported: Option<bool>,
+    /// Default false.
+    #[serde(default)]
+    pub is_onbehalf_token_supported: Option<bool>,
+    /// A non-empty object of string values, at most 1,000 characters as JSON.
+    #[serde(default)]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    pub metadata: Option<Value>,
+    /// Unique per app. A create with a key already used by a connection of another
+    /// Zoom user re-binds that connection to the new user.
+    #[serde(default)]
+    pub deduplication_key: Option<String>,
+}
+
+/// Body of `PATCH /api/v1/zoom_oauth_connections/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConnectionRequest {
+    /// New metadata, or null to remove it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>, nullable)]
+    pub metadata: Option<Option<Value>>,
+    /// New key, or null to remove it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub deduplication_key: Option<Option<String>>,
+    #[serde(default)]
+    pub is_local_recording_token_supported: Option<bool>,
+    #[serde(default)]
+    pub is_onbehalf_token_supported: Option<bool>,
+}
+
+/// Tells "field absent" (outer `None`) from "field is null" (`Some(None)`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Body of `POST …/{id}/onbehalf_token` (may be left out).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnbehalfTokenRequest {
+    /// The meeting the bot will join (9 to 11 digits), as text or a number.
+    #[serde(default, deserialize_with = "meeting_number")]
+    #[schema(value_type = Option<String>, example = "85746065432")]
+    pub meeting_id: Option<String>,
+}
+
+fn meeting_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Text(String),
+        Int(u64),
+    }
+    Ok(Option::<Number>::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("must be a meeting number (text or number)"))?
+        .map(|n| match n {
+            Number::Text(s) => s.trim().to_owned(),
+            Number::Int(n) => n.to_string(),
+        }))
+}
+
+/// `connection_failure_data`: why a connection is disconnected.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailureDataResponse {
+    /// A sentence a person can act on.
+    pub error: String,
+    /// e.g. `invalid_grant`, `app_deauthorized`.
+    pub code: String,
+    #[schema(format = DateTime)]
+    pub timestamp: String,
+}
+
+impl From<&FailureData> for FailureDataResponse {
+    fn from(f: &FailureData) -> Self {
+        FailureDataResponse {
+            error: f.error.clone(),
+            code: f.code.clone(),
+            timestamp: timestamp(f.timestamp),
+        }
+    }
+}
+
+/// A Zoom OAuth connection. Tokens are never returned here.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionResponse {
+    #[schema(example = "zoc_a1b2c3d4e5f6g7h8")]
+    pub id: String,
+    pub zoom_oauth_app_id: String,
+    /// Zoom's user id.
+    pub user_id: String,
+    pub account_id: String,
+    pub email: Option<String>,
+    pub pmi: Option<String>,
+    /// `connected` or `disconnected`.
+    #[schema(example = "connected")]
+    pub state: String,
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    pub metadata: Option<Value>,
+    pub deduplication_key: Option<String>,
+    pub is_local_recording_token_supported: bool,
+    pub is_onbehalf_token_supported: bool,
+    /// Scopes the user granted.
+    pub scopes: Vec<String>,
+    pub connection_failure_data: Option<FailureDataResponse>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    #[schema(format = DateTime)]
+    pub last_successful_sync_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub last_attempted_sync_at: Option<String>,
+}
+
+impl From<&ConnectionRow> for ConnectionResponse {
+    fn from(row: &ConnectionRow) -> Self {
+        ConnectionResponse {
+            id: row.id.clone(),
+            zoom_oauth_app_id: row.app_id.clone(),
+            user_id: row.user_id.clone(),
+            account_id: row.account_id.clone(),
+            email: row.email.clone(),
+            pmi: row.pmi.clone(),
+            state: row.state.as_str().to_owned(),
+            metadata: row.metadata.clone(),
+            deduplication_key: row.deduplication_key.clone(),
+            is_local_recording_token_supported: row.is_local_recording_token_supported,
+            is_onbehalf_token_supported: row.is_onbehalf_token_supported,
+            scopes: row.scopes.clone(),
+            connection_failure_data: row.connection_failure_data.as_ref().map(Into::into),
+            created_at: timestamp(row.created_at),
+            updated_at: timestamp(row.updated_at),
+            last_successful_sync_at: row.last_successful_sync_at.map(timestamp),
+            last_attempted_sync_at: row.last_attempted_sync_at.map(timestamp),
+        }
+    }
+}
+
+/// One page of connections, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionList {
+    pub next: Option<String>,
+    pub previous: Option<String>,
+    pub results: Vec<ConnectionResponse>,
+}
+
+/// A line of a connection's log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionEventResponse {
+    pub id: i64,
+    /// `created`, `reconnected`, `rebound`, `token_refreshed`, `disconnected`, …
+    pub kind: String,
+    pub message: String,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+impl From<&ConnectionEventRow> for ConnectionEventResponse {
+    fn from(e: &ConnectionEventRow) -> Self {
+        ConnectionEventResponse {
+            id: e.id,
+            kind: e.kind.clone(),
+            message: e.message.clone(),
+            data: e.data.clone(),
+            created_at: timestamp(e.created_at),
+        }
+    }
+}
+
+/// One page of a connection's log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionEventList {
+    pub next: Option<String>,
+    pub previous: Option<String>,
+    pub results: Vec<ConnectionEventResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedConnection {
+    pub id: String,
+    pub deleted: bool,
+}
+
+/// A Zoom access token. (No `Debug`: it holds the token.)
+#[derive(Serialize, ToSchema)]
+pub struct AccessTokenResponse {
+    pub token: String,
+    /// Valid until then; at least 120 s from the answer.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+/// A token minted by Zoom. (No `Debug`: it holds the token.)
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub token: String,
+}
+
+/// Query of `GET /api/v1/zoom_oauth_connections`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConnectionListParams {
+    /// Opaque cursor from a previous page's `next` or `previous` link.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 100 (default 25).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub page_size: Option<String>,
+    pub zoom_oauth_app_id: Option<String>,
+    /// Zoom's user id.
+    pub user_id: Option<String>,
+    pub account_id: Option<String>,
+    /// `connected` or `disconnected`.
+    pub state: Option<String>,
+    pub deduplication_key: Option<String>,
+}
+
+impl ConnectionListParams {
+    /// The filters as a query string, to keep them in pagination links.
+    fn filter_query(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("zoom_oauth_app_id", &self.zoom_oauth_app_id),
+            ("user_id", &self.user_id),
+            ("account_id", &self.account_id),
+            ("state", &self.state),
+            ("deduplication_key", &self.deduplication_key),
+        ] {
+            if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) {
+                q.append_pair(name, v);
+            }
+        }
+        q.finish()
+    }
+}
+
+fn zoom_error(e: zoom::ZoomError) -> ApiError {
+    match e {
+        zoom::ZoomError::RateLimited { retry_after } => ApiError::ZoomRateLimited {
+            retry_after_secs: retry_secs(retry_after.unwrap_or(std::time::Duration::from_secs(1))),
+        },
+        zoom::ZoomError::Unavailable { .. } | zoom::ZoomError::BadResponse { .. } => {
+            ApiError::ZoomUnavailable
+        }
+        other => ApiError::ZoomRefused {
+            message: other.description(),
+        },
+    }
+}
+
+fn retry_secs(d: std::time::Duration) -> u64 {
+    d.as_secs_f64().ceil().max(1.0) as u64
+}
+
+impl From<ConnectionError> for ApiError {
+    fn from(e: ConnectionError) -> ApiError {
+        match e {
+            ConnectionError::Invalid(fields) => {
+                let summary = fields
+                    .iter()
+                    .map(|(f, p)| format!("{f}: {}", p.join(" ")))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                ApiError::validation("invalid_request", summary, fields)
+            }
+            ConnectionError::NotFound => ApiError::NotFound {
+                what: "Zoom OAuth connection",
+            },
+            ConnectionError::AuthorizationCodeRejected(reason) => ApiError::BadRequest {
+                code: "authorization_code_rejected",
+                message: format!("Zoom rejected the authorization code ({reason}). A code works once and for 5 minutes, and redirect_uri must be exactly the one of the authorize request; have the user authorise again."),
+            },
+            ConnectionError::MissingScopes(missing) => ApiError::BadRequest {
+                code: "missing_scopes",
+                message: format!(
+                    "The user granted the app too few scopes for the capabilities asked for. Missing: {}. Add them to the app in the Zoom App Marketplace and have the user authorise again.",
+                    missing.join(", ")
+                ),
+            },
+            ConnectionError::ZoomUserNotActive(status) => ApiError::BadRequest {
+                code: "zoom_user_not_active",
+                message: format!(
+                    "The Zoom user is not active (status {}). Only active Zoom users can be connected.",
+                    if status.is_empty() { "unknown" } else { &status }
+                ),
+            },
+            ConnectionError::DeduplicationKeyTaken => ApiError::Conflict {
+                code: "deduplication_key_taken",
+                message: "Another connection of this app already has this deduplication_key.".to_owned(),
+            },
+            ConnectionError::Zoom(e) => zoom_error(e),
+            ConnectionError::Store(e) => e.into(),
+            ConnectionError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> ApiError {
+        match e {
+            TokenError::NotFound => ApiError::NotFound {
+                what: "Zoom OAuth connection",
+            },
+            TokenError::Disconnected(failure) => ApiError::Conflict {
+                code: "connection_disconnected",
+                message: match failure {
+                    Some(f) => format!("This connection is disconnected: {} The user must authorise the app again (create the connection again from a new authorization code).", f.error.trim_end_matches(" The user must authorise the app again.")),
+                    None => "This connection is disconnected. The user must authorise the app again (create the connection again from a new authorization code).".to_owned(),
+                },
+            },
+            TokenError::CapabilityNotEnabled(capability) => ApiError::BadRequest {
+                code: "capability_not_enabled",
+                message: format!("This connection does not have the {capability} capability. Turn it on with PATCH (is_{capability}_token_supported: true) first."),
+            },
+            TokenError::InvalidMeetingId => {
+                let mut fields = FieldErrors::new();
+                fields.insert(
+                    "meeting_id".to_owned(),
+                    vec!["Must be a Zoom meeting number: 9 to 11 digits.".to_owned()],
+                );
+                ApiError::validation(
+                    "invalid_request",
+                    "meeting_id: Must be a Zoom meeting number: 9 to 11 digits.",
+                    fields,
+                )
+            }
+            TokenError::RateLimited { retry_after } => ApiError::ZoomRateLimited {
+                retry_after_secs: retry_secs(retry_after),
+            },
+            TokenError::ZoomUnavailable(_) => ApiError::ZoomUnavailable,
+            TokenError::ZoomRefused(message) => ApiError::ZoomRefused { message },
+            TokenError::Busy | TokenError::LostFence => ApiError::Busy {
+                message: "This connection's token is being refreshed by another instance; try again shortly.".to_owned(),
+            },
+            TokenError::Internal(context) => ApiError::Internal(anyhow::anyhow!(context)),
+        }
+    }
+}
+
+/// Connect a Zoom user from an authorization code.
+#[utoipa::path(
+    post, path = "/api/v1/zoom_oauth_connections", tag = "Zoom OAuth connections",
+    request_body = CreateConnectionRequest,
+    responses(
+        (status = 201, description = "Created, or the user's existing connection updated in place (same id), or the connection with this deduplication_key re-bound", body = ConnectionResponse),
+        (status = 400, description = "Invalid input, `authorization_code_rejected`, `missing_scopes` or `zoom_user_not_active`; nothing is stored", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 409, description = "The deduplication_key belongs to another connection of this user's app (`deduplication_key_taken`)", body = ErrorBody),
+        (status = 429, description = "Zoom's rate limit (`zoom_rate_limited`), with Retry-After", body = ErrorBody),
+        (status = 502, description = "Zoom unreachable (`zoom_unavailable`)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateConnectionRequest>,
+) -> Result<(StatusCode, Json<ConnectionResponse>), ApiError> {
+    let new = NewConnection {
+        authorization_code: SecretString::from(body.authorization_code),
+        redirect_uri: body.redirect_uri,
+        app_id: body.zoom_oauth_app_id,
+        code_verifier: body.code_verifier.map(SecretString::from),
+        is_local_recording_token_supported: body.is_local_recording_token_supported,
+        is_onbehalf_token_supported: body.is_onbehalf_token_supported,
+        metadata: body.metadata,
+        deduplication_key: body.deduplication_key,
+    };
+    let row = connections::create(&state.keeper, &caller.project_id, new).await?;
+    Ok((StatusCode::CREATED, Json((&row).into())))
+}
+
+/// List the project's connections, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/zoom_oauth_connections", tag = "Zoom OAuth connections",
+    params(ConnectionListParams),
+    responses(
+        (status = 200, description = "A page of connections", body = ConnectionList),
+        (status = 400, description = "Bad filter, page_size or cursor", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_connections(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<ConnectionListParams>,
+) -> Result<Json<ConnectionList>, ApiError> {
+    let request = ListParams {
+        cursor: params.cursor.clone(),
+        page_size: params.page_size.clone(),
+    }
+    .page_request()?;
+    let filter_query = params.filter_query();
+    let filter = FilterInput {
+        app_id: params.zoom_oauth_app_id,
+        user_id: params.user_id,
+        account_id: params.account_id,
+        state: params.state,
+        deduplication_key: params.deduplication_key,
+    };
+    let page = connections::list(&state.keeper, &caller.project_id, filter, &request).await?;
+    let list_url = if filter_query.is_empty() {
+        format!("{}{PATH}", state.public_url)
+    } else {
+        format!("{}{PATH}?{filter_query}", state.public_url)
+    };
+    let (next, previous) =
+        pagination::links(&list_url, &request, &page, |c| (c.created_at, c.id.clone()));
+    Ok(Json(ConnectionList {
+        next,
+        previous,
+        results: page.items.iter().map(Into::into).collect(),
+    }))
+}
+
+/// Get one connection.
+#[utoipa::path(
+    get, path = "/api/v1/zoom_oauth_connections/{id}", tag = "Zoom OAuth connections",
+    params(("id" = String, Path, description = "Connection id (`zoc_…`)")),
+    responses(
+        (status = 200, description = "The connection", body = ConnectionResponse),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection in this project", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath,
+) -> Result<Json<ConnectionResponse>, ApiError> {
+    let row = connections::get(&state.keeper, &caller.project_id, &id).await?;
+    Ok(Json((&row).into()))
+}
+
+/// Change a connection's metadata, deduplication_key or capabilities.
+#[utoipa::path(
+    patch, path = "/api/v1/zoom_oauth_connections/{id}", tag = "Zoom OAuth connections",
+    params(("id" = String, Path, description = "Connection id (`zoc_…`)")),
+    request_body = UpdateConnectionRequest,
+    responses(
+        (status = 200, description = "The updated connection", body = ConnectionResponse),
+        (status = 400, description = "Invalid input (e.g. both capabilities off) or `missing_scopes` for a capability turned on", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection in this project", body = ErrorBody),
+        (status = 409, description = "The deduplication_key is taken (`deduplication_key_taken`)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn update_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath,
+    ApiJson(body): ApiJson<UpdateConnectionRequest>,
+) -> Result<Json<ConnectionResponse>, ApiError> {
+    let change = ConnectionChange {
+        metadata: body.metadata,
+        deduplication_key: body.deduplication_key,
+        is_local_recording_token_supported: body.is_local_recording_token_supported,
+        is_onbehalf_token_supported: body.is_onbehalf_token_supported,
+    };
+    let row = connections::update(&state.keeper, &caller.project_id, &id, change).await?;
+    Ok(Json((&row).into()))
+}
+
+/// Delete a connection: its meeting index goes with it and its grant is revoked at
+/// Zoom (best effort).
+#[utoipa::path(
+    delete, path = "/api/v1/zoom_oauth_connections/{id}", tag = "Zoom OAuth connections",
+    params(("id" = String, Path, description = "Connection id (`zoc_…`)")),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedConnection),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection in this project", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete_connection(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath,
+) -> Result<Json<DeletedConnection>, ApiError> {
+    connections::delete(&state.keeper, &caller.project_id, &id).await?;
+    Ok(Json(DeletedConnection { id, deleted: true }))
+}
+
+/// The connection's log, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/zoom_oauth_connections/{id}/events", tag = "Zoom OAuth connections",
+    params(("id" = String, Path, description = "Connection id (`zoc_…`)"), ListParams),
+    responses(
+        (status = 200, description = "A page of events", body = ConnectionEventList),
+        (status = 400, description = "Bad page_size or cursor", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection in this project", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<ConnectionEventList>, ApiError> {
+    let request = params.page_request()?;
+    let page = connections::events(&state.keeper, &caller.project_id, &id, &request).await?;
+    let list_url = format!("{}{PATH}/{id}/events", state.public_url);
+    let (next, previous) = pagination::links(&list_url, &request, &page, |e| {
+        (e.created_at, e.id.to_string())
+    });
+    Ok(Json(ConnectionEventList {
+        next,
+        previous,
+        results: page.items.iter().map(Into::into).collect(),
+    }))
+}
+
+/// A Zoom access token for the connection, valid for at least 120 more seconds.
+#[utoipa::path(
+    post, path = "/api/v1/zoom_oauth_connections/{id}/access_token", tag = "Tokens",
+    params(("id" = String, Path, description = "Connection id (`zoc_…`)")),
+    responses(
+        (status = 200, description = "The token", body = AccessTokenResponse),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection in this project", body = ErrorBody),
+        (status = 409, description = "The connection is disconnected (`connection_disconnected`), with the cause", body = ErrorBody),
+        (status = 429, description = "Zoom's rate limit (`zoom_rate_limited`), with Retry-After", body = ErrorBody),
+        (status = 502, description = "Zoom unreachable or failing (`zoom_unavailable`)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn access_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath,
+) -> Result<Json<AccessTokenResponse>, ApiError> {
+    let token = state
+        .keeper
+        .tokens
+        .access_token(&state.keeper, &caller.project_id, &id)
+        .await?;
+    Ok(Json(AccessTokenResponse {
+        token: token.token.expose_secret().to_owned(),
+        expires_at: timestamp(token.expires_at),
+    }))
+}
+
+/// A ZAK for the connection's user (signs a bot in as that user).
+#[utoipa::path(
+    post, path = "/api/v1/zoom_oauth_connections/{id}/zak_token", tag = "Tokens",
+    params(("id" = String, Path, description = "Connection id (`zoc_…`)")),
+    responses(
+        (status = 200, description = "The token", body = TokenResponse),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection in this project", body = ErrorBody),
+        (status = 409, description = "The connection is disconnected (`connection_disconnected`)", body = ErrorBody),
+        (status = 429, description = "Zoom's rate limit (`zoom_rate_limited`), with Retry-After", body = ErrorBody),
+        (status = 502, description = "Zoom unreachable (`zoom_unavailable`) or refused (`zoom_refused`)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn zak_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let token = state
+        .keeper
+        .tokens
+        .user_token(&state.keeper, &caller.project_id, &id, UserToken::Zak)
+        .await?;
+    Ok(Json(TokenResponse {
+        token: token.expose_secret().to_owned(),
+    }))
+}
+
+/// An onbehalf token for the connection's user, optionally bound to a meeting.
+#[utoipa::path(
+    post, path = "/api/v1/zoom_oauth_connections/{id}/onbehalf_token", tag = "Tokens",
+    params(("id" = String, Path, description = "Connection id (`zoc_…`)")),
+    request_body(content = Option<OnbehalfTokenRequest>, description = "May be left out"),
+    responses(
+        (status = 200, description = "The token", body = TokenResponse),
+        (status = 400, description = "Bad meeting_id, or the connection lacks the onbehalf capability (`capability_not_enabled`)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection in this project", body = ErrorBody),
+        (status = 409, description = "The connection is disconnected (`connection_disconnected`)", body = ErrorBody),
+        (status = 429, description = "Zoom's rate limit (`zoom_rate_limited`), with Retry-After", body = ErrorBody),
+        (status = 502, description = "Zoom unreachable (`zoom_unavailable`) or refused (`zoom_refused`)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn onbehalf_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath,
+    OptionalJson(body): OptionalJson<OnbehalfTokenRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let token = state
+        .keeper
+        .tokens
+        .user_token(
+            &state.keeper,
+            &caller.project_id,
+            &id,
+            UserToken::OnBehalf {
+                meeting_id: body.meeting_id,
+            },
+        )
+        .await?;
+    Ok(Json(TokenResponse {
+        token: token.expose_secret().to_owned(),
+    }))
+}

@@ -1,0 +1,755 @@
+//! The token broker: hands out a connection's Zoom access token (and the ZAK and
+//! onbehalf tokens minted with it), refreshing the grant when needed (DESIGN.md §4
+//! "Tokens", §5, §6).
+//!
+//! The rules kept here, and only here:
+//! - a cached access token valid for at least [`MIN_VALIDITY`] is returned without
+//!   calling Zoom;
+//! - a refresh is exclusive per connection across processes (the lease and its
+//!   fence) and single-flight inside one process (a per-connection async mutex);
+//! - the rotated refresh token is committed before the new access token is handed
+//!   to anyone;
+//! - what a refresh failure means: a final error (`invalid_grant`, `invalid_client`,
+//!   `unauthorized_client`, or code 124 for a token Zoom has just issued) disconnects
+//!   the connection; anything else releases the lease for a retry with backoff.
+//!
+//! The token keeper ([`crate::token_keeper`]) refreshes through [`TokenBroker::refresh_claimed`],
+//! the same code path as on-demand refreshes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use zoom::{UserTokenType, ZoomError};
+
+use crate::connections::{self, access_slot, refresh_slot};
+use crate::ids::IdKind;
+use crate::storage::{
+    ConnectionRow, ConnectionState, FailureData, NewConnectionEvent, RefreshedTokens, Sealed,
+};
+use crate::{apps, Keeper};
+
+/// A handed-out access token is good for at least this much longer.
+pub const MIN_VALIDITY: Duration = Duration::from_secs(120);
+/// How long a refresh lease lasts; Zoom's HTTP timeout is well under it.
+pub const LEASE: Duration = Duration::from_secs(60);
+/// How often a request polls a connection whose lease another process holds.
+const POLL_EVERY: Duration = Duration::from_millis(75);
+/// Attempts to commit refreshed tokens when the database fails: losing them would
+/// lose the connection.
+const WRITE_BACK_ATTEMPTS: u32 = 5;
+/// A connection whose refresh token cannot be opened is retried this much later.
+const BROKEN_RETRY: Duration = Duration::from_secs(3600);
+
+/// A Zoom access token and when it expires.
+#[derive(Clone)]
+pub struct AccessToken {
+    pub token: SecretString,
+    pub expires_at: DateTime<Utc>,
+    /// True when this call refreshed the grant to get it.
+    pub refreshed: bool,
+    /// The sealed form it was read from or written as (to recognise it later).
+    sealed: Option<Sealed>,
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .field("refreshed", &self.refreshed)
+            .finish()
+    }
+}
+
+/// Which user token to mint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserToken {
+    Zak,
+    OnBehalf { meeting_id: Option<String> },
+}
+
+impl UserToken {
+    fn kind(&self) -> &'static str {
+        match self {
+            UserToken::Zak => "zak_token",
+            UserToken::OnBehalf { .. } => "onbehalf_token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TokenError {
+    #[error("no such connection in this project")]
+    NotFound,
+    /// The connection is disconnected; carries why, when known.
+    #[error("the connection is disconnected")]
+    Disconnected(Option<FailureData>),
+    #[error("the connection does not have the {0} capability")]
+    CapabilityNotEnabled(&'static str),
+    #[error("meeting_id must be a Zoom meeting number: 9 to 11 digits")]
+    InvalidMeetingId,
+    /// Zoom asked us to slow down; try again after `retry_after`.
+    #[error("Zoom rate limit reached")]
+    RateLimited { retry_after: Duration },
+    /// Zoom was unreachable, timed out or failed.
+    #[error("Zoom is unavailable: {0}")]
+    ZoomUnavailable(String),
+    /// Zoom refused a token call for a reason that is not a revoked grant (scrubbed
+    /// sentence from the Zoom error).
+    #[error("{0}")]
+    ZoomRefused(String),
+    /// Another process held the refresh lease for a whole lease length.
+    #[error("the connection is being refreshed elsewhere")]
+    Busy,
+    /// A refresh's write-back found that another process took the lease over.
+    #[error("another process took over the refresh")]
+    LostFence,
+    /// Logged where it happened; the text carries no secret.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl TokenError {
+    /// Worth sharing with callers already waiting on the same refresh.
+    fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            TokenError::RateLimited { .. } | TokenError::ZoomUnavailable(_)
+        )
+    }
+
+    /// A stable label for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            TokenError::NotFound => "not_found",
+            TokenError::Disconnected(_) => "connection_disconnected",
+            TokenError::CapabilityNotEnabled(_) => "capability_not_enabled",
+            TokenError::InvalidMeetingId => "invalid_meeting_id",
+            TokenError::RateLimited { .. } => "zoom_rate_limited",
+            TokenError::ZoomUnavailable(_) => "zoom_unavailable",
+            TokenError::ZoomRefused(_) => "zoom_refused",
+            TokenError::Busy | TokenError::LostFence => "busy",
+            TokenError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+fn internal(context: &str, e: impl std::fmt::Display) -> TokenError {
+    tracing::error!(error = %e, "{context}");
+    TokenError::Internal(context.to_owned())
+}
+
+/// One in-process refresh at a time per connection. Holds the last temporary
+/// failure so callers that queued behind a failing refresh share its answer instead
+/// of each trying Zoom again.
+#[derive(Default)]
+struct Flight {
+    lock: tokio::sync::Mutex<Option<(Instant, TokenError)>>,
+}
+
+/// The broker's in-process state; one per [`Keeper`].
+pub struct TokenBroker {
+    owner: String,
+    flights: Mutex<HashMap<String, Arc<Flight>>>,
+}
+
+impl Default for TokenBroker {
+    fn default() -> Self {
+        TokenBroker::new()
+    }
+}
+
+impl TokenBroker {
+    pub fn new() -> TokenBroker {
+        TokenBroker {
+            owner: process_owner_id(),
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This process's lease owner id: `host:pid:random`.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn flight(&self, id: &str) -> Arc<Flight> {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        flights.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// Drops the flight from the map once nobody else holds it.
+    fn done_with(&self, id: &str, flight: Arc<Flight>) {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        // Two holders: the map and us.
+        if Arc::strong_count(&flight) <= 2 {
+            flights.remove(id);
+        }
+    }
+
+    /// `POST …/{id}/access_token`: a token valid for at least [`MIN_VALIDITY`].
+    pub async fn access_token(
+        &self,
+        keeper: &Keeper,
+        project_id: &str,
+        id: &str,
+    ) -> Result<AccessToken, TokenError> {
+        let result = async {
+            let row = self.read_scoped(keeper, project_id, id).await?;
+            self.token_for(keeper, &row, None).await
+        }
+        .await;
+        keeper.metrics.record_token_request(
+            "access_token",
+            match &result {
+                Ok(t) if t.refreshed => "refreshed",
+                Ok(_) => "cached",
+                Err(e) => e.outcome(),
+            },
+        );
+        result
+    }
+
+    /// `POST …/{id}/zak_token` and `…/onbehalf_token`: a token minted by Zoom with
+    /// the connection's access token. If Zoom rejects an access token we believed
+    /// valid (code 124), the grant is refreshed once and the call retried; a
+    /// rejection of a token Zoom has just issued means the grant is gone.
+    pub async fn user_token(
+        &self,
+        keeper: &Keeper,
+        project_id: &str,
+        id: &str,
+        which: UserToken,
+    ) -> Result<SecretString, TokenError> {
+        let kind = which.kind();
+        let result = self.user_token_inner(keeper, project_id, id, which).await;
+        keeper.metrics.record_token_request(
+            kind,
+            match &result {
+                Ok(_) => "minted",
+                Err(e) => e.outcome(),
+            },
+        );
+        result
+    }
+
+    async fn user_token_inner(
+        &self,
+        keeper: &Keeper,
+        project_id: &str,
+        id: &str,
+        which: UserToken,
+    ) -> Result<SecretString, TokenError> {
+        let token_type = match &which {
+            UserToken::Zak => UserTokenType::Zak,
+            UserToken::OnBehalf { meeting_id } => {
+                if let Some(m) = meeting_id {
+                    if !is_meeting_number(m) {
+                        return Err(TokenError::InvalidMeetingId);
+                    }
+                }
+                UserTokenType::OnBehalf {
+                    meeting_id: meeting_id.clone(),
+                }
+            }
+        };
+        let row = self.read_scoped(keeper, project_id, id).await?;
+        if row.state == ConnectionState::Disconnected {
+            return Err(TokenError::Disconnected(row.connection_failure_data));
+        }
+        if matches!(which, UserToken::OnBehalf { .. }) && !row.is_onbehalf_token_supported {
+            return Err(TokenError::CapabilityNotEnabled("onbehalf"));
+        }
+        let mut access = self.token_for(keeper, &row, None).await?;
+        let mut retried = false;
+        loop {
+            match keeper.zoom.user_token(&access.token, &token_type).await {
+                Ok(token) => return Ok(token),
+                Err(ZoomError::AccessTokenRejected { code, .. }) => {
+                    if access.refreshed || retried {
+                        // Zoom refuses a token it has just issued: the grant is gone.
+                        let failure = FailureData {
+                            error: format!("Zoom rejected an access token it had just issued (code {code}). The user must authorise the app again."),
+                            code: "access_token_rejected".to_owned(),
+                            timestamp: Utc::now(),
+                        };
+                        return Err(self.disconnect_now(keeper, id, failure).await);
+                    }
+                    retried = true;
+                    let current = self.read_scoped(keeper, project_id, id).await?;
+                    access = self
+                        .token_for(keeper, &current, access.sealed.as_ref())
+                        .await?;
+                    // A token read after the forced refresh counts as just issued.
+                    access.refreshed = true;
+                }
+                Err(e) => return Err(zoom_call_error(e)),
+            }
+        }
+    }
+
+    async fn read_scoped(
+        &self,
+        keeper: &Keeper,
+        project_id: &str,
+        id: &str,
+    ) -> Result<ConnectionRow, TokenError> {
+        if !IdKind::Connection.matches(id) {
+            return Err(TokenError::NotFound);
+        }
+        keeper
+            .store
+            .get_connection(project_id, id)
+            .await
+            .map_err(|e| internal("reading a connection", e))?
+            .ok_or(TokenError::NotFound)
+    }
+
+    async fn disconnect_now(&self, keeper: &Keeper, id: &str, failure: FailureData) -> TokenError {
+        let row = match keeper.store.connection_by_id(id).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return TokenError::NotFound,
+            Err(e) => return internal("reading a connection to disconnect it", e),
+        };
+        match connections::disconnect(keeper, &row, None, failure.clone(), "disconnected").await {
+            Ok(_) => TokenError::Disconnected(Some(failure)),
+            Err(e) => internal("disconnecting a connection", e),
+        }
+    }
+
+    /// The cached token when usable, else a refreshed one. `rejected`: a sealed
+    /// token Zoom refused, which does not count as usable.
+    async fn token_for(
+        &self,
+        keeper: &Keeper,
+        row: &ConnectionRow,
+        rejected: Option<&Sealed>,
+    ) -> Result<AccessToken, TokenError> {
+        if row.state == ConnectionState::Disconnected {
+            return Err(TokenError::Disconnected(
+                row.connection_failure_data.clone(),
+            ));
+        }
+        if let Some(token) = usable(keeper, row, rejected) {
+            return Ok(token);
+        }
+        let arrived = Instant::now();
+        let flight = self.flight(&row.id);
+        let result = {
+            let mut last_failure = flight.lock.lock().await;
+            match &*last_failure {
+                // A refresh that failed while we queued: share its answer.
+                Some((at, error)) if *at >= arrived => Err(error.clone()),
+                _ => {
+                    let result = self.refresh_exclusive(keeper, &row.id, rejected).await;
+                    *last_failure = match &result {
+                        Err(e) if e.is_temporary() => Some((Instant::now(), e.clone())),
+                        _ => None,
+                    };
+                    result
+                }
+            }
+        };
+        self.done_with(&row.id, flight);
+        result
+    }
+
+    /// Refreshes under the connection's lease, or waits for whoever holds it.
+    async fn refresh_exclusive(
+        &self,
+        keeper: &Keeper,
+        id: &str,
+        rejected: Option<&Sealed>,
+    ) -> Result<AccessToken, TokenError> {
+        let give_up_at = Instant::now() + LEASE + Duration::from_secs(5);
+        let mut retried_lost_fence = false;
+        loop {
+            let row = keeper
+                .store
+                .connection_by_id(id)
+                .await
+                .map_err(|e| internal("reading a connection", e))?
+                .ok_or(TokenError::NotFound)?;
+            if row.state == ConnectionState::Disconnected {
+                return Err(TokenError::Disconnected(row.connection_failure_data));
+            }
+            if let Some(token) = usable(keeper, &row, rejected) {
+                return Ok(token);
+            }
+            let claimed = keeper
+                .store
+                .claim_connection_lease(id, &self.owner, LEASE)
+                .await
+                .map_err(|e| internal("claiming a connection's lease", e))?;
+            let Some(claimed) = claimed else {
+                // Another process is refreshing (or the row changed): wait and look again.
+                if Instant::now() >= give_up_at {
+                    return Err(TokenError::Busy);
+                }
+                tokio::time::sleep(POLL_EVERY).await;
+                continue;
+            };
+            // Someone may have refreshed between our read and our claim.
+            if let Some(token) = usable(keeper, &claimed, rejected) {
+                self.release(keeper, &claimed, None).await;
+                return Ok(token);
+            }
+            match self.refresh_claimed(keeper, &claimed).await {
+                Err(TokenError::LostFence) if !retried_lost_fence => {
+                    retried_lost_fence = true;
+                    continue;
+                }
+                Err(TokenError::LostFence) => return Err(TokenError::Busy),
+                other => return other,
+            }
+        }
+    }
+
+    async fn release(
+        &self,
+        keeper: &Keeper,
+        claimed: &ConnectionRow,
+        retry_at: Option<DateTime<Utc>>,
+    ) {
+        match keeper
+            .store
+            .release_connection_lease(&claimed.id, claimed.fence, retry_at)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                keeper.metrics.record_lease_conflict();
+                tracing::warn!(connection_id = %claimed.id, "releasing a lease found another process had taken it over");
+            }
+            // The lease expires on its own.
+            Err(e) => {
+                tracing::warn!(connection_id = %claimed.id, error = %e, "releasing a connection's lease failed")
+            }
+        }
+    }
+
+    /// Refreshes a connection whose lease this process holds (`claimed` carries the
+    /// fence), writes the rotated tokens back under that fence, and releases the
+    /// lease in every outcome. The one place that decides what a refresh failure
+    /// means.
+    pub async fn refresh_claimed(
+        &self,
+        keeper: &Keeper,
+        claimed: &ConnectionRow,
+    ) -> Result<AccessToken, TokenError> {
+        let result = self.refresh_claimed_inner(keeper, claimed).await;
+        keeper.metrics.record_refresh(match &result {
+            Ok(_) => "success",
+            Err(TokenError::Disconnected(_)) => "disconnected",
+            Err(TokenError::LostFence) => "lost_fence",
+            Err(e) if e.is_temporary() => "temporary_failure",
+            Err(_) => "error",
+        });
+        result
+    }
+
+    async fn refresh_claimed_inner(
+        &self,
+        keeper: &Keeper,
+        claimed: &ConnectionRow,
+    ) -> Result<AccessToken, TokenError> {
+        let broken_retry =
+            || Some(Utc::now() + chrono::Duration::from_std(BROKEN_RETRY).unwrap_or_default());
+        let app = match keeper
+            .store
+            .get_app(&claimed.project_id, &claimed.app_id)
+            .await
+        {
+            Ok(Some(app)) => app,
+            Ok(None) => {
+                self.release(keeper, claimed, broken_retry()).await;
+                return Err(internal("refreshing a connection", "its app is gone"));
+            }
+            Err(e) => {
+                self.release(keeper, claimed, None).await;
+                return Err(internal("reading a connection's app", e));
+            }
+        };
+        let creds = match apps::credentials(keeper, &app) {
+            Ok(c) => c,
+            Err(e) => {
+                self.release(keeper, claimed, broken_retry()).await;
+                return Err(internal("opening an app's client secret", e));
+            }
+        };
+        let refresh_token = match claimed
+            .refresh_token
+            .as_ref()
+            .map(|sealed| keeper.vault.open_str(refresh_slot(&claimed.id), sealed))
+        {
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                self.release(keeper, claimed, broken_retry()).await;
+                return Err(internal("opening a connection's refresh token", e));
+            }
+            None => {
+                self.release(keeper, claimed, broken_retry()).await;
+                return Err(internal(
+                    "refreshing a connection",
+                    "a connected connection has no refresh token",
+                ));
+            }
+        };
+
+        match keeper.zoom.refresh(&creds, &refresh_token).await {
+            Ok(grant) => {
+                // Zoom always rotates; should it not, the old token stays good.
+                let new_refresh = grant.refresh_token.as_ref().unwrap_or(&refresh_token);
+                let now = Utc::now();
+                let expires_at = connections::access_token_expiry(now, &grant);
+                let access_sealed = keeper
+                    .vault
+                    .seal_str(access_slot(&claimed.id), grant.access_token.expose_secret());
+                let tokens = RefreshedTokens {
+                    refresh_token: keeper
+                        .vault
+                        .seal_str(refresh_slot(&claimed.id), new_refresh.expose_secret()),
+                    access_token: access_sealed.clone(),
+                    access_token_expires_at: expires_at,
+                    refresh_due_at: connections::next_refresh_due(
+                        now,
+                        keeper.config.token_refresh_max_age,
+                    ),
+                    scopes: (!grant.scopes.is_empty()).then(|| grant.scopes.clone()),
+                };
+                let event = NewConnectionEvent {
+                    kind: "token_refreshed".to_owned(),
+                    message: "The access token was refreshed.".to_owned(),
+                    data: Some(
+                        json!({"expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)}),
+                    ),
+                };
+                self.write_back(keeper, claimed, &tokens, &event).await?;
+                Ok(AccessToken {
+                    token: grant.access_token,
+                    expires_at,
+                    refreshed: true,
+                    sealed: Some(access_sealed),
+                })
+            }
+            Err(e) if e.is_final() => {
+                let failure = refresh_failure(&e);
+                match connections::disconnect(
+                    keeper,
+                    claimed,
+                    Some(claimed.fence),
+                    failure.clone(),
+                    "disconnected",
+                )
+                .await
+                {
+                    Ok(_) => Err(TokenError::Disconnected(Some(failure))),
+                    Err(store_error) => {
+                        self.release(keeper, claimed, None).await;
+                        Err(internal("disconnecting a connection", store_error))
+                    }
+                }
+            }
+            Err(e) => {
+                let wait = e
+                    .retry_after()
+                    .unwrap_or_else(|| zoom::error::backoff_delay(attempt_of(claimed)));
+                let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                tracing::warn!(
+                    connection_id = %claimed.id,
+                    error = %e,
+                    retry_in_s = wait.as_secs(),
+                    "refreshing a connection failed; will retry"
+                );
+                self.release(keeper, claimed, Some(retry_at)).await;
+                Err(refresh_call_error(e, wait))
+            }
+        }
+    }
+
+    /// Commits refreshed tokens under the claim's fence. A database failure here
+    /// would lose the rotated refresh token, so it is retried.
+    async fn write_back(
+        &self,
+        keeper: &Keeper,
+        claimed: &ConnectionRow,
+        tokens: &RefreshedTokens,
+        event: &NewConnectionEvent,
+    ) -> Result<(), TokenError> {
+        let mut attempt = 0;
+        loop {
+            match keeper
+                .store
+                .store_refreshed_tokens(&claimed.id, claimed.fence, tokens, Some(event))
+                .await
+            {
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    keeper.metrics.record_lease_conflict();
+                    tracing::warn!(
+                        connection_id = %claimed.id,
+                        fence = claimed.fence,
+                        "a refresh's write-back lost its lease: another process took the connection over; the refreshed tokens are discarded"
+                    );
+                    return Err(TokenError::LostFence);
+                }
+                Err(e) if attempt + 1 < WRITE_BACK_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::warn!(connection_id = %claimed.id, error = %e, attempt, "committing refreshed tokens failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    return Err(internal(
+                        "committing refreshed tokens failed; the connection may need to be authorised again",
+                        e,
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// The cached access token of `row` when it is good for [`MIN_VALIDITY`] more and is
+/// not the one Zoom refused.
+fn usable(keeper: &Keeper, row: &ConnectionRow, rejected: Option<&Sealed>) -> Option<AccessToken> {
+    let sealed = row.access_token.as_ref()?;
+    let expires_at = row.access_token_expires_at?;
+    let min = chrono::Duration::from_std(MIN_VALIDITY).ok()?;
+    if expires_at < Utc::now() + min || rejected == Some(sealed) {
+        return None;
+    }
+    match keeper.vault.open_str(access_slot(&row.id), sealed) {
+        Ok(token) => Some(AccessToken {
+            token,
+            expires_at,
+            refreshed: false,
+            sealed: Some(sealed.clone()),
+        }),
+        Err(e) => {
+            tracing::error!(connection_id = %row.id, error = %e, "a cached access token does not open; refreshing instead");
+            None
+        }
+    }
+}
+
+/// Why a final refresh error disconnects, in words a person can act on.
+fn refresh_failure(e: &ZoomError) -> FailureData {
+    let (code, error) = match e {
+        ZoomError::GrantRevoked { code, reason } => (
+            code.clone(),
+            match code.as_str() {
+                "invalid_client" | "unauthorized_client" => format!(
+                    "Zoom refused the app's credentials while refreshing the token ({code}: {reason}). Check the app's client secret, then have the user authorise the app again."
+                ),
+                _ => format!(
+                    "Zoom refused to refresh the token ({code}: {reason}): the user removed the app or the grant expired. The user must authorise the app again."
+                ),
+            },
+        ),
+        other => (
+            other.zoom_code().unwrap_or(other.class()).to_owned(),
+            format!("{} The user must authorise the app again.", other.description()),
+        ),
+    };
+    FailureData {
+        error,
+        code,
+        timestamp: Utc::now(),
+    }
+}
+
+/// A backoff attempt number that grows with how long the refresh has been overdue,
+/// so repeated failures wait longer without keeping a counter.
+fn attempt_of(row: &ConnectionRow) -> u32 {
+    let overdue = row
+        .refresh_due_at
+        .map(|due| (Utc::now() - due).num_seconds())
+        .unwrap_or(0)
+        .max(1);
+    overdue.unsigned_abs().ilog2()
+}
+
+/// A failed, non-final refresh call as a token error.
+fn refresh_call_error(e: ZoomError, wait: Duration) -> TokenError {
+    match e {
+        ZoomError::RateLimited { .. } => TokenError::RateLimited { retry_after: wait },
+        ZoomError::Unavailable { .. } | ZoomError::BadResponse { .. } => {
+            TokenError::ZoomUnavailable(e.description())
+        }
+        other => TokenError::ZoomRefused(other.description()),
+    }
+}
+
+/// A failed REST token call (zak, onbehalf) as a token error.
+fn zoom_call_error(e: ZoomError) -> TokenError {
+    match e {
+        ZoomError::RateLimited { retry_after } => TokenError::RateLimited {
+            retry_after: retry_after.unwrap_or_else(|| zoom::error::backoff_delay(0)),
+        },
+        ZoomError::Unavailable { .. } | ZoomError::BadResponse { .. } => {
+            TokenError::ZoomUnavailable(e.description())
+        }
+        ZoomError::InvalidInput(_) => TokenError::InvalidMeetingId,
+        other => TokenError::ZoomRefused(other.description()),
+    }
+}
+
+/// Zoom meeting numbers: 9 to 11 digits, no leading zero.
+pub fn is_meeting_number(s: &str) -> bool {
+    (9..=11).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0')
+}
+
+/// `host:pid:random`, unique per process.
+fn process_owner_id() -> String {
+    use rand::distributions::Alphanumeric;
+    use rand::Rng as _;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".to_owned());
+    let random: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(8)
+        .map(char::from)
+        .collect();
+    format!("{host}:{}:{random}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meeting_numbers_are_nine_to_eleven_digits() {
+        assert!(is_meeting_number("123456789"));
+        assert!(is_meeting_number("12345678901"));
+        assert!(!is_meeting_number("12345678"));
+        assert!(!is_meeting_number("123456789012"));
+        assert!(!is_meeting_number("012345678"));
+        assert!(!is_meeting_number("12345678a"));
+        assert!(!is_meeting_number(""));
+    }
+
+    #[test]
+    fn owner_ids_are_unique_per_broker() {
+        let a = TokenBroker::new();
+        let b = TokenBroker::new();
+        assert_ne!(a.owner(), b.owner());
+        assert_eq!(a.owner().split(':').count(), 3);
+    }
+
+    #[test]
+    fn final_errors_are_described_without_secrets() {
+        let f = refresh_failure(&ZoomError::GrantRevoked {
+            code: "invalid_grant".into(),
+            reason: "Invalid Token!".into(),
+        });
+        assert_eq!(f.code, "invalid_grant");
+        assert!(f.error.contains("authorise the app again"), "{}", f.error);
+    }
+}
