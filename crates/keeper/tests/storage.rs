@@ -732,3 +732,1222 @@ async fn open_store_picks_sqlite_for_paths_and_sqlite_urls() {
     assert!(keeper::storage::is_postgres_url("postgres://u@h/db"));
     assert!(!keeper::storage::is_postgres_url("sqlite:./x.db"));
 }
+
+// Zoom OAuth connections (issue 4).
+
+mod connections {
+    use std::collections::HashMap;
+    use std::time::Duration as StdDuration;
+
+    use chrono::{Duration, Utc};
+    use keeper::storage::{
+        ConnectionFilter, ConnectionRow, ConnectionSettingsUpdate, ConnectionState, Cursor,
+        DeleteAppOutcome, Direction, DisconnectOutcome, FailureData, GrantReplacement, PageRequest,
+        RefreshedTokens, Sealed, StoreError,
+    };
+
+    use crate::support::{app, connection, event, micros, project, state_change, TestStore};
+
+    const LEASE: StdDuration = StdDuration::from_secs(60);
+
+    /// A project with one app; returns their ids.
+    async fn project_and_app(s: &TestStore) -> (String, String) {
+        let p = project("acme");
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "client", Utc::now());
+        s.insert_app(&a).await.expect("app");
+        (p.id, a.id)
+    }
+
+    fn failure(code: &str) -> FailureData {
+        FailureData {
+            error: "Zoom no longer accepts this connection's refresh token.".to_owned(),
+            code: code.to_owned(),
+            timestamp: Utc::now(),
+        }
+    }
+
+    fn refreshed(tag: &str) -> RefreshedTokens {
+        RefreshedTokens {
+            refresh_token: Sealed(format!("refresh {tag}").into_bytes()),
+            access_token: Sealed(format!("access {tag}").into_bytes()),
+            access_token_expires_at: micros(Utc::now() + Duration::hours(1)),
+            refresh_due_at: micros(Utc::now() + Duration::days(30)),
+            scopes: None,
+        }
+    }
+
+    fn conflict_name(err: StoreError) -> &'static str {
+        match err {
+            StoreError::Conflict { constraint } => constraint,
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+
+    pub async fn connection_round_trips_and_conflicts_on_user_and_deduplication_key(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let mut c = connection(&p, &a, "user-1", Utc::now());
+        c.deduplication_key = Some("dedupe-1".to_owned());
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+
+        let got = s
+            .get_connection(&p, &c.id)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(got.user_id, "user-1");
+        assert_eq!(got.state, ConnectionState::Connected);
+        assert_eq!(got.scopes, c.scopes);
+        assert_eq!(got.metadata, c.metadata);
+        assert_eq!(got.refresh_token, c.refresh_token);
+        assert_eq!(got.access_token, c.access_token);
+        assert_eq!(got.access_token_expires_at, c.access_token_expires_at);
+        assert_eq!(got.refresh_due_at, c.refresh_due_at);
+        assert_eq!(got.created_at, c.created_at);
+        assert_eq!(got.fence, 0);
+        assert!(got.is_local_recording_token_supported);
+        assert!(!got.is_onbehalf_token_supported);
+        assert!(s
+            .get_connection("prj_other", &c.id)
+            .await
+            .expect("get")
+            .is_none());
+        let by_id = s
+            .connection_by_id(&c.id)
+            .await
+            .expect("by id")
+            .expect("found");
+        assert_eq!(by_id.project_id, p);
+        let by_user = s
+            .connection_by_user(&a, "user-1")
+            .await
+            .expect("by user")
+            .expect("found");
+        assert_eq!(by_user.id, c.id);
+        let by_key = s
+            .connection_by_deduplication_key(&a, "dedupe-1")
+            .await
+            .expect("by key")
+            .expect("found");
+        assert_eq!(by_key.id, c.id);
+        assert!(s
+            .connection_by_user(&a, "user-2")
+            .await
+            .expect("by user")
+            .is_none());
+
+        let same_user = connection(&p, &a, "user-1", Utc::now());
+        let err = s
+            .store
+            .insert_connection(&same_user, &event("created"))
+            .await
+            .expect_err("same user");
+        assert_eq!(conflict_name(err), "connections_app_user_id");
+        let mut same_key = connection(&p, &a, "user-2", Utc::now());
+        same_key.deduplication_key = Some("dedupe-1".to_owned());
+        let err = s
+            .store
+            .insert_connection(&same_key, &event("created"))
+            .await
+            .expect_err("same key");
+        assert_eq!(conflict_name(err), "connections_app_deduplication_key");
+        // Without a key, any number of connections coexist.
+        s.store
+            .insert_connection(&connection(&p, &a, "user-2", Utc::now()), &event("created"))
+            .await
+            .expect("no key");
+        s.store
+            .insert_connection(&connection(&p, &a, "user-3", Utc::now()), &event("created"))
+            .await
+            .expect("no key");
+        // A failed insert leaves no event behind.
+        assert_eq!(s.count_rows("connection_events", None).await, 3);
+        assert_eq!(
+            s.delete_app(&p, &a).await.expect("delete app"),
+            DeleteAppOutcome::HasConnections
+        );
+    }
+
+    pub async fn connections_filter_and_paginate_in_both_directions(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let other_app = app(&p, "second", Utc::now());
+        s.insert_app(&other_app).await.expect("app");
+        let other = project("other");
+        s.insert_project(&other).await.expect("project");
+        let elsewhere = app(&other.id, "client", Utc::now());
+        s.insert_app(&elsewhere).await.expect("app");
+        s.store
+            .insert_connection(
+                &connection(&other.id, &elsewhere.id, "user-0", Utc::now()),
+                &event("created"),
+            )
+            .await
+            .expect("other project");
+
+        let base = micros(Utc::now()) - Duration::hours(1);
+        let mut all = Vec::new();
+        for i in 0..7i64 {
+            // 3 and 4 share a timestamp: the id breaks the tie.
+            let at = base + Duration::seconds(if i == 4 { 3 } else { i });
+            let app_id = if i % 2 == 0 { &a } else { &other_app.id };
+            let mut c = connection(&p, app_id, &format!("user-{i}"), at);
+            c.account_id = if i < 3 { "acct_a" } else { "acct_b" }.to_owned();
+            c.deduplication_key = Some(format!("key-{i}"));
+            s.store
+                .insert_connection(&c, &event("created"))
+                .await
+                .expect("insert");
+            all.push(c);
+        }
+        s.disconnect_connection(
+            &all[5].id,
+            None,
+            &failure("invalid_grant"),
+            &event("disconnected"),
+            None,
+        )
+        .await
+        .expect("disconnect");
+        all.sort_by(|x, y| (y.created_at, &y.id).cmp(&(x.created_at, &x.id)));
+        let expected: Vec<String> = all.iter().map(|c| c.id.clone()).collect();
+        let ids = |items: &[ConnectionRow]| -> Vec<String> {
+            items.iter().map(|c| c.id.clone()).collect()
+        };
+        let first = |limit| PageRequest {
+            cursor: None,
+            limit,
+        };
+
+        let everything = s
+            .list_connections(&p, &ConnectionFilter::default(), &first(100))
+            .await
+            .expect("list");
+        assert_eq!(ids(&everything.items), expected);
+        assert!(!everything.has_more);
+
+        // Forward in pages of 3, then back.
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = s
+                .list_connections(
+                    &p,
+                    &ConnectionFilter::default(),
+                    &PageRequest {
+                        cursor: cursor.clone(),
+                        limit: 3,
+                    },
+                )
+                .await
+                .expect("page");
+            seen.extend(ids(&page.items));
+            let Some(last) = page.items.last() else { break };
+            cursor = Some(Cursor {
+                created_at: last.created_at,
+                id: last.id.clone(),
+                direction: Direction::Older,
+            });
+            if !page.has_more {
+                break;
+            }
+        }
+        assert_eq!(seen, expected);
+        let back = s
+            .list_connections(
+                &p,
+                &ConnectionFilter::default(),
+                &PageRequest {
+                    cursor: Some(Cursor {
+                        created_at: all[5].created_at,
+                        id: all[5].id.clone(),
+                        direction: Direction::Newer,
+                    }),
+                    limit: 3,
+                },
+            )
+            .await
+            .expect("previous page");
+        assert_eq!(ids(&back.items), expected[2..5].to_vec());
+        assert!(back.has_more);
+
+        let filtered = |filter: ConnectionFilter| {
+            let s = &s;
+            let p = p.clone();
+            async move {
+                let page = s
+                    .list_connections(&p, &filter, &first(100))
+                    .await
+                    .expect("filtered list");
+                let mut got = ids(&page.items);
+                got.sort();
+                got
+            }
+        };
+        let matching = |pred: &dyn Fn(&ConnectionRow) -> bool| {
+            let mut want: Vec<String> = all
+                .iter()
+                .filter(|c| pred(c))
+                .map(|c| c.id.clone())
+                .collect();
+            want.sort();
+            want
+        };
+        assert_eq!(
+            filtered(ConnectionFilter {
+                app_id: Some(a.clone()),
+                ..Default::default()
+            })
+            .await,
+            matching(&|c| c.app_id == a)
+        );
+        assert_eq!(
+            filtered(ConnectionFilter {
+                user_id: Some("user-2".to_owned()),
+                ..Default::default()
+            })
+            .await,
+            matching(&|c| c.user_id == "user-2")
+        );
+        assert_eq!(
+            filtered(ConnectionFilter {
+                account_id: Some("acct_b".to_owned()),
+                ..Default::default()
+            })
+            .await,
+            matching(&|c| c.account_id == "acct_b")
+        );
+        let disconnected_id = all
+            .iter()
+            .find(|c| c.user_id == "user-5")
+            .map(|c| c.id.clone())
+            .expect("user-5");
+        assert_eq!(
+            filtered(ConnectionFilter {
+                state: Some(ConnectionState::Disconnected),
+                ..Default::default()
+            })
+            .await,
+            vec![disconnected_id.clone()]
+        );
+        assert_eq!(
+            filtered(ConnectionFilter {
+                state: Some(ConnectionState::Connected),
+                ..Default::default()
+            })
+            .await
+            .len(),
+            6
+        );
+        assert_eq!(
+            filtered(ConnectionFilter {
+                deduplication_key: Some("key-3".to_owned()),
+                app_id: Some(other_app.id.clone()),
+                ..Default::default()
+            })
+            .await,
+            matching(&|c| c.user_id == "user-3")
+        );
+        assert!(filtered(ConnectionFilter {
+            deduplication_key: Some("key-3".to_owned()),
+            app_id: Some(a.clone()),
+            ..Default::default()
+        })
+        .await
+        .is_empty());
+    }
+
+    pub async fn grant_replacement_keeps_the_id_bumps_the_fence_and_writes_event_and_outbox(
+        s: TestStore,
+    ) {
+        let (p, a) = project_and_app(&s).await;
+        let c = connection(&p, &a, "user-1", Utc::now());
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+        s.insert_meeting(
+            &p,
+            &a,
+            "85012345678",
+            &c.id,
+            Utc::now() + Duration::hours(2),
+        )
+        .await;
+        let leased = s
+            .claim_connection_lease(&c.id, "worker-a", LEASE)
+            .await
+            .expect("claim")
+            .expect("claimed");
+        s.disconnect_connection(
+            &c.id,
+            None,
+            &failure("invalid_grant"),
+            &event("disconnected"),
+            Some(&state_change(&c.id, "disconnected")),
+        )
+        .await
+        .expect("disconnect");
+
+        let mut grant = GrantReplacement {
+            user_id: "user-1".to_owned(),
+            account_id: "acct_1".to_owned(),
+            email: Some("new@example.com".to_owned()),
+            pmi: None,
+            personal_meeting_url: None,
+            metadata: Some(serde_json::json!({ "team": "red" })),
+            deduplication_key: Some("dedupe".to_owned()),
+            is_local_recording_token_supported: false,
+            is_onbehalf_token_supported: true,
+            scopes: vec!["user:read:zak".to_owned()],
+            refresh_token: Sealed(b"new refresh".to_vec()),
+            access_token: Sealed(b"new access".to_vec()),
+            access_token_expires_at: micros(Utc::now() + Duration::hours(1)),
+            refresh_due_at: micros(Utc::now() + Duration::days(30)),
+            next_sync_at: Some(micros(Utc::now())),
+            clear_meetings: false,
+        };
+        let back = s
+            .replace_connection_grant(
+                &p,
+                &c.id,
+                &grant,
+                &event("reconnected"),
+                Some(&state_change(&c.id, "connected")),
+            )
+            .await
+            .expect("replace")
+            .expect("exists");
+        assert_eq!(back.id, c.id, "same id");
+        assert_eq!(back.state, ConnectionState::Connected);
+        assert!(back.connection_failure_data.is_none());
+        assert!(back.lease_owner.is_none() && back.lease_until.is_none());
+        assert!(back.fence > leased.fence, "fence bumped past the old lease");
+        assert_eq!(back.refresh_token, Some(grant.refresh_token.clone()));
+        assert_eq!(back.access_token, Some(grant.access_token.clone()));
+        assert_eq!(back.email.as_deref(), Some("new@example.com"));
+        assert_eq!(back.scopes, grant.scopes);
+        assert_eq!(back.metadata, grant.metadata);
+        assert_eq!(back.deduplication_key.as_deref(), Some("dedupe"));
+        assert!(!back.is_local_recording_token_supported);
+        assert!(back.is_onbehalf_token_supported);
+        assert_eq!(back.refresh_due_at, Some(grant.refresh_due_at));
+        assert_eq!(s.count_rows("zoom_meetings", Some(&c.id)).await, 1, "kept");
+        // The old lease's write-back is refused.
+        assert!(!s
+            .store_refreshed_tokens(&c.id, leased.fence, &refreshed("stale"), None)
+            .await
+            .expect("stale write"));
+        let outbox = s.list_outbox_events(&p, 10).await.expect("outbox");
+        assert_eq!(outbox.len(), 2);
+        assert_eq!(outbox[0].payload["state"], "connected", "newest first");
+        assert_eq!(outbox[0].trigger, "zoom_oauth_connection.state_change");
+        assert!(outbox[0].dispatched_at.is_none());
+        assert!(uuid::Uuid::parse_str(&outbox[0].id).is_ok());
+
+        // Rebound to another Zoom user: the meeting index goes.
+        grant.user_id = "user-9".to_owned();
+        grant.clear_meetings = true;
+        let rebound = s
+            .replace_connection_grant(&p, &c.id, &grant, &event("rebound"), None)
+            .await
+            .expect("rebind")
+            .expect("exists");
+        assert_eq!(rebound.user_id, "user-9");
+        assert_eq!(rebound.fence, back.fence + 1);
+        assert_eq!(
+            s.count_rows("zoom_meetings", Some(&c.id)).await,
+            0,
+            "cleared"
+        );
+        assert_eq!(s.list_outbox_events(&p, 10).await.expect("outbox").len(), 2);
+        let kinds: Vec<String> = s
+            .list_connection_events(
+                &p,
+                &c.id,
+                &PageRequest {
+                    cursor: None,
+                    limit: 10,
+                },
+            )
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["rebound", "reconnected", "disconnected", "created"]);
+
+        // Another connection's user or key cannot be taken over.
+        let other = connection(&p, &a, "user-2", Utc::now());
+        s.store
+            .insert_connection(&other, &event("created"))
+            .await
+            .expect("insert");
+        grant.deduplication_key = None;
+        let err = s
+            .replace_connection_grant(&p, &other.id, &grant, &event("rebound"), None)
+            .await
+            .expect_err("user-9 is taken");
+        assert_eq!(conflict_name(err), "connections_app_user_id");
+        grant.user_id = "user-2".to_owned();
+        grant.deduplication_key = Some("dedupe".to_owned());
+        let err = s
+            .replace_connection_grant(&p, &other.id, &grant, &event("rebound"), None)
+            .await
+            .expect_err("dedupe is taken");
+        assert_eq!(conflict_name(err), "connections_app_deduplication_key");
+        assert!(s
+            .replace_connection_grant(&p, "zoc_missing", &grant, &event("rebound"), None)
+            .await
+            .expect("missing")
+            .is_none());
+        assert!(s
+            .replace_connection_grant("prj_other", &c.id, &grant, &event("rebound"), None)
+            .await
+            .expect("other project")
+            .is_none());
+    }
+
+    pub async fn settings_update_changes_only_what_is_asked_and_conflicts_on_a_taken_key(
+        s: TestStore,
+    ) {
+        let (p, a) = project_and_app(&s).await;
+        let mut c = connection(&p, &a, "user-1", Utc::now() - Duration::minutes(5));
+        c.deduplication_key = Some("mine".to_owned());
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+        let mut other = connection(&p, &a, "user-2", Utc::now());
+        other.deduplication_key = Some("theirs".to_owned());
+        s.store
+            .insert_connection(&other, &event("created"))
+            .await
+            .expect("insert");
+
+        let same = s
+            .update_connection_settings(&p, &c.id, &ConnectionSettingsUpdate::default())
+            .await
+            .expect("no-op")
+            .expect("found");
+        assert_eq!(same.metadata, c.metadata);
+        assert_eq!(same.deduplication_key.as_deref(), Some("mine"));
+
+        let updated = s
+            .update_connection_settings(
+                &p,
+                &c.id,
+                &ConnectionSettingsUpdate {
+                    metadata: Some(None),
+                    is_onbehalf_token_supported: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("update")
+            .expect("found");
+        assert!(updated.metadata.is_none());
+        assert!(updated.is_onbehalf_token_supported);
+        assert!(updated.is_local_recording_token_supported, "untouched");
+        assert_eq!(
+            updated.deduplication_key.as_deref(),
+            Some("mine"),
+            "untouched"
+        );
+        assert!(updated.updated_at > c.updated_at);
+
+        let err = s
+            .update_connection_settings(
+                &p,
+                &c.id,
+                &ConnectionSettingsUpdate {
+                    deduplication_key: Some(Some("theirs".to_owned())),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect_err("taken");
+        assert_eq!(conflict_name(err), "connections_app_deduplication_key");
+
+        let cleared = s
+            .update_connection_settings(
+                &p,
+                &c.id,
+                &ConnectionSettingsUpdate {
+                    metadata: Some(Some(serde_json::json!({ "a": "b" }))),
+                    deduplication_key: Some(None),
+                    is_local_recording_token_supported: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("update")
+            .expect("found");
+        assert_eq!(cleared.metadata, Some(serde_json::json!({ "a": "b" })));
+        assert!(cleared.deduplication_key.is_none());
+        assert!(!cleared.is_local_recording_token_supported);
+        assert!(cleared.is_onbehalf_token_supported, "kept from before");
+        assert!(s
+            .update_connection_settings("prj_other", &c.id, &ConnectionSettingsUpdate::default())
+            .await
+            .expect("other project")
+            .is_none());
+    }
+
+    pub async fn deleted_connection_is_returned_as_it_was_with_its_meetings_and_events(
+        s: TestStore,
+    ) {
+        let (p, a) = project_and_app(&s).await;
+        let c = connection(&p, &a, "user-1", Utc::now());
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+        s.insert_meeting(&p, &a, "85012345678", &c.id, Utc::now())
+            .await;
+        assert!(s
+            .delete_connection("prj_other", &c.id)
+            .await
+            .expect("other project")
+            .is_none());
+        let gone = s
+            .delete_connection(&p, &c.id)
+            .await
+            .expect("delete")
+            .expect("was there");
+        assert_eq!(gone.id, c.id);
+        assert_eq!(gone.refresh_token, c.refresh_token, "so it can be revoked");
+        assert!(s.get_connection(&p, &c.id).await.expect("get").is_none());
+        assert_eq!(s.count_rows("zoom_meetings", None).await, 0);
+        assert_eq!(s.count_rows("connection_events", None).await, 0);
+        assert!(s
+            .delete_connection(&p, &c.id)
+            .await
+            .expect("again")
+            .is_none());
+        assert_eq!(
+            s.delete_app(&p, &a).await.expect("delete app"),
+            DeleteAppOutcome::Deleted
+        );
+    }
+
+    pub async fn only_one_of_many_concurrent_claims_wins_the_lease(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let c = connection(&p, &a, "user-1", Utc::now());
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+        let lease = StdDuration::from_millis(400);
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = s.store.clone();
+            let id = c.id.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .claim_connection_lease(&id, &format!("worker-{i}"), lease)
+                    .await
+                    .expect("claim")
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            if let Some(row) = t.await.expect("task") {
+                winners.push(row);
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one claim wins");
+        let first = winners.remove(0);
+        assert_eq!(first.fence, 1);
+        let owner = first.lease_owner.clone().expect("owner");
+        let until = first.lease_until.expect("until");
+        let now = s.now().await.expect("now");
+        assert!(
+            until > now && until <= now + Duration::milliseconds(400),
+            "{until} vs {now}"
+        );
+        let stored = s
+            .connection_by_id(&c.id)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(stored.lease_owner.as_deref(), Some(owner.as_str()));
+        assert!(s
+            .claim_connection_lease(&c.id, "late", lease)
+            .await
+            .expect("claim")
+            .is_none());
+
+        tokio::time::sleep(StdDuration::from_millis(500)).await;
+        let second = s
+            .claim_connection_lease(&c.id, "after-expiry", LEASE)
+            .await
+            .expect("claim")
+            .expect("an expired lease can be taken");
+        assert_eq!(second.fence, 2);
+        // The first holder's write-back and release are refused.
+        assert!(!s
+            .store_refreshed_tokens(
+                &c.id,
+                first.fence,
+                &refreshed("first"),
+                Some(&event("token_refreshed"))
+            )
+            .await
+            .expect("stale write"));
+        assert!(!s
+            .release_connection_lease(&c.id, first.fence, None)
+            .await
+            .expect("stale release"));
+        let unchanged = s
+            .connection_by_id(&c.id)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(unchanged.refresh_token, c.refresh_token);
+        assert_eq!(unchanged.lease_owner.as_deref(), Some("after-expiry"));
+        assert_eq!(s.count_rows("connection_events", Some(&c.id)).await, 1);
+
+        // The current holder writes back; the lease is free again.
+        let tokens = refreshed("second");
+        assert!(s
+            .store_refreshed_tokens(
+                &c.id,
+                second.fence,
+                &tokens,
+                Some(&event("token_refreshed"))
+            )
+            .await
+            .expect("write"));
+        let after = s
+            .connection_by_id(&c.id)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(after.refresh_token, Some(tokens.refresh_token.clone()));
+        assert_eq!(after.access_token, Some(tokens.access_token.clone()));
+        assert_eq!(
+            after.access_token_expires_at,
+            Some(tokens.access_token_expires_at)
+        );
+        assert_eq!(after.refresh_due_at, Some(tokens.refresh_due_at));
+        assert_eq!(after.scopes, c.scopes, "None keeps the scopes");
+        assert!(after.last_successful_token_refresh_at.is_some());
+        assert!(after.lease_owner.is_none() && after.lease_until.is_none());
+        assert_eq!(
+            after.fence, second.fence,
+            "a write-back does not move the fence"
+        );
+        assert_eq!(s.count_rows("connection_events", Some(&c.id)).await, 2);
+        assert!(s
+            .claim_connection_lease(&c.id, "next", LEASE)
+            .await
+            .expect("claim")
+            .is_some());
+        // A disconnected connection cannot be claimed.
+        let gone = connection(&p, &a, "user-2", Utc::now());
+        s.store
+            .insert_connection(&gone, &event("created"))
+            .await
+            .expect("insert");
+        s.disconnect_connection(
+            &gone.id,
+            None,
+            &failure("invalid_grant"),
+            &event("disconnected"),
+            None,
+        )
+        .await
+        .expect("disconnect");
+        assert!(s
+            .claim_connection_lease(&gone.id, "w", LEASE)
+            .await
+            .expect("claim")
+            .is_none());
+        assert!(s
+            .claim_connection_lease("zoc_missing", "w", LEASE)
+            .await
+            .expect("claim")
+            .is_none());
+    }
+
+    pub async fn released_lease_frees_the_row_and_can_push_the_retry_back(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let c = connection(&p, &a, "user-1", Utc::now());
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+        let held = s
+            .claim_connection_lease(&c.id, "w", LEASE)
+            .await
+            .expect("claim")
+            .expect("claimed");
+        let retry_at = micros(Utc::now() + Duration::minutes(2));
+        assert!(s
+            .release_connection_lease(&c.id, held.fence, Some(retry_at))
+            .await
+            .expect("release"));
+        let row = s
+            .connection_by_id(&c.id)
+            .await
+            .expect("get")
+            .expect("found");
+        assert!(row.lease_owner.is_none() && row.lease_until.is_none());
+        assert_eq!(row.refresh_due_at, Some(retry_at));
+        assert_eq!(row.refresh_token, c.refresh_token, "tokens untouched");
+        let again = s
+            .claim_connection_lease(&c.id, "w2", LEASE)
+            .await
+            .expect("claim")
+            .expect("free again");
+        assert!(s
+            .release_connection_lease(&c.id, again.fence, None)
+            .await
+            .expect("release"));
+        let row = s
+            .connection_by_id(&c.id)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(
+            row.refresh_due_at,
+            Some(retry_at),
+            "None keeps the due time"
+        );
+    }
+
+    pub async fn concurrent_disconnects_write_exactly_one_event_and_outbox_row(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let c = connection(&p, &a, "user-1", Utc::now());
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+        let held = s
+            .claim_connection_lease(&c.id, "w", LEASE)
+            .await
+            .expect("claim")
+            .expect("claimed");
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let store = s.store.clone();
+            let id = c.id.clone();
+            // Half carry the current fence, half none: both kinds may win, once.
+            let fence = (i % 2 == 0).then_some(held.fence);
+            tasks.push(tokio::spawn(async move {
+                store
+                    .disconnect_connection(
+                        &id,
+                        fence,
+                        &failure("invalid_grant"),
+                        &event("disconnected"),
+                        Some(&state_change(&id, "disconnected")),
+                    )
+                    .await
+                    .expect("disconnect")
+            }));
+        }
+        let mut disconnected = Vec::new();
+        for t in tasks {
+            match t.await.expect("task") {
+                DisconnectOutcome::Disconnected(row) => disconnected.push(*row),
+                DisconnectOutcome::Unchanged => {}
+                DisconnectOutcome::NotFound => panic!("the connection exists"),
+            }
+        }
+        assert_eq!(disconnected.len(), 1, "exactly one caller disconnects");
+        let row = &disconnected[0];
+        assert_eq!(row.state, ConnectionState::Disconnected);
+        assert!(row.refresh_token.is_none() && row.access_token.is_none());
+        assert!(row.access_token_expires_at.is_none());
+        assert!(row.lease_owner.is_none() && row.lease_until.is_none());
+        assert_eq!(row.fence, held.fence + 1);
+        let f = row.connection_failure_data.as_ref().expect("failure data");
+        assert_eq!(f.code, "invalid_grant");
+        assert_eq!(
+            s.list_outbox_events(&p, 100).await.expect("outbox").len(),
+            1
+        );
+        let events = s
+            .list_connection_events(
+                &p,
+                &c.id,
+                &PageRequest {
+                    cursor: None,
+                    limit: 100,
+                },
+            )
+            .await
+            .expect("events");
+        let kinds: Vec<&str> = events.items.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["disconnected", "created"]);
+
+        // The stored failure data is {error, code, timestamp} with a µs Z timestamp.
+        let stored = s
+            .connection_by_id(&c.id)
+            .await
+            .expect("get")
+            .expect("found");
+        let f = stored.connection_failure_data.expect("failure data");
+        let json = serde_json::to_value(&f).expect("json");
+        assert_eq!(json.as_object().map(|o| o.len()), Some(3));
+        assert!(stored.refresh_token.is_none());
+
+        // A stale fence, or a missing connection, changes nothing.
+        let other = connection(&p, &a, "user-2", Utc::now());
+        s.store
+            .insert_connection(&other, &event("created"))
+            .await
+            .expect("insert");
+        assert!(matches!(
+            s.disconnect_connection(
+                &other.id,
+                Some(41),
+                &failure("invalid_grant"),
+                &event("disconnected"),
+                None
+            )
+            .await
+            .expect("stale"),
+            DisconnectOutcome::Unchanged
+        ));
+        assert_eq!(
+            s.connection_by_id(&other.id)
+                .await
+                .expect("get")
+                .expect("found")
+                .state,
+            ConnectionState::Connected
+        );
+        assert!(matches!(
+            s.disconnect_connection(
+                "zoc_missing",
+                None,
+                &failure("invalid_grant"),
+                &event("disconnected"),
+                None
+            )
+            .await
+            .expect("missing"),
+            DisconnectOutcome::NotFound
+        ));
+        assert_eq!(
+            s.list_outbox_events(&p, 100).await.expect("outbox").len(),
+            1
+        );
+    }
+
+    pub async fn failure_timestamp_is_stored_as_rfc3339_micros_z(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let c = connection(&p, &a, "user-1", Utc::now());
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+        let at = chrono::DateTime::parse_from_rfc3339("2024-05-06T07:08:09.123456789Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let f = FailureData {
+            error: "gone".to_owned(),
+            code: "app_deauthorized".to_owned(),
+            timestamp: at,
+        };
+        s.disconnect_connection(&c.id, None, &f, &event("deauthorized"), None)
+            .await
+            .expect("disconnect");
+        let stored = s
+            .connection_by_id(&c.id)
+            .await
+            .expect("get")
+            .expect("found");
+        let got = stored.connection_failure_data.expect("failure data");
+        assert_eq!(got.timestamp, micros(at), "truncated to microseconds");
+        assert_eq!(got.code, "app_deauthorized");
+        assert_eq!(
+            got.timestamp
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "2024-05-06T07:08:09.123456Z"
+        );
+    }
+
+    pub async fn two_claimers_take_every_due_connection_exactly_once(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let now = Utc::now();
+        let mut due = Vec::new();
+        for i in 0..100 {
+            let mut c = connection(&p, &a, &format!("user-{i}"), now);
+            c.refresh_due_at = Some(micros(now - Duration::seconds(100 - i)));
+            s.store
+                .insert_connection(&c, &event("created"))
+                .await
+                .expect("insert");
+            due.push(c.id);
+        }
+        for i in 0..5 {
+            // Not due yet.
+            s.store
+                .insert_connection(
+                    &connection(&p, &a, &format!("later-{i}"), now),
+                    &event("created"),
+                )
+                .await
+                .expect("insert");
+        }
+        let mut tasks = Vec::new();
+        for w in 0..2 {
+            let store = s.store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store
+                        .claim_due_refreshes(
+                            &format!("worker-{w}"),
+                            7,
+                            LEASE,
+                            StdDuration::from_secs(600),
+                        )
+                        .await
+                        .expect("claim");
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for c in &batch {
+                        assert_eq!(
+                            c.lease_owner.as_deref(),
+                            Some(format!("worker-{w}").as_str())
+                        );
+                    }
+                    mine.extend(batch.into_iter().map(|c| c.id));
+                }
+                mine
+            }));
+        }
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        let mut per_worker = Vec::new();
+        for t in tasks {
+            let mine = t.await.expect("task");
+            per_worker.push(mine.len());
+            for id in mine {
+                *counts.entry(id).or_default() += 1;
+            }
+        }
+        assert_eq!(
+            counts.len(),
+            100,
+            "every due connection claimed ({per_worker:?})"
+        );
+        assert!(counts.values().all(|&n| n == 1), "none twice");
+        for id in &due {
+            assert!(counts.contains_key(id));
+        }
+        // Oldest due first.
+        let mut c = connection(&p, &a, "fresh-due", now);
+        c.refresh_due_at = Some(micros(now - Duration::seconds(1)));
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+        let mut old = connection(&p, &a, "old-due", now);
+        old.refresh_due_at = Some(micros(now - Duration::days(1)));
+        s.store
+            .insert_connection(&old, &event("created"))
+            .await
+            .expect("insert");
+        let first = s
+            .claim_due_refreshes("w", 1, LEASE, StdDuration::from_secs(600))
+            .await
+            .expect("claim");
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].id, old.id);
+    }
+
+    pub async fn tokens_expiring_before_an_indexed_meeting_are_due(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let now = Utc::now();
+        let ahead = StdDuration::from_secs(3600);
+        // Token expires in 10 min; the meeting starts in 20 min: refresh now.
+        let mut needy = connection(&p, &a, "needy", now);
+        needy.access_token_expires_at = Some(micros(now + Duration::minutes(10)));
+        s.store
+            .insert_connection(&needy, &event("created"))
+            .await
+            .expect("insert");
+        s.insert_meeting(
+            &p,
+            &a,
+            "85000000001",
+            &needy.id,
+            now + Duration::minutes(20),
+        )
+        .await;
+        // Token outlives the meeting's start by more than 5 minutes: not due.
+        let mut covered = connection(&p, &a, "covered", now);
+        covered.access_token_expires_at = Some(micros(now + Duration::minutes(50)));
+        s.store
+            .insert_connection(&covered, &event("created"))
+            .await
+            .expect("insert");
+        s.insert_meeting(
+            &p,
+            &a,
+            "85000000002",
+            &covered.id,
+            now + Duration::minutes(20),
+        )
+        .await;
+        // The meeting is beyond the look-ahead: not due.
+        let mut far = connection(&p, &a, "far", now);
+        far.access_token_expires_at = Some(micros(now + Duration::minutes(10)));
+        s.store
+            .insert_connection(&far, &event("created"))
+            .await
+            .expect("insert");
+        s.insert_meeting(&p, &a, "85000000003", &far.id, now + Duration::hours(3))
+            .await;
+        // The meeting is in the past: not due.
+        let mut past = connection(&p, &a, "past", now);
+        past.access_token_expires_at = Some(micros(now + Duration::minutes(10)));
+        s.store
+            .insert_connection(&past, &event("created"))
+            .await
+            .expect("insert");
+        s.insert_meeting(&p, &a, "85000000004", &past.id, now - Duration::minutes(20))
+            .await;
+
+        let claimed = s
+            .claim_due_refreshes("w", 10, LEASE, ahead)
+            .await
+            .expect("claim");
+        let ids: Vec<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, [needy.id.as_str()]);
+        assert!(
+            s.claim_due_refreshes("w", 10, LEASE, ahead)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "leased rows are skipped"
+        );
+    }
+
+    pub async fn connection_events_list_newest_first_with_cursors(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let c = connection(&p, &a, "user-1", Utc::now());
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+        for i in 0..5 {
+            s.insert_connection_event(&c.id, &event(&format!("sync_completed_{i}")))
+                .await
+                .expect("event");
+        }
+        let err = s
+            .insert_connection_event("zoc_missing", &event("x"))
+            .await
+            .expect_err("missing connection");
+        assert!(matches!(err, StoreError::NotFound), "{err:?}");
+        let all = s
+            .list_connection_events(
+                &p,
+                &c.id,
+                &PageRequest {
+                    cursor: None,
+                    limit: 100,
+                },
+            )
+            .await
+            .expect("events");
+        let kinds: Vec<&str> = all.items.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "sync_completed_4",
+                "sync_completed_3",
+                "sync_completed_2",
+                "sync_completed_1",
+                "sync_completed_0",
+                "created"
+            ]
+        );
+        assert_eq!(all.items[0].connection_id, c.id);
+        assert_eq!(all.items[0].message, "sync_completed_4 happened");
+        assert_eq!(
+            all.items[0].data,
+            Some(serde_json::json!({ "kind": "sync_completed_4" }))
+        );
+        let cursor = |i: usize, direction| Cursor {
+            created_at: all.items[i].created_at,
+            id: all.items[i].id.to_string(),
+            direction,
+        };
+        let page = s
+            .list_connection_events(
+                &p,
+                &c.id,
+                &PageRequest {
+                    cursor: Some(cursor(1, Direction::Older)),
+                    limit: 2,
+                },
+            )
+            .await
+            .expect("next page");
+        assert_eq!(
+            page.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+            [all.items[2].id, all.items[3].id]
+        );
+        assert!(page.has_more);
+        let page = s
+            .list_connection_events(
+                &p,
+                &c.id,
+                &PageRequest {
+                    cursor: Some(cursor(4, Direction::Newer)),
+                    limit: 2,
+                },
+            )
+            .await
+            .expect("previous page");
+        assert_eq!(
+            page.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+            [all.items[2].id, all.items[3].id]
+        );
+        assert!(page.has_more);
+        assert!(s
+            .list_connection_events(
+                "prj_other",
+                &c.id,
+                &PageRequest {
+                    cursor: None,
+                    limit: 10
+                }
+            )
+            .await
+            .expect("other project")
+            .items
+            .is_empty());
+    }
+}
+
+mod connection_tests {
+    use super::connections::*;
+    use super::support;
+
+    crate::store_tests!(
+        connection_round_trips_and_conflicts_on_user_and_deduplication_key,
+        connections_filter_and_paginate_in_both_directions,
+        grant_replacement_keeps_the_id_bumps_the_fence_and_writes_event_and_outbox,
+        settings_update_changes_only_what_is_asked_and_conflicts_on_a_taken_key,
+        deleted_connection_is_returned_as_it_was_with_its_meetings_and_events,
+        only_one_of_many_concurrent_claims_wins_the_lease,
+        released_lease_frees_the_row_and_can_push_the_retry_back,
+        concurrent_disconnects_write_exactly_one_event_and_outbox_row,
+        failure_timestamp_is_stored_as_rfc3339_micros_z,
+        two_claimers_take_every_due_connection_exactly_once,
+        tokens_expiring_before_an_indexed_meeting_are_due,
+        connection_events_list_newest_first_with_cursors,
+    );
+}

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use keeper::storage::postgres::PostgresStore;
 use keeper::storage::sqlite::SqliteStore;
-use keeper::storage::{ApiKeyRow, AppKind, AppRow, ProjectRow, Sealed, Store};
+use keeper::storage::{
+    ApiKeyRow, AppKind, AppRow, ConnectionRow, ConnectionState, NewConnectionEvent, NewOutboxEvent,
+    ProjectRow, Sealed, Store,
+};
 
 /// A fresh, migrated database of one kind, with raw SQL access for rows the
 /// `Store` trait cannot write yet.
@@ -147,6 +150,69 @@ impl TestStore {
         id
     }
 
+    /// Indexes a meeting of `connection_id` directly (the meetings API comes in a
+    /// later issue).
+    pub async fn insert_meeting(
+        &self,
+        project_id: &str,
+        app_id: &str,
+        meeting_id: &str,
+        connection_id: &str,
+        start_time: DateTime<Utc>,
+    ) {
+        match &self.raw {
+            Raw::Sqlite(pool) => {
+                sqlx::query(
+                    "INSERT INTO zoom_meetings (project_id, app_id, meeting_id, connection_id, \
+                     source, start_time, synced_at) VALUES (?, ?, ?, ?, 'sync', ?, ?)",
+                )
+                .bind(project_id)
+                .bind(app_id)
+                .bind(meeting_id)
+                .bind(connection_id)
+                .bind(start_time.timestamp_micros())
+                .bind(Utc::now().timestamp_micros())
+                .execute(pool)
+                .await
+                .expect("insert meeting");
+            }
+            Raw::Postgres(pool) => {
+                sqlx::query(
+                    "INSERT INTO zoom_meetings (project_id, app_id, meeting_id, connection_id, \
+                     source, start_time, synced_at) VALUES ($1, $2, $3, $4, 'sync', $5, now())",
+                )
+                .bind(project_id)
+                .bind(app_id)
+                .bind(meeting_id)
+                .bind(connection_id)
+                .bind(start_time)
+                .execute(pool)
+                .await
+                .expect("insert meeting");
+            }
+        }
+    }
+
+    /// `SELECT COUNT(*) FROM {table}`, optionally `WHERE connection_id = ?`.
+    pub async fn count_rows(&self, table: &str, connection_id: Option<&str>) -> i64 {
+        match &self.raw {
+            Raw::Sqlite(pool) => sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM {table} WHERE ?1 IS NULL OR connection_id = ?1"
+            ))
+            .bind(connection_id)
+            .fetch_one(pool)
+            .await
+            .expect("count"),
+            Raw::Postgres(pool) => sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM {table} WHERE $1::text IS NULL OR connection_id = $1"
+            ))
+            .bind(connection_id)
+            .fetch_one(pool)
+            .await
+            .expect("count"),
+        }
+    }
+
     /// Overwrites one sealed column of one row with raw bytes, like an attacker
     /// (or a bad restore) with database access would.
     pub async fn overwrite_sealed(&self, table: &str, column: &str, row_id: &str, value: &[u8]) {
@@ -214,5 +280,63 @@ pub fn app(project_id: &str, client_id: &str, created_at: DateTime<Utc>) -> AppR
         last_verified_webhook_received_at: None,
         last_unverified_webhook_received_at: None,
         connection_count: 0,
+    }
+}
+
+/// A connected connection with tokens, due for refresh in 30 days.
+pub fn connection(
+    project_id: &str,
+    app_id: &str,
+    user_id: &str,
+    created_at: DateTime<Utc>,
+) -> ConnectionRow {
+    let created_at = micros(created_at);
+    ConnectionRow {
+        id: keeper::ids::IdKind::Connection.generate(),
+        project_id: project_id.to_owned(),
+        app_id: app_id.to_owned(),
+        user_id: user_id.to_owned(),
+        account_id: "acct_1".to_owned(),
+        email: Some(format!("{user_id}@example.com")),
+        pmi: Some("1234567890".to_owned()),
+        personal_meeting_url: Some("https://zoom.us/j/1234567890".to_owned()),
+        state: ConnectionState::Connected,
+        connection_failure_data: None,
+        metadata: Some(serde_json::json!({ "team": "blue" })),
+        deduplication_key: None,
+        is_local_recording_token_supported: true,
+        is_onbehalf_token_supported: false,
+        scopes: vec![
+            "user:read:user".to_owned(),
+            "meeting:read:list_meetings".to_owned(),
+        ],
+        refresh_token: Some(Sealed(format!("refresh of {user_id}").into_bytes())),
+        access_token: Some(Sealed(format!("access of {user_id}").into_bytes())),
+        access_token_expires_at: Some(created_at + chrono::Duration::hours(1)),
+        lease_owner: None,
+        lease_until: None,
+        fence: 0,
+        refresh_due_at: Some(created_at + chrono::Duration::days(30)),
+        last_attempted_sync_at: None,
+        last_successful_sync_at: None,
+        next_sync_at: None,
+        last_successful_token_refresh_at: None,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+pub fn event(kind: &str) -> NewConnectionEvent {
+    NewConnectionEvent {
+        kind: kind.to_owned(),
+        message: format!("{kind} happened"),
+        data: Some(serde_json::json!({ "kind": kind })),
+    }
+}
+
+pub fn state_change(connection_id: &str, state: &str) -> NewOutboxEvent {
+    NewOutboxEvent {
+        trigger: "zoom_oauth_connection.state_change".to_owned(),
+        payload: serde_json::json!({ "id": connection_id, "state": state }),
     }
 }
