@@ -339,4 +339,81 @@ impl TestApp {
             }
         }
     }
+
+    /// A simulated Zoom user (active unless `status` says otherwise); returns its id.
+    pub async fn zoom_user(&self, status: Option<zoom_sim::SimUserStatus>) -> String {
+        self.sim
+            .control()
+            .create_user(&zoom_sim::SimUser {
+                status,
+                ..Default::default()
+            })
+            .await
+            .expect("sim user")
+            .id
+    }
+
+    /// An authorization code for `user_id` at `client_id` (scopes: the app's).
+    pub async fn auth_code(
+        &self,
+        client_id: &str,
+        user_id: &str,
+        scopes: Option<Vec<String>>,
+    ) -> String {
+        self.sim
+            .control()
+            .authorize(&zoom_sim::SimAuthorize {
+                client_id: client_id.into(),
+                user_id: user_id.into(),
+                redirect_uri: REDIRECT_URI.into(),
+                scopes,
+                code_challenge: None,
+            })
+            .await
+            .expect("sim authorize")
+    }
+
+    pub async fn create_connection(&self, body: Value) -> Answer {
+        self.send(
+            self.request(Method::POST, "/api/v1/zoom_oauth_connections")
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Authorises a new active user at `client_id` and connects them with `extra`
+    /// fields merged into the body; returns (Zoom user id, the answer).
+    pub async fn connect(&self, client_id: &str, extra: Value) -> (String, Answer) {
+        let user = self.zoom_user(None).await;
+        let a = self.connect_user(client_id, &user, extra).await;
+        (user, a)
+    }
+
+    /// Authorises `user` at `client_id` and posts the code.
+    pub async fn connect_user(&self, client_id: &str, user: &str, extra: Value) -> Answer {
+        let code = self.auth_code(client_id, user, None).await;
+        let mut body = json!({"authorization_code": code, "redirect_uri": REDIRECT_URI});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        self.create_connection(body).await
+    }
+
+    pub async fn connection_call(&self, method: Method, id: &str, suffix: &str) -> Answer {
+        self.send(self.request(
+            method,
+            &format!("/api/v1/zoom_oauth_connections/{id}{suffix}"),
+        ))
+        .await
+    }
+
+    pub async fn access_token(&self, id: &str) -> Answer {
+        self.connection_call(Method::POST, id, "/access_token")
+            .await
+    }
 }
+
+/// The redirect URI the test helpers authorise with.
+pub const REDIRECT_URI: &str = "https://bots.example.com/zoom/callback";

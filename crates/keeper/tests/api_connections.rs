@@ -1,0 +1,989 @@
+//! The Zoom OAuth connections and tokens story (DESIGN.md §4), run on SQLite and
+//! PostgreSQL against the Zoom simulator.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{captured_logs, spawn_app, spawn_app_with, Backend, TestApp, REDIRECT_URI};
+use keeper::config::Settings;
+use reqwest::Method;
+use serde_json::{json, Value};
+use zoom_sim::{SimConfig, SimFaults, SimUserStatus};
+
+/// Runs `$name(Backend)` once per database.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both_databases!(
+    connection_lifecycle,
+    app_is_inferred_only_when_the_project_has_exactly_one,
+    scopes_are_checked_with_granular_and_older_names,
+    inactive_zoom_user_is_refused,
+    rejected_code_stores_nothing,
+    reconnecting_the_same_user_keeps_the_id_and_replaces_the_tokens,
+    reconnecting_after_deauthorization_writes_one_state_change,
+    deduplication_key_rebinds_to_the_new_user,
+    metadata_is_validated,
+    list_filters_and_pagination,
+    patch_rules,
+    cached_access_token_makes_no_zoom_call,
+    expired_access_token_is_refreshed_once_and_the_rotated_token_persisted,
+    concurrent_requests_share_one_refresh,
+    deauthorized_user_is_disconnected_on_the_next_token_request,
+    zoom_faults_answer_502_and_429_and_never_disconnect,
+    zak_and_onbehalf_tokens_are_minted_for_the_connected_user,
+    token_keeper_refreshes_due_connections,
+    other_projects_connections_are_invisible,
+    bad_input_is_refused_and_changes_nothing,
+);
+
+const CLIENT: &str = "conn-client";
+
+fn is_timestamp(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == 27 && s.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(s).is_ok()
+    })
+}
+
+/// A started app with one registered Zoom app; returns (app, zoa id).
+async fn app_with_zoom_app(backend: Backend) -> Option<(TestApp, String)> {
+    let app = spawn_app(backend).await?;
+    let zoa = app.new_app(CLIENT).await["id"]
+        .as_str()
+        .expect("app id")
+        .to_owned();
+    Some((app, zoa))
+}
+
+async fn connect_ok(app: &TestApp, extra: Value) -> (String, Value) {
+    let (user, a) = app.connect(CLIENT, extra).await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    (user, a.json)
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_owned()
+}
+
+async fn connection_count(app: &TestApp) -> usize {
+    let list = app
+        .send(app.request(Method::GET, "/api/v1/zoom_oauth_connections?page_size=100"))
+        .await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    list.json["results"].as_array().expect("results").len()
+}
+
+async fn events_of(app: &TestApp, id: &str) -> Vec<String> {
+    let a = app.connection_call(Method::GET, id, "/events").await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.json["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind").to_owned())
+        .collect()
+}
+
+async fn stats(app: &TestApp) -> zoom_sim::SimStats {
+    app.sim.control().stats().await.expect("stats")
+}
+
+async fn short_tokens(app: &TestApp, ttl: u64) {
+    app.sim
+        .control()
+        .set_config(&SimConfig {
+            access_token_ttl_s: Some(ttl),
+            ..Default::default()
+        })
+        .await
+        .expect("sim config");
+}
+
+async fn outbox(app: &TestApp) -> Vec<keeper::storage::OutboxEventRow> {
+    app.keeper
+        .store
+        .list_outbox_events(&app.project_id, 100)
+        .await
+        .expect("outbox")
+}
+
+async fn connection_lifecycle(backend: Backend) {
+    let Some((app, zoa)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let (user, c) = connect_ok(
+        &app,
+        json!({"metadata": {"team": "sales"}, "deduplication_key": "crm-1"}),
+    )
+    .await;
+    let id = id_of(&c);
+    assert!(id.starts_with("zoc_") && id.len() == 20, "{id}");
+    assert_eq!(c["zoom_oauth_app_id"], zoa.as_str());
+    assert_eq!(c["user_id"], user.as_str());
+    assert_eq!(c["state"], "connected");
+    assert_eq!(c["metadata"], json!({"team": "sales"}));
+    assert_eq!(c["deduplication_key"], "crm-1");
+    assert_eq!(c["is_local_recording_token_supported"], true);
+    assert_eq!(c["is_onbehalf_token_supported"], false);
+    assert!(c["connection_failure_data"].is_null());
+    assert!(c["scopes"].as_array().is_some_and(|s| !s.is_empty()));
+    assert!(
+        is_timestamp(&c["created_at"]) && is_timestamp(&c["updated_at"]),
+        "{c}"
+    );
+    assert!(c["account_id"].as_str().is_some_and(|s| !s.is_empty()));
+    let keys: HashSet<&str> = c
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let expected: HashSet<&str> = [
+        "id",
+        "zoom_oauth_app_id",
+        "user_id",
+        "account_id",
+        "email",
+        "pmi",
+        "state",
+        "metadata",
+        "deduplication_key",
+        "is_local_recording_token_supported",
+        "is_onbehalf_token_supported",
+        "scopes",
+        "connection_failure_data",
+        "created_at",
+        "updated_at",
+        "last_successful_sync_at",
+        "last_attempted_sync_at",
+    ]
+    .into();
+    assert_eq!(keys, expected);
+
+    // The token from the exchange is kept: the first token request needs no refresh.
+    let t = app.access_token(&id).await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    let token = t.json["token"].as_str().expect("token").to_owned();
+    assert!(is_timestamp(&t.json["expires_at"]), "{}", t.text);
+    assert_eq!(stats(&app).await.refresh_grants, 0);
+
+    let got = app.connection_call(Method::GET, &id, "").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json, c);
+    for a in [
+        &got,
+        &app.connection_call(Method::GET, &id, "/events").await,
+    ] {
+        assert!(!a.text.contains(&token), "a token leaked: {}", a.text);
+    }
+    assert_eq!(events_of(&app, &id).await, vec!["created"]);
+
+    let deleted = app.connection_call(Method::DELETE, &id, "").await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    assert_eq!(deleted.json, json!({"id": id, "deleted": true}));
+    assert_eq!(stats(&app).await.revocations, 1);
+    app.connection_call(Method::GET, &id, "")
+        .await
+        .assert_error(404, "not_found");
+    app.connection_call(Method::DELETE, &id, "")
+        .await
+        .assert_error(404, "not_found");
+    assert!(!captured_logs().contains(&token), "a token was logged");
+}
+
+async fn app_is_inferred_only_when_the_project_has_exactly_one(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    // No app at all.
+    app.zoom_app(CLIENT, "secret-of-conn-client").await;
+    let user = app.zoom_user(None).await;
+    let code = app.auth_code(CLIENT, &user, None).await;
+    let none = app
+        .create_connection(json!({"authorization_code": code, "redirect_uri": REDIRECT_URI}))
+        .await;
+    none.assert_error(400, "invalid_request");
+    assert!(none.text.contains("no Zoom OAuth app"), "{}", none.text);
+
+    // Exactly one: inferred.
+    let zoa = id_of(&app.new_app(CLIENT).await);
+    let one = app.connect_user(CLIENT, &user, json!({})).await;
+    assert_eq!(one.status, 201, "{}", one.text);
+    assert_eq!(one.json["zoom_oauth_app_id"], zoa.as_str());
+
+    // Two: must be named.
+    let other = id_of(&app.new_app("conn-client-2").await);
+    let two = app.connect(CLIENT, json!({})).await.1;
+    two.assert_error(400, "invalid_request");
+    assert!(two.text.contains("several"), "{}", two.text);
+    let (_, named) = app
+        .connect("conn-client-2", json!({"zoom_oauth_app_id": other}))
+        .await;
+    assert_eq!(named.status, 201, "{}", named.text);
+    assert_eq!(named.json["zoom_oauth_app_id"], other.as_str());
+    let unknown = app
+        .connect(CLIENT, json!({"zoom_oauth_app_id": "zoa_0000000000000000"}))
+        .await
+        .1;
+    unknown.assert_error(400, "invalid_request");
+    assert_eq!(connection_count(&app).await, 2);
+}
+
+async fn scopes_are_checked_with_granular_and_older_names(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let scopes = |list: &[&str]| Some(list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+    let post = |code: String, extra: Value| {
+        let mut body = json!({"authorization_code": code, "redirect_uri": REDIRECT_URI});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        app.create_connection(body)
+    };
+
+    let user = app.zoom_user(None).await;
+    let code = app
+        .auth_code(
+            CLIENT,
+            &user,
+            scopes(&["user:read:user", "meeting:read:list_meetings"]),
+        )
+        .await;
+    let a = post(code, json!({})).await;
+    a.assert_error(400, "missing_scopes");
+    assert!(
+        a.text.contains("user:read:zak") && a.text.contains("meeting:read:local_recording_token"),
+        "{}",
+        a.text
+    );
+    assert!(!a.text.contains("list_meetings"), "{}", a.text);
+    assert_eq!(stats(&app).await.revocations, 1, "the new grant is revoked");
+    assert_eq!(connection_count(&app).await, 0);
+
+    // Onbehalf needs user:read:token.
+    let code = app
+        .auth_code(CLIENT, &user, scopes(&["user:read:user"]))
+        .await;
+    let a = post(
+        code,
+        json!({"is_local_recording_token_supported": false, "is_onbehalf_token_supported": true}),
+    )
+    .await;
+    a.assert_error(400, "missing_scopes");
+    assert!(a.text.contains("user:read:token"), "{}", a.text);
+
+    // Older scope names count as their granular equivalents.
+    let code = app
+        .auth_code(
+            CLIENT,
+            &user,
+            scopes(&[
+                "user:read",
+                "user_zak:read",
+                "meeting:read",
+                "meeting_token:read:local_recording",
+            ]),
+        )
+        .await;
+    let a = post(code, json!({})).await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(connection_count(&app).await, 1);
+}
+
+async fn inactive_zoom_user_is_refused(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let user = app.zoom_user(Some(SimUserStatus::Inactive)).await;
+    let a = app.connect_user(CLIENT, &user, json!({})).await;
+    a.assert_error(400, "zoom_user_not_active");
+    assert_eq!(connection_count(&app).await, 0);
+}
+
+async fn rejected_code_stores_nothing(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let a = app
+        .create_connection(
+            json!({"authorization_code": "not-a-real-code-123456", "redirect_uri": REDIRECT_URI}),
+        )
+        .await;
+    a.assert_error(400, "authorization_code_rejected");
+    assert!(!a.text.contains("not-a-real-code-123456"), "{}", a.text);
+    // A good code with the wrong redirect URI.
+    let user = app.zoom_user(None).await;
+    let code = app.auth_code(CLIENT, &user, None).await;
+    let a = app
+        .create_connection(
+            json!({"authorization_code": code, "redirect_uri": "https://elsewhere.example.com/cb"}),
+        )
+        .await;
+    a.assert_error(400, "authorization_code_rejected");
+    assert!(!a.text.contains(&code));
+    assert_eq!(connection_count(&app).await, 0);
+    assert!(!captured_logs().contains(&code), "a code was logged");
+}
+
+async fn reconnecting_the_same_user_keeps_the_id_and_replaces_the_tokens(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let (user, first) = connect_ok(&app, json!({"metadata": {"a": "1"}})).await;
+    let id = id_of(&first);
+    let old = app.access_token(&id).await.json["token"].clone();
+    let again = app
+        .connect_user(CLIENT, &user, json!({"is_onbehalf_token_supported": true}))
+        .await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(id_of(&again.json), id);
+    assert_eq!(again.json["is_onbehalf_token_supported"], true);
+    assert_eq!(
+        again.json["metadata"],
+        json!({"a": "1"}),
+        "kept when not sent"
+    );
+    let new = app.access_token(&id).await.json["token"].clone();
+    assert_ne!(old, new, "the new grant's token is served");
+    assert_eq!(connection_count(&app).await, 1);
+    assert_eq!(events_of(&app, &id).await, vec!["reconnected", "created"]);
+    assert!(
+        outbox(&app).await.is_empty(),
+        "no state change: it stayed connected"
+    );
+}
+
+async fn reconnecting_after_deauthorization_writes_one_state_change(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    short_tokens(&app, 60).await;
+    let (user, c) = connect_ok(&app, json!({})).await;
+    let id = id_of(&c);
+    app.sim
+        .control()
+        .deauthorize(&user, CLIENT)
+        .await
+        .expect("deauthorize");
+    app.access_token(&id)
+        .await
+        .assert_error(409, "connection_disconnected");
+    assert_eq!(outbox(&app).await.len(), 1);
+
+    let again = app.connect_user(CLIENT, &user, json!({})).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(id_of(&again.json), id);
+    assert_eq!(again.json["state"], "connected");
+    assert!(again.json["connection_failure_data"].is_null());
+    let rows = outbox(&app).await;
+    assert_eq!(
+        rows.len(),
+        2,
+        "one for the disconnect, one for the reconnect"
+    );
+    let p = &rows[0].payload;
+    assert_eq!(rows[0].trigger, "zoom_oauth_connection.state_change");
+    assert_eq!(p["data"]["state"], "connected", "{p}");
+    assert_eq!(p["zoom_oauth_connection_id"], id.as_str());
+    let t = app.access_token(&id).await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    assert_eq!(stats(&app).await.stale_refresh_token_uses, 0);
+}
+
+async fn deduplication_key_rebinds_to_the_new_user(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let (first_user, c) = connect_ok(&app, json!({"deduplication_key": "person-7"})).await;
+    let id = id_of(&c);
+    let (second_user, again) = app
+        .connect(CLIENT, json!({"deduplication_key": "person-7"}))
+        .await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(id_of(&again.json), id);
+    assert_eq!(again.json["user_id"], second_user.as_str());
+    assert_ne!(first_user, second_user);
+    assert_eq!(
+        stats(&app).await.revocations,
+        1,
+        "the old user's grant is revoked"
+    );
+    assert_eq!(connection_count(&app).await, 1);
+    assert_eq!(events_of(&app, &id).await, vec!["rebound", "created"]);
+    let t = app.access_token(&id).await;
+    let info = app
+        .sim
+        .control()
+        .token_info(t.json["token"].as_str().expect("token"))
+        .await
+        .expect("token info")
+        .expect("known token");
+    assert_eq!(info.user_id.as_deref(), Some(second_user.as_str()));
+}
+
+async fn metadata_is_validated(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    for bad in [
+        json!({}),
+        json!({"a": 1}),
+        json!(["a"]),
+        json!("a"),
+        json!({"a": "x".repeat(1000)}),
+    ] {
+        let a = app.connect(CLIENT, json!({"metadata": bad})).await.1;
+        a.assert_error(400, "invalid_request");
+        assert!(!a.field_problems("metadata").is_empty(), "{}", a.text);
+    }
+    let a = app
+        .connect(
+            CLIENT,
+            json!({"is_local_recording_token_supported": false, "is_onbehalf_token_supported": false}),
+        )
+        .await
+        .1;
+    a.assert_error(400, "invalid_request");
+    assert_eq!(connection_count(&app).await, 0);
+    let (_, ok) = connect_ok(&app, json!({"metadata": null})).await;
+    assert!(ok["metadata"].is_null());
+}
+
+async fn list_filters_and_pagination(backend: Backend) {
+    let Some((app, zoa)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    let mut users = Vec::new();
+    for i in 0..5 {
+        let (user, c) = connect_ok(&app, json!({"deduplication_key": format!("k{i}")})).await;
+        ids.push(id_of(&c));
+        users.push(user);
+    }
+    ids.reverse();
+    let page = app
+        .send(app.request(Method::GET, "/api/v1/zoom_oauth_connections?page_size=2"))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let mut seen: Vec<String> = page.json["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(id_of)
+        .collect();
+    let mut next = page.json["next"].as_str().map(str::to_owned);
+    while let Some(link) = next {
+        let p = app.follow(&link).await;
+        assert_eq!(p.status, 200, "{}", p.text);
+        seen.extend(
+            p.json["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(id_of),
+        );
+        next = p.json["next"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, ids, "newest first, every one once");
+
+    assert_eq!(
+        filtered(&app, format!("user_id={}", users[0])).await,
+        vec![ids[4].clone()]
+    );
+    assert_eq!(
+        filtered(&app, "deduplication_key=k1".into()).await,
+        vec![ids[3].clone()]
+    );
+    assert_eq!(
+        filtered(&app, format!("zoom_oauth_app_id={zoa}"))
+            .await
+            .len(),
+        5
+    );
+    assert_eq!(
+        filtered(&app, "zoom_oauth_app_id=zoa_0000000000000000".into())
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(filtered(&app, "state=connected".into()).await.len(), 5);
+    assert_eq!(filtered(&app, "state=disconnected".into()).await.len(), 0);
+    // Filters survive pagination links.
+    let a = app
+        .send(app.request(
+            Method::GET,
+            "/api/v1/zoom_oauth_connections?state=connected&page_size=4",
+        ))
+        .await;
+    let next = a.json["next"].as_str().expect("next link");
+    assert!(next.contains("state=connected"), "{next}");
+    assert_eq!(
+        app.follow(next).await.json["results"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    app.send(app.request(Method::GET, "/api/v1/zoom_oauth_connections?state=gone"))
+        .await
+        .assert_error(400, "invalid_request");
+}
+
+async fn filtered(app: &TestApp, q: String) -> Vec<String> {
+    let a = app
+        .send(app.request(Method::GET, &format!("/api/v1/zoom_oauth_connections?{q}")))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.json["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(id_of)
+        .collect()
+}
+
+async fn patch_rules(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let (_, a) = connect_ok(&app, json!({"deduplication_key": "one"})).await;
+    let (_, b) = connect_ok(&app, json!({"deduplication_key": "two"})).await;
+    let id = id_of(&a);
+    let patch = |body: Value| {
+        app.send(
+            app.request(
+                Method::PATCH,
+                &format!("/api/v1/zoom_oauth_connections/{id}"),
+            )
+            .json(&body),
+        )
+    };
+    let p = patch(json!({"metadata": {"x": "y"}, "is_onbehalf_token_supported": true})).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert_eq!(p.json["metadata"], json!({"x": "y"}));
+    assert_eq!(p.json["is_onbehalf_token_supported"], true);
+    patch(
+        json!({"is_local_recording_token_supported": false, "is_onbehalf_token_supported": false}),
+    )
+    .await
+    .assert_error(400, "invalid_request");
+    patch(json!({"deduplication_key": "two"}))
+        .await
+        .assert_error(409, "deduplication_key_taken");
+    let p = patch(json!({"metadata": null, "deduplication_key": null})).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    assert!(p.json["metadata"].is_null() && p.json["deduplication_key"].is_null());
+    assert_eq!(
+        app.connection_call(Method::GET, &id_of(&b), "").await.json["deduplication_key"],
+        "two"
+    );
+}
+
+async fn cached_access_token_makes_no_zoom_call(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let (_, c) = connect_ok(&app, json!({})).await;
+    let id = id_of(&c);
+    let before = stats(&app).await.api_calls;
+    let first = app.access_token(&id).await;
+    for _ in 0..5 {
+        let t = app.access_token(&id).await;
+        assert_eq!(t.status, 200, "{}", t.text);
+        assert_eq!(t.json, first.json);
+    }
+    let after = stats(&app).await;
+    assert_eq!(after.refresh_grants, 0);
+    assert_eq!(after.api_calls, before, "no call to Zoom at all");
+}
+
+async fn expired_access_token_is_refreshed_once_and_the_rotated_token_persisted(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    // Tokens that live under the 120 s floor need a refresh on every request.
+    short_tokens(&app, 100).await;
+    let (user, c) = connect_ok(&app, json!({})).await;
+    let id = id_of(&c);
+    for round in 1..=3 {
+        let t = app.access_token(&id).await;
+        assert_eq!(t.status, 200, "{}", t.text);
+        let info = app
+            .sim
+            .control()
+            .token_info(t.json["token"].as_str().expect("token"))
+            .await
+            .expect("info")
+            .expect("known token");
+        assert_eq!(info.user_id.as_deref(), Some(user.as_str()));
+        assert_eq!(info.status, "active");
+        let s = stats(&app).await;
+        assert_eq!(s.refresh_grants, round);
+        assert_eq!(s.stale_refresh_token_uses, 0);
+    }
+    // Long-lived tokens again: the last refreshed one is cached.
+    short_tokens(&app, 3599).await;
+    let t = app.access_token(&id).await;
+    assert_eq!(t.status, 200);
+    let t2 = app.access_token(&id).await;
+    assert_eq!(t.json, t2.json);
+    assert_eq!(stats(&app).await.refresh_grants, 4);
+    let kinds = events_of(&app, &id).await;
+    assert_eq!(kinds.iter().filter(|k| *k == "token_refreshed").count(), 4);
+}
+
+async fn concurrent_requests_share_one_refresh(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    short_tokens(&app, 100).await;
+    let (_, c) = connect_ok(&app, json!({})).await;
+    let id = id_of(&c);
+    short_tokens(&app, 3599).await;
+    let answers = futures::future::join_all((0..40).map(|_| app.access_token(&id))).await;
+    let first = &answers[0];
+    for a in &answers {
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(a.json, first.json);
+    }
+    let s = stats(&app).await;
+    assert_eq!(s.refresh_grants, 1);
+    assert_eq!(s.stale_refresh_token_uses, 0);
+}
+
+async fn deauthorized_user_is_disconnected_on_the_next_token_request(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    short_tokens(&app, 60).await;
+    let (user, c) = connect_ok(&app, json!({"metadata": {"who": "me"}})).await;
+    let id = id_of(&c);
+    app.sim
+        .control()
+        .deauthorize(&user, CLIENT)
+        .await
+        .expect("deauthorize");
+    let a = app.access_token(&id).await;
+    a.assert_error(409, "connection_disconnected");
+    assert!(a.text.contains("authorise the app again"), "{}", a.text);
+    let again = app.access_token(&id).await;
+    again.assert_error(409, "connection_disconnected");
+    app.connection_call(Method::POST, &id, "/zak_token")
+        .await
+        .assert_error(409, "connection_disconnected");
+
+    let got = app.connection_call(Method::GET, &id, "").await.json;
+    assert_eq!(got["state"], "disconnected");
+    assert_eq!(got["connection_failure_data"]["code"], "invalid_grant");
+    assert!(is_timestamp(&got["connection_failure_data"]["timestamp"]));
+    let rows = outbox(&app).await;
+    assert_eq!(rows.len(), 1, "exactly one state change");
+    let p = &rows[0].payload;
+    assert_eq!(p["trigger"], "zoom_oauth_connection.state_change");
+    assert_eq!(p["zoom_oauth_connection_id"], id.as_str());
+    assert_eq!(p["zoom_oauth_connection_metadata"], json!({"who": "me"}));
+    assert_eq!(p["user_id"], user.as_str());
+    assert_eq!(p["data"]["state"], "disconnected");
+    assert_eq!(
+        p["data"]["connection_failure_data"]["code"],
+        "invalid_grant"
+    );
+    let kinds = events_of(&app, &id).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "disconnected").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        stats(&app).await.refresh_grants,
+        0,
+        "no grant was ever issued by refresh"
+    );
+}
+
+async fn zoom_faults_answer_502_and_429_and_never_disconnect(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    short_tokens(&app, 100).await;
+    let (_, c) = connect_ok(&app, json!({})).await;
+    let id = id_of(&c);
+    let fault = |status: u16| SimFaults {
+        status_code: Some(status),
+        ..Default::default()
+    };
+    app.sim
+        .control()
+        .set_faults(&fault(503))
+        .await
+        .expect("faults");
+    app.access_token(&id)
+        .await
+        .assert_error(502, "zoom_unavailable");
+    app.sim
+        .control()
+        .set_faults(&fault(429))
+        .await
+        .expect("faults");
+    let limited = app.access_token(&id).await;
+    limited.assert_error(429, "zoom_rate_limited");
+    assert_eq!(
+        limited
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let got = app.connection_call(Method::GET, &id, "").await.json;
+    assert_eq!(got["state"], "connected");
+    app.sim
+        .control()
+        .set_faults(&SimFaults::default())
+        .await
+        .expect("faults");
+    let ok = app.access_token(&id).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert!(outbox(&app).await.is_empty());
+    assert_eq!(stats(&app).await.stale_refresh_token_uses, 0);
+}
+
+async fn zak_and_onbehalf_tokens_are_minted_for_the_connected_user(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let (user, c) = connect_ok(&app, json!({"is_onbehalf_token_supported": true})).await;
+    let id = id_of(&c);
+    let info = |token: Value| {
+        let control = app.sim.control();
+        async move {
+            control
+                .token_info(token.as_str().expect("token"))
+                .await
+                .expect("info")
+                .expect("known token")
+        }
+    };
+    let zak = app.connection_call(Method::POST, &id, "/zak_token").await;
+    assert_eq!(zak.status, 200, "{}", zak.text);
+    let i = info(zak.json["token"].clone()).await;
+    assert_eq!(
+        (i.token_type.as_str(), i.user_id.as_deref()),
+        ("zak", Some(user.as_str()))
+    );
+
+    let obf = app
+        .send(
+            app.request(
+                Method::POST,
+                &format!("/api/v1/zoom_oauth_connections/{id}/onbehalf_token"),
+            )
+            .json(&json!({"meeting_id": "123456789"})),
+        )
+        .await;
+    assert_eq!(obf.status, 200, "{}", obf.text);
+    let i = info(obf.json["token"].clone()).await;
+    assert_eq!(i.token_type, "onbehalf");
+    assert_eq!(i.user_id.as_deref(), Some(user.as_str()));
+    assert_eq!(i.meeting_id, Some(123456789));
+    // Without a body at all.
+    let plain = app
+        .connection_call(Method::POST, &id, "/onbehalf_token")
+        .await;
+    assert_eq!(plain.status, 200, "{}", plain.text);
+    for bad in [
+        json!({"meeting_id": "12345"}),
+        json!({"meeting_id": "abcdefghij"}),
+        json!({"meeting": 1}),
+    ] {
+        app.send(
+            app.request(
+                Method::POST,
+                &format!("/api/v1/zoom_oauth_connections/{id}/onbehalf_token"),
+            )
+            .json(&bad),
+        )
+        .await
+        .assert_error(400, "invalid_request");
+    }
+
+    // Capability off.
+    let (_, other) = connect_ok(&app, json!({})).await;
+    app.connection_call(Method::POST, &id_of(&other), "/onbehalf_token")
+        .await
+        .assert_error(400, "capability_not_enabled");
+    for t in [&zak, &obf] {
+        assert!(!captured_logs().contains(t.json["token"].as_str().expect("token")));
+    }
+}
+
+async fn token_keeper_refreshes_due_connections(backend: Backend) {
+    let Some(app) = spawn_app_with(
+        backend,
+        Settings {
+            token_refresh_max_age: Some("2s".into()),
+            ..Settings::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    app.new_app(CLIENT).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(id_of(&connect_ok(&app, json!({})).await.1));
+    }
+    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    let round = keeper::token_keeper::run_once(&app.keeper, &stopping)
+        .await
+        .expect("round");
+    assert_eq!(round.claimed, 0, "nothing is due yet");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let round = keeper::token_keeper::run_once(&app.keeper, &stopping)
+        .await
+        .expect("round");
+    assert_eq!(round.claimed, 3, "{round:?}");
+    assert_eq!(round.refreshed, 3, "{round:?}");
+    let round = keeper::token_keeper::run_once(&app.keeper, &stopping)
+        .await
+        .expect("round");
+    assert_eq!(round.claimed, 0, "refreshed ones are not due again at once");
+    let s = stats(&app).await;
+    assert_eq!(s.refresh_grants, 3);
+    assert_eq!(s.stale_refresh_token_uses, 0);
+    for id in &ids {
+        assert_eq!(app.access_token(id).await.status, 200);
+    }
+    assert_eq!(
+        stats(&app).await.refresh_grants,
+        3,
+        "the kept tokens are cached"
+    );
+}
+
+async fn other_projects_connections_are_invisible(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let (_, c) = connect_ok(&app, json!({})).await;
+    let id = id_of(&c);
+    let (_, other_key) = app.other_project("other").await;
+    for (method, suffix) in [
+        (Method::GET, ""),
+        (Method::DELETE, ""),
+        (Method::GET, "/events"),
+        (Method::POST, "/access_token"),
+        (Method::POST, "/zak_token"),
+        (Method::POST, "/onbehalf_token"),
+    ] {
+        let a = app
+            .send(app.request_as(
+                &other_key,
+                method,
+                &format!("/api/v1/zoom_oauth_connections/{id}{suffix}"),
+            ))
+            .await;
+        a.assert_error(404, "not_found");
+    }
+    let patch = app
+        .send(
+            app.request_as(
+                &other_key,
+                Method::PATCH,
+                &format!("/api/v1/zoom_oauth_connections/{id}"),
+            )
+            .json(&json!({"metadata": {"a": "b"}})),
+        )
+        .await;
+    patch.assert_error(404, "not_found");
+    let list = app
+        .send(app.request_as(&other_key, Method::GET, "/api/v1/zoom_oauth_connections"))
+        .await;
+    assert_eq!(list.json["results"], json!([]));
+    // Connecting a user from the other project cannot reach this project's app.
+    let code = app
+        .auth_code(CLIENT, &app.zoom_user(None).await, None)
+        .await;
+    let a = app
+        .send(
+            app.request_as(&other_key, Method::POST, "/api/v1/zoom_oauth_connections")
+                .json(&json!({"authorization_code": code, "redirect_uri": REDIRECT_URI, "zoom_oauth_app_id": c["zoom_oauth_app_id"]})),
+        )
+        .await;
+    a.assert_error(400, "invalid_request");
+    assert_eq!(app.connection_call(Method::GET, &id, "").await.json, c);
+    app.connection_call(Method::GET, "zoc_bad", "")
+        .await
+        .assert_error(404, "not_found");
+}
+
+async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let (_, c) = connect_ok(&app, json!({"metadata": {"k": "v"}})).await;
+    let id = id_of(&c);
+    let raw = |method: Method, path: String, body: &'static str| {
+        app.send(
+            app.request(method, &path)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+    };
+    let create = "/api/v1/zoom_oauth_connections".to_owned();
+    let one = format!("/api/v1/zoom_oauth_connections/{id}");
+    raw(Method::POST, create.clone(), "{\"authorization_code\": ")
+        .await
+        .assert_error(400, "invalid_json");
+    raw(Method::POST, create.clone(), "[1, 2]")
+        .await
+        .assert_error(400, "invalid_request");
+    let a = raw(
+        Method::POST,
+        create.clone(),
+        r#"{"authorization_code": "x", "redirect_uri": "https://a.example/cb", "surprise": 1}"#,
+    )
+    .await;
+    a.assert_error(400, "invalid_request");
+    assert_eq!(a.field_problems("surprise"), vec!["Unknown field."]);
+    raw(
+        Method::POST,
+        create.clone(),
+        r#"{"authorization_code": 5, "redirect_uri": "https://a.example/cb"}"#,
+    )
+    .await
+    .assert_error(400, "invalid_request");
+    raw(
+        Method::POST,
+        create,
+        r#"{"authorization_code": "x", "redirect_uri": "https://a.example/cb", "is_onbehalf_token_supported": "yes"}"#,
+    )
+    .await
+    .assert_error(400, "invalid_request");
+    raw(Method::PATCH, one.clone(), r#"{"metadata": {"k": 1}}"#)
+        .await
+        .assert_error(400, "invalid_request");
+    raw(Method::PATCH, one.clone(), r#"{"state": "connected"}"#)
+        .await
+        .assert_error(400, "invalid_request");
+    raw(Method::PATCH, one, r#"{"metadata": "#)
+        .await
+        .assert_error(400, "invalid_json");
+    assert_eq!(app.connection_call(Method::GET, &id, "").await.json, c);
+    assert_eq!(connection_count(&app).await, 1);
+    assert_eq!(stats(&app).await.authorization_code_grants, 1);
+}
