@@ -1341,14 +1341,13 @@ mod connections {
             .insert_connection(&c, &event("created"))
             .await
             .expect("insert");
-        let lease = StdDuration::from_millis(400);
         let mut tasks = Vec::new();
         for i in 0..20 {
             let store = s.store.clone();
             let id = c.id.clone();
             tasks.push(tokio::spawn(async move {
                 store
-                    .claim_connection_lease(&id, &format!("worker-{i}"), lease)
+                    .claim_connection_lease(&id, &format!("worker-{i}"), LEASE)
                     .await
                     .expect("claim")
             }));
@@ -1366,7 +1365,7 @@ mod connections {
         let until = first.lease_until.expect("until");
         let now = s.now().await.expect("now");
         assert!(
-            until > now && until <= now + Duration::milliseconds(400),
+            until > now && until <= now + Duration::seconds(60),
             "{until} vs {now}"
         );
         let stored = s
@@ -1376,30 +1375,42 @@ mod connections {
             .expect("found");
         assert_eq!(stored.lease_owner.as_deref(), Some(owner.as_str()));
         assert!(s
-            .claim_connection_lease(&c.id, "late", lease)
+            .claim_connection_lease(&c.id, "late", LEASE)
             .await
             .expect("claim")
             .is_none());
 
+        assert!(s
+            .release_connection_lease(&c.id, first.fence, None)
+            .await
+            .expect("release"));
+
+        // A lease that runs out can be taken over, and its holder is fenced off.
+        let expired = s
+            .claim_connection_lease(&c.id, "slow", StdDuration::from_millis(300))
+            .await
+            .expect("claim")
+            .expect("free after release");
+        assert_eq!(expired.fence, 2);
         tokio::time::sleep(StdDuration::from_millis(500)).await;
         let second = s
             .claim_connection_lease(&c.id, "after-expiry", LEASE)
             .await
             .expect("claim")
             .expect("an expired lease can be taken");
-        assert_eq!(second.fence, 2);
-        // The first holder's write-back and release are refused.
+        assert_eq!(second.fence, 3);
+        // The expired holder's write-back and release are refused.
         assert!(!s
             .store_refreshed_tokens(
                 &c.id,
-                first.fence,
-                &refreshed("first"),
+                expired.fence,
+                &refreshed("slow"),
                 Some(&event("token_refreshed"))
             )
             .await
             .expect("stale write"));
         assert!(!s
-            .release_connection_lease(&c.id, first.fence, None)
+            .release_connection_lease(&c.id, expired.fence, None)
             .await
             .expect("stale release"));
         let unchanged = s
