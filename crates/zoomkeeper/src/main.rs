@@ -125,11 +125,8 @@ enum Command {
     /// Manage the master keys that seal secrets at rest.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Run the Zoom simulator.
-    Sim {
-        #[arg(long, default_value = "127.0.0.1:9000")]
-        listen: SocketAddr,
-    },
+    /// Run the Zoom simulator (on `--listen`, default 127.0.0.1:9000).
+    Sim,
     /// Measure the service on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -180,8 +177,13 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Sim { listen } => {
+        Command::Sim => {
             telemetry::init(keeper::config::LogFormat::Text);
+            // `--listen` is the global setting flag; the simulator has its own default.
+            let listen = cli.settings.listen.as_deref().unwrap_or("127.0.0.1:9000");
+            let listen: SocketAddr = listen.parse().map_err(|_| {
+                anyhow::anyhow!("--listen {listen:?} is not an address like 127.0.0.1:9000")
+            })?;
             zoom_sim::serve(listen).await
         }
         Command::Bench(command) => {
@@ -215,7 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     eprintln!("Re-sealed {n} secrets under the new master key.");
                     Ok(())
                 }
-                Command::Sim { .. } | Command::Bench(_) => unreachable!("handled above"),
+                Command::Sim | Command::Bench(_) => unreachable!("handled above"),
             }
         }
     }

@@ -170,3 +170,45 @@ fn bad_configuration_fails_with_a_clear_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("log_fromat"), "{err}");
 }
+
+#[test]
+fn sim_subcommand_serves_the_simulator_on_the_given_address() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = zoomkeeper(dir.path())
+        .args(["sim", "--listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answered = loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(&listen) {
+            use std::io::{Read, Write};
+            let request =
+                format!("GET /_sim/stats HTTP/1.1\r\nHost: {listen}\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).expect("write");
+            let mut response = String::new();
+            stream.read_to_string(&mut response).expect("read");
+            break response;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("sim exited with {status}: {err}");
+        }
+        assert!(Instant::now() < deadline, "sim did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    assert!(answered.contains("stale_refresh_token_uses"), "{answered}");
+}
