@@ -131,6 +131,11 @@ pub enum ConnectionError {
     ZoomUserNotActive(String),
     #[error("another connection of this app has this deduplication_key")]
     DeduplicationKeyTaken,
+    /// A sync needs a connected connection with the local recording capability.
+    #[error("the connection is disconnected")]
+    Disconnected(Option<FailureData>),
+    #[error("the connection does not have the local recording capability")]
+    LocalRecordingOff,
     /// Zoom was unreachable, failed, limited us, or refused in a way that is not the
     /// caller's input.
     #[error(transparent)]
@@ -859,6 +864,30 @@ pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), C
         }
     }
     Ok(())
+}
+
+/// `POST …/{id}/sync`: asks for a meeting sync now (the meeting sync worker runs it).
+pub async fn schedule_sync(
+    keeper: &Keeper,
+    project_id: &str,
+    id: &str,
+) -> Result<(), ConnectionError> {
+    let row = get(keeper, project_id, id).await?;
+    if row.state == ConnectionState::Disconnected {
+        return Err(ConnectionError::Disconnected(row.connection_failure_data));
+    }
+    if !row.is_local_recording_token_supported {
+        return Err(ConnectionError::LocalRecordingOff);
+    }
+    if keeper
+        .store
+        .schedule_connection_sync(project_id, id)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(ConnectionError::NotFound)
+    }
 }
 
 pub async fn events(

@@ -49,6 +49,9 @@ on_both_databases!(
     token_keeper_refreshes_due_connections,
     other_projects_connections_are_invisible,
     bad_input_is_refused_and_changes_nothing,
+    sync_is_scheduled_on_request,
+    rejected_cached_token_is_refreshed_once_for_a_zak,
+    openapi_lists_every_connection_route,
 );
 
 const CLIENT: &str = "conn-client";
@@ -986,4 +989,107 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
     assert_eq!(app.connection_call(Method::GET, &id, "").await.json, c);
     assert_eq!(connection_count(&app).await, 1);
     assert_eq!(stats(&app).await.authorization_code_grants, 1);
+}
+
+async fn sync_is_scheduled_on_request(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let (_, c) = connect_ok(&app, json!({})).await;
+    let id = id_of(&c);
+    let row = || async {
+        app.keeper
+            .store
+            .get_connection(&app.project_id, &id)
+            .await
+            .expect("read")
+            .expect("row")
+    };
+    assert!(
+        row().await.next_sync_at.is_some(),
+        "a sync is scheduled on connect"
+    );
+    let a = app.connection_call(Method::POST, &id, "/sync").await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    assert_eq!(a.json, json!({"id": id, "status": "scheduled"}));
+    let (_, onbehalf_only) = connect_ok(
+        &app,
+        json!({"is_local_recording_token_supported": false, "is_onbehalf_token_supported": true}),
+    )
+    .await;
+    let other = id_of(&onbehalf_only);
+    let stored = app
+        .keeper
+        .store
+        .get_connection(&app.project_id, &other)
+        .await
+        .expect("read")
+        .expect("row");
+    assert!(
+        stored.next_sync_at.is_none(),
+        "no sync without local recording"
+    );
+    app.connection_call(Method::POST, &other, "/sync")
+        .await
+        .assert_error(400, "capability_not_enabled");
+    app.connection_call(Method::POST, "zoc_0000000000000000", "/sync")
+        .await
+        .assert_error(404, "not_found");
+}
+
+async fn rejected_cached_token_is_refreshed_once_for_a_zak(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let (user, c) = connect_ok(&app, json!({})).await;
+    let id = id_of(&c);
+    // Zoom's clock runs ahead: the token we hold as valid is expired there (code 124).
+    app.sim
+        .control()
+        .set_config(&SimConfig {
+            clock_offset_s: Some(7200),
+            ..Default::default()
+        })
+        .await
+        .expect("sim config");
+    let zak = app.connection_call(Method::POST, &id, "/zak_token").await;
+    assert_eq!(zak.status, 200, "{}", zak.text);
+    let info = app
+        .sim
+        .control()
+        .token_info(zak.json["token"].as_str().expect("token"))
+        .await
+        .expect("info")
+        .expect("known");
+    assert_eq!(info.user_id.as_deref(), Some(user.as_str()));
+    let s = stats(&app).await;
+    assert_eq!(s.refresh_grants, 1, "one forced refresh");
+    assert_eq!(s.stale_refresh_token_uses, 0);
+    assert_eq!(
+        app.connection_call(Method::GET, &id, "").await.json["state"],
+        "connected"
+    );
+}
+
+async fn openapi_lists_every_connection_route(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let doc = app.send(app.http.get(app.url("/openapi.json"))).await;
+    assert_eq!(doc.status, 200);
+    let paths = &doc.json["paths"];
+    for (path, method) in [
+        ("/api/v1/zoom_oauth_connections", "post"),
+        ("/api/v1/zoom_oauth_connections", "get"),
+        ("/api/v1/zoom_oauth_connections/{id}", "get"),
+        ("/api/v1/zoom_oauth_connections/{id}", "patch"),
+        ("/api/v1/zoom_oauth_connections/{id}", "delete"),
+        ("/api/v1/zoom_oauth_connections/{id}/events", "get"),
+        ("/api/v1/zoom_oauth_connections/{id}/sync", "post"),
+        ("/api/v1/zoom_oauth_connections/{id}/access_token", "post"),
+        ("/api/v1/zoom_oauth_connections/{id}/zak_token", "post"),
+        ("/api/v1/zoom_oauth_connections/{id}/onbehalf_token", "post"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path} missing");
+    }
 }

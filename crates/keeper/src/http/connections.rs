@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/zoom_oauth_connections/{id}/events",
             get(list_events),
         )
+        .route("/api/v1/zoom_oauth_connections/{id}/sync", post(sync))
         .route(
             "/api/v1/zoom_oauth_connections/{id}/access_token",
             post(access_token),
@@ -359,6 +360,11 @@ impl From<ConnectionError> for ApiError {
                 code: "deduplication_key_taken",
                 message: "Another connection of this app already has this deduplication_key.".to_owned(),
             },
+            ConnectionError::Disconnected(failure) => TokenError::Disconnected(failure).into(),
+            ConnectionError::LocalRecordingOff => ApiError::BadRequest {
+                code: "capability_not_enabled",
+                message: "Meeting sync serves local recording tokens; this connection does not have that capability. Turn it on with PATCH (is_local_recording_token_supported: true) first.".to_owned(),
+            },
             ConnectionError::Zoom(e) => zoom_error(e),
             ConnectionError::Store(e) => e.into(),
             ConnectionError::Internal(e) => ApiError::Internal(e),
@@ -585,6 +591,43 @@ pub async fn list_events(
         previous,
         results: page.items.iter().map(Into::into).collect(),
     }))
+}
+
+/// Accepted sync request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncScheduled {
+    pub id: String,
+    /// Always `scheduled`: the meeting sync worker picks it up.
+    #[schema(example = "scheduled")]
+    pub status: &'static str,
+}
+
+/// Schedule a meeting sync of the connection now.
+#[utoipa::path(
+    post, path = "/api/v1/zoom_oauth_connections/{id}/sync", tag = "Zoom OAuth connections",
+    params(("id" = String, Path, description = "Connection id (`zoc_…`)")),
+    responses(
+        (status = 202, description = "Scheduled", body = SyncScheduled),
+        (status = 400, description = "No local recording capability (`capability_not_enabled`)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No such connection in this project", body = ErrorBody),
+        (status = 409, description = "The connection is disconnected (`connection_disconnected`)", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn sync(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath,
+) -> Result<(StatusCode, Json<SyncScheduled>), ApiError> {
+    connections::schedule_sync(&state.keeper, &caller.project_id, &id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SyncScheduled {
+            id,
+            status: "scheduled",
+        }),
+    ))
 }
 
 /// A Zoom access token for the connection, valid for at least 120 more seconds.

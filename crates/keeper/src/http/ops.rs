@@ -31,6 +31,7 @@ use super::AppState;
         super::connections::update_connection,
         super::connections::delete_connection,
         super::connections::list_events,
+        super::connections::sync,
         super::connections::access_token,
         super::connections::zak_token,
         super::connections::onbehalf_token,

@@ -256,6 +256,9 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         update: &ConnectionSettingsUpdate,
     ) -> StoreResult<Option<ConnectionRow>>;
+    /// Asks for a meeting sync of connection `id` now (`next_sync_at = now`, database
+    /// clock). False when it does not exist in the project.
+    async fn schedule_connection_sync(&self, project_id: &str, id: &str) -> StoreResult<bool>;
     /// Deletes the connection (its meetings and events go with it); returns the row
     /// as it was, so the caller can revoke its token at Zoom.
     async fn delete_connection(

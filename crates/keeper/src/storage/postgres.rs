@@ -783,6 +783,18 @@ impl Store for PostgresStore {
         .transpose()
     }
 
+    async fn schedule_connection_sync(&self, project_id: &str, id: &str) -> StoreResult<bool> {
+        let changed = sqlx::query(
+            "UPDATE zoom_oauth_connections SET next_sync_at = now() WHERE project_id = $1 AND id = $2",
+        )
+        .bind(project_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
     async fn delete_connection(
         &self,
         project_id: &str,

@@ -861,6 +861,19 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn schedule_connection_sync(&self, project_id: &str, id: &str) -> StoreResult<bool> {
+        let changed = sqlx::query(
+            "UPDATE zoom_oauth_connections SET next_sync_at = ? WHERE project_id = ? AND id = ?",
+        )
+        .bind(micros(Utc::now()))
+        .bind(project_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
     async fn delete_connection(
         &self,
         project_id: &str,
