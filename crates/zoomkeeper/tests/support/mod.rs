@@ -3,4 +3,6 @@
 
 #![allow(dead_code)]
 
+pub mod api;
+pub mod process;
 pub mod sim;
