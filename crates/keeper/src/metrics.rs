@@ -251,4 +251,25 @@ mod tests {
         assert!(text.contains("le=\"+Inf\"} 2"));
         assert!(text.contains("endpoint=\"oauth_token_client_credentials\",outcome=\"success\"} 1"));
     }
+
+    #[test]
+    fn renders_token_counters() {
+        let m = Metrics::new();
+        m.record_refresh("success");
+        m.record_refresh("success");
+        m.record_refresh("disconnected");
+        m.record_lease_conflict();
+        m.record_token_request("access_token", "cached");
+        m.record_revocation("success");
+        let text = m.render();
+        assert!(text.contains("zoomkeeper_token_refreshes_total{outcome=\"success\"} 2"));
+        assert!(text.contains("zoomkeeper_token_refreshes_total{outcome=\"disconnected\"} 1"));
+        assert!(text.contains("zoomkeeper_lease_conflicts_total 1"));
+        assert!(text.contains(
+            "zoomkeeper_token_requests_total{kind=\"access_token\",outcome=\"cached\"} 1"
+        ));
+        assert!(text.contains("zoomkeeper_zoom_revocations_total{outcome=\"success\"} 1"));
+        assert_eq!(m.refreshes("success"), 2);
+        assert_eq!(m.lease_conflicts(), 1);
+    }
 }

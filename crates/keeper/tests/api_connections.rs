@@ -856,6 +856,13 @@ async fn token_keeper_refreshes_due_connections(backend: Backend) {
         .expect("round");
     assert_eq!(round.claimed, 0, "nothing is due yet");
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // Shutting down: what is claimed is handed back, not refreshed.
+    let (_stopped, stopped) = tokio::sync::watch::channel(true);
+    let round = keeper::token_keeper::run_once(&app.keeper, &stopped)
+        .await
+        .expect("round");
+    assert_eq!((round.claimed, round.released), (3, 3), "{round:?}");
+    assert_eq!(stats(&app).await.refresh_grants, 0);
     let round = keeper::token_keeper::run_once(&app.keeper, &stopping)
         .await
         .expect("round");

@@ -158,6 +158,7 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             ApiError::RateLimited { retry_after_secs }
             | ApiError::ZoomRateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Busy { .. } => Some(1),
             _ => None,
         };
         let body = ErrorBody {
