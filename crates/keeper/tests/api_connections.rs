@@ -647,6 +647,23 @@ async fn expired_access_token_is_refreshed_once_and_the_rotated_token_persisted(
     assert_eq!(stats(&app).await.refresh_grants, 4);
     let kinds = events_of(&app, &id).await;
     assert_eq!(kinds.iter().filter(|k| *k == "token_refreshed").count(), 4);
+    // The log pages newest first like every list.
+    let mut page = app
+        .connection_call(Method::GET, &id, "/events?page_size=2")
+        .await;
+    let mut paged = Vec::new();
+    loop {
+        assert_eq!(page.status, 200, "{}", page.text);
+        for e in page.json["results"].as_array().expect("results") {
+            paged.push(e["kind"].as_str().expect("kind").to_owned());
+        }
+        match page.json["next"].as_str() {
+            Some(next) => page = app.follow(next).await,
+            None => break,
+        }
+    }
+    assert_eq!(paged, kinds);
+    assert_eq!(paged.last().map(String::as_str), Some("created"));
 }
 
 async fn concurrent_requests_share_one_refresh(backend: Backend) {
