@@ -634,6 +634,10 @@ async fn expired_access_token_is_refreshed_once_and_the_rotated_token_persisted(
             .expect("known token");
         assert_eq!(info.user_id.as_deref(), Some(user.as_str()));
         assert_eq!(info.status, "active");
+        assert!(
+            !captured_logs().contains(t.json["token"].as_str().expect("token")),
+            "a refreshed token was logged"
+        );
         let s = stats(&app).await;
         assert_eq!(s.refresh_grants, round);
         assert_eq!(s.stale_refresh_token_uses, 0);
