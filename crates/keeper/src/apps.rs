@@ -5,6 +5,7 @@
 //! and never changes; an app with connections cannot be deleted.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
@@ -15,7 +16,7 @@ use crate::storage::{
 };
 use crate::vault::Slot;
 use crate::zoom_gateway::CredentialCheck;
-use crate::Keeper;
+use crate::{tokens, Keeper};
 
 /// Storage names of the sealed columns; they are part of each ciphertext's
 /// associated data, so they must match what `storage` reports for re-sealing.
@@ -196,8 +197,13 @@ pub async fn list(
     Ok(keeper.store.list_apps(project_id, page).await?)
 }
 
+/// Changes an app's secrets. A new client secret is checked against Zoom first;
+/// once it is saved, the app's connections that were disconnected because Zoom
+/// refused the old one (`invalid_client`) are re-checked in the background
+/// ([`tokens::recheck_after_client_secret_change`]), so the answer does not wait
+/// for them.
 pub async fn update(
-    keeper: &Keeper,
+    keeper: &Arc<Keeper>,
     project_id: &str,
     id: &str,
     change: AppChange,
@@ -223,6 +229,7 @@ pub async fn update(
         return Ok(current);
     }
 
+    let new_client_secret = client_secret.is_some();
     if let Some(secret) = &client_secret {
         check_result(
             keeper
@@ -230,8 +237,6 @@ pub async fn update(
                 .check_client_credentials(&current.client_id, secret)
                 .await,
         )?;
-        // DESIGN.md §4: connections disconnected because of a bad client secret are
-        // to be re-checked here; connections arrive in a later issue.
     }
     let update = AppSecretsUpdate {
         client_secret: client_secret.map(|s| {
@@ -257,11 +262,39 @@ pub async fn update(
             })
         }),
     };
-    keeper
+    let row = keeper
         .store
         .update_app_secrets(project_id, id, &update, Utc::now())
         .await?
-        .ok_or(AppError::NotFound)
+        .ok_or(AppError::NotFound)?;
+    if new_client_secret {
+        spawn_recheck(keeper.clone(), row.id.clone());
+    }
+    Ok(row)
+}
+
+/// Re-checks, after the change is committed, the connections a bad client secret
+/// disconnected (DESIGN.md §4). Bounded: it visits each connection once, a few at a
+/// time, within each Zoom account's rate limit.
+fn spawn_recheck(keeper: Arc<Keeper>, app_id: String) {
+    tokio::spawn(async move {
+        match tokens::recheck_after_client_secret_change(&keeper, &app_id).await {
+            Ok(r) if r.claimed == 0 => {}
+            Ok(r) => tracing::info!(
+                app_id = %app_id,
+                checked = r.claimed,
+                reconnected = r.reconnected,
+                still_disconnected = r.still_disconnected,
+                failed = r.failed,
+                "re-checked connections disconnected by a bad client secret"
+            ),
+            Err(e) => tracing::warn!(
+                app_id = %app_id,
+                error = format!("{e:#}"),
+                "re-checking connections disconnected by a bad client secret failed"
+            ),
+        }
+    });
 }
 
 pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), AppError> {

@@ -914,6 +914,29 @@ pub async fn disconnect(
     failure: FailureData,
     event_kind: &str,
 ) -> Result<DisconnectOutcome, StoreError> {
+    disconnect_with(keeper, row, fence, failure, event_kind, false).await
+}
+
+/// Like [`disconnect`], but keeps the sealed refresh token: Zoom refused the app's
+/// credentials (`invalid_client`), not the user's grant, and a corrected client
+/// secret brings the connection back ([`crate::tokens::recheck_after_client_secret_change`]).
+pub async fn disconnect_keeping_grant(
+    keeper: &Keeper,
+    row: &ConnectionRow,
+    fence: Option<i64>,
+    failure: FailureData,
+) -> Result<DisconnectOutcome, StoreError> {
+    disconnect_with(keeper, row, fence, failure, "disconnected", true).await
+}
+
+async fn disconnect_with(
+    keeper: &Keeper,
+    row: &ConnectionRow,
+    fence: Option<i64>,
+    failure: FailureData,
+    event_kind: &str,
+    keep_grant: bool,
+) -> Result<DisconnectOutcome, StoreError> {
     let mut after = row.clone();
     after.state = ConnectionState::Disconnected;
     after.connection_failure_data = Some(failure.clone());
@@ -923,18 +946,98 @@ pub async fn disconnect(
         message: format!("Disconnected: {}", failure.error),
         data: Some(json!({"code": failure.code})),
     };
-    let outcome = keeper
-        .store
-        .disconnect_connection(&row.id, fence, &failure, &event, Some(&outbox))
-        .await?;
+    let outcome = if keep_grant {
+        keeper
+            .store
+            .disconnect_connection_keeping_grant(&row.id, fence, &failure, &event, Some(&outbox))
+            .await?
+    } else {
+        keeper
+            .store
+            .disconnect_connection(&row.id, fence, &failure, &event, Some(&outbox))
+            .await?
+    };
     if let DisconnectOutcome::Disconnected(_) = &outcome {
         tracing::warn!(
             connection_id = %row.id,
             code = %failure.code,
+            grant_kept = keep_grant,
             "connection disconnected"
         );
     }
     Ok(outcome)
+}
+
+/// A connection kept after `invalid_client` (`claimed`, whose lease the caller
+/// holds) turned out to have lost its grant too: it stays disconnected with
+/// `failure` as the cause and its tokens are erased. No outbox row: the state does
+/// not change. False when the lease was lost (logged and counted).
+pub async fn erase_kept_grant(
+    keeper: &Keeper,
+    claimed: &ConnectionRow,
+    failure: FailureData,
+) -> Result<bool, StoreError> {
+    let event = NewConnectionEvent {
+        kind: "disconnected".to_owned(),
+        message: format!(
+            "Checked again under the app's new client secret: {}",
+            failure.error
+        ),
+        data: Some(json!({"code": failure.code})),
+    };
+    let written = keeper
+        .store
+        .erase_disconnected_grant(&claimed.id, claimed.fence, &failure, &event)
+        .await?;
+    if written {
+        tracing::warn!(connection_id = %claimed.id, code = %failure.code, "a kept grant is gone; its tokens are erased");
+    } else {
+        keeper.metrics.record_lease_conflict();
+        tracing::warn!(connection_id = %claimed.id, "erasing a kept grant found another process had taken the connection over");
+    }
+    Ok(written)
+}
+
+/// Event kinds written routinely (every refresh, every sync) that the event log
+/// drops once a connection has more than [`EVENTS_KEPT_PER_CONNECTION`] newer
+/// events. Every other kind — created, reconnected, rebound, disconnected,
+/// deauthorized, revoke_failed — records a change a person may need to explain
+/// later, happens only on a user's or operator's action, and is kept for the
+/// connection's life.
+pub const ROUTINE_EVENT_KINDS: &[&str] = &["token_refreshed", "sync_completed"];
+/// How many of its newest events (of any kind) a connection's log always keeps.
+pub const EVENTS_KEPT_PER_CONNECTION: u32 = 200;
+/// Connections walked per pruning batch, and batches per housekeeping step.
+const PRUNE_BATCH: u32 = 500;
+const PRUNE_BATCHES_PER_STEP: usize = 10;
+
+/// One housekeeping step over the event logs: walks up to a few thousand
+/// connections from `cursor` (where the last step stopped; `None` starts from the
+/// first), dropping routine events beyond each log's newest
+/// [`EVENTS_KEPT_PER_CONNECTION`]. Returns how many events it deleted and leaves
+/// `cursor` where the next step goes on.
+pub async fn prune_event_logs(
+    keeper: &Keeper,
+    cursor: &mut Option<String>,
+) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    for _ in 0..PRUNE_BATCHES_PER_STEP {
+        let step = keeper
+            .store
+            .prune_connection_events(
+                cursor.as_deref(),
+                PRUNE_BATCH,
+                EVENTS_KEPT_PER_CONNECTION,
+                ROUTINE_EVENT_KINDS,
+            )
+            .await?;
+        deleted += step.deleted;
+        *cursor = step.next_after;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(deleted)
 }
 
 #[cfg(test)]

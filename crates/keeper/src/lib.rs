@@ -23,6 +23,7 @@ pub mod telemetry;
 pub mod token_keeper;
 pub mod tokens;
 pub mod vault;
+pub mod zoom_account_limits;
 pub mod zoom_gateway;
 
 pub use service::Keeper;

@@ -12,6 +12,7 @@ use crate::rate_limit::RateLimiter;
 use crate::storage::{self, Store};
 use crate::tokens::TokenBroker;
 use crate::vault::{Keyring, Vault};
+use crate::zoom_account_limits::ZoomAccountLimits;
 use crate::zoom_gateway::ZoomGateway;
 
 pub struct Keeper {
@@ -24,6 +25,9 @@ pub struct Keeper {
     /// Hands out access tokens; holds this process's lease owner id and its
     /// single-flight refreshes.
     pub tokens: TokenBroker,
+    /// Per-Zoom-account budget that background loops take a slot from before each
+    /// Zoom call (DESIGN.md §6).
+    pub zoom_accounts: ZoomAccountLimits,
 }
 
 impl Keeper {
@@ -61,6 +65,7 @@ impl Keeper {
             metrics,
             rate_limiter,
             tokens: TokenBroker::new(),
+            zoom_accounts: ZoomAccountLimits::default(),
         })
     }
 }

@@ -5,10 +5,15 @@
 //! Each round claims due connections from the database with a lease, so any number
 //! of processes can run it and none refreshes a connection another is refreshing.
 //! Refreshes go through [`crate::tokens::TokenBroker::refresh_claimed`], the same
-//! path as on-demand refreshes.
+//! path as on-demand refreshes, each after a slot of its Zoom account's rate limit
+//! ([`crate::zoom_account_limits`]); a connection whose account is paused (Zoom
+//! said 429) is handed back for when the pause ends.
+//!
+//! The loop also prunes the connections' event logs (every refresh writes an
+//! event), at most every [`PRUNE_EVERY`]: see [`crate::connections::prune_event_logs`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use tokio::sync::watch;
@@ -23,6 +28,8 @@ pub const BATCH: u32 = 50;
 pub const CONCURRENCY: usize = 8;
 /// Refresh ahead of an indexed meeting starting within this long.
 pub const AHEAD_OF_MEETINGS: Duration = Duration::from_secs(30 * 60);
+/// How often the loop prunes event logs.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// What one round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +40,8 @@ pub struct Round {
     pub failed: usize,
     /// Claimed but handed back unrefreshed because shutdown began.
     pub released: usize,
+    /// Claimed but handed back for later: its Zoom account is rate limited.
+    pub deferred: usize,
 }
 
 /// Runs rounds every `token_keeper_interval` until `shutdown` turns true, then
@@ -44,9 +53,19 @@ pub async fn run(keeper: Arc<Keeper>, mut shutdown: watch::Receiver<bool>) {
         interval_s = interval.as_secs_f64(),
         "token keeper started"
     );
+    let mut prune_cursor: Option<String> = None;
+    let mut next_prune = Instant::now() + PRUNE_EVERY;
     loop {
         if *shutdown.borrow() {
             break;
+        }
+        if Instant::now() >= next_prune {
+            next_prune = Instant::now() + PRUNE_EVERY;
+            match crate::connections::prune_event_logs(&keeper, &mut prune_cursor).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "pruned connection event logs"),
+                Err(e) => tracing::warn!(error = %e, "pruning connection event logs failed"),
+            }
         }
         // A full batch means more may be due: go again at once.
         let full = match run_once(&keeper, &shutdown).await {
@@ -58,6 +77,7 @@ pub async fn run(keeper: Arc<Keeper>, mut shutdown: watch::Receiver<bool>) {
                         disconnected = round.disconnected,
                         failed = round.failed,
                         released = round.released,
+                        deferred = round.deferred,
                         "token keeper round"
                     );
                 }
@@ -100,6 +120,7 @@ pub async fn run_once(keeper: &Keeper, shutdown: &watch::Receiver<bool>) -> anyh
             Outcome::Disconnected => round.disconnected += 1,
             Outcome::Failed => round.failed += 1,
             Outcome::Released => round.released += 1,
+            Outcome::Deferred => round.deferred += 1,
         }
     }
     Ok(round)
@@ -110,6 +131,7 @@ enum Outcome {
     Disconnected,
     Failed,
     Released,
+    Deferred,
 }
 
 async fn refresh_one(
@@ -124,6 +146,9 @@ async fn refresh_one(
             .release_connection_lease(&row.id, row.fence, None)
             .await;
         return Outcome::Released;
+    }
+    if !keeper.tokens.take_account_slot(keeper, &row).await {
+        return Outcome::Deferred;
     }
     match keeper.tokens.refresh_claimed(keeper, &row).await {
         Ok(_) => Outcome::Refreshed,

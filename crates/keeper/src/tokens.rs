@@ -11,7 +11,11 @@
 //!   to anyone;
 //! - what a refresh failure means: a final error (`invalid_grant`, `invalid_client`,
 //!   `unauthorized_client`, or code 124 for a token Zoom has just issued) disconnects
-//!   the connection; anything else releases the lease for a retry with backoff.
+//!   the connection; anything else releases the lease for a retry with backoff (a 429
+//!   also pauses the Zoom account's background work);
+//! - `invalid_client` is the app's credentials, not the user's grant: the refresh
+//!   token is kept, and a new client secret re-checks those connections
+//!   ([`recheck_after_client_secret_change`]).
 //!
 //! The token keeper ([`crate::token_keeper`]) refreshes through [`TokenBroker::refresh_claimed`],
 //! the same code path as on-demand refreshes.
@@ -28,7 +32,8 @@ use zoom::{UserTokenType, ZoomError};
 use crate::connections::{self, access_slot, refresh_slot};
 use crate::ids::IdKind;
 use crate::storage::{
-    ConnectionRow, ConnectionState, FailureData, NewConnectionEvent, RefreshedTokens, Sealed,
+    ConnectionRow, ConnectionState, FailureData, NewConnectionEvent, NewOutboxEvent,
+    RefreshedTokens, Sealed,
 };
 use crate::{apps, Keeper};
 
@@ -520,14 +525,30 @@ impl TokenBroker {
                     ),
                     scopes: (!grant.scopes.is_empty()).then(|| grant.scopes.clone()),
                 };
-                let event = NewConnectionEvent {
-                    kind: "token_refreshed".to_owned(),
-                    message: "The access token was refreshed.".to_owned(),
-                    data: Some(
-                        json!({"expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)}),
-                    ),
+                let commit = if claimed.state == ConnectionState::Disconnected {
+                    // A connection kept after `invalid_client`, re-checked under a new
+                    // client secret: Zoom took its grant, so it is connected again.
+                    let mut after = claimed.clone();
+                    after.state = ConnectionState::Connected;
+                    after.connection_failure_data = None;
+                    Commit::Reconnect {
+                        event: NewConnectionEvent {
+                            kind: "reconnected".to_owned(),
+                            message: "Zoom accepted the app's new client secret; the connection is connected again.".to_owned(),
+                            data: Some(json!({"was": "disconnected", "code": BAD_CLIENT_SECRET})),
+                        },
+                        outbox: connections::state_change_event(&after),
+                    }
+                } else {
+                    Commit::Refresh(NewConnectionEvent {
+                        kind: "token_refreshed".to_owned(),
+                        message: "The access token was refreshed.".to_owned(),
+                        data: Some(
+                            json!({"expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)}),
+                        ),
+                    })
                 };
-                self.write_back(keeper, claimed, &tokens, &event).await?;
+                self.write_back(keeper, claimed, &tokens, &commit).await?;
                 Ok(AccessToken {
                     token: grant.access_token,
                     expires_at,
@@ -536,17 +557,40 @@ impl TokenBroker {
                 })
             }
             Err(e) if e.is_final() => {
-                let failure = refresh_failure(&e);
-                match connections::disconnect(
-                    keeper,
-                    claimed,
-                    Some(claimed.fence),
-                    failure.clone(),
-                    "disconnected",
-                )
-                .await
-                {
-                    Ok(_) => Err(TokenError::Disconnected(Some(failure))),
+                let (failure, grant) = final_failure(&e, &claimed.app_id);
+                let written = match (claimed.state, grant) {
+                    (ConnectionState::Connected, Grant::Gone) => connections::disconnect(
+                        keeper,
+                        claimed,
+                        Some(claimed.fence),
+                        failure.clone(),
+                        "disconnected",
+                    )
+                    .await
+                    .map(|_| ()),
+                    (ConnectionState::Connected, Grant::Kept) => {
+                        connections::disconnect_keeping_grant(
+                            keeper,
+                            claimed,
+                            Some(claimed.fence),
+                            failure.clone(),
+                        )
+                        .await
+                        .map(|_| ())
+                    }
+                    (ConnectionState::Disconnected, Grant::Gone) => {
+                        connections::erase_kept_grant(keeper, claimed, failure.clone())
+                            .await
+                            .map(|_| ())
+                    }
+                    // Still refused: it stays as it is, grant kept, for the next secret.
+                    (ConnectionState::Disconnected, Grant::Kept) => {
+                        self.release(keeper, claimed, None).await;
+                        Ok(())
+                    }
+                };
+                match written {
+                    Ok(()) => Err(TokenError::Disconnected(Some(failure))),
                     Err(store_error) => {
                         self.release(keeper, claimed, None).await;
                         Err(internal("disconnecting a connection", store_error))
@@ -564,6 +608,12 @@ impl TokenBroker {
                     retry_in_s = wait.as_secs(),
                     "refreshing a connection failed; will retry"
                 );
+                if matches!(e, ZoomError::RateLimited { .. }) {
+                    // Zoom's limits are per account: hold that account's background work.
+                    keeper
+                        .zoom_accounts
+                        .pause_until(&claimed.account_id, tokio::time::Instant::now() + wait);
+                }
                 self.release(keeper, claimed, Some(retry_at)).await;
                 Err(refresh_call_error(e, wait))
             }
@@ -577,16 +627,37 @@ impl TokenBroker {
         keeper: &Keeper,
         claimed: &ConnectionRow,
         tokens: &RefreshedTokens,
-        event: &NewConnectionEvent,
+        commit: &Commit,
     ) -> Result<(), TokenError> {
         let mut attempt = 0;
         loop {
-            match keeper
-                .store
-                .store_refreshed_tokens(&claimed.id, claimed.fence, tokens, Some(event))
-                .await
-            {
-                Ok(true) => return Ok(()),
+            let written = match commit {
+                Commit::Refresh(event) => {
+                    keeper
+                        .store
+                        .store_refreshed_tokens(&claimed.id, claimed.fence, tokens, Some(event))
+                        .await
+                }
+                Commit::Reconnect { event, outbox } => {
+                    keeper
+                        .store
+                        .reconnect_connection(
+                            &claimed.id,
+                            claimed.fence,
+                            tokens,
+                            event,
+                            Some(outbox),
+                        )
+                        .await
+                }
+            };
+            match written {
+                Ok(true) => {
+                    if matches!(commit, Commit::Reconnect { .. }) {
+                        tracing::info!(connection_id = %claimed.id, "connection reconnected under the app's new client secret");
+                    }
+                    return Ok(());
+                }
                 Ok(false) => {
                     keeper.metrics.record_lease_conflict();
                     tracing::warn!(
@@ -607,6 +678,128 @@ impl TokenBroker {
                         e,
                     ))
                 }
+            }
+        }
+    }
+
+    /// Before a background Zoom call for `claimed` (whose lease this process holds):
+    /// waits for a slot of its Zoom account ([`crate::zoom_account_limits`]), as long
+    /// as the lease leaves time for the call. When the account's next slot is
+    /// further away, hands the connection back for then and returns false.
+    pub async fn take_account_slot(&self, keeper: &Keeper, claimed: &ConnectionRow) -> bool {
+        let lease_left = claimed
+            .lease_until
+            .and_then(|until| (until - Utc::now()).to_std().ok())
+            .unwrap_or(Duration::ZERO);
+        let budget = lease_left.saturating_sub(ZOOM_CALL_ALLOWANCE);
+        match keeper
+            .zoom_accounts
+            .acquire_within(&claimed.account_id, budget)
+            .await
+        {
+            Ok(()) => true,
+            Err(wait) => {
+                let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                self.release(keeper, claimed, Some(retry_at)).await;
+                false
+            }
+        }
+    }
+}
+
+/// How a refresh's tokens are committed.
+enum Commit {
+    /// A connected connection's refresh.
+    Refresh(NewConnectionEvent),
+    /// A disconnected connection's re-check that Zoom accepted.
+    Reconnect {
+        event: NewConnectionEvent,
+        outbox: NewOutboxEvent,
+    },
+}
+
+/// What a final refresh error leaves of the user's grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    /// Zoom refused the app's own credentials (`invalid_client`). It checks them
+    /// before it looks at the refresh token, so the user's grant still stands: the
+    /// refresh token is kept for a re-check under a corrected client secret.
+    Kept,
+    /// The grant is gone (`invalid_grant`, `unauthorized_client`, …): tokens are erased.
+    Gone,
+}
+
+/// The `connection_failure_data.code` of connections disconnected because Zoom
+/// refused the app's client credentials; they keep their grant, and
+/// [`recheck_after_client_secret_change`] retries them.
+pub const BAD_CLIENT_SECRET: &str = "invalid_client";
+/// A background call needs at least this much of the lease left when it starts:
+/// Zoom's HTTP timeout and the write-back.
+const ZOOM_CALL_ALLOWANCE: Duration = Duration::from_secs(20);
+/// Connections one re-check claims at a time.
+const RECHECK_BATCH: u32 = 20;
+/// Re-check refreshes in flight at once.
+const RECHECK_CONCURRENCY: usize = 4;
+
+/// What [`recheck_after_client_secret_change`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recheck {
+    pub claimed: usize,
+    pub reconnected: usize,
+    /// Zoom refused again; the connection stays disconnected (with the new cause).
+    pub still_disconnected: usize,
+    /// A temporary failure (or its account's rate limit); the connection stays as
+    /// it was, grant kept, and the next client secret change retries it.
+    pub failed: usize,
+}
+
+/// After an app's client secret changed (and Zoom accepted the new one): every
+/// connection of `app_id` disconnected with [`BAD_CLIENT_SECRET`] is refreshed with
+/// the new credentials under its lease, through [`TokenBroker::refresh_claimed`] —
+/// the one place that decides what each Zoom answer means. Zoom accepts → connected
+/// again (event, state-change outbox row); a final error → stays disconnected with
+/// the new cause and its tokens erased. Visits each connection once, a few at a time,
+/// within its Zoom account's rate limit.
+pub async fn recheck_after_client_secret_change(
+    keeper: &Keeper,
+    app_id: &str,
+) -> anyhow::Result<Recheck> {
+    use futures::StreamExt as _;
+
+    let mut summary = Recheck::default();
+    let mut after: Option<String> = None;
+    loop {
+        let claimed = keeper
+            .store
+            .claim_disconnected_connections(
+                app_id,
+                BAD_CLIENT_SECRET,
+                after.as_deref(),
+                keeper.tokens.owner(),
+                RECHECK_BATCH,
+                LEASE,
+            )
+            .await?;
+        let Some(last) = claimed.last() else {
+            return Ok(summary);
+        };
+        after = Some(last.id.clone());
+        summary.claimed += claimed.len();
+        let outcomes: Vec<Result<AccessToken, TokenError>> = futures::stream::iter(claimed)
+            .map(|row| async move {
+                if !keeper.tokens.take_account_slot(keeper, &row).await {
+                    return Err(TokenError::Busy);
+                }
+                keeper.tokens.refresh_claimed(keeper, &row).await
+            })
+            .buffer_unordered(RECHECK_CONCURRENCY)
+            .collect()
+            .await;
+        for outcome in outcomes {
+            match outcome {
+                Ok(_) => summary.reconnected += 1,
+                Err(TokenError::Disconnected(_)) => summary.still_disconnected += 1,
+                Err(_) => summary.failed += 1,
             }
         }
     }
@@ -635,30 +828,45 @@ fn usable(keeper: &Keeper, row: &ConnectionRow, rejected: Option<&Sealed>) -> Op
     }
 }
 
-/// Why a final refresh error disconnects, in words a person can act on.
-fn refresh_failure(e: &ZoomError) -> FailureData {
-    let (code, error) = match e {
+/// Why a final refresh error disconnects, in words a person can act on, and whether
+/// the user's grant survives it. `app_id`: the connection's app, named in the advice.
+fn final_failure(e: &ZoomError, app_id: &str) -> (FailureData, Grant) {
+    let (code, error, grant) = match e {
+        ZoomError::GrantRevoked { code, reason } if code == BAD_CLIENT_SECRET => (
+            code.clone(),
+            format!(
+                "Zoom refused the app's client credentials while refreshing the token ({code}: {reason}). The user's authorisation is kept: update the app's client secret (PATCH /api/v1/zoom_oauth_apps/{app_id}) and this connection is checked again and reconnected."
+            ),
+            Grant::Kept,
+        ),
+        ZoomError::GrantRevoked { code, reason } if code == "unauthorized_client" => (
+            code.clone(),
+            format!(
+                "Zoom no longer allows the app to use this grant ({code}: {reason}). The user must authorise the app again."
+            ),
+            Grant::Gone,
+        ),
         ZoomError::GrantRevoked { code, reason } => (
             code.clone(),
-            match code.as_str() {
-                "invalid_client" | "unauthorized_client" => format!(
-                    "Zoom refused the app's credentials while refreshing the token ({code}: {reason}). Check the app's client secret, then have the user authorise the app again."
-                ),
-                _ => format!(
-                    "Zoom refused to refresh the token ({code}: {reason}): the user removed the app or the grant expired. The user must authorise the app again."
-                ),
-            },
+            format!(
+                "Zoom refused to refresh the token ({code}: {reason}): the user removed the app or the grant expired. The user must authorise the app again."
+            ),
+            Grant::Gone,
         ),
         other => (
             other.zoom_code().unwrap_or(other.class()).to_owned(),
             format!("{} The user must authorise the app again.", other.description()),
+            Grant::Gone,
         ),
     };
-    FailureData {
-        error,
-        code,
-        timestamp: Utc::now(),
-    }
+    (
+        FailureData {
+            error,
+            code,
+            timestamp: Utc::now(),
+        },
+        grant,
+    )
 }
 
 /// A backoff attempt number that grows with how long the refresh has been overdue,
@@ -743,13 +951,35 @@ mod tests {
         assert_eq!(a.owner().split(':').count(), 3);
     }
 
+    fn revoked(code: &str) -> ZoomError {
+        ZoomError::GrantRevoked {
+            code: code.into(),
+            reason: "Invalid Token!".into(),
+        }
+    }
+
     #[test]
     fn final_errors_are_described_without_secrets() {
-        let f = refresh_failure(&ZoomError::GrantRevoked {
-            code: "invalid_grant".into(),
-            reason: "Invalid Token!".into(),
-        });
+        let (f, grant) = final_failure(&revoked("invalid_grant"), "zoa_x");
         assert_eq!(f.code, "invalid_grant");
         assert!(f.error.contains("authorise the app again"), "{}", f.error);
+        assert_eq!(grant, Grant::Gone);
+    }
+
+    #[test]
+    fn only_a_refused_client_secret_keeps_the_grant() {
+        let (f, grant) = final_failure(&revoked("invalid_client"), "zoa_x");
+        assert_eq!((f.code.as_str(), grant), (BAD_CLIENT_SECRET, Grant::Kept));
+        assert!(f.error.contains("client secret"), "{}", f.error);
+        assert!(
+            f.error.contains("/api/v1/zoom_oauth_apps/zoa_x"),
+            "{}",
+            f.error
+        );
+        for gone in ["invalid_grant", "unauthorized_client"] {
+            let (f, grant) = final_failure(&revoked(gone), "zoa_x");
+            assert_eq!((f.code.as_str(), grant), (gone, Grant::Gone));
+            assert!(f.error.contains("authorise the app again"), "{}", f.error);
+        }
     }
 }

@@ -52,6 +52,9 @@ on_both_databases!(
     sync_is_scheduled_on_request,
     rejected_cached_token_is_refreshed_once_for_a_zak,
     openapi_lists_every_connection_route,
+    a_rotated_client_secret_keeps_the_grant_until_the_app_is_patched,
+    a_grant_lost_meanwhile_is_erased_by_the_recheck,
+    token_keeper_defers_connections_of_a_rate_limited_account,
 );
 
 const CLIENT: &str = "conn-client";
@@ -1120,4 +1123,234 @@ async fn openapi_lists_every_connection_route(backend: Backend) {
     ] {
         assert!(paths[path][method].is_object(), "{method} {path} missing");
     }
+}
+
+/// The app's client secret changes at Zoom: returns the new one.
+async fn rotate_secret_at_zoom(app: &TestApp) -> String {
+    let secret = "rotated-secret-of-conn-client".to_owned();
+    app.sim
+        .control()
+        .update_app(
+            CLIENT,
+            &zoom_sim::SimAppPatch {
+                client_secret: Some(secret.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("sim update_app");
+    secret
+}
+
+/// Polls the connection until its state is `state` (the re-check runs in the
+/// background after the PATCH answers).
+async fn wait_for_state(app: &TestApp, id: &str, state: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let got = app.connection_call(Method::GET, id, "").await;
+        assert_eq!(got.status, 200, "{}", got.text);
+        if got.json["state"] == state {
+            return got.json;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} after 20 s: {}",
+            got.json["state"],
+            got.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn stored(app: &TestApp, id: &str) -> keeper::storage::ConnectionRow {
+    app.keeper
+        .store
+        .connection_by_id(id)
+        .await
+        .expect("read")
+        .expect("exists")
+}
+
+async fn a_rotated_client_secret_keeps_the_grant_until_the_app_is_patched(backend: Backend) {
+    let Some((app, zoa)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    // Tokens under the 120 s floor: every token request refreshes.
+    short_tokens(&app, 100).await;
+    let (user, c) = connect_ok(&app, json!({"metadata": {"who": "me"}})).await;
+    let id = id_of(&c);
+    let secret = rotate_secret_at_zoom(&app).await;
+
+    let a = app.access_token(&id).await;
+    a.assert_error(409, "connection_disconnected");
+    assert!(a.text.contains("client secret"), "{}", a.text);
+    let got = app.connection_call(Method::GET, &id, "").await.json;
+    assert_eq!(got["state"], "disconnected");
+    assert_eq!(got["connection_failure_data"]["code"], "invalid_client");
+    assert!(
+        got["connection_failure_data"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("/api/v1/zoom_oauth_apps/{zoa}"))),
+        "{got}"
+    );
+    let row = stored(&app, &id).await;
+    assert!(row.refresh_token.is_some(), "the user's grant is kept");
+    assert!(row.access_token.is_none());
+    let rows = outbox(&app).await;
+    assert_eq!(rows.len(), 1, "exactly one state change");
+    assert_eq!(rows[0].payload["data"]["state"], "disconnected");
+    assert_eq!(
+        rows[0].payload["data"]["connection_failure_data"]["code"],
+        "invalid_client"
+    );
+
+    // A wrong new secret is refused and re-checks nothing.
+    app.patch_app(&zoa, json!({"client_secret": "still-wrong"}))
+        .await
+        .assert_error(400, "invalid_client_credentials");
+    let patched = app.patch_app(&zoa, json!({"client_secret": secret})).await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+
+    let back = wait_for_state(&app, &id, "connected").await;
+    assert!(back["connection_failure_data"].is_null(), "{back}");
+    let t = app.access_token(&id).await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    let info = app
+        .sim
+        .control()
+        .token_info(t.json["token"].as_str().expect("token"))
+        .await
+        .expect("info")
+        .expect("known token");
+    assert_eq!(info.user_id.as_deref(), Some(user.as_str()));
+    assert_eq!(info.status, "active");
+    let s = stats(&app).await;
+    assert_eq!(s.stale_refresh_token_uses, 0);
+    assert!(s.refresh_grants >= 1);
+    let rows = outbox(&app).await;
+    assert_eq!(
+        rows.len(),
+        2,
+        "one for the disconnect, one for the reconnect"
+    );
+    assert_eq!(rows[0].payload["data"]["state"], "connected");
+    assert!(rows[0].payload["data"]["connection_failure_data"].is_null());
+    assert_eq!(
+        rows[0].payload["zoom_oauth_connection_metadata"],
+        json!({"who": "me"})
+    );
+    let kinds = events_of(&app, &id).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "disconnected").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "reconnected").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(
+        !captured_logs().contains(&secret),
+        "the client secret was logged"
+    );
+}
+
+async fn a_grant_lost_meanwhile_is_erased_by_the_recheck(backend: Backend) {
+    let Some((app, zoa)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    short_tokens(&app, 100).await;
+    let (user, c) = connect_ok(&app, json!({})).await;
+    let id = id_of(&c);
+    let secret = rotate_secret_at_zoom(&app).await;
+    app.access_token(&id)
+        .await
+        .assert_error(409, "connection_disconnected");
+    // While it waits for the new secret, the user removes the app.
+    app.sim
+        .control()
+        .deauthorize(&user, CLIENT)
+        .await
+        .expect("deauthorize");
+    let patched = app.patch_app(&zoa, json!({"client_secret": secret})).await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let row = loop {
+        let row = stored(&app, &id).await;
+        if row.refresh_token.is_none() {
+            break row;
+        }
+        assert!(std::time::Instant::now() < deadline, "never re-checked");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(row.access_token.is_none());
+    let got = app.connection_call(Method::GET, &id, "").await.json;
+    assert_eq!(got["state"], "disconnected");
+    assert_eq!(got["connection_failure_data"]["code"], "invalid_grant");
+    assert!(
+        got["connection_failure_data"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("authorise the app again")),
+        "{got}"
+    );
+    assert_eq!(outbox(&app).await.len(), 1, "it never changed state again");
+    let kinds = events_of(&app, &id).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "disconnected").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert_eq!(stats(&app).await.stale_refresh_token_uses, 0);
+}
+
+async fn token_keeper_defers_connections_of_a_rate_limited_account(backend: Backend) {
+    let Some(app) = spawn_app_with(
+        backend,
+        Settings {
+            token_refresh_max_age: Some("1s".into()),
+            ..Settings::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    app.new_app(CLIENT).await;
+    let (_, c) = connect_ok(&app, json!({})).await;
+    let id = id_of(&c);
+    let account = c["account_id"].as_str().expect("account_id").to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Zoom said 429 for this account two minutes' worth.
+    let pause = std::time::Duration::from_secs(120);
+    app.keeper
+        .zoom_accounts
+        .pause_until(&account, tokio::time::Instant::now() + pause);
+    let (_stop, running) = tokio::sync::watch::channel(false);
+    let round = keeper::token_keeper::run_once(&app.keeper, &running)
+        .await
+        .expect("round");
+    assert_eq!((round.claimed, round.deferred), (1, 1), "{round:?}");
+    assert_eq!(
+        stats(&app).await.refresh_grants,
+        0,
+        "no call for a paused account"
+    );
+    let row = stored(&app, &id).await;
+    assert!(row.lease_owner.is_none(), "handed back");
+    let due_in = row.refresh_due_at.expect("due") - chrono::Utc::now();
+    assert!(
+        due_in > chrono::Duration::seconds(100) && due_in <= chrono::Duration::seconds(120),
+        "due again when the pause ends, not before: {due_in}"
+    );
+    let round = keeper::token_keeper::run_once(&app.keeper, &running)
+        .await
+        .expect("round");
+    assert_eq!(round.claimed, 0, "{round:?}");
+    assert_eq!(
+        app.access_token(&id).await.status,
+        200,
+        "API requests do not wait"
+    );
 }

@@ -1962,3 +1962,458 @@ mod connection_tests {
         connection_events_list_newest_first_with_cursors,
     );
 }
+
+mod connection_upkeep {
+    //! Issue 4 follow-ups: a grant kept after `invalid_client`, re-checked and
+    //! reconnected or erased; the event log pruned.
+
+    use std::time::Duration as StdDuration;
+
+    use chrono::{Duration, Utc};
+    use keeper::storage::{
+        ConnectionState, DisconnectOutcome, EventPruning, FailureData, RefreshedTokens, Sealed,
+    };
+
+    use crate::support::{app, connection, event, micros, project, state_change, TestStore};
+
+    const LEASE: StdDuration = StdDuration::from_secs(60);
+
+    async fn project_and_app(s: &TestStore) -> (String, String) {
+        let p = project("acme");
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "client", Utc::now());
+        s.insert_app(&a).await.expect("app");
+        (p.id, a.id)
+    }
+
+    fn failure(code: &str) -> FailureData {
+        FailureData {
+            error: format!("Zoom said {code}."),
+            code: code.to_owned(),
+            timestamp: Utc::now(),
+        }
+    }
+
+    fn refreshed(tag: &str) -> RefreshedTokens {
+        RefreshedTokens {
+            refresh_token: Sealed(format!("refresh {tag}").into_bytes()),
+            access_token: Sealed(format!("access {tag}").into_bytes()),
+            access_token_expires_at: micros(Utc::now() + Duration::hours(1)),
+            refresh_due_at: micros(Utc::now() + Duration::days(30)),
+            scopes: None,
+        }
+    }
+
+    /// Inserts a connected connection of `user` and disconnects it with `code`,
+    /// keeping its grant or not; returns its id.
+    async fn disconnected(
+        s: &TestStore,
+        p: &str,
+        a: &str,
+        user: &str,
+        code: &str,
+        keep: bool,
+    ) -> String {
+        let c = connection(p, a, user, Utc::now());
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+        let outcome = if keep {
+            s.disconnect_connection_keeping_grant(
+                &c.id,
+                None,
+                &failure(code),
+                &event("disconnected"),
+                Some(&state_change(&c.id, "disconnected")),
+            )
+            .await
+        } else {
+            s.disconnect_connection(
+                &c.id,
+                None,
+                &failure(code),
+                &event("disconnected"),
+                Some(&state_change(&c.id, "disconnected")),
+            )
+            .await
+        }
+        .expect("disconnect");
+        assert!(matches!(outcome, DisconnectOutcome::Disconnected(_)));
+        c.id
+    }
+
+    pub async fn disconnecting_for_a_bad_client_secret_keeps_the_refresh_token(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let c = connection(&p, &a, "user-1", Utc::now());
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+        let leased = s
+            .claim_connection_lease(&c.id, "w", LEASE)
+            .await
+            .expect("claim")
+            .expect("claimed");
+        // A stale fence changes nothing.
+        let stale = s
+            .disconnect_connection_keeping_grant(
+                &c.id,
+                Some(leased.fence - 1),
+                &failure("invalid_client"),
+                &event("disconnected"),
+                Some(&state_change(&c.id, "disconnected")),
+            )
+            .await
+            .expect("stale");
+        assert!(matches!(stale, DisconnectOutcome::Unchanged));
+        let outcome = s
+            .disconnect_connection_keeping_grant(
+                &c.id,
+                Some(leased.fence),
+                &failure("invalid_client"),
+                &event("disconnected"),
+                Some(&state_change(&c.id, "disconnected")),
+            )
+            .await
+            .expect("disconnect");
+        let DisconnectOutcome::Disconnected(row) = outcome else {
+            panic!("expected a disconnect, got {outcome:?}");
+        };
+        assert_eq!(row.state, ConnectionState::Disconnected);
+        assert_eq!(row.refresh_token, c.refresh_token, "the grant is kept");
+        assert!(row.access_token.is_none() && row.access_token_expires_at.is_none());
+        assert!(row.lease_owner.is_none() && row.lease_until.is_none());
+        assert_eq!(row.fence, leased.fence + 1);
+        assert_eq!(
+            row.connection_failure_data.map(|f| f.code).as_deref(),
+            Some("invalid_client")
+        );
+        assert_eq!(s.count_rows("connection_events", Some(&c.id)).await, 2);
+        assert_eq!(s.list_outbox_events(&p, 10).await.expect("outbox").len(), 1);
+        // Once disconnected, another disconnect (either kind) changes nothing.
+        let again = s
+            .disconnect_connection_keeping_grant(
+                &c.id,
+                None,
+                &failure("invalid_client"),
+                &event("disconnected"),
+                Some(&state_change(&c.id, "disconnected")),
+            )
+            .await
+            .expect("again");
+        assert!(matches!(again, DisconnectOutcome::Unchanged));
+        assert_eq!(s.list_outbox_events(&p, 10).await.expect("outbox").len(), 1);
+        // Plain disconnects still erase both tokens.
+        let erased = disconnected(&s, &p, &a, "user-2", "invalid_grant", false).await;
+        let row = s
+            .connection_by_id(&erased)
+            .await
+            .expect("get")
+            .expect("found");
+        assert!(row.refresh_token.is_none() && row.access_token.is_none());
+    }
+
+    pub async fn kept_grants_are_claimed_once_by_code_app_and_cursor(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let other_app = app(&p, "other-client", Utc::now());
+        s.insert_app(&other_app).await.expect("app");
+        let mut kept = Vec::new();
+        for i in 0..5 {
+            kept.push(disconnected(&s, &p, &a, &format!("kept-{i}"), "invalid_client", true).await);
+        }
+        kept.sort();
+        // Not candidates: another code, erased tokens, another app, connected.
+        disconnected(&s, &p, &a, "deauthorized", "app_deauthorized", true).await;
+        disconnected(&s, &p, &a, "erased", "invalid_client", false).await;
+        disconnected(&s, &p, &other_app.id, "elsewhere", "invalid_client", true).await;
+        let live = connection(&p, &a, "live", Utc::now());
+        s.store
+            .insert_connection(&live, &event("created"))
+            .await
+            .expect("insert");
+
+        let first = s
+            .claim_disconnected_connections(&a, "invalid_client", None, "w1", 3, LEASE)
+            .await
+            .expect("claim");
+        let ids: Vec<String> = first.iter().map(|c| c.id.clone()).collect();
+        assert_eq!(ids, kept[..3].to_vec(), "id order, limited");
+        for c in &first {
+            assert_eq!(c.lease_owner.as_deref(), Some("w1"));
+            assert!(c.lease_until.is_some());
+            assert_eq!(c.state, ConnectionState::Disconnected);
+        }
+        // Leased rows are skipped by another claimer, even from the start.
+        let second = s
+            .claim_disconnected_connections(&a, "invalid_client", None, "w2", 10, LEASE)
+            .await
+            .expect("claim");
+        let ids: Vec<String> = second.iter().map(|c| c.id.clone()).collect();
+        assert_eq!(ids, kept[3..].to_vec());
+        // The cursor walks on from where it is.
+        assert!(s
+            .claim_disconnected_connections(&a, "invalid_client", Some(&kept[4]), "w3", 10, LEASE)
+            .await
+            .expect("claim")
+            .is_empty());
+        // A released one can be claimed again.
+        assert!(s
+            .release_connection_lease(&first[0].id, first[0].fence, None)
+            .await
+            .expect("release"));
+        let again = s
+            .claim_disconnected_connections(&a, "invalid_client", None, "w4", 10, LEASE)
+            .await
+            .expect("claim");
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, kept[0]);
+        assert_eq!(again[0].fence, first[0].fence + 1);
+        // A disconnected connection is never claimed for an ordinary refresh.
+        assert!(s
+            .claim_connection_lease(&kept[1], "x", LEASE)
+            .await
+            .expect("claim")
+            .is_none());
+    }
+
+    pub async fn a_reconnect_is_fenced_and_writes_tokens_event_and_outbox(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let id = disconnected(&s, &p, &a, "user-1", "invalid_client", true).await;
+        let claimed = s
+            .claim_disconnected_connections(&a, "invalid_client", None, "w", 10, LEASE)
+            .await
+            .expect("claim")
+            .pop()
+            .expect("claimed");
+        let tokens = refreshed("new");
+        assert!(!s
+            .reconnect_connection(
+                &id,
+                claimed.fence - 1,
+                &tokens,
+                &event("reconnected"),
+                Some(&state_change(&id, "connected"))
+            )
+            .await
+            .expect("stale"));
+        assert_eq!(s.list_outbox_events(&p, 10).await.expect("outbox").len(), 1);
+        assert!(s
+            .reconnect_connection(
+                &id,
+                claimed.fence,
+                &tokens,
+                &event("reconnected"),
+                Some(&state_change(&id, "connected"))
+            )
+            .await
+            .expect("reconnect"));
+        let row = s.connection_by_id(&id).await.expect("get").expect("found");
+        assert_eq!(row.state, ConnectionState::Connected);
+        assert!(row.connection_failure_data.is_none());
+        assert_eq!(row.refresh_token, Some(tokens.refresh_token.clone()));
+        assert_eq!(row.access_token, Some(tokens.access_token.clone()));
+        assert_eq!(
+            row.access_token_expires_at,
+            Some(tokens.access_token_expires_at)
+        );
+        assert_eq!(row.refresh_due_at, Some(tokens.refresh_due_at));
+        assert!(row.last_successful_token_refresh_at.is_some());
+        assert!(row.lease_owner.is_none() && row.lease_until.is_none());
+        let outbox = s.list_outbox_events(&p, 10).await.expect("outbox");
+        assert_eq!(outbox.len(), 2);
+        assert_eq!(outbox[0].payload["state"], "connected");
+        assert_eq!(s.count_rows("connection_events", Some(&id)).await, 3);
+        // A connected connection is not reconnected a second time.
+        assert!(!s
+            .reconnect_connection(
+                &id,
+                row.fence,
+                &tokens,
+                &event("reconnected"),
+                Some(&state_change(&id, "connected"))
+            )
+            .await
+            .expect("connected already"));
+        assert_eq!(s.list_outbox_events(&p, 10).await.expect("outbox").len(), 2);
+        // It is an ordinary connection again.
+        assert!(s
+            .claim_connection_lease(&id, "w", LEASE)
+            .await
+            .expect("claim")
+            .is_some());
+    }
+
+    pub async fn an_erased_kept_grant_stays_disconnected_with_the_new_cause(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let id = disconnected(&s, &p, &a, "user-1", "invalid_client", true).await;
+        let claimed = s
+            .claim_disconnected_connections(&a, "invalid_client", None, "w", 10, LEASE)
+            .await
+            .expect("claim")
+            .pop()
+            .expect("claimed");
+        assert!(!s
+            .erase_disconnected_grant(
+                &id,
+                claimed.fence + 1,
+                &failure("invalid_grant"),
+                &event("disconnected")
+            )
+            .await
+            .expect("stale"));
+        assert!(s
+            .erase_disconnected_grant(
+                &id,
+                claimed.fence,
+                &failure("invalid_grant"),
+                &event("disconnected")
+            )
+            .await
+            .expect("erase"));
+        let row = s.connection_by_id(&id).await.expect("get").expect("found");
+        assert_eq!(row.state, ConnectionState::Disconnected);
+        assert_eq!(
+            row.connection_failure_data.map(|f| f.code).as_deref(),
+            Some("invalid_grant")
+        );
+        assert!(row.refresh_token.is_none() && row.access_token.is_none());
+        assert!(row.lease_owner.is_none());
+        assert_eq!(s.count_rows("connection_events", Some(&id)).await, 3);
+        assert_eq!(
+            s.list_outbox_events(&p, 10).await.expect("outbox").len(),
+            1,
+            "no state change, no outbox row"
+        );
+        // Nothing left to re-check.
+        assert!(s
+            .claim_disconnected_connections(&a, "invalid_client", None, "w", 10, LEASE)
+            .await
+            .expect("claim")
+            .is_empty());
+    }
+
+    /// Kinds of `connection_id`'s events, newest first.
+    async fn kinds_of(s: &TestStore, p: &str, connection_id: &str) -> Vec<String> {
+        s.list_connection_events(
+            p,
+            connection_id,
+            &keeper::storage::PageRequest {
+                cursor: None,
+                limit: 100,
+            },
+        )
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+    }
+
+    pub async fn pruning_keeps_the_newest_events_and_every_state_change(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let mut ids = Vec::new();
+        for user in ["user-1", "user-2", "user-3"] {
+            let c = connection(&p, &a, user, Utc::now());
+            s.store
+                .insert_connection(&c, &event("created"))
+                .await
+                .expect("insert");
+            ids.push(c.id);
+        }
+        ids.sort();
+        // user-1 (first in id order): created, 10 refreshes, a sync, 10 more refreshes,
+        // a disconnect and a reconnect, then 3 refreshes.
+        let busy = ids[0].clone();
+        for kind in std::iter::repeat_n("token_refreshed", 10)
+            .chain(["sync_completed"])
+            .chain(std::iter::repeat_n("token_refreshed", 10))
+            .chain(["disconnected", "reconnected"])
+            .chain(std::iter::repeat_n("token_refreshed", 3))
+        {
+            s.insert_connection_event(&busy, &event(kind))
+                .await
+                .expect("event");
+        }
+        // The others: a few refreshes, under the limit.
+        for id in &ids[1..] {
+            for _ in 0..3 {
+                s.insert_connection_event(id, &event("token_refreshed"))
+                    .await
+                    .expect("event");
+            }
+        }
+        let routine = ["token_refreshed", "sync_completed"];
+
+        // One connection per step: the walk goes on from the cursor.
+        let first = s
+            .prune_connection_events(None, 1, 5, &routine)
+            .await
+            .expect("prune");
+        assert_eq!(
+            first,
+            EventPruning {
+                deleted: 21,
+                next_after: Some(busy.clone()),
+            }
+        );
+        assert_eq!(
+            kinds_of(&s, &p, &busy).await,
+            [
+                "token_refreshed",
+                "token_refreshed",
+                "token_refreshed",
+                "reconnected",
+                "disconnected",
+                "created",
+            ],
+            "the 5 newest and every older state change stay"
+        );
+        let second = s
+            .prune_connection_events(Some(&busy), 5, 2, &routine)
+            .await
+            .expect("prune");
+        assert_eq!(
+            second.deleted, 2,
+            "one old refresh of each other connection"
+        );
+        assert_eq!(second.next_after, None, "the walk reached the end");
+        for id in &ids[1..] {
+            assert_eq!(
+                kinds_of(&s, &p, id).await,
+                ["token_refreshed", "token_refreshed", "created"]
+            );
+        }
+        // Pruning again changes nothing; an empty walk says so.
+        assert_eq!(
+            s.prune_connection_events(None, 10, 5, &routine)
+                .await
+                .expect("prune")
+                .deleted,
+            0
+        );
+        assert_eq!(
+            s.prune_connection_events(Some("zoc_zzzzzzzzzzzzzzzz"), 10, 5, &routine)
+                .await
+                .expect("prune"),
+            EventPruning::default()
+        );
+        assert_eq!(s.count_rows("connection_events", Some(&busy)).await, 6);
+    }
+
+    mod upkeep_tests {
+        use super::*;
+        use crate::support;
+
+        crate::store_tests!(
+            disconnecting_for_a_bad_client_secret_keeps_the_refresh_token,
+            kept_grants_are_claimed_once_by_code_app_and_cursor,
+            a_reconnect_is_fenced_and_writes_tokens_event_and_outbox,
+            an_erased_kept_grant_stays_disconnected_with_the_new_cause,
+            pruning_keeps_the_newest_events_and_every_state_change,
+        );
+    }
+}
+
+// Meeting sync and `/my/{vanity}` lookups (issue 5).

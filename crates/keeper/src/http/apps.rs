@@ -285,6 +285,13 @@ pub async fn get_app(
 }
 
 /// Change an app's client secret or webhook secret.
+///
+/// A new client secret is checked against Zoom first, like on create. Once it is
+/// saved, the app's connections that were disconnected because Zoom refused the old
+/// secret (`connection_failure_data.code` = `invalid_client`; their authorisation is
+/// kept) are re-checked in the background with the new one: this answer does not
+/// wait for them. Each becomes `connected` again (with a `state_change` webhook), or
+/// stays `disconnected` with the new cause if Zoom no longer accepts its grant.
 #[utoipa::path(
     patch, path = "/api/v1/zoom_oauth_apps/{id}", tag = "Zoom OAuth apps",
     params(("id" = String, Path, description = "App id (`zoa_…`)")),

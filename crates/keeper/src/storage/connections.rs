@@ -187,6 +187,16 @@ pub enum DisconnectOutcome {
     NotFound,
 }
 
+/// What one step of [`super::Store::prune_connection_events`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventPruning {
+    /// Events deleted.
+    pub deleted: u64,
+    /// The last connection id this step walked, to pass as `after` to the next
+    /// step; `None` when the walk reached the last connection (start over).
+    pub next_after: Option<String>,
+}
+
 // Encoding shared by both databases.
 
 /// A decode failure of a stored value.

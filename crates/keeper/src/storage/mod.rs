@@ -346,6 +346,70 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<SealedField>>;
     /// Replaces a sealed value if it still equals `field.value`; false if it changed.
     async fn reseal_field(&self, field: &SealedField, new_value: &Sealed) -> StoreResult<bool>;
+
+    // Connection upkeep (issue 4 follow-ups): a wrong client secret keeps the users'
+    // grants for a re-check, and the event log is pruned.
+    /// Like [`Store::disconnect_connection`], but keeps the sealed refresh token
+    /// (the access token is erased): for a failure of the app's own credentials
+    /// (`invalid_client`), which leaves the user's grant alive, so a corrected
+    /// client secret can bring the connection back ([`Store::reconnect_connection`]).
+    async fn disconnect_connection_keeping_grant(
+        &self,
+        id: &str,
+        fence: Option<i64>,
+        failure: &FailureData,
+        event: &NewConnectionEvent,
+        outbox: Option<&NewOutboxEvent>,
+    ) -> StoreResult<DisconnectOutcome>;
+    /// Claims, as [`Store::claim_connection_lease`] does, up to `limit` disconnected
+    /// connections of `app_id` whose `connection_failure_data.code` is `code`, that
+    /// still hold a refresh token and whose lease is free or expired, in id order
+    /// after `after` (a walk that visits each once). Returns the claimed rows.
+    async fn claim_disconnected_connections(
+        &self,
+        app_id: &str,
+        code: &str,
+        after: Option<&str>,
+        owner: &str,
+        limit: u32,
+        lease_for: std::time::Duration,
+    ) -> StoreResult<Vec<ConnectionRow>>;
+    /// Brings a disconnected connection claimed with
+    /// [`Store::claim_disconnected_connections`] back: state `connected`, failure
+    /// data cleared, `tokens` written, lease released, `event` and `outbox` in the
+    /// same transaction — only `WHERE id AND fence AND state = 'disconnected'`.
+    /// False (nothing written) when the fence moved on.
+    async fn reconnect_connection(
+        &self,
+        id: &str,
+        fence: i64,
+        tokens: &RefreshedTokens,
+        event: &NewConnectionEvent,
+        outbox: Option<&NewOutboxEvent>,
+    ) -> StoreResult<bool>;
+    /// For a disconnected connection claimed with
+    /// [`Store::claim_disconnected_connections`] whose grant turned out to be gone:
+    /// replaces its failure data with `failure`, erases its tokens, releases the
+    /// lease and writes `event`, under the fence. The state does not change, so no
+    /// outbox row. False when the fence moved on.
+    async fn erase_disconnected_grant(
+        &self,
+        id: &str,
+        fence: i64,
+        failure: &FailureData,
+        event: &NewConnectionEvent,
+    ) -> StoreResult<bool>;
+    /// Event-log housekeeping, one step: for the next `connections` connections in
+    /// id order after `after`, deletes the events whose kind is one of `kinds` and
+    /// that are not among the connection's `keep_newest` newest events (any kind).
+    /// Events of other kinds are never deleted.
+    async fn prune_connection_events(
+        &self,
+        after: Option<&str>,
+        connections: u32,
+        keep_newest: u32,
+        kinds: &[&str],
+    ) -> StoreResult<EventPruning>;
 }
 
 /// Every sealed column, in the order [`Store::sealed_fields`] walks them (sorted by

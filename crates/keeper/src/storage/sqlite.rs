@@ -26,9 +26,9 @@ use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
     ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
     ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome, Direction,
-    DisconnectOutcome, FailureData, GrantReplacement, NewConnectionEvent, NewOutboxEvent,
-    OutboxEventRow, Page, PageRequest, ProjectRow, RefreshedTokens, Sealed, SealedField, Store,
-    StoreError, StoreResult, SEALED_COLUMNS,
+    DisconnectOutcome, EventPruning, FailureData, GrantReplacement, NewConnectionEvent,
+    NewOutboxEvent, OutboxEventRow, Page, PageRequest, ProjectRow, RefreshedTokens, Sealed,
+    SealedField, Store, StoreError, StoreResult, SEALED_COLUMNS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -100,6 +100,58 @@ impl SqliteStore {
     /// The pool, for tests and later storage modules that need raw access.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// `disconnect_connection` and `disconnect_connection_keeping_grant`.
+    async fn disconnect(
+        &self,
+        id: &str,
+        fence: Option<i64>,
+        failure: &FailureData,
+        event: &NewConnectionEvent,
+        outbox: Option<&NewOutboxEvent>,
+        keep_refresh_token: bool,
+    ) -> StoreResult<DisconnectOutcome> {
+        let erase_refresh_token = if keep_refresh_token {
+            ""
+        } else {
+            "refresh_token = NULL, "
+        };
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET state = 'disconnected', \
+             connection_failure_data = ?1, {erase_refresh_token}access_token = NULL, \
+             access_token_expires_at = NULL, lease_owner = NULL, lease_until = NULL, \
+             fence = fence + 1, updated_at = ?2 \
+             WHERE id = ?3 AND state = 'connected' AND (?4 IS NULL OR fence = ?4) \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(failure_to_json(failure).to_string())
+        .bind(now)
+        .bind(id)
+        .bind(fence)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM zoom_oauth_connections WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            tx.rollback().await?;
+            return Ok(match exists {
+                Some(_) => DisconnectOutcome::Unchanged,
+                None => DisconnectOutcome::NotFound,
+            });
+        };
+        let row = connection_from_row(&row)?;
+        write_connection_event(&mut tx, id, event, now).await?;
+        if let Some(outbox) = outbox {
+            write_outbox_event(&mut tx, &row.project_id, outbox, now).await?;
+        }
+        tx.commit().await?;
+        Ok(DisconnectOutcome::Disconnected(Box::new(row)))
     }
 }
 
@@ -1022,41 +1074,8 @@ impl Store for SqliteStore {
         event: &NewConnectionEvent,
         outbox: Option<&NewOutboxEvent>,
     ) -> StoreResult<DisconnectOutcome> {
-        let now = micros(Utc::now());
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(&format!(
-            "UPDATE zoom_oauth_connections SET state = 'disconnected', \
-             connection_failure_data = ?1, refresh_token = NULL, access_token = NULL, \
-             access_token_expires_at = NULL, lease_owner = NULL, lease_until = NULL, \
-             fence = fence + 1, updated_at = ?2 \
-             WHERE id = ?3 AND state = 'connected' AND (?4 IS NULL OR fence = ?4) \
-             RETURNING {CONNECTION_COLUMNS}"
-        ))
-        .bind(failure_to_json(failure).to_string())
-        .bind(now)
-        .bind(id)
-        .bind(fence)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            let exists: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM zoom_oauth_connections WHERE id = ?")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            tx.rollback().await?;
-            return Ok(match exists {
-                Some(_) => DisconnectOutcome::Unchanged,
-                None => DisconnectOutcome::NotFound,
-            });
-        };
-        let row = connection_from_row(&row)?;
-        write_connection_event(&mut tx, id, event, now).await?;
-        if let Some(outbox) = outbox {
-            write_outbox_event(&mut tx, &row.project_id, outbox, now).await?;
-        }
-        tx.commit().await?;
-        Ok(DisconnectOutcome::Disconnected(Box::new(row)))
+        self.disconnect(id, fence, failure, event, outbox, false)
+            .await
     }
 
     async fn insert_connection_event(
@@ -1185,5 +1204,168 @@ impl Store for SqliteStore {
         .await?
         .rows_affected();
         Ok(updated == 1)
+    }
+
+    async fn disconnect_connection_keeping_grant(
+        &self,
+        id: &str,
+        fence: Option<i64>,
+        failure: &FailureData,
+        event: &NewConnectionEvent,
+        outbox: Option<&NewOutboxEvent>,
+    ) -> StoreResult<DisconnectOutcome> {
+        self.disconnect(id, fence, failure, event, outbox, true)
+            .await
+    }
+
+    async fn claim_disconnected_connections(
+        &self,
+        app_id: &str,
+        code: &str,
+        after: Option<&str>,
+        owner: &str,
+        limit: u32,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<ConnectionRow>> {
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET lease_owner = ?1, lease_until = ?2, \
+             fence = fence + 1 \
+             WHERE id IN (\
+                 SELECT id FROM zoom_oauth_connections \
+                 WHERE app_id = ?3 AND state = 'disconnected' AND refresh_token IS NOT NULL \
+                 AND json_extract(connection_failure_data, '$.code') = ?4 \
+                 AND (lease_until IS NULL OR lease_until < ?5) \
+                 AND (?6 IS NULL OR id > ?6) \
+                 ORDER BY id LIMIT ?7) \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(now.saturating_add(duration_micros(lease_for)))
+        .bind(app_id)
+        .bind(code)
+        .bind(now)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut claimed = rows
+            .iter()
+            .map(connection_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        claimed.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(claimed)
+    }
+
+    async fn reconnect_connection(
+        &self,
+        id: &str,
+        fence: i64,
+        tokens: &RefreshedTokens,
+        event: &NewConnectionEvent,
+        outbox: Option<&NewOutboxEvent>,
+    ) -> StoreResult<bool> {
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let project_id: Option<String> = sqlx::query_scalar(
+            "UPDATE zoom_oauth_connections SET state = 'connected', \
+             connection_failure_data = NULL, refresh_token = ?1, access_token = ?2, \
+             access_token_expires_at = ?3, refresh_due_at = ?4, scopes = COALESCE(?5, scopes), \
+             last_successful_token_refresh_at = ?6, lease_owner = NULL, lease_until = NULL, \
+             updated_at = ?6 \
+             WHERE id = ?7 AND fence = ?8 AND state = 'disconnected' RETURNING project_id",
+        )
+        .bind(&tokens.refresh_token.0)
+        .bind(&tokens.access_token.0)
+        .bind(micros(tokens.access_token_expires_at))
+        .bind(micros(tokens.refresh_due_at))
+        .bind(tokens.scopes.as_deref().map(scopes_to_text))
+        .bind(now)
+        .bind(id)
+        .bind(fence)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(project_id) = project_id else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        write_connection_event(&mut tx, id, event, now).await?;
+        if let Some(outbox) = outbox {
+            write_outbox_event(&mut tx, &project_id, outbox, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn erase_disconnected_grant(
+        &self,
+        id: &str,
+        fence: i64,
+        failure: &FailureData,
+        event: &NewConnectionEvent,
+    ) -> StoreResult<bool> {
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let written = sqlx::query(
+            "UPDATE zoom_oauth_connections SET connection_failure_data = ?1, \
+             refresh_token = NULL, access_token = NULL, access_token_expires_at = NULL, \
+             lease_owner = NULL, lease_until = NULL, updated_at = ?2 \
+             WHERE id = ?3 AND fence = ?4 AND state = 'disconnected'",
+        )
+        .bind(failure_to_json(failure).to_string())
+        .bind(now)
+        .bind(id)
+        .bind(fence)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if written == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        write_connection_event(&mut tx, id, event, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn prune_connection_events(
+        &self,
+        after: Option<&str>,
+        connections: u32,
+        keep_newest: u32,
+        kinds: &[&str],
+    ) -> StoreResult<EventPruning> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM zoom_oauth_connections WHERE (?1 IS NULL OR id > ?1) \
+             ORDER BY id LIMIT ?2",
+        )
+        .bind(after)
+        .bind(i64::from(connections))
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(last) = ids.last().cloned() else {
+            return Ok(EventPruning::default());
+        };
+        let deleted = sqlx::query(
+            "DELETE FROM connection_events WHERE id IN (\
+                 SELECT id FROM (\
+                     SELECT e.id, e.kind, ROW_NUMBER() OVER (\
+                         PARTITION BY e.connection_id ORDER BY e.id DESC) AS newer \
+                     FROM connection_events e \
+                     WHERE e.connection_id IN (SELECT value FROM json_each(?1))) \
+                 WHERE newer > ?2 AND kind IN (SELECT value FROM json_each(?3)))",
+        )
+        .bind(serde_json::Value::from(ids.clone()).to_string())
+        .bind(i64::from(keep_newest))
+        .bind(serde_json::Value::from(kinds.to_vec()).to_string())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(EventPruning {
+            deleted,
+            next_after: (ids.len() >= connections as usize).then_some(last),
+        })
     }
 }
