@@ -17,6 +17,7 @@ pub mod connections;
 pub mod error;
 pub mod extract;
 pub mod ops;
+pub mod oversize;
 pub mod pagination;
 
 pub use error::ApiError;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::routes())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(oversize::refuse_oversized))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(CatchPanicLayer::custom(
