@@ -438,6 +438,7 @@ fn watch_token_arrivals(
         while Instant::now() < until {
             let start = Instant::now();
             let Ok(stats) = control.stats().await else {
+                tokio::time::sleep(Duration::from_millis(3)).await;
                 continue;
             };
             let end = Instant::now();
@@ -516,6 +517,17 @@ async fn a_process_killed_mid_refresh_again_and_again_loses_no_connection() {
     let connections = connect_users(&sim, &api, &bases, &app_id, 500, 32).await;
     let created = sim.control().stats().await.expect("stats");
 
+    let test_deadline = Instant::now() + Duration::from_secs(50);
+    // Watching starts before the latency does, so every slowed refresh is logged.
+    let (arrivals, watcher) = watch_token_arrivals(sim.control(), test_deadline);
+    while arrivals
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .seen_until
+        .is_none()
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     sim.control()
         .set_faults(&zoom_sim::SimFaults {
             latency_ms: Some(ZOOM_LATENCY.as_millis() as u64),
@@ -524,8 +536,6 @@ async fn a_process_killed_mid_refresh_again_and_again_loses_no_connection() {
         })
         .await
         .expect("latency on the token endpoint");
-    let test_deadline = Instant::now() + Duration::from_secs(50);
-    let (arrivals, watcher) = watch_token_arrivals(sim.control(), test_deadline);
     let mut rng = Rng::from_clock("kill moments");
     let mut kills_with_refreshes_at_zoom = 0;
     for round in 0..ROUNDS {
