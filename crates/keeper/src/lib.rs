@@ -2,7 +2,8 @@
 //! and the background workers.
 //!
 //! Layering: `http` parses, authorises, calls a domain module and serialises; the
-//! domain modules (`projects`, `api_keys`, `apps`, `connections`, `tokens`, …) hold the rules; `storage` holds
+//! domain modules (`projects`, `api_keys`, `apps`, `connections`, `tokens`, `meetings`,
+//! `zoom_webhooks`, …) hold the rules; `storage` holds
 //! all SQL behind the [`storage::Store`] trait, one implementation per database.
 //! [`Keeper`] bundles the handles they share; [`server::Server`] serves the router.
 
@@ -12,6 +13,7 @@ pub mod config;
 pub mod connections;
 pub mod http;
 pub mod ids;
+pub mod meetings;
 pub mod metrics;
 pub mod pg_cluster;
 pub mod projects;
@@ -25,5 +27,6 @@ pub mod tokens;
 pub mod vault;
 pub mod zoom_account_limits;
 pub mod zoom_gateway;
+pub mod zoom_webhooks;
 
 pub use service::Keeper;

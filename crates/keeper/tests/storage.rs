@@ -1963,6 +1963,659 @@ mod connection_tests {
     );
 }
 
+/// The meeting → host index, webhook receipts and app webhook timestamps (issue 5).
+mod meeting_index {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Duration, Utc};
+    use keeper::storage::{
+        meeting_cursor_id, ConnectionRow, Cursor, Direction, FailureData, MeetingFilter,
+        MeetingIndexChange, MeetingRow, MeetingSource, PageRequest, ReceiptOutcome, StoreError,
+        WebhookVerification,
+    };
+
+    use crate::support::{app, connection, event, micros, project, TestStore};
+
+    /// A project, one app and `users.len()` connections; returns (project, app, connections).
+    async fn setup(
+        s: &TestStore,
+        name: &str,
+        users: &[&str],
+    ) -> (String, String, Vec<ConnectionRow>) {
+        let p = project(name);
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "client", Utc::now());
+        s.insert_app(&a).await.expect("app");
+        let mut connections = Vec::new();
+        for (i, user) in users.iter().enumerate() {
+            let c = connection(&p.id, &a.id, user, Utc::now() + Duration::seconds(i as i64));
+            s.store
+                .insert_connection(&c, &event("created"))
+                .await
+                .expect("connection");
+            connections.push(c);
+        }
+        (p.id, a.id, connections)
+    }
+
+    fn meeting(
+        c: &ConnectionRow,
+        id: &str,
+        source: MeetingSource,
+        synced_at: DateTime<Utc>,
+    ) -> MeetingRow {
+        MeetingRow {
+            project_id: c.project_id.clone(),
+            app_id: c.app_id.clone(),
+            meeting_id: id.to_owned(),
+            connection_id: c.id.clone(),
+            source,
+            topic: Some(format!("meeting {id}")),
+            start_time: Some(micros(Utc::now() + Duration::hours(1))),
+            synced_at: micros(synced_at),
+        }
+    }
+
+    async fn hosts(s: &TestStore, p: &str, app: Option<&str>, id: &str) -> Vec<MeetingRow> {
+        s.meeting_hosts(p, app, id).await.expect("hosts")
+    }
+
+    pub async fn upsert_repoints_a_meeting_and_delete_drops_only_that_apps_row(s: TestStore) {
+        let (p, a, cs) = setup(&s, "acme", &["host-1", "host-2"]).await;
+        let b = app(&p, "other-client", Utc::now());
+        s.insert_app(&b).await.expect("second app");
+        let cb = connection(&p, &b.id, "host-b", Utc::now());
+        s.store
+            .insert_connection(&cb, &event("created"))
+            .await
+            .expect("connection of b");
+
+        let m = meeting(&cs[0], "85746065432", MeetingSource::Webhook, Utc::now());
+        s.apply_meeting_change(&MeetingIndexChange::Upsert(m.clone()))
+            .await
+            .expect("index");
+        assert_eq!(
+            hosts(&s, &p, Some(&a), "85746065432").await,
+            vec![m.clone()]
+        );
+        let mb = meeting(&cb, "85746065432", MeetingSource::Sync, Utc::now());
+        s.apply_meeting_change(&MeetingIndexChange::Upsert(mb.clone()))
+            .await
+            .expect("same meeting in app b");
+        assert_eq!(hosts(&s, &p, None, "85746065432").await.len(), 2);
+
+        // A later announcement of the same meeting re-points it; still one row per app.
+        let moved = meeting(
+            &cs[1],
+            "85746065432",
+            MeetingSource::Webhook,
+            Utc::now() + Duration::seconds(1),
+        );
+        s.apply_meeting_change(&MeetingIndexChange::Upsert(moved.clone()))
+            .await
+            .expect("re-point");
+        assert_eq!(
+            hosts(&s, &p, Some(&a), "85746065432").await,
+            vec![moved.clone()]
+        );
+        assert_eq!(s.count_rows("zoom_meetings", None).await, 2);
+
+        s.apply_meeting_change(&MeetingIndexChange::Delete {
+            app_id: a.clone(),
+            meeting_id: "85746065432".to_owned(),
+        })
+        .await
+        .expect("delete");
+        assert_eq!(
+            hosts(&s, &p, None, "85746065432").await,
+            vec![mb],
+            "app b's row stays"
+        );
+        s.apply_meeting_change(&MeetingIndexChange::Delete {
+            app_id: a.clone(),
+            meeting_id: "85746065432".to_owned(),
+        })
+        .await
+        .expect("deleting again changes nothing");
+
+        // Another project sees nothing; a vanished connection is NotFound.
+        assert!(hosts(&s, "prj_other", None, "85746065432").await.is_empty());
+        let mut ghost = meeting(&cs[0], "111111111", MeetingSource::Webhook, Utc::now());
+        ghost.connection_id = "zoc_doesnotexist0000".to_owned();
+        let err = s
+            .apply_meeting_change(&MeetingIndexChange::Upsert(ghost))
+            .await
+            .expect_err("no such connection");
+        assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    }
+
+    pub async fn pmi_rows_replace_each_other_and_outlive_webhook_rows(s: TestStore) {
+        let (p, a, cs) = setup(&s, "acme", &["host-1"]).await;
+        let c = &cs[0];
+        let pmi = |id: &str| MeetingIndexChange::ReplacePmi {
+            row: MeetingRow {
+                topic: None,
+                start_time: None,
+                ..meeting(c, id, MeetingSource::Pmi, Utc::now())
+            },
+            personal_meeting_url: None,
+        };
+        s.apply_meeting_change(&pmi("3542471135"))
+            .await
+            .expect("first pmi");
+        s.apply_meeting_change(&MeetingIndexChange::ReplacePmi {
+            row: MeetingRow {
+                topic: None,
+                start_time: None,
+                ..meeting(c, "3542471136", MeetingSource::Pmi, Utc::now())
+            },
+            personal_meeting_url: Some("https://zoom.us/j/3542471136".to_owned()),
+        })
+        .await
+        .expect("new pmi");
+        assert!(
+            hosts(&s, &p, Some(&a), "3542471135").await.is_empty(),
+            "old PMI dropped"
+        );
+        let rows = hosts(&s, &p, Some(&a), "3542471136").await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].source, MeetingSource::Pmi);
+        let got = s
+            .connection_by_id(&c.id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(got.pmi.as_deref(), Some("3542471136"));
+        assert_eq!(
+            got.personal_meeting_url.as_deref(),
+            Some("https://zoom.us/j/3542471136")
+        );
+
+        s.apply_meeting_change(&pmi("3542471137"))
+            .await
+            .expect("third pmi");
+        let got = s
+            .connection_by_id(&c.id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(got.pmi.as_deref(), Some("3542471137"));
+        assert_eq!(
+            got.personal_meeting_url.as_deref(),
+            Some("https://zoom.us/j/3542471136"),
+            "kept when the change does not name one"
+        );
+
+        // A meeting scheduled with the PMI arrives by webhook and is deleted: the
+        // personal room stays indexed.
+        s.apply_meeting_change(&MeetingIndexChange::Upsert(meeting(
+            c,
+            "3542471137",
+            MeetingSource::Webhook,
+            Utc::now(),
+        )))
+        .await
+        .expect("webhook upsert");
+        s.apply_meeting_change(&MeetingIndexChange::Delete {
+            app_id: a.clone(),
+            meeting_id: "3542471137".to_owned(),
+        })
+        .await
+        .expect("delete");
+        let rows = hosts(&s, &p, Some(&a), "3542471137").await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].source, MeetingSource::Pmi);
+        assert_eq!(s.count_rows("zoom_meetings", Some(&c.id)).await, 1);
+
+        let mut gone = c.clone();
+        gone.id = "zoc_doesnotexist0000".to_owned();
+        let err = s
+            .apply_meeting_change(&MeetingIndexChange::ReplacePmi {
+                row: meeting(&gone, "3542471138", MeetingSource::Pmi, Utc::now()),
+                personal_meeting_url: None,
+            })
+            .await
+            .expect_err("no such connection");
+        assert!(matches!(err, StoreError::NotFound), "{err:?}");
+        assert!(hosts(&s, &p, None, "3542471138").await.is_empty());
+    }
+
+    pub async fn webhook_receipt_applies_its_change_once_and_never_without_it(s: TestStore) {
+        let (p, a, cs) = setup(&s, "acme", &["host-1", "host-2"]).await;
+        let key = "meeting.created:1626230691572:85746065432";
+        assert!(!s.webhook_receipt_exists(&a, key).await.expect("exists?"));
+        let first = meeting(&cs[0], "85746065432", MeetingSource::Webhook, Utc::now());
+        let outcome = s
+            .record_webhook_receipt_and_apply(
+                &a,
+                key,
+                Utc::now(),
+                &MeetingIndexChange::Upsert(first.clone()),
+            )
+            .await
+            .expect("first delivery");
+        assert_eq!(outcome, ReceiptOutcome::Applied);
+        let other = meeting(&cs[1], "85746065432", MeetingSource::Webhook, Utc::now());
+        let outcome = s
+            .record_webhook_receipt_and_apply(
+                &a,
+                key,
+                Utc::now(),
+                &MeetingIndexChange::Upsert(other),
+            )
+            .await
+            .expect("redelivery");
+        assert_eq!(outcome, ReceiptOutcome::Duplicate);
+        assert_eq!(hosts(&s, &p, Some(&a), "85746065432").await, vec![first]);
+        assert!(s.webhook_receipt_exists(&a, key).await.expect("exists?"));
+
+        // A change that fails leaves no receipt, so the redelivery can still apply.
+        let key2 = "meeting.created:2:111111111";
+        let mut ghost = meeting(&cs[0], "111111111", MeetingSource::Webhook, Utc::now());
+        ghost.connection_id = "zoc_doesnotexist0000".to_owned();
+        let err = s
+            .record_webhook_receipt_and_apply(
+                &a,
+                key2,
+                Utc::now(),
+                &MeetingIndexChange::Upsert(ghost),
+            )
+            .await
+            .expect_err("vanished connection");
+        assert!(matches!(err, StoreError::NotFound), "{err:?}");
+        assert!(!s.webhook_receipt_exists(&a, key2).await.expect("exists?"));
+        let real = meeting(&cs[0], "111111111", MeetingSource::Webhook, Utc::now());
+        assert_eq!(
+            s.record_webhook_receipt_and_apply(
+                &a,
+                key2,
+                Utc::now(),
+                &MeetingIndexChange::Upsert(real)
+            )
+            .await
+            .expect("retry"),
+            ReceiptOutcome::Applied
+        );
+        // Receipts are per app; an unknown app is NotFound.
+        let err = s
+            .record_webhook_receipt_and_apply(
+                "zoa_doesnotexist0000",
+                key,
+                Utc::now(),
+                &MeetingIndexChange::Nothing,
+            )
+            .await
+            .expect_err("no such app");
+        assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    }
+
+    pub async fn concurrent_redeliveries_apply_exactly_once(s: TestStore) {
+        let (p, a, cs) = setup(&s, "acme", &["host-1", "host-2", "host-3", "host-4"]).await;
+        let store = s.store.clone();
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let store = Arc::clone(&store);
+            let row = meeting(
+                &cs[i % cs.len()],
+                "85746065432",
+                MeetingSource::Webhook,
+                Utc::now(),
+            );
+            let a = a.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .record_webhook_receipt_and_apply(
+                        &a,
+                        "k",
+                        Utc::now(),
+                        &MeetingIndexChange::Upsert(row.clone()),
+                    )
+                    .await
+                    .map(|o| (o, row.connection_id))
+            }));
+        }
+        let mut applied = Vec::new();
+        for t in tasks {
+            let (outcome, connection) = t.await.expect("task").expect("recorded");
+            if outcome == ReceiptOutcome::Applied {
+                applied.push(connection);
+            }
+        }
+        assert_eq!(applied.len(), 1, "exactly one delivery applies");
+        let rows = hosts(&s, &p, Some(&a), "85746065432").await;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].connection_id, applied[0],
+            "and it is the one whose change stands"
+        );
+    }
+
+    pub async fn meetings_filter_and_paginate_newest_synced_first(s: TestStore) {
+        let (p, a, cs) = setup(&s, "acme", &["host-1", "host-2"]).await;
+        let base = Utc::now() - Duration::hours(1);
+        let mut expected = Vec::new();
+        for i in 0..7i64 {
+            // Two rows share a synced_at to exercise the tie-break.
+            let at = base + Duration::seconds(i.min(5));
+            let row = meeting(
+                &cs[(i % 2) as usize],
+                &format!("{}", 100_000_000 + i),
+                MeetingSource::Webhook,
+                at,
+            );
+            s.apply_meeting_change(&MeetingIndexChange::Upsert(row.clone()))
+                .await
+                .expect("index");
+            expected.push(row);
+        }
+        expected.sort_by(|x, y| {
+            (y.synced_at, &y.app_id, &y.meeting_id).cmp(&(x.synced_at, &x.app_id, &x.meeting_id))
+        });
+        let all = MeetingFilter::default();
+        let cursor_of = |m: &MeetingRow, direction| Cursor {
+            created_at: m.synced_at,
+            id: meeting_cursor_id(&m.app_id, &m.meeting_id),
+            direction,
+        };
+        let mut seen = Vec::new();
+        let mut page = s
+            .list_meetings(
+                &p,
+                &all,
+                &PageRequest {
+                    cursor: None,
+                    limit: 3,
+                },
+            )
+            .await
+            .expect("first page");
+        loop {
+            seen.extend(page.items.clone());
+            if !page.has_more {
+                break;
+            }
+            let last = page.items.last().expect("non-empty page");
+            page = s
+                .list_meetings(
+                    &p,
+                    &all,
+                    &PageRequest {
+                        cursor: Some(cursor_of(last, Direction::Older)),
+                        limit: 3,
+                    },
+                )
+                .await
+                .expect("next page");
+        }
+        assert_eq!(seen, expected, "every row once, newest first");
+        // Back from the last row: the rows before it, still newest first.
+        let back = s
+            .list_meetings(
+                &p,
+                &all,
+                &PageRequest {
+                    cursor: Some(cursor_of(&expected[6], Direction::Newer)),
+                    limit: 3,
+                },
+            )
+            .await
+            .expect("previous page");
+        assert_eq!(back.items, expected[3..6].to_vec());
+        assert!(back.has_more);
+
+        let by_connection = s
+            .list_meetings(
+                &p,
+                &MeetingFilter {
+                    meeting_id: None,
+                    connection_id: Some(cs[1].id.clone()),
+                },
+                &PageRequest {
+                    cursor: None,
+                    limit: 100,
+                },
+            )
+            .await
+            .expect("by connection");
+        assert_eq!(by_connection.items.len(), 3);
+        assert!(by_connection
+            .items
+            .iter()
+            .all(|m| m.connection_id == cs[1].id));
+        let by_meeting = s
+            .list_meetings(
+                &p,
+                &MeetingFilter {
+                    meeting_id: Some("100000004".into()),
+                    connection_id: None,
+                },
+                &PageRequest {
+                    cursor: None,
+                    limit: 100,
+                },
+            )
+            .await
+            .expect("by meeting");
+        assert_eq!(by_meeting.items.len(), 1);
+        assert_eq!(by_meeting.items[0].meeting_id, "100000004");
+        let elsewhere = s
+            .list_meetings(
+                "prj_someoneelse00000",
+                &all,
+                &PageRequest {
+                    cursor: None,
+                    limit: 100,
+                },
+            )
+            .await
+            .expect("other project");
+        assert!(elsewhere.items.is_empty() && !elsewhere.has_more);
+        assert_eq!(a, expected[0].app_id);
+    }
+
+    pub async fn app_webhook_timestamps_only_move_forward(s: TestStore) {
+        let (_, a, _) = setup(&s, "acme", &[]).await;
+        let t1 = micros(Utc::now());
+        s.record_app_webhook_received(&a, WebhookVerification::Verified, t1)
+            .await
+            .expect("record");
+        s.record_app_webhook_received(
+            &a,
+            WebhookVerification::Verified,
+            t1 - Duration::seconds(10),
+        )
+        .await
+        .expect("older record");
+        let got = s.app_by_id(&a).await.expect("read").expect("exists");
+        assert_eq!(got.last_verified_webhook_received_at, Some(t1));
+        assert_eq!(got.last_unverified_webhook_received_at, None);
+        let t2 = t1 + Duration::seconds(1);
+        s.record_app_webhook_received(&a, WebhookVerification::Unverified, t2)
+            .await
+            .expect("unverified");
+        let got = s.app_by_id(&a).await.expect("read").expect("exists");
+        assert_eq!(got.last_unverified_webhook_received_at, Some(t2));
+        assert_eq!(got.last_verified_webhook_received_at, Some(t1));
+        assert!(s
+            .app_by_id("zoa_doesnotexist0000")
+            .await
+            .expect("read")
+            .is_none());
+        // Unknown apps are not an error (the write is bookkeeping).
+        s.record_app_webhook_received("zoa_doesnotexist0000", WebhookVerification::Verified, t2)
+            .await
+            .expect("no-op");
+    }
+
+    pub async fn connection_in_account_is_the_oldest_connected_one(s: TestStore) {
+        let (p, a, mut cs) = setup(&s, "acme", &[]).await;
+        for (i, (user, account)) in [
+            ("admin", "acct_1"),
+            ("member", "acct_1"),
+            ("stranger", "acct_2"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut c = connection(&p, &a, user, Utc::now() + Duration::seconds(i as i64));
+            c.account_id = (*account).to_owned();
+            s.store
+                .insert_connection(&c, &event("created"))
+                .await
+                .expect("connection");
+            cs.push(c);
+        }
+        let got = s
+            .connection_in_account(&a, "acct_1")
+            .await
+            .expect("read")
+            .expect("found");
+        assert_eq!(got.id, cs[0].id, "the oldest");
+        s.disconnect_connection(
+            &cs[0].id,
+            None,
+            &FailureData {
+                error: "gone".into(),
+                code: "app_deauthorized".into(),
+                timestamp: Utc::now(),
+            },
+            &event("deauthorized"),
+            None,
+        )
+        .await
+        .expect("disconnect");
+        let got = s
+            .connection_in_account(&a, "acct_1")
+            .await
+            .expect("read")
+            .expect("found");
+        assert_eq!(got.id, cs[1].id, "a disconnected one is skipped");
+        assert!(s
+            .connection_in_account(&a, "acct_3")
+            .await
+            .expect("read")
+            .is_none());
+        assert!(s
+            .connection_in_account("zoa_doesnotexist0000", "acct_1")
+            .await
+            .expect("read")
+            .is_none());
+    }
+
+    pub async fn housekeeping_drops_old_receipts_and_past_non_pmi_meetings(s: TestStore) {
+        let (p, a, cs) = setup(&s, "acme", &["host-1"]).await;
+        let now = Utc::now();
+        for (i, age_days) in [3, 3, 3, 0].iter().enumerate() {
+            s.record_webhook_receipt_and_apply(
+                &a,
+                &format!("k{i}"),
+                now - Duration::days(*age_days),
+                &MeetingIndexChange::Nothing,
+            )
+            .await
+            .expect("receipt");
+        }
+        let cutoff = now - Duration::days(1);
+        assert_eq!(
+            s.delete_webhook_receipts_before(cutoff, 2)
+                .await
+                .expect("batch 1"),
+            2
+        );
+        assert_eq!(
+            s.delete_webhook_receipts_before(cutoff, 2)
+                .await
+                .expect("batch 2"),
+            1
+        );
+        assert_eq!(
+            s.delete_webhook_receipts_before(cutoff, 2)
+                .await
+                .expect("batch 3"),
+            0
+        );
+        assert!(s.webhook_receipt_exists(&a, "k3").await.expect("exists?"));
+
+        let c = &cs[0];
+        let at = |id: &str, source, start: Option<DateTime<Utc>>| MeetingRow {
+            start_time: start.map(micros),
+            ..meeting(c, id, source, now)
+        };
+        let rows = [
+            at(
+                "100000001",
+                MeetingSource::Webhook,
+                Some(now - Duration::days(40)),
+            ),
+            at(
+                "100000002",
+                MeetingSource::Sync,
+                Some(now - Duration::days(40)),
+            ),
+            at(
+                "100000003",
+                MeetingSource::Webhook,
+                Some(now + Duration::days(1)),
+            ),
+            at("100000004", MeetingSource::Webhook, None),
+            at(
+                "100000005",
+                MeetingSource::Pmi,
+                Some(now - Duration::days(40)),
+            ),
+        ];
+        for r in &rows {
+            s.apply_meeting_change(&MeetingIndexChange::Upsert(r.clone()))
+                .await
+                .expect("index");
+        }
+        let deleted = s
+            .delete_meetings_started_before(now - Duration::days(30), 100)
+            .await
+            .expect("expire");
+        assert_eq!(deleted, 2);
+        let left: HashSet<String> = s
+            .list_meetings(
+                &p,
+                &MeetingFilter::default(),
+                &PageRequest {
+                    cursor: None,
+                    limit: 100,
+                },
+            )
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .map(|m| m.meeting_id)
+            .collect();
+        assert_eq!(
+            left,
+            ["100000003", "100000004", "100000005"]
+                .map(String::from)
+                .into_iter()
+                .collect()
+        );
+    }
+}
+
+mod meeting_index_tests {
+    use super::meeting_index::*;
+    use super::support;
+
+    crate::store_tests!(
+        upsert_repoints_a_meeting_and_delete_drops_only_that_apps_row,
+        pmi_rows_replace_each_other_and_outlive_webhook_rows,
+        webhook_receipt_applies_its_change_once_and_never_without_it,
+        concurrent_redeliveries_apply_exactly_once,
+        meetings_filter_and_paginate_newest_synced_first,
+        app_webhook_timestamps_only_move_forward,
+        connection_in_account_is_the_oldest_connected_one,
+        housekeeping_drops_old_receipts_and_past_non_pmi_meetings,
+    );
+}
+
 mod connection_upkeep {
     //! Issue 4 follow-ups: a grant kept after `invalid_client`, re-checked and
     //! reconnected or erased; the event log pruned.

@@ -16,9 +16,11 @@ pub mod auth;
 pub mod connections;
 pub mod error;
 pub mod extract;
+pub mod meetings;
 pub mod ops;
 pub mod oversize;
 pub mod pagination;
+pub mod zoom_webhooks;
 
 pub use error::ApiError;
 
@@ -37,6 +39,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(apps::routes())
         .merge(connections::routes())
+        .merge(meetings::routes())
+        .merge(zoom_webhooks::routes())
         .merge(ops::routes())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

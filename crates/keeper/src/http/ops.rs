@@ -35,15 +35,19 @@ use super::AppState;
         super::connections::access_token,
         super::connections::zak_token,
         super::connections::onbehalf_token,
+        super::meetings::list_meetings,
+        super::zoom_webhooks::receive_webhook,
         healthz,
         readyz,
     ),
-    components(schemas(ErrorBody, Status)),
+    components(schemas(ErrorBody, Status, super::zoom_webhooks::UrlValidationAnswer)),
     modifiers(&ApiKeyAuth),
     tags(
         (name = "Zoom OAuth apps", description = "Your Zoom apps' credentials"),
         (name = "Zoom OAuth connections", description = "Zoom users' grants to your apps"),
         (name = "Tokens", description = "Zoom tokens minted from a connection"),
+        (name = "Meetings", description = "The meeting → host index"),
+        (name = "Zoom webhooks", description = "Where Zoom sends your apps' events"),
     )
 )]
 pub struct ApiDoc;

@@ -11,10 +11,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub mod connections;
+pub mod meetings;
 pub mod postgres;
 pub mod sqlite;
 
 pub use connections::*;
+pub use meetings::*;
 
 /// A sealed secret as stored: `version | key_id | nonce | ciphertext+tag` (see `vault`).
 #[derive(Clone, PartialEq, Eq)]
@@ -346,6 +348,69 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<SealedField>>;
     /// Replaces a sealed value if it still equals `field.value`; false if it changed.
     async fn reseal_field(&self, field: &SealedField, new_value: &Sealed) -> StoreResult<bool>;
+
+    // Zoom webhook ingress and the meeting → host index (issue 5; see `meetings`).
+    /// Unscoped read for webhook ingress, which knows only the app id in its URL.
+    async fn app_by_id(&self, id: &str) -> StoreResult<Option<AppRow>>;
+    /// Moves the app's `last_verified_webhook_received_at` or
+    /// `last_unverified_webhook_received_at` forward to `at` (never back). Callers
+    /// throttle how often they call it.
+    async fn record_app_webhook_received(
+        &self,
+        app_id: &str,
+        which: WebhookVerification,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The oldest connected connection of `app_id` in Zoom account `account_id`
+    /// (account-level apps: an admin's grant covers the account's meetings).
+    async fn connection_in_account(
+        &self,
+        app_id: &str,
+        account_id: &str,
+    ) -> StoreResult<Option<ConnectionRow>>;
+    /// Records Zoom webhook `(app_id, dedupe_key)` and applies `change` in one
+    /// transaction. `Duplicate` (nothing changed) when the receipt exists already.
+    /// Errors (e.g. `NotFound` for a vanished connection) leave no receipt.
+    async fn record_webhook_receipt_and_apply(
+        &self,
+        app_id: &str,
+        dedupe_key: &str,
+        received_at: DateTime<Utc>,
+        change: &MeetingIndexChange,
+    ) -> StoreResult<ReceiptOutcome>;
+    async fn webhook_receipt_exists(&self, app_id: &str, dedupe_key: &str) -> StoreResult<bool>;
+    /// Applies one index change on its own (meeting sync, connection changes).
+    async fn apply_meeting_change(&self, change: &MeetingIndexChange) -> StoreResult<()>;
+    /// Who hosts `meeting_id` in the project: the rows of every app, or of `app_id`
+    /// only; most recently indexed first. The join-token lookup.
+    async fn meeting_hosts(
+        &self,
+        project_id: &str,
+        app_id: Option<&str>,
+        meeting_id: &str,
+    ) -> StoreResult<Vec<MeetingRow>>;
+    /// The project's index, most recently indexed (`synced_at`) first; cursors carry
+    /// `synced_at` and [`meeting_cursor_id`].
+    async fn list_meetings(
+        &self,
+        project_id: &str,
+        filter: &MeetingFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<MeetingRow>>;
+    /// Housekeeping: deletes up to `limit` receipts received before `before`;
+    /// returns how many.
+    async fn delete_webhook_receipts_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64>;
+    /// Housekeeping: deletes up to `limit` non-PMI index rows of meetings that
+    /// started before `before` (rows without a start time stay); returns how many.
+    async fn delete_meetings_started_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64>;
 
     // Connection upkeep (issue 4 follow-ups): a wrong client secret keeps the users'
     // grants for a re-check, and the event log is pruned.

@@ -15,6 +15,10 @@ use super::connections::{
     duration_micros, event_cursor_id, failure_from_json, failure_to_json, parse_state,
     scopes_from_text, scopes_to_text, MEETING_TOKEN_MARGIN_MICROS,
 };
+use super::meetings::{
+    meeting_cursor_key, parse_source, MeetingFilter, MeetingIndexChange, MeetingRow,
+    ReceiptOutcome, WebhookVerification,
+};
 use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
     ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
@@ -1136,6 +1140,208 @@ impl Store for PostgresStore {
         Ok(updated == 1)
     }
 
+    async fn app_by_id(&self, id: &str) -> StoreResult<Option<AppRow>> {
+        sqlx::query(&format!(
+            "SELECT {APP_COLUMNS_UNCOUNTED} FROM zoom_oauth_apps a WHERE a.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| app_from_row(&r))
+        .transpose()
+    }
+
+    async fn record_app_webhook_received(
+        &self,
+        app_id: &str,
+        which: WebhookVerification,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let column = webhook_timestamp_column(which);
+        sqlx::query(&format!(
+            "UPDATE zoom_oauth_apps SET {column} = GREATEST(COALESCE({column}, $1), $1) \
+             WHERE id = $2"
+        ))
+        .bind(ts(at))
+        .bind(app_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn connection_in_account(
+        &self,
+        app_id: &str,
+        account_id: &str,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+             WHERE app_id = $1 AND account_id = $2 AND state = 'connected' \
+             ORDER BY created_at, id LIMIT 1"
+        ))
+        .bind(app_id)
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
+    }
+
+    async fn record_webhook_receipt_and_apply(
+        &self,
+        app_id: &str,
+        dedupe_key: &str,
+        received_at: DateTime<Utc>,
+        change: &MeetingIndexChange,
+    ) -> StoreResult<ReceiptOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // A concurrent delivery of the same event waits here on the key, then sees
+        // the first one's receipt and changes nothing.
+        let inserted = sqlx::query(
+            "INSERT INTO zoom_webhook_receipts (app_id, dedupe_key, received_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (app_id, dedupe_key) DO NOTHING",
+        )
+        .bind(app_id)
+        .bind(dedupe_key)
+        .bind(ts(received_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(meeting_write_error)?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(ReceiptOutcome::Duplicate);
+        }
+        apply_meeting_change_in(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(ReceiptOutcome::Applied)
+    }
+
+    async fn webhook_receipt_exists(&self, app_id: &str, dedupe_key: &str) -> StoreResult<bool> {
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM zoom_webhook_receipts WHERE app_id = $1 AND dedupe_key = $2",
+        )
+        .bind(app_id)
+        .bind(dedupe_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn apply_meeting_change(&self, change: &MeetingIndexChange) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        apply_meeting_change_in(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn meeting_hosts(
+        &self,
+        project_id: &str,
+        app_id: Option<&str>,
+        meeting_id: &str,
+    ) -> StoreResult<Vec<MeetingRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MEETING_COLUMNS} FROM zoom_meetings \
+             WHERE meeting_id = $1 AND project_id = $2 AND ($3::text IS NULL OR app_id = $3) \
+             ORDER BY synced_at DESC, app_id DESC"
+        ))
+        .bind(meeting_id)
+        .bind(project_id)
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(meeting_from_row).collect()
+    }
+
+    async fn list_meetings(
+        &self,
+        project_id: &str,
+        filter: &MeetingFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<MeetingRow>> {
+        // Conditions are added only when given, so each filter can use its index.
+        let mut query = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
+            "SELECT {MEETING_COLUMNS} FROM zoom_meetings WHERE project_id = "
+        ));
+        query.push_bind(project_id);
+        if let Some(meeting_id) = &filter.meeting_id {
+            query.push(" AND meeting_id = ").push_bind(meeting_id);
+        }
+        if let Some(connection_id) = &filter.connection_id {
+            query.push(" AND connection_id = ").push_bind(connection_id);
+        }
+        let order = match &page.cursor {
+            None => "DESC",
+            Some(c) => {
+                let (app_id, meeting_id) = meeting_cursor_key(c)?;
+                let (cmp, order) = match c.direction {
+                    Direction::Older => ("<", "DESC"),
+                    Direction::Newer => (">", "ASC"),
+                };
+                query
+                    .push(format!(" AND (synced_at, app_id, meeting_id) {cmp} ("))
+                    .push_bind(ts(c.created_at))
+                    .push(", ")
+                    .push_bind(app_id)
+                    .push(", ")
+                    .push_bind(meeting_id)
+                    .push(")");
+                order
+            }
+        };
+        query
+            .push(format!(
+                " ORDER BY synced_at {order}, app_id {order}, meeting_id {order} LIMIT "
+            ))
+            .push_bind(i64::from(page.limit) + 1);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        let mut items = rows
+            .iter()
+            .map(meeting_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let has_more = items.len() > page.limit as usize;
+        items.truncate(page.limit as usize);
+        if matches!(&page.cursor, Some(c) if c.direction == Direction::Newer) {
+            items.reverse();
+        }
+        Ok(Page { items, has_more })
+    }
+
+    async fn delete_webhook_receipts_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM zoom_webhook_receipts WHERE (app_id, dedupe_key) IN \
+             (SELECT app_id, dedupe_key FROM zoom_webhook_receipts WHERE received_at < $1 \
+              LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(ts(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn delete_meetings_started_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM zoom_meetings WHERE (app_id, meeting_id) IN \
+             (SELECT app_id, meeting_id FROM zoom_meetings \
+              WHERE start_time < $1 AND source <> 'pmi' LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(ts(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     async fn disconnect_connection_keeping_grant(
         &self,
         id: &str,
@@ -1297,5 +1503,120 @@ impl Store for PostgresStore {
             deleted,
             next_after: (ids.len() >= connections as usize).then_some(last),
         })
+    }
+}
+
+// The meeting → host index (issue 5).
+
+/// [`APP_COLUMNS`] without the connection count, which webhook ingress does not
+/// need and which costs a scan of the app's connections.
+const APP_COLUMNS_UNCOUNTED: &str = "a.id, a.project_id, a.client_id, a.client_secret, \
+     a.webhook_secret, a.kind, a.created_at, a.updated_at, \
+     a.last_verified_webhook_received_at, a.last_unverified_webhook_received_at, \
+     0::bigint AS connection_count";
+
+const MEETING_COLUMNS: &str =
+    "project_id, app_id, meeting_id, connection_id, source, topic, start_time, synced_at";
+
+fn webhook_timestamp_column(which: WebhookVerification) -> &'static str {
+    match which {
+        WebhookVerification::Verified => "last_verified_webhook_received_at",
+        WebhookVerification::Unverified => "last_unverified_webhook_received_at",
+    }
+}
+
+fn meeting_from_row(row: &PgRow) -> StoreResult<MeetingRow> {
+    let source: String = row.try_get("source")?;
+    Ok(MeetingRow {
+        project_id: row.try_get("project_id")?,
+        app_id: row.try_get("app_id")?,
+        meeting_id: row.try_get("meeting_id")?,
+        connection_id: row.try_get("connection_id")?,
+        source: parse_source(&source)?,
+        topic: row.try_get("topic")?,
+        start_time: row.try_get("start_time")?,
+        synced_at: row.try_get("synced_at")?,
+    })
+}
+
+/// A vanished connection or app (foreign key) is `NotFound`.
+fn meeting_write_error(e: sqlx::Error) -> StoreError {
+    if is_foreign_key_violation(&e) {
+        StoreError::NotFound
+    } else {
+        StoreError::Database(e)
+    }
+}
+
+async fn upsert_meeting_in(conn: &mut PgConnection, row: &MeetingRow) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO zoom_meetings (project_id, app_id, meeting_id, connection_id, source, \
+         topic, start_time, synced_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (app_id, meeting_id) DO UPDATE SET connection_id = EXCLUDED.connection_id, \
+         source = EXCLUDED.source, topic = EXCLUDED.topic, start_time = EXCLUDED.start_time, \
+         synced_at = EXCLUDED.synced_at \
+         WHERE zoom_meetings.source <> 'pmi' OR EXCLUDED.source = 'pmi'",
+    )
+    .bind(&row.project_id)
+    .bind(&row.app_id)
+    .bind(&row.meeting_id)
+    .bind(&row.connection_id)
+    .bind(row.source.as_str())
+    .bind(&row.topic)
+    .bind(row.start_time.map(ts))
+    .bind(ts(row.synced_at))
+    .execute(conn)
+    .await
+    .map_err(meeting_write_error)?;
+    Ok(())
+}
+
+async fn apply_meeting_change_in(
+    conn: &mut PgConnection,
+    change: &MeetingIndexChange,
+) -> StoreResult<()> {
+    match change {
+        MeetingIndexChange::Upsert(row) => upsert_meeting_in(conn, row).await,
+        MeetingIndexChange::Delete { app_id, meeting_id } => {
+            sqlx::query(
+                "DELETE FROM zoom_meetings \
+                 WHERE app_id = $1 AND meeting_id = $2 AND source <> 'pmi'",
+            )
+            .bind(app_id)
+            .bind(meeting_id)
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+        MeetingIndexChange::ReplacePmi {
+            row,
+            personal_meeting_url,
+        } => {
+            let updated = sqlx::query(
+                "UPDATE zoom_oauth_connections SET pmi = $1, \
+                 personal_meeting_url = COALESCE($2, personal_meeting_url), updated_at = $3 \
+                 WHERE id = $4",
+            )
+            .bind(&row.meeting_id)
+            .bind(personal_meeting_url)
+            .bind(ts(row.synced_at))
+            .bind(&row.connection_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query(
+                "DELETE FROM zoom_meetings WHERE connection_id = $1 AND source = 'pmi' \
+                 AND meeting_id <> $2",
+            )
+            .bind(&row.connection_id)
+            .bind(&row.meeting_id)
+            .execute(&mut *conn)
+            .await?;
+            upsert_meeting_in(conn, row).await
+        }
+        MeetingIndexChange::Nothing => Ok(()),
     }
 }

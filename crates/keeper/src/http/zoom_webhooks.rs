@@ -1,0 +1,163 @@
+//! Zoom webhook ingress: `POST /external_webhooks/zoom/oauth_apps/{app_id}` and its
+//! alias `POST /api/v2/zoom-oauth-apps/{app_id}/webhook`. No API key: Zoom's
+//! signature is the authentication. A thin handler over [`crate::zoom_webhooks`].
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::ToSchema;
+use zoom::webhook::{SignatureError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::ApiPath;
+use super::AppState;
+use crate::zoom_webhooks::{self, Delivery, Outcome, WebhookError};
+
+pub const PATH: &str = "/external_webhooks/zoom/oauth_apps/{app_id}";
+/// Attendee's path for the same endpoint.
+pub const ALIAS: &str = "/api/v2/zoom-oauth-apps/{app_id}/webhook";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(PATH, post(receive_webhook))
+        .route(ALIAS, post(receive_webhook))
+}
+
+/// The answer to every verified event but `endpoint.url_validation`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAnswer {
+    /// `applied`, `duplicate` (received before; nothing changed) or `ignored`.
+    pub outcome: &'static str,
+    /// Why nothing changed, for `ignored`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// The answer to `endpoint.url_validation`, as Zoom expects it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UrlValidationAnswer {
+    #[serde(rename = "plainToken")]
+    pub plain_token: String,
+    /// Hex HMAC-SHA256 of plainToken under the app's webhook secret.
+    #[serde(rename = "encryptedToken")]
+    pub encrypted_token: String,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A 401 in the one error shape.
+fn unauthorized(code: &str, error: String) -> Response {
+    let body = ErrorBody {
+        error,
+        code: code.to_owned(),
+        fields: None,
+    };
+    (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+}
+
+fn signature_code(e: &SignatureError) -> &'static str {
+    match e {
+        SignatureError::MissingTimestamp | SignatureError::MissingSignature => {
+            "missing_zoom_signature"
+        }
+        SignatureError::MalformedTimestamp | SignatureError::MalformedSignature => {
+            "malformed_zoom_signature"
+        }
+        SignatureError::StaleTimestamp { .. } => "stale_zoom_timestamp",
+        SignatureError::Mismatch => "invalid_zoom_signature",
+    }
+}
+
+fn error_response(e: WebhookError) -> Response {
+    match e {
+        WebhookError::AppNotFound => ApiError::NotFound {
+            what: "Zoom OAuth app",
+        }
+        .into_response(),
+        WebhookError::NoWebhookSecret => unauthorized(
+            "webhook_secret_missing",
+            "This app has no webhook secret, so Zoom's signature cannot be checked. Set the app's webhook_secret (PATCH /api/v1/zoom_oauth_apps/{id}) to the Secret Token of the Zoom app's Event Subscription.".to_owned(),
+        ),
+        WebhookError::Signature(e) => unauthorized(
+            signature_code(&e),
+            format!("Zoom webhook refused: {e}."),
+        ),
+        WebhookError::InvalidEvent(message) => ApiError::BadRequest {
+            code: "invalid_zoom_event",
+            message,
+        }
+        .into_response(),
+        WebhookError::Internal(cause) => ApiError::Internal(cause).into_response(),
+    }
+}
+
+/// Receive a Zoom webhook.
+#[utoipa::path(
+    post, path = "/external_webhooks/zoom/oauth_apps/{app_id}", tag = "Zoom webhooks",
+    params(("app_id" = String, Path, description = "App id (`zoa_…`); the app's `webhook_url` ends with it")),
+    request_body(content = String, content_type = "application/json",
+        description = "A Zoom event, signed with `x-zm-signature` and `x-zm-request-timestamp`. Also answered at `/api/v2/zoom-oauth-apps/{app_id}/webhook`."),
+    responses(
+        (status = 200, description = "Verified: applied, a duplicate, or ignored; `endpoint.url_validation` gets `{plainToken, encryptedToken}`", body = WebhookAnswer),
+        (status = 400, description = "Verified, but the event cannot be read (`invalid_zoom_event`)", body = ErrorBody),
+        (status = 401, description = "Signature missing, malformed, stale or wrong, or the app has no webhook secret", body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+    )
+)]
+pub async fn receive_webhook(
+    State(state): State<AppState>,
+    ApiPath(app_id): ApiPath,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::PayloadTooLarge.into_response()
+        }
+        Err(_) => {
+            return ApiError::BadRequest {
+                code: "unreadable_body",
+                message: "The request body could not be read.".to_owned(),
+            }
+            .into_response()
+        }
+    };
+    let delivery = Delivery {
+        app_id: &app_id,
+        timestamp: header(&headers, TIMESTAMP_HEADER),
+        signature: header(&headers, SIGNATURE_HEADER),
+        body: &body,
+    };
+    match zoom_webhooks::receive(&state.keeper, delivery).await {
+        Ok(Outcome::UrlValidation(answer)) => Json(UrlValidationAnswer {
+            plain_token: answer.plain_token,
+            encrypted_token: answer.encrypted_token,
+        })
+        .into_response(),
+        Ok(Outcome::Applied) => Json(WebhookAnswer {
+            outcome: "applied",
+            reason: None,
+        })
+        .into_response(),
+        Ok(Outcome::Duplicate) => Json(WebhookAnswer {
+            outcome: "duplicate",
+            reason: None,
+        })
+        .into_response(),
+        Ok(Outcome::Ignored(reason)) => Json(WebhookAnswer {
+            outcome: "ignored",
+            reason: Some(reason),
+        })
+        .into_response(),
+        Err(e) => error_response(e),
+    }
+}

@@ -1,0 +1,281 @@
+//! The meeting → host index (DESIGN.md §3 `zoom_meeting`, §4 "Meetings"): which
+//! connection hosts a Zoom meeting, so that a joining bot can get a local recording
+//! token minted with the host's credentials.
+//!
+//! Rules kept here: what a meeting number is; which connection hosts a meeting Zoom
+//! announces (the host's, else the operator's; for account-level apps a connected
+//! grant in the meeting's account); what an index row holds; the list filters.
+//! Rows arrive from Zoom webhooks ([`crate::zoom_webhooks`]) and, later, from the
+//! meeting sync.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::ids::IdKind;
+use crate::storage::{
+    AppKind, AppRow, ConnectionRow, ConnectionState, MeetingFilter, MeetingRow, MeetingSource,
+    Page, PageRequest, StoreError,
+};
+use crate::Keeper;
+
+/// Longest topic kept in the index; Zoom allows 200 characters.
+pub const MAX_TOPIC_CHARS: usize = 300;
+
+/// Zoom meeting types whose `start_time` is only the first occurrence (or absent):
+/// 3 recurring without a fixed time, 8 recurring with one.
+const RECURRING_TYPES: [u64; 2] = [3, 8];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeetingError {
+    #[error("invalid input")]
+    Invalid(BTreeMap<String, Vec<String>>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Zoom meeting numbers: 9 to 11 digits, no leading zero.
+pub fn is_meeting_number(s: &str) -> bool {
+    zoom::meeting_url::is_meeting_number(s)
+}
+
+/// The list filters as the API received them.
+#[derive(Debug, Default)]
+pub struct ListFilterInput {
+    pub meeting_id: Option<String>,
+    pub connection_id: Option<String>,
+}
+
+fn check_filter(input: ListFilterInput) -> Result<MeetingFilter, MeetingError> {
+    let mut problems: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let given = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let meeting_id = given(input.meeting_id);
+    if let Some(m) = &meeting_id {
+        if !is_meeting_number(m) {
+            problems
+                .entry("meeting_id".to_owned())
+                .or_default()
+                .push("Must be a Zoom meeting number: 9 to 11 digits, without spaces.".to_owned());
+        }
+    }
+    let connection_id = given(input.connection_id);
+    if let Some(c) = &connection_id {
+        if !IdKind::Connection.matches(c) {
+            problems
+                .entry("zoom_oauth_connection_id".to_owned())
+                .or_default()
+                .push("Must be a connection id: zoc_ and 16 letters or digits.".to_owned());
+        }
+    }
+    if problems.is_empty() {
+        Ok(MeetingFilter {
+            meeting_id,
+            connection_id,
+        })
+    } else {
+        Err(MeetingError::Invalid(problems))
+    }
+}
+
+/// `GET /api/v1/zoom_meetings`: the project's index, most recently indexed first.
+pub async fn list(
+    keeper: &Keeper,
+    project_id: &str,
+    input: ListFilterInput,
+    page: &PageRequest,
+) -> Result<Page<MeetingRow>, MeetingError> {
+    let filter = check_filter(input)?;
+    Ok(keeper
+        .store
+        .list_meetings(project_id, &filter, page)
+        .await?)
+}
+
+/// Who hosts `meeting_id` in the project (within `app_id` when given), most recently
+/// indexed first. For join tokens: the host's credentials mint the local recording
+/// token.
+pub async fn hosts(
+    keeper: &Keeper,
+    project_id: &str,
+    app_id: Option<&str>,
+    meeting_id: &str,
+) -> Result<Vec<MeetingRow>, StoreError> {
+    if !is_meeting_number(meeting_id) {
+        return Ok(Vec::new());
+    }
+    keeper
+        .store
+        .meeting_hosts(project_id, app_id, meeting_id)
+        .await
+}
+
+/// Which of `app`'s connections hosts a meeting Zoom announced: the host's own
+/// connection, else the operator's (who scheduled it). For an account-level app, a
+/// connected grant wins over a disconnected one: the host's, the operator's, then
+/// any in the meeting's account. `None` when no connection of the app can host it.
+pub async fn host_connection(
+    keeper: &Keeper,
+    app: &AppRow,
+    host_id: Option<&str>,
+    operator_id: Option<&str>,
+    account_id: Option<&str>,
+) -> Result<Option<ConnectionRow>, StoreError> {
+    let store = &keeper.store;
+    let host = match host_id {
+        Some(h) => store.connection_by_user(&app.id, h).await?,
+        None => None,
+    };
+    let connected = |c: &Option<ConnectionRow>| {
+        c.as_ref()
+            .is_some_and(|c| c.state == ConnectionState::Connected)
+    };
+    if (app.kind == AppKind::UserLevel && host.is_some()) || connected(&host) {
+        return Ok(host);
+    }
+    let operator = match operator_id.filter(|o| Some(*o) != host_id) {
+        Some(o) => store.connection_by_user(&app.id, o).await?,
+        None => None,
+    };
+    match app.kind {
+        AppKind::UserLevel => Ok(operator),
+        AppKind::AccountLevel => {
+            if connected(&operator) {
+                return Ok(operator);
+            }
+            if let Some(account) = account_id {
+                if let Some(c) = store.connection_in_account(&app.id, account).await? {
+                    return Ok(Some(c));
+                }
+            }
+            // A disconnected host still tells a joining bot why no token comes.
+            Ok(host.or(operator))
+        }
+    }
+}
+
+/// Zoom's `start_time`, unless the meeting recurs (its `start_time` is then only the
+/// first occurrence, and housekeeping must not drop the series after it).
+pub fn indexed_start_time(
+    start_time: Option<&str>,
+    meeting_type: Option<u64>,
+) -> Option<DateTime<Utc>> {
+    if meeting_type.is_some_and(|t| RECURRING_TYPES.contains(&t)) {
+        return None;
+    }
+    start_time
+        .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn clean_topic(topic: Option<&str>) -> Option<String> {
+    topic
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.chars().take(MAX_TOPIC_CHARS).collect())
+}
+
+/// An index row for meeting `meeting_id` hosted by `connection`.
+pub fn row(
+    connection: &ConnectionRow,
+    meeting_id: &str,
+    source: MeetingSource,
+    topic: Option<&str>,
+    start_time: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> MeetingRow {
+    MeetingRow {
+        project_id: connection.project_id.clone(),
+        app_id: connection.app_id.clone(),
+        meeting_id: meeting_id.to_owned(),
+        connection_id: connection.id.clone(),
+        source,
+        topic: clean_topic(topic),
+        start_time,
+        synced_at: now,
+    }
+}
+
+/// Housekeeping: drops index rows of meetings that started before `before` (PMI
+/// rows and meetings without a start time stay), `batch` rows per statement.
+/// Returns how many went.
+pub async fn expire_past(
+    keeper: &Keeper,
+    before: DateTime<Utc>,
+    batch: u32,
+) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = keeper
+            .store
+            .delete_meetings_started_before(before, batch)
+            .await?;
+        total += n;
+        if n < u64::from(batch) {
+            return Ok(total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_checked() {
+        let ok = check_filter(ListFilterInput {
+            meeting_id: Some(" 85746065432 ".into()),
+            connection_id: Some("zoc_abcdefghijklmnop".into()),
+        })
+        .expect("valid");
+        assert_eq!(ok.meeting_id.as_deref(), Some("85746065432"));
+        for bad in [
+            "12345678",
+            "123456789012",
+            "0123456789",
+            "85746o65432",
+            "1e10",
+        ] {
+            let err = check_filter(ListFilterInput {
+                meeting_id: Some(bad.into()),
+                connection_id: None,
+            });
+            assert!(
+                matches!(&err, Err(MeetingError::Invalid(f)) if f.contains_key("meeting_id")),
+                "{bad}"
+            );
+        }
+        let err = check_filter(ListFilterInput {
+            meeting_id: None,
+            connection_id: Some("zoa_abcdefghijklmnop".into()),
+        });
+        assert!(
+            matches!(&err, Err(MeetingError::Invalid(f)) if f.contains_key("zoom_oauth_connection_id"))
+        );
+        let empty = check_filter(ListFilterInput {
+            meeting_id: Some("".into()),
+            connection_id: Some("  ".into()),
+        })
+        .expect("blank filters are no filters");
+        assert!(empty.meeting_id.is_none() && empty.connection_id.is_none());
+    }
+
+    #[test]
+    fn recurring_meetings_keep_no_start_time() {
+        let t = "2021-07-13T21:44:51Z";
+        assert!(indexed_start_time(Some(t), Some(2)).is_some());
+        assert!(indexed_start_time(Some(t), None).is_some());
+        assert!(indexed_start_time(Some(t), Some(8)).is_none());
+        assert!(indexed_start_time(Some(t), Some(3)).is_none());
+        assert!(indexed_start_time(Some("yesterday"), Some(2)).is_none());
+    }
+
+    #[test]
+    fn topics_are_trimmed_and_bounded() {
+        assert_eq!(clean_topic(Some("  ")), None);
+        let long = "é".repeat(1000);
+        assert_eq!(
+            clean_topic(Some(&long)).map(|t| t.chars().count()),
+            Some(MAX_TOPIC_CHARS)
+        );
+    }
+}

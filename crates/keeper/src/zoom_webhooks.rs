@@ -1,0 +1,490 @@
+//! Zoom webhook ingress (DESIGN.md §4 "Zoom webhook ingress", §5 "Webhooks").
+//!
+//! Rules kept here: the signature (over the raw bytes, 300 s window) is the only
+//! authentication; a refused signature changes nothing but the app's
+//! `last_unverified_webhook_received_at`; each app's webhook timestamps are written
+//! at most every [`TIMESTAMP_INTERVAL`] per process; which events change what
+//! (`meeting.created`, `meeting.deleted`, `user.updated` with a PMI,
+//! `app_deauthorized`; everything else is ignored); a redelivered event (same
+//! [`zoom::webhook::WebhookEvent::dedupe_key`]) is applied once, its receipt written
+//! in the same transaction as its change. Nothing here calls Zoom: Zoom wants an
+//! answer within 3 s.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret as _;
+use sha2::{Digest, Sha256};
+use zoom::webhook::{
+    self, Deauthorization, EventError, MeetingObject, SignatureError, UrlValidationResponse,
+    UserUpdate, WebhookEvent, ZoomEvent,
+};
+
+use crate::ids::IdKind;
+use crate::meetings;
+use crate::storage::{
+    AppRow, DisconnectOutcome, FailureData, MeetingIndexChange, MeetingSource, ReceiptOutcome,
+    StoreError, WebhookVerification,
+};
+use crate::vault::Slot;
+use crate::{apps, connections, Keeper};
+
+/// How often one process writes an app's `last_(un)verified_webhook_received_at`.
+pub const TIMESTAMP_INTERVAL: Duration = Duration::from_secs(5);
+/// The connection event written when Zoom says the user removed the app.
+pub const DEAUTHORIZED_EVENT: &str = "deauthorized";
+/// `connection_failure_data.code` of a connection whose user removed the app.
+pub const DEAUTHORIZED_CODE: &str = "app_deauthorized";
+/// Longest `plainToken` echoed back (Zoom's are 22 characters).
+const MAX_PLAIN_TOKEN_CHARS: usize = 256;
+/// Receipt keys longer than this are stored as their SHA-256.
+const MAX_RECEIPT_KEY_CHARS: usize = 200;
+const MAX_PERSONAL_MEETING_URL_CHARS: usize = 2_000;
+/// Events that change something; a malformed one is a 400, any other is ignored.
+const ACTED_ON: &[&str] = &[
+    "endpoint.url_validation",
+    "meeting.created",
+    "meeting.deleted",
+    "user.updated",
+    "app_deauthorized",
+];
+
+/// One webhook request as it arrived.
+pub struct Delivery<'a> {
+    /// The app id from the URL.
+    pub app_id: &'a str,
+    /// `x-zm-request-timestamp`.
+    pub timestamp: Option<&'a str>,
+    /// `x-zm-signature`.
+    pub signature: Option<&'a str>,
+    /// The raw body, exactly as signed.
+    pub body: &'a [u8],
+}
+
+/// What a verified webhook did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// `endpoint.url_validation`: the answer Zoom expects.
+    UrlValidation(UrlValidationResponse),
+    /// The event changed the index or a connection.
+    Applied,
+    /// The event was received and applied before.
+    Duplicate,
+    /// Nothing to do, and why.
+    Ignored(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("no such app")]
+    AppNotFound,
+    #[error("the app has no webhook secret")]
+    NoWebhookSecret,
+    #[error("the signature was refused: {0}")]
+    Signature(SignatureError),
+    /// A verified body that cannot be read; the message says what is wrong.
+    #[error("{0}")]
+    InvalidEvent(String),
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+fn internal(context: &'static str, e: impl Into<anyhow::Error>) -> WebhookError {
+    WebhookError::Internal(e.into().context(context))
+}
+
+/// Verifies and applies one Zoom webhook.
+pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome, WebhookError> {
+    // A malformed id cannot exist; answer exactly as for a missing one.
+    if !IdKind::App.matches(delivery.app_id) {
+        return Err(WebhookError::AppNotFound);
+    }
+    let app = keeper
+        .store
+        .app_by_id(delivery.app_id)
+        .await
+        .map_err(|e| internal("reading the app of a Zoom webhook", e))?
+        .ok_or(WebhookError::AppNotFound)?;
+    let Some(sealed) = &app.webhook_secret else {
+        note_received(keeper, &app.id, WebhookVerification::Unverified).await;
+        return Err(WebhookError::NoWebhookSecret);
+    };
+    let secret = keeper
+        .vault
+        .open_str(
+            Slot {
+                table: apps::TABLE,
+                column: apps::WEBHOOK_SECRET_COLUMN,
+                row_id: &app.id,
+            },
+            sealed,
+        )
+        .map_err(|e| internal("opening an app's webhook secret", e))?;
+    if let Err(e) = webhook::verify(
+        secret.expose_secret(),
+        delivery.timestamp,
+        delivery.signature,
+        delivery.body,
+        Utc::now().timestamp(),
+        webhook::DEFAULT_WINDOW,
+    ) {
+        tracing::info!(app_id = %app.id, reason = %e, "Zoom webhook refused");
+        note_received(keeper, &app.id, WebhookVerification::Unverified).await;
+        return Err(WebhookError::Signature(e));
+    }
+    note_received(keeper, &app.id, WebhookVerification::Verified).await;
+
+    let event = match webhook::parse_event(delivery.body) {
+        Ok(event) => event,
+        Err(EventError::MissingField(name, _)) if !ACTED_ON.contains(&name.as_str()) => {
+            return Ok(Outcome::Ignored("zoomkeeper does not act on this event"));
+        }
+        Err(e) => {
+            return Err(WebhookError::InvalidEvent(format!(
+                "The webhook body cannot be read: {e}."
+            )))
+        }
+    };
+    let outcome = match &event.event {
+        ZoomEvent::UrlValidation { plain_token } => {
+            if plain_token.chars().count() > MAX_PLAIN_TOKEN_CHARS {
+                return Err(WebhookError::InvalidEvent(format!(
+                    "payload.plainToken is longer than {MAX_PLAIN_TOKEN_CHARS} characters."
+                )));
+            }
+            Outcome::UrlValidation(webhook::url_validation_response(
+                secret.expose_secret(),
+                plain_token,
+            ))
+        }
+        ZoomEvent::MeetingCreated(meeting) => {
+            meeting_created(keeper, &app, &event, meeting).await?
+        }
+        ZoomEvent::MeetingDeleted(meeting) => {
+            meeting_deleted(keeper, &app, &event, meeting, delivery.body).await?
+        }
+        ZoomEvent::UserUpdated(update) => user_updated(keeper, &app, &event, update).await?,
+        ZoomEvent::AppDeauthorized(d) => app_deauthorized(keeper, &app, &event, d).await?,
+        _ => Outcome::Ignored("zoomkeeper does not act on this event"),
+    };
+    tracing::debug!(app_id = %app.id, event = %event.name, outcome = ?outcome, "Zoom webhook");
+    Ok(outcome)
+}
+
+fn meeting_number<'a>(value: &'a str, field: &str) -> Result<&'a str, WebhookError> {
+    if meetings::is_meeting_number(value) {
+        Ok(value)
+    } else {
+        Err(WebhookError::InvalidEvent(format!(
+            "{field} is not a Zoom meeting number (9 to 11 digits)."
+        )))
+    }
+}
+
+/// The receipt key: the event's dedupe key, hashed when it is long (an object id is
+/// whatever the sender put there).
+fn receipt_key(event: &WebhookEvent) -> String {
+    let key = event.dedupe_key();
+    if key.chars().count() <= MAX_RECEIPT_KEY_CHARS {
+        key
+    } else {
+        format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
+    }
+}
+
+/// Records the event's receipt and applies `change` with it, once.
+async fn apply_once(
+    keeper: &Keeper,
+    app: &AppRow,
+    event: &WebhookEvent,
+    change: MeetingIndexChange,
+    now: DateTime<Utc>,
+) -> Result<Outcome, WebhookError> {
+    match keeper
+        .store
+        .record_webhook_receipt_and_apply(&app.id, &receipt_key(event), now, &change)
+        .await
+    {
+        Ok(ReceiptOutcome::Applied) => Ok(Outcome::Applied),
+        Ok(ReceiptOutcome::Duplicate) => Ok(Outcome::Duplicate),
+        Err(StoreError::NotFound) => Ok(Outcome::Ignored("the connection no longer exists")),
+        Err(e) => Err(internal("applying a Zoom webhook", e)),
+    }
+}
+
+async fn meeting_created(
+    keeper: &Keeper,
+    app: &AppRow,
+    event: &WebhookEvent,
+    meeting: &MeetingObject,
+) -> Result<Outcome, WebhookError> {
+    let id = meeting_number(&meeting.id, "payload.object.id")?;
+    let host = meetings::host_connection(
+        keeper,
+        app,
+        meeting.host_id.as_deref(),
+        event.operator_id.as_deref(),
+        event.account_id.as_deref(),
+    )
+    .await
+    .map_err(|e| internal("finding a meeting's host", e))?;
+    let Some(host) = host else {
+        return Ok(Outcome::Ignored(
+            "no connection of this app hosts the meeting",
+        ));
+    };
+    let now = Utc::now();
+    let row = meetings::row(
+        &host,
+        id,
+        MeetingSource::Webhook,
+        meeting.topic.as_deref(),
+        meetings::indexed_start_time(meeting.start_time.as_deref(), meeting.meeting_type),
+        now,
+    );
+    apply_once(keeper, app, event, MeetingIndexChange::Upsert(row), now).await
+}
+
+/// Whether a `meeting.deleted` body names occurrences: then one occurrence of a
+/// recurring meeting went, and the series (with its index row) stays.
+fn deletes_occurrences_only(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/payload/object/occurrences")
+                .and_then(serde_json::Value::as_array)
+                .map(|a| !a.is_empty())
+        })
+        .unwrap_or(false)
+}
+
+async fn meeting_deleted(
+    keeper: &Keeper,
+    app: &AppRow,
+    event: &WebhookEvent,
+    meeting: &MeetingObject,
+    body: &[u8],
+) -> Result<Outcome, WebhookError> {
+    let id = meeting_number(&meeting.id, "payload.object.id")?;
+    if deletes_occurrences_only(body) {
+        return Ok(Outcome::Ignored(
+            "occurrences of a recurring meeting were deleted; the series stays",
+        ));
+    }
+    let change = MeetingIndexChange::Delete {
+        app_id: app.id.clone(),
+        meeting_id: id.to_owned(),
+    };
+    apply_once(keeper, app, event, change, Utc::now()).await
+}
+
+async fn user_updated(
+    keeper: &Keeper,
+    app: &AppRow,
+    event: &WebhookEvent,
+    update: &UserUpdate,
+) -> Result<Outcome, WebhookError> {
+    let Some(pmi) = &update.pmi else {
+        return Ok(Outcome::Ignored("the update does not change the PMI"));
+    };
+    let pmi = meeting_number(pmi, "payload.object.pmi")?;
+    let connection = keeper
+        .store
+        .connection_by_user(&app.id, &update.user_id)
+        .await
+        .map_err(|e| internal("reading the connection of an updated user", e))?;
+    let Some(connection) = connection else {
+        return Ok(Outcome::Ignored("the user has no connection to this app"));
+    };
+    let now = Utc::now();
+    let change = MeetingIndexChange::ReplacePmi {
+        row: meetings::row(&connection, pmi, MeetingSource::Pmi, None, None, now),
+        personal_meeting_url: update
+            .personal_meeting_url
+            .clone()
+            .filter(|u| u.chars().count() <= MAX_PERSONAL_MEETING_URL_CHARS),
+    };
+    apply_once(keeper, app, event, change, now).await
+}
+
+/// The user removed the app: their connection is disconnected through
+/// [`connections::disconnect`] (tokens erased, one `state_change` outbox row), then
+/// the receipt is written. The receipt comes second because the disconnect is its
+/// own transaction: a crash in between leaves the connection disconnected and the
+/// redelivery finds nothing left to do, while a receipt without the disconnect
+/// would lose the event.
+async fn app_deauthorized(
+    keeper: &Keeper,
+    app: &AppRow,
+    event: &WebhookEvent,
+    d: &Deauthorization,
+) -> Result<Outcome, WebhookError> {
+    if d.client_id.as_deref().is_some_and(|c| c != app.client_id) {
+        return Ok(Outcome::Ignored("the event names another client_id"));
+    }
+    let store = &keeper.store;
+    let connection = store
+        .connection_by_user(&app.id, &d.user_id)
+        .await
+        .map_err(|e| internal("reading the connection of a deauthorizing user", e))?;
+    let Some(connection) = connection else {
+        return Ok(Outcome::Ignored("the user has no connection to this app"));
+    };
+    let key = receipt_key(event);
+    // A redelivery must not disconnect a connection the user has made again since.
+    if store
+        .webhook_receipt_exists(&app.id, &key)
+        .await
+        .map_err(|e| internal("reading a webhook receipt", e))?
+    {
+        return Ok(Outcome::Duplicate);
+    }
+    let now = Utc::now();
+    let failure = FailureData {
+        error: "The user removed the app from their Zoom account; they must authorise it again."
+            .to_owned(),
+        code: DEAUTHORIZED_CODE.to_owned(),
+        timestamp: now,
+    };
+    let outcome = connections::disconnect(keeper, &connection, None, failure, DEAUTHORIZED_EVENT)
+        .await
+        .map_err(|e| internal("disconnecting a deauthorized connection", e))?;
+    let receipt = store
+        .record_webhook_receipt_and_apply(&app.id, &key, now, &MeetingIndexChange::Nothing)
+        .await
+        .map_err(|e| internal("recording a webhook receipt", e))?;
+    Ok(match (outcome, receipt) {
+        (_, ReceiptOutcome::Duplicate) => Outcome::Duplicate,
+        (DisconnectOutcome::Disconnected(_), ReceiptOutcome::Applied) => Outcome::Applied,
+        (DisconnectOutcome::Unchanged, ReceiptOutcome::Applied) => {
+            Outcome::Ignored("the connection was already disconnected")
+        }
+        (DisconnectOutcome::NotFound, ReceiptOutcome::Applied) => {
+            Outcome::Ignored("the connection no longer exists")
+        }
+    })
+}
+
+/// Housekeeping: drops receipts received before `before` (Zoom stops retrying after
+/// about 90 minutes, so a day is plenty), `batch` per statement. Returns how many.
+pub async fn expire_receipts(
+    keeper: &Keeper,
+    before: DateTime<Utc>,
+    batch: u32,
+) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = keeper
+            .store
+            .delete_webhook_receipts_before(before, batch)
+            .await?;
+        total += n;
+        if n < u64::from(batch) {
+            return Ok(total);
+        }
+    }
+}
+
+/// When this process last wrote each app's webhook timestamps.
+fn last_written() -> &'static Mutex<HashMap<(String, WebhookVerification), Instant>> {
+    static LAST: OnceLock<Mutex<HashMap<(String, WebhookVerification), Instant>>> = OnceLock::new();
+    LAST.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Entries kept before old ones are swept (one per app and kind).
+const MAX_THROTTLE_ENTRIES: usize = 10_000;
+
+/// Whether this process should write `app_id`'s `which` timestamp now (at most once
+/// per [`TIMESTAMP_INTERVAL`]); marks it written when so.
+fn timestamp_due(app_id: &str, which: WebhookVerification, now: Instant) -> bool {
+    let mut map = last_written()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let key = (app_id.to_owned(), which);
+    if map
+        .get(&key)
+        .is_some_and(|at| now.saturating_duration_since(*at) < TIMESTAMP_INTERVAL)
+    {
+        return false;
+    }
+    if map.len() >= MAX_THROTTLE_ENTRIES {
+        map.retain(|_, at| now.saturating_duration_since(*at) < TIMESTAMP_INTERVAL);
+    }
+    map.insert(key, now);
+    true
+}
+
+/// Moves the app's webhook timestamp, throttled; a failure is logged, never fatal.
+async fn note_received(keeper: &Keeper, app_id: &str, which: WebhookVerification) {
+    if !timestamp_due(app_id, which, Instant::now()) {
+        return;
+    }
+    if let Err(e) = keeper
+        .store
+        .record_app_webhook_received(app_id, which, Utc::now())
+        .await
+    {
+        tracing::warn!(app_id = %app_id, error = %e, "cannot record when the app last received a Zoom webhook");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_written_at_most_every_interval_per_app_and_kind() {
+        let app = IdKind::App.generate();
+        let t0 = Instant::now();
+        assert!(timestamp_due(&app, WebhookVerification::Verified, t0));
+        assert!(!timestamp_due(&app, WebhookVerification::Verified, t0));
+        assert!(!timestamp_due(
+            &app,
+            WebhookVerification::Verified,
+            t0 + Duration::from_secs(4)
+        ));
+        assert!(timestamp_due(&app, WebhookVerification::Unverified, t0));
+        assert!(timestamp_due(
+            &IdKind::App.generate(),
+            WebhookVerification::Verified,
+            t0
+        ));
+        assert!(timestamp_due(
+            &app,
+            WebhookVerification::Verified,
+            t0 + TIMESTAMP_INTERVAL
+        ));
+    }
+
+    #[test]
+    fn long_receipt_keys_are_hashed() {
+        let short = webhook::parse_event(
+            br#"{"event":"meeting.created","event_ts":1,"payload":{"object":{"id":123456789}}}"#,
+        )
+        .expect("parses");
+        assert_eq!(receipt_key(&short), "meeting.created:1:123456789");
+        let long_id = "x".repeat(5_000);
+        let body = format!(
+            r#"{{"event":"user.updated","event_ts":1,"payload":{{"object":{{"id":"{long_id}"}}}}}}"#
+        );
+        let long = webhook::parse_event(body.as_bytes()).expect("parses");
+        let key = receipt_key(&long);
+        assert!(key.starts_with("sha256:") && key.len() == 7 + 64, "{key}");
+    }
+
+    #[test]
+    fn occurrence_deletions_are_recognised() {
+        assert!(deletes_occurrences_only(
+            br#"{"payload":{"object":{"id":1,"occurrences":[{"occurrence_id":"1"}]}}}"#
+        ));
+        assert!(!deletes_occurrences_only(
+            br#"{"payload":{"object":{"id":1,"occurrences":[]}}}"#
+        ));
+        assert!(!deletes_occurrences_only(
+            br#"{"payload":{"object":{"id":1}}}"#
+        ));
+        assert!(!deletes_occurrences_only(b"not json"));
+    }
+}

@@ -1,0 +1,735 @@
+//! Zoom webhook ingress (DESIGN.md §4 "Zoom webhook ingress"), on SQLite and
+//! PostgreSQL: the simulator sends real signed webhooks to the running server, and
+//! hostile requests are sent by hand.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{spawn_app, Answer, Backend, TestApp};
+use reqwest::Method;
+use serde_json::{json, Value};
+use zoom_sim::{SimApp, SimAppKind, SimAppPatch, SimMeeting, SimUser, SimUserPatch};
+
+/// Runs `$name(Backend)` once per database.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both_databases!(
+    meetings_created_and_deleted_in_zoom_follow_in_the_index,
+    pmi_change_reindexes_the_personal_room,
+    deauthorization_disconnects_the_connection_once,
+    url_validation_is_answered,
+    account_level_app_indexes_account_meetings_to_a_connected_grant,
+    replayed_events_are_applied_once_and_id_types_are_read_alike,
+    hostile_webhooks_change_nothing,
+);
+
+const CLIENT: &str = "hook-client";
+const CLIENT_SECRET: &str = "secret-of-hook-client";
+const WEBHOOK_SECRET: &str = "whsec-of-hook-client";
+
+/// A started service with one app whose Zoom Event Subscription points at it.
+struct Hooked {
+    app: TestApp,
+    zoa: String,
+    url: String,
+}
+
+async fn hooked(backend: Backend, kind: SimAppKind) -> Option<Hooked> {
+    let app = spawn_app(backend).await?;
+    app.sim
+        .control()
+        .create_app(&SimApp {
+            client_id: CLIENT.into(),
+            client_secret: CLIENT_SECRET.into(),
+            kind: Some(kind),
+            ..Default::default()
+        })
+        .await
+        .expect("sim app");
+    let kind_name = match kind {
+        SimAppKind::UserLevel => "user_level",
+        SimAppKind::AccountLevel => "account_level",
+    };
+    let a = app
+        .create_app(json!({
+            "client_id": CLIENT,
+            "client_secret": CLIENT_SECRET,
+            "webhook_secret": WEBHOOK_SECRET,
+            "kind": kind_name,
+        }))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let zoa = a.json["id"].as_str().expect("id").to_owned();
+    let url = a.json["webhook_url"]
+        .as_str()
+        .expect("webhook_url")
+        .to_owned();
+    app.sim
+        .control()
+        .update_app(
+            CLIENT,
+            &SimAppPatch {
+                webhook_url: Some(url.clone()),
+                webhook_secret: Some(WEBHOOK_SECRET.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("point the sim app's webhooks at the service");
+    Some(Hooked { app, zoa, url })
+}
+
+/// Connects a new simulated user; returns (Zoom user id, connection id).
+async fn connect(h: &Hooked) -> (String, String) {
+    let (user, a) = h.app.connect(CLIENT, json!({})).await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    (user, a.json["id"].as_str().expect("id").to_owned())
+}
+
+/// Waits until the simulator has delivered `count` `event` webhooks (each answered,
+/// whatever the status) and returns them, oldest first.
+async fn delivered(h: &Hooked, event: &str, count: usize) -> Vec<zoom_sim::SimWebhookDelivery> {
+    for _ in 0..200 {
+        let all: Vec<_> = h
+            .app
+            .sim
+            .control()
+            .webhook_deliveries()
+            .await
+            .expect("deliveries")
+            .into_iter()
+            .filter(|d| d.event == event && d.status != "pending")
+            .collect();
+        if all.len() >= count {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the simulator did not deliver {count} {event} webhook(s)");
+}
+
+async fn meetings(app: &TestApp, query: &str) -> Vec<Value> {
+    let a = app
+        .send(app.request(Method::GET, &format!("/api/v1/zoom_meetings{query}")))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.json["results"].as_array().expect("results").clone()
+}
+
+async fn connection(app: &TestApp, id: &str) -> Value {
+    let a = app
+        .send(app.request(Method::GET, &format!("/api/v1/zoom_oauth_connections/{id}")))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.json
+}
+
+async fn outbox_len(app: &TestApp) -> usize {
+    app.keeper
+        .store
+        .list_outbox_events(&app.project_id, 100)
+        .await
+        .expect("outbox")
+        .len()
+}
+
+fn now_s() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Posts `body` signed with `secret` at Unix time `ts` to `url`.
+async fn post_signed(app: &TestApp, url: &str, body: &[u8], secret: &str, ts: i64) -> Answer {
+    let ts = ts.to_string();
+    let signature = zoom::webhook::sign(secret, &ts, body);
+    app.send(
+        app.http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-zm-request-timestamp", ts)
+            .header("x-zm-signature", signature)
+            .body(body.to_vec()),
+    )
+    .await
+}
+
+async fn post_event(h: &Hooked, body: &Value) -> Answer {
+    post_signed(
+        &h.app,
+        &h.url,
+        body.to_string().as_bytes(),
+        WEBHOOK_SECRET,
+        now_s(),
+    )
+    .await
+}
+
+fn meeting_created(ts: i64, host: &str, id: Value) -> Value {
+    json!({
+        "event": "meeting.created",
+        "event_ts": ts,
+        "payload": {
+            "account_id": "acct",
+            "operator_id": host,
+            "object": {"id": id, "uuid": "u==", "host_id": host, "topic": "By hand",
+                       "type": 2, "start_time": "2031-07-13T21:44:51Z"}
+        }
+    })
+}
+
+async fn meetings_created_and_deleted_in_zoom_follow_in_the_index(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let (user, conn) = connect(&h).await;
+    let created = h
+        .app
+        .sim
+        .control()
+        .create_meeting(
+            &user,
+            &SimMeeting {
+                topic: Some("Weekly sync".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("meeting");
+    let d = delivered(&h, "meeting.created", 1).await;
+    assert_eq!(d[0].last_status_code, Some(200), "{d:?}");
+
+    let rows = meetings(&h.app, &format!("?meeting_id={}", created.id)).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let m = &rows[0];
+    assert_eq!(m["meeting_id"], created.id.to_string());
+    assert_eq!(m["zoom_oauth_connection_id"], conn.as_str());
+    assert_eq!(m["zoom_oauth_app_id"], h.zoa.as_str());
+    assert_eq!(m["source"], "webhook");
+    assert_eq!(m["topic"], "Weekly sync");
+    assert!(m["start_time"].is_string(), "{m}");
+    assert!(m["synced_at"].is_string(), "{m}");
+    let app_json = h.app.get_app(&h.zoa).await.json;
+    assert!(
+        app_json["last_verified_webhook_received_at"].is_string(),
+        "{app_json}"
+    );
+    assert!(app_json["last_unverified_webhook_received_at"].is_null());
+
+    h.app
+        .sim
+        .control()
+        .delete_meeting(created.id)
+        .await
+        .expect("delete");
+    let d = delivered(&h, "meeting.deleted", 1).await;
+    assert_eq!(d[0].last_status_code, Some(200), "{d:?}");
+    assert!(meetings(&h.app, &format!("?meeting_id={}", created.id))
+        .await
+        .is_empty());
+}
+
+async fn pmi_change_reindexes_the_personal_room(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let (user, conn) = connect(&h).await;
+    for (n, pmi) in [(1, 5_550_001_234u64), (2, 5_550_004_321)] {
+        h.app
+            .sim
+            .control()
+            .update_user(
+                &user,
+                &SimUserPatch {
+                    pmi: Some(pmi),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("pmi change");
+        let d = delivered(&h, "user.updated", n).await;
+        assert!(d.iter().all(|d| d.last_status_code == Some(200)), "{d:?}");
+        let rows = meetings(&h.app, &format!("?zoom_oauth_connection_id={conn}")).await;
+        let pmis: Vec<_> = rows.iter().filter(|m| m["source"] == "pmi").collect();
+        assert_eq!(pmis.len(), 1, "only the current PMI: {rows:?}");
+        assert_eq!(pmis[0]["meeting_id"], pmi.to_string());
+        assert!(pmis[0]["start_time"].is_null());
+        assert_eq!(connection(&h.app, &conn).await["pmi"], pmi.to_string());
+    }
+}
+
+async fn deauthorization_disconnects_the_connection_once(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let (user, conn) = connect(&h).await;
+    h.app
+        .sim
+        .control()
+        .deauthorize(&user, CLIENT)
+        .await
+        .expect("deauthorize");
+    let d = delivered(&h, "app_deauthorized", 1).await;
+    assert_eq!(d[0].last_status_code, Some(200), "{d:?}");
+
+    let c = connection(&h.app, &conn).await;
+    assert_eq!(c["state"], "disconnected");
+    assert_eq!(c["connection_failure_data"]["code"], "app_deauthorized");
+    let row = h
+        .app
+        .keeper
+        .store
+        .connection_by_id(&conn)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(
+        row.refresh_token.is_none() && row.access_token.is_none(),
+        "tokens erased"
+    );
+    let outbox = h
+        .app
+        .keeper
+        .store
+        .list_outbox_events(&h.app.project_id, 100)
+        .await
+        .expect("outbox");
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].trigger, "zoom_oauth_connection.state_change");
+    assert_eq!(outbox[0].payload["data"]["state"], "disconnected");
+    assert_eq!(
+        outbox[0].payload["data"]["connection_failure_data"]["code"],
+        "app_deauthorized"
+    );
+    let events = h.app.connection_call(Method::GET, &conn, "/events").await;
+    assert!(
+        events.json["results"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["kind"] == "deauthorized"),
+        "{}",
+        events.text
+    );
+
+    // Zoom redelivers the same event: nothing more happens.
+    let body = d[0].body.clone();
+    let again = post_event(&h, &body).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json["outcome"], "duplicate");
+    assert_eq!(outbox_len(&h.app).await, 1);
+
+    // The user connects again; a late redelivery must not disconnect them.
+    let back = h.app.connect_user(CLIENT, &user, json!({})).await;
+    assert_eq!(back.status, 201, "{}", back.text);
+    let late = post_event(&h, &body).await;
+    assert_eq!(late.json["outcome"], "duplicate", "{}", late.text);
+    assert_eq!(connection(&h.app, &conn).await["state"], "connected");
+    assert_eq!(
+        outbox_len(&h.app).await,
+        2,
+        "one for the disconnect, one for the reconnect"
+    );
+}
+
+async fn url_validation_is_answered(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let v = h
+        .app
+        .sim
+        .control()
+        .send_url_validation(CLIENT)
+        .await
+        .expect("validation");
+    assert!(v.validated, "{v:?}");
+    assert_eq!(v.status_code, Some(200));
+
+    // By hand, at the alias path too.
+    let alias = h.url.replace(
+        "/external_webhooks/zoom/oauth_apps/",
+        "/api/v2/zoom-oauth-apps/",
+    ) + "/webhook";
+    let body = json!({"event": "endpoint.url_validation", "event_ts": 1,
+                      "payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"}});
+    let a = post_signed(
+        &h.app,
+        &alias,
+        body.to_string().as_bytes(),
+        WEBHOOK_SECRET,
+        now_s(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
+    assert_eq!(
+        a.json["encryptedToken"],
+        zoom::webhook::url_validation_response(WEBHOOK_SECRET, "qgg8vlvZRS6UYooatFL8Aw")
+            .encrypted_token
+    );
+}
+
+async fn account_level_app_indexes_account_meetings_to_a_connected_grant(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::AccountLevel).await else {
+        return;
+    };
+    let (admin, admin_conn) = connect(&h).await;
+    let account = h
+        .app
+        .sim
+        .control()
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .find(|u| u.id == admin)
+        .expect("admin")
+        .account_id;
+    let colleague = h
+        .app
+        .sim
+        .control()
+        .create_user(&SimUser {
+            account_id: Some(account),
+            ..Default::default()
+        })
+        .await
+        .expect("colleague")
+        .id;
+    let m = h
+        .app
+        .sim
+        .control()
+        .create_meeting(&colleague, &SimMeeting::default())
+        .await
+        .expect("meeting");
+    delivered(&h, "meeting.created", 1).await;
+    let rows = meetings(&h.app, &format!("?meeting_id={}", m.id)).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["zoom_oauth_connection_id"], admin_conn.as_str());
+
+    // Once the colleague connects too, their own meetings are theirs.
+    let c = h.app.connect_user(CLIENT, &colleague, json!({})).await;
+    assert_eq!(c.status, 201, "{}", c.text);
+    let own = c.json["id"].as_str().expect("id").to_owned();
+    let m2 = h
+        .app
+        .sim
+        .control()
+        .create_meeting(&colleague, &SimMeeting::default())
+        .await
+        .expect("meeting");
+    delivered(&h, "meeting.created", 2).await;
+    let rows = meetings(&h.app, &format!("?meeting_id={}", m2.id)).await;
+    assert_eq!(rows[0]["zoom_oauth_connection_id"], own.as_str());
+}
+
+async fn replayed_events_are_applied_once_and_id_types_are_read_alike(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let (user, conn) = connect(&h).await;
+    let ts = chrono::Utc::now().timestamp_millis();
+    let created = meeting_created(ts, &user, json!(85746065432u64));
+    let a = post_event(&h, &created).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json["outcome"], "applied");
+    let first = meetings(&h.app, "?meeting_id=85746065432").await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0]["zoom_oauth_connection_id"], conn.as_str());
+
+    let deleted = json!({"event": "meeting.deleted", "event_ts": ts + 1,
+        "payload": {"account_id": "acct", "operator_id": user,
+                    "object": {"id": 85746065432u64, "host_id": user}}});
+    assert_eq!(post_event(&h, &deleted).await.json["outcome"], "applied");
+    assert!(meetings(&h.app, "?meeting_id=85746065432").await.is_empty());
+
+    // The first event again, freshly signed: already applied, so it changes nothing.
+    let replay = post_event(&h, &created).await;
+    assert_eq!(replay.status, 200, "{}", replay.text);
+    assert_eq!(replay.json["outcome"], "duplicate");
+    assert!(meetings(&h.app, "?meeting_id=85746065432").await.is_empty());
+
+    // The id as a string (as Zoom sends it in meeting.started) reads the same.
+    let as_string = meeting_created(ts + 2, &user, json!("85746065433"));
+    assert_eq!(post_event(&h, &as_string).await.json["outcome"], "applied");
+    let rows = meetings(&h.app, "?meeting_id=85746065433").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["meeting_id"], "85746065433");
+}
+
+/// What a hostile request could have changed.
+async fn snapshot(h: &Hooked, conn: &str) -> (Vec<Value>, Value, usize) {
+    let mut c = connection(&h.app, conn).await;
+    if let Some(o) = c.as_object_mut() {
+        o.remove("updated_at");
+    }
+    (meetings(&h.app, "").await, c, outbox_len(&h.app).await)
+}
+
+async fn hostile_webhooks_change_nothing(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let (user, conn) = connect(&h).await;
+    let ts = chrono::Utc::now().timestamp_millis();
+    assert_eq!(
+        post_event(&h, &meeting_created(ts, &user, json!(85746065432u64)))
+            .await
+            .json["outcome"],
+        "applied"
+    );
+    let before = snapshot(&h, &conn).await;
+    let app = &h.app;
+    let good = meeting_created(ts + 1, &user, json!(85746065499u64)).to_string();
+    let good = good.as_bytes();
+
+    // Signatures: forged, stale, from the future, missing, malformed.
+    post_signed(app, &h.url, good, "not-the-secret", now_s())
+        .await
+        .assert_error(401, "invalid_zoom_signature");
+    post_signed(app, &h.url, good, WEBHOOK_SECRET, now_s() - 301)
+        .await
+        .assert_error(401, "stale_zoom_timestamp");
+    post_signed(app, &h.url, good, WEBHOOK_SECRET, now_s() + 301)
+        .await
+        .assert_error(401, "stale_zoom_timestamp");
+    app.send(app.http.post(&h.url).body(good.to_vec()))
+        .await
+        .assert_error(401, "missing_zoom_signature");
+    app.send(
+        app.http
+            .post(&h.url)
+            .header("x-zm-request-timestamp", now_s().to_string())
+            .body(good.to_vec()),
+    )
+    .await
+    .assert_error(401, "missing_zoom_signature");
+    app.send(
+        app.http
+            .post(&h.url)
+            .header("x-zm-request-timestamp", now_s().to_string())
+            .header("x-zm-signature", "v0=nothex")
+            .body(good.to_vec()),
+    )
+    .await
+    .assert_error(401, "malformed_zoom_signature");
+    // A valid signature over other bytes.
+    let ts_s = now_s().to_string();
+    let sig = zoom::webhook::sign(WEBHOOK_SECRET, &ts_s, b"{}");
+    app.send(
+        app.http
+            .post(&h.url)
+            .header("x-zm-request-timestamp", ts_s)
+            .header("x-zm-signature", sig)
+            .body(good.to_vec()),
+    )
+    .await
+    .assert_error(401, "invalid_zoom_signature");
+    let refused = post_signed(app, &h.url, good, "not-the-secret", now_s()).await;
+    assert!(!refused.text.contains(WEBHOOK_SECRET));
+
+    // Verified, but unreadable or wrong: 400, nothing changed.
+    let truncated = &good[..good.len() / 2];
+    post_signed(app, &h.url, truncated, WEBHOOK_SECRET, now_s())
+        .await
+        .assert_error(400, "invalid_zoom_event");
+    for bad_id in [
+        json!("abc"),
+        json!("12345678901234567890"),
+        json!(12345678901234567890u64),
+        json!(12345678),
+        json!(1.5),
+        json!(-85746065432i64),
+        json!({"id": 1}),
+        json!([85746065432u64]),
+        json!(null),
+        json!(true),
+    ] {
+        let body = meeting_created(ts + 2, &user, bad_id.clone());
+        let a = post_event(&h, &body).await;
+        a.assert_error(400, "invalid_zoom_event");
+        assert!(
+            a.json["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("payload.object.id"),
+            "{bad_id}: {}",
+            a.text
+        );
+    }
+    let bad_pmi = json!({"event": "user.updated", "event_ts": ts,
+        "payload": {"object": {"id": user, "pmi": "not a pmi"}}});
+    post_event(&h, &bad_pmi)
+        .await
+        .assert_error(400, "invalid_zoom_event");
+    for not_an_event in [json!([1, 2]), json!({"payload": {}}), json!({"event": 5})] {
+        post_event(&h, &not_an_event)
+            .await
+            .assert_error(400, "invalid_zoom_event");
+    }
+
+    // Verified and readable, but nothing to do: 200.
+    for ignored in [
+        json!({"event": "recording.completed", "event_ts": ts, "payload": {"object": {"id": 1}}}),
+        json!({"event": "meeting.updated", "event_ts": ts, "payload": {"object": {"id": {"x": 1}}}}),
+        meeting_created(ts + 3, "nobody-we-know", json!(85746065498u64)),
+        json!({"event": "user.updated", "event_ts": ts, "payload": {"object": {"id": user, "first_name": "A"}}}),
+        json!({"event": "app_deauthorized", "event_ts": ts,
+               "payload": {"user_id": user, "client_id": "someone-elses-client"}}),
+        json!({"event": "app_deauthorized", "event_ts": ts, "payload": {"user_id": "stranger"}}),
+    ] {
+        let a = post_event(&h, &ignored).await;
+        assert_eq!(a.status, 200, "{ignored}: {}", a.text);
+        assert_eq!(a.json["outcome"], "ignored", "{ignored}: {}", a.text);
+    }
+
+    // Size: over 1 MiB is 413; 1 MiB of junk fails its signature.
+    let junk = vec![b'x'; 1024 * 1024];
+    post_signed(app, &h.url, &junk, "not-the-secret", now_s())
+        .await
+        .assert_error(401, "invalid_zoom_signature");
+    let too_big = vec![b'x'; 1024 * 1024 + 1];
+    post_signed(app, &h.url, &too_big, WEBHOOK_SECRET, now_s())
+        .await
+        .assert_error(413, "payload_too_large");
+
+    // Unknown or malformed app ids: 404.
+    let unknown = h.url.replace(&h.zoa, "zoa_0000000000000000");
+    post_signed(app, &unknown, good, WEBHOOK_SECRET, now_s())
+        .await
+        .assert_error(404, "not_found");
+    let malformed = h.url.replace(&h.zoa, "zoa_..%2F..");
+    post_signed(app, &malformed, good, WEBHOOK_SECRET, now_s())
+        .await
+        .assert_error(404, "not_found");
+
+    assert_eq!(snapshot(&h, &conn).await, before, "nothing changed");
+    let app_json = app.get_app(&h.zoa).await.json;
+    assert!(
+        app_json["last_unverified_webhook_received_at"].is_string(),
+        "refusals are counted on the app: {app_json}"
+    );
+
+    // An app without a webhook secret says to set one.
+    let bare = app.new_app("bare-client").await;
+    let bare_url = bare["webhook_url"].as_str().expect("url");
+    let a = post_signed(app, bare_url, good, WEBHOOK_SECRET, now_s()).await;
+    a.assert_error(401, "webhook_secret_missing");
+    assert!(a.json["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("webhook_secret"));
+}
+
+/// Random bodies with valid signatures never make the server fail (a bounded fuzz of
+/// the handler; DESIGN.md §9).
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    fn json_ish(user: String) -> impl Strategy<Value = Vec<u8>> {
+        let event = prop::sample::select(vec![
+            "meeting.created",
+            "meeting.deleted",
+            "meeting.updated",
+            "meeting.started",
+            "user.updated",
+            "app_deauthorized",
+            "endpoint.url_validation",
+            "x",
+        ]);
+        let value = prop::sample::select(vec![
+            "85746065432".to_owned(),
+            "\"85746065432\"".to_owned(),
+            "123".to_owned(),
+            "1.5".to_owned(),
+            "-1".to_owned(),
+            "null".to_owned(),
+            "{}".to_owned(),
+            "[]".to_owned(),
+            "\"\"".to_owned(),
+            "true".to_owned(),
+            "99999999999999999999999".to_owned(),
+            format!("\"{user}\""),
+        ]);
+        (event, value.clone(), value.clone(), value, 0usize..4, any::<bool>()).prop_map(
+            |(event, id, host, ts, wrap, truncate)| {
+                let object = format!(r#"{{"id":{id},"host_id":{host},"pmi":{id},"type":{ts}}}"#);
+                let payload = match wrap {
+                    0 => format!(
+                        r#"{{"account_id":{host},"operator_id":{host},"object":{object},"user_id":{host},"plainToken":{id}}}"#
+                    ),
+                    1 => object,
+                    2 => "null".to_owned(),
+                    _ => format!(r#"{{"object":[{object}]}}"#),
+                };
+                let body = format!(r#"{{"event":"{event}","event_ts":{ts},"payload":{payload}}}"#);
+                let mut bytes = body.into_bytes();
+                if truncate {
+                    bytes.truncate(bytes.len() / 2);
+                }
+                bytes
+            },
+        )
+    }
+
+    fn run(backend: Backend) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let Some(h) = rt.block_on(hooked(backend, SimAppKind::UserLevel)) else {
+            return;
+        };
+        let (user, _) = rt.block_on(connect(&h));
+        let bodies = prop_oneof![prop::collection::vec(any::<u8>(), 0..512), json_ish(user),];
+        let mut runner = TestRunner::new(Config {
+            cases: 64,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let result = runner.run(&bodies, |body| {
+            let a = rt.block_on(post_signed(&h.app, &h.url, &body, WEBHOOK_SECRET, now_s()));
+            prop_assert!(
+                a.status < 500,
+                "{} for {:?}: {}",
+                a.status,
+                String::from_utf8_lossy(&body),
+                a.text
+            );
+            prop_assert!(matches!(a.status, 200 | 400), "{}: {}", a.status, a.text);
+            Ok(())
+        });
+        drop(h);
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
+
+    #[test]
+    fn random_signed_bodies_never_answer_5xx_sqlite() {
+        run(Backend::Sqlite)
+    }
+
+    #[test]
+    fn random_signed_bodies_never_answer_5xx_postgres() {
+        run(Backend::Postgres)
+    }
+}
