@@ -148,6 +148,16 @@ fn internal(context: &str, e: impl std::fmt::Display) -> TokenError {
     TokenError::Internal(context.to_owned())
 }
 
+/// Why a call made through [`TokenBroker::with_access_token`] failed.
+#[derive(Debug, Clone)]
+pub enum BrokeredCallError {
+    /// No usable token could be had (disconnected — possibly just now —, refresh
+    /// failed, lease busy, …).
+    Token(TokenError),
+    /// The call itself failed at Zoom (not an access-token rejection).
+    Zoom(ZoomError),
+}
+
 /// One in-process refresh at a time per connection. Holds the last temporary
 /// failure so callers that queued behind a failing refresh share its answer instead
 /// of each trying Zoom again.
@@ -268,11 +278,40 @@ impl TokenBroker {
         if matches!(which, UserToken::OnBehalf { .. }) && !row.is_onbehalf_token_supported {
             return Err(TokenError::CapabilityNotEnabled("onbehalf"));
         }
-        let mut access = self.token_for(keeper, &row, None).await?;
+        let token_type = &token_type;
+        self.with_access_token(keeper, &row, |token| async move {
+            keeper.zoom.user_token(&token, token_type).await
+        })
+        .await
+        .map_err(|e| match e {
+            BrokeredCallError::Token(e) => e,
+            BrokeredCallError::Zoom(e) => zoom_call_error(e),
+        })
+    }
+
+    /// Runs `call` with an access token of connection `row` (cached, or refreshed
+    /// under the lease). If Zoom rejects a token we believed valid (code 124), the
+    /// grant is refreshed once and the call retried; a rejection of a token Zoom
+    /// has just issued means the grant is gone, and the connection is disconnected.
+    /// Every Zoom call made with a connection's token goes through here.
+    pub async fn with_access_token<T, F, Fut>(
+        &self,
+        keeper: &Keeper,
+        row: &ConnectionRow,
+        mut call: F,
+    ) -> Result<T, BrokeredCallError>
+    where
+        F: FnMut(SecretString) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ZoomError>>,
+    {
+        let mut access = self
+            .token_for(keeper, row, None)
+            .await
+            .map_err(BrokeredCallError::Token)?;
         let mut retried = false;
         loop {
-            match keeper.zoom.user_token(&access.token, &token_type).await {
-                Ok(token) => return Ok(token),
+            match call(access.token.clone()).await {
+                Ok(value) => return Ok(value),
                 Err(ZoomError::AccessTokenRejected { code, .. }) => {
                     if access.refreshed || retried {
                         // Zoom refuses a token it has just issued: the grant is gone.
@@ -281,17 +320,23 @@ impl TokenBroker {
                             code: "access_token_rejected".to_owned(),
                             timestamp: Utc::now(),
                         };
-                        return Err(self.disconnect_now(keeper, id, failure).await);
+                        return Err(BrokeredCallError::Token(
+                            self.disconnect_now(keeper, &row.id, failure).await,
+                        ));
                     }
                     retried = true;
-                    let current = self.read_scoped(keeper, project_id, id).await?;
+                    let current = self
+                        .read_scoped(keeper, &row.project_id, &row.id)
+                        .await
+                        .map_err(BrokeredCallError::Token)?;
                     access = self
                         .token_for(keeper, &current, access.sealed.as_ref())
-                        .await?;
+                        .await
+                        .map_err(BrokeredCallError::Token)?;
                     // A token read after the forced refresh counts as just issued.
                     access.refreshed = true;
                 }
-                Err(e) => return Err(zoom_call_error(e)),
+                Err(e) => return Err(BrokeredCallError::Zoom(e)),
             }
         }
     }

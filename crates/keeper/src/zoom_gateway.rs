@@ -7,8 +7,8 @@ use std::future::Future;
 
 use secrecy::SecretString;
 use zoom::{
-    AppCredentials, PkceVerifier, TokenGrant, UserTokenType, ZoomClient, ZoomConfig, ZoomError,
-    ZoomUser,
+    AppCredentials, LocalRecordingToken, MeetingListType, MeetingPage, PkceVerifier, TokenGrant,
+    UserTokenType, ZoomClient, ZoomConfig, ZoomError, ZoomUser,
 };
 
 use crate::metrics::Metrics;
@@ -156,5 +156,35 @@ impl ZoomGateway {
         };
         self.counted(endpoint, self.client.user_token(access_token, token_type))
             .await
+    }
+
+    /// One page of the token's user's meetings (meeting sync).
+    pub async fn list_meetings_page(
+        &self,
+        access_token: &SecretString,
+        list_type: MeetingListType,
+        next_page_token: Option<&str>,
+    ) -> Result<MeetingPage, ZoomError> {
+        self.counted(
+            "users_me_meetings",
+            self.client
+                .list_meetings_page(access_token, "me", list_type, next_page_token),
+        )
+        .await
+    }
+
+    /// The local recording token of `meeting_id`, minted with its host's token.
+    pub async fn local_recording_token(
+        &self,
+        access_token: &SecretString,
+        meeting_id: &str,
+        bypass_waiting_room: bool,
+    ) -> Result<LocalRecordingToken, ZoomError> {
+        self.counted(
+            "meetings_jointoken_local_recording",
+            self.client
+                .local_recording_token(access_token, meeting_id, bypass_waiting_room),
+        )
+        .await
     }
 }

@@ -131,12 +131,14 @@ struct TokenBody {
     expire_in: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct MeetingPage {
+/// One page of `GET /users/{id}/meetings`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MeetingPage {
+    /// The token of the next page; `None` (Zoom sends `""`) on the last page.
     #[serde(default)]
-    next_page_token: Option<String>,
+    pub next_page_token: Option<String>,
     #[serde(default)]
-    meetings: Vec<ZoomMeeting>,
+    pub meetings: Vec<ZoomMeeting>,
 }
 
 impl ZoomClient {
@@ -154,27 +156,17 @@ impl ZoomClient {
         user_id: &str,
         list_type: MeetingListType,
     ) -> Result<Vec<ZoomMeeting>, ZoomError> {
-        check_user_id(user_id)?;
-        let page_size = MAX_PAGE_SIZE.to_string();
         let mut meetings = Vec::new();
         let mut next: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let mut query = vec![
-                ("type", list_type.as_str()),
-                ("page_size", page_size.as_str()),
-            ];
-            if let Some(token) = next.as_deref() {
-                query.push(("next_page_token", token));
-            }
-            let answer = self
-                .get(access_token, &["users", user_id, "meetings"], &query)
+            let page = self
+                .list_meetings_page(access_token, user_id, list_type, next.as_deref())
                 .await?;
-            let page: MeetingPage = answer.json()?;
             meetings.extend(page.meetings);
-            match page.next_page_token.filter(|t| !t.is_empty()) {
+            match page.next_page_token {
                 Some(token) if Some(&token) == next.as_ref() => {
                     return Err(ZoomError::BadResponse {
-                        status: answer.status.as_u16(),
+                        status: 200,
                         detail: "Zoom returned the same page token twice".into(),
                     })
                 }
@@ -186,6 +178,33 @@ impl ZoomClient {
             status: 200,
             detail: format!("meeting list did not end after {MAX_PAGES} pages"),
         })
+    }
+
+    /// One page (300 meetings) of [`ZoomClient::list_meetings`], for callers that
+    /// resume a listing after a rate limit instead of starting over.
+    /// `next_page_token` is the previous page's; an empty token counts as none.
+    pub async fn list_meetings_page(
+        &self,
+        access_token: &SecretString,
+        user_id: &str,
+        list_type: MeetingListType,
+        next_page_token: Option<&str>,
+    ) -> Result<MeetingPage, ZoomError> {
+        check_user_id(user_id)?;
+        let page_size = MAX_PAGE_SIZE.to_string();
+        let mut query = vec![
+            ("type", list_type.as_str()),
+            ("page_size", page_size.as_str()),
+        ];
+        if let Some(token) = next_page_token.filter(|t| !t.is_empty()) {
+            query.push(("next_page_token", token));
+        }
+        let answer = self
+            .get(access_token, &["users", user_id, "meetings"], &query)
+            .await?;
+        let mut page: MeetingPage = answer.json()?;
+        page.next_page_token = page.next_page_token.filter(|t| !t.is_empty());
+        Ok(page)
     }
 
     /// `GET /meetings/{meeting_id}/jointoken/local_recording`, minted with the

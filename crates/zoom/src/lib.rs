@@ -11,7 +11,9 @@ pub mod sdk_signature;
 mod types;
 pub mod webhook;
 
-pub use api::{LocalRecordingToken, MeetingListType, UserTokenType, ZoomMeeting, ZoomUser};
+pub use api::{
+    LocalRecordingToken, MeetingListType, MeetingPage, UserTokenType, ZoomMeeting, ZoomUser,
+};
 pub use client::{ZoomClient, ZoomConfig, DEFAULT_TIMEOUT};
 pub use error::ZoomError;
 pub use meeting_url::{MeetingId, MeetingLink, MeetingUrlError};
