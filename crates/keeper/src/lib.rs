@@ -15,6 +15,7 @@ pub mod http;
 pub mod ids;
 pub mod meetings;
 pub mod metrics;
+pub mod outbound_url;
 pub mod pg_cluster;
 pub mod projects;
 pub mod rate_limit;
