@@ -3070,3 +3070,398 @@ mod connection_upkeep {
 }
 
 // Meeting sync and `/my/{vanity}` lookups (issue 5).
+
+mod meeting_sync_store {
+    use std::time::Duration as StdDuration;
+
+    use chrono::{DateTime, Duration, Utc};
+    use keeper::storage::{
+        CompletedSync, ConnectionRow, MeetingIndexChange, MeetingRow, MeetingSource, PageRequest,
+        SyncCommit, SyncedMeeting,
+    };
+
+    use crate::support::{app, connection, event, project, TestStore};
+
+    const CLAIM: StdDuration = StdDuration::from_secs(600);
+
+    /// A project with one app and a connection per `(user, next_sync_at,
+    /// local recording)`; returns (project, app, connections).
+    async fn setup(
+        s: &TestStore,
+        name: &str,
+        users: &[(&str, Option<DateTime<Utc>>, bool)],
+    ) -> (String, String, Vec<ConnectionRow>) {
+        let p = project(name);
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "client", Utc::now());
+        s.insert_app(&a).await.expect("app");
+        let mut out = Vec::new();
+        for (i, (user, next_sync_at, local_recording)) in users.iter().enumerate() {
+            let mut c = connection(&p.id, &a.id, user, Utc::now() + Duration::seconds(i as i64));
+            c.next_sync_at = *next_sync_at;
+            c.is_local_recording_token_supported = *local_recording;
+            c.personal_meeting_url = Some(format!("https://acme.zoom.us/my/{user}.Room"));
+            s.store
+                .insert_connection(&c, &event("created"))
+                .await
+                .expect("connection");
+            out.push(c);
+        }
+        (p.id, a.id, out)
+    }
+
+    fn synced(id: &str, host_confirmed: bool) -> SyncedMeeting {
+        SyncedMeeting {
+            meeting_id: id.to_owned(),
+            topic: Some(format!("topic {id}")),
+            start_time: Some(Utc::now() + Duration::hours(1)),
+            host_confirmed,
+        }
+    }
+
+    fn done(c: &ConnectionRow, meetings: Vec<SyncedMeeting>, pmi: Option<&str>) -> CompletedSync {
+        CompletedSync {
+            connection_id: c.id.clone(),
+            claim: c.next_sync_at.expect("claimed rows carry their claim"),
+            meetings,
+            pmi: pmi.map(str::to_owned),
+            personal_meeting_url: pmi.map(|p| format!("https://zoom.us/j/{p}")),
+            next_sync_at: Utc::now() + Duration::hours(24),
+            event: event("sync_completed"),
+        }
+    }
+
+    async fn index(s: &TestStore, c: &ConnectionRow, source: MeetingSource, meeting_id: &str) {
+        s.apply_meeting_change(&MeetingIndexChange::Upsert(MeetingRow {
+            project_id: c.project_id.clone(),
+            app_id: c.app_id.clone(),
+            meeting_id: meeting_id.to_owned(),
+            connection_id: c.id.clone(),
+            source,
+            topic: None,
+            start_time: None,
+            synced_at: Utc::now() - Duration::minutes(5),
+        }))
+        .await
+        .expect("index row");
+    }
+
+    async fn host(
+        s: &TestStore,
+        project_id: &str,
+        meeting_id: &str,
+    ) -> Option<(String, MeetingSource)> {
+        s.meeting_hosts(project_id, None, meeting_id)
+            .await
+            .expect("hosts")
+            .into_iter()
+            .next()
+            .map(|m| (m.connection_id, m.source))
+    }
+
+    pub async fn due_syncs_are_claimed_once_and_the_claim_fences_the_write_back(s: TestStore) {
+        let later = Utc::now() + Duration::hours(1);
+        let (_, _, cs) = setup(
+            &s,
+            "claims",
+            &[
+                ("due", None, true),
+                ("past", Some(Utc::now() - Duration::minutes(1)), true),
+                ("later", Some(later), true),
+                ("off", None, false),
+            ],
+        )
+        .await;
+        let (a, b) = tokio::join!(s.claim_due_syncs(10, CLAIM), s.claim_due_syncs(10, CLAIM));
+        let (a, b) = (a.expect("claim"), b.expect("claim"));
+        let mut ids: Vec<&str> = a.iter().chain(&b).map(|c| c.user_id.as_str()).collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            vec!["due", "past"],
+            "each due one claimed exactly once"
+        );
+        let claimed = a
+            .into_iter()
+            .chain(b)
+            .find(|c| c.user_id == "due")
+            .expect("due");
+        let claim = claimed.next_sync_at.expect("claim");
+        let in_ten_minutes = s.now().await.expect("now") + Duration::minutes(10);
+        assert!((claim - in_ten_minutes).num_seconds().abs() < 5, "{claim}");
+        assert_eq!(claimed.fence, cs[0].fence, "the refresh fence is untouched");
+        assert!(claimed.lease_owner.is_none());
+
+        let mut stale = claimed.clone();
+        stale.next_sync_at = Some(claim - Duration::seconds(1));
+        assert_eq!(
+            s.complete_meeting_sync(&done(&stale, vec![synced("123456789", true)], None))
+                .await
+                .expect("complete"),
+            SyncCommit::LostClaim
+        );
+        let d = done(&claimed, vec![synced("123456789", true)], None);
+        assert!(matches!(
+            s.complete_meeting_sync(&d).await.expect("complete"),
+            SyncCommit::Committed { indexed: 1, .. }
+        ));
+        assert_eq!(
+            s.complete_meeting_sync(&d).await.expect("complete"),
+            SyncCommit::LostClaim,
+            "a claim is written back once"
+        );
+        let row = s
+            .connection_by_id(&claimed.id)
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(
+            row.next_sync_at.map(|t| t.timestamp()),
+            Some(d.next_sync_at.timestamp())
+        );
+        assert!(row.last_successful_sync_at.is_some());
+        assert_eq!(row.last_successful_sync_at, row.last_attempted_sync_at);
+        assert!(s
+            .claim_due_syncs(10, CLAIM)
+            .await
+            .expect("claim")
+            .is_empty());
+    }
+
+    pub async fn a_sync_request_or_a_held_refresh_lease_keeps_the_claim_away(s: TestStore) {
+        let (p, _, cs) = setup(&s, "voids", &[("a", None, true), ("b", None, true)]).await;
+        // A refresh in progress: not claimed for a sync.
+        let leased = s
+            .claim_connection_lease(&cs[1].id, "someone", StdDuration::from_secs(60))
+            .await
+            .expect("lease")
+            .expect("leased");
+        let claimed = s.claim_due_syncs(10, CLAIM).await.expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].id, cs[0].id);
+        // A sync requested while one runs voids the running one's claim…
+        assert!(s
+            .schedule_connection_sync(&p, &cs[0].id)
+            .await
+            .expect("schedule"));
+        assert_eq!(
+            s.complete_meeting_sync(&done(&claimed[0], vec![], None))
+                .await
+                .expect("complete"),
+            SyncCommit::LostClaim
+        );
+        // …and is claimed itself.
+        let again = s.claim_due_syncs(10, CLAIM).await.expect("claim");
+        assert_eq!(again.len(), 1);
+        assert!(s
+            .release_connection_lease(&leased.id, leased.fence, None)
+            .await
+            .expect("release"));
+        assert_eq!(s.claim_due_syncs(10, CLAIM).await.expect("claim").len(), 1);
+    }
+
+    pub async fn completion_replaces_sync_rows_keeps_webhook_rows_and_never_takes_a_pmi(
+        s: TestStore,
+    ) {
+        let (p, _, cs) = setup(&s, "replace", &[("a", None, true), ("b", None, true)]).await;
+        let (a, b) = (&cs[0], &cs[1]);
+        index(&s, a, MeetingSource::Sync, "111111111").await; // stale: removed
+        index(&s, a, MeetingSource::Webhook, "222222222").await; // not listed: kept
+        index(&s, b, MeetingSource::Webhook, "333333333").await; // listed, host unsaid: held
+        index(&s, b, MeetingSource::Webhook, "444444444").await; // listed, host a: taken
+        index(&s, b, MeetingSource::Pmi, "555555555").await; // a PMI: never taken
+        index(&s, b, MeetingSource::Sync, "666666666").await; // b's sync row: taken
+        index(&s, a, MeetingSource::Pmi, "888888888").await; // a's old PMI: replaced
+        let claimed = s
+            .claim_due_syncs(10, CLAIM)
+            .await
+            .expect("claim")
+            .into_iter()
+            .find(|c| c.id == a.id)
+            .expect("a claimed");
+        let result = s
+            .complete_meeting_sync(&done(
+                &claimed,
+                vec![
+                    synced("333333333", false),
+                    synced("444444444", true),
+                    synced("555555555", true),
+                    synced("666666666", false),
+                    synced("777777777", true),
+                ],
+                Some("999999999"),
+            ))
+            .await
+            .expect("complete");
+        assert_eq!(
+            result,
+            SyncCommit::Committed {
+                indexed: 3,
+                held_elsewhere: 2,
+                removed: 1
+            }
+        );
+        let a_sync = (a.id.clone(), MeetingSource::Sync);
+        assert_eq!(host(&s, &p, "111111111").await, None);
+        assert_eq!(
+            host(&s, &p, "222222222").await,
+            Some((a.id.clone(), MeetingSource::Webhook))
+        );
+        assert_eq!(
+            host(&s, &p, "333333333").await,
+            Some((b.id.clone(), MeetingSource::Webhook))
+        );
+        assert_eq!(host(&s, &p, "444444444").await, Some(a_sync.clone()));
+        assert_eq!(
+            host(&s, &p, "555555555").await,
+            Some((b.id.clone(), MeetingSource::Pmi))
+        );
+        assert_eq!(host(&s, &p, "666666666").await, Some(a_sync.clone()));
+        assert_eq!(host(&s, &p, "777777777").await, Some(a_sync));
+        assert_eq!(host(&s, &p, "888888888").await, None);
+        assert_eq!(
+            host(&s, &p, "999999999").await,
+            Some((a.id.clone(), MeetingSource::Pmi))
+        );
+        let row = s.connection_by_id(&a.id).await.expect("read").expect("row");
+        assert_eq!(row.pmi.as_deref(), Some("999999999"));
+        assert_eq!(
+            row.personal_meeting_url.as_deref(),
+            Some("https://zoom.us/j/999999999")
+        );
+        let events = s
+            .list_connection_events(
+                &p,
+                &a.id,
+                &PageRequest {
+                    cursor: None,
+                    limit: 10,
+                },
+            )
+            .await
+            .expect("events");
+        assert_eq!(events.items[0].kind, "sync_completed");
+    }
+
+    pub async fn a_failed_sync_is_rescheduled_under_its_claim(s: TestStore) {
+        let (p, _, cs) = setup(&s, "failures", &[("a", None, true)]).await;
+        let claimed = s.claim_due_syncs(10, CLAIM).await.expect("claim").remove(0);
+        let claim = claimed.next_sync_at.expect("claim");
+        let retry_at = Utc::now() + Duration::minutes(3);
+        assert!(s
+            .reschedule_meeting_sync(
+                &cs[0].id,
+                claim,
+                retry_at,
+                true,
+                Some(&event("sync_failed"))
+            )
+            .await
+            .expect("reschedule"));
+        assert!(
+            !s.reschedule_meeting_sync(&cs[0].id, claim, retry_at, true, None)
+                .await
+                .expect("reschedule"),
+            "the claim is spent"
+        );
+        let row = s
+            .connection_by_id(&cs[0].id)
+            .await
+            .expect("read")
+            .expect("row");
+        assert!(row.last_attempted_sync_at.is_some());
+        assert!(row.last_successful_sync_at.is_none());
+        assert_eq!(
+            row.next_sync_at.map(|t| t.timestamp()),
+            Some(retry_at.timestamp())
+        );
+        assert!(s
+            .claim_due_syncs(10, CLAIM)
+            .await
+            .expect("claim")
+            .is_empty());
+        let events = s
+            .list_connection_events(
+                &p,
+                &cs[0].id,
+                &PageRequest {
+                    cursor: None,
+                    limit: 10,
+                },
+            )
+            .await
+            .expect("events");
+        assert_eq!(events.items[0].kind, "sync_failed");
+
+        // Handing a claim back (shutdown) records no attempt.
+        let (_, _, fresh) = setup(&s, "handback", &[("b", None, true)]).await;
+        let claimed = s.claim_due_syncs(10, CLAIM).await.expect("claim").remove(0);
+        assert_eq!(claimed.id, fresh[0].id);
+        assert!(s
+            .reschedule_meeting_sync(
+                &claimed.id,
+                claimed.next_sync_at.expect("claim"),
+                Utc::now(),
+                false,
+                None
+            )
+            .await
+            .expect("hand back"));
+        let row = s
+            .connection_by_id(&claimed.id)
+            .await
+            .expect("read")
+            .expect("row");
+        assert!(row.last_attempted_sync_at.is_none());
+        assert_eq!(s.claim_due_syncs(10, CLAIM).await.expect("claim").len(), 1);
+    }
+
+    pub async fn personal_links_are_found_case_insensitively_within_the_project(s: TestStore) {
+        let (p, a, _) = setup(&s, "links", &[("alice", None, true), ("bob", None, true)]).await;
+        let (other, _, _) = setup(&s, "elsewhere", &[("alice", None, true)]).await;
+        let found = s
+            .connections_by_personal_link(&p, None, "alice.room")
+            .await
+            .expect("lookup");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].user_id, "alice");
+        assert_eq!(found[0].project_id, p);
+        assert_eq!(
+            s.connections_by_personal_link(&p, Some(&a), "ALICE.ROOM")
+                .await
+                .expect("lookup")
+                .len(),
+            1
+        );
+        assert!(s
+            .connections_by_personal_link(&p, Some("zoa_nope"), "alice.room")
+            .await
+            .expect("lookup")
+            .is_empty());
+        assert!(s
+            .connections_by_personal_link(&p, None, "carol.room")
+            .await
+            .expect("lookup")
+            .is_empty());
+        assert_eq!(
+            s.connections_by_personal_link(&other, None, "alice.room")
+                .await
+                .expect("lookup")
+                .len(),
+            1
+        );
+    }
+}
+
+mod meeting_sync_store_tests {
+    use super::meeting_sync_store::*;
+    use super::support;
+
+    crate::store_tests!(
+        due_syncs_are_claimed_once_and_the_claim_fences_the_write_back,
+        a_sync_request_or_a_held_refresh_lease_keeps_the_claim_away,
+        completion_replaces_sync_rows_keeps_webhook_rows_and_never_takes_a_pmi,
+        a_failed_sync_is_rescheduled_under_its_claim,
+        personal_links_are_found_case_insensitively_within_the_project,
+    );
+}

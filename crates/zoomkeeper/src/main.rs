@@ -255,6 +255,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    let meeting_sync = role
+        .runs_workers()
+        .then(|| tokio::spawn(keeper::meeting_sync::run(keeper.clone(), stopping.clone())));
     if role.serves_http() {
         let server = Server::bind(keeper.clone()).await?;
         tracing::info!(
@@ -279,6 +282,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         // Workers finish what they started and release what they claimed.
         if let Err(e) = workers.await {
             tracing::error!(error = %e, "a background worker panicked");
+        }
+    }
+    if let Some(meeting_sync) = meeting_sync {
+        if let Err(e) = meeting_sync.await {
+            tracing::error!(error = %e, "the meeting sync panicked");
         }
     }
     tracing::info!("stopped");

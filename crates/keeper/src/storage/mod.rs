@@ -14,9 +14,11 @@ pub mod connections;
 pub mod meetings;
 pub mod postgres;
 pub mod sqlite;
+pub mod sync;
 
 pub use connections::*;
 pub use meetings::*;
+pub use sync::*;
 
 /// A sealed secret as stored: `version | key_id | nonce | ciphertext+tag` (see `vault`).
 #[derive(Clone, PartialEq, Eq)]
@@ -475,6 +477,48 @@ pub trait Store: Send + Sync + 'static {
         keep_newest: u32,
         kinds: &[&str],
     ) -> StoreResult<EventPruning>;
+
+    // Meeting sync and join tokens (issue 5; see `sync`).
+    /// Claims up to `limit` connected connections with local recording on whose
+    /// meeting sync is due (`next_sync_at` NULL or `<= now`) and whose refresh lease
+    /// is free, oldest due first, skipping locked rows (`FOR UPDATE SKIP LOCKED` on
+    /// PostgreSQL). The claim sets `next_sync_at = now + claim_for`; the returned
+    /// rows carry that value, the fence of [`Store::complete_meeting_sync`] and
+    /// [`Store::reschedule_meeting_sync`]. The refresh lease and `fence` are untouched.
+    async fn claim_due_syncs(
+        &self,
+        limit: u32,
+        claim_for: std::time::Duration,
+    ) -> StoreResult<Vec<ConnectionRow>>;
+    /// Writes a sync's result in one transaction, only while the connection is
+    /// connected and its `next_sync_at` still equals `done.claim`: upserts
+    /// `done.meetings` as `sync` rows of the connection (taking over another
+    /// connection's `sync` row, or its `webhook` row when `host_confirmed`; never a
+    /// `pmi` row), deletes the connection's `sync` rows not in the set (its `webhook`
+    /// rows stay), replaces its PMI row and `pmi`/`personal_meeting_url` when
+    /// `done.pmi` is given, sets `last_attempted_sync_at = last_successful_sync_at =
+    /// now`, `next_sync_at = done.next_sync_at`, and writes `done.event`.
+    async fn complete_meeting_sync(&self, done: &CompletedSync) -> StoreResult<SyncCommit>;
+    /// A sync that did not complete: `next_sync_at = retry_at` (and
+    /// `last_attempted_sync_at = now` when `attempted`), with `event` when given,
+    /// only while `next_sync_at` still equals `claim`. False when the claim was void.
+    async fn reschedule_meeting_sync(
+        &self,
+        id: &str,
+        claim: DateTime<Utc>,
+        retry_at: DateTime<Utc>,
+        attempted: bool,
+        event: Option<&NewConnectionEvent>,
+    ) -> StoreResult<bool>;
+    /// Connections of the project (of `app_id` only, when given) whose
+    /// `personal_meeting_url` contains `/my/{vanity}`, compared case-insensitively;
+    /// at most 20, newest first. A coarse match: the caller checks each URL exactly.
+    async fn connections_by_personal_link(
+        &self,
+        project_id: &str,
+        app_id: Option<&str>,
+        vanity: &str,
+    ) -> StoreResult<Vec<ConnectionRow>>;
 }
 
 /// Every sealed column, in the order [`Store::sealed_fields`] walks them (sorted by

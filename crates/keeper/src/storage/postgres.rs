@@ -19,6 +19,7 @@ use super::meetings::{
     meeting_cursor_key, parse_source, MeetingFilter, MeetingIndexChange, MeetingRow,
     ReceiptOutcome, WebhookVerification,
 };
+use super::sync::{CompletedSync, SyncCommit};
 use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
     ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
@@ -1503,6 +1504,180 @@ impl Store for PostgresStore {
             deleted,
             next_after: (ids.len() >= connections as usize).then_some(last),
         })
+    }
+
+    async fn claim_due_syncs(
+        &self,
+        limit: u32,
+        claim_for: Duration,
+    ) -> StoreResult<Vec<ConnectionRow>> {
+        let rows = sqlx::query(&format!(
+            "WITH due AS MATERIALIZED (\
+                 SELECT c.id FROM zoom_oauth_connections c \
+                 WHERE c.state = 'connected' AND c.is_local_recording_token_supported \
+                 AND (c.next_sync_at IS NULL OR c.next_sync_at <= clock_timestamp()) \
+                 AND (c.lease_until IS NULL OR c.lease_until < clock_timestamp()) \
+                 ORDER BY c.next_sync_at NULLS FIRST LIMIT $1 \
+                 FOR UPDATE OF c SKIP LOCKED) \
+             UPDATE zoom_oauth_connections z \
+             SET next_sync_at = date_trunc('microseconds', clock_timestamp()) \
+                 + $2::float8 * interval '1 microsecond' \
+             FROM due WHERE z.id = due.id \
+             RETURNING {}",
+            CONNECTION_COLUMNS
+                .split(", ")
+                .map(|c| format!("z.{}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .bind(i64::from(limit))
+        .bind(duration_micros(claim_for) as f64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(connection_from_row).collect()
+    }
+
+    async fn complete_meeting_sync(&self, done: &CompletedSync) -> StoreResult<SyncCommit> {
+        let mut tx = self.pool.begin().await?;
+        let at: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&mut *tx)
+            .await?;
+        let at = ts(at);
+        let owner = sqlx::query(
+            "UPDATE zoom_oauth_connections SET last_attempted_sync_at = $1, \
+             last_successful_sync_at = $1, next_sync_at = $2 \
+             WHERE id = $3 AND next_sync_at = $4 AND state = 'connected' \
+             RETURNING project_id, app_id",
+        )
+        .bind(at)
+        .bind(ts(done.next_sync_at))
+        .bind(&done.connection_id)
+        .bind(ts(done.claim))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(owner) = owner else {
+            tx.rollback().await?;
+            return Ok(SyncCommit::LostClaim);
+        };
+        let project_id: String = owner.try_get("project_id")?;
+        let app_id: String = owner.try_get("app_id")?;
+        let (mut indexed, mut held_elsewhere) = (0, 0);
+        for meeting in &done.meetings {
+            // A pmi row is never taken; another connection's webhook row only when
+            // Zoom named this connection's user as the host.
+            let written = sqlx::query(
+                "INSERT INTO zoom_meetings (project_id, app_id, meeting_id, connection_id, \
+                 source, topic, start_time, synced_at) \
+                 VALUES ($1, $2, $3, $4, 'sync', $5, $6, $7) \
+                 ON CONFLICT (app_id, meeting_id) DO UPDATE SET \
+                 connection_id = EXCLUDED.connection_id, source = 'sync', \
+                 topic = EXCLUDED.topic, start_time = EXCLUDED.start_time, \
+                 synced_at = EXCLUDED.synced_at \
+                 WHERE zoom_meetings.source <> 'pmi' \
+                 AND (zoom_meetings.connection_id = EXCLUDED.connection_id \
+                      OR zoom_meetings.source = 'sync' OR $8)",
+            )
+            .bind(&project_id)
+            .bind(&app_id)
+            .bind(&meeting.meeting_id)
+            .bind(&done.connection_id)
+            .bind(&meeting.topic)
+            .bind(meeting.start_time.map(ts))
+            .bind(at)
+            .bind(meeting.host_confirmed)
+            .execute(&mut *tx)
+            .await
+            .map_err(meeting_write_error)?
+            .rows_affected();
+            if written == 0 {
+                held_elsewhere += 1;
+            } else {
+                indexed += 1;
+            }
+        }
+        let removed = sqlx::query(
+            "DELETE FROM zoom_meetings WHERE connection_id = $1 AND source = 'sync' \
+             AND synced_at <> $2",
+        )
+        .bind(&done.connection_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if let Some(pmi) = &done.pmi {
+            let change = MeetingIndexChange::ReplacePmi {
+                row: MeetingRow {
+                    project_id,
+                    app_id,
+                    meeting_id: pmi.clone(),
+                    connection_id: done.connection_id.clone(),
+                    source: super::MeetingSource::Pmi,
+                    topic: None,
+                    start_time: None,
+                    synced_at: at,
+                },
+                personal_meeting_url: done.personal_meeting_url.clone(),
+            };
+            apply_meeting_change_in(&mut tx, &change).await?;
+        }
+        write_connection_event(&mut tx, &done.connection_id, &done.event).await?;
+        tx.commit().await?;
+        Ok(SyncCommit::Committed {
+            indexed,
+            held_elsewhere,
+            removed,
+        })
+    }
+
+    async fn reschedule_meeting_sync(
+        &self,
+        id: &str,
+        claim: DateTime<Utc>,
+        retry_at: DateTime<Utc>,
+        attempted: bool,
+        event: Option<&NewConnectionEvent>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE zoom_oauth_connections SET next_sync_at = $1, \
+             last_attempted_sync_at = CASE WHEN $2 THEN clock_timestamp() \
+                                      ELSE last_attempted_sync_at END \
+             WHERE id = $3 AND next_sync_at = $4",
+        )
+        .bind(ts(retry_at))
+        .bind(attempted)
+        .bind(id)
+        .bind(ts(claim))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            if let Some(event) = event {
+                write_connection_event(&mut tx, id, event).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(updated == 1)
+    }
+
+    async fn connections_by_personal_link(
+        &self,
+        project_id: &str,
+        app_id: Option<&str>,
+        vanity: &str,
+    ) -> StoreResult<Vec<ConnectionRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+             WHERE project_id = $1 AND ($2::text IS NULL OR app_id = $2) \
+             AND strpos(lower(personal_meeting_url), $3) > 0 \
+             ORDER BY created_at DESC, id DESC LIMIT 20"
+        ))
+        .bind(project_id)
+        .bind(app_id)
+        .bind(format!("/my/{}", vanity.to_lowercase()))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(connection_from_row).collect()
     }
 }
 

@@ -26,6 +26,7 @@ use super::meetings::{
     meeting_cursor_key, parse_source, MeetingFilter, MeetingIndexChange, MeetingRow,
     ReceiptOutcome, WebhookVerification,
 };
+use super::sync::{CompletedSync, SyncCommit};
 use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
     ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
@@ -1568,6 +1569,173 @@ impl Store for SqliteStore {
             deleted,
             next_after: (ids.len() >= connections as usize).then_some(last),
         })
+    }
+
+    async fn claim_due_syncs(
+        &self,
+        limit: u32,
+        claim_for: Duration,
+    ) -> StoreResult<Vec<ConnectionRow>> {
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET next_sync_at = ?1 \
+             WHERE id IN (\
+                 SELECT id FROM zoom_oauth_connections \
+                 WHERE state = 'connected' AND is_local_recording_token_supported = 1 \
+                 AND (next_sync_at IS NULL OR next_sync_at <= ?2) \
+                 AND (lease_until IS NULL OR lease_until < ?2) \
+                 ORDER BY next_sync_at LIMIT ?3) \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(now.saturating_add(duration_micros(claim_for)))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(connection_from_row).collect()
+    }
+
+    async fn complete_meeting_sync(&self, done: &CompletedSync) -> StoreResult<SyncCommit> {
+        let at = truncate_to_micros(Utc::now());
+        let now = micros(at);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let owner = sqlx::query(
+            "UPDATE zoom_oauth_connections SET last_attempted_sync_at = ?1, \
+             last_successful_sync_at = ?1, next_sync_at = ?2 \
+             WHERE id = ?3 AND next_sync_at = ?4 AND state = 'connected' \
+             RETURNING project_id, app_id",
+        )
+        .bind(now)
+        .bind(micros(done.next_sync_at))
+        .bind(&done.connection_id)
+        .bind(micros(done.claim))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(owner) = owner else {
+            tx.rollback().await?;
+            return Ok(SyncCommit::LostClaim);
+        };
+        let project_id: String = owner.try_get("project_id")?;
+        let app_id: String = owner.try_get("app_id")?;
+        let (mut indexed, mut held_elsewhere) = (0, 0);
+        for meeting in &done.meetings {
+            // A pmi row is never taken; another connection's webhook row only when
+            // Zoom named this connection's user as the host.
+            let written = sqlx::query(
+                "INSERT INTO zoom_meetings (project_id, app_id, meeting_id, connection_id, \
+                 source, topic, start_time, synced_at) VALUES (?1, ?2, ?3, ?4, 'sync', ?5, ?6, ?7) \
+                 ON CONFLICT (app_id, meeting_id) DO UPDATE SET \
+                 connection_id = excluded.connection_id, source = 'sync', \
+                 topic = excluded.topic, start_time = excluded.start_time, \
+                 synced_at = excluded.synced_at \
+                 WHERE zoom_meetings.source <> 'pmi' \
+                 AND (zoom_meetings.connection_id = excluded.connection_id \
+                      OR zoom_meetings.source = 'sync' OR ?8)",
+            )
+            .bind(&project_id)
+            .bind(&app_id)
+            .bind(&meeting.meeting_id)
+            .bind(&done.connection_id)
+            .bind(&meeting.topic)
+            .bind(meeting.start_time.map(micros))
+            .bind(now)
+            .bind(meeting.host_confirmed)
+            .execute(&mut *tx)
+            .await
+            .map_err(meeting_write_error)?
+            .rows_affected();
+            if written == 0 {
+                held_elsewhere += 1;
+            } else {
+                indexed += 1;
+            }
+        }
+        let removed = sqlx::query(
+            "DELETE FROM zoom_meetings WHERE connection_id = ? AND source = 'sync' \
+             AND synced_at <> ?",
+        )
+        .bind(&done.connection_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if let Some(pmi) = &done.pmi {
+            let change = MeetingIndexChange::ReplacePmi {
+                row: MeetingRow {
+                    project_id,
+                    app_id,
+                    meeting_id: pmi.clone(),
+                    connection_id: done.connection_id.clone(),
+                    source: super::MeetingSource::Pmi,
+                    topic: None,
+                    start_time: None,
+                    synced_at: at,
+                },
+                personal_meeting_url: done.personal_meeting_url.clone(),
+            };
+            apply_meeting_change_in(&mut tx, &change).await?;
+        }
+        write_connection_event(&mut tx, &done.connection_id, &done.event, now).await?;
+        tx.commit().await?;
+        Ok(SyncCommit::Committed {
+            indexed,
+            held_elsewhere,
+            removed,
+        })
+    }
+
+    async fn reschedule_meeting_sync(
+        &self,
+        id: &str,
+        claim: DateTime<Utc>,
+        retry_at: DateTime<Utc>,
+        attempted: bool,
+        event: Option<&NewConnectionEvent>,
+    ) -> StoreResult<bool> {
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let updated = sqlx::query(
+            "UPDATE zoom_oauth_connections SET next_sync_at = ?1, \
+             last_attempted_sync_at = CASE WHEN ?2 THEN ?3 ELSE last_attempted_sync_at END \
+             WHERE id = ?4 AND next_sync_at = ?5",
+        )
+        .bind(micros(retry_at))
+        .bind(attempted)
+        .bind(now)
+        .bind(id)
+        .bind(micros(claim))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            if let Some(event) = event {
+                write_connection_event(&mut tx, id, event, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(updated == 1)
+    }
+
+    async fn connections_by_personal_link(
+        &self,
+        project_id: &str,
+        app_id: Option<&str>,
+        vanity: &str,
+    ) -> StoreResult<Vec<ConnectionRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+             WHERE project_id = ?1 AND (?2 IS NULL OR app_id = ?2) \
+             AND instr(lower(personal_meeting_url), ?3) > 0 \
+             ORDER BY created_at DESC, id DESC LIMIT 20"
+        ))
+        .bind(project_id)
+        .bind(app_id)
+        .bind(format!("/my/{}", vanity.to_lowercase()))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(connection_from_row).collect()
     }
 }
 

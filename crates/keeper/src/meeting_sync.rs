@@ -1,0 +1,630 @@
+//! The meeting sync (DESIGN.md §6): a loop in `serve` (role `worker` or `all`) that
+//! reads each local-recording connection's meetings from Zoom and indexes them, so a
+//! bot can get a local recording token for meetings created before the connection
+//! existed, or whose `meeting.created` webhook never arrived.
+//!
+//! A sync runs on connect (`next_sync_at = now` on create), on `POST …/{id}/sync`, and
+//! daily (24 h ± 1 h jitter) for every connected connection with local recording on.
+//! Each round claims due connections from the database ([`Store::claim_due_syncs`]),
+//! so any number of processes can run it and none syncs a connection another is
+//! syncing. The claim moves `next_sync_at` to its end and that value is the fence:
+//! the result is written only while it still holds, so a sync voided by a newer
+//! request, a re-bind or a disconnect writes nothing.
+//!
+//! One sync: an access token from the broker (refreshing if needed; a revoked grant
+//! disconnects there, the one place that decides it), every page of the user's
+//! upcoming and scheduled meetings (deduplicated by id) and `GET /users/me` for the
+//! PMI; then, in one transaction under the claim: this connection's `sync` rows are
+//! replaced by the new set (its `webhook` rows stay), the PMI row is upserted,
+//! `last_attempted_sync_at` / `last_successful_sync_at` / `next_sync_at` are set and a
+//! `sync_completed` event is written.
+//!
+//! Whose meeting is it, when two connections claim one? A `pmi` row is never taken.
+//! Another connection's `sync` row is taken (the newest listing wins: the meeting
+//! moved). Another connection's `webhook` row is taken only when Zoom's listing names
+//! this connection's user as the host (`host_id`): Zoom's current answer beats a
+//! creation-time webhook, while a listing that does not say leaves it alone.
+//! Listed meetings whose `host_id` is another user (e.g. where this user is only an
+//! alternative host) are not indexed: only the host's credentials mint a local
+//! recording token. Meetings whose id is not a meeting number are skipped and
+//! counted; they never fail the sync.
+//!
+//! Every Zoom call first takes a slot in its Zoom account's budget
+//! ([`crate::zoom_account_limits`]), and a 429 pauses the account's background work.
+//! Failures: Zoom's rate limit is waited out inside the sync when `Retry-After` is
+//! short (the listing resumes at the page it stopped on), otherwise the sync is
+//! rescheduled after it; outages back off exponentially with jitter. Either way
+//! `last_attempted_sync_at` is recorded.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use rand::Rng as _;
+use serde_json::json;
+use tokio::sync::watch;
+use zoom::{MeetingListType, ZoomError, ZoomMeeting};
+
+use crate::storage::{CompletedSync, ConnectionRow, NewConnectionEvent, SyncCommit, SyncedMeeting};
+use crate::tokens::{is_meeting_number, BrokeredCallError, TokenError};
+use crate::Keeper;
+
+/// Connections claimed per round.
+pub const BATCH: u32 = 20;
+/// Syncs in flight at once per process.
+pub const CONCURRENCY: usize = 4;
+/// How long a claim lasts. A sync gives up well before ([`BUDGET`]).
+pub const CLAIM: Duration = Duration::from_secs(10 * 60);
+/// Time one sync may spend, rate-limit waits included.
+pub const BUDGET: Duration = Duration::from_secs(5 * 60);
+/// A successful sync is repeated this much later…
+pub const EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+/// …plus or minus up to this much, so connections made together spread out.
+pub const JITTER: Duration = Duration::from_secs(60 * 60);
+/// The longest `Retry-After` waited out inside a sync; longer ones reschedule it.
+pub const MAX_INLINE_WAIT: Duration = Duration::from_secs(30);
+/// Rate-limited calls retried inside one sync before it is rescheduled.
+const MAX_RATE_LIMIT_RETRIES: u32 = 30;
+/// Calls that met an outage (5xx, timeout) retried inside one sync.
+const MAX_OUTAGE_RETRIES: u32 = 2;
+/// Retry delay after Zoom refused the sync for a reason that waiting may not fix
+/// (a missing scope, a deactivated user).
+const REFUSED_RETRY: Duration = Duration::from_secs(60 * 60);
+/// Safety stop: 1,000 pages of 300 per list.
+const MAX_PAGES: usize = 1_000;
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub claimed: usize,
+    pub synced: usize,
+    /// Rescheduled for a retry.
+    pub failed: usize,
+    /// The grant was gone; the broker disconnected the connection.
+    pub disconnected: usize,
+    /// The claim was void at write-back (a newer request, a re-bind, a disconnect).
+    pub lost: usize,
+    /// Claimed but handed back unsynced because shutdown began.
+    pub released: usize,
+}
+
+/// Runs rounds every `token_keeper_interval` (the background loops' polling
+/// interval) until `shutdown` turns true; syncs in flight finish or are rescheduled.
+pub async fn run(keeper: Arc<Keeper>, mut shutdown: watch::Receiver<bool>) {
+    let interval = keeper.config.token_keeper_interval;
+    tracing::info!(
+        owner = keeper.tokens.owner(),
+        interval_s = interval.as_secs_f64(),
+        "meeting sync started"
+    );
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let full = match run_once(&keeper, &shutdown).await {
+            Ok(round) => {
+                if round.claimed > 0 {
+                    tracing::info!(
+                        claimed = round.claimed,
+                        synced = round.synced,
+                        failed = round.failed,
+                        disconnected = round.disconnected,
+                        lost = round.lost,
+                        released = round.released,
+                        "meeting sync round"
+                    );
+                }
+                round.claimed as u32 >= BATCH
+            }
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "meeting sync round failed");
+                false
+            }
+        };
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::info!("meeting sync stopped");
+}
+
+/// One round: claim what is due and sync it with bounded concurrency.
+pub async fn run_once(keeper: &Keeper, shutdown: &watch::Receiver<bool>) -> anyhow::Result<Round> {
+    let claimed = keeper.store.claim_due_syncs(BATCH, CLAIM).await?;
+    let mut round = Round {
+        claimed: claimed.len(),
+        ..Round::default()
+    };
+    let outcomes: Vec<Outcome> = futures::stream::iter(claimed)
+        .map(|row| sync_one(keeper, row, shutdown))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Synced => round.synced += 1,
+            Outcome::Failed => round.failed += 1,
+            Outcome::Disconnected => round.disconnected += 1,
+            Outcome::Lost => round.lost += 1,
+            Outcome::Released => round.released += 1,
+        }
+    }
+    Ok(round)
+}
+
+enum Outcome {
+    Synced,
+    Failed,
+    Disconnected,
+    Lost,
+    Released,
+}
+
+/// Why a sync stopped short.
+enum Stop {
+    /// The grant is gone (the broker has disconnected the connection).
+    Disconnected,
+    /// Try again after `wait`; `refusal` is a sentence for the connection's log when
+    /// Zoom refused for a reason a person may need to fix.
+    Retry {
+        wait: Duration,
+        reason: String,
+        refusal: Option<String>,
+    },
+    Shutdown,
+}
+
+/// What Zoom said, before it is written.
+#[derive(Debug, Default)]
+struct Listing {
+    meetings: BTreeMap<String, SyncedMeeting>,
+    /// Listed ids that are not meeting numbers.
+    skipped_invalid: u64,
+    /// Listed meetings whose host is another user.
+    hosted_by_others: u64,
+    pmi: Option<String>,
+    personal_meeting_url: Option<String>,
+}
+
+async fn sync_one(
+    keeper: &Keeper,
+    row: ConnectionRow,
+    shutdown: &watch::Receiver<bool>,
+) -> Outcome {
+    let Some(claim) = row.next_sync_at else {
+        // Claims always set it; a row without one cannot be written back.
+        tracing::error!(connection_id = %row.id, "a claimed sync has no next_sync_at");
+        return Outcome::Lost;
+    };
+    if *shutdown.borrow() {
+        return release(keeper, &row, claim).await;
+    }
+    let started = Instant::now();
+    match fetch(keeper, &row, started, shutdown).await {
+        Ok(listing) => commit(keeper, &row, claim, listing).await,
+        Err(Stop::Disconnected) => Outcome::Disconnected,
+        Err(Stop::Shutdown) => release(keeper, &row, claim).await,
+        Err(Stop::Retry {
+            wait,
+            reason,
+            refusal,
+        }) => {
+            tracing::warn!(
+                connection_id = %row.id,
+                reason = %reason,
+                retry_in_s = wait.as_secs(),
+                "meeting sync failed; will retry"
+            );
+            let event = refusal.map(|message| NewConnectionEvent {
+                kind: "sync_failed".to_owned(),
+                message,
+                data: None,
+            });
+            // Repeated failures wait longer: the longer syncs have failed, the later.
+            let wait = wait.max(zoom::error::backoff_delay(failing_for(&row)));
+            let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            match keeper
+                .store
+                .reschedule_meeting_sync(&row.id, claim, retry_at, true, event.as_ref())
+                .await
+            {
+                Ok(true) => Outcome::Failed,
+                Ok(false) => lost(keeper, &row),
+                Err(e) => {
+                    // The claim expires on its own and the sync runs again then.
+                    tracing::warn!(connection_id = %row.id, error = %e, "rescheduling a failed meeting sync failed");
+                    Outcome::Failed
+                }
+            }
+        }
+    }
+}
+
+/// Hands an unstarted claim back: due again at once, nothing recorded.
+async fn release(keeper: &Keeper, row: &ConnectionRow, claim: DateTime<Utc>) -> Outcome {
+    if let Err(e) = keeper
+        .store
+        .reschedule_meeting_sync(&row.id, claim, Utc::now(), false, None)
+        .await
+    {
+        tracing::warn!(connection_id = %row.id, error = %e, "handing back a meeting sync claim failed; it expires on its own");
+    }
+    Outcome::Released
+}
+
+fn lost(keeper: &Keeper, row: &ConnectionRow) -> Outcome {
+    keeper.metrics.record_lease_conflict();
+    tracing::info!(connection_id = %row.id, "a meeting sync's claim was voided (a newer sync request, a re-bind or a disconnect); its result is discarded");
+    Outcome::Lost
+}
+
+async fn commit(
+    keeper: &Keeper,
+    row: &ConnectionRow,
+    claim: DateTime<Utc>,
+    listing: Listing,
+) -> Outcome {
+    let now = match keeper.store.now().await {
+        Ok(now) => now,
+        Err(e) => {
+            tracing::warn!(connection_id = %row.id, error = %e, "reading the database clock failed; the sync runs again when its claim expires");
+            return Outcome::Failed;
+        }
+    };
+    let found = listing.meetings.len();
+    let mut message = format!(
+        "Meeting sync completed: {found} meeting{} found.",
+        if found == 1 { "" } else { "s" }
+    );
+    if listing.skipped_invalid > 0 {
+        message.push_str(&format!(
+            " {} skipped: not meeting numbers.",
+            listing.skipped_invalid
+        ));
+    }
+    if listing.hosted_by_others > 0 {
+        message.push_str(&format!(
+            " {} not indexed: hosted by another user.",
+            listing.hosted_by_others
+        ));
+    }
+    let done = CompletedSync {
+        connection_id: row.id.clone(),
+        claim,
+        event: NewConnectionEvent {
+            kind: "sync_completed".to_owned(),
+            message,
+            data: Some(json!({
+                "meetings": found,
+                "skipped_invalid": listing.skipped_invalid,
+                "hosted_by_others": listing.hosted_by_others,
+                "pmi": listing.pmi,
+            })),
+        },
+        meetings: listing.meetings.into_values().collect(),
+        pmi: listing.pmi,
+        personal_meeting_url: listing.personal_meeting_url,
+        next_sync_at: next_daily_sync(now),
+    };
+    match keeper.store.complete_meeting_sync(&done).await {
+        Ok(SyncCommit::Committed {
+            indexed,
+            held_elsewhere,
+            removed,
+        }) => {
+            tracing::info!(
+                connection_id = %row.id,
+                found,
+                indexed,
+                held_elsewhere,
+                removed,
+                "meeting sync completed"
+            );
+            Outcome::Synced
+        }
+        Ok(SyncCommit::LostClaim) => lost(keeper, row),
+        Err(e) => {
+            tracing::warn!(connection_id = %row.id, error = %e, "committing a meeting sync failed; it runs again when its claim expires");
+            Outcome::Failed
+        }
+    }
+}
+
+/// A backoff attempt number that grows with how long syncs have been failing
+/// (since the last success, or since the connection was made).
+fn failing_for(row: &ConnectionRow) -> u32 {
+    let since = row.last_successful_sync_at.unwrap_or(row.created_at);
+    (Utc::now() - since)
+        .num_seconds()
+        .max(1)
+        .unsigned_abs()
+        .ilog2()
+}
+
+/// `now + 24 h ± 1 h`.
+pub fn next_daily_sync(now: DateTime<Utc>) -> DateTime<Utc> {
+    let jitter_ms = i64::try_from(JITTER.as_millis()).unwrap_or(0);
+    let every_ms = i64::try_from(EVERY.as_millis()).unwrap_or(0);
+    let offset = every_ms + rand::thread_rng().gen_range(-jitter_ms..=jitter_ms);
+    now.checked_add_signed(chrono::Duration::milliseconds(offset))
+        .unwrap_or(now)
+}
+
+/// Reads the user's meetings and PMI from Zoom.
+async fn fetch(
+    keeper: &Keeper,
+    row: &ConnectionRow,
+    started: Instant,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Listing, Stop> {
+    let mut listing = Listing::default();
+    let mut calls = Calls {
+        keeper,
+        row,
+        started,
+        shutdown,
+        rate_limit_retries: 0,
+        outage_retries: 0,
+    };
+    for list_type in [MeetingListType::Upcoming, MeetingListType::Scheduled] {
+        let mut next: Option<String> = None;
+        for page_number in 0.. {
+            if page_number >= MAX_PAGES {
+                return Err(Stop::Retry {
+                    wait: REFUSED_RETRY,
+                    reason: format!(
+                        "the {} meeting list did not end after {MAX_PAGES} pages",
+                        list_type.as_str()
+                    ),
+                    refusal: None,
+                });
+            }
+            let token = next.clone();
+            let page = calls
+                .call(|access| {
+                    let token = token.clone();
+                    async move {
+                        keeper
+                            .zoom
+                            .list_meetings_page(&access, list_type, token.as_deref())
+                            .await
+                    }
+                })
+                .await?;
+            for meeting in page.meetings {
+                listing.add(row, meeting);
+            }
+            match page.next_page_token {
+                Some(t) if Some(&t) == next.as_ref() => {
+                    return Err(Stop::Retry {
+                        wait: REFUSED_RETRY,
+                        reason: "Zoom returned the same page token twice".to_owned(),
+                        refusal: None,
+                    })
+                }
+                Some(t) => next = Some(t),
+                None => break,
+            }
+        }
+    }
+    let me = calls
+        .call(|access| async move { keeper.zoom.me(&access).await })
+        .await?;
+    listing.pmi = me.pmi.filter(|p| is_meeting_number(p));
+    listing.personal_meeting_url = me.personal_meeting_url.filter(|u| !u.trim().is_empty());
+    Ok(listing)
+}
+
+impl Listing {
+    fn add(&mut self, row: &ConnectionRow, meeting: ZoomMeeting) {
+        let id = meeting.meeting_id();
+        if !is_meeting_number(&id) {
+            self.skipped_invalid += 1;
+            return;
+        }
+        let host_confirmed = match meeting.host_id.as_deref().map(str::trim) {
+            Some(host) if !host.is_empty() && host != row.user_id => {
+                self.hosted_by_others += 1;
+                return;
+            }
+            Some(host) => !host.is_empty(),
+            None => false,
+        };
+        // Recurring meetings: the listed start says nothing about the next occurrence
+        // (and must not make housekeeping drop the row).
+        let start_time = match meeting.meeting_type {
+            Some(3 | 8) => None,
+            _ => meeting.start_time,
+        };
+        self.meetings.entry(id.clone()).or_insert(SyncedMeeting {
+            meeting_id: id,
+            topic: meeting.topic.map(|t| t.chars().take(300).collect()),
+            start_time,
+            host_confirmed,
+        });
+    }
+}
+
+/// Zoom calls of one sync: through the broker, paced per Zoom account, with rate
+/// limits and outages waited out inside the sync while that is short.
+struct Calls<'a> {
+    keeper: &'a Keeper,
+    row: &'a ConnectionRow,
+    started: Instant,
+    shutdown: &'a watch::Receiver<bool>,
+    rate_limit_retries: u32,
+    outage_retries: u32,
+}
+
+impl Calls<'_> {
+    async fn call<T, F, Fut>(&mut self, mut call: F) -> Result<T, Stop>
+    where
+        F: FnMut(secrecy::SecretString) -> Fut,
+        Fut: Future<Output = Result<T, ZoomError>>,
+    {
+        loop {
+            if *self.shutdown.borrow() {
+                return Err(Stop::Shutdown);
+            }
+            // A slot in the Zoom account's budget, shared with the other loops.
+            let left = BUDGET.saturating_sub(self.started.elapsed());
+            if let Err(wait) = self
+                .keeper
+                .zoom_accounts
+                .acquire_within(&self.row.account_id, left)
+                .await
+            {
+                return Err(Stop::Retry {
+                    wait,
+                    reason: "the Zoom account's request budget is spent".to_owned(),
+                    refusal: None,
+                });
+            }
+            let result = self
+                .keeper
+                .tokens
+                .with_access_token(self.keeper, self.row, &mut call)
+                .await;
+            let error = match result {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            let rate_limited = matches!(
+                error,
+                BrokeredCallError::Zoom(ZoomError::RateLimited { .. })
+                    | BrokeredCallError::Token(TokenError::RateLimited { .. })
+            );
+            let stop = stop_for(error, self.rate_limit_retries + self.outage_retries);
+            let Stop::Retry {
+                wait,
+                refusal: None,
+                ..
+            } = &stop
+            else {
+                return Err(stop);
+            };
+            let wait = *wait;
+            let retries = if rate_limited {
+                &mut self.rate_limit_retries
+            } else {
+                &mut self.outage_retries
+            };
+            let max = if rate_limited {
+                MAX_RATE_LIMIT_RETRIES
+            } else {
+                MAX_OUTAGE_RETRIES
+            };
+            if wait > MAX_INLINE_WAIT || *retries >= max || self.started.elapsed() + wait > BUDGET {
+                return Err(stop);
+            }
+            *retries += 1;
+            if rate_limited {
+                self.keeper
+                    .zoom_accounts
+                    .pause_until(&self.row.account_id, tokio::time::Instant::now() + wait);
+            }
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return Err(Stop::Shutdown),
+            }
+        }
+    }
+}
+
+/// What a failed call means for the sync.
+fn stop_for(e: BrokeredCallError, attempt: u32) -> Stop {
+    let backoff = || zoom::error::backoff_delay(attempt);
+    match e {
+        BrokeredCallError::Token(TokenError::Disconnected(_)) => Stop::Disconnected,
+        BrokeredCallError::Token(TokenError::RateLimited { retry_after }) => Stop::Retry {
+            wait: retry_after,
+            reason: "Zoom's rate limit (token refresh)".to_owned(),
+            refusal: None,
+        },
+        BrokeredCallError::Token(e @ (TokenError::Busy | TokenError::LostFence)) => Stop::Retry {
+            wait: backoff(),
+            reason: e.to_string(),
+            refusal: None,
+        },
+        BrokeredCallError::Token(e) => Stop::Retry {
+            wait: backoff().max(Duration::from_secs(60)),
+            reason: e.to_string(),
+            refusal: None,
+        },
+        BrokeredCallError::Zoom(ZoomError::RateLimited { retry_after }) => Stop::Retry {
+            wait: retry_after.unwrap_or_else(backoff),
+            reason: "Zoom's rate limit".to_owned(),
+            refusal: None,
+        },
+        BrokeredCallError::Zoom(e) if e.is_temporary() => Stop::Retry {
+            wait: backoff(),
+            reason: e.description(),
+            refusal: None,
+        },
+        BrokeredCallError::Zoom(e @ ZoomError::BadResponse { .. }) => Stop::Retry {
+            wait: backoff().max(Duration::from_secs(60)),
+            reason: e.description(),
+            refusal: None,
+        },
+        BrokeredCallError::Zoom(e) => Stop::Retry {
+            wait: REFUSED_RETRY,
+            reason: e.description(),
+            refusal: Some(format!(
+                "Meeting sync failed: {} It is retried in an hour.",
+                e.description()
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daily_syncs_are_spread_within_the_jitter() {
+        let now = Utc::now();
+        for _ in 0..100 {
+            let next = next_daily_sync(now);
+            let hours = (next - now).num_minutes() as f64 / 60.0;
+            assert!((23.0..=25.0).contains(&hours), "{hours}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_wait_for_retry_after_and_grants_gone_stop() {
+        let stop = stop_for(
+            BrokeredCallError::Zoom(ZoomError::RateLimited {
+                retry_after: Some(Duration::from_secs(7)),
+            }),
+            0,
+        );
+        assert!(
+            matches!(stop, Stop::Retry { wait, refusal: None, .. } if wait == Duration::from_secs(7))
+        );
+        let stop = stop_for(BrokeredCallError::Token(TokenError::Disconnected(None)), 0);
+        assert!(matches!(stop, Stop::Disconnected));
+        let stop = stop_for(
+            BrokeredCallError::Zoom(ZoomError::Forbidden {
+                code: "4711".into(),
+                message: "Invalid access token, does not contain scopes".into(),
+            }),
+            0,
+        );
+        assert!(matches!(
+            stop,
+            Stop::Retry {
+                refusal: Some(_),
+                ..
+            }
+        ));
+    }
+}
