@@ -13,6 +13,7 @@ pub mod config;
 pub mod connections;
 pub mod http;
 pub mod ids;
+pub mod join_tokens;
 pub mod meeting_sync;
 pub mod meetings;
 pub mod metrics;

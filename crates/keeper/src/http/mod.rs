@@ -16,6 +16,7 @@ pub mod auth;
 pub mod connections;
 pub mod error;
 pub mod extract;
+pub mod join_tokens;
 pub mod meetings;
 pub mod ops;
 pub mod oversize;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(apps::routes())
         .merge(connections::routes())
+        .merge(join_tokens::routes())
         .merge(meetings::routes())
         .merge(zoom_webhooks::routes())
         .merge(ops::routes())

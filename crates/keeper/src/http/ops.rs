@@ -35,6 +35,7 @@ use super::AppState;
         super::connections::access_token,
         super::connections::zak_token,
         super::connections::onbehalf_token,
+        super::join_tokens::create_join_tokens,
         super::meetings::list_meetings,
         super::zoom_webhooks::receive_webhook,
         healthz,

@@ -1,0 +1,674 @@
+//! `POST /api/v1/zoom_join_tokens` (DESIGN.md §4 "Tokens"): everything a bot needs
+//! to join one meeting, in one call.
+//!
+//! Rules kept here: which meeting a link names (a `/my/{vanity}` link through the
+//! connections' stored personal meeting URLs), which connection mints which token
+//! (the local recording token with the host's credentials per the meeting index,
+//! PMI rows included; onbehalf and ZAK with the named user's), and what a bot
+//! operator is told when a token cannot be had: the token is null and a `problems`
+//! row says exactly why. Only a request that cannot name a meeting (an unparseable
+//! link, an unknown personal link, an unclear app) fails as a whole.
+//!
+//! The tokens are minted concurrently: a joining bot is waiting. With a
+//! `zoom_tokens_url` the tokens come from the customer's server instead (a signed
+//! POST, 5 s, no redirects, private addresses refused unless configured).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+use zoom::{MeetingId, SdkRole, SdkSignature, ZoomError};
+
+use crate::storage::{AppRow, ConnectionRow, ConnectionState, PageRequest, StoreError};
+use crate::tokens::{is_meeting_number, BrokeredCallError, TokenError, UserToken};
+use crate::vault::Slot;
+use crate::{apps, outbound_url, Keeper};
+
+/// How long the customer's `zoom_tokens_url` has to answer.
+pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest callback answer read.
+const MAX_CALLBACK_BODY: usize = 64 * 1024;
+/// Longest token accepted from a callback.
+const MAX_CALLBACK_TOKEN_CHARS: usize = 8 * 1024;
+
+/// What a bot asks for.
+pub struct JoinTokenRequest {
+    pub meeting_url: String,
+    pub app_id: Option<String>,
+    /// Zoom user id of the connection to mint the onbehalf token with.
+    pub onbehalf_user_id: Option<String>,
+    /// Zoom user id of the connection to mint the ZAK with.
+    pub zak_user_id: Option<String>,
+    pub sdk_role: Option<SdkRole>,
+    pub zoom_tokens_url: Option<String>,
+}
+
+/// Why a token is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The response field (`app_privilege_token`, …), or `callback`.
+    pub token: &'static str,
+    /// Stable snake_case: `no_host_connection`, `no_connection`,
+    /// `connection_disconnected`, `capability_not_enabled`, `zoom_error`,
+    /// `callback_url_refused`, `callback_failed`, `internal_error`, …
+    pub code: &'static str,
+    /// A sentence the bot operator can act on; never holds a token.
+    pub message: String,
+}
+
+/// The answer. (No `Debug`: it holds tokens.)
+#[derive(Default)]
+pub struct JoinTokens {
+    pub meeting_id: Option<String>,
+    pub meeting_password: Option<String>,
+    pub registrant_token: Option<String>,
+    pub app_privilege_token: Option<SecretString>,
+    pub onbehalf_token: Option<SecretString>,
+    pub zak_token: Option<SecretString>,
+    pub join_token: Option<SecretString>,
+    pub sdk_signature: Option<SdkSignature>,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinTokenError {
+    /// The meeting link cannot be read; carries the parser's reason.
+    #[error("{0}")]
+    InvalidMeetingUrl(String),
+    /// A `/my/{vanity}` link no connection's personal meeting URL matches.
+    #[error("no connection's personal meeting URL is /my/{0}")]
+    UnknownPersonalLink(String),
+    /// `zoom_oauth_app_id` is missing or wrong; carries the sentence for the field.
+    #[error("{0}")]
+    App(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The meeting a link names, resolved.
+struct Meeting {
+    number: String,
+    password: Option<String>,
+    registrant_token: Option<String>,
+}
+
+pub async fn join_tokens(
+    keeper: &Keeper,
+    project_id: &str,
+    request: JoinTokenRequest,
+) -> Result<JoinTokens, JoinTokenError> {
+    let link = zoom::meeting_url::parse(&request.meeting_url)
+        .map_err(|e| JoinTokenError::InvalidMeetingUrl(e.to_string()))?;
+    let callback = request
+        .zoom_tokens_url
+        .as_deref()
+        .filter(|u| !u.trim().is_empty());
+    // The app is needed for anything minted here; a callback alone does not need it.
+    let needs_app = callback.is_none() || request.sdk_role.is_some();
+    let app = if needs_app {
+        Some(resolve_app(keeper, project_id, request.app_id.as_deref()).await?)
+    } else {
+        match request.app_id.as_deref() {
+            Some(id) => Some(resolve_app(keeper, project_id, Some(id)).await?),
+            None => None,
+        }
+    };
+    let meeting = resolve_meeting(keeper, project_id, app.as_ref(), link).await?;
+    let mut out = JoinTokens {
+        meeting_id: Some(meeting.number.clone()),
+        meeting_password: meeting.password.clone(),
+        registrant_token: meeting.registrant_token.clone(),
+        ..JoinTokens::default()
+    };
+
+    if let (Some(role), Some(app)) = (request.sdk_role, app.as_ref()) {
+        match sdk_signature(keeper, app, &meeting.number, role) {
+            Ok(signature) => out.sdk_signature = Some(signature),
+            Err(problem) => out.problems.push(problem),
+        }
+    }
+
+    if let Some(url) = callback {
+        fetch_from_callback(keeper, project_id, &request.meeting_url, url, &mut out).await;
+        return Ok(out);
+    }
+    let Some(app) = app else {
+        return Err(JoinTokenError::Internal(
+            "an app is resolved whenever tokens are minted here".to_owned(),
+        ));
+    };
+
+    let (app_privilege, onbehalf, zak) = tokio::join!(
+        app_privilege_token(keeper, project_id, &app, &meeting.number),
+        async {
+            match &request.onbehalf_user_id {
+                Some(user) => Some(
+                    user_token(
+                        keeper,
+                        &app,
+                        user,
+                        UserToken::OnBehalf {
+                            meeting_id: Some(meeting.number.clone()),
+                        },
+                    )
+                    .await,
+                ),
+                None => None,
+            }
+        },
+        async {
+            match &request.zak_user_id {
+                Some(user) => Some(user_token(keeper, &app, user, UserToken::Zak).await),
+                None => None,
+            }
+        },
+    );
+    match app_privilege {
+        Ok(token) => out.app_privilege_token = Some(token),
+        Err(problem) => out.problems.push(problem),
+    }
+    match onbehalf {
+        Some(Ok(token)) => out.onbehalf_token = Some(token),
+        Some(Err(problem)) => out.problems.push(problem),
+        None => {}
+    }
+    match zak {
+        Some(Ok(token)) => out.zak_token = Some(token),
+        Some(Err(problem)) => out.problems.push(problem),
+        None => {}
+    }
+    keeper.metrics.record_token_request(
+        "zoom_join_tokens",
+        if out.problems.is_empty() {
+            "minted"
+        } else {
+            "partial"
+        },
+    );
+    Ok(out)
+}
+
+/// The named app, or the project's only one.
+async fn resolve_app(
+    keeper: &Keeper,
+    project_id: &str,
+    app_id: Option<&str>,
+) -> Result<AppRow, JoinTokenError> {
+    if let Some(id) = app_id.map(str::trim) {
+        return match apps::get(keeper, project_id, id).await {
+            Ok(app) => Ok(app),
+            Err(apps::AppError::Store(e)) => Err(e.into()),
+            Err(_) => Err(JoinTokenError::App(
+                "No Zoom OAuth app with this id exists in your project.".to_owned(),
+            )),
+        };
+    }
+    let page = keeper
+        .store
+        .list_apps(
+            project_id,
+            &PageRequest {
+                cursor: None,
+                limit: 2,
+            },
+        )
+        .await?;
+    match (page.items.len(), page.has_more) {
+        (1, false) => page
+            .items
+            .into_iter()
+            .next()
+            .ok_or_else(|| JoinTokenError::Internal("a page of one app had no app".to_owned())),
+        (0, _) => Err(JoinTokenError::App(
+            "This project has no Zoom OAuth app yet. Create one with POST /api/v1/zoom_oauth_apps first.".to_owned(),
+        )),
+        _ => Err(JoinTokenError::App(
+            "This project has several Zoom OAuth apps. Say which one with zoom_oauth_app_id.".to_owned(),
+        )),
+    }
+}
+
+/// The meeting number of a link; a `/my/{vanity}` link is the PMI of the connection
+/// whose personal meeting URL is that link (its passcode too, when the link has none).
+async fn resolve_meeting(
+    keeper: &Keeper,
+    project_id: &str,
+    app: Option<&AppRow>,
+    link: zoom::MeetingLink,
+) -> Result<Meeting, JoinTokenError> {
+    let vanity = match link.meeting_id {
+        MeetingId::Number(number) => {
+            return Ok(Meeting {
+                number,
+                password: link.password,
+                registrant_token: link.registrant_token,
+            })
+        }
+        MeetingId::Vanity(vanity) => vanity,
+    };
+    let candidates = keeper
+        .store
+        .connections_by_personal_link(project_id, app.map(|a| a.id.as_str()), &vanity)
+        .await?;
+    let mut matches: Vec<(ConnectionRow, zoom::MeetingLink)> = candidates
+        .into_iter()
+        .filter_map(|c| {
+            let stored = zoom::meeting_url::parse(c.personal_meeting_url.as_deref()?).ok()?;
+            let same = matches!(&stored.meeting_id, MeetingId::Vanity(v) if *v == vanity);
+            let pmi_ok = c.pmi.as_deref().is_some_and(is_meeting_number);
+            (same && pmi_ok).then_some((c, stored))
+        })
+        .collect();
+    // A connected one first; the store gives newest first.
+    matches.sort_by_key(|(c, _)| c.state != ConnectionState::Connected);
+    let Some((connection, stored)) = matches.into_iter().next() else {
+        return Err(JoinTokenError::UnknownPersonalLink(vanity));
+    };
+    Ok(Meeting {
+        number: connection.pmi.unwrap_or_default(),
+        password: link.password.or(stored.password),
+        registrant_token: link.registrant_token,
+    })
+}
+
+fn problem(token: &'static str, code: &'static str, message: impl Into<String>) -> Problem {
+    Problem {
+        token,
+        code,
+        message: message.into(),
+    }
+}
+
+/// The local recording token, minted with the credentials of the connection that
+/// hosts the meeting per the index.
+async fn app_privilege_token(
+    keeper: &Keeper,
+    project_id: &str,
+    app: &AppRow,
+    meeting: &str,
+) -> Result<SecretString, Problem> {
+    const TOKEN: &str = "app_privilege_token";
+    let hosts = keeper
+        .store
+        .meeting_hosts(project_id, Some(&app.id), meeting)
+        .await
+        .map_err(|e| store_problem(TOKEN, e))?;
+    let Some(host) = hosts.into_iter().next() else {
+        return Err(problem(
+            TOKEN,
+            "no_host_connection",
+            format!("No connection hosts meeting {meeting}; the local recording token must be minted with the host's credentials. Connect the meeting's host (or wait for their meeting sync), or check that the app's Zoom webhook reaches zoomkeeper."),
+        ));
+    };
+    let connection = keeper
+        .store
+        .get_connection(project_id, &host.connection_id)
+        .await
+        .map_err(|e| store_problem(TOKEN, e))?
+        .ok_or_else(|| {
+            problem(
+                TOKEN,
+                "no_host_connection",
+                format!("No connection hosts meeting {meeting}; its host's connection was just deleted."),
+            )
+        })?;
+    if connection.state == ConnectionState::Disconnected {
+        return Err(disconnected_problem(TOKEN, &connection));
+    }
+    if !connection.is_local_recording_token_supported {
+        return Err(problem(
+            TOKEN,
+            "capability_not_enabled",
+            format!("Connection {} hosts meeting {meeting} but does not have the local recording capability. Turn it on with PATCH (is_local_recording_token_supported: true).", connection.id),
+        ));
+    }
+    let result = keeper
+        .tokens
+        .with_access_token(keeper, &connection, |access| async move {
+            keeper
+                .zoom
+                .local_recording_token(&access, meeting, true)
+                .await
+        })
+        .await;
+    keeper.metrics.record_token_request(
+        "local_recording_token",
+        match &result {
+            Ok(_) => "minted",
+            Err(BrokeredCallError::Token(e)) => e.outcome(),
+            Err(BrokeredCallError::Zoom(e)) => e.class(),
+        },
+    );
+    match result {
+        Ok(token) => Ok(token.token),
+        Err(BrokeredCallError::Zoom(e)) => Err(zoom_problem(TOKEN, &connection, &e)),
+        Err(BrokeredCallError::Token(e)) => Err(token_problem(TOKEN, &connection, e)),
+    }
+}
+
+/// An onbehalf token or a ZAK, minted with the credentials of the app's connection
+/// for Zoom user `user_id`.
+async fn user_token(
+    keeper: &Keeper,
+    app: &AppRow,
+    user_id: &str,
+    which: UserToken,
+) -> Result<SecretString, Problem> {
+    let token: &'static str = match which {
+        UserToken::Zak => "zak_token",
+        UserToken::OnBehalf { .. } => "onbehalf_token",
+    };
+    let connection = keeper
+        .store
+        .connection_by_user(&app.id, user_id.trim())
+        .await
+        .map_err(|e| store_problem(token, e))?
+        .filter(|c| c.project_id == app.project_id)
+        .ok_or_else(|| {
+            problem(
+                token,
+                "no_connection",
+                format!(
+                    "No connection of app {} has the Zoom user id {:?}; connect that user first.",
+                    app.id,
+                    user_id.chars().take(64).collect::<String>()
+                ),
+            )
+        })?;
+    if connection.state == ConnectionState::Disconnected {
+        return Err(disconnected_problem(token, &connection));
+    }
+    keeper
+        .tokens
+        .user_token(keeper, &connection.project_id, &connection.id, which)
+        .await
+        .map_err(|e| token_problem(token, &connection, e))
+}
+
+fn disconnected_problem(token: &'static str, connection: &ConnectionRow) -> Problem {
+    let why = connection
+        .connection_failure_data
+        .as_ref()
+        .map(|f| format!(" ({})", f.error))
+        .unwrap_or_default();
+    problem(
+        token,
+        "connection_disconnected",
+        format!(
+            "Connection {} is disconnected{why}; the user must authorise the app again.",
+            connection.id
+        ),
+    )
+}
+
+fn token_problem(token: &'static str, connection: &ConnectionRow, e: TokenError) -> Problem {
+    match e {
+        TokenError::Disconnected(failure) => {
+            let mut c = connection.clone();
+            c.connection_failure_data = failure.or(c.connection_failure_data);
+            disconnected_problem(token, &c)
+        }
+        TokenError::CapabilityNotEnabled(capability) => problem(
+            token,
+            "capability_not_enabled",
+            format!("Connection {} does not have the {capability} capability. Turn it on with PATCH (is_{capability}_token_supported: true).", connection.id),
+        ),
+        TokenError::RateLimited { retry_after } => problem(
+            token,
+            "zoom_error",
+            format!("Zoom's rate limit was reached (class rate_limited) for connection {}; retry in {} s.", connection.id, retry_after.as_secs().max(1)),
+        ),
+        TokenError::ZoomUnavailable(reason) => problem(
+            token,
+            "zoom_error",
+            format!("Zoom could not be reached or failed (class unavailable) for connection {}: {reason}", connection.id),
+        ),
+        TokenError::ZoomRefused(reason) => problem(
+            token,
+            "zoom_error",
+            format!("Zoom refused the token for connection {}: {reason}", connection.id),
+        ),
+        TokenError::Busy | TokenError::LostFence => problem(
+            token,
+            "busy",
+            format!("Connection {}'s access token is being refreshed by another instance; retry shortly.", connection.id),
+        ),
+        TokenError::InvalidMeetingId => problem(
+            token,
+            "invalid_meeting_id",
+            "The meeting number is not 9 to 11 digits.",
+        ),
+        TokenError::NotFound => problem(
+            token,
+            "no_connection",
+            format!("Connection {} was just deleted.", connection.id),
+        ),
+        TokenError::Internal(context) => {
+            tracing::error!(connection_id = %connection.id, context = %context, "minting a join token failed");
+            problem(token, "internal_error", "An internal error stopped this token; it is logged.")
+        }
+    }
+}
+
+fn zoom_problem(token: &'static str, connection: &ConnectionRow, e: &ZoomError) -> Problem {
+    problem(
+        token,
+        "zoom_error",
+        format!(
+            "Zoom refused to mint the token with connection {} (class {}): {}",
+            connection.id,
+            e.class(),
+            e.description()
+        ),
+    )
+}
+
+fn store_problem(token: &'static str, e: StoreError) -> Problem {
+    tracing::error!(error = %e, token, "reading the database for a join token failed");
+    problem(
+        token,
+        "internal_error",
+        "The database could not be read; retry shortly.",
+    )
+}
+
+fn sdk_signature(
+    keeper: &Keeper,
+    app: &AppRow,
+    meeting: &str,
+    role: SdkRole,
+) -> Result<SdkSignature, Problem> {
+    const TOKEN: &str = "sdk_signature";
+    let creds = apps::credentials(keeper, app).map_err(|e| {
+        tracing::error!(app_id = %app.id, error = %e, "an app's client secret does not open");
+        problem(
+            TOKEN,
+            "internal_error",
+            "The app's client secret could not be opened; it is logged.",
+        )
+    })?;
+    zoom::sdk_signature::sign(
+        &creds.client_id,
+        &creds.client_secret,
+        meeting,
+        role,
+        zoom::sdk_signature::DEFAULT_LIFETIME,
+        Utc::now().timestamp(),
+    )
+    .map_err(|e| {
+        problem(
+            TOKEN,
+            "sdk_signature_failed",
+            format!("The SDK signature could not be made: {e}."),
+        )
+    })
+}
+
+/// Asks the customer's `zoom_tokens_url` for the tokens; failures become one
+/// `callback` problem.
+async fn fetch_from_callback(
+    keeper: &Keeper,
+    project_id: &str,
+    meeting_url: &str,
+    url: &str,
+    out: &mut JoinTokens,
+) {
+    const TOKEN: &str = "callback";
+    let checked = match outbound_url::check(url, keeper.config.allow_private_callback_urls).await {
+        Ok(checked) => checked,
+        Err(e) => {
+            out.problems.push(problem(
+                TOKEN,
+                "callback_url_refused",
+                format!("callback_settings.zoom_tokens_url is refused: {e}."),
+            ));
+            return;
+        }
+    };
+    let secret = match project_secret(keeper, project_id).await {
+        Ok(secret) => secret,
+        Err(message) => {
+            out.problems.push(problem(TOKEN, "internal_error", message));
+            return;
+        }
+    };
+    let payload = json!({"callback_type": "zoom_tokens", "meeting_url": meeting_url.trim()});
+    let (signature, body) = outbound_url::sign_payload(secret.expose_secret(), &payload);
+    let answer = async {
+        let client = checked
+            .client(CALLBACK_TIMEOUT)
+            .map_err(|_| "the HTTP client could not be built".to_owned())?;
+        let response = client
+            .post(checked.url.clone())
+            .header("content-type", "application/json")
+            .header("x-webhook-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| describe_send_error(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("it answered HTTP {}", status.as_u16()));
+        }
+        let bytes = read_limited(response).await?;
+        serde_json::from_slice::<Value>(&bytes).map_err(|_| "its answer is not JSON".to_owned())
+    };
+    let value = match tokio::time::timeout(CALLBACK_TIMEOUT, answer).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(why)) => {
+            out.problems.push(problem(
+                TOKEN,
+                "callback_failed",
+                format!("The zoom_tokens_url callback failed: {why}."),
+            ));
+            return;
+        }
+        Err(_) => {
+            out.problems.push(problem(
+                TOKEN,
+                "callback_failed",
+                "The zoom_tokens_url callback did not answer within 5 s.",
+            ));
+            return;
+        }
+    };
+    let Some(object) = value.as_object() else {
+        out.problems.push(problem(
+            TOKEN,
+            "callback_failed",
+            "The zoom_tokens_url callback must answer a JSON object with any of zak_token, join_token, app_privilege_token, onbehalf_token.",
+        ));
+        return;
+    };
+    let mut take = |field: &'static str| -> Option<SecretString> {
+        match object.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_CALLBACK_TOKEN_CHARS => {
+                Some(SecretString::from(s.clone()))
+            }
+            Some(_) => {
+                out.problems.push(problem(
+                    field,
+                    "callback_failed",
+                    format!("The zoom_tokens_url callback's {field} must be a non-empty string of at most {MAX_CALLBACK_TOKEN_CHARS} characters."),
+                ));
+                None
+            }
+        }
+    };
+    let zak = take("zak_token");
+    let join = take("join_token");
+    let app_privilege = take("app_privilege_token");
+    let onbehalf = take("onbehalf_token");
+    out.zak_token = zak;
+    out.join_token = join;
+    out.app_privilege_token = app_privilege;
+    out.onbehalf_token = onbehalf;
+}
+
+/// The project's webhook signing secret (32 bytes), opened.
+async fn project_secret(
+    keeper: &Keeper,
+    project_id: &str,
+) -> Result<secrecy::SecretSlice<u8>, String> {
+    let project = keeper
+        .store
+        .project_by_id(project_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading the project for a callback failed");
+            "The project could not be read; retry shortly.".to_owned()
+        })?
+        .ok_or_else(|| "The project is gone.".to_owned())?;
+    keeper
+        .vault
+        .open(
+            Slot {
+                table: "projects",
+                column: "webhook_secret",
+                row_id: &project.id,
+            },
+            &project.webhook_secret,
+        )
+        .map_err(|e| {
+            tracing::error!(project_id = %project.id, error = %e, "the project's webhook secret does not open");
+            "The project's signing secret could not be opened; it is logged.".to_owned()
+        })
+}
+
+/// A send error in words, without the URL (it may carry the customer's secret).
+fn describe_send_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "it did not answer within 5 s".to_owned()
+    } else if e.is_connect() {
+        "it could not be reached".to_owned()
+    } else {
+        "the request failed".to_owned()
+    }
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|_| "its answer could not be read".to_owned())?
+    {
+        if body.len() + chunk.len() > MAX_CALLBACK_BODY {
+            return Err(format!(
+                "its answer is larger than {} KiB",
+                MAX_CALLBACK_BODY / 1024
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Timestamps in answers: RFC 3339, microseconds, `Z`.
+pub fn unix_to_datetime(secs: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(secs, 0)
+}
