@@ -29,10 +29,14 @@ pub enum BenchCommand {
         #[arg(long)]
         sqlite_only: bool,
     },
+    /// Token requests for a joining bot: cached access_token and zak_token, Zoom
+    /// calls per token, and idle memory with 100,000 connections.
+    Tokens(crate::bench_tokens::TokensArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
+        BenchCommand::Tokens(args) => crate::bench_tokens::run(args).await,
         BenchCommand::Api {
             requests,
             concurrency,
