@@ -416,6 +416,9 @@ pub async fn create(
         .code_verifier
         .as_ref()
         .map(|v| PkceVerifier::from_string(v.expose_secret().trim().to_owned()));
+    // Zoom counts the token's lifetime from when it answered; counting ours from
+    // before we asked keeps our idea of the expiry on the safe side.
+    let requested_at = Utc::now();
     let grant = keeper
         .zoom
         .exchange_code(
@@ -459,6 +462,7 @@ pub async fn create(
         app: &app,
         user: &user,
         grant: &grant,
+        access_token_expires_at: access_token_expiry(requested_at, &grant),
         refresh_token: &refresh_token,
         input: &input,
     };
@@ -491,6 +495,7 @@ struct FreshGrant<'a> {
     app: &'a AppRow,
     user: &'a ZoomUser,
     grant: &'a TokenGrant,
+    access_token_expires_at: DateTime<Utc>,
     refresh_token: &'a SecretString,
     input: &'a CreateInput,
 }
@@ -529,7 +534,7 @@ impl FreshGrant<'_> {
             access_token: keeper
                 .vault
                 .seal_str(access_slot(id), self.grant.access_token.expose_secret()),
-            access_token_expires_at: access_token_expiry(now, self.grant),
+            access_token_expires_at: self.access_token_expires_at,
             refresh_due_at: next_refresh_due(now, keeper.config.token_refresh_max_age),
             next_sync_at: self.input.local_recording.then_some(now),
             clear_meetings,

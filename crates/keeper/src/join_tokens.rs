@@ -20,8 +20,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use zoom::{MeetingId, SdkRole, SdkSignature, ZoomError};
 
+use crate::meetings::is_meeting_number;
 use crate::storage::{AppRow, ConnectionRow, ConnectionState, PageRequest, StoreError};
-use crate::tokens::{is_meeting_number, BrokeredCallError, TokenError, UserToken};
+use crate::tokens::{BrokeredCallError, TokenError, UserToken};
 use crate::vault::Slot;
 use crate::{apps, outbound_url, Keeper};
 

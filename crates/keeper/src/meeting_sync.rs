@@ -48,8 +48,9 @@ use serde_json::json;
 use tokio::sync::watch;
 use zoom::{MeetingListType, ZoomError, ZoomMeeting};
 
+use crate::meetings::is_meeting_number;
 use crate::storage::{CompletedSync, ConnectionRow, NewConnectionEvent, SyncCommit, SyncedMeeting};
-use crate::tokens::{is_meeting_number, BrokeredCallError, TokenError};
+use crate::tokens::{BrokeredCallError, TokenError};
 use crate::Keeper;
 
 /// Connections claimed per round.

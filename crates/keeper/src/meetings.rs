@@ -34,10 +34,7 @@ pub enum MeetingError {
     Store(#[from] StoreError),
 }
 
-/// Zoom meeting numbers: 9 to 11 digits, no leading zero.
-pub fn is_meeting_number(s: &str) -> bool {
-    zoom::meeting_url::is_meeting_number(s)
-}
+pub use zoom::meeting_url::is_meeting_number;
 
 /// The list filters as the API received them.
 #[derive(Debug, Default)]
