@@ -471,6 +471,17 @@ async fn sealed_fields_walk_every_sealed_column_in_stable_order(s: TestStore) {
     let p2 = project("two");
     s.insert_project(&p1).await.expect("project");
     s.insert_project(&p2).await.expect("project");
+    // p1's secret was rotated: its previous secret is sealed too.
+    assert!(s
+        .rotate_project_webhook_secret(
+            &p1.id,
+            &p1.webhook_secret,
+            &Sealed(vec![5; 40]),
+            &Sealed(vec![6; 40]),
+            Utc::now() + Duration::hours(1),
+        )
+        .await
+        .expect("rotate"));
     let mut a1 = app(&p1.id, "a1", Utc::now());
     a1.webhook_secret = Some(Sealed(vec![4; 40]));
     let a2 = app(&p1.id, "a2", Utc::now());
@@ -514,6 +525,7 @@ async fn sealed_fields_walk_every_sealed_column_in_stable_order(s: TestStore) {
     let mut apps = [a1.id.as_str(), a2.id.as_str()];
     apps.sort();
     let expected = vec![
+        ("projects", "previous_webhook_secret", p1.id.as_str()),
         ("projects", "webhook_secret", projects[0]),
         ("projects", "webhook_secret", projects[1]),
         ("zoom_oauth_apps", "client_secret", apps[0]),
@@ -3463,5 +3475,382 @@ mod meeting_sync_store_tests {
         completion_replaces_sync_rows_keeps_webhook_rows_and_never_takes_a_pmi,
         a_failed_sync_is_rescheduled_under_its_claim,
         personal_links_are_found_case_insensitively_within_the_project,
+    );
+}
+
+mod webhook_store {
+    //! Outgoing webhooks (issue 6): subscriptions, the outbox fan-out, delivery
+    //! claims and write-backs, resend, the previous signing secret.
+
+    use std::time::Duration as StdDuration;
+
+    use chrono::{Duration, Utc};
+    use keeper::storage::{
+        DeliveryAttempt, DeliveryStatus, Page, PageRequest, Sealed, StoreError, WebhookDeliveryRow,
+        WebhookSubscriptionRow, WebhookSubscriptionUpdate, WEBHOOK_SUBSCRIPTION_LIMIT,
+    };
+    use serde_json::json;
+
+    use super::support::{app, micros, project, state_change, TestStore};
+
+    const TRIGGER: &str = "zoom_oauth_connection.state_change";
+
+    fn subscription(project_id: &str, n: i64, triggers: &[&str]) -> WebhookSubscriptionRow {
+        let at = micros(Utc::now() + Duration::milliseconds(n));
+        WebhookSubscriptionRow {
+            id: keeper::ids::IdKind::WebhookSubscription.generate(),
+            project_id: project_id.to_owned(),
+            url: format!("https://example.com/{n}"),
+            triggers: triggers.iter().map(|t| (*t).to_owned()).collect(),
+            is_active: true,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    /// A project with one connection; returns (project id, connection id).
+    async fn project_with_connection(s: &TestStore, name: &str) -> (String, String) {
+        let p = project(name);
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "client", Utc::now());
+        s.insert_app(&a).await.expect("app");
+        let c = s
+            .insert_connection(&p.id, &a.id, "user", Some(&Sealed(vec![7; 40])), None)
+            .await;
+        (p.id, c)
+    }
+
+    /// Writes one outbox event for the connection (through a real disconnect).
+    async fn disconnect(s: &TestStore, connection: &str) {
+        let failure = keeper::storage::FailureData {
+            error: "gone".to_owned(),
+            code: "invalid_grant".to_owned(),
+            timestamp: Utc::now(),
+        };
+        let outcome = s
+            .disconnect_connection(
+                connection,
+                None,
+                &failure,
+                &super::support::event("disconnected"),
+                Some(&state_change(connection, "disconnected")),
+            )
+            .await
+            .expect("disconnect");
+        assert!(matches!(
+            outcome,
+            keeper::storage::DisconnectOutcome::Disconnected(_)
+        ));
+    }
+
+    fn first_page(limit: u32) -> PageRequest {
+        PageRequest {
+            cursor: None,
+            limit,
+        }
+    }
+
+    async fn all_deliveries(s: &TestStore, p: &str, sub: &str) -> Vec<WebhookDeliveryRow> {
+        let page: Page<WebhookDeliveryRow> = s
+            .list_webhook_deliveries(p, sub, None, &first_page(100))
+            .await
+            .expect("list");
+        page.items
+    }
+
+    pub async fn subscriptions_round_trip_are_capped_and_scoped(s: TestStore) {
+        let (p, _) = project_with_connection(&s, "one").await;
+        let (other, _) = project_with_connection(&s, "two").await;
+        let first = subscription(&p, 0, &[TRIGGER]);
+        s.insert_webhook_subscription(&first, 2).await.expect("1");
+        s.insert_webhook_subscription(&subscription(&p, 1, &[TRIGGER]), 2)
+            .await
+            .expect("2");
+        let err = s
+            .insert_webhook_subscription(&subscription(&p, 2, &[TRIGGER]), 2)
+            .await
+            .expect_err("over the cap");
+        assert!(
+            matches!(err, StoreError::Conflict { constraint } if constraint == WEBHOOK_SUBSCRIPTION_LIMIT),
+            "{err:?}"
+        );
+        // The cap is per project.
+        s.insert_webhook_subscription(&subscription(&other, 0, &[TRIGGER]), 2)
+            .await
+            .expect("other project");
+
+        let got = s
+            .get_webhook_subscription(&p, &first.id)
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(got, first);
+        assert!(s
+            .get_webhook_subscription(&other, &first.id)
+            .await
+            .expect("get")
+            .is_none());
+        let page = s
+            .list_webhook_subscriptions(&p, &first_page(1))
+            .await
+            .expect("list");
+        assert_eq!(page.items.len(), 1);
+        assert!(page.has_more);
+        assert_ne!(page.items[0].id, first.id, "newest first");
+
+        let later = micros(Utc::now() + Duration::seconds(5));
+        let updated = s
+            .update_webhook_subscription(
+                &p,
+                &first.id,
+                &WebhookSubscriptionUpdate {
+                    is_active: Some(false),
+                    ..Default::default()
+                },
+                later,
+            )
+            .await
+            .expect("update")
+            .expect("exists");
+        assert!(!updated.is_active);
+        assert_eq!(updated.url, first.url);
+        assert_eq!(updated.triggers, first.triggers);
+        assert_eq!(updated.updated_at, later);
+        assert!(s
+            .update_webhook_subscription(&other, &first.id, &Default::default(), later)
+            .await
+            .expect("update")
+            .is_none());
+        assert!(!s
+            .delete_webhook_subscription(&other, &first.id)
+            .await
+            .expect("delete"));
+        assert!(s
+            .delete_webhook_subscription(&p, &first.id)
+            .await
+            .expect("delete"));
+        assert!(s
+            .get_webhook_subscription(&p, &first.id)
+            .await
+            .expect("get")
+            .is_none());
+    }
+
+    pub async fn outbox_events_fan_out_once_to_active_matching_subscriptions(s: TestStore) {
+        let (p, c) = project_with_connection(&s, "one").await;
+        let (other, other_c) = project_with_connection(&s, "two").await;
+        let a = subscription(&p, 0, &[TRIGGER]);
+        let b = subscription(&p, 1, &[TRIGGER]);
+        let mut inactive = subscription(&p, 2, &[TRIGGER]);
+        inactive.is_active = false;
+        let elsewhere = subscription(&other, 0, &[TRIGGER]);
+        for sub in [&a, &b, &inactive, &elsewhere] {
+            s.insert_webhook_subscription(sub, 10)
+                .await
+                .expect("insert");
+        }
+        disconnect(&s, &c).await;
+        disconnect(&s, &other_c).await;
+
+        // Two dispatchers at once: each event is fanned out exactly once.
+        let (x, y) = tokio::join!(s.dispatch_outbox_events(100), s.dispatch_outbox_events(100));
+        let (x, y) = (x.expect("dispatch"), y.expect("dispatch"));
+        assert_eq!(x.events + y.events, 2);
+        assert_eq!(x.deliveries + y.deliveries, 3);
+        let again = s.dispatch_outbox_events(100).await.expect("dispatch");
+        assert_eq!((again.events, again.deliveries), (0, 0));
+        assert!(s
+            .list_outbox_events(&p, 10)
+            .await
+            .expect("outbox")
+            .iter()
+            .all(|e| e.dispatched_at.is_some()));
+
+        let mut keys = Vec::new();
+        for sub in [&a, &b] {
+            let ds = all_deliveries(&s, &p, &sub.id).await;
+            assert_eq!(ds.len(), 1);
+            let d = &ds[0];
+            assert_eq!(d.status, DeliveryStatus::Pending);
+            assert_eq!(d.attempt_count, 0);
+            assert_eq!(d.trigger, TRIGGER);
+            assert_eq!(d.payload["idempotency_key"], d.idempotency_key.as_str());
+            assert_eq!(d.payload["id"], c.as_str());
+            assert!(uuid::Uuid::parse_str(&d.idempotency_key).is_ok());
+            keys.push(d.idempotency_key.clone());
+        }
+        assert_ne!(keys[0], keys[1], "one key per subscription");
+        assert!(all_deliveries(&s, &p, &inactive.id).await.is_empty());
+        assert_eq!(all_deliveries(&s, &other, &elsewhere.id).await.len(), 1);
+        // Scoped by project.
+        assert!(all_deliveries(&s, &other, &a.id).await.is_empty());
+    }
+
+    pub async fn deliveries_are_claimed_once_fenced_retried_and_resent(s: TestStore) {
+        let (p, c) = project_with_connection(&s, "one").await;
+        let sub = subscription(&p, 0, &[TRIGGER]);
+        s.insert_webhook_subscription(&sub, 10)
+            .await
+            .expect("insert");
+        disconnect(&s, &c).await;
+        s.dispatch_outbox_events(100).await.expect("dispatch");
+
+        let lease = StdDuration::from_secs(60);
+        let (x, y) = tokio::join!(
+            s.claim_due_webhook_deliveries("one", 10, lease),
+            s.claim_due_webhook_deliveries("two", 10, lease)
+        );
+        let (x, y) = (x.expect("claim"), y.expect("claim"));
+        assert_eq!(x.len() + y.len(), 1, "claimed exactly once");
+        let claimed = x.into_iter().chain(y).next().expect("one claim");
+        assert!(claimed.lease_owner.is_some() && claimed.lease_until.is_some());
+
+        let retry = DeliveryAttempt {
+            status: DeliveryStatus::Pending,
+            retry_in: Some(StdDuration::from_secs(3600)),
+            responses: json!([{"status_code": 500}]),
+        };
+        assert!(s
+            .record_webhook_attempt(&claimed.idempotency_key, claimed.fence, &retry)
+            .await
+            .expect("record"));
+        assert!(
+            !s.record_webhook_attempt(&claimed.idempotency_key, claimed.fence - 1, &retry)
+                .await
+                .expect("record"),
+            "an old fence writes nothing"
+        );
+        let d = &all_deliveries(&s, &p, &sub.id).await[0];
+        assert_eq!(d.attempt_count, 1);
+        assert_eq!(d.status, DeliveryStatus::Pending);
+        assert_eq!(d.responses, json!([{"status_code": 500}]));
+        assert!(d.lease_owner.is_none());
+        let next = d.next_attempt_at.expect("scheduled");
+        assert!(next > Utc::now() + Duration::minutes(59));
+        assert!(d.last_attempt_at.is_some() && d.succeeded_at.is_none());
+        // Not due yet.
+        assert!(s
+            .claim_due_webhook_deliveries("one", 10, lease)
+            .await
+            .expect("claim")
+            .is_empty());
+        assert_eq!(
+            s.list_webhook_deliveries(&p, &sub.id, Some(DeliveryStatus::Success), &first_page(10))
+                .await
+                .expect("list")
+                .items
+                .len(),
+            0
+        );
+
+        // A resend makes it due now; another project cannot resend it.
+        let (other, _) = project_with_connection(&s, "two").await;
+        assert!(!s
+            .resend_webhook_delivery(&other, &d.idempotency_key)
+            .await
+            .expect("resend"));
+        assert!(s
+            .resend_webhook_delivery(&p, &d.idempotency_key)
+            .await
+            .expect("resend"));
+        let again = s
+            .claim_due_webhook_deliveries("one", 10, lease)
+            .await
+            .expect("claim");
+        assert_eq!(again.len(), 1);
+        let done = DeliveryAttempt {
+            status: DeliveryStatus::Success,
+            retry_in: None,
+            responses: json!([1, 2]),
+        };
+        assert!(s
+            .record_webhook_attempt(&again[0].idempotency_key, again[0].fence, &done)
+            .await
+            .expect("record"));
+        let d = &all_deliveries(&s, &p, &sub.id).await[0];
+        assert_eq!(d.status, DeliveryStatus::Success);
+        assert_eq!(d.attempt_count, 2);
+        assert!(d.succeeded_at.is_some());
+        assert!(s
+            .claim_due_webhook_deliveries("one", 10, lease)
+            .await
+            .expect("claim")
+            .is_empty());
+        // Deleting the subscription deletes its deliveries.
+        assert!(s
+            .delete_webhook_subscription(&p, &sub.id)
+            .await
+            .expect("delete"));
+        assert!(all_deliveries(&s, &p, &sub.id).await.is_empty());
+    }
+
+    pub async fn rotation_keeps_the_previous_secret_until_it_expires(s: TestStore) {
+        let p = project("one");
+        s.insert_project(&p).await.expect("project");
+        assert!(s
+            .previous_webhook_secret(&p.id)
+            .await
+            .expect("previous")
+            .is_none());
+        let until = micros(Utc::now() + Duration::hours(24));
+        assert!(
+            !s.rotate_project_webhook_secret(
+                &p.id,
+                &Sealed(vec![9, 9]),
+                &Sealed(vec![5; 40]),
+                &Sealed(vec![6; 40]),
+                until
+            )
+            .await
+            .expect("rotate"),
+            "a stale current secret changes nothing"
+        );
+        assert!(s
+            .rotate_project_webhook_secret(
+                &p.id,
+                &p.webhook_secret,
+                &Sealed(vec![5; 40]),
+                &Sealed(vec![6; 40]),
+                until
+            )
+            .await
+            .expect("rotate"));
+        let row = s.project_by_id(&p.id).await.expect("get").expect("exists");
+        assert_eq!(row.webhook_secret, Sealed(vec![5; 40]));
+        let previous = s
+            .previous_webhook_secret(&p.id)
+            .await
+            .expect("previous")
+            .expect("kept");
+        assert_eq!(previous.secret, Sealed(vec![6; 40]));
+        assert_eq!(previous.until, until);
+        // Once expired it is gone.
+        assert!(s
+            .rotate_project_webhook_secret(
+                &p.id,
+                &Sealed(vec![5; 40]),
+                &Sealed(vec![3; 40]),
+                &Sealed(vec![4; 40]),
+                micros(Utc::now() - Duration::seconds(1))
+            )
+            .await
+            .expect("rotate"));
+        assert!(s
+            .previous_webhook_secret(&p.id)
+            .await
+            .expect("previous")
+            .is_none());
+    }
+}
+
+mod webhook_store_tests {
+    use super::support;
+    use super::webhook_store::*;
+
+    crate::store_tests!(
+        subscriptions_round_trip_are_capped_and_scoped,
+        outbox_events_fan_out_once_to_active_matching_subscriptions,
+        deliveries_are_claimed_once_fenced_retried_and_resent,
+        rotation_keeps_the_previous_secret_until_it_expires,
     );
 }

@@ -15,10 +15,12 @@ pub mod meetings;
 pub mod postgres;
 pub mod sqlite;
 pub mod sync;
+pub mod webhooks;
 
 pub use connections::*;
 pub use meetings::*;
 pub use sync::*;
+pub use webhooks::*;
 
 /// A sealed secret as stored: `version | key_id | nonce | ciphertext+tag` (see `vault`).
 #[derive(Clone, PartialEq, Eq)]
@@ -519,11 +521,93 @@ pub trait Store: Send + Sync + 'static {
         app_id: Option<&str>,
         vanity: &str,
     ) -> StoreResult<Vec<ConnectionRow>>;
+
+    // Outgoing webhooks (issue 6; see `webhooks`).
+    /// Inserts a subscription unless the project already has `max_per_project`
+    /// (then [`StoreError::Conflict`] naming [`WEBHOOK_SUBSCRIPTION_LIMIT`]).
+    async fn insert_webhook_subscription(
+        &self,
+        row: &WebhookSubscriptionRow,
+        max_per_project: u32,
+    ) -> StoreResult<()>;
+    async fn get_webhook_subscription(
+        &self,
+        project_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<WebhookSubscriptionRow>>;
+    async fn list_webhook_subscriptions(
+        &self,
+        project_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WebhookSubscriptionRow>>;
+    /// Applies `update` (and `updated_at = at`); `None` when there is no such row.
+    async fn update_webhook_subscription(
+        &self,
+        project_id: &str,
+        id: &str,
+        update: &WebhookSubscriptionUpdate,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<WebhookSubscriptionRow>>;
+    /// Deletes a subscription and its deliveries; false when there is no such row.
+    async fn delete_webhook_subscription(&self, project_id: &str, id: &str) -> StoreResult<bool>;
+    /// The secret the last rotation replaced, while it is still valid (`until > now`).
+    async fn previous_webhook_secret(
+        &self,
+        project_id: &str,
+    ) -> StoreResult<Option<PreviousWebhookSecret>>;
+    /// Replaces the project's signing secret with `new` and keeps `previous` (the old
+    /// one, sealed for its own slot) until `previous_until` — only while the stored
+    /// secret still equals `current`. False when another rotation came first.
+    async fn rotate_project_webhook_secret(
+        &self,
+        project_id: &str,
+        current: &Sealed,
+        new: &Sealed,
+        previous: &Sealed,
+        previous_until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// In one transaction: takes up to `limit` undispatched outbox events, oldest
+    /// first (skipping rows another process has locked, on PostgreSQL), writes one
+    /// pending delivery due now per active subscription of the event's project with
+    /// the event's trigger — each with a fresh UUID v4 `idempotency_key`, also put
+    /// into its payload — and marks the events dispatched.
+    async fn dispatch_outbox_events(&self, limit: u32) -> StoreResult<Dispatched>;
+    /// Claims up to `limit` pending deliveries that are due and not leased, oldest
+    /// due first: `lease_owner = owner`, `lease_until = now + lease_for`, `fence + 1`.
+    async fn claim_due_webhook_deliveries(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease_for: std::time::Duration,
+    ) -> StoreResult<Vec<WebhookDeliveryRow>>;
+    /// Writes an attempt's result, only while `fence` is current. False otherwise.
+    async fn record_webhook_attempt(
+        &self,
+        idempotency_key: &str,
+        fence: i64,
+        attempt: &DeliveryAttempt,
+    ) -> StoreResult<bool>;
+    /// A subscription's deliveries, newest first, optionally of one status.
+    async fn list_webhook_deliveries(
+        &self,
+        project_id: &str,
+        subscription_id: &str,
+        status: Option<DeliveryStatus>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WebhookDeliveryRow>>;
+    /// Puts a delivery back to pending, due now, lease released (`fence + 1`, so an
+    /// attempt in flight writes nothing). False when there is no such row.
+    async fn resend_webhook_delivery(
+        &self,
+        project_id: &str,
+        idempotency_key: &str,
+    ) -> StoreResult<bool>;
 }
 
 /// Every sealed column, in the order [`Store::sealed_fields`] walks them (sorted by
 /// table, then column). The names are also the vault slots' `table` and `column`.
 pub const SEALED_COLUMNS: &[(&str, &str)] = &[
+    ("projects", "previous_webhook_secret"),
     ("projects", "webhook_secret"),
     ("zoom_oauth_apps", "client_secret"),
     ("zoom_oauth_apps", "webhook_secret"),

@@ -36,6 +36,12 @@ use super::{
     SealedField, Store, StoreError, StoreResult, SEALED_COLUMNS,
 };
 
+use super::webhooks::{
+    delivery_payload, parse_delivery_status, triggers_from_json, DeliveryAttempt, DeliveryStatus,
+    Dispatched, PreviousWebhookSecret, WebhookDeliveryRow, WebhookSubscriptionRow,
+    WebhookSubscriptionUpdate, WEBHOOK_SUBSCRIPTION_LIMIT,
+};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// How long a statement waits for another connection's write lock.
@@ -1737,6 +1743,353 @@ impl Store for SqliteStore {
         .await?;
         rows.iter().map(connection_from_row).collect()
     }
+
+    // Outgoing webhooks (issue 6).
+
+    async fn insert_webhook_subscription(
+        &self,
+        row: &WebhookSubscriptionRow,
+        max_per_project: u32,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_subscriptions WHERE project_id = ?")
+                .bind(&row.project_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if count >= i64::from(max_per_project) {
+            tx.rollback().await?;
+            return Err(StoreError::Conflict {
+                constraint: WEBHOOK_SUBSCRIPTION_LIMIT,
+            });
+        }
+        sqlx::query(
+            "INSERT INTO webhook_subscriptions \
+             (id, project_id, url, triggers, is_active, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.id)
+        .bind(&row.project_id)
+        .bind(&row.url)
+        .bind(serde_json::Value::from(row.triggers.clone()).to_string())
+        .bind(row.is_active)
+        .bind(micros(row.created_at))
+        .bind(micros(row.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_unique_violation)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_webhook_subscription(
+        &self,
+        project_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<WebhookSubscriptionRow>> {
+        sqlx::query(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions \
+             WHERE project_id = ? AND id = ?"
+        ))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| subscription_from_row(&r))
+        .transpose()
+    }
+
+    async fn list_webhook_subscriptions(
+        &self,
+        project_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WebhookSubscriptionRow>> {
+        let fetch = i64::from(page.limit) + 1;
+        let (cmp, order) = match page.cursor.as_ref().map(|c| c.direction) {
+            None | Some(Direction::Older) => ("<", "DESC"),
+            Some(Direction::Newer) => (">", "ASC"),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions WHERE project_id = ?1 \
+             AND (?2 IS NULL OR (created_at, id) {cmp} (?2, ?3)) \
+             ORDER BY created_at {order}, id {order} LIMIT ?4"
+        ))
+        .bind(project_id)
+        .bind(page.cursor.as_ref().map(|c| micros(c.created_at)))
+        .bind(page.cursor.as_ref().map(|c| c.id.as_str()).unwrap_or(""))
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .iter()
+            .map(subscription_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, page))
+    }
+
+    async fn update_webhook_subscription(
+        &self,
+        project_id: &str,
+        id: &str,
+        update: &WebhookSubscriptionUpdate,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<WebhookSubscriptionRow>> {
+        sqlx::query(&format!(
+            "UPDATE webhook_subscriptions SET url = COALESCE(?1, url), \
+             triggers = COALESCE(?2, triggers), is_active = COALESCE(?3, is_active), \
+             updated_at = ?4 WHERE project_id = ?5 AND id = ?6 \
+             RETURNING {SUBSCRIPTION_COLUMNS}"
+        ))
+        .bind(update.url.as_deref())
+        .bind(
+            update
+                .triggers
+                .as_ref()
+                .map(|t| serde_json::Value::from(t.clone()).to_string()),
+        )
+        .bind(update.is_active)
+        .bind(micros(at))
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| subscription_from_row(&r))
+        .transpose()
+    }
+
+    async fn delete_webhook_subscription(&self, project_id: &str, id: &str) -> StoreResult<bool> {
+        let deleted =
+            sqlx::query("DELETE FROM webhook_subscriptions WHERE project_id = ? AND id = ?")
+                .bind(project_id)
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(deleted == 1)
+    }
+
+    async fn previous_webhook_secret(
+        &self,
+        project_id: &str,
+    ) -> StoreResult<Option<PreviousWebhookSecret>> {
+        let row = sqlx::query(
+            "SELECT previous_webhook_secret, previous_webhook_secret_until FROM projects \
+             WHERE id = ? AND previous_webhook_secret IS NOT NULL \
+             AND previous_webhook_secret_until > ?",
+        )
+        .bind(project_id)
+        .bind(micros(Utc::now()))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(PreviousWebhookSecret {
+                secret: Sealed(r.try_get("previous_webhook_secret")?),
+                until: get_time(&r, "previous_webhook_secret_until")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn rotate_project_webhook_secret(
+        &self,
+        project_id: &str,
+        current: &Sealed,
+        new: &Sealed,
+        previous: &Sealed,
+        previous_until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE projects SET webhook_secret = ?1, previous_webhook_secret = ?2, \
+             previous_webhook_secret_until = ?3 WHERE id = ?4 AND webhook_secret = ?5",
+        )
+        .bind(&new.0)
+        .bind(&previous.0)
+        .bind(micros(previous_until))
+        .bind(project_id)
+        .bind(&current.0)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    async fn dispatch_outbox_events(&self, limit: u32) -> StoreResult<Dispatched> {
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let events = sqlx::query(
+            "SELECT id, project_id, \"trigger\", payload, created_at, dispatched_at \
+             FROM outbox_events WHERE dispatched_at IS NULL \
+             ORDER BY created_at, id LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(outbox_event_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+        let mut done = Dispatched::default();
+        for event in &events {
+            let subscriptions = sqlx::query(&format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions \
+                 WHERE project_id = ? AND is_active = 1 ORDER BY created_at, id"
+            ))
+            .bind(&event.project_id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(subscription_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+            for subscription in subscriptions
+                .iter()
+                .filter(|s| s.triggers.contains(&event.trigger))
+            {
+                let key = uuid::Uuid::new_v4().to_string();
+                sqlx::query(
+                    "INSERT INTO webhook_deliveries (idempotency_key, project_id, \
+                     subscription_id, \"trigger\", payload, status, attempt_count, \
+                     next_attempt_at, responses, fence, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, '[]', 0, ?6, ?6)",
+                )
+                .bind(&key)
+                .bind(&event.project_id)
+                .bind(&subscription.id)
+                .bind(&event.trigger)
+                .bind(delivery_payload(&event.payload, &key).to_string())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                done.deliveries += 1;
+            }
+            sqlx::query("UPDATE outbox_events SET dispatched_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(&event.id)
+                .execute(&mut *tx)
+                .await?;
+            done.events += 1;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn claim_due_webhook_deliveries(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<WebhookDeliveryRow>> {
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(&format!(
+            "UPDATE webhook_deliveries SET lease_owner = ?1, lease_until = ?2, \
+             fence = fence + 1 \
+             WHERE idempotency_key IN (\
+                 SELECT idempotency_key FROM webhook_deliveries \
+                 WHERE status = 'pending' AND next_attempt_at <= ?3 \
+                 AND (lease_until IS NULL OR lease_until < ?3) \
+                 ORDER BY next_attempt_at LIMIT ?4) \
+             RETURNING {DELIVERY_COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(now.saturating_add(duration_micros(lease_for)))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut claimed = rows
+            .iter()
+            .map(delivery_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        claimed.sort_by_key(|d| d.next_attempt_at);
+        Ok(claimed)
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        idempotency_key: &str,
+        fence: i64,
+        attempt: &DeliveryAttempt,
+    ) -> StoreResult<bool> {
+        let now = micros(Utc::now());
+        let next = match attempt.status {
+            DeliveryStatus::Pending => {
+                Some(now.saturating_add(duration_micros(attempt.retry_in.unwrap_or_default())))
+            }
+            _ => None,
+        };
+        let succeeded = (attempt.status == DeliveryStatus::Success).then_some(now);
+        let updated = sqlx::query(
+            "UPDATE webhook_deliveries SET status = ?1, attempt_count = attempt_count + 1, \
+             next_attempt_at = ?2, last_attempt_at = ?3, \
+             succeeded_at = COALESCE(?4, succeeded_at), responses = ?5, \
+             lease_owner = NULL, lease_until = NULL, updated_at = ?3 \
+             WHERE idempotency_key = ?6 AND fence = ?7",
+        )
+        .bind(attempt.status.as_str())
+        .bind(next)
+        .bind(now)
+        .bind(succeeded)
+        .bind(attempt.responses.to_string())
+        .bind(idempotency_key)
+        .bind(fence)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        project_id: &str,
+        subscription_id: &str,
+        status: Option<DeliveryStatus>,
+        page: &PageRequest,
+    ) -> StoreResult<Page<WebhookDeliveryRow>> {
+        let fetch = i64::from(page.limit) + 1;
+        let (cmp, order) = match page.cursor.as_ref().map(|c| c.direction) {
+            None | Some(Direction::Older) => ("<", "DESC"),
+            Some(Direction::Newer) => (">", "ASC"),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
+             WHERE project_id = ?1 AND subscription_id = ?2 AND (?3 IS NULL OR status = ?3) \
+             AND (?4 IS NULL OR (created_at, idempotency_key) {cmp} (?4, ?5)) \
+             ORDER BY created_at {order}, idempotency_key {order} LIMIT ?6"
+        ))
+        .bind(project_id)
+        .bind(subscription_id)
+        .bind(status.map(DeliveryStatus::as_str))
+        .bind(page.cursor.as_ref().map(|c| micros(c.created_at)))
+        .bind(page.cursor.as_ref().map(|c| c.id.as_str()).unwrap_or(""))
+        .bind(fetch)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows
+            .iter()
+            .map(delivery_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(page_of(items, page))
+    }
+
+    async fn resend_webhook_delivery(
+        &self,
+        project_id: &str,
+        idempotency_key: &str,
+    ) -> StoreResult<bool> {
+        let now = micros(Utc::now());
+        let updated = sqlx::query(
+            "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?1, \
+             lease_owner = NULL, lease_until = NULL, fence = fence + 1, updated_at = ?1 \
+             WHERE project_id = ?2 AND idempotency_key = ?3",
+        )
+        .bind(now)
+        .bind(project_id)
+        .bind(idempotency_key)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
 }
 
 // The meeting → host index (issue 5).
@@ -1851,4 +2204,60 @@ async fn apply_meeting_change_in(
         }
         MeetingIndexChange::Nothing => Ok(()),
     }
+}
+
+// Outgoing webhooks (issue 6).
+
+const SUBSCRIPTION_COLUMNS: &str =
+    "id, project_id, url, triggers, is_active, created_at, updated_at";
+
+fn subscription_from_row(row: &SqliteRow) -> StoreResult<WebhookSubscriptionRow> {
+    let triggers: String = row.try_get("triggers")?;
+    Ok(WebhookSubscriptionRow {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        url: row.try_get("url")?,
+        triggers: triggers_from_json(json_from_text("triggers", &triggers)?)?,
+        is_active: row.try_get("is_active")?,
+        created_at: get_time(row, "created_at")?,
+        updated_at: get_time(row, "updated_at")?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "idempotency_key, project_id, subscription_id, \"trigger\", \
+     payload, status, attempt_count, next_attempt_at, last_attempt_at, succeeded_at, \
+     responses, lease_owner, lease_until, fence, created_at, updated_at";
+
+fn delivery_from_row(row: &SqliteRow) -> StoreResult<WebhookDeliveryRow> {
+    let payload: String = row.try_get("payload")?;
+    let responses: String = row.try_get("responses")?;
+    let status: String = row.try_get("status")?;
+    Ok(WebhookDeliveryRow {
+        idempotency_key: row.try_get("idempotency_key")?,
+        project_id: row.try_get("project_id")?,
+        subscription_id: row.try_get("subscription_id")?,
+        trigger: row.try_get("trigger")?,
+        payload: json_from_text("payload", &payload)?,
+        status: parse_delivery_status(&status)?,
+        attempt_count: row.try_get("attempt_count")?,
+        next_attempt_at: get_opt_time(row, "next_attempt_at")?,
+        last_attempt_at: get_opt_time(row, "last_attempt_at")?,
+        succeeded_at: get_opt_time(row, "succeeded_at")?,
+        responses: json_from_text("responses", &responses)?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_until: get_opt_time(row, "lease_until")?,
+        fence: row.try_get("fence")?,
+        created_at: get_time(row, "created_at")?,
+        updated_at: get_time(row, "updated_at")?,
+    })
+}
+
+/// A page from rows fetched one past `page.limit` in the cursor's direction.
+fn page_of<T>(mut items: Vec<T>, page: &PageRequest) -> Page<T> {
+    let has_more = items.len() > page.limit as usize;
+    items.truncate(page.limit as usize);
+    if matches!(&page.cursor, Some(c) if c.direction == Direction::Newer) {
+        items.reverse();
+    }
+    Page { items, has_more }
 }
