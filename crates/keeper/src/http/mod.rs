@@ -21,6 +21,7 @@ pub mod meetings;
 pub mod ops;
 pub mod oversize;
 pub mod pagination;
+pub mod webhooks;
 pub mod zoom_webhooks;
 
 pub use error::ApiError;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(join_tokens::routes())
         .merge(meetings::routes())
         .merge(zoom_webhooks::routes())
+        .merge(webhooks::routes())
         .merge(ops::routes())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

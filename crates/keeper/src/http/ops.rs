@@ -38,6 +38,15 @@ use super::AppState;
         super::join_tokens::create_join_tokens,
         super::meetings::list_meetings,
         super::zoom_webhooks::receive_webhook,
+        super::webhooks::create_webhook,
+        super::webhooks::list_webhooks,
+        super::webhooks::get_webhook,
+        super::webhooks::update_webhook,
+        super::webhooks::delete_webhook,
+        super::webhooks::list_deliveries,
+        super::webhooks::resend_delivery,
+        super::webhooks::get_secret,
+        super::webhooks::rotate_secret,
         healthz,
         readyz,
     ),
@@ -49,6 +58,7 @@ use super::AppState;
         (name = "Tokens", description = "Zoom tokens minted from a connection"),
         (name = "Meetings", description = "The meeting → host index"),
         (name = "Zoom webhooks", description = "Where Zoom sends your apps' events"),
+        (name = "Webhooks", description = "Webhooks zoomkeeper sends you, and their signing secret"),
     )
 )]
 pub struct ApiDoc;

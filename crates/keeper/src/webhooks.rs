@@ -1,0 +1,324 @@
+//! Outgoing webhooks, the customer's side (DESIGN.md §4 "Outgoing webhooks"):
+//! subscriptions and the project's signing secret. Delivery is in
+//! [`crate::webhook_delivery`].
+//!
+//! A subscription's URL is checked when it is saved — absolute http(s), https unless
+//! `allow_private_callback_urls` is on, and no host resolving to a loopback,
+//! private, link-local or multicast address unless that setting allows it
+//! ([`crate::outbound_url`]) — and checked again at every delivery, since DNS
+//! answers change.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use chrono::Utc;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretSlice};
+
+use crate::ids::IdKind;
+use crate::outbound_url::{self, OutboundUrlError};
+use crate::storage::{
+    Page, PageRequest, StoreError, WebhookSubscriptionRow, WebhookSubscriptionUpdate,
+    WEBHOOK_SUBSCRIPTION_LIMIT,
+};
+use crate::vault::Slot;
+use crate::Keeper;
+
+/// The triggers a subscription may ask for.
+pub const TRIGGERS: &[&str] = &[STATE_CHANGE];
+/// Sent when a connection becomes disconnected, and when it becomes connected again.
+pub const STATE_CHANGE: &str = "zoom_oauth_connection.state_change";
+/// Subscriptions per project.
+pub const MAX_SUBSCRIPTIONS: u32 = 10;
+/// How long the previous secret keeps signing after a rotation.
+pub const ROTATION_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// Field → problems.
+    #[error("invalid webhook subscription")]
+    Invalid(BTreeMap<String, Vec<String>>),
+    #[error("not found")]
+    NotFound,
+    #[error("the project already has {MAX_SUBSCRIPTIONS} webhook subscriptions")]
+    TooMany,
+    #[error("the signing secret could not be opened")]
+    Secret,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks a subscription URL (see the module docs); the problem as a sentence.
+pub async fn check_url(keeper: &Keeper, url: &str) -> Result<String, String> {
+    let allow_private = keeper.config.allow_private_callback_urls;
+    let checked = outbound_url::check(url, allow_private)
+        .await
+        .map_err(|e| match e {
+            OutboundUrlError::NotHttp => {
+                "Must be an absolute http:// or https:// URL of at most 2048 characters.".to_owned()
+            }
+            other => format!("{}{}", capitalised(&other.to_string()), "."),
+        })?;
+    if checked.url.scheme() != "https" && !allow_private {
+        return Err(
+            "Must be an https:// URL (http:// is accepted only when allow_private_callback_urls is on)."
+                .to_owned(),
+        );
+    }
+    Ok(checked.url.to_string())
+}
+
+fn capitalised(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn check_triggers(triggers: &[String]) -> Result<Vec<String>, String> {
+    if triggers.is_empty() {
+        return Err(format!(
+            "Give at least one trigger; known triggers: {}.",
+            TRIGGERS.join(", ")
+        ));
+    }
+    let mut seen = HashSet::new();
+    for t in triggers {
+        if !TRIGGERS.contains(&t.as_str()) {
+            return Err(format!(
+                "Unknown trigger {:?}; known triggers: {}.",
+                t.chars().take(100).collect::<String>(),
+                TRIGGERS.join(", ")
+            ));
+        }
+        if !seen.insert(t.as_str()) {
+            return Err(format!("The trigger {t:?} is listed twice."));
+        }
+    }
+    Ok(triggers.to_vec())
+}
+
+pub async fn create(
+    keeper: &Keeper,
+    project_id: &str,
+    url: &str,
+    triggers: &[String],
+) -> Result<WebhookSubscriptionRow, WebhookError> {
+    let mut problems = BTreeMap::new();
+    let url = check_url(keeper, url)
+        .await
+        .map_err(|p| problems.insert("url".to_owned(), vec![p]))
+        .ok();
+    let triggers = check_triggers(triggers)
+        .map_err(|p| problems.insert("triggers".to_owned(), vec![p]))
+        .ok();
+    let (Some(url), Some(triggers)) = (url, triggers) else {
+        return Err(WebhookError::Invalid(problems));
+    };
+    let now = Utc::now();
+    let row = WebhookSubscriptionRow {
+        id: IdKind::WebhookSubscription.generate(),
+        project_id: project_id.to_owned(),
+        url,
+        triggers,
+        is_active: true,
+        created_at: now,
+        updated_at: now,
+    };
+    match keeper
+        .store
+        .insert_webhook_subscription(&row, MAX_SUBSCRIPTIONS)
+        .await
+    {
+        Ok(()) => Ok(row),
+        Err(StoreError::Conflict {
+            constraint: WEBHOOK_SUBSCRIPTION_LIMIT,
+        }) => Err(WebhookError::TooMany),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn list(
+    keeper: &Keeper,
+    project_id: &str,
+    page: &PageRequest,
+) -> Result<Page<WebhookSubscriptionRow>, WebhookError> {
+    Ok(keeper
+        .store
+        .list_webhook_subscriptions(project_id, page)
+        .await?)
+}
+
+pub async fn get(
+    keeper: &Keeper,
+    project_id: &str,
+    id: &str,
+) -> Result<WebhookSubscriptionRow, WebhookError> {
+    if !IdKind::WebhookSubscription.matches(id) {
+        return Err(WebhookError::NotFound);
+    }
+    keeper
+        .store
+        .get_webhook_subscription(project_id, id)
+        .await?
+        .ok_or(WebhookError::NotFound)
+}
+
+/// A requested change, as the caller gave it.
+#[derive(Debug, Default)]
+pub struct SubscriptionChange {
+    pub url: Option<String>,
+    pub triggers: Option<Vec<String>>,
+    pub is_active: Option<bool>,
+}
+
+pub async fn update(
+    keeper: &Keeper,
+    project_id: &str,
+    id: &str,
+    change: SubscriptionChange,
+) -> Result<WebhookSubscriptionRow, WebhookError> {
+    get(keeper, project_id, id).await?;
+    let mut problems = BTreeMap::new();
+    let mut update = WebhookSubscriptionUpdate {
+        is_active: change.is_active,
+        ..Default::default()
+    };
+    if let Some(url) = &change.url {
+        match check_url(keeper, url).await {
+            Ok(url) => update.url = Some(url),
+            Err(p) => {
+                problems.insert("url".to_owned(), vec![p]);
+            }
+        }
+    }
+    if let Some(triggers) = &change.triggers {
+        match check_triggers(triggers) {
+            Ok(t) => update.triggers = Some(t),
+            Err(p) => {
+                problems.insert("triggers".to_owned(), vec![p]);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(WebhookError::Invalid(problems));
+    }
+    keeper
+        .store
+        .update_webhook_subscription(project_id, id, &update, Utc::now())
+        .await?
+        .ok_or(WebhookError::NotFound)
+}
+
+pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), WebhookError> {
+    if !IdKind::WebhookSubscription.matches(id) {
+        return Err(WebhookError::NotFound);
+    }
+    if keeper
+        .store
+        .delete_webhook_subscription(project_id, id)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(WebhookError::NotFound)
+    }
+}
+
+fn current_slot(project_id: &str) -> Slot<'_> {
+    Slot {
+        table: "projects",
+        column: "webhook_secret",
+        row_id: project_id,
+    }
+}
+
+fn previous_slot(project_id: &str) -> Slot<'_> {
+    Slot {
+        table: "projects",
+        column: "previous_webhook_secret",
+        row_id: project_id,
+    }
+}
+
+/// The keys that sign a project's deliveries: the current one, and the one the last
+/// rotation replaced while its grace period lasts.
+pub struct SigningSecrets {
+    pub current: SecretSlice<u8>,
+    pub previous: Option<SecretSlice<u8>>,
+}
+
+pub async fn signing_secrets(
+    keeper: &Keeper,
+    project_id: &str,
+) -> Result<SigningSecrets, WebhookError> {
+    let project = keeper
+        .store
+        .project_by_id(project_id)
+        .await?
+        .ok_or(WebhookError::NotFound)?;
+    let current = keeper
+        .vault
+        .open(current_slot(project_id), &project.webhook_secret)
+        .map_err(|_| WebhookError::Secret)?;
+    let previous = match keeper.store.previous_webhook_secret(project_id).await? {
+        Some(p) => Some(
+            keeper
+                .vault
+                .open(previous_slot(project_id), &p.secret)
+                .map_err(|_| WebhookError::Secret)?,
+        ),
+        None => None,
+    };
+    Ok(SigningSecrets { current, previous })
+}
+
+/// The project's current signing secret, base64 (`GET /api/v1/webhook_secret`).
+pub async fn secret_base64(keeper: &Keeper, project_id: &str) -> Result<String, WebhookError> {
+    let secrets = signing_secrets(keeper, project_id).await?;
+    Ok(STANDARD.encode(secrets.current.expose_secret()))
+}
+
+/// Replaces the signing secret with 32 new random bytes; the old one keeps signing
+/// beside it for [`ROTATION_GRACE`]. Returns the new secret, base64.
+pub async fn rotate_secret(keeper: &Keeper, project_id: &str) -> Result<String, WebhookError> {
+    // A concurrent rotation wins the compare-and-swap; try again on top of it.
+    for _ in 0..5 {
+        let project = keeper
+            .store
+            .project_by_id(project_id)
+            .await?
+            .ok_or(WebhookError::NotFound)?;
+        let old = keeper
+            .vault
+            .open(current_slot(project_id), &project.webhook_secret)
+            .map_err(|_| WebhookError::Secret)?;
+        let mut fresh = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut fresh);
+        let new_sealed = keeper.vault.seal(current_slot(project_id), &fresh);
+        let previous = keeper
+            .vault
+            .seal(previous_slot(project_id), old.expose_secret());
+        let until = Utc::now()
+            + chrono::Duration::from_std(ROTATION_GRACE).unwrap_or(chrono::Duration::zero());
+        if keeper
+            .store
+            .rotate_project_webhook_secret(
+                project_id,
+                &project.webhook_secret,
+                &new_sealed,
+                &previous,
+                until,
+            )
+            .await?
+        {
+            return Ok(STANDARD.encode(fresh));
+        }
+    }
+    Err(WebhookError::Store(StoreError::Conflict {
+        constraint: "projects_webhook_secret",
+    }))
+}
