@@ -259,6 +259,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let meeting_sync = role
         .runs_workers()
         .then(|| tokio::spawn(keeper::meeting_sync::run(keeper.clone(), stopping.clone())));
+    let housekeeping = role
+        .runs_workers()
+        .then(|| tokio::spawn(keeper::housekeeping::run(keeper.clone(), stopping.clone())));
     if role.serves_http() {
         let server = Server::bind(keeper.clone()).await?;
         tracing::info!(
@@ -288,6 +291,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(meeting_sync) = meeting_sync {
         if let Err(e) = meeting_sync.await {
             tracing::error!(error = %e, "the meeting sync panicked");
+        }
+    }
+    if let Some(housekeeping) = housekeeping {
+        if let Err(e) = housekeeping.await {
+            tracing::error!(error = %e, "housekeeping panicked");
         }
     }
     tracing::info!("stopped");

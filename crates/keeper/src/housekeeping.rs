@@ -1,0 +1,143 @@
+//! Housekeeping (DESIGN.md §6): a loop in `serve` (role `worker` or `all`) that drops
+//! what is no longer worth keeping — Zoom webhook receipts older than
+//! [`RECEIPT_RETENTION`] and index rows of meetings that started more than
+//! [`PAST_MEETING_RETENTION`] ago (PMI rows and rows without a start time, i.e.
+//! recurring meetings, stay).
+//!
+//! It runs [`FIRST_RUN_AFTER`] after start, then every [`EVERY`] (± [`JITTER`]).
+//! Each sweep deletes [`BATCH`] rows per statement, each statement its own short
+//! transaction, so it never holds the SQLite write lock (or PostgreSQL row locks)
+//! for long; it checks for shutdown between statements.
+//!
+//! No lease: unlike the other loops it has no side effect outside the database and
+//! every delete is idempotent (a cutoff from the database clock, nothing else), so
+//! two processes sweeping at once only repeat a few cheap statements — PostgreSQL's
+//! `SKIP LOCKED` even lets them split the rows. A lease would cost more than it saves.
+//! Outgoing webhook deliveries are expired by their own module.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng as _;
+use tokio::sync::watch;
+
+use crate::storage::StoreError;
+use crate::Keeper;
+
+/// How long a Zoom webhook receipt is kept. Zoom retries a delivery for about
+/// 85 minutes at most; a week also covers a replay captured by a third party, whose
+/// signature timestamp is already refused after 300 s anyway.
+pub const RECEIPT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// How long after its start a one-off meeting stays indexed (a bot may join a
+/// meeting that runs late or is restarted the next day).
+pub const PAST_MEETING_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// Time between sweeps.
+pub const EVERY: Duration = Duration::from_secs(10 * 60);
+/// Up to this much is added to or taken from [`EVERY`], so processes drift apart.
+pub const JITTER: Duration = Duration::from_secs(60);
+/// The first sweep, shortly after start (not at once: start-up has enough to do).
+pub const FIRST_RUN_AFTER: Duration = Duration::from_secs(30);
+/// Rows per delete statement: a few milliseconds of write lock on SQLite.
+pub const BATCH: u32 = 1_000;
+/// Pause between full batches, so webhook writes interleave with a large backlog.
+const PAUSE: Duration = Duration::from_millis(5);
+
+/// What one sweep deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    pub receipts: u64,
+    pub meetings: u64,
+    /// Shutdown began before the sweep finished; the next process carries on.
+    pub interrupted: bool,
+}
+
+/// Sweeps shortly after start and then every [`EVERY`] until `shutdown` turns true.
+pub async fn run(keeper: Arc<Keeper>, mut shutdown: watch::Receiver<bool>) {
+    tracing::info!(every_s = EVERY.as_secs(), "housekeeping started");
+    let mut wait = FIRST_RUN_AFTER;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+        match run_once(&keeper, &shutdown).await {
+            Ok(sweep) if sweep.receipts > 0 || sweep.meetings > 0 => tracing::info!(
+                receipts = sweep.receipts,
+                meetings = sweep.meetings,
+                interrupted = sweep.interrupted,
+                "housekeeping swept"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "housekeeping sweep failed"),
+        }
+        wait = jittered(EVERY, JITTER);
+    }
+    tracing::info!("housekeeping stopped");
+}
+
+/// One sweep with the retention periods above, cutoffs from the database clock.
+pub async fn run_once(
+    keeper: &Keeper,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Sweep, StoreError> {
+    let now = keeper.store.now().await?;
+    let receipts_before = now - RECEIPT_RETENTION;
+    let meetings_before = now - PAST_MEETING_RETENTION;
+    let mut sweep = Sweep::default();
+    let store = &keeper.store;
+    sweep.receipts = in_batches(shutdown, &mut sweep.interrupted, || {
+        store.delete_webhook_receipts_before(receipts_before, BATCH)
+    })
+    .await?;
+    sweep.meetings = in_batches(shutdown, &mut sweep.interrupted, || {
+        store.delete_meetings_started_before(meetings_before, BATCH)
+    })
+    .await?;
+    Ok(sweep)
+}
+
+/// Runs `delete` (one statement of up to [`BATCH`] rows) until a batch comes back
+/// short or shutdown begins; returns the rows deleted.
+async fn in_batches<F, Fut>(
+    shutdown: &watch::Receiver<bool>,
+    interrupted: &mut bool,
+    mut delete: F,
+) -> Result<u64, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
+{
+    let mut total = 0;
+    loop {
+        if *shutdown.borrow() {
+            *interrupted = true;
+            return Ok(total);
+        }
+        let n = delete().await?;
+        total += n;
+        if n < u64::from(BATCH) {
+            return Ok(total);
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+}
+
+fn jittered(every: Duration, jitter: Duration) -> Duration {
+    let spread = jitter.as_millis() as i64;
+    let offset = rand::thread_rng().gen_range(-spread..=spread);
+    let millis = (every.as_millis() as i64 + offset).max(0) as u64;
+    Duration::from_millis(millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        for _ in 0..1_000 {
+            let d = jittered(EVERY, JITTER);
+            assert!(d >= EVERY - JITTER && d <= EVERY + JITTER, "{d:?}");
+        }
+    }
+}
