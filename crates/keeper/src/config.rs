@@ -488,11 +488,14 @@ pub fn parse_duration(setting: &'static str, raw: &str) -> Result<Duration, Conf
     })
 }
 
-/// `N` followed by one of s, m, h, d.
+/// `N` followed by one of ms, s, m, h, d (`ms` lets tests compress schedules).
 fn parse_delay(raw: &str) -> Option<Duration> {
     let part = raw.trim();
     if part.len() < 2 || !part.is_ascii() {
         return None;
+    }
+    if let Some(millis) = part.strip_suffix("ms") {
+        return millis.parse().ok().map(Duration::from_millis);
     }
     let (number, unit) = part.split_at(part.len() - 1);
     let n: u64 = number.parse().ok()?;

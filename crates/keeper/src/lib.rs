@@ -29,6 +29,7 @@ pub mod telemetry;
 pub mod token_keeper;
 pub mod tokens;
 pub mod vault;
+pub mod webhook_delivery;
 pub mod webhooks;
 pub mod zoom_account_limits;
 pub mod zoom_gateway;

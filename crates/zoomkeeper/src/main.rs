@@ -262,6 +262,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let housekeeping = role
         .runs_workers()
         .then(|| tokio::spawn(keeper::housekeeping::run(keeper.clone(), stopping.clone())));
+    let webhook_delivery = role.runs_workers().then(|| {
+        tokio::spawn(keeper::webhook_delivery::run(
+            keeper.clone(),
+            stopping.clone(),
+        ))
+    });
     if role.serves_http() {
         let server = Server::bind(keeper.clone()).await?;
         tracing::info!(
@@ -296,6 +302,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(housekeeping) = housekeeping {
         if let Err(e) = housekeeping.await {
             tracing::error!(error = %e, "housekeeping panicked");
+        }
+    }
+    if let Some(webhook_delivery) = webhook_delivery {
+        if let Err(e) = webhook_delivery.await {
+            tracing::error!(error = %e, "the webhook delivery worker panicked");
         }
     }
     tracing::info!("stopped");

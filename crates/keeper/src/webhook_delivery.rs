@@ -1,0 +1,482 @@
+//! The webhook delivery worker (DESIGN.md §4 "Outgoing webhooks", §6): one loop in
+//! `serve` that
+//!
+//! 1. fans undispatched outbox events out to the project's active subscriptions
+//!    with that trigger — one `webhook_deliveries` row each, with its own
+//!    idempotency key — and marks the events dispatched, in one transaction;
+//! 2. claims due deliveries with a lease (so several processes never send one row
+//!    at once) and POSTs each: 10 s timeout, no redirects, the URL checked and its
+//!    addresses pinned again at every attempt; 2xx is success;
+//! 3. records each attempt (status, latency, the first 1 KiB of the answer, error
+//!    class; the last [`KEPT_RESPONSES`]) and schedules the next one per
+//!    `webhook_retry_schedule` with ±10 % jitter, or gives up (`failure`) when the
+//!    schedule is spent.
+//!
+//! All state is in the database: a delivery survives restarts, and a process that
+//! dies mid-attempt leaves a lease that expires, so the row is sent again (at least
+//! once, with the same idempotency key).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use futures::StreamExt as _;
+use hmac::{Hmac, Mac};
+use rand::Rng as _;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use tokio::sync::watch;
+
+use crate::outbound_url;
+use crate::storage::{DeliveryAttempt, DeliveryStatus, WebhookDeliveryRow};
+use crate::webhooks;
+use crate::Keeper;
+
+/// Deliveries claimed per round.
+pub const BATCH: u32 = 50;
+/// Outbox events fanned out per transaction.
+pub const DISPATCH_BATCH: u32 = 100;
+/// Deliveries in flight at once per process.
+pub const CONCURRENCY: usize = 16;
+/// Per-attempt timeout (connect and whole answer).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// A claim's lease: well over [`TIMEOUT`].
+pub const LEASE: Duration = Duration::from_secs(60);
+/// How often an idle loop looks for work.
+pub const POLL: Duration = Duration::from_millis(500);
+/// Attempt summaries kept per delivery.
+pub const KEPT_RESPONSES: usize = 10;
+/// Bytes of a receiver's answer kept per attempt.
+pub const KEPT_BODY_BYTES: usize = 1024;
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac_base64(secret: &[u8], parts: &[&[u8]]) -> String {
+    let mut mac = match HmacSha256::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The signed request a delivery sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    /// The payload as JSON with sorted keys, no spaces, non-ASCII unescaped.
+    pub body: String,
+    /// `X-Webhook-Signature` (Attendee's scheme, current secret).
+    pub x_webhook_signature: String,
+    /// `webhook-id`: the idempotency key.
+    pub webhook_id: String,
+    /// `webhook-timestamp`: Unix seconds.
+    pub webhook_timestamp: i64,
+    /// `webhook-signature`: `v1,<current>` then, during a rotation's grace period,
+    /// ` v1,<previous>`.
+    pub webhook_signature: String,
+}
+
+/// Signs `payload` for sending at `timestamp` (see [`SignedRequest`]).
+pub fn sign(
+    current: &[u8],
+    previous: Option<&[u8]>,
+    webhook_id: &str,
+    timestamp: i64,
+    payload: &Value,
+) -> SignedRequest {
+    let (x_webhook_signature, body) = outbound_url::sign_payload(current, payload);
+    let standard = |secret: &[u8]| {
+        let ts = timestamp.to_string();
+        format!(
+            "v1,{}",
+            hmac_base64(
+                secret,
+                &[
+                    webhook_id.as_bytes(),
+                    b".",
+                    ts.as_bytes(),
+                    b".",
+                    body.as_bytes()
+                ]
+            )
+        )
+    };
+    let mut webhook_signature = standard(current);
+    if let Some(previous) = previous {
+        webhook_signature.push(' ');
+        webhook_signature.push_str(&standard(previous));
+    }
+    SignedRequest {
+        body,
+        x_webhook_signature,
+        webhook_id: webhook_id.to_owned(),
+        webhook_timestamp: timestamp,
+        webhook_signature,
+    }
+}
+
+/// When attempt number `attempt` (1-based) has failed: the delay before the next
+/// one (the schedule's entry ±10 %), or `None` when the schedule is spent.
+pub fn retry_delay(schedule: &[Duration], attempt: i64) -> Option<Duration> {
+    let index = usize::try_from(attempt.checked_sub(1)?).ok()?;
+    let base = *schedule.get(index)?;
+    let factor = rand::thread_rng().gen_range(0.9..=1.1);
+    Some(base.mul_f64(factor))
+}
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub dispatched_events: u64,
+    pub new_deliveries: u64,
+    pub claimed: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    /// Written back by nobody: the lease moved on (a resend, or another process).
+    pub lost: usize,
+}
+
+/// Runs rounds every [`POLL`] until `shutdown` turns true.
+pub async fn run(keeper: Arc<Keeper>, shutdown: watch::Receiver<bool>) {
+    run_every(keeper, POLL, shutdown).await
+}
+
+/// [`run`] with another idle interval (tests use a short one).
+pub async fn run_every(keeper: Arc<Keeper>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
+    tracing::info!(
+        owner = keeper.tokens.owner(),
+        "webhook delivery worker started"
+    );
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let busy = match run_once(&keeper).await {
+            Ok(round) => {
+                if round.claimed > 0 || round.dispatched_events > 0 {
+                    tracing::info!(
+                        dispatched_events = round.dispatched_events,
+                        new_deliveries = round.new_deliveries,
+                        claimed = round.claimed,
+                        succeeded = round.succeeded,
+                        failed = round.failed,
+                        lost = round.lost,
+                        "webhook delivery round"
+                    );
+                }
+                round.claimed as u32 >= BATCH
+                    || round.dispatched_events >= u64::from(DISPATCH_BATCH)
+            }
+            Err(e) => {
+                tracing::warn!(error = format!("{e:#}"), "webhook delivery round failed");
+                false
+            }
+        };
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::info!("webhook delivery worker stopped");
+}
+
+/// One round: fan out the outbox, then send what is due.
+pub async fn run_once(keeper: &Keeper) -> anyhow::Result<Round> {
+    let dispatched = keeper.store.dispatch_outbox_events(DISPATCH_BATCH).await?;
+    let claimed = keeper
+        .store
+        .claim_due_webhook_deliveries(keeper.tokens.owner(), BATCH, LEASE)
+        .await?;
+    let mut round = Round {
+        dispatched_events: dispatched.events,
+        new_deliveries: dispatched.deliveries,
+        claimed: claimed.len(),
+        ..Round::default()
+    };
+    let outcomes: Vec<anyhow::Result<(DeliveryStatus, bool)>> = futures::stream::iter(claimed)
+        .map(|row| deliver(keeper, row))
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    for outcome in outcomes {
+        match outcome {
+            Ok((_, false)) => round.lost += 1,
+            Ok((DeliveryStatus::Success, true)) => round.succeeded += 1,
+            Ok(_) => round.failed += 1,
+            Err(e) => {
+                round.failed += 1;
+                tracing::warn!(error = format!("{e:#}"), "webhook delivery failed");
+            }
+        }
+    }
+    Ok(round)
+}
+
+/// One attempt's summary as recorded.
+struct Summary {
+    status_code: Option<u16>,
+    body: String,
+    error: Option<(&'static str, String)>,
+}
+
+/// Sends one claimed delivery and records the attempt. Returns the new status and
+/// whether the write-back landed (false: the lease moved on).
+async fn deliver(
+    keeper: &Keeper,
+    row: WebhookDeliveryRow,
+) -> anyhow::Result<(DeliveryStatus, bool)> {
+    let started = Instant::now();
+    let attempted_at = chrono::Utc::now();
+    let summary = attempt(keeper, &row, attempted_at.timestamp()).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let success =
+        summary.error.is_none() && summary.status_code.is_some_and(|s| (200..300).contains(&s));
+    let attempt_number = row.attempt_count + 1;
+    let (status, retry_in) = if success {
+        (DeliveryStatus::Success, None)
+    } else {
+        match retry_delay(&keeper.config.webhook_retry_schedule, attempt_number) {
+            Some(delay) => (DeliveryStatus::Pending, Some(delay)),
+            None => (DeliveryStatus::Failure, None),
+        }
+    };
+    let mut responses: Vec<Value> = row.responses.as_array().cloned().unwrap_or_default();
+    responses.push(json!({
+        "attempt": attempt_number,
+        "attempted_at": attempted_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "status_code": summary.status_code,
+        "latency_ms": (latency_ms * 10.0).round() / 10.0,
+        "body": summary.body,
+        "error": summary.error.as_ref().map(|(class, _)| *class),
+        "error_message": summary.error.as_ref().map(|(_, message)| message.clone()),
+    }));
+    let excess = responses.len().saturating_sub(KEPT_RESPONSES);
+    responses.drain(..excess);
+    let written = keeper
+        .store
+        .record_webhook_attempt(
+            &row.idempotency_key,
+            row.fence,
+            &DeliveryAttempt {
+                status,
+                retry_in,
+                responses: Value::Array(responses),
+            },
+        )
+        .await?;
+    if !written {
+        tracing::info!(
+            idempotency_key = %row.idempotency_key,
+            "webhook delivery lease moved on; attempt result discarded"
+        );
+    }
+    tracing::info!(
+        idempotency_key = %row.idempotency_key,
+        subscription_id = %row.subscription_id,
+        attempt = attempt_number,
+        status_code = summary.status_code,
+        error = summary.error.as_ref().map(|(class, _)| *class),
+        outcome = status.as_str(),
+        "webhook delivery attempt"
+    );
+    Ok((status, written))
+}
+
+async fn attempt(keeper: &Keeper, row: &WebhookDeliveryRow, timestamp: i64) -> Summary {
+    let failed = |class: &'static str, message: String| Summary {
+        status_code: None,
+        body: String::new(),
+        error: Some((class, message)),
+    };
+    let subscription = match keeper
+        .store
+        .get_webhook_subscription(&row.project_id, &row.subscription_id)
+        .await
+    {
+        Ok(Some(s)) if s.is_active => s,
+        Ok(_) => {
+            return failed(
+                "subscription_inactive",
+                "the subscription is inactive".to_owned(),
+            )
+        }
+        Err(e) => return failed("internal", format!("reading the subscription: {e}")),
+    };
+    let secrets = match webhooks::signing_secrets(keeper, &row.project_id).await {
+        Ok(s) => s,
+        Err(e) => return failed("internal", format!("signing secret: {e}")),
+    };
+    // DNS may have changed since the subscription was saved: check again, and pin.
+    let checked =
+        match outbound_url::check(&subscription.url, keeper.config.allow_private_callback_urls)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => return failed("refused_address", e.to_string()),
+        };
+    let client = match checked.client(TIMEOUT) {
+        Ok(c) => c,
+        Err(e) => return failed("internal", format!("building the HTTP client: {e}")),
+    };
+    let signed = sign(
+        secrets.current.expose_secret(),
+        secrets.previous.as_ref().map(|p| p.expose_secret()),
+        &row.idempotency_key,
+        timestamp,
+        &row.payload,
+    );
+    let sent = client
+        .post(checked.url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("X-Webhook-Signature", &signed.x_webhook_signature)
+        .header("webhook-id", &signed.webhook_id)
+        .header("webhook-timestamp", signed.webhook_timestamp.to_string())
+        .header("webhook-signature", &signed.webhook_signature)
+        .body(signed.body)
+        .send()
+        .await;
+    let mut response = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            let class = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connect"
+            } else {
+                "request"
+            };
+            // reqwest's message names the URL; keep only the kind (the path may hold a secret).
+            return failed(class, format!("the request failed ({class})"));
+        }
+    };
+    let status = response.status();
+    let mut body = Vec::new();
+    let mut error = None;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = KEPT_BODY_BYTES - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() >= KEPT_BODY_BYTES {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                if e.is_timeout() {
+                    error = Some(("timeout", "the answer did not finish in time".to_owned()));
+                }
+                break;
+            }
+        }
+    }
+    if status.is_redirection() {
+        error = Some((
+            "redirect",
+            "the receiver answered with a redirect; redirects are not followed".to_owned(),
+        ));
+    } else if !status.is_success() && error.is_none() {
+        error = Some(("http_status", format!("the receiver answered {status}")));
+    }
+    Summary {
+        status_code: Some(status.as_u16()),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's "Verifying webhooks" example, number for number.
+    #[test]
+    fn readme_worked_example_signs_as_documented() {
+        let secret = STANDARD
+            .decode("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+            .expect("base64");
+        assert_eq!(secret, b"0123456789abcdef0123456789abcdef");
+        // Keys deliberately out of order: the body sorts them.
+        let payload = json!({
+            "trigger": "zoom_oauth_connection.state_change",
+            "idempotency_key": "3b241101-e2bb-4255-8caf-4136c566a962",
+            "zoom_oauth_connection_id": "zoc_A1b2C3d4E5f6G7h8",
+            "zoom_oauth_connection_metadata": {"team": "sales"},
+            "user_id": "KdYKjnimT4KPd8FFgQt9FQ",
+            "account_id": "lq0PsNSDQWuYiyd8dm9kXg",
+            "data": {
+                "state": "disconnected",
+                "connection_failure_data": {
+                    "error": "The user removed the app from their Zoom account.",
+                    "code": "app_deauthorized",
+                    "timestamp": "2026-01-01T00:00:00.000000Z"
+                },
+                "last_successful_sync_at": null,
+                "last_attempted_sync_at": null
+            }
+        });
+        let signed = sign(
+            &secret,
+            None,
+            "3b241101-e2bb-4255-8caf-4136c566a962",
+            1_767_225_600,
+            &payload,
+        );
+        let body = r#"{"account_id":"lq0PsNSDQWuYiyd8dm9kXg","data":{"connection_failure_data":{"code":"app_deauthorized","error":"The user removed the app from their Zoom account.","timestamp":"2026-01-01T00:00:00.000000Z"},"last_attempted_sync_at":null,"last_successful_sync_at":null,"state":"disconnected"},"idempotency_key":"3b241101-e2bb-4255-8caf-4136c566a962","trigger":"zoom_oauth_connection.state_change","user_id":"KdYKjnimT4KPd8FFgQt9FQ","zoom_oauth_connection_id":"zoc_A1b2C3d4E5f6G7h8","zoom_oauth_connection_metadata":{"team":"sales"}}"#;
+        assert_eq!(signed.body, body);
+        assert_eq!(
+            signed.x_webhook_signature,
+            "RcVBxcaQa23iC/0uCMY3BS2979B4mdFR688Ymnx3mJo="
+        );
+        assert_eq!(
+            signed.webhook_signature,
+            "v1,iZY9fjt/MiC9YYynT8IOKAscGLc+XV63h8TwUltD1a4="
+        );
+        // The README shows exactly these values.
+        let readme = include_str!("../../../README.md");
+        for shown in [
+            body,
+            "RcVBxcaQa23iC/0uCMY3BS2979B4mdFR688Ymnx3mJo=",
+            "v1,iZY9fjt/MiC9YYynT8IOKAscGLc+XV63h8TwUltD1a4=",
+            "1767225600",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ] {
+            assert!(readme.contains(shown), "README lacks {shown}");
+        }
+    }
+
+    #[test]
+    fn a_rotation_adds_the_previous_secrets_signature() {
+        let payload = json!({"idempotency_key": "k", "é": "ü"});
+        let one = sign(b"new", None, "k", 7, &payload);
+        let two = sign(b"new", Some(b"old"), "k", 7, &payload);
+        assert_eq!(one.body, "{\"idempotency_key\":\"k\",\"é\":\"ü\"}");
+        assert_eq!(one.x_webhook_signature, two.x_webhook_signature);
+        let (first, second) = two.webhook_signature.split_once(' ').expect("two");
+        assert_eq!(first, one.webhook_signature);
+        assert_eq!(
+            second,
+            sign(b"old", None, "k", 7, &payload).webhook_signature
+        );
+    }
+
+    #[test]
+    fn retry_delays_follow_the_schedule_with_jitter_then_stop() {
+        let schedule = [Duration::from_secs(10), Duration::from_secs(100)];
+        for _ in 0..50 {
+            let first = retry_delay(&schedule, 1).expect("first retry");
+            assert!(first >= Duration::from_secs(9) && first <= Duration::from_secs(11));
+            let second = retry_delay(&schedule, 2).expect("second retry");
+            assert!(second >= Duration::from_secs(90) && second <= Duration::from_secs(110));
+        }
+        assert_eq!(retry_delay(&schedule, 3), None);
+        assert_eq!(retry_delay(&schedule, 0), None);
+    }
+}
