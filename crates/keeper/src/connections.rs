@@ -8,6 +8,7 @@
 //! [`crate::tokens`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng as _;
@@ -404,14 +405,40 @@ fn exchange_error(e: ZoomError) -> ConnectionError {
 /// `POST /api/v1/zoom_oauth_connections`: exchange the code, check it, then insert a
 /// connection, update the user's existing one in place, or re-bind the one with the
 /// same deduplication_key. Failures store nothing.
+///
+/// From the code exchange on, the work runs in a task of its own: Zoom uses the
+/// code up when it answers, so the grant must be stored (or revoked) even if the
+/// caller goes away meanwhile.
 pub async fn create(
-    keeper: &Keeper,
+    keeper: &Arc<Keeper>,
     project_id: &str,
     new: NewConnection,
 ) -> Result<ConnectionRow, ConnectionError> {
     let input = validate_create(&new)?;
     let app = resolve_app(keeper, project_id, new.app_id.as_deref()).await?;
     let creds = apps::credentials(keeper, &app).map_err(internal)?;
+    let keeper = Arc::clone(keeper);
+    let project_id = project_id.to_owned();
+    tokio::spawn(
+        async move { exchange_and_store(&keeper, &project_id, new, input, app, creds).await },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        Err(internal(anyhow::anyhow!(
+            "a connection create task failed: {e}"
+        )))
+    })
+}
+
+/// The part of [`create`] that runs whether or not its caller waits.
+async fn exchange_and_store(
+    keeper: &Keeper,
+    project_id: &str,
+    new: NewConnection,
+    input: CreateInput,
+    app: AppRow,
+    creds: zoom::AppCredentials,
+) -> Result<ConnectionRow, ConnectionError> {
     let verifier = new
         .code_verifier
         .as_ref()

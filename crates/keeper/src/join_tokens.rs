@@ -13,6 +13,7 @@
 //! `zoom_tokens_url` the tokens come from the customer's server instead (a signed
 //! POST, 5 s, no redirects, private addresses refused unless configured).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -97,7 +98,7 @@ struct Meeting {
 }
 
 pub async fn join_tokens(
-    keeper: &Keeper,
+    keeper: &Arc<Keeper>,
     project_id: &str,
     request: JoinTokenRequest,
 ) -> Result<JoinTokens, JoinTokenError> {
@@ -286,7 +287,7 @@ fn problem(token: &'static str, code: &'static str, message: impl Into<String>) 
 /// The local recording token, minted with the credentials of the connection that
 /// hosts the meeting per the index.
 async fn app_privilege_token(
-    keeper: &Keeper,
+    keeper: &Arc<Keeper>,
     project_id: &str,
     app: &AppRow,
     meeting: &str,
@@ -353,7 +354,7 @@ async fn app_privilege_token(
 /// An onbehalf token or a ZAK, minted with the credentials of the app's connection
 /// for Zoom user `user_id`.
 async fn user_token(
-    keeper: &Keeper,
+    keeper: &Arc<Keeper>,
     app: &AppRow,
     user_id: &str,
     which: UserToken,

@@ -137,7 +137,10 @@ pub async fn run(keeper: Arc<Keeper>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// One round: claim what is due and sync it with bounded concurrency.
-pub async fn run_once(keeper: &Keeper, shutdown: &watch::Receiver<bool>) -> anyhow::Result<Round> {
+pub async fn run_once(
+    keeper: &Arc<Keeper>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Round> {
     let claimed = keeper.store.claim_due_syncs(BATCH, CLAIM).await?;
     let mut round = Round {
         claimed: claimed.len(),
@@ -195,7 +198,7 @@ struct Listing {
 }
 
 async fn sync_one(
-    keeper: &Keeper,
+    keeper: &Arc<Keeper>,
     row: ConnectionRow,
     shutdown: &watch::Receiver<bool>,
 ) -> Outcome {
@@ -360,7 +363,7 @@ pub fn next_daily_sync(now: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Reads the user's meetings and PMI from Zoom.
 async fn fetch(
-    keeper: &Keeper,
+    keeper: &Arc<Keeper>,
     row: &ConnectionRow,
     started: Instant,
     shutdown: &watch::Receiver<bool>,
@@ -456,7 +459,7 @@ impl Listing {
 /// Zoom calls of one sync: through the broker, paced per Zoom account, with rate
 /// limits and outages waited out inside the sync while that is short.
 struct Calls<'a> {
-    keeper: &'a Keeper,
+    keeper: &'a Arc<Keeper>,
     row: &'a ConnectionRow,
     started: Instant,
     shutdown: &'a watch::Receiver<bool>,

@@ -209,7 +209,7 @@ impl TokenBroker {
     /// `POST …/{id}/access_token`: a token valid for at least [`MIN_VALIDITY`].
     pub async fn access_token(
         &self,
-        keeper: &Keeper,
+        keeper: &Arc<Keeper>,
         project_id: &str,
         id: &str,
     ) -> Result<AccessToken, TokenError> {
@@ -235,7 +235,7 @@ impl TokenBroker {
     /// rejection of a token Zoom has just issued means the grant is gone.
     pub async fn user_token(
         &self,
-        keeper: &Keeper,
+        keeper: &Arc<Keeper>,
         project_id: &str,
         id: &str,
         which: UserToken,
@@ -254,7 +254,7 @@ impl TokenBroker {
 
     async fn user_token_inner(
         &self,
-        keeper: &Keeper,
+        keeper: &Arc<Keeper>,
         project_id: &str,
         id: &str,
         which: UserToken,
@@ -297,7 +297,7 @@ impl TokenBroker {
     /// Every Zoom call made with a connection's token goes through here.
     pub async fn with_access_token<T, F, Fut>(
         &self,
-        keeper: &Keeper,
+        keeper: &Arc<Keeper>,
         row: &ConnectionRow,
         mut call: F,
     ) -> Result<T, BrokeredCallError>
@@ -373,9 +373,14 @@ impl TokenBroker {
 
     /// The cached token when usable, else a refreshed one. `rejected`: a sealed
     /// token Zoom refused, which does not count as usable.
+    ///
+    /// The refresh runs in a task of its own that owns what it needs: once Zoom has
+    /// rotated the refresh token, the new one must be committed even if the caller
+    /// goes away (a client disconnect drops the request's future), or the
+    /// connection is lost and its lease stays held.
     async fn token_for(
         &self,
-        keeper: &Keeper,
+        keeper: &Arc<Keeper>,
         row: &ConnectionRow,
         rejected: Option<&Sealed>,
     ) -> Result<AccessToken, TokenError> {
@@ -388,14 +393,37 @@ impl TokenBroker {
             return Ok(token);
         }
         let arrived = Instant::now();
-        let flight = self.flight(&row.id);
+        let task_keeper = Arc::clone(keeper);
+        let id = row.id.clone();
+        let rejected = rejected.cloned();
+        tokio::spawn(async move {
+            task_keeper
+                .tokens
+                .refresh_single_flight(&task_keeper, &id, rejected.as_ref(), arrived)
+                .await
+        })
+        .await
+        .unwrap_or_else(|e| Err(internal("a token refresh task failed", e)))
+    }
+
+    /// One refresh at a time per connection in this process; callers that arrived
+    /// before a temporary failure share it. Runs inside the task [`Self::token_for`]
+    /// spawns.
+    async fn refresh_single_flight(
+        &self,
+        keeper: &Keeper,
+        id: &str,
+        rejected: Option<&Sealed>,
+        arrived: Instant,
+    ) -> Result<AccessToken, TokenError> {
+        let flight = self.flight(id);
         let result = {
             let mut last_failure = flight.lock.lock().await;
             match &*last_failure {
                 // A refresh that failed while we queued: share its answer.
                 Some((at, error)) if *at >= arrived => Err(error.clone()),
                 _ => {
-                    let result = self.refresh_exclusive(keeper, &row.id, rejected).await;
+                    let result = self.refresh_exclusive(keeper, id, rejected).await;
                     *last_failure = match &result {
                         Err(e) if e.is_temporary() => Some((Instant::now(), e.clone())),
                         _ => None,
@@ -404,7 +432,7 @@ impl TokenBroker {
                 }
             }
         };
-        self.done_with(&row.id, flight);
+        self.done_with(id, flight);
         result
     }
 

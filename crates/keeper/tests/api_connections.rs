@@ -55,6 +55,8 @@ on_both_databases!(
     a_rotated_client_secret_keeps_the_grant_until_the_app_is_patched,
     a_grant_lost_meanwhile_is_erased_by_the_recheck,
     token_keeper_defers_connections_of_a_rate_limited_account,
+    a_client_leaving_mid_refresh_loses_nothing,
+    a_client_leaving_mid_create_still_gets_the_connection_stored,
 );
 
 const CLIENT: &str = "conn-client";
@@ -1353,4 +1355,100 @@ async fn token_keeper_defers_connections_of_a_rate_limited_account(backend: Back
         200,
         "API requests do not wait"
     );
+}
+
+/// Zoom's token endpoint answers only after `ms`.
+async fn slow_token_endpoint(app: &TestApp, ms: u64) {
+    app.sim
+        .control()
+        .set_faults(&SimFaults {
+            latency_ms: Some(ms),
+            paths: Some(vec!["/oauth/token".to_owned()]),
+            ..Default::default()
+        })
+        .await
+        .expect("faults");
+}
+
+/// Sends `builder` and gives up (dropping the request, as a client that goes away
+/// does) well before Zoom answers.
+async fn leave_early(builder: reqwest::RequestBuilder) {
+    let sent = builder
+        .timeout(std::time::Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(
+        sent.as_ref().is_err_and(|e| e.is_timeout()),
+        "the request should have timed out: {sent:?}"
+    );
+}
+
+async fn a_client_leaving_mid_refresh_loses_nothing(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    short_tokens(&app, 100).await;
+    let (_, c) = connect_ok(&app, json!({})).await;
+    let id = id_of(&c);
+    // Tokens under the 120 s floor: every request refreshes.
+    slow_token_endpoint(&app, 1_500).await;
+    leave_early(app.request(
+        Method::POST,
+        &format!("/api/v1/zoom_oauth_connections/{id}/access_token"),
+    ))
+    .await;
+    // The refresh goes on without its caller, commits the rotated refresh token
+    // and hands the lease back: the next request gets the refreshed token at once.
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), app.access_token(&id))
+        .await
+        .expect("the next token request does not wait for a lease left behind");
+    assert_eq!(next.status, 200, "{}", next.text);
+    app.sim
+        .control()
+        .set_faults(&SimFaults::default())
+        .await
+        .expect("faults");
+    let got = app.connection_call(Method::GET, &id, "").await;
+    assert_eq!(got.json["state"], "connected", "{}", got.text);
+    // Every refresh used the refresh token the one before it stored.
+    let again = app.access_token(&id).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    let s = stats(&app).await;
+    assert_eq!(s.refresh_grants, 3);
+    assert_eq!(s.stale_refresh_token_uses, 0);
+    assert_eq!(s.invalid_grant_errors, 0);
+    let stored = stored(&app, &id).await;
+    assert!(stored.lease_until.is_none(), "the lease was handed back");
+}
+
+async fn a_client_leaving_mid_create_still_gets_the_connection_stored(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let user = app.zoom_user(None).await;
+    let code = app.auth_code(CLIENT, &user, None).await;
+    slow_token_endpoint(&app, 1_500).await;
+    leave_early(
+        app.request(Method::POST, "/api/v1/zoom_oauth_connections")
+            .json(&json!({"authorization_code": code, "redirect_uri": REDIRECT_URI})),
+    )
+    .await;
+    // Zoom used the code up: the grant must end up stored, not orphaned.
+    let mut stored_after = None;
+    for _ in 0..100 {
+        if connection_count(&app).await == 1 {
+            stored_after = Some(());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(stored_after.is_some(), "the exchanged grant was stored");
+    app.sim
+        .control()
+        .set_faults(&SimFaults::default())
+        .await
+        .expect("faults");
+    let s = stats(&app).await;
+    assert_eq!(s.authorization_code_grants, 1);
+    assert_eq!(s.revocations, 0);
 }
