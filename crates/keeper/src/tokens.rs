@@ -33,8 +33,8 @@ use zoom::{UserTokenType, ZoomError};
 use crate::connections::{self, access_slot, refresh_slot};
 use crate::ids::IdKind;
 use crate::storage::{
-    ConnectionRow, ConnectionState, FailureData, NewConnectionEvent, NewOutboxEvent,
-    RefreshedTokens, Sealed,
+    ConnectionRow, ConnectionState, DisconnectOutcome, FailureData, NewConnectionEvent,
+    NewOutboxEvent, RefreshedTokens, Sealed,
 };
 use crate::{apps, Keeper};
 
@@ -322,7 +322,8 @@ impl TokenBroker {
                             timestamp: Utc::now(),
                         };
                         return Err(BrokeredCallError::Token(
-                            self.disconnect_now(keeper, &row.id, failure).await,
+                            self.disconnect_now(keeper, &row.id, access.sealed.as_ref(), failure)
+                                .await,
                         ));
                     }
                     retried = true;
@@ -359,15 +360,57 @@ impl TokenBroker {
             .ok_or(TokenError::NotFound)
     }
 
-    async fn disconnect_now(&self, keeper: &Keeper, id: &str, failure: FailureData) -> TokenError {
-        let row = match keeper.store.connection_by_id(id).await {
-            Ok(Some(row)) => row,
-            Ok(None) => return TokenError::NotFound,
-            Err(e) => return internal("reading a connection to disconnect it", e),
+    /// Disconnects connection `id` because Zoom rejected `rejected`, an access token
+    /// it had just issued — under the connection's lease, and only if the
+    /// connection still holds that token: a user who authorised the app again
+    /// meanwhile has a new grant, which must not be erased.
+    async fn disconnect_now(
+        &self,
+        keeper: &Keeper,
+        id: &str,
+        rejected: Option<&Sealed>,
+        failure: FailureData,
+    ) -> TokenError {
+        let claimed = match keeper
+            .store
+            .claim_connection_lease(id, &self.owner, LEASE)
+            .await
+        {
+            Ok(Some(claimed)) => claimed,
+            // Disconnected already, gone, or being refreshed elsewhere: not ours to end.
+            Ok(None) => {
+                return match keeper.store.connection_by_id(id).await {
+                    Ok(Some(row)) if row.state == ConnectionState::Disconnected => {
+                        TokenError::Disconnected(row.connection_failure_data)
+                    }
+                    Ok(Some(_)) => TokenError::Busy,
+                    Ok(None) => TokenError::NotFound,
+                    Err(e) => internal("reading a connection to disconnect it", e),
+                }
+            }
+            Err(e) => return internal("claiming a connection's lease to disconnect it", e),
         };
-        match connections::disconnect(keeper, &row, None, failure.clone(), "disconnected").await {
-            Ok(_) => TokenError::Disconnected(Some(failure)),
-            Err(e) => internal("disconnecting a connection", e),
+        if rejected.is_none() || claimed.access_token.as_ref() != rejected {
+            self.release(keeper, &claimed, None).await;
+            return TokenError::Busy;
+        }
+        match connections::disconnect(
+            keeper,
+            &claimed,
+            Some(claimed.fence),
+            failure.clone(),
+            "disconnected",
+        )
+        .await
+        {
+            Ok(DisconnectOutcome::Disconnected(_)) => TokenError::Disconnected(Some(failure)),
+            // Another process took the connection over: it decides.
+            Ok(DisconnectOutcome::Unchanged) => TokenError::Busy,
+            Ok(DisconnectOutcome::NotFound) => TokenError::NotFound,
+            Err(e) => {
+                self.release(keeper, &claimed, None).await;
+                internal("disconnecting a connection", e)
+            }
         }
     }
 
