@@ -510,12 +510,29 @@ async fn exchange_and_store(
             }
             // Lost a race on a unique rule: decide again from what is stored now.
             Ok(None) => continue,
-            Err(e) => return Err(e),
+            Err(e) => {
+                revoke_unstored(keeper, &creds, &grant).await;
+                return Err(e);
+            }
         }
     }
+    revoke_unstored(keeper, &creds, &grant).await;
     Err(internal(anyhow::anyhow!(
         "the connection kept changing under a concurrent create"
     )))
+}
+
+/// A create that exchanged its code but stored nothing revokes the new grant at
+/// Zoom (best effort), so no grant is left that nothing holds.
+async fn revoke_unstored(keeper: &Keeper, creds: &zoom::AppCredentials, grant: &TokenGrant) {
+    keeper
+        .zoom
+        .revoke_best_effort(
+            creds,
+            &grant.access_token,
+            "the connection could not be stored",
+        )
+        .await;
 }
 
 struct FreshGrant<'a> {

@@ -57,6 +57,7 @@ on_both_databases!(
     token_keeper_defers_connections_of_a_rate_limited_account,
     a_client_leaving_mid_refresh_loses_nothing,
     a_client_leaving_mid_create_still_gets_the_connection_stored,
+    a_create_refused_for_a_taken_deduplication_key_revokes_the_new_grant,
 );
 
 const CLIENT: &str = "conn-client";
@@ -1451,4 +1452,28 @@ async fn a_client_leaving_mid_create_still_gets_the_connection_stored(backend: B
     let s = stats(&app).await;
     assert_eq!(s.authorization_code_grants, 1);
     assert_eq!(s.revocations, 0);
+}
+
+async fn a_create_refused_for_a_taken_deduplication_key_revokes_the_new_grant(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    connect_ok(&app, json!({"deduplication_key": "one"})).await;
+    let (user, _) = connect_ok(&app, json!({"deduplication_key": "two"})).await;
+    let before = stats(&app).await;
+    // The user already has a connection; the key belongs to another one.
+    app.connect_user(CLIENT, &user, json!({"deduplication_key": "one"}))
+        .await
+        .assert_error(409, "deduplication_key_taken");
+    let after = stats(&app).await;
+    assert_eq!(
+        after.authorization_code_grants,
+        before.authorization_code_grants + 1
+    );
+    assert_eq!(
+        after.revocations,
+        before.revocations + 1,
+        "the grant nothing stored is revoked"
+    );
+    assert_eq!(connection_count(&app).await, 2);
 }
