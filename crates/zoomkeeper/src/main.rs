@@ -244,6 +244,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // One signal, seen by the HTTP server and every worker.
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stop_on_error = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
@@ -268,6 +269,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             stopping.clone(),
         ))
     });
+    let mut served = Ok(());
     if role.serves_http() {
         let server = Server::bind(keeper.clone()).await?;
         tracing::info!(
@@ -278,11 +280,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "zoomkeeper listening"
         );
         let mut http_stopping = stopping.clone();
-        server
+        served = server
             .run(async move {
                 let _ = http_stopping.wait_for(|stop| *stop).await;
             })
-            .await?;
+            .await;
+        if served.is_err() {
+            // Workers stop and finish what they hold before the error is reported.
+            let _ = stop_on_error.send(true);
+        }
     } else {
         tracing::info!(backend = keeper.store.backend(), "running as a worker only");
         let mut worker_stopping = stopping.clone();
@@ -310,5 +316,5 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!("stopped");
-    Ok(())
+    served
 }
