@@ -25,25 +25,41 @@
 //! keys with commas or whitespace instead of newlines, and a bare base64 key (no
 //! `id:`) is key 1.
 //!
-//! # Rotation (`zoomkeeper keys rotate`)
+//! # Rotation with servers running
 //!
+//! `zoomkeeper keys rotate`:
 //! 1. [`Keyring::add_new_active_key`] and [`Keyring::save`]: the old keys stay in the
 //!    file, so every existing value still opens.
 //! 2. [`reseal_all`]: every sealed value not under the active key is opened and
 //!    sealed again under it (compare-and-swap per value; safe to re-run).
-//! 3. [`Keyring::retire_all_but_active`] and [`Keyring::save`].
 //!
-//! A crash between the steps leaves a file that still opens everything; re-running
-//! the rotation finishes the job (it adds one more key, which is harmless).
+//! A running `serve` holds a [`Vault::from_key_file`], which re-reads the file when
+//! it meets a key id it does not know (then tries once more) and looks at the file
+//! (one `stat`) before use at most every [`KEY_FILE_CHECK_INTERVAL`], so it seals
+//! under the new key soon after a rotation.
+//!
+//! `zoomkeeper keys retire`, once every process has reloaded: [`reseal_all`] again
+//! (values a process sealed under an old key before it reloaded), and only when a
+//! full pass finds nothing under an old key, [`Keyring::retire_all_but_active`] and
+//! [`Keyring::save`].
+//!
+//! A crash at any step leaves a file that still opens everything; re-running the
+//! step finishes the job (a second rotate adds one more key, which is harmless).
+//!
+//! An inline keyring (`master_key`) has no file to watch: rotate it by adding the
+//! new key, marked active (`id:key*`), to the configuration of every process and
+//! restarting them; remove the old key only after every value was re-sealed.
 //!
 //! Key material never appears in `Debug` output, logs or errors; [`VaultError`]
 //! names the slot (table, column, row id) and at most a key id.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write as _;
-use std::path::Path;
-use std::sync::Arc;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -62,6 +78,9 @@ const HEADER_LEN: usize = 1 + 4;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 const KEY_LEN: usize = 32;
+
+/// How often a vault watching a key file looks at it (one `stat`) for a rotation.
+pub const KEY_FILE_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where a sealed value lives; bound into the ciphertext as associated data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,10 +121,16 @@ pub enum VaultError {
     NotText { slot: String },
 }
 
-/// Seals and opens secrets. Cheap to clone; holds the keys of one [`Keyring`].
+/// Seals and opens secrets. Cheap to clone (clones share the keys); holds the keys
+/// of one [`Keyring`], or of a key file it reloads after a rotation.
 #[derive(Clone)]
 pub struct Vault {
-    inner: Arc<VaultKeys>,
+    inner: Arc<VaultInner>,
+}
+
+struct VaultInner {
+    keys: RwLock<Arc<VaultKeys>>,
+    file: Option<WatchedKeyFile>,
 }
 
 struct VaultKeys {
@@ -113,19 +138,195 @@ struct VaultKeys {
     ciphers: BTreeMap<u32, XChaCha20Poly1305>,
 }
 
+impl VaultKeys {
+    fn of(ring: &Keyring) -> VaultKeys {
+        let ciphers = ring
+            .keys
+            .iter()
+            .map(|(id, key)| {
+                (
+                    *id,
+                    XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(key.expose_secret())),
+                )
+            })
+            .collect();
+        VaultKeys {
+            active: ring.active,
+            ciphers,
+        }
+    }
+}
+
+struct WatchedKeyFile {
+    path: PathBuf,
+    check_every: Duration,
+    started: Instant,
+    /// Milliseconds after `started` of the last periodic look at the file.
+    checked_at_ms: AtomicU64,
+    /// The file the loaded keys came from; the lock also makes reloads one at a time.
+    loaded: Mutex<Option<FileStamp>>,
+}
+
+/// Tells one version of the key file from another (it is replaced by a rename).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: (u64, u64),
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
+        #[cfg(unix)]
+        let inode = {
+            use std::os::unix::fs::MetadataExt as _;
+            (meta.dev(), meta.ino())
+        };
+        #[cfg(not(unix))]
+        let inode = (0, 0);
+        FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode,
+        }
+    }
+}
+
+impl WatchedKeyFile {
+    /// Whether a periodic look is due; true for one caller per interval.
+    fn check_due(&self) -> bool {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let every = u64::try_from(self.check_every.as_millis()).unwrap_or(u64::MAX);
+        let last = self.checked_at_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= every
+            && self
+                .checked_at_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
 impl fmt::Debug for Vault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = self.current();
         f.debug_struct("Vault")
-            .field("active_key_id", &self.inner.active)
-            .field("key_ids", &self.inner.ciphers.keys().collect::<Vec<_>>())
+            .field("active_key_id", &keys.active)
+            .field("key_ids", &keys.ciphers.keys().collect::<Vec<_>>())
+            .field("key_file", &self.inner.file.as_ref().map(|f| &f.path))
             .finish()
     }
 }
 
 impl Vault {
+    fn fixed(keys: VaultKeys) -> Vault {
+        Vault {
+            inner: Arc::new(VaultInner {
+                keys: RwLock::new(Arc::new(keys)),
+                file: None,
+            }),
+        }
+    }
+
+    /// A vault over the key file (created on first run, see
+    /// [`Keyring::load_or_create`]) that follows its changes: it re-reads the file
+    /// when a sealed value names a key id it does not know, and looks at it before
+    /// use at most every [`KEY_FILE_CHECK_INTERVAL`].
+    pub fn from_key_file(file: &Path) -> anyhow::Result<Vault> {
+        Vault::from_key_file_checking_every(file, KEY_FILE_CHECK_INTERVAL)
+    }
+
+    fn from_key_file_checking_every(file: &Path, check_every: Duration) -> anyhow::Result<Vault> {
+        // Stamped before reading: a change in between is picked up by the next look.
+        let stamp = std::fs::metadata(file).ok().map(|m| FileStamp::of(&m));
+        let ring = Keyring::load_or_create(file)?;
+        Ok(Vault {
+            inner: Arc::new(VaultInner {
+                keys: RwLock::new(Arc::new(VaultKeys::of(&ring))),
+                file: Some(WatchedKeyFile {
+                    path: file.to_path_buf(),
+                    check_every,
+                    started: Instant::now(),
+                    checked_at_ms: AtomicU64::new(0),
+                    loaded: Mutex::new(stamp),
+                }),
+            }),
+        })
+    }
+
+    fn current(&self) -> Arc<VaultKeys> {
+        self.inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The keys to use now, after a look at the key file when one is due.
+    fn keys(&self) -> Arc<VaultKeys> {
+        if let Some(file) = &self.inner.file {
+            if file.check_due() {
+                self.reload_if_changed();
+            }
+        }
+        self.current()
+    }
+
+    /// Re-reads the watched key file if it changed since it was loaded; returns
+    /// whether the keys changed. A file that cannot be read or parsed is logged
+    /// (without key material) and the keys in memory stay.
+    pub fn reload_if_changed(&self) -> bool {
+        let Some(file) = &self.inner.file else {
+            return false;
+        };
+        let mut loaded = file.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        let read = || -> std::io::Result<(FileStamp, String)> {
+            let mut f = std::fs::File::open(&file.path)?;
+            let stamp = FileStamp::of(&f.metadata()?);
+            if Some(stamp) == *loaded {
+                return Ok((stamp, String::new()));
+            }
+            let mut text = String::new();
+            f.read_to_string(&mut text)?;
+            Ok((stamp, text))
+        };
+        let (stamp, mut text) = match read() {
+            Ok((stamp, _)) if Some(stamp) == *loaded => return false,
+            Ok(read) => read,
+            Err(e) => {
+                tracing::warn!(path = %file.path.display(), error = %e, "cannot re-read the master key file; keeping the keys in memory");
+                return false;
+            }
+        };
+        let parsed = Keyring::parse(&text);
+        text.zeroize();
+        // Either way this version of the file has been seen: a broken one is reported once.
+        *loaded = Some(stamp);
+        let ring = match parsed {
+            Ok(ring) => ring,
+            Err(e) => {
+                tracing::warn!(path = %file.path.display(), error = format!("{e:#}"), "the master key file changed but does not parse; keeping the keys in memory");
+                return false;
+            }
+        };
+        let keys = Arc::new(VaultKeys::of(&ring));
+        *self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = keys;
+        tracing::info!(
+            path = %file.path.display(),
+            active_key_id = ring.active,
+            key_ids = ?ring.key_ids(),
+            "reloaded the master key file"
+        );
+        true
+    }
+
     pub fn seal(&self, slot: Slot<'_>, plaintext: &[u8]) -> Sealed {
-        let key_id = self.inner.active;
-        let cipher = &self.inner.ciphers[&key_id];
+        let keys = self.keys();
+        let key_id = keys.active;
+        let cipher = &keys.ciphers[&key_id];
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let ad = slot.associated_data();
         // Encryption with a valid key and in-memory buffers cannot fail.
@@ -146,34 +347,15 @@ impl Vault {
         Sealed(out)
     }
 
+    /// Opens `sealed`. A value under a key this vault does not know makes a watching
+    /// vault re-read its key file (another process may have rotated) and try again.
     pub fn open(&self, slot: Slot<'_>, sealed: &Sealed) -> Result<SecretSlice<u8>, VaultError> {
-        let bytes = &sealed.0;
-        let key_id = sealed_key_id(sealed).ok_or_else(|| VaultError::Malformed {
-            slot: slot.to_string(),
-        })?;
-        let cipher = self
-            .inner
-            .ciphers
-            .get(&key_id)
-            .ok_or_else(|| VaultError::UnknownKey {
-                slot: slot.to_string(),
-                key_id,
-            })?;
-        let nonce = XNonce::from_slice(&bytes[HEADER_LEN..HEADER_LEN + NONCE_LEN]);
-        let ad = slot.associated_data();
-        let plaintext = cipher
-            .decrypt(
-                nonce,
-                Payload {
-                    msg: &bytes[HEADER_LEN + NONCE_LEN..],
-                    aad: &ad,
-                },
-            )
-            .map_err(|_| VaultError::DoesNotOpen {
-                slot: slot.to_string(),
-                key_id,
-            })?;
-        Ok(SecretSlice::from(plaintext))
+        match open_with(&self.keys(), slot, sealed) {
+            Err(VaultError::UnknownKey { .. }) if self.reload_if_changed() => {
+                open_with(&self.current(), slot, sealed)
+            }
+            opened => opened,
+        }
     }
 
     pub fn seal_str(&self, slot: Slot<'_>, s: &str) -> Sealed {
@@ -191,13 +373,46 @@ impl Vault {
     }
 
     pub fn active_key_id(&self) -> u32 {
-        self.inner.active
+        self.keys().active
     }
 
     /// Whether `sealed` was sealed under the active key (nothing to re-seal).
     pub fn is_sealed_under_active_key(&self, sealed: &Sealed) -> bool {
-        sealed_key_id(sealed) == Some(self.inner.active)
+        sealed_key_id(sealed) == Some(self.keys().active)
     }
+}
+
+fn open_with(
+    keys: &VaultKeys,
+    slot: Slot<'_>,
+    sealed: &Sealed,
+) -> Result<SecretSlice<u8>, VaultError> {
+    let bytes = &sealed.0;
+    let key_id = sealed_key_id(sealed).ok_or_else(|| VaultError::Malformed {
+        slot: slot.to_string(),
+    })?;
+    let cipher = keys
+        .ciphers
+        .get(&key_id)
+        .ok_or_else(|| VaultError::UnknownKey {
+            slot: slot.to_string(),
+            key_id,
+        })?;
+    let nonce = XNonce::from_slice(&bytes[HEADER_LEN..HEADER_LEN + NONCE_LEN]);
+    let ad = slot.associated_data();
+    let plaintext = cipher
+        .decrypt(
+            nonce,
+            Payload {
+                msg: &bytes[HEADER_LEN + NONCE_LEN..],
+                aad: &ad,
+            },
+        )
+        .map_err(|_| VaultError::DoesNotOpen {
+            slot: slot.to_string(),
+            key_id,
+        })?;
+    Ok(SecretSlice::from(plaintext))
 }
 
 /// The key id a sealed value names, if it is a well-formed envelope of this version.
@@ -332,7 +547,7 @@ impl Keyring {
     fn render(&self) -> String {
         let mut out = String::from(
             "# zoomkeeper master keys: ID:BASE64(32 bytes), the active one marked `*`.\n\
-             # Keep this file secret. `zoomkeeper keys rotate` adds and retires keys.\n",
+             # Keep this file secret. `zoomkeeper keys rotate` adds keys, `keys retire` removes old ones.\n",
         );
         for (id, key) in &self.keys {
             let mut encoded = BASE64.encode(key.expose_secret());
@@ -380,23 +595,9 @@ impl Keyring {
         self.keys.keys().copied().collect()
     }
 
+    /// A vault over these keys, fixed: it never reloads (see [`Vault::from_key_file`]).
     pub fn vault(&self) -> Vault {
-        let ciphers = self
-            .keys
-            .iter()
-            .map(|(id, key)| {
-                (
-                    *id,
-                    XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(key.expose_secret())),
-                )
-            })
-            .collect();
-        Vault {
-            inner: Arc::new(VaultKeys {
-                active: self.active,
-                ciphers,
-            }),
-        }
+        Vault::fixed(VaultKeys::of(self))
     }
 }
 
@@ -739,6 +940,71 @@ mod tests {
         assert!(Keyring::from_inline("").is_err());
         let err = Keyring::from_inline(&format!("x:{k1}")).expect_err("bad id");
         assert!(!format!("{err:#}").contains(&k1));
+    }
+
+    #[test]
+    fn a_running_vault_reloads_the_key_file_when_it_meets_an_unknown_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("master.key");
+        let running = Vault::from_key_file(&file).expect("first start");
+        let before = running.seal(slot("r"), b"old");
+        assert_eq!(sealed_key_id(&before), Some(1));
+
+        // `keys rotate` in another process: a new active key, a value sealed under it.
+        let mut ring = Keyring::load_or_create(&file).expect("load");
+        ring.add_new_active_key();
+        ring.save(&file).expect("save");
+        let resealed = ring.vault().seal(slot("r"), b"new");
+
+        let opened = running
+            .open(slot("r"), &resealed)
+            .expect("reloads, then opens");
+        assert_eq!(opened.expose_secret(), b"new");
+        assert_eq!(
+            running.active_key_id(),
+            2,
+            "seals under the new key from now on"
+        );
+        assert_eq!(sealed_key_id(&running.seal(slot("r"), b"x")), Some(2));
+        assert!(running.open(slot("r"), &before).is_ok(), "old key kept");
+
+        // A key in no version of the file stays an error, without reloading again.
+        let stranger = Keyring::generate();
+        let mut other = stranger.vault().seal(slot("r"), b"x");
+        other.0[1..5].copy_from_slice(&9u32.to_be_bytes());
+        assert!(matches!(
+            running.open(slot("r"), &other),
+            Err(VaultError::UnknownKey { key_id: 9, .. })
+        ));
+        assert!(!running.reload_if_changed(), "file unchanged");
+    }
+
+    #[test]
+    fn a_running_vault_seals_under_a_new_active_key_after_its_periodic_look() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("master.key");
+        let running =
+            Vault::from_key_file_checking_every(&file, Duration::ZERO).expect("first start");
+        let fixed = Keyring::load_or_create(&file).expect("load").vault();
+        let mut ring = Keyring::load_or_create(&file).expect("load");
+        ring.add_new_active_key();
+        ring.save(&file).expect("save");
+        assert_eq!(sealed_key_id(&running.seal(slot("r"), b"x")), Some(2));
+        assert_eq!(fixed.active_key_id(), 1, "a fixed vault never reloads");
+
+        // `keys retire`: old keys leave the file and the running vault.
+        let sealed_old = fixed.seal(slot("r"), b"x");
+        ring.retire_all_but_active();
+        ring.save(&file).expect("save");
+        assert!(matches!(
+            running.open(slot("r"), &sealed_old),
+            Err(VaultError::UnknownKey { key_id: 1, .. })
+        ));
+
+        // A broken file keeps the keys in memory.
+        std::fs::write(&file, "not a key file").expect("write");
+        assert!(!running.reload_if_changed());
+        assert_eq!(sealed_key_id(&running.seal(slot("r"), b"x")), Some(2));
     }
 
     #[test]
