@@ -33,6 +33,8 @@ on_both_databases!(
     at_most_ten_subscriptions_per_project,
     other_projects_webhooks_are_invisible,
     secret_is_shown_and_rotated,
+    deliveries_page_through_next_links,
+    a_cursor_from_another_list_is_refused,
 );
 
 const TRIGGER: &str = "zoom_oauth_connection.state_change";
@@ -387,4 +389,136 @@ async fn secret_is_shown_and_rotated(backend: Backend) {
     // Secrets never reach the logs.
     let logs = common::captured_logs();
     assert!(!logs.contains(&old) && !logs.contains(&new));
+}
+
+/// Inserts `n` finished deliveries for `webhook`, one second apart, straight into
+/// the table (no receiver needed to page through them).
+async fn insert_deliveries(app: &TestApp, webhook: &str, n: usize) -> Vec<String> {
+    let mut keys = Vec::new();
+    for i in 0..n {
+        let key = uuid::Uuid::new_v4().to_string();
+        let at = chrono::Utc::now() - chrono::Duration::seconds(i64::try_from(i).expect("small"));
+        match app.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&app.database_url)
+                    .await
+                    .expect("sqlite");
+                sqlx::query(
+                    "INSERT INTO webhook_deliveries (idempotency_key, project_id, subscription_id, \"trigger\", payload, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, '{}', 'failure', ?5, ?5)",
+                )
+                .bind(&key)
+                .bind(&app.project_id)
+                .bind(webhook)
+                .bind(TRIGGER)
+                .bind(at.timestamp_micros())
+                .execute(&pool)
+                .await
+                .expect("insert delivery");
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&app.database_url)
+                    .await
+                    .expect("postgres");
+                sqlx::query(
+                    "INSERT INTO webhook_deliveries (idempotency_key, project_id, subscription_id, \"trigger\", payload, status, created_at, updated_at) VALUES ($1, $2, $3, $4, '{}', 'failure', $5, $5)",
+                )
+                .bind(&key)
+                .bind(&app.project_id)
+                .bind(webhook)
+                .bind(TRIGGER)
+                .bind(at)
+                .execute(&pool)
+                .await
+                .expect("insert delivery");
+                pool.close().await;
+            }
+        }
+        keys.push(key);
+    }
+    keys
+}
+
+async fn deliveries_page_through_next_links(backend: Backend) {
+    let Some(app) = private_ok(backend).await else {
+        return;
+    };
+    let c = create(
+        &app,
+        json!({"url": "http://127.0.0.1:9/h", "triggers": [TRIGGER]}),
+    )
+    .await;
+    let id = c.json["id"].as_str().expect("id").to_owned();
+    let inserted = insert_deliveries(&app, &id, 5).await;
+    let mut seen = Vec::new();
+    let mut page = app
+        .send(app.request(
+            Method::GET,
+            &format!("/api/v1/webhooks/{id}/deliveries?page_size=2"),
+        ))
+        .await;
+    let mut pages = 1;
+    loop {
+        assert_eq!(page.status, 200, "{}", page.text);
+        for d in page.json["results"].as_array().expect("results") {
+            seen.push(d["idempotency_key"].as_str().expect("key").to_owned());
+        }
+        let Some(next) = page.json["next"].as_str().map(str::to_owned) else {
+            break;
+        };
+        page = app.follow(&next).await;
+        pages += 1;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, inserted, "newest first, each once");
+    // And back again with `previous`.
+    let previous = page.json["previous"].as_str().expect("previous").to_owned();
+    let back = app.follow(&previous).await;
+    assert_eq!(back.status, 200, "{}", back.text);
+    assert_eq!(back.json["results"].as_array().expect("results").len(), 2);
+}
+
+async fn a_cursor_from_another_list_is_refused(backend: Backend) {
+    let Some(app) = private_ok(backend).await else {
+        return;
+    };
+    app.new_app("client-cursors").await;
+    for _ in 0..2 {
+        let (_, c) = app.connect("client-cursors", json!({})).await;
+        assert_eq!(c.status, 201, "{}", c.text);
+    }
+    let list = app
+        .send(app.request(Method::GET, "/api/v1/zoom_oauth_connections?page_size=1"))
+        .await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let connection = list.json["results"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let next = list.json["next"].as_str().expect("next");
+    let (_, query) = next.split_once('?').expect("query");
+    let cursor = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("cursor="))
+        .expect("cursor");
+    let c = create(
+        &app,
+        json!({"url": "http://127.0.0.1:9/h", "triggers": [TRIGGER]}),
+    )
+    .await;
+    let webhook = c.json["id"].as_str().expect("id").to_owned();
+    for path in [
+        format!("/api/v1/zoom_oauth_connections/{connection}/events"),
+        "/api/v1/zoom_meetings".to_owned(),
+        format!("/api/v1/webhooks/{webhook}/deliveries"),
+        "/api/v1/webhooks".to_owned(),
+        "/api/v1/zoom_oauth_apps".to_owned(),
+    ] {
+        app.send(app.request(Method::GET, &format!("{path}?cursor={cursor}")))
+            .await
+            .assert_error(400, "invalid_cursor");
+    }
+    // On its own list it still works.
+    let own = app.follow(next).await;
+    assert_eq!(own.status, 200, "{}", own.text);
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::pagination::{self, ListParams};
+use super::pagination::{self, List, ListParams};
 use super::AppState;
 use crate::api_keys::Caller;
 use crate::apps::{self, AppChange, AppError, NewApp};
@@ -248,11 +248,12 @@ pub async fn list_apps(
     caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<AppList>, ApiError> {
-    let request = params.page_request()?;
+    let request = params.page_request(List::Apps)?;
     let page = apps::list(&state.keeper, &caller.project_id, &request).await?;
     let list_url = format!("{}{PATH}", state.public_url);
-    let (next, previous) =
-        pagination::links(&list_url, &request, &page, |a| (a.created_at, a.id.clone()));
+    let (next, previous) = pagination::links(List::Apps, &list_url, &request, &page, |a| {
+        (a.created_at, a.id.clone())
+    });
     Ok(Json(AppList {
         next,
         previous,

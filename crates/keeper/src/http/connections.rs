@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::apps::timestamp;
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
-use super::pagination::{self, ListParams};
+use super::pagination::{self, List, ListParams};
 use super::AppState;
 use crate::api_keys::Caller;
 use crate::connections::{self, ConnectionChange, ConnectionError, FilterInput, NewConnection};
@@ -467,7 +467,7 @@ pub async fn list_connections(
         cursor: params.cursor.clone(),
         page_size: params.page_size.clone(),
     }
-    .page_request()?;
+    .page_request(List::Connections)?;
     let filter_query = params.filter_query();
     let filter = FilterInput {
         app_id: params.zoom_oauth_app_id,
@@ -482,8 +482,9 @@ pub async fn list_connections(
     } else {
         format!("{}{PATH}?{filter_query}", state.public_url)
     };
-    let (next, previous) =
-        pagination::links(&list_url, &request, &page, |c| (c.created_at, c.id.clone()));
+    let (next, previous) = pagination::links(List::Connections, &list_url, &request, &page, |c| {
+        (c.created_at, c.id.clone())
+    });
     Ok(Json(ConnectionList {
         next,
         previous,
@@ -580,12 +581,13 @@ pub async fn list_events(
     ApiPath(id): ApiPath,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<ConnectionEventList>, ApiError> {
-    let request = params.page_request()?;
+    let request = params.page_request(List::ConnectionEvents)?;
     let page = connections::events(&state.keeper, &caller.project_id, &id, &request).await?;
     let list_url = format!("{}{PATH}/{id}/events", state.public_url);
-    let (next, previous) = pagination::links(&list_url, &request, &page, |e| {
-        (e.created_at, e.id.to_string())
-    });
+    let (next, previous) =
+        pagination::links(List::ConnectionEvents, &list_url, &request, &page, |e| {
+            (e.created_at, e.id.to_string())
+        });
     Ok(Json(ConnectionEventList {
         next,
         previous,

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::apps::timestamp;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
-use super::pagination::{self, ListParams};
+use super::pagination::{self, List, ListParams};
 use super::AppState;
 use crate::api_keys::Caller;
 use crate::meetings::{self, ListFilterInput, MeetingError};
@@ -147,7 +147,7 @@ pub async fn list_meetings(
         cursor: params.cursor.clone(),
         page_size: params.page_size.clone(),
     }
-    .page_request()?;
+    .page_request(List::Meetings)?;
     let filter_query = params.filter_query();
     let input = ListFilterInput {
         meeting_id: params.meeting_id,
@@ -159,7 +159,7 @@ pub async fn list_meetings(
     } else {
         format!("{}{PATH}?{filter_query}", state.public_url)
     };
-    let (next, previous) = pagination::links(&list_url, &request, &page, |m| {
+    let (next, previous) = pagination::links(List::Meetings, &list_url, &request, &page, |m| {
         (m.synced_at, meeting_cursor_id(&m.app_id, &m.meeting_id))
     });
     Ok(Json(MeetingList {

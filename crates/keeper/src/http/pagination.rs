@@ -1,7 +1,9 @@
 //! Cursor pagination (`?cursor=&page_size=`), newest first, with absolute
 //! `next`/`previous` links. A cursor is opaque to clients: URL-safe base64 of
-//! `direction|created_at µs|id` plus a 4-byte checksum, so a garbled or edited
-//! cursor is refused (400 `invalid_cursor`) rather than silently misread.
+//! `list|direction|created_at µs|id` plus a 4-byte checksum, so a garbled or edited
+//! cursor, or one taken from another list, is refused (400 `invalid_cursor`) rather
+//! than silently misread — and its id is checked to have the shape the list's sort
+//! key needs before any query sees it.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -17,6 +19,61 @@ pub const DEFAULT_PAGE_SIZE: u32 = 25;
 pub const MAX_PAGE_SIZE: u32 = 100;
 const CHECKSUM_LEN: usize = 4;
 
+/// Which list a cursor belongs to. Its tag is part of the cursor, and its id rule
+/// is checked when a cursor is read, so a cursor can only page the list that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    Apps,
+    Connections,
+    ConnectionEvents,
+    Meetings,
+    Webhooks,
+    WebhookDeliveries,
+}
+
+impl List {
+    fn tag(self) -> &'static str {
+        match self {
+            List::Apps => "apps",
+            List::Connections => "connections",
+            List::ConnectionEvents => "connection_events",
+            List::Meetings => "meetings",
+            List::Webhooks => "webhooks",
+            List::WebhookDeliveries => "webhook_deliveries",
+        }
+    }
+
+    /// Whether `id` is a sort key this list's query can take.
+    fn accepts_id(self, id: &str) -> bool {
+        let word =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        match self {
+            List::Apps | List::Connections | List::Webhooks => word(id),
+            List::ConnectionEvents => {
+                crate::storage::connections::parse_event_cursor_id(id).is_some()
+            }
+            List::Meetings => crate::storage::meetings::parse_meeting_cursor_id(id).is_some(),
+            // Idempotency keys: hyphenated UUIDs.
+            List::WebhookDeliveries => {
+                !id.is_empty()
+                    && id.len() <= 64
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }
+        }
+    }
+}
+
+fn invalid_cursor() -> ApiError {
+    ApiError::BadRequest {
+        code: "invalid_cursor",
+        message:
+            "The cursor is not valid. Use the next or previous link of a list response as it is."
+                .to_owned(),
+    }
+}
+
 /// Query parameters of every list endpoint. Kept as text so a bad value gets our
 /// own message.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -30,7 +87,8 @@ pub struct ListParams {
 }
 
 impl ListParams {
-    pub fn page_request(&self) -> Result<PageRequest, ApiError> {
+    /// The page asked for in `list`; a cursor made by another list is refused.
+    pub fn page_request(&self, list: List) -> Result<PageRequest, ApiError> {
         let limit = match self.page_size.as_deref().map(str::trim) {
             None | Some("") => DEFAULT_PAGE_SIZE,
             Some(text) => match text.parse::<u32>() {
@@ -45,10 +103,7 @@ impl ListParams {
         };
         let cursor = match self.cursor.as_deref() {
             None | Some("") => None,
-            Some(text) => Some(decode_cursor(text).ok_or_else(|| ApiError::BadRequest {
-                code: "invalid_cursor",
-                message: "The cursor is not valid. Use the next or previous link of a list response as it is.".to_owned(),
-            })?),
+            Some(text) => Some(decode_cursor(list, text).ok_or_else(invalid_cursor)?),
         };
         Ok(PageRequest { cursor, limit })
     }
@@ -61,13 +116,14 @@ fn checksum(payload: &[u8]) -> [u8; CHECKSUM_LEN] {
     out
 }
 
-pub fn encode_cursor(cursor: &Cursor) -> String {
+pub fn encode_cursor(list: List, cursor: &Cursor) -> String {
     let direction = match cursor.direction {
         Direction::Older => 'o',
         Direction::Newer => 'n',
     };
     let payload = format!(
-        "{direction}|{}|{}",
+        "{}|{direction}|{}|{}",
+        list.tag(),
         cursor.created_at.timestamp_micros(),
         cursor.id
     );
@@ -77,7 +133,7 @@ pub fn encode_cursor(cursor: &Cursor) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-pub fn decode_cursor(text: &str) -> Option<Cursor> {
+pub fn decode_cursor(list: List, text: &str) -> Option<Cursor> {
     let bytes = URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
     if bytes.len() <= CHECKSUM_LEN {
         return None;
@@ -87,7 +143,10 @@ pub fn decode_cursor(text: &str) -> Option<Cursor> {
         return None;
     }
     let payload = std::str::from_utf8(payload).ok()?;
-    let mut parts = payload.splitn(3, '|');
+    let mut parts = payload.splitn(4, '|');
+    if parts.next()? != list.tag() {
+        return None;
+    }
     let direction = match parts.next()? {
         "o" => Direction::Older,
         "n" => Direction::Newer,
@@ -95,7 +154,7 @@ pub fn decode_cursor(text: &str) -> Option<Cursor> {
     };
     let created_at = DateTime::<Utc>::from_timestamp_micros(parts.next()?.parse().ok()?)?;
     let id = parts.next()?;
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if !list.accepts_id(id) {
         return None;
     }
     Some(Cursor {
@@ -109,6 +168,7 @@ pub fn decode_cursor(text: &str) -> Option<Cursor> {
 /// absolute URL of the list, possibly with a query of filters (kept in the links);
 /// `position` gives an item's sort key.
 pub fn links<T>(
+    list: List,
     list_url: &str,
     request: &PageRequest,
     page: &Page<T>,
@@ -116,11 +176,14 @@ pub fn links<T>(
 ) -> (Option<String>, Option<String>) {
     let link = |item: &T, direction: Direction| {
         let (created_at, id) = position(item);
-        let cursor = encode_cursor(&Cursor {
-            created_at,
-            id,
-            direction,
-        });
+        let cursor = encode_cursor(
+            list,
+            &Cursor {
+                created_at,
+                id,
+                direction,
+            },
+        );
         let separator = if list_url.contains('?') { '&' } else { '?' };
         format!(
             "{list_url}{separator}cursor={cursor}&page_size={}",
@@ -155,14 +218,59 @@ mod tests {
             id: "zoa_abcdefghijklmnop".to_owned(),
             direction: Direction::Newer,
         };
-        let text = encode_cursor(&c);
-        assert_eq!(decode_cursor(&text), Some(c));
+        let text = encode_cursor(List::Apps, &c);
+        assert_eq!(decode_cursor(List::Apps, &text), Some(c));
         let mut chars: Vec<char> = text.chars().collect();
         chars[10] = if chars[10] == 'A' { 'B' } else { 'A' };
         let tampered: String = chars.into_iter().collect();
-        assert_eq!(decode_cursor(&tampered), None);
-        assert_eq!(decode_cursor("not a cursor!"), None);
-        assert_eq!(decode_cursor(""), None);
+        assert_eq!(decode_cursor(List::Apps, &tampered), None);
+        assert_eq!(decode_cursor(List::Apps, "not a cursor!"), None);
+        assert_eq!(decode_cursor(List::Apps, ""), None);
+    }
+
+    #[test]
+    fn delivery_cursors_carry_hyphenated_keys() {
+        let c = Cursor {
+            created_at: DateTime::<Utc>::from_timestamp_micros(1_700_000_000_123_456)
+                .expect("valid time"),
+            id: "0b6f1c2e-8f1d-4c3a-9a57-1f0e2d3c4b5a".to_owned(),
+            direction: Direction::Older,
+        };
+        let text = encode_cursor(List::WebhookDeliveries, &c);
+        assert_eq!(decode_cursor(List::WebhookDeliveries, &text), Some(c));
+    }
+
+    #[test]
+    fn a_cursor_only_pages_its_own_list() {
+        let c = Cursor {
+            created_at: Utc::now(),
+            id: "zoc_abcdefghijklmnop".to_owned(),
+            direction: Direction::Older,
+        };
+        let text = encode_cursor(List::Connections, &c);
+        for other in [
+            List::Apps,
+            List::ConnectionEvents,
+            List::Meetings,
+            List::Webhooks,
+            List::WebhookDeliveries,
+        ] {
+            assert_eq!(decode_cursor(other, &text), None, "{other:?}");
+        }
+        // Even with the right tag, an id the list cannot sort by is refused.
+        for (list, id) in [
+            (List::ConnectionEvents, "zoc_x"),
+            (List::Meetings, "nounderscore"),
+        ] {
+            let text = encode_cursor(
+                list,
+                &Cursor {
+                    id: id.to_owned(),
+                    ..c.clone()
+                },
+            );
+            assert_eq!(decode_cursor(list, &text), None, "{list:?}");
+        }
     }
 
     #[test]
@@ -171,12 +279,15 @@ mod tests {
             cursor: None,
             page_size: Some(s.to_owned()),
         };
-        assert_eq!(p("100").page_request().expect("valid").limit, 100);
+        assert_eq!(p("100").page_request(List::Apps).expect("valid").limit, 100);
         for bad in ["0", "101", "-1", "ten", "1.5"] {
-            assert!(p(bad).page_request().is_err(), "{bad}");
+            assert!(p(bad).page_request(List::Apps).is_err(), "{bad}");
         }
         assert_eq!(
-            ListParams::default().page_request().expect("valid").limit,
+            ListParams::default()
+                .page_request(List::Apps)
+                .expect("valid")
+                .limit,
             25
         );
     }

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::apps::{timestamp, DeletedResponse};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::pagination::{self, ListParams};
+use super::pagination::{self, List, ListParams};
 use super::AppState;
 use crate::api_keys::Caller;
 use crate::storage::{DeliveryStatus, WebhookDeliveryRow, WebhookSubscriptionRow};
@@ -240,11 +240,12 @@ pub async fn list_webhooks(
     caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<WebhookList>, ApiError> {
-    let request = params.page_request()?;
+    let request = params.page_request(List::Webhooks)?;
     let page = webhooks::list(&state.keeper, &caller.project_id, &request).await?;
     let list_url = format!("{}{PATH}", state.public_url);
-    let (next, previous) =
-        pagination::links(&list_url, &request, &page, |w| (w.created_at, w.id.clone()));
+    let (next, previous) = pagination::links(List::Webhooks, &list_url, &request, &page, |w| {
+        (w.created_at, w.id.clone())
+    });
     Ok(Json(WebhookList {
         next,
         previous,
@@ -348,7 +349,7 @@ pub async fn list_deliveries(
         cursor: params.cursor,
         page_size: params.page_size,
     }
-    .page_request()?;
+    .page_request(List::WebhookDeliveries)?;
     let keeper = &state.keeper;
     webhooks::get(keeper, &caller.project_id, &id).await?;
     let page = keeper
@@ -360,9 +361,10 @@ pub async fn list_deliveries(
         list_url.push_str("?status=");
         list_url.push_str(status.as_str());
     }
-    let (next, previous) = pagination::links(&list_url, &request, &page, |d| {
-        (d.created_at, d.idempotency_key.clone())
-    });
+    let (next, previous) =
+        pagination::links(List::WebhookDeliveries, &list_url, &request, &page, |d| {
+            (d.created_at, d.idempotency_key.clone())
+        });
     Ok(Json(DeliveryList {
         next,
         previous,

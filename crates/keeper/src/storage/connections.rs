@@ -244,9 +244,19 @@ pub(super) fn duration_micros(d: std::time::Duration) -> i64 {
 /// token must stay valid; see `Store::claim_due_refreshes`.
 pub(super) const MEETING_TOKEN_MARGIN_MICROS: i64 = 5 * 60 * 1_000_000;
 
-/// The numeric event id a `connection_events` cursor carries.
+/// The numeric event id a `connection_events` cursor id holds, if it holds one. The
+/// API checks cursors with this before a query sees them (a bad one is a 400).
+pub fn parse_event_cursor_id(id: &str) -> Option<i64> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
+/// The numeric event id a `connection_events` cursor carries. Only reached with a
+/// cursor the API has already checked with [`parse_event_cursor_id`].
 pub(super) fn event_cursor_id(cursor: &super::Cursor) -> super::StoreResult<i64> {
-    cursor.id.parse().map_err(|_| {
+    parse_event_cursor_id(&cursor.id).ok_or_else(|| {
         super::StoreError::Database(sqlx::Error::InvalidArgument(format!(
             "connection event cursor id {:?} is not a number",
             cursor.id

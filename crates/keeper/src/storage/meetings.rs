@@ -109,12 +109,21 @@ pub fn meeting_cursor_id(app_id: &str, meeting_id: &str) -> String {
     format!("{app_id}_{meeting_id}")
 }
 
-/// `(app_id, meeting_id)` from a cursor made by [`meeting_cursor_id`].
+/// `(app_id, meeting_id)` from a cursor id made by [`meeting_cursor_id`], if it is
+/// one: an app id (`zoa_…`) and a meeting number. The API checks cursors with this
+/// before a query sees them (a bad one is a 400).
+pub fn parse_meeting_cursor_id(id: &str) -> Option<(&str, &str)> {
+    id.rsplit_once('_').filter(|(app, meeting)| {
+        crate::ids::IdKind::App.matches(app)
+            && !meeting.is_empty()
+            && meeting.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// `(app_id, meeting_id)` from a cursor made by [`meeting_cursor_id`]. Only reached
+/// with a cursor the API has already checked with [`parse_meeting_cursor_id`].
 pub(super) fn meeting_cursor_key(cursor: &super::Cursor) -> super::StoreResult<(String, String)> {
-    cursor
-        .id
-        .rsplit_once('_')
-        .filter(|(app, meeting)| !app.is_empty() && !meeting.is_empty())
+    parse_meeting_cursor_id(&cursor.id)
         .map(|(app, meeting)| (app.to_owned(), meeting.to_owned()))
         .ok_or_else(|| {
             super::StoreError::Database(sqlx::Error::InvalidArgument(format!(
