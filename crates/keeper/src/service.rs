@@ -39,8 +39,8 @@ impl Keeper {
             .migrate()
             .await
             .context("applying database migrations")?;
-        let keyring = load_keyring(&config)?;
-        Keeper::from_parts(config, store, Arc::new(keyring.vault()))
+        let vault = load_vault(&config)?;
+        Keeper::from_parts(config, store, Arc::new(vault))
     }
 
     /// Assembles a keeper from an already opened store and vault.
@@ -113,15 +113,36 @@ pub fn load_keyring(config: &Config) -> anyhow::Result<Keyring> {
     }
 }
 
-/// `zoomkeeper keys rotate`: adds a new active key, re-seals every secret under it,
-/// then retires the old keys. The old keys stay in the file (and so keep opening
-/// old ciphertexts) until every secret has been re-sealed. Returns how many secrets
-/// were re-sealed.
-pub async fn rotate_master_key(config: &Config) -> anyhow::Result<u64> {
+/// The vault a long-running process seals with. Over a key file it follows the
+/// file, so `keys rotate` and `keys retire` need no restart; an inline keyring is
+/// fixed (rotate it by changing every process's configuration and restarting).
+pub fn load_vault(config: &Config) -> anyhow::Result<Vault> {
+    match &config.master_key {
+        MasterKeySource::Inline(_) => Ok(load_keyring(config)?.vault()),
+        MasterKeySource::File(path) => Vault::from_key_file(path)
+            .with_context(|| format!("loading the master key file {}", path.display())),
+    }
+}
+
+const INLINE_KEYS: &str = "master_key is given inline, so there is no key file to change: \
+     add the new key marked active (`id:key*`) to master_key in every process's \
+     configuration and restart them; remove the old key only once every secret was \
+     re-sealed";
+
+/// What `keys rotate` did.
+#[derive(Debug)]
+pub struct Rotation {
+    pub new_key_id: u32,
+    /// Secrets re-sealed under the new key.
+    pub resealed: u64,
+}
+
+/// `zoomkeeper keys rotate`: adds a new active key to the key file, then re-seals
+/// every secret under it. The old keys stay in the file, so processes that have not
+/// reloaded it yet keep working; `keys retire` removes them later.
+pub async fn rotate_master_key(config: &Config) -> anyhow::Result<Rotation> {
     let MasterKeySource::File(path) = &config.master_key else {
-        anyhow::bail!(
-            "master_key is given inline; rotation rewrites the key file, so use master_key_file"
-        );
+        anyhow::bail!("{INLINE_KEYS}");
     };
     let store = open_store(config).await?;
     store
@@ -129,18 +150,112 @@ pub async fn rotate_master_key(config: &Config) -> anyhow::Result<u64> {
         .await
         .context("applying database migrations")?;
     let mut keyring = load_keyring(config)?;
-    keyring.add_new_active_key();
+    let new_key_id = keyring.add_new_active_key();
     keyring
         .save(path)
         .with_context(|| format!("saving {}", path.display()))?;
-    let resealed = storage_reseal(&*store, &keyring.vault()).await?;
-    keyring.retire_all_but_active();
-    keyring
-        .save(path)
-        .with_context(|| format!("saving {}", path.display()))?;
-    Ok(resealed)
+    let resealed = crate::vault::reseal_all(&*store, &keyring.vault()).await?;
+    Ok(Rotation {
+        new_key_id,
+        resealed,
+    })
 }
 
-async fn storage_reseal(store: &dyn Store, vault: &Vault) -> anyhow::Result<u64> {
-    crate::vault::reseal_all(store, vault).await
+/// What `keys retire` did.
+#[derive(Debug)]
+pub struct Retirement {
+    pub active_key_id: u32,
+    /// Keys removed from the key file (empty when only the active key was left).
+    pub retired: Vec<u32>,
+    /// Values found under an old key (sealed by a process that had not reloaded the
+    /// key file yet) and re-sealed under the active key before retiring.
+    pub stragglers_resealed: u64,
+    /// How long it waited for running processes to pick up the key file.
+    pub waited: std::time::Duration,
+}
+
+/// `zoomkeeper keys retire`: removes every key but the active one from the key file,
+/// but only once a full pass over every sealed value finds none under another key
+/// (stragglers are re-sealed first). Waits until the key file is older than the
+/// servers' reload interval, so none of them still seals under an old key. Safe to
+/// re-run.
+pub async fn retire_old_master_keys(config: &Config) -> anyhow::Result<Retirement> {
+    use crate::vault::KEY_FILE_CHECK_INTERVAL;
+    const MAX_PASSES: usize = 5;
+    let MasterKeySource::File(path) = &config.master_key else {
+        anyhow::bail!("{INLINE_KEYS}");
+    };
+    let mut keyring = load_keyring(config)?;
+    // Only with old keys left can a server that has not reloaded yet seal under one.
+    let mut waited = std::time::Duration::ZERO;
+    if keyring.key_ids().len() > 1 {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| std::time::SystemTime::now().duration_since(m).ok())
+            .unwrap_or_default();
+        let settle = KEY_FILE_CHECK_INTERVAL + std::time::Duration::from_secs(5);
+        waited = settle.saturating_sub(age);
+        if !waited.is_zero() {
+            tracing::info!(
+                seconds = waited.as_secs_f32().ceil(),
+                "waiting for running servers to pick up the key file first"
+            );
+            tokio::time::sleep(waited).await;
+        }
+    }
+    let store = open_store(config).await?;
+    store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
+    let vault = keyring.vault();
+    let mut stragglers_resealed = 0;
+    let mut clean = false;
+    for _ in 0..MAX_PASSES {
+        let n = crate::vault::reseal_all(&*store, &vault)
+            .await
+            .context("no key was retired")?;
+        if n == 0 {
+            clean = true;
+            break;
+        }
+        stragglers_resealed += n;
+    }
+    if !clean {
+        anyhow::bail!(
+            "values kept appearing under an old key ({stragglers_resealed} re-sealed so far): \
+             a process still seals with an old key — check that every process reads {}, \
+             then run `keys retire` again; no key was retired",
+            path.display()
+        );
+    }
+    let active_key_id = keyring.active_key_id();
+    let retired: Vec<u32> = keyring
+        .key_ids()
+        .into_iter()
+        .filter(|id| *id != active_key_id)
+        .collect();
+    if !retired.is_empty() {
+        // A `keys rotate` that ran meanwhile added a key this ring lacks: keep the file.
+        let now = load_keyring(config)?;
+        if now.key_ids() != keyring.key_ids() || now.active_key_id() != active_key_id {
+            anyhow::bail!(
+                "{} changed while retiring (another `keys rotate`?); no key was retired, run `keys retire` again",
+                path.display()
+            );
+        }
+        keyring.retire_all_but_active();
+        keyring
+            .save(path)
+            .with_context(|| format!("saving {}", path.display()))?;
+    }
+    Ok(Retirement {
+        active_key_id,
+        retired,
+        stragglers_resealed,
+        waited,
+    })
 }

@@ -154,8 +154,12 @@ enum ApiKeyCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Add a new master key and re-seal every secret under it.
+    /// Add a new active master key and re-seal every secret under it. The old keys
+    /// stay in the key file until `keys retire`; running servers pick the new key up.
     Rotate,
+    /// Once every process has picked up the new key: re-seal anything still under an
+    /// old key, then remove the old keys from the key file. Safe to re-run.
+    Retire,
 }
 
 fn main() -> ExitCode {
@@ -214,8 +218,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Command::Keys(KeysCommand::Rotate) => {
-                    let n = keeper::service::rotate_master_key(&config).await?;
-                    eprintln!("Re-sealed {n} secrets under the new master key.");
+                    let done = keeper::service::rotate_master_key(&config).await?;
+                    eprintln!(
+                        "Added master key {} (now active) and re-sealed {} secrets under it.\n\
+                         The old keys stay in the key file, so nothing breaks meanwhile; running \
+                         `serve` processes seal under the new key within {} seconds.\n\
+                         Once every process reads the new key file, run `zoomkeeper keys retire`.",
+                        done.new_key_id,
+                        done.resealed,
+                        keeper::vault::KEY_FILE_CHECK_INTERVAL.as_secs()
+                    );
+                    Ok(())
+                }
+                Command::Keys(KeysCommand::Retire) => {
+                    let done = keeper::service::retire_old_master_keys(&config).await?;
+                    if done.stragglers_resealed > 0 {
+                        eprintln!(
+                            "Re-sealed {} secrets still under an old key.",
+                            done.stragglers_resealed
+                        );
+                    }
+                    if done.retired.is_empty() {
+                        eprintln!(
+                            "Every secret is sealed under master key {}, the only key; nothing to retire.",
+                            done.active_key_id
+                        );
+                    } else {
+                        let ids: Vec<String> = done.retired.iter().map(u32::to_string).collect();
+                        eprintln!(
+                            "Every secret is sealed under master key {}; retired key(s) {}.",
+                            done.active_key_id,
+                            ids.join(", ")
+                        );
+                    }
                     Ok(())
                 }
                 Command::Sim | Command::Bench(_) => unreachable!("handled above"),

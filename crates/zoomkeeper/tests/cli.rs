@@ -212,3 +212,135 @@ fn sim_subcommand_serves_the_simulator_on_the_given_address() {
     assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
     assert!(answered.contains("stale_refresh_token_uses"), "{answered}");
 }
+
+/// Like [`start_serving`], also returning the address it listens on.
+fn start_serving_at(dir: &Path) -> (Child, String) {
+    let mut child = zoomkeeper(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        assert!(Instant::now() < deadline, "serve did not start in time");
+        match lines.next() {
+            Some(Ok(line)) if line.contains("zoomkeeper listening") => {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="))
+                    .expect("the listening line names the address");
+                break addr.to_owned();
+            }
+            Some(Ok(_)) => continue,
+            _ => panic!("serve exited before listening"),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// One HTTP/1.1 request with the API key; returns the status and the body.
+fn call(addr: &str, method: &str, path: &str, api_key: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Token {api_key}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn webhook_secret(addr: &str, method: &str, path: &str, api_key: &str) -> String {
+    let (status, body) = call(addr, method, path, api_key);
+    assert_eq!(status, 200, "{method} {path}: {body}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    json["secret"].as_str().expect("a secret").to_owned()
+}
+
+fn stop_quietly(mut child: Child) {
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert!(
+        child.wait().expect("exits").success(),
+        "serve exits cleanly"
+    );
+}
+
+#[test]
+fn keys_rotate_and_retire_while_serve_runs_lose_no_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    run_ok(dir.path(), &["project", "create", "acme"]);
+    let api_key = run_ok(dir.path(), &["api-key", "create", "--project", "acme"]);
+    let api_key = api_key.trim_end();
+    let (serve, addr) = start_serving_at(dir.path());
+    let get = |addr: &str| webhook_secret(addr, "GET", "/api/v1/webhook_secret", api_key);
+    let first = get(&addr);
+
+    let out = zoomkeeper(dir.path())
+        .args(["keys", "rotate"])
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("re-sealed 1 secrets"), "{said}");
+    assert!(said.contains("keys retire"), "{said}");
+    let key_file = dir.path().join("zoomkeeper-data/master.key");
+    let key_lines = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    assert_eq!(
+        key_lines(&std::fs::read_to_string(&key_file).expect("key file")),
+        2,
+        "the old key stays until retired"
+    );
+
+    // The running server opens the value re-sealed under the key it never loaded…
+    assert_eq!(get(&addr), first);
+    // …and what it seals now still opens after the old key is retired.
+    let second = webhook_secret(&addr, "POST", "/api/v1/webhook_secret/rotate", api_key);
+    assert_ne!(second, first);
+
+    let out = zoomkeeper(dir.path())
+        .args(["keys", "retire"])
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("retired key(s) 1"), "{said}");
+    assert_eq!(
+        key_lines(&std::fs::read_to_string(&key_file).expect("key file")),
+        1
+    );
+    assert_eq!(get(&addr), second);
+    let third = webhook_secret(&addr, "POST", "/api/v1/webhook_secret/rotate", api_key);
+
+    // Retiring again finds nothing to do.
+    let out = zoomkeeper(dir.path())
+        .args(["keys", "retire"])
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("nothing to retire"), "{said}");
+    stop_quietly(serve);
+
+    let (serve, addr) = start_serving_at(dir.path());
+    assert_eq!(get(&addr), third, "everything opens after a restart");
+    stop_quietly(serve);
+}
