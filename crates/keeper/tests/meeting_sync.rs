@@ -289,10 +289,10 @@ async fn sync_completes_under_zoom_rate_limits(backend: Backend) {
         return;
     };
     let (user, pmi) = zoom_user(&app).await;
-    meetings(&app, &user, 650).await;
+    meetings(&app, &user, 1_001).await;
     let conn = connect(&app, &user, json!({})).await;
     let id = conn["id"].as_str().expect("id");
-    // 3 pages per list + /users/me = 7 calls against 2 a second.
+    // 4 pages per list + /users/me = 9 calls against 2 a second.
     app.sim
         .control()
         .set_faults(&SimFaults {
@@ -306,7 +306,7 @@ async fn sync_completes_under_zoom_rate_limits(backend: Backend) {
     let stats = app.sim.control().stats().await.expect("stats");
     assert!(stats.rate_limited > 0, "the limit was hit: {stats:?}");
     let index = index_of(&app, id).await;
-    assert_eq!(index.len(), 651);
+    assert_eq!(index.len(), 1_002);
     assert!(host_of(&app, &pmi.to_string()).await.is_some());
 
     // A Retry-After given as an HTTP date (Zoom's daily limit) is honoured too.
@@ -322,7 +322,7 @@ async fn sync_completes_under_zoom_rate_limits(backend: Backend) {
     let a = app.connection_call(Method::POST, id, "/sync").await;
     assert_eq!(a.status, 202);
     assert_eq!(round(&app).await.synced, 1);
-    assert_eq!(index_of(&app, id).await.len(), 651);
+    assert_eq!(index_of(&app, id).await.len(), 1_002);
 }
 
 async fn an_outage_records_the_attempt_and_a_later_sync_succeeds(backend: Backend) {
