@@ -24,8 +24,7 @@ use zoom::{MeetingId, SdkRole, SdkSignature, ZoomError};
 use crate::meetings::is_meeting_number;
 use crate::storage::{AppRow, ConnectionRow, ConnectionState, PageRequest, StoreError};
 use crate::tokens::{BrokeredCallError, TokenError, UserToken};
-use crate::vault::Slot;
-use crate::{apps, outbound_url, Keeper};
+use crate::{apps, outbound_url, webhook_delivery, webhooks, Keeper};
 
 /// How long the customer's `zoom_tokens_url` has to answer.
 pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -509,6 +508,13 @@ fn sdk_signature(
     })
 }
 
+/// Why a callback gave no answer: its URL was refused, or asking failed.
+enum CallbackError {
+    Refused(String),
+    Failed(String),
+}
+use CallbackError::{Failed, Refused};
+
 /// Asks the customer's `zoom_tokens_url` for the tokens; failures become one
 /// `callback` problem.
 async fn fetch_from_callback(
@@ -519,48 +525,64 @@ async fn fetch_from_callback(
     out: &mut JoinTokens,
 ) {
     const TOKEN: &str = "callback";
-    let checked = match outbound_url::check(url, keeper.config.allow_private_callback_urls).await {
-        Ok(checked) => checked,
+    let secrets = match webhooks::signing_secrets(keeper, project_id).await {
+        Ok(secrets) => secrets,
         Err(e) => {
+            tracing::error!(project_id, error = %e, "the project's signing secrets could not be read for a callback");
             out.problems.push(problem(
                 TOKEN,
-                "callback_url_refused",
-                format!("callback_settings.zoom_tokens_url is refused: {e}."),
+                "internal_error",
+                "The project's signing secret could not be read; retry shortly.",
             ));
             return;
         }
     };
-    let secret = match project_secret(keeper, project_id).await {
-        Ok(secret) => secret,
-        Err(message) => {
-            out.problems.push(problem(TOKEN, "internal_error", message));
-            return;
-        }
-    };
+    let allow_private = keeper.config.allow_private_callback_urls;
     let payload = json!({"callback_type": "zoom_tokens", "meeting_url": meeting_url.trim()});
-    let (signature, body) = outbound_url::sign_payload(secret.expose_secret(), &payload);
+    // The URL check (its DNS lookup included) and the request share one time limit.
     let answer = async {
+        let checked = outbound_url::check(url, allow_private).await.map_err(|e| {
+            Refused(format!(
+                "callback_settings.zoom_tokens_url is refused: {e}."
+            ))
+        })?;
+        if checked.url.scheme() != "https" && !allow_private {
+            return Err(Refused(
+                "callback_settings.zoom_tokens_url must be an https:// URL (http:// is accepted only when allow_private_callback_urls is on).".to_owned(),
+            ));
+        }
         let client = checked
             .client(CALLBACK_TIMEOUT)
-            .map_err(|_| "the HTTP client could not be built".to_owned())?;
-        let response = client
-            .post(checked.url.clone())
-            .header("content-type", "application/json")
-            .header("x-webhook-signature", signature)
-            .body(body)
+            .map_err(|_| Failed("the HTTP client could not be built".to_owned()))?;
+        // Signed like an outgoing webhook: same function, same headers.
+        let signed = webhook_delivery::sign(
+            secrets.current.expose_secret(),
+            secrets.previous.as_ref().map(|p| p.expose_secret()),
+            &uuid::Uuid::new_v4().to_string(),
+            Utc::now().timestamp(),
+            &payload,
+        );
+        let response = signed
+            .post(&client, checked.url.clone())
             .send()
             .await
-            .map_err(|e| describe_send_error(&e))?;
+            .map_err(|e| Failed(describe_send_error(&e)))?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("it answered HTTP {}", status.as_u16()));
+            return Err(Failed(format!("it answered HTTP {}", status.as_u16())));
         }
-        let bytes = read_limited(response).await?;
-        serde_json::from_slice::<Value>(&bytes).map_err(|_| "its answer is not JSON".to_owned())
+        let bytes = read_limited(response).await.map_err(Failed)?;
+        serde_json::from_slice::<Value>(&bytes)
+            .map_err(|_| Failed("its answer is not JSON".to_owned()))
     };
     let value = match tokio::time::timeout(CALLBACK_TIMEOUT, answer).await {
         Ok(Ok(value)) => value,
-        Ok(Err(why)) => {
+        Ok(Err(Refused(message))) => {
+            out.problems
+                .push(problem(TOKEN, "callback_url_refused", message));
+            return;
+        }
+        Ok(Err(Failed(why))) => {
             out.problems.push(problem(
                 TOKEN,
                 "callback_failed",
@@ -609,36 +631,6 @@ async fn fetch_from_callback(
     out.join_token = join;
     out.app_privilege_token = app_privilege;
     out.onbehalf_token = onbehalf;
-}
-
-/// The project's webhook signing secret (32 bytes), opened.
-async fn project_secret(
-    keeper: &Keeper,
-    project_id: &str,
-) -> Result<secrecy::SecretSlice<u8>, String> {
-    let project = keeper
-        .store
-        .project_by_id(project_id)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "reading the project for a callback failed");
-            "The project could not be read; retry shortly.".to_owned()
-        })?
-        .ok_or_else(|| "The project is gone.".to_owned())?;
-    keeper
-        .vault
-        .open(
-            Slot {
-                table: "projects",
-                column: "webhook_secret",
-                row_id: &project.id,
-            },
-            &project.webhook_secret,
-        )
-        .map_err(|e| {
-            tracing::error!(project_id = %project.id, error = %e, "the project's webhook secret does not open");
-            "The project's signing secret could not be opened; it is logged.".to_owned()
-        })
 }
 
 /// A send error in words, without the URL (it may carry the customer's secret).

@@ -23,6 +23,9 @@ use url::{Host, Url};
 
 /// Longest URL accepted.
 pub const MAX_URL_LEN: usize = 2048;
+/// How long a host name's DNS lookup may take before the URL is refused as
+/// unresolvable (a slow resolver must not hold a request or a worker).
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why an outgoing URL is refused. Messages name the host, never the path or query
 /// (they may carry a customer's secret).
@@ -91,8 +94,10 @@ pub async fn check(raw: &str, allow_private: bool) -> Result<CheckedUrl, Outboun
         Some(Host::Ipv6(ip)) => (None, vec![SocketAddr::new(IpAddr::V6(ip), port)]),
         Some(Host::Domain(d)) => {
             let domain = d.to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((domain.as_str(), port))
+            let lookup = tokio::net::lookup_host((domain.as_str(), port));
+            let addrs: Vec<SocketAddr> = tokio::time::timeout(DNS_TIMEOUT, lookup)
                 .await
+                .map_err(|_| OutboundUrlError::Unresolvable(shown(&domain)))?
                 .map_err(|_| OutboundUrlError::Unresolvable(shown(&domain)))?
                 .collect();
             if addrs.is_empty() {

@@ -119,6 +119,22 @@ pub fn sign(
     }
 }
 
+impl SignedRequest {
+    /// A POST of this body to `url` with the JSON content type and every signature
+    /// header: `X-Webhook-Signature`, `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`. Deliveries and token callbacks both send this way.
+    pub fn post(self, client: &reqwest::Client, url: reqwest::Url) -> reqwest::RequestBuilder {
+        client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("X-Webhook-Signature", self.x_webhook_signature)
+            .header("webhook-id", self.webhook_id)
+            .header("webhook-timestamp", self.webhook_timestamp.to_string())
+            .header("webhook-signature", self.webhook_signature)
+            .body(self.body)
+    }
+}
+
 /// When attempt number `attempt` (1-based) has failed: the delay before the next
 /// one (the schedule's entry ±10 %), or `None` when the schedule is spent.
 pub fn retry_delay(schedule: &[Duration], attempt: i64) -> Option<Duration> {
@@ -332,16 +348,7 @@ async fn attempt(keeper: &Keeper, row: &WebhookDeliveryRow, timestamp: i64) -> S
         timestamp,
         &row.payload,
     );
-    let sent = client
-        .post(checked.url.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("X-Webhook-Signature", &signed.x_webhook_signature)
-        .header("webhook-id", &signed.webhook_id)
-        .header("webhook-timestamp", signed.webhook_timestamp.to_string())
-        .header("webhook-signature", &signed.webhook_signature)
-        .body(signed.body)
-        .send()
-        .await;
+    let sent = signed.post(&client, checked.url.clone()).send().await;
     let mut response = match sent {
         Ok(r) => r,
         Err(e) => {

@@ -39,6 +39,8 @@ on_both_databases!(
     hostile_meeting_urls_and_bad_bodies_are_refused,
     callback_tokens_come_from_the_customer_server_signed,
     callbacks_to_private_addresses_are_refused_by_default,
+    callbacks_carry_standard_webhooks_signatures_with_both_secrets_in_a_rotation,
+    plain_http_callbacks_are_refused_by_default,
 );
 
 const CLIENT: &str = "join-client";
@@ -671,4 +673,112 @@ async fn callbacks_to_private_addresses_are_refused_by_default(backend: Backend)
         .unwrap_or_else(|p| p.into_inner())
         .requests
         .is_empty());
+}
+
+fn hmac_b64(secret: &[u8], message: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+    mac.update(message);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("{name} missing: {headers:?}"))
+}
+
+async fn callbacks_carry_standard_webhooks_signatures_with_both_secrets_in_a_rotation(
+    backend: Backend,
+) {
+    let settings = Settings {
+        allow_private_callback_urls: Some(true),
+        ..Settings::default()
+    };
+    let Some((app, _)) = app_with(backend, settings).await else {
+        return;
+    };
+    let (base, seen) = receiver().await;
+    let ask = || {
+        join(
+            &app,
+            json!({"meeting_url": "https://zoom.us/j/123456789",
+                   "callback_settings": {"zoom_tokens_url": format!("{base}/tokens")}}),
+        )
+    };
+    let last = || {
+        seen.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .requests
+            .pop()
+            .expect("the customer was asked")
+    };
+    let old = project_secret(&app).await;
+    let a = ask().await;
+    assert_eq!(problems(&a), vec![], "{}", a.text);
+    let (headers, body) = last();
+    let id = header_text(&headers, "webhook-id").to_owned();
+    let ts = header_text(&headers, "webhook-timestamp").to_owned();
+    let now = chrono::Utc::now().timestamp();
+    assert!((now - ts.parse::<i64>().expect("unix seconds")).abs() < 60);
+    let signed = format!("{id}.{ts}.{body}");
+    assert_eq!(
+        header_text(&headers, "webhook-signature"),
+        format!("v1,{}", hmac_b64(&old, signed.as_bytes()))
+    );
+    assert_eq!(
+        header_text(&headers, "x-webhook-signature"),
+        hmac_b64(&old, body.as_bytes())
+    );
+
+    // During a rotation's grace period both secrets sign.
+    let r = app
+        .send(app.request(Method::POST, "/api/v1/webhook_secret/rotate"))
+        .await;
+    assert!(r.status < 300, "{}", r.text);
+    let new = project_secret(&app).await;
+    assert_ne!(new, old);
+    let a = ask().await;
+    assert_eq!(problems(&a), vec![], "{}", a.text);
+    let (headers, body) = last();
+    let id2 = header_text(&headers, "webhook-id").to_owned();
+    assert_ne!(id2, id, "a new id per callback");
+    let ts = header_text(&headers, "webhook-timestamp");
+    let signed = format!("{id2}.{ts}.{body}");
+    assert_eq!(
+        header_text(&headers, "webhook-signature"),
+        format!(
+            "v1,{} v1,{}",
+            hmac_b64(&new, signed.as_bytes()),
+            hmac_b64(&old, signed.as_bytes())
+        )
+    );
+    assert_eq!(
+        header_text(&headers, "x-webhook-signature"),
+        hmac_b64(&new, body.as_bytes())
+    );
+}
+
+async fn plain_http_callbacks_are_refused_by_default(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.new_app(CLIENT).await;
+    // A public address, so only the scheme is wrong.
+    let a = join(
+        &app,
+        json!({"meeting_url": "https://zoom.us/j/123456789",
+               "callback_settings": {"zoom_tokens_url": "http://93.184.216.34/tokens"}}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let p = problems(&a);
+    assert!(
+        p.iter().any(|(t, c, msg)| t == "callback"
+            && c == "callback_url_refused"
+            && msg.contains("https://")),
+        "{p:?}"
+    );
 }
