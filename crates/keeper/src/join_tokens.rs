@@ -258,12 +258,13 @@ async fn resolve_meeting(
         .into_iter()
         .filter_map(|c| {
             let stored = zoom::meeting_url::parse(c.personal_meeting_url.as_deref()?).ok()?;
-            let same = matches!(&stored.meeting_id, MeetingId::Vanity(v) if *v == vanity);
+            let same = matches!(&stored.meeting_id, MeetingId::Vanity(v) if v.eq_ignore_ascii_case(&vanity));
             let pmi_ok = c.pmi.as_deref().is_some_and(is_meeting_number);
             (same && pmi_ok).then_some((c, stored))
         })
         .collect();
-    // A connected one first; the store gives newest first.
+    // Zoom vanity names are case-insensitive. A connected one first; the store gives
+    // connected ones first, then newest first.
     matches.sort_by_key(|(c, _)| c.state != ConnectionState::Connected);
     let Some((connection, stored)) = matches.into_iter().next() else {
         return Err(JoinTokenError::UnknownPersonalLink(vanity));

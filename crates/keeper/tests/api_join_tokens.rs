@@ -41,6 +41,7 @@ on_both_databases!(
     callbacks_to_private_addresses_are_refused_by_default,
     callbacks_carry_standard_webhooks_signatures_with_both_secrets_in_a_rotation,
     plain_http_callbacks_are_refused_by_default,
+    a_personal_link_is_found_among_many_newer_lookalikes,
 );
 
 const CLIENT: &str = "join-client";
@@ -781,4 +782,60 @@ async fn plain_http_callbacks_are_refused_by_default(backend: Backend) {
             && msg.contains("https://")),
         "{p:?}"
     );
+}
+
+async fn a_personal_link_is_found_among_many_newer_lookalikes(backend: Backend) {
+    let Some((app, zoa)) = app_with(backend, Settings::default()).await else {
+        return;
+    };
+    let set_link = |id: String, pmi: u64, url: String| {
+        let app = &app;
+        let zoa = zoa.clone();
+        async move {
+            app.keeper
+                .store
+                .apply_meeting_change(&MeetingIndexChange::ReplacePmi {
+                    row: MeetingRow {
+                        project_id: app.project_id.clone(),
+                        app_id: zoa,
+                        meeting_id: pmi.to_string(),
+                        connection_id: id,
+                        source: MeetingSource::Pmi,
+                        topic: None,
+                        start_time: None,
+                        synced_at: chrono::Utc::now(),
+                    },
+                    personal_meeting_url: Some(url),
+                })
+                .await
+                .expect("personal link stored");
+        }
+    };
+    let (host, pmi) = zoom_user(&app).await;
+    let id = connect(&app, &host, json!({})).await;
+    set_link(
+        id,
+        pmi,
+        "https://acme.zoom.us/my/Host.Room?pwd=roompass".into(),
+    )
+    .await;
+    // 25 newer users whose links merely contain `/my/host.room`.
+    for i in 0..25 {
+        let (user, pmi) = zoom_user(&app).await;
+        let id = connect(&app, &user, json!({})).await;
+        let url = match i % 3 {
+            0 => format!("https://zoom.us/my/host.room{i}"),
+            1 => format!("https://zoom.us/my/host.room.{i}?pwd=x"),
+            _ => format!("https://zoom.us/my/host.room-{i}"),
+        };
+        set_link(id, pmi, url).await;
+    }
+    let a = join(&app, json!({"meeting_url": "https://zoom.us/my/host.room"})).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json["meeting_id"], pmi.to_string());
+    assert_eq!(a.json["meeting_password"], "roompass");
+    // A link that is only a prefix of stored ones names nobody.
+    join(&app, json!({"meeting_url": "https://zoom.us/my/host.roo"}))
+        .await
+        .assert_error(400, "unknown_personal_link");
 }

@@ -1675,8 +1675,9 @@ impl Store for PostgresStore {
         let rows = sqlx::query(&format!(
             "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
              WHERE project_id = $1 AND ($2::text IS NULL OR app_id = $2) \
-             AND strpos(lower(personal_meeting_url), $3) > 0 \
-             ORDER BY created_at DESC, id DESC LIMIT 20"
+             AND (right(lower(personal_meeting_url), length($3)) = $3 \
+                  OR strpos(lower(personal_meeting_url), $3 || '?') > 0) \
+             ORDER BY state = 'connected' DESC, created_at DESC, id DESC LIMIT 20"
         ))
         .bind(project_id)
         .bind(app_id)

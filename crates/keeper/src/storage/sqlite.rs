@@ -1733,8 +1733,9 @@ impl Store for SqliteStore {
         let rows = sqlx::query(&format!(
             "SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
              WHERE project_id = ?1 AND (?2 IS NULL OR app_id = ?2) \
-             AND instr(lower(personal_meeting_url), ?3) > 0 \
-             ORDER BY created_at DESC, id DESC LIMIT 20"
+             AND (substr(lower(personal_meeting_url), -length(?3)) = ?3 \
+                  OR instr(lower(personal_meeting_url), ?3 || '?') > 0) \
+             ORDER BY state = 'connected' DESC, created_at DESC, id DESC LIMIT 20"
         ))
         .bind(project_id)
         .bind(app_id)
