@@ -25,8 +25,8 @@ use zoom::webhook::{
 use crate::ids::IdKind;
 use crate::meetings;
 use crate::storage::{
-    AppRow, DisconnectOutcome, FailureData, MeetingIndexChange, MeetingSource, ReceiptOutcome,
-    StoreError, WebhookVerification,
+    AppRow, ConnectionRow, Cursor, Direction, DisconnectOutcome, FailureData, MeetingIndexChange,
+    MeetingSource, PageRequest, ReceiptOutcome, StoreError, WebhookVerification,
 };
 use crate::vault::Slot;
 use crate::{apps, connections, Keeper};
@@ -341,6 +341,15 @@ async fn app_deauthorized(
     {
         return Ok(Outcome::Duplicate);
     }
+    // Zoom retries a deauthorization for up to an hour: one that arrives after the
+    // user authorised the app again is about the old grant.
+    if let Some(at) = deauthorized_at(event, d) {
+        if granted_since(keeper, &connection, at).await? {
+            return Ok(Outcome::Ignored(
+                "the user authorised the app again after this deauthorization",
+            ));
+        }
+    }
     let now = Utc::now();
     let failure = FailureData {
         error: "The user removed the app from their Zoom account; they must authorise it again."
@@ -365,6 +374,64 @@ async fn app_deauthorized(
             Outcome::Ignored("the connection no longer exists")
         }
     })
+}
+
+/// When the user removed the app: `deauthorization_time`, else the event's
+/// `event_ts`; `None` when neither is usable.
+fn deauthorized_at(event: &WebhookEvent, d: &Deauthorization) -> Option<DateTime<Utc>> {
+    d.deauthorization_time
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t.trim()).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|| {
+            (event.event_ts > 0).then(|| DateTime::from_timestamp_millis(event.event_ts))?
+        })
+}
+
+/// Connection event kinds written when a grant is obtained.
+const GRANT_EVENT_KINDS: &[&str] = &["created", "reconnected", "rebound"];
+/// Event pages read, at most, looking for a grant after a deauthorization.
+const MAX_GRANT_EVENT_PAGES: usize = 10;
+
+/// Whether `connection`'s current grant was obtained after `at`: it was created
+/// after it, or its log has a `created`/`reconnected`/`rebound` event after it.
+async fn granted_since(
+    keeper: &Keeper,
+    connection: &ConnectionRow,
+    at: DateTime<Utc>,
+) -> Result<bool, WebhookError> {
+    if connection.created_at > at {
+        return Ok(true);
+    }
+    let mut request = PageRequest {
+        cursor: None,
+        limit: 100,
+    };
+    for _ in 0..MAX_GRANT_EVENT_PAGES {
+        let page = keeper
+            .store
+            .list_connection_events(&connection.project_id, &connection.id, &request)
+            .await
+            .map_err(|e| internal("reading a deauthorizing connection's events", e))?;
+        // Newest first: stop at the first event from before `at`.
+        for e in &page.items {
+            if e.created_at <= at {
+                return Ok(false);
+            }
+            if GRANT_EVENT_KINDS.contains(&e.kind.as_str()) {
+                return Ok(true);
+            }
+        }
+        let Some(last) = page.items.last().filter(|_| page.has_more) else {
+            return Ok(false);
+        };
+        request.cursor = Some(Cursor {
+            created_at: last.created_at,
+            id: last.id.to_string(),
+            direction: Direction::Older,
+        });
+    }
+    Ok(false)
 }
 
 /// Housekeeping: drops receipts received before `before` (Zoom stops retrying after

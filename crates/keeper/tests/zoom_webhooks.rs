@@ -36,6 +36,7 @@ on_both_databases!(
     account_level_app_indexes_account_meetings_to_a_connected_grant,
     replayed_events_are_applied_once_and_id_types_are_read_alike,
     hostile_webhooks_change_nothing,
+    a_late_deauthorization_does_not_disconnect_a_fresh_authorisation,
 );
 
 const CLIENT: &str = "hook-client";
@@ -732,4 +733,44 @@ mod fuzz {
     fn random_signed_bodies_never_answer_5xx_postgres() {
         run(Backend::Postgres)
     }
+}
+
+fn deauthorized(user: &str, at: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({
+        "event": "app_deauthorized",
+        "event_ts": at.timestamp_millis(),
+        "payload": {
+            "account_id": "acct",
+            "user_id": user,
+            "signature": "x",
+            "deauthorization_time": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "client_id": CLIENT,
+        }
+    })
+}
+
+async fn a_late_deauthorization_does_not_disconnect_a_fresh_authorisation(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let (user, conn) = connect(&h).await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // The user removes the app; Zoom's first delivery of that does not arrive.
+    let deauthorized_at = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // They authorise it again, and only then does Zoom's retry arrive.
+    let back = h.app.connect_user(CLIENT, &user, json!({})).await;
+    assert_eq!(back.status, 201, "{}", back.text);
+    let late = post_event(&h, &deauthorized(&user, deauthorized_at)).await;
+    assert_eq!(late.status, 200, "{}", late.text);
+    assert_eq!(late.json["outcome"], "ignored", "{}", late.text);
+    let c = connection(&h.app, &conn).await;
+    assert_eq!(c["state"], "connected", "{c}");
+    assert_eq!(outbox_len(&h.app).await, 0, "no state_change went out");
+
+    // A deauthorization from after the new grant still disconnects.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let fresh = post_event(&h, &deauthorized(&user, chrono::Utc::now())).await;
+    assert_eq!(fresh.status, 200, "{}", fresh.text);
+    assert_eq!(connection(&h.app, &conn).await["state"], "disconnected");
 }
