@@ -305,6 +305,11 @@ async fn deliver(
     Ok((status, written))
 }
 
+/// The `error_message` of an attempt that failed inside zoomkeeper; the cause is
+/// logged, never stored (delivery records are shown to API callers).
+const INTERNAL_ERROR: &str =
+    "zoomkeeper could not prepare this attempt because of an internal error; the cause is in its log.";
+
 async fn attempt(keeper: &Keeper, row: &WebhookDeliveryRow, timestamp: i64) -> Summary {
     let failed = |class: &'static str, message: String| Summary {
         status_code: None,
@@ -323,11 +328,17 @@ async fn attempt(keeper: &Keeper, row: &WebhookDeliveryRow, timestamp: i64) -> S
                 "the subscription is inactive".to_owned(),
             )
         }
-        Err(e) => return failed("internal", format!("reading the subscription: {e}")),
+        Err(e) => {
+            tracing::error!(idempotency_key = %row.idempotency_key, error = %e, "reading a delivery's subscription failed");
+            return failed("internal", INTERNAL_ERROR.to_owned());
+        }
     };
     let secrets = match webhooks::signing_secrets(keeper, &row.project_id).await {
         Ok(s) => s,
-        Err(e) => return failed("internal", format!("signing secret: {e}")),
+        Err(e) => {
+            tracing::error!(idempotency_key = %row.idempotency_key, error = %e, "reading a delivery's signing secrets failed");
+            return failed("internal", INTERNAL_ERROR.to_owned());
+        }
     };
     // DNS may have changed since the subscription was saved: check again, and pin.
     let checked =
@@ -339,7 +350,10 @@ async fn attempt(keeper: &Keeper, row: &WebhookDeliveryRow, timestamp: i64) -> S
         };
     let client = match checked.client(TIMEOUT) {
         Ok(c) => c,
-        Err(e) => return failed("internal", format!("building the HTTP client: {e}")),
+        Err(e) => {
+            tracing::error!(idempotency_key = %row.idempotency_key, error = %e, "building a delivery's HTTP client failed");
+            return failed("internal", INTERNAL_ERROR.to_owned());
+        }
     };
     let signed = sign(
         secrets.current.expose_secret(),

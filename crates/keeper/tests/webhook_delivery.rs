@@ -588,3 +588,52 @@ async fn a_delivery_held_by_a_dead_process_is_sent_after_its_lease_expires(backe
     assert_eq!(got.len(), 1);
     assert_eq!(header(&got[0], "webhook-id"), held[0].idempotency_key);
 }
+
+on_both_databases!(internal_errors_stay_out_of_delivery_records);
+
+/// Makes every read of the project's previous signing secret fail in the store.
+async fn break_signing_secret_reads(app: &TestApp) {
+    let sql = "ALTER TABLE projects DROP COLUMN previous_webhook_secret_until";
+    match app.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.database_url)
+                .await
+                .expect("sqlite");
+            sqlx::query(sql).execute(&pool).await.expect("drop column");
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.database_url)
+                .await
+                .expect("postgres");
+            sqlx::query(sql).execute(&pool).await.expect("drop column");
+            pool.close().await;
+        }
+    }
+}
+
+async fn internal_errors_stay_out_of_delivery_records(backend: Backend) {
+    let Some(s) = service(backend, "50ms,50ms", true).await else {
+        return;
+    };
+    let app = &s.app;
+    let receiver = Receiver::start(200).await;
+    let webhook = subscribe(app, &receiver.url()).await;
+    break_signing_secret_reads(app).await;
+    disconnect_a_connection(app).await;
+    let d = wait_for(app, &webhook, |d| d["status"] == "failure").await;
+    let responses = d["responses"].as_array().expect("responses");
+    assert_eq!(responses.len(), 3, "{d}");
+    for r in responses {
+        assert_eq!(r["error"], "internal", "{d}");
+        let message = r["error_message"].as_str().expect("a sentence");
+        assert!(message.contains("internal error"), "{message}");
+        for leak in ["database", "column", "previous_webhook_secret", "sql"] {
+            assert!(
+                !message.to_lowercase().contains(leak),
+                "{leak} in {message}"
+            );
+        }
+    }
+    assert!(receiver.received().is_empty(), "nothing was sent");
+}
