@@ -152,11 +152,27 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         return is_public_v4(v4);
     }
     let segments = ip.segments();
-    // NAT64 (64:ff9b::/96) reaches the embedded IPv4 address.
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [.., hi, lo] = segments;
-        let v4 = Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
-        return is_public_v4(v4);
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    // NAT64 (64:ff9b::/96) and SIIT IPv4-translated addresses (::ffff:0:0:0/96)
+    // reach the embedded IPv4 address.
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return is_public_v4(v4(segments[6], segments[7]));
+    }
+    // NAT64 local-use prefix (64:ff9b:1::/48): translated to anything, refused.
+    if segments[..3] == [0x64, 0xff9b, 1] {
+        return false;
+    }
+    // 6to4 (2002::/16): the relay reaches the IPv4 address in bits 16..48.
+    if segments[0] == 0x2002 && !is_public_v4(v4(segments[1], segments[2])) {
+        return false;
+    }
+    // Teredo (2001::/32): the server's IPv4 address in bits 32..64, the client's,
+    // inverted, in the last 32 bits.
+    if segments[..2] == [0x2001, 0]
+        && (!is_public_v4(v4(segments[2], segments[3]))
+            || !is_public_v4(v4(!segments[6], !segments[7])))
+    {
+        return false;
     }
     !(ip.is_unspecified()
         || ip.is_loopback()
@@ -229,6 +245,21 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
             "2001:db8::1",
+            // SIIT IPv4-translated, mapped with 0.0.0.0/8 and CGNAT inside.
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "::ffff:0.1.2.3",
+            "::ffff:100.64.0.1",
+            "64:ff9b:1::8.8.8.8",
+            // 6to4 of 10.0.0.1, 127.0.0.1, 192.168.1.1.
+            "2002:a00:1::1",
+            "2002:7f00:1::",
+            "2002:c0a8:101::1",
+            // Teredo: server 10.0.0.1; client 127.0.0.1 (inverted: 80ff:fffe).
+            "2001:0:a00:1::1",
+            "2001:0:808:808:0:0:80ff:fffe",
+            "0.1.2.3",
+            "100.127.255.255",
         ] {
             let ip: IpAddr = bad.parse().expect("ip");
             assert!(!is_public(ip), "{bad}");
@@ -238,6 +269,11 @@ mod tests {
             "8.8.8.8",
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
+            "::ffff:0:808:808",
+            // 6to4 of 8.8.8.8; Teredo with public server 8.8.8.8 and client 1.1.1.1.
+            "2002:808:808::1",
+            "2001:0:808:808:0:0:fefe:fefe",
+            "100.128.0.1",
         ] {
             let ip: IpAddr = good.parse().expect("ip");
             assert!(is_public(ip), "{good}");
