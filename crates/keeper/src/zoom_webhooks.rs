@@ -392,14 +392,21 @@ fn deauthorized_at(event: &WebhookEvent, d: &Deauthorization) -> Option<DateTime
 const GRANT_EVENT_KINDS: &[&str] = &["created", "reconnected", "rebound"];
 /// Event pages read, at most, looking for a grant after a deauthorization.
 const MAX_GRANT_EVENT_PAGES: usize = 10;
+/// How much later than a deauthorization a grant must be to count as newer: Zoom's
+/// times have millisecond precision and its clock is not ours. A user removing and
+/// adding the app again takes longer; a deauthorization within this of a grant is
+/// taken to be about that grant.
+const GRANT_SLACK: chrono::Duration = chrono::Duration::seconds(1);
 
-/// Whether `connection`'s current grant was obtained after `at`: it was created
-/// after it, or its log has a `created`/`reconnected`/`rebound` event after it.
+/// Whether `connection`'s current grant was obtained after `at` (by more than
+/// [`GRANT_SLACK`]): it was created after it, or its log has a
+/// `created`/`reconnected`/`rebound` event after it.
 async fn granted_since(
     keeper: &Keeper,
     connection: &ConnectionRow,
     at: DateTime<Utc>,
 ) -> Result<bool, WebhookError> {
+    let at = at + GRANT_SLACK;
     if connection.created_at > at {
         return Ok(true);
     }
