@@ -1,7 +1,9 @@
 //! A small Prometheus registry: HTTP requests by route template and status, request
 //! latency as a histogram, Zoom calls by endpoint and outcome, token refreshes by
-//! outcome, lease conflicts, and token requests by kind and outcome. Rendered in the
-//! Prometheus text format at `/metrics`.
+//! outcome, lease conflicts, token requests by kind and outcome, and outgoing webhook
+//! delivery attempts by outcome. Rendered in the Prometheus text format at `/metrics`,
+//! with the webhook queue depths the handler reads from the store at scrape time
+//! ([`render_webhook_queue_depths`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -48,6 +50,8 @@ struct Inner {
     token_requests: BTreeMap<(&'static str, &'static str), u64>,
     /// What happened to revocations at Zoom: outcome → count.
     revocations: BTreeMap<&'static str, u64>,
+    /// Outgoing webhook delivery attempts: outcome → count.
+    webhook_deliveries: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
@@ -107,6 +111,14 @@ impl Metrics {
     /// A best-effort revocation at Zoom: `success` or an error class.
     pub fn record_revocation(&self, outcome: &'static str) {
         *self.lock().revocations.entry(outcome).or_default() += 1;
+    }
+
+    /// An outgoing webhook delivery attempt whose result was written: `success`,
+    /// `retry` (failed, another attempt scheduled), `refused` (not sent: the URL's
+    /// address is refused; another attempt scheduled) or `failure` (failed and the
+    /// retry schedule is spent: the delivery gave up).
+    pub fn record_webhook_delivery(&self, outcome: &'static str) {
+        *self.lock().webhook_deliveries.entry(outcome).or_default() += 1;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -197,7 +209,25 @@ impl Metrics {
                 "zoomkeeper_zoom_revocations_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
+        out.push_str("# HELP zoomkeeper_webhook_deliveries_total Outgoing webhook delivery attempts by outcome (success, retry, refused, failure).\n");
+        out.push_str("# TYPE zoomkeeper_webhook_deliveries_total counter\n");
+        for outcome in ["success", "retry", "refused", "failure"] {
+            let n = inner.webhook_deliveries.get(outcome).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "zoomkeeper_webhook_deliveries_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
         out
+    }
+
+    /// Webhook delivery attempts with `outcome` counted so far.
+    pub fn webhook_deliveries(&self, outcome: &str) -> u64 {
+        self.lock()
+            .webhook_deliveries
+            .get(outcome)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Lease conflicts counted so far (for tests and the bench).
@@ -214,6 +244,19 @@ impl Metrics {
             .map(|(_, n)| *n)
             .sum()
     }
+}
+
+/// The outgoing webhook queues as gauges: pending deliveries that are due now and
+/// outbox events not yet fanned out to deliveries (read from the store per scrape).
+pub fn render_webhook_queue_depths(deliveries_due: u64, outbox_undispatched: u64) -> String {
+    format!(
+        "# HELP zoomkeeper_webhook_deliveries_due Pending webhook deliveries whose next attempt is due.\n\
+         # TYPE zoomkeeper_webhook_deliveries_due gauge\n\
+         zoomkeeper_webhook_deliveries_due {deliveries_due}\n\
+         # HELP zoomkeeper_outbox_events_undispatched State changes not yet fanned out to webhook deliveries.\n\
+         # TYPE zoomkeeper_outbox_events_undispatched gauge\n\
+         zoomkeeper_outbox_events_undispatched {outbox_undispatched}\n"
+    )
 }
 
 fn escape(label: &str) -> String {
@@ -271,5 +314,19 @@ mod tests {
         assert!(text.contains("zoomkeeper_zoom_revocations_total{outcome=\"success\"} 1"));
         assert_eq!(m.refreshes("success"), 2);
         assert_eq!(m.lease_conflicts(), 1);
+    }
+
+    #[test]
+    fn renders_webhook_deliveries_and_queue_depths() {
+        let m = Metrics::new();
+        m.record_webhook_delivery("retry");
+        m.record_webhook_delivery("success");
+        let text = m.render();
+        assert!(text.contains("zoomkeeper_webhook_deliveries_total{outcome=\"retry\"} 1"));
+        assert!(text.contains("zoomkeeper_webhook_deliveries_total{outcome=\"success\"} 1"));
+        assert!(text.contains("zoomkeeper_webhook_deliveries_total{outcome=\"failure\"} 0"));
+        let depths = render_webhook_queue_depths(3, 7);
+        assert!(depths.contains("\nzoomkeeper_webhook_deliveries_due 3\n"));
+        assert!(depths.contains("\nzoomkeeper_outbox_events_undispatched 7\n"));
     }
 }

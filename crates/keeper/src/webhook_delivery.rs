@@ -287,7 +287,21 @@ async fn deliver(
             },
         )
         .await?;
-    if !written {
+    if written {
+        let refused = summary
+            .error
+            .as_ref()
+            .is_some_and(|(class, _)| *class == "refused_address");
+        keeper
+            .metrics
+            .record_webhook_delivery(match (status, refused) {
+                (DeliveryStatus::Success, _) => "success",
+                (DeliveryStatus::Failure, _) => "failure",
+                (DeliveryStatus::Pending, true) => "refused",
+                (DeliveryStatus::Pending, false) => "retry",
+            });
+    } else {
+        keeper.metrics.record_lease_conflict();
         tracing::info!(
             idempotency_key = %row.idempotency_key,
             "webhook delivery lease moved on; attempt result discarded"

@@ -46,6 +46,7 @@ on_both_databases!(
     after_a_rotation_both_secrets_sign,
     a_private_address_is_refused_at_delivery_time,
     a_delivery_held_by_a_dead_process_is_sent_after_its_lease_expires,
+    metrics_count_delivery_outcomes_and_show_queue_depths,
 );
 
 const CLIENT: &str = "hook-client";
@@ -587,6 +588,73 @@ async fn a_delivery_held_by_a_dead_process_is_sent_after_its_lease_expires(backe
     let got = receiver.received();
     assert_eq!(got.len(), 1);
     assert_eq!(header(&got[0], "webhook-id"), held[0].idempotency_key);
+}
+
+/// The value of an unlabelled or fully labelled series in a `/metrics` scrape.
+async fn scrape(app: &TestApp, series: &str) -> u64 {
+    let m = app.send(app.request(Method::GET, "/metrics")).await;
+    assert_eq!(m.status, 200, "{}", m.text);
+    m.text
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing from:\n{}", m.text))
+        .parse()
+        .expect("a count")
+}
+
+async fn metrics_count_delivery_outcomes_and_show_queue_depths(backend: Backend) {
+    // No worker loop: each step is taken by hand, so every number is known.
+    let Some(app) = spawn_app_with(
+        backend,
+        Settings {
+            allow_private_callback_urls: Some(true),
+            webhook_retry_schedule: Some("100ms".to_owned()),
+            ..Settings::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    const DUE: &str = "zoomkeeper_webhook_deliveries_due";
+    const OUTBOX: &str = "zoomkeeper_outbox_events_undispatched";
+    let outcome = |o: &str| format!("zoomkeeper_webhook_deliveries_total{{outcome=\"{o}\"}}");
+    let receiver = Receiver::start(500).await;
+    subscribe(&app, &receiver.url()).await;
+    disconnect_a_connection(&app).await;
+    assert_eq!(
+        (scrape(&app, OUTBOX).await, scrape(&app, DUE).await),
+        (1, 0)
+    );
+
+    let store = &app.keeper.store;
+    store.dispatch_outbox_events(100).await.expect("dispatch");
+    assert_eq!(
+        (scrape(&app, OUTBOX).await, scrape(&app, DUE).await),
+        (0, 1)
+    );
+
+    let round = keeper::webhook_delivery::run_once(&app.keeper)
+        .await
+        .expect("round");
+    assert_eq!(round.failed, 1);
+    assert_eq!(scrape(&app, &outcome("retry")).await, 1);
+    assert_eq!(scrape(&app, &outcome("success")).await, 0);
+
+    receiver.answer(200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        scrape(&app, DUE).await,
+        1,
+        "due again after the retry delay"
+    );
+    let round = keeper::webhook_delivery::run_once(&app.keeper)
+        .await
+        .expect("round");
+    assert_eq!(round.succeeded, 1);
+    assert_eq!(scrape(&app, &outcome("success")).await, 1);
+    assert_eq!(scrape(&app, &outcome("failure")).await, 0);
+    assert_eq!(scrape(&app, DUE).await, 0);
 }
 
 on_both_databases!(internal_errors_stay_out_of_delivery_records);

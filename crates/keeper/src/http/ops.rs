@@ -118,11 +118,20 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut text = state.keeper.metrics.render();
+    match state.keeper.store.webhook_queue_depths().await {
+        Ok(d) => text.push_str(&crate::metrics::render_webhook_queue_depths(
+            d.deliveries_due,
+            d.outbox_undispatched,
+        )),
+        // The counters are still worth serving; the gauges are left out.
+        Err(e) => tracing::warn!(error = %e, "metrics: reading webhook queue depths failed"),
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.keeper.metrics.render(),
+        text,
     )
 }

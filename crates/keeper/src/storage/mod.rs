@@ -602,6 +602,11 @@ pub trait Store: Send + Sync + 'static {
         project_id: &str,
         idempotency_key: &str,
     ) -> StoreResult<bool>;
+
+    // Operations (issue 6): queue depths for `/metrics`, read at scrape time.
+    /// Pending deliveries due now (database clock; leased ones included) and outbox
+    /// events not yet dispatched, across all projects: two indexed counts.
+    async fn webhook_queue_depths(&self) -> StoreResult<WebhookQueueDepths>;
 }
 
 /// Every sealed column, in the order [`Store::sealed_fields`] walks them (sorted by

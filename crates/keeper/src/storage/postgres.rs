@@ -31,8 +31,8 @@ use super::{
 
 use super::webhooks::{
     delivery_payload, parse_delivery_status, triggers_from_json, DeliveryAttempt, DeliveryStatus,
-    Dispatched, PreviousWebhookSecret, WebhookDeliveryRow, WebhookSubscriptionRow,
-    WebhookSubscriptionUpdate, WEBHOOK_SUBSCRIPTION_LIMIT,
+    Dispatched, PreviousWebhookSecret, WebhookDeliveryRow, WebhookQueueDepths,
+    WebhookSubscriptionRow, WebhookSubscriptionUpdate, WEBHOOK_SUBSCRIPTION_LIMIT,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -2036,6 +2036,23 @@ impl Store for PostgresStore {
         .await?
         .rows_affected();
         Ok(updated == 1)
+    }
+
+    async fn webhook_queue_depths(&self) -> StoreResult<WebhookQueueDepths> {
+        let row = sqlx::query(
+            "SELECT \
+             (SELECT COUNT(*) FROM webhook_deliveries \
+              WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()) \
+              AS deliveries_due, \
+             (SELECT COUNT(*) FROM outbox_events WHERE dispatched_at IS NULL) \
+              AS outbox_undispatched",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(WebhookQueueDepths {
+            deliveries_due: row.try_get::<i64, _>("deliveries_due")?.max(0) as u64,
+            outbox_undispatched: row.try_get::<i64, _>("outbox_undispatched")?.max(0) as u64,
+        })
     }
 }
 

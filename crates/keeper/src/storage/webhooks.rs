@@ -103,6 +103,15 @@ pub struct Dispatched {
     pub deliveries: u64,
 }
 
+/// What [`super::Store::webhook_queue_depths`] counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebhookQueueDepths {
+    /// Pending deliveries whose next attempt is due.
+    pub deliveries_due: u64,
+    /// Outbox events not yet fanned out.
+    pub outbox_undispatched: u64,
+}
+
 /// The signing secret replaced by the last rotation, still signing until `until`.
 #[derive(Debug, Clone)]
 pub struct PreviousWebhookSecret {
