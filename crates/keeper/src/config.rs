@@ -37,6 +37,9 @@ pub struct Settings {
     pub token_keeper_interval: Option<String>,
     /// Longest a connection goes without a refresh, e.g. `30d`.
     pub token_refresh_max_age: Option<String>,
+    /// How long a process holds a claimed webhook delivery before another may take
+    /// it over, e.g. `60s`.
+    pub webhook_delivery_lease: Option<String>,
 }
 
 /// Every setting name, as used in TOML and (upper-cased, `ZOOMKEEPER_` prefixed) in
@@ -58,6 +61,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "rate_limit_burst",
     "token_keeper_interval",
     "token_refresh_max_age",
+    "webhook_delivery_lease",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +136,7 @@ impl Settings {
                 }
                 "token_keeper_interval" => s.token_keeper_interval = Some(value),
                 "token_refresh_max_age" => s.token_refresh_max_age = Some(value),
+                "webhook_delivery_lease" => s.webhook_delivery_lease = Some(value),
                 // Unknown names are reported by `unknown_env_names`, not refused:
                 // tools and tests share the prefix.
                 _ => {}
@@ -184,6 +189,7 @@ impl Settings {
             rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
             token_keeper_interval: self.token_keeper_interval.or(lower.token_keeper_interval),
             token_refresh_max_age: self.token_refresh_max_age.or(lower.token_refresh_max_age),
+            webhook_delivery_lease: self.webhook_delivery_lease.or(lower.webhook_delivery_lease),
         }
     }
 }
@@ -259,6 +265,9 @@ pub struct Config {
     pub token_keeper_interval: Duration,
     /// Every connection is refreshed at least this often (less up to 10 % jitter).
     pub token_refresh_max_age: Duration,
+    /// A claimed webhook delivery's lease; well over the 10 s attempt timeout, except
+    /// in tests that kill a process mid-delivery and want the row back soon.
+    pub webhook_delivery_lease: Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -270,6 +279,7 @@ pub const DEFAULT_RATE_LIMIT_PER_SECOND: f64 = 100.0;
 pub const DEFAULT_RATE_LIMIT_BURST: u32 = 200;
 pub const DEFAULT_TOKEN_KEEPER_INTERVAL: &str = "10s";
 pub const DEFAULT_TOKEN_REFRESH_MAX_AGE: &str = "30d";
+pub const DEFAULT_WEBHOOK_DELIVERY_LEASE: &str = "60s";
 
 impl Config {
     /// Merges `flags` over the environment over the TOML file at `config_file` (if
@@ -414,6 +424,15 @@ impl Config {
                 "must be at most 89d: Zoom forgets refresh tokens unused for about 90 days",
             ));
         }
+        let webhook_delivery_lease = parse_duration(
+            "webhook_delivery_lease",
+            s.webhook_delivery_lease
+                .as_deref()
+                .unwrap_or(DEFAULT_WEBHOOK_DELIVERY_LEASE),
+        )?;
+        if webhook_delivery_lease < Duration::from_secs(1) {
+            return Err(invalid("webhook_delivery_lease", "must be at least 1s"));
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -430,6 +449,7 @@ impl Config {
             rate_limit_burst,
             token_keeper_interval,
             token_refresh_max_age,
+            webhook_delivery_lease,
         })
     }
 }
@@ -603,6 +623,28 @@ mod tests {
         assert_eq!(
             Config::resolve(toml).expect("valid").token_keeper_interval,
             Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn webhook_delivery_lease_defaults_to_a_minute() {
+        let c = Config::resolve(Settings::default()).expect("defaults");
+        assert_eq!(c.webhook_delivery_lease, Duration::from_secs(60));
+        let env = Settings::from_env([(
+            "ZOOMKEEPER_WEBHOOK_DELIVERY_LEASE".to_owned(),
+            "5s".to_owned(),
+        )])
+        .expect("env parses");
+        let c = Config::resolve(env).expect("valid");
+        assert_eq!(c.webhook_delivery_lease, Duration::from_secs(5));
+        let err = Config::resolve(Settings {
+            webhook_delivery_lease: Some("500ms".into()),
+            ..Settings::default()
+        })
+        .expect_err("too short");
+        assert!(
+            err.to_string().starts_with("webhook_delivery_lease:"),
+            "{err}"
         );
     }
 }

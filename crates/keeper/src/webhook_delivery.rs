@@ -42,8 +42,6 @@ pub const DISPATCH_BATCH: u32 = 100;
 pub const CONCURRENCY: usize = 16;
 /// Per-attempt timeout (connect and whole answer).
 pub const TIMEOUT: Duration = Duration::from_secs(10);
-/// A claim's lease: well over [`TIMEOUT`].
-pub const LEASE: Duration = Duration::from_secs(60);
 /// How often an idle loop looks for work.
 pub const POLL: Duration = Duration::from_millis(500);
 /// Attempt summaries kept per delivery.
@@ -208,7 +206,11 @@ pub async fn run_once(keeper: &Keeper) -> anyhow::Result<Round> {
     let dispatched = keeper.store.dispatch_outbox_events(DISPATCH_BATCH).await?;
     let claimed = keeper
         .store
-        .claim_due_webhook_deliveries(keeper.tokens.owner(), BATCH, LEASE)
+        .claim_due_webhook_deliveries(
+            keeper.tokens.owner(),
+            BATCH,
+            keeper.config.webhook_delivery_lease,
+        )
         .await?;
     let mut round = Round {
         dispatched_events: dispatched.events,

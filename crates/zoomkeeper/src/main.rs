@@ -80,6 +80,10 @@ struct SettingFlags {
     /// Refresh every connection at least this often, less up to 10 % jitter [default: 30d].
     #[arg(long, global = true)]
     token_refresh_max_age: Option<String>,
+    /// How long a claimed webhook delivery stays with its process before another may
+    /// take it over [default: 60s].
+    #[arg(long, global = true)]
+    webhook_delivery_lease: Option<String>,
 }
 
 impl SettingFlags {
@@ -101,6 +105,7 @@ impl SettingFlags {
             rate_limit_burst: self.rate_limit_burst,
             token_keeper_interval: self.token_keeper_interval.clone(),
             token_refresh_max_age: self.token_refresh_max_age.clone(),
+            webhook_delivery_lease: self.webhook_delivery_lease.clone(),
         }
     }
 
