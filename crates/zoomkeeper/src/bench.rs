@@ -32,11 +32,14 @@ pub enum BenchCommand {
     /// Token requests for a joining bot: cached access_token and zak_token, Zoom
     /// calls per token, and idle memory with 100,000 connections.
     Tokens(crate::bench_tokens::TokensArgs),
+    /// Outgoing webhook deliveries per second to a local receiver, 1,000 pending.
+    Deliveries(crate::bench_deliveries::DeliveriesArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Tokens(args) => crate::bench_tokens::run(args).await,
+        BenchCommand::Deliveries(args) => crate::bench_deliveries::run(args).await,
         BenchCommand::Api {
             requests,
             concurrency,
