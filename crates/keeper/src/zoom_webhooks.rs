@@ -11,11 +11,11 @@
 //! answer within 3 s.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret as _;
+use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest, Sha256};
 use zoom::webhook::{
     self, Deauthorization, EventError, MeetingObject, SignatureError, UrlValidationResponse,
@@ -101,39 +101,35 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
     if !IdKind::App.matches(delivery.app_id) {
         return Err(WebhookError::AppNotFound);
     }
-    let app = keeper
-        .store
-        .app_by_id(delivery.app_id)
-        .await
-        .map_err(|e| internal("reading the app of a Zoom webhook", e))?
-        .ok_or(WebhookError::AppNotFound)?;
-    let Some(sealed) = &app.webhook_secret else {
+    let (mut app, mut secret, cached) = app_and_secret(keeper, delivery.app_id, true).await?;
+    let verify = |secret: &Option<Arc<SecretString>>| match secret {
+        Some(secret) => webhook::verify(
+            secret.expose_secret(),
+            delivery.timestamp,
+            delivery.signature,
+            delivery.body,
+            Utc::now().timestamp(),
+            webhook::DEFAULT_WINDOW,
+        )
+        .map_err(WebhookError::Signature),
+        None => Err(WebhookError::NoWebhookSecret),
+    };
+    let mut verified = verify(&secret);
+    if verified.is_err() && cached {
+        // The secret may have changed since it was cached: read it again.
+        (app, secret, _) = app_and_secret(keeper, delivery.app_id, false).await?;
+        verified = verify(&secret);
+    }
+    if let Err(e) = verified {
+        if let WebhookError::Signature(reason) = &e {
+            tracing::info!(app_id = %app.id, reason = %reason, "Zoom webhook refused");
+        }
         note_received(keeper, &app.id, WebhookVerification::Unverified).await;
+        return Err(e);
+    }
+    let Some(secret) = secret else {
         return Err(WebhookError::NoWebhookSecret);
     };
-    let secret = keeper
-        .vault
-        .open_str(
-            Slot {
-                table: apps::TABLE,
-                column: apps::WEBHOOK_SECRET_COLUMN,
-                row_id: &app.id,
-            },
-            sealed,
-        )
-        .map_err(|e| internal("opening an app's webhook secret", e))?;
-    if let Err(e) = webhook::verify(
-        secret.expose_secret(),
-        delivery.timestamp,
-        delivery.signature,
-        delivery.body,
-        Utc::now().timestamp(),
-        webhook::DEFAULT_WINDOW,
-    ) {
-        tracing::info!(app_id = %app.id, reason = %e, "Zoom webhook refused");
-        note_received(keeper, &app.id, WebhookVerification::Unverified).await;
-        return Err(WebhookError::Signature(e));
-    }
     note_received(keeper, &app.id, WebhookVerification::Verified).await;
 
     let event = match webhook::parse_event(delivery.body) {
@@ -171,6 +167,83 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
     };
     tracing::debug!(app_id = %app.id, event = %event.name, outcome = ?outcome, "Zoom webhook");
     Ok(outcome)
+}
+
+/// How long this process reuses an app row and its opened webhook secret. A secret
+/// changed meanwhile is still read at once (a refused signature reads the app again);
+/// a removed secret or a deleted app takes effect within this long.
+const APP_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Apps cached at once; expired entries are swept when it is reached.
+const MAX_CACHED_APPS: usize = 10_000;
+
+/// An app as the ingress needs it: the row and its opened webhook secret.
+#[derive(Clone)]
+struct CachedApp {
+    app: Arc<AppRow>,
+    secret: Option<Arc<SecretString>>,
+    read_at: Instant,
+}
+
+fn app_cache() -> &'static Mutex<HashMap<String, CachedApp>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, CachedApp>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The app and its opened webhook secret, from the cache when `cached_ok` and fresh
+/// (saving a read and a decryption per event under load); the bool says whether it
+/// came from the cache.
+async fn app_and_secret(
+    keeper: &Keeper,
+    app_id: &str,
+    cached_ok: bool,
+) -> Result<(Arc<AppRow>, Option<Arc<SecretString>>, bool), WebhookError> {
+    let now = Instant::now();
+    if cached_ok {
+        let cache = app_cache()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(hit) = cache
+            .get(app_id)
+            .filter(|hit| now.saturating_duration_since(hit.read_at) < APP_CACHE_TTL)
+        {
+            return Ok((hit.app.clone(), hit.secret.clone(), true));
+        }
+    }
+    let app = keeper
+        .store
+        .app_by_id(app_id)
+        .await
+        .map_err(|e| internal("reading the app of a Zoom webhook", e))?
+        .ok_or(WebhookError::AppNotFound)?;
+    let secret = match &app.webhook_secret {
+        Some(sealed) => Some(Arc::new(
+            keeper
+                .vault
+                .open_str(
+                    Slot {
+                        table: apps::TABLE,
+                        column: apps::WEBHOOK_SECRET_COLUMN,
+                        row_id: &app.id,
+                    },
+                    sealed,
+                )
+                .map_err(|e| internal("opening an app's webhook secret", e))?,
+        )),
+        None => None,
+    };
+    let entry = CachedApp {
+        app: Arc::new(app),
+        secret,
+        read_at: now,
+    };
+    let mut cache = app_cache()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if cache.len() >= MAX_CACHED_APPS {
+        cache.retain(|_, e| now.saturating_duration_since(e.read_at) < APP_CACHE_TTL);
+    }
+    cache.insert(app_id.to_owned(), entry.clone());
+    Ok((entry.app, entry.secret, false))
 }
 
 fn meeting_number<'a>(value: &'a str, field: &str) -> Result<&'a str, WebhookError> {

@@ -53,6 +53,9 @@ const MAX_CONNECTIONS: u32 = 8;
 pub struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
+    /// Zoom webhook receipts go to one writer task that commits them in batches
+    /// ([`receipt_writer`]).
+    receipts: tokio::sync::mpsc::Sender<ReceiptJob>,
 }
 
 impl SqliteStore {
@@ -100,7 +103,13 @@ impl SqliteStore {
         };
         let path = options.get_filename().to_path_buf();
         let pool = pool_options.connect_with(options).await?;
-        Ok(SqliteStore { pool, path })
+        let (receipts, jobs) = tokio::sync::mpsc::channel(RECEIPT_QUEUE);
+        tokio::spawn(receipt_writer(pool.clone(), jobs));
+        Ok(SqliteStore {
+            pool,
+            path,
+            receipts,
+        })
     }
 
     /// The database file, for messages.
@@ -1270,25 +1279,17 @@ impl Store for SqliteStore {
         received_at: DateTime<Utc>,
         change: &MeetingIndexChange,
     ) -> StoreResult<ReceiptOutcome> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted = sqlx::query(
-            "INSERT INTO zoom_webhook_receipts (app_id, dedupe_key, received_at) \
-             VALUES (?, ?, ?) ON CONFLICT (app_id, dedupe_key) DO NOTHING",
-        )
-        .bind(app_id)
-        .bind(dedupe_key)
-        .bind(micros(received_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(meeting_write_error)?
-        .rows_affected();
-        if inserted == 0 {
-            tx.rollback().await?;
-            return Ok(ReceiptOutcome::Duplicate);
-        }
-        apply_meeting_change_in(&mut tx, change).await?;
-        tx.commit().await?;
-        Ok(ReceiptOutcome::Applied)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = ReceiptJob {
+            app_id: app_id.to_owned(),
+            dedupe_key: dedupe_key.to_owned(),
+            received_at,
+            change: change.clone(),
+            reply,
+        };
+        let gone = || StoreError::Database(sqlx::Error::PoolClosed);
+        self.receipts.send(job).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     async fn webhook_receipt_exists(&self, app_id: &str, dedupe_key: &str) -> StoreResult<bool> {
@@ -1315,9 +1316,11 @@ impl Store for SqliteStore {
         app_id: Option<&str>,
         meeting_id: &str,
     ) -> StoreResult<Vec<MeetingRow>> {
+        // `+project_id`: without statistics SQLite would walk the project's rows in
+        // synced_at order (meetings_project_synced) instead of the meeting_id index.
         let rows = sqlx::query(&format!(
             "SELECT {MEETING_COLUMNS} FROM zoom_meetings \
-             WHERE meeting_id = ?1 AND project_id = ?2 AND (?3 IS NULL OR app_id = ?3) \
+             WHERE meeting_id = ?1 AND +project_id = ?2 AND (?3 IS NULL OR app_id = ?3) \
              ORDER BY synced_at DESC, app_id DESC"
         ))
         .bind(meeting_id)
@@ -2144,6 +2147,95 @@ fn meeting_from_row(row: &SqliteRow) -> StoreResult<MeetingRow> {
 }
 
 /// A vanished connection or app (foreign key) is `NotFound`.
+/// Receipts waiting for the writer, at most.
+const RECEIPT_QUEUE: usize = 4_096;
+/// Receipts committed in one transaction, at most.
+const RECEIPT_BATCH: usize = 256;
+
+/// One `record_webhook_receipt_and_apply` call, waiting for the receipt writer.
+struct ReceiptJob {
+    app_id: String,
+    dedupe_key: String,
+    received_at: DateTime<Utc>,
+    change: MeetingIndexChange,
+    reply: tokio::sync::oneshot::Sender<StoreResult<ReceiptOutcome>>,
+}
+
+impl std::fmt::Debug for ReceiptJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptJob")
+            .field("app_id", &self.app_id)
+            .field("dedupe_key", &self.dedupe_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Group commit for Zoom webhook receipts: SQLite has one writer, and a commit per
+/// event (plus its hops to the connection's thread and waits on the write lock) is
+/// what limits ingress. Whatever has queued up is written in one transaction, each
+/// event's receipt and change together, so an event is still applied with its
+/// receipt or not at all. When the batch fails (one event's connection vanished, or
+/// the database did), each event is retried alone and only its own error is
+/// returned. Ends when every sender (the store and its clones) is gone.
+async fn receipt_writer(pool: SqlitePool, mut jobs: tokio::sync::mpsc::Receiver<ReceiptJob>) {
+    let mut batch = Vec::with_capacity(RECEIPT_BATCH);
+    while jobs.recv_many(&mut batch, RECEIPT_BATCH).await > 0 {
+        match write_receipts(&pool, &batch).await {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some(job) = batch.pop() {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+            Err(_) => {
+                for job in batch.drain(..) {
+                    let outcome = write_receipts(&pool, std::slice::from_ref(&job))
+                        .await
+                        .and_then(|outcomes| {
+                            outcomes.into_iter().next().ok_or(StoreError::NotFound)
+                        });
+                    let _ = job.reply.send(outcome);
+                }
+            }
+        }
+    }
+}
+
+/// Writes `jobs` in one transaction: each receipt, and its change when the receipt
+/// is new.
+async fn write_receipts(
+    pool: &SqlitePool,
+    jobs: &[ReceiptJob],
+) -> StoreResult<Vec<ReceiptOutcome>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let inserted = sqlx::query(
+            "INSERT INTO zoom_webhook_receipts (app_id, dedupe_key, received_at) \
+             VALUES (?, ?, ?) ON CONFLICT (app_id, dedupe_key) DO NOTHING",
+        )
+        .bind(&job.app_id)
+        .bind(&job.dedupe_key)
+        .bind(micros(job.received_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(meeting_write_error)?
+        .rows_affected();
+        if inserted == 0 {
+            outcomes.push(ReceiptOutcome::Duplicate);
+            continue;
+        }
+        apply_meeting_change_in(&mut tx, &job.change).await?;
+        outcomes.push(ReceiptOutcome::Applied);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
 fn meeting_write_error(e: sqlx::Error) -> StoreError {
     if is_foreign_key_violation(&e) {
         StoreError::NotFound
