@@ -513,8 +513,10 @@ pub trait Store: Send + Sync + 'static {
         event: Option<&NewConnectionEvent>,
     ) -> StoreResult<bool>;
     /// Connections of the project (of `app_id` only, when given) whose
-    /// `personal_meeting_url` contains `/my/{vanity}`, compared case-insensitively;
-    /// at most 20, newest first. A coarse match: the caller checks each URL exactly.
+    /// `personal_meeting_url` ends in `/my/{vanity}` or has `/my/{vanity}?` (so the
+    /// path ends there), compared case-insensitively with `vanity` lowercased; at
+    /// most 20, connected ones first, then newest first. The caller still parses
+    /// each URL and compares the vanity.
     async fn connections_by_personal_link(
         &self,
         project_id: &str,
