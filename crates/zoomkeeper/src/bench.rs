@@ -34,12 +34,18 @@ pub enum BenchCommand {
     Tokens(crate::bench_tokens::TokensArgs),
     /// Outgoing webhook deliveries per second to a local receiver, 1,000 pending.
     Deliveries(crate::bench_deliveries::DeliveriesArgs),
+    /// Zoom webhook ingress: signed `meeting.created` events per second over loopback.
+    Webhooks(crate::bench_webhooks::WebhooksArgs),
+    /// Meeting → host lookups (the join-token path) with 1,000,000 indexed meetings.
+    Lookup(crate::bench_webhooks::LookupArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Tokens(args) => crate::bench_tokens::run(args).await,
         BenchCommand::Deliveries(args) => crate::bench_deliveries::run(args).await,
+        BenchCommand::Webhooks(args) => crate::bench_webhooks::run_webhooks(args).await,
+        BenchCommand::Lookup(args) => crate::bench_webhooks::run_lookup(args).await,
         BenchCommand::Api {
             requests,
             concurrency,

@@ -15,6 +15,7 @@ use secrecy::ExposeSecret;
 mod bench;
 mod bench_deliveries;
 mod bench_tokens;
+mod bench_webhooks;
 
 #[derive(Parser)]
 #[command(
