@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::apps::timestamp;
+use super::apps::{timestamp, DeletedResponse};
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use super::pagination::{self, List, ListParams};
@@ -246,12 +246,6 @@ pub struct ConnectionEventList {
     pub next: Option<String>,
     pub previous: Option<String>,
     pub results: Vec<ConnectionEventResponse>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeletedConnection {
-    pub id: String,
-    pub deleted: bool,
 }
 
 /// A Zoom access token. (No `Debug`: it holds the token.)
@@ -548,7 +542,7 @@ pub async fn update_connection(
     delete, path = "/api/v1/zoom_oauth_connections/{id}", tag = "Zoom OAuth connections",
     params(("id" = String, Path, description = "Connection id (`zoc_…`)")),
     responses(
-        (status = 200, description = "Deleted", body = DeletedConnection),
+        (status = 200, description = "Deleted", body = DeletedResponse),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such connection in this project", body = ErrorBody),
     ),
@@ -558,9 +552,9 @@ pub async fn delete_connection(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath,
-) -> Result<Json<DeletedConnection>, ApiError> {
+) -> Result<Json<DeletedResponse>, ApiError> {
     connections::delete(&state.keeper, &caller.project_id, &id).await?;
-    Ok(Json(DeletedConnection { id, deleted: true }))
+    Ok(Json(DeletedResponse { id, deleted: true }))
 }
 
 /// The connection's log, newest first.
