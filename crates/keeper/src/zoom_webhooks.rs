@@ -8,7 +8,8 @@
 //! `app_deauthorized`; everything else is ignored); a redelivered event (same
 //! [`zoom::webhook::WebhookEvent::dedupe_key`]) is applied once, its receipt written
 //! in the same transaction as its change. Nothing here calls Zoom: Zoom wants an
-//! answer within 3 s.
+//! answer within 3 s. Under load, an app with its opened secret and a host's own
+//! connection are reused for a few seconds; the index write re-checks the host.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -275,11 +276,15 @@ async fn apply_once(
     change: MeetingIndexChange,
     now: DateTime<Utc>,
 ) -> Result<Outcome, WebhookError> {
-    match keeper
+    let written = keeper
         .store
         .record_webhook_receipt_and_apply(&app.id, &receipt_key(event), now, &change)
-        .await
-    {
+        .await;
+    outcome_of(written)
+}
+
+fn outcome_of(written: Result<ReceiptOutcome, StoreError>) -> Result<Outcome, WebhookError> {
+    match written {
         Ok(ReceiptOutcome::Applied) => Ok(Outcome::Applied),
         Ok(ReceiptOutcome::Duplicate) => Ok(Outcome::Duplicate),
         Err(StoreError::NotFound) => Ok(Outcome::Ignored("the connection no longer exists")),
@@ -294,6 +299,99 @@ async fn meeting_created(
     meeting: &MeetingObject,
 ) -> Result<Outcome, WebhookError> {
     let id = meeting_number(&meeting.id, "payload.object.id")?;
+    let mut cached_ok = true;
+    loop {
+        let Some((host, cached)) = meeting_host(keeper, app, event, meeting, cached_ok).await?
+        else {
+            return Ok(Outcome::Ignored(
+                "no connection of this app hosts the meeting",
+            ));
+        };
+        let now = Utc::now();
+        let row = meetings::row(
+            &host,
+            id,
+            MeetingSource::Webhook,
+            meeting.topic.as_deref(),
+            meetings::indexed_start_time(meeting.start_time.as_deref(), meeting.meeting_type),
+            now,
+        );
+        // Written only if the host is still that user's connection and in the
+        // state it was chosen in; otherwise NotFound.
+        let change = MeetingIndexChange::UpsertIfHost {
+            row,
+            user_id: host.user_id.clone(),
+            state: host.state,
+        };
+        let written = keeper
+            .store
+            .record_webhook_receipt_and_apply(&app.id, &receipt_key(event), now, &change)
+            .await;
+        if cached && matches!(written, Err(StoreError::NotFound)) {
+            // The reused choice is out of date: forget it and choose again.
+            forget_host(&app.id, &host.user_id);
+            cached_ok = false;
+            continue;
+        }
+        return outcome_of(written);
+    }
+}
+
+/// How long this process reuses a meeting host's own connection. Only that choice
+/// is reused (never a fallback to the operator or another connection of the
+/// account, which a user connecting meanwhile would change), and the write
+/// re-checks that the connection is still that Zoom user's and in the same state
+/// ([`MeetingIndexChange::UpsertIfHost`]), choosing again when not: a reused choice
+/// is the one a fresh read would make, less a read per event.
+const HOST_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Hosts cached at once; expired entries are swept when it is reached, and nothing
+/// more is cached while it still is.
+const MAX_CACHED_HOSTS: usize = 100_000;
+
+struct CachedHost {
+    connection: Arc<ConnectionRow>,
+    read_at: Instant,
+}
+
+/// (app id, Zoom user id) → that user's connection, when it hosts its meetings.
+fn host_cache() -> &'static Mutex<HashMap<(String, String), CachedHost>> {
+    static CACHE: OnceLock<Mutex<HashMap<(String, String), CachedHost>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn forget_host(app_id: &str, user_id: &str) {
+    host_cache()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .remove(&(app_id.to_owned(), user_id.to_owned()));
+}
+
+/// The connection hosting the meeting ([`meetings::host_connection`]); the host's
+/// own connection is reused when `cached_ok` and chosen less than
+/// [`HOST_CACHE_TTL`] ago. The bool says whether it was reused.
+async fn meeting_host(
+    keeper: &Keeper,
+    app: &AppRow,
+    event: &WebhookEvent,
+    meeting: &MeetingObject,
+    cached_ok: bool,
+) -> Result<Option<(Arc<ConnectionRow>, bool)>, WebhookError> {
+    let now = Instant::now();
+    let key = meeting
+        .host_id
+        .as_ref()
+        .map(|host| (app.id.clone(), host.clone()));
+    if let Some(key) = key.as_ref().filter(|_| cached_ok) {
+        let cache = host_cache()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(hit) = cache
+            .get(key)
+            .filter(|hit| now.saturating_duration_since(hit.read_at) < HOST_CACHE_TTL)
+        {
+            return Ok(Some((hit.connection.clone(), true)));
+        }
+    }
     let host = meetings::host_connection(
         keeper,
         app,
@@ -304,20 +402,27 @@ async fn meeting_created(
     .await
     .map_err(|e| internal("finding a meeting's host", e))?;
     let Some(host) = host else {
-        return Ok(Outcome::Ignored(
-            "no connection of this app hosts the meeting",
-        ));
+        return Ok(None);
     };
-    let now = Utc::now();
-    let row = meetings::row(
-        &host,
-        id,
-        MeetingSource::Webhook,
-        meeting.topic.as_deref(),
-        meetings::indexed_start_time(meeting.start_time.as_deref(), meeting.meeting_type),
-        now,
-    );
-    apply_once(keeper, app, event, MeetingIndexChange::Upsert(row), now).await
+    let host = Arc::new(host);
+    if let Some(key) = key.filter(|(_, user)| *user == host.user_id) {
+        let mut cache = host_cache()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.len() >= MAX_CACHED_HOSTS {
+            cache.retain(|_, e| now.saturating_duration_since(e.read_at) < HOST_CACHE_TTL);
+        }
+        if cache.len() < MAX_CACHED_HOSTS {
+            cache.insert(
+                key,
+                CachedHost {
+                    connection: host.clone(),
+                    read_at: now,
+                },
+            );
+        }
+    }
+    Ok(Some((host, false)))
 }
 
 /// Whether a `meeting.deleted` body names occurrences: then one occurrence of a

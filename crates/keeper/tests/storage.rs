@@ -1982,9 +1982,9 @@ mod meeting_index {
 
     use chrono::{DateTime, Duration, Utc};
     use keeper::storage::{
-        meeting_cursor_id, ConnectionRow, Cursor, Direction, FailureData, MeetingFilter,
-        MeetingIndexChange, MeetingRow, MeetingSource, PageRequest, ReceiptOutcome, StoreError,
-        WebhookVerification,
+        meeting_cursor_id, ConnectionRow, ConnectionState, Cursor, Direction, FailureData,
+        MeetingFilter, MeetingIndexChange, MeetingRow, MeetingSource, PageRequest, ReceiptOutcome,
+        StoreError, WebhookVerification,
     };
 
     use crate::support::{app, connection, event, micros, project, TestStore};
@@ -2260,6 +2260,101 @@ mod meeting_index {
             .await
             .expect_err("no such app");
         assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    }
+
+    pub async fn upsert_if_host_writes_only_while_the_host_is_unchanged(s: TestStore) {
+        let (p, a, cs) = setup(&s, "acme", &["host-1", "host-2"]).await;
+        let row = meeting(&cs[0], "85746065433", MeetingSource::Webhook, Utc::now());
+        let guarded = |user: &str, state| MeetingIndexChange::UpsertIfHost {
+            row: row.clone(),
+            user_id: user.to_owned(),
+            state,
+        };
+        // The connection no longer is that user's, or no longer in that state.
+        let changed = [
+            guarded("host-2", ConnectionState::Connected),
+            guarded("host-1", ConnectionState::Disconnected),
+        ];
+        for (i, change) in changed.iter().enumerate() {
+            let key = format!("changed:{i}");
+            let err = s
+                .record_webhook_receipt_and_apply(&a, &key, Utc::now(), change)
+                .await
+                .expect_err("the host changed");
+            assert!(matches!(err, StoreError::NotFound), "{err:?}");
+            assert!(
+                !s.webhook_receipt_exists(&a, &key).await.expect("exists?"),
+                "no receipt, so the event can still be applied"
+            );
+            let err = s
+                .apply_meeting_change(change)
+                .await
+                .expect_err("the host changed, without a receipt");
+            assert!(matches!(err, StoreError::NotFound), "{err:?}");
+        }
+        assert!(hosts(&s, &p, Some(&a), "85746065433").await.is_empty());
+
+        let outcome = s
+            .record_webhook_receipt_and_apply(
+                &a,
+                "unchanged",
+                Utc::now(),
+                &guarded("host-1", ConnectionState::Connected),
+            )
+            .await
+            .expect("the host is as chosen");
+        assert_eq!(outcome, ReceiptOutcome::Applied);
+        assert_eq!(hosts(&s, &p, Some(&a), "85746065433").await, vec![row]);
+    }
+
+    /// Receipts arriving together are written together; one event whose connection
+    /// vanished must fail alone, and every other event still apply.
+    pub async fn one_vanished_connection_in_a_burst_fails_only_its_own_event(s: TestStore) {
+        let (p, a, cs) = setup(&s, "acme", &["host-1", "host-2"]).await;
+        const GHOST: u64 = 17;
+        let mut tasks = Vec::new();
+        for i in 0..64u64 {
+            let mut row = meeting(
+                &cs[(i % 2) as usize],
+                &(700_000_000 + i).to_string(),
+                MeetingSource::Webhook,
+                Utc::now(),
+            );
+            if i == GHOST {
+                row.connection_id = "zoc_doesnotexist0000".to_owned();
+            }
+            let (store, a) = (Arc::clone(&s.store), a.clone());
+            tasks.push(tokio::spawn(async move {
+                store
+                    .record_webhook_receipt_and_apply(
+                        &a,
+                        &format!("burst:{i}"),
+                        Utc::now(),
+                        &MeetingIndexChange::Upsert(row),
+                    )
+                    .await
+            }));
+        }
+        for (i, task) in (0u64..).zip(tasks) {
+            let outcome = task.await.expect("task");
+            if i == GHOST {
+                assert!(matches!(outcome, Err(StoreError::NotFound)), "{outcome:?}");
+            } else {
+                assert_eq!(
+                    outcome.expect("recorded"),
+                    ReceiptOutcome::Applied,
+                    "event {i}"
+                );
+            }
+        }
+        assert!(!s
+            .webhook_receipt_exists(&a, "burst:17")
+            .await
+            .expect("exists?"));
+        for i in (0..64u64).filter(|i| *i != GHOST) {
+            let rows = hosts(&s, &p, Some(&a), &(700_000_000 + i).to_string()).await;
+            assert_eq!(rows.len(), 1, "event {i}");
+        }
     }
 
     pub async fn concurrent_redeliveries_apply_exactly_once(s: TestStore) {
@@ -2621,6 +2716,8 @@ mod meeting_index_tests {
         pmi_rows_replace_each_other_and_outlive_webhook_rows,
         webhook_receipt_applies_its_change_once_and_never_without_it,
         concurrent_redeliveries_apply_exactly_once,
+        upsert_if_host_writes_only_while_the_host_is_unchanged,
+        one_vanished_connection_in_a_burst_fails_only_its_own_event,
         meetings_filter_and_paginate_newest_synced_first,
         app_webhook_timestamps_only_move_forward,
         connection_in_account_is_the_oldest_connected_one,
@@ -3853,4 +3950,18 @@ mod webhook_store_tests {
         deliveries_are_claimed_once_fenced_retried_and_resent,
         rotation_keeps_the_previous_secret_until_it_expires,
     );
+}
+
+/// Credentials in a database that vanishes at exit would be lost: refused, with why.
+#[tokio::test]
+async fn an_in_memory_sqlite_database_is_refused() {
+    for url in ["sqlite::memory:", "sqlite://file?mode=memory"] {
+        let err = keeper::storage::sqlite::SqliteStore::connect(url)
+            .await
+            .expect_err("in-memory");
+        assert!(
+            err.to_string().contains("in-memory SQLite database"),
+            "{err}"
+        );
+    }
 }

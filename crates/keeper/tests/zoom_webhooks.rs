@@ -37,6 +37,7 @@ on_both_databases!(
     replayed_events_are_applied_once_and_id_types_are_read_alike,
     hostile_webhooks_change_nothing,
     a_late_deauthorization_does_not_disconnect_a_fresh_authorisation,
+    a_rebound_connection_is_not_reused_as_its_old_users_host,
 );
 
 const CLIENT: &str = "hook-client";
@@ -778,4 +779,59 @@ async fn a_late_deauthorization_does_not_disconnect_a_fresh_authorisation(backen
     let fresh = post_event(&h, &deauthorized(&user, chrono::Utc::now())).await;
     assert_eq!(fresh.status, 200, "{}", fresh.text);
     assert_eq!(connection(&h.app, &conn).await["state"], "disconnected");
+}
+
+/// The ingress reuses a host's connection for a few seconds; a connection re-bound
+/// to another Zoom user meanwhile must not receive its old user's meetings.
+async fn a_rebound_connection_is_not_reused_as_its_old_users_host(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let (first_user, a) = h
+        .app
+        .connect(CLIENT, json!({"deduplication_key": "crm-7"}))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let conn = a.json["id"].as_str().expect("id").to_owned();
+    let ts = chrono::Utc::now().timestamp_millis();
+    let a = post_event(&h, &meeting_created(ts, &first_user, json!(81234567001u64))).await;
+    assert_eq!(a.json["outcome"], "applied", "{}", a.text);
+
+    // The same CRM record now authorises another Zoom user: the connection is theirs.
+    let (second_user, a) = h
+        .app
+        .connect(CLIENT, json!({"deduplication_key": "crm-7"}))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(
+        a.json["id"],
+        conn.as_str(),
+        "re-bound, not a new connection"
+    );
+    assert_eq!(
+        connection(&h.app, &conn).await["user_id"],
+        second_user.as_str()
+    );
+
+    // Within the reuse window, the first user creates another meeting.
+    let a = post_event(
+        &h,
+        &meeting_created(ts + 1, &first_user, json!(81234567002u64)),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json["outcome"], "ignored", "{}", a.text);
+    assert!(
+        meetings(&h.app, "?meeting_id=81234567002").await.is_empty(),
+        "the old user's meeting must not be indexed under the re-bound connection"
+    );
+    // The new user's meetings are indexed under it.
+    let a = post_event(
+        &h,
+        &meeting_created(ts + 2, &second_user, json!(81234567003u64)),
+    )
+    .await;
+    assert_eq!(a.json["outcome"], "applied", "{}", a.text);
+    let rows = meetings(&h.app, "?meeting_id=81234567003").await;
+    assert_eq!(rows[0]["zoom_oauth_connection_id"], conn.as_str());
 }

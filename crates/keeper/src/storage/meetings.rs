@@ -71,6 +71,15 @@ pub enum MeetingIndexChange {
     /// connection (except a `pmi` row, which only another `pmi` row replaces).
     /// `StoreError::NotFound` when the connection no longer exists.
     Upsert(MeetingRow),
+    /// [`Upsert`](Self::Upsert), provided the row's connection still belongs to
+    /// Zoom user `user_id` and is still `state`, as when the host was chosen
+    /// (perhaps from a cache): `StoreError::NotFound` when it is gone or changed, so
+    /// the caller can choose again.
+    UpsertIfHost {
+        row: MeetingRow,
+        user_id: String,
+        state: super::ConnectionState,
+    },
     /// Drop (app, meeting) from the index, unless it is a `pmi` row.
     Delete { app_id: String, meeting_id: String },
     /// The connection's PMI is now `row.meeting_id`: its other `pmi` rows go, `row`

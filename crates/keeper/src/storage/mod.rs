@@ -14,6 +14,7 @@ pub mod connections;
 pub mod meetings;
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_receipts;
 pub mod sync;
 pub mod webhooks;
 
@@ -41,6 +42,9 @@ pub enum StoreError {
     Conflict { constraint: &'static str },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the SQLite receipt writer, which runs SQLite without sqlx.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -2127,6 +2127,24 @@ async fn apply_meeting_change_in(
 ) -> StoreResult<()> {
     match change {
         MeetingIndexChange::Upsert(row) => upsert_meeting_in(conn, row).await,
+        MeetingIndexChange::UpsertIfHost {
+            row,
+            user_id,
+            state,
+        } => {
+            // FOR SHARE: a rebind or disconnect waits for this transaction.
+            sqlx::query(
+                "SELECT 1 FROM zoom_oauth_connections \
+                 WHERE id = $1 AND user_id = $2 AND state = $3 FOR SHARE",
+            )
+            .bind(&row.connection_id)
+            .bind(user_id)
+            .bind(state.as_str())
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+            upsert_meeting_in(conn, row).await
+        }
         MeetingIndexChange::Delete { app_id, meeting_id } => {
             sqlx::query(
                 "DELETE FROM zoom_meetings \

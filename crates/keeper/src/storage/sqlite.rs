@@ -26,6 +26,7 @@ use super::meetings::{
     meeting_cursor_key, parse_source, MeetingFilter, MeetingIndexChange, MeetingRow,
     ReceiptOutcome, WebhookVerification,
 };
+use super::sqlite_receipts::{self, ReceiptJob};
 use super::sync::{CompletedSync, SyncCommit};
 use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
@@ -53,17 +54,24 @@ const MAX_CONNECTIONS: u32 = 8;
 pub struct SqliteStore {
     pool: SqlitePool,
     path: PathBuf,
-    /// Zoom webhook receipts go to one writer task that commits them in batches
-    /// ([`receipt_writer`]).
+    /// Zoom webhook receipts go to one writer thread that commits them in batches
+    /// ([`sqlite_receipts`]).
     receipts: tokio::sync::mpsc::Sender<ReceiptJob>,
 }
 
 impl SqliteStore {
-    /// Opens (creating when missing, with its directory) the database at
-    /// `url_or_path`: a `sqlite:` URL (`sqlite:///abs/path.db`, `sqlite:rel.db`,
-    /// `sqlite::memory:`) or a plain file path. Does not migrate.
+    /// Opens (creating when missing, with its directory) the database file at
+    /// `url_or_path`: a `sqlite:` URL (`sqlite:///abs/path.db`, `sqlite:rel.db`) or a
+    /// plain path. An in-memory database is refused: it would lose every credential
+    /// at exit, and the receipt writer needs a file it can open too. Does not migrate.
     pub async fn connect(url_or_path: &str) -> StoreResult<Self> {
-        let in_memory = url_or_path.contains(":memory:") || url_or_path.contains("mode=memory");
+        if url_or_path.contains(":memory:") || url_or_path.contains("mode=memory") {
+            return Err(StoreError::Database(sqlx::Error::Configuration(
+                "an in-memory SQLite database would lose every stored credential when the \
+                 process exits; give a database file path instead"
+                    .into(),
+            )));
+        }
         let options = if url_or_path.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(url_or_path)?
         } else {
@@ -71,40 +79,31 @@ impl SqliteStore {
         };
         let options = options
             .create_if_missing(true)
-            .journal_mode(if in_memory {
-                SqliteJournalMode::Memory
-            } else {
-                SqliteJournalMode::Wal
-            })
+            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        if !in_memory {
-            if let Some(dir) = options.get_filename().parent() {
-                if !dir.as_os_str().is_empty() && !dir.exists() {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        sqlx::Error::Configuration(
-                            format!("creating the database directory {}: {e}", dir.display())
-                                .into(),
-                        )
-                    })?;
-                }
+            .foreign_keys(true)
+            // Statement journals (kept by every upserting statement in a transaction)
+            // in memory, not in temporary files.
+            .pragma("temp_store", "memory");
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    sqlx::Error::Configuration(
+                        format!("creating the database directory {}: {e}", dir.display()).into(),
+                    )
+                })?;
             }
         }
-        // Every connection to `:memory:` is its own database: keep exactly one.
-        let pool_options = if in_memory {
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-        } else {
-            SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS)
-        };
         let path = options.get_filename().to_path_buf();
-        let pool = pool_options.connect_with(options).await?;
-        let (receipts, jobs) = tokio::sync::mpsc::channel(RECEIPT_QUEUE);
-        tokio::spawn(receipt_writer(pool.clone(), jobs));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            // A ping before each use is a round trip to the connection's thread; a
+            // local file has no network to have broken.
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
+        let receipts = sqlite_receipts::spawn(&path, BUSY_TIMEOUT)?;
         Ok(SqliteStore {
             pool,
             path,
@@ -2147,95 +2146,6 @@ fn meeting_from_row(row: &SqliteRow) -> StoreResult<MeetingRow> {
 }
 
 /// A vanished connection or app (foreign key) is `NotFound`.
-/// Receipts waiting for the writer, at most.
-const RECEIPT_QUEUE: usize = 4_096;
-/// Receipts committed in one transaction, at most.
-const RECEIPT_BATCH: usize = 256;
-
-/// One `record_webhook_receipt_and_apply` call, waiting for the receipt writer.
-struct ReceiptJob {
-    app_id: String,
-    dedupe_key: String,
-    received_at: DateTime<Utc>,
-    change: MeetingIndexChange,
-    reply: tokio::sync::oneshot::Sender<StoreResult<ReceiptOutcome>>,
-}
-
-impl std::fmt::Debug for ReceiptJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReceiptJob")
-            .field("app_id", &self.app_id)
-            .field("dedupe_key", &self.dedupe_key)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Group commit for Zoom webhook receipts: SQLite has one writer, and a commit per
-/// event (plus its hops to the connection's thread and waits on the write lock) is
-/// what limits ingress. Whatever has queued up is written in one transaction, each
-/// event's receipt and change together, so an event is still applied with its
-/// receipt or not at all. When the batch fails (one event's connection vanished, or
-/// the database did), each event is retried alone and only its own error is
-/// returned. Ends when every sender (the store and its clones) is gone.
-async fn receipt_writer(pool: SqlitePool, mut jobs: tokio::sync::mpsc::Receiver<ReceiptJob>) {
-    let mut batch = Vec::with_capacity(RECEIPT_BATCH);
-    while jobs.recv_many(&mut batch, RECEIPT_BATCH).await > 0 {
-        match write_receipts(&pool, &batch).await {
-            Ok(outcomes) => {
-                for (job, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
-                }
-            }
-            Err(e) if batch.len() == 1 => {
-                if let Some(job) = batch.pop() {
-                    let _ = job.reply.send(Err(e));
-                }
-            }
-            Err(_) => {
-                for job in batch.drain(..) {
-                    let outcome = write_receipts(&pool, std::slice::from_ref(&job))
-                        .await
-                        .and_then(|outcomes| {
-                            outcomes.into_iter().next().ok_or(StoreError::NotFound)
-                        });
-                    let _ = job.reply.send(outcome);
-                }
-            }
-        }
-    }
-}
-
-/// Writes `jobs` in one transaction: each receipt, and its change when the receipt
-/// is new.
-async fn write_receipts(
-    pool: &SqlitePool,
-    jobs: &[ReceiptJob],
-) -> StoreResult<Vec<ReceiptOutcome>> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let inserted = sqlx::query(
-            "INSERT INTO zoom_webhook_receipts (app_id, dedupe_key, received_at) \
-             VALUES (?, ?, ?) ON CONFLICT (app_id, dedupe_key) DO NOTHING",
-        )
-        .bind(&job.app_id)
-        .bind(&job.dedupe_key)
-        .bind(micros(job.received_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(meeting_write_error)?
-        .rows_affected();
-        if inserted == 0 {
-            outcomes.push(ReceiptOutcome::Duplicate);
-            continue;
-        }
-        apply_meeting_change_in(&mut tx, &job.change).await?;
-        outcomes.push(ReceiptOutcome::Applied);
-    }
-    tx.commit().await?;
-    Ok(outcomes)
-}
-
 fn meeting_write_error(e: sqlx::Error) -> StoreError {
     if is_foreign_key_violation(&e) {
         StoreError::NotFound
@@ -2245,71 +2155,71 @@ fn meeting_write_error(e: sqlx::Error) -> StoreError {
 }
 
 async fn upsert_meeting_in(conn: &mut SqliteConnection, row: &MeetingRow) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO zoom_meetings (project_id, app_id, meeting_id, connection_id, source, \
-         topic, start_time, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (app_id, meeting_id) DO UPDATE SET connection_id = excluded.connection_id, \
-         source = excluded.source, topic = excluded.topic, start_time = excluded.start_time, \
-         synced_at = excluded.synced_at \
-         WHERE zoom_meetings.source <> 'pmi' OR excluded.source = 'pmi'",
-    )
-    .bind(&row.project_id)
-    .bind(&row.app_id)
-    .bind(&row.meeting_id)
-    .bind(&row.connection_id)
-    .bind(row.source.as_str())
-    .bind(&row.topic)
-    .bind(row.start_time.map(micros))
-    .bind(micros(row.synced_at))
-    .execute(conn)
-    .await
-    .map_err(meeting_write_error)?;
+    sqlx::query(sqlite_receipts::UPSERT_MEETING)
+        .bind(&row.project_id)
+        .bind(&row.app_id)
+        .bind(&row.meeting_id)
+        .bind(&row.connection_id)
+        .bind(row.source.as_str())
+        .bind(&row.topic)
+        .bind(row.start_time.map(micros))
+        .bind(micros(row.synced_at))
+        .execute(conn)
+        .await
+        .map_err(meeting_write_error)?;
     Ok(())
 }
 
+/// The sqlx twin of the receipt writer's `apply`, for changes that come without a
+/// receipt (meeting sync, the PMI read on connect).
 async fn apply_meeting_change_in(
     conn: &mut SqliteConnection,
     change: &MeetingIndexChange,
 ) -> StoreResult<()> {
     match change {
         MeetingIndexChange::Upsert(row) => upsert_meeting_in(conn, row).await,
+        MeetingIndexChange::UpsertIfHost {
+            row,
+            user_id,
+            state,
+        } => {
+            sqlx::query(sqlite_receipts::HOST_UNCHANGED)
+                .bind(&row.connection_id)
+                .bind(user_id)
+                .bind(state.as_str())
+                .fetch_optional(&mut *conn)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            upsert_meeting_in(conn, row).await
+        }
         MeetingIndexChange::Delete { app_id, meeting_id } => {
-            sqlx::query(
-                "DELETE FROM zoom_meetings WHERE app_id = ? AND meeting_id = ? AND source <> 'pmi'",
-            )
-            .bind(app_id)
-            .bind(meeting_id)
-            .execute(conn)
-            .await?;
+            sqlx::query(sqlite_receipts::DELETE_MEETING)
+                .bind(app_id)
+                .bind(meeting_id)
+                .execute(conn)
+                .await?;
             Ok(())
         }
         MeetingIndexChange::ReplacePmi {
             row,
             personal_meeting_url,
         } => {
-            let updated = sqlx::query(
-                "UPDATE zoom_oauth_connections SET pmi = ?, \
-                 personal_meeting_url = COALESCE(?, personal_meeting_url), updated_at = ? \
-                 WHERE id = ?",
-            )
-            .bind(&row.meeting_id)
-            .bind(personal_meeting_url)
-            .bind(micros(row.synced_at))
-            .bind(&row.connection_id)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            let updated = sqlx::query(sqlite_receipts::SET_PMI)
+                .bind(&row.meeting_id)
+                .bind(personal_meeting_url)
+                .bind(micros(row.synced_at))
+                .bind(&row.connection_id)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
             if updated == 0 {
                 return Err(StoreError::NotFound);
             }
-            sqlx::query(
-                "DELETE FROM zoom_meetings WHERE connection_id = ? AND source = 'pmi' \
-                 AND meeting_id <> ?",
-            )
-            .bind(&row.connection_id)
-            .bind(&row.meeting_id)
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query(sqlite_receipts::DELETE_OTHER_PMI_ROWS)
+                .bind(&row.connection_id)
+                .bind(&row.meeting_id)
+                .execute(&mut *conn)
+                .await?;
             upsert_meeting_in(conn, row).await
         }
         MeetingIndexChange::Nothing => Ok(()),
