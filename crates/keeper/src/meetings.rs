@@ -192,27 +192,6 @@ pub fn row(
     }
 }
 
-/// Housekeeping: drops index rows of meetings that started before `before` (PMI
-/// rows and meetings without a start time stay), `batch` rows per statement.
-/// Returns how many went.
-pub async fn expire_past(
-    keeper: &Keeper,
-    before: DateTime<Utc>,
-    batch: u32,
-) -> Result<u64, StoreError> {
-    let mut total = 0;
-    loop {
-        let n = keeper
-            .store
-            .delete_meetings_started_before(before, batch)
-            .await?;
-        total += n;
-        if n < u64::from(batch) {
-            return Ok(total);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

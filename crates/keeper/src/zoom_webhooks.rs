@@ -619,26 +619,6 @@ async fn granted_since(
     Ok(false)
 }
 
-/// Housekeeping: drops receipts received before `before` (Zoom stops retrying after
-/// about 90 minutes, so a day is plenty), `batch` per statement. Returns how many.
-pub async fn expire_receipts(
-    keeper: &Keeper,
-    before: DateTime<Utc>,
-    batch: u32,
-) -> Result<u64, StoreError> {
-    let mut total = 0;
-    loop {
-        let n = keeper
-            .store
-            .delete_webhook_receipts_before(before, batch)
-            .await?;
-        total += n;
-        if n < u64::from(batch) {
-            return Ok(total);
-        }
-    }
-}
-
 /// When this process last wrote each app's webhook timestamps.
 fn last_written() -> &'static Mutex<HashMap<(String, WebhookVerification), Instant>> {
     static LAST: OnceLock<Mutex<HashMap<(String, WebhookVerification), Instant>>> = OnceLock::new();
