@@ -170,25 +170,68 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
     Ok(outcome)
 }
 
-/// How long this process reuses an app row and its opened webhook secret. A secret
-/// changed meanwhile is still read at once (a refused signature reads the app again);
-/// a removed secret or a deleted app takes effect within this long.
-const APP_CACHE_TTL: Duration = Duration::from_secs(5);
-/// Apps cached at once; expired entries are swept when it is reached.
-const MAX_CACHED_APPS: usize = 10_000;
+/// Values this process reuses for `ttl`, at most `max` of them: expired entries
+/// are swept when `max` is reached, and nothing is added while it still is.
+struct Reuse<K, V> {
+    entries: OnceLock<Mutex<HashMap<K, (V, Instant)>>>,
+    ttl: Duration,
+    max: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Reuse<K, V> {
+    const fn new(ttl: Duration, max: usize) -> Self {
+        Reuse {
+            entries: OnceLock::new(),
+            ttl,
+            max,
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<K, (V, Instant)>> {
+        self.entries
+            .get_or_init(|| Mutex::new(HashMap::new()))
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The value stored less than `ttl` before `now`.
+    fn get<Q>(&self, key: &Q, now: Instant) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.entries()
+            .get(key)
+            .filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl)
+            .map(|(value, _)| value.clone())
+    }
+
+    fn put(&self, key: K, value: V, now: Instant) {
+        let mut entries = self.entries();
+        if entries.len() >= self.max {
+            entries.retain(|_, (_, at)| now.saturating_duration_since(*at) < self.ttl);
+        }
+        if entries.len() < self.max {
+            entries.insert(key, (value, now));
+        }
+    }
+
+    fn forget<Q>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.entries().remove(key);
+    }
+}
 
 /// An app as the ingress needs it: the row and its opened webhook secret.
-#[derive(Clone)]
-struct CachedApp {
-    app: Arc<AppRow>,
-    secret: Option<Arc<SecretString>>,
-    read_at: Instant,
-}
+type AppAndSecret = (Arc<AppRow>, Option<Arc<SecretString>>);
 
-fn app_cache() -> &'static Mutex<HashMap<String, CachedApp>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, CachedApp>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
-}
+/// Apps with their opened webhook secrets, reused for 5 s. A secret changed
+/// meanwhile is still read at once (a refused signature reads the app again); a
+/// removed secret or a deleted app takes effect within 5 s.
+static APPS: Reuse<String, AppAndSecret> = Reuse::new(Duration::from_secs(5), 10_000);
 
 /// The app and its opened webhook secret, from the cache when `cached_ok` and fresh
 /// (saving a read and a decryption per event under load); the bool says whether it
@@ -199,16 +242,8 @@ async fn app_and_secret(
     cached_ok: bool,
 ) -> Result<(Arc<AppRow>, Option<Arc<SecretString>>, bool), WebhookError> {
     let now = Instant::now();
-    if cached_ok {
-        let cache = app_cache()
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(hit) = cache
-            .get(app_id)
-            .filter(|hit| now.saturating_duration_since(hit.read_at) < APP_CACHE_TTL)
-        {
-            return Ok((hit.app.clone(), hit.secret.clone(), true));
-        }
+    if let Some((app, secret)) = APPS.get(app_id, now).filter(|_| cached_ok) {
+        return Ok((app, secret, true));
     }
     let app = keeper
         .store
@@ -232,19 +267,9 @@ async fn app_and_secret(
         )),
         None => None,
     };
-    let entry = CachedApp {
-        app: Arc::new(app),
-        secret,
-        read_at: now,
-    };
-    let mut cache = app_cache()
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if cache.len() >= MAX_CACHED_APPS {
-        cache.retain(|_, e| now.saturating_duration_since(e.read_at) < APP_CACHE_TTL);
-    }
-    cache.insert(app_id.to_owned(), entry.clone());
-    Ok((entry.app, entry.secret, false))
+    let app = Arc::new(app);
+    APPS.put(app_id.to_owned(), (app.clone(), secret.clone()), now);
+    Ok((app, secret, false))
 }
 
 fn meeting_number<'a>(value: &'a str, field: &str) -> Result<&'a str, WebhookError> {
@@ -329,7 +354,7 @@ async fn meeting_created(
             .await;
         if cached && matches!(written, Err(StoreError::NotFound)) {
             // The reused choice is out of date: forget it and choose again.
-            forget_host(&app.id, &host.user_id);
+            HOSTS.forget(&(app.id.clone(), host.user_id.clone()));
             cached_ok = false;
             continue;
         }
@@ -337,38 +362,19 @@ async fn meeting_created(
     }
 }
 
-/// How long this process reuses a meeting host's own connection. Only that choice
-/// is reused (never a fallback to the operator or another connection of the
-/// account, which a user connecting meanwhile would change), and the write
-/// re-checks that the connection is still that Zoom user's and in the same state
-/// ([`MeetingIndexChange::UpsertIfHost`]), choosing again when not: a reused choice
-/// is the one a fresh read would make, less a read per event.
-const HOST_CACHE_TTL: Duration = Duration::from_secs(5);
-/// Hosts cached at once; expired entries are swept when it is reached, and nothing
-/// more is cached while it still is.
-const MAX_CACHED_HOSTS: usize = 100_000;
-
-struct CachedHost {
-    connection: Arc<ConnectionRow>,
-    read_at: Instant,
-}
-
-/// (app id, Zoom user id) → that user's connection, when it hosts its meetings.
-fn host_cache() -> &'static Mutex<HashMap<(String, String), CachedHost>> {
-    static CACHE: OnceLock<Mutex<HashMap<(String, String), CachedHost>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-fn forget_host(app_id: &str, user_id: &str) {
-    host_cache()
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .remove(&(app_id.to_owned(), user_id.to_owned()));
-}
+/// (app id, Zoom user id) → that user's connection, reused for 5 s when it hosts
+/// its meetings. Only that choice is reused (never a fallback to the operator or
+/// another connection of the account, which a user connecting meanwhile would
+/// change), and the write re-checks that the connection is still that Zoom user's
+/// and in the same state ([`MeetingIndexChange::UpsertIfHost`]), choosing again
+/// when not: a reused choice is the one a fresh read would make, less a read per
+/// event.
+static HOSTS: Reuse<(String, String), Arc<ConnectionRow>> =
+    Reuse::new(Duration::from_secs(5), 100_000);
 
 /// The connection hosting the meeting ([`meetings::host_connection`]); the host's
 /// own connection is reused when `cached_ok` and chosen less than
-/// [`HOST_CACHE_TTL`] ago. The bool says whether it was reused.
+/// 5 s ago. The bool says whether it was reused.
 async fn meeting_host(
     keeper: &Keeper,
     app: &AppRow,
@@ -381,16 +387,12 @@ async fn meeting_host(
         .host_id
         .as_ref()
         .map(|host| (app.id.clone(), host.clone()));
-    if let Some(key) = key.as_ref().filter(|_| cached_ok) {
-        let cache = host_cache()
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(hit) = cache
-            .get(key)
-            .filter(|hit| now.saturating_duration_since(hit.read_at) < HOST_CACHE_TTL)
-        {
-            return Ok(Some((hit.connection.clone(), true)));
-        }
+    if let Some(hit) = key
+        .as_ref()
+        .filter(|_| cached_ok)
+        .and_then(|k| HOSTS.get(k, now))
+    {
+        return Ok(Some((hit, true)));
     }
     let host = meetings::host_connection(
         keeper,
@@ -406,21 +408,7 @@ async fn meeting_host(
     };
     let host = Arc::new(host);
     if let Some(key) = key.filter(|(_, user)| *user == host.user_id) {
-        let mut cache = host_cache()
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if cache.len() >= MAX_CACHED_HOSTS {
-            cache.retain(|_, e| now.saturating_duration_since(e.read_at) < HOST_CACHE_TTL);
-        }
-        if cache.len() < MAX_CACHED_HOSTS {
-            cache.insert(
-                key,
-                CachedHost {
-                    connection: host.clone(),
-                    read_at: now,
-                },
-            );
-        }
+        HOSTS.put(key, host.clone(), now);
     }
     Ok(Some((host, false)))
 }
@@ -688,6 +676,24 @@ mod tests {
             WebhookVerification::Verified,
             t0 + TIMESTAMP_INTERVAL
         ));
+    }
+
+    #[test]
+    fn reused_values_expire_and_stay_bounded() {
+        let reuse: Reuse<String, u32> = Reuse::new(Duration::from_secs(5), 2);
+        let t0 = Instant::now();
+        reuse.put("a".into(), 1, t0);
+        assert_eq!(reuse.get("a", t0 + Duration::from_secs(4)), Some(1));
+        assert_eq!(reuse.get("a", t0 + Duration::from_secs(5)), None);
+        reuse.put("b".into(), 2, t0);
+        // Full of fresh entries: nothing more is kept.
+        reuse.put("c".into(), 3, t0 + Duration::from_secs(1));
+        assert_eq!(reuse.get("c", t0 + Duration::from_secs(1)), None);
+        // Once they expire, they are swept to make room.
+        reuse.put("c".into(), 3, t0 + Duration::from_secs(6));
+        assert_eq!(reuse.get("c", t0 + Duration::from_secs(6)), Some(3));
+        reuse.forget("c");
+        assert_eq!(reuse.get("c", t0 + Duration::from_secs(6)), None);
     }
 
     #[test]
