@@ -82,10 +82,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            // Statement journals (kept by every upserting statement in a transaction)
-            // in memory, not in temporary files.
-            .pragma("temp_store", "memory");
+            .foreign_keys(true);
         if let Some(dir) = options.get_filename().parent() {
             if !dir.as_os_str().is_empty() && !dir.exists() {
                 std::fs::create_dir_all(dir).map_err(|e| {

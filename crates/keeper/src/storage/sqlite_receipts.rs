@@ -166,6 +166,8 @@ fn open(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Its statement journals (every upsert keeps one) in memory, not in temporary
+    // files. Only here: the pool's sorts of large scans may spill to disk.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
 }
