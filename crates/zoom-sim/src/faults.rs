@@ -65,8 +65,17 @@ fn plan(w: &mut World, path: &str, auth: Option<&str>) -> Plan {
     } else {
         Action::Pass
     };
+    let countdown = f.fail_next.filter(|n| *n > 0);
     let action = match action {
-        Action::Pass if roll(f.error_rate.or(f.status_code.map(|_| 1.0))) => {
+        Action::Pass if countdown.is_some() => {
+            w.faults.fail_next = countdown.map(|n| n - 1);
+            Action::Error(
+                f.status_code
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            )
+        }
+        Action::Pass if f.fail_next.is_none() && roll(f.error_rate.or(f.status_code.map(|_| 1.0))) => {
             let status = f
                 .status_code
                 .and_then(|s| StatusCode::from_u16(s).ok())

@@ -10,9 +10,14 @@
 //! - A refresh token that was rotated away, or replaced by a newer authorization of the
 //!   same user for the same app ("superseded"), answers "Invalid Token!" and counts in
 //!   `stale_refresh_token_uses`. A revoked/deauthorized grant answers the same without
-//!   counting. Old access tokens stay valid until they expire (unless the grant dies).
+//!   counting. Access tokens of the current authorization stay valid until they expire
+//!   (unless the grant dies); a new authorization of the same user supersedes every
+//!   earlier access token too (401 code 4741).
+//! - `/oauth/revoke` uninstalls the app for that user, as Zoom does: every token of
+//!   that (app, user) dies and `app_deauthorized` is sent.
 //! - REST errors: no bearer → 401 code 4700; unknown/revoked → 401 124 "Invalid access
-//!   token."; expired → 401 124 "Access token is expired."; missing scope → 400 4711
+//!   token."; expired → 401 124 "Access token is expired."; superseded by a newer
+//!   authorization → 401 4741; missing scope → 400 4711
 //!   "Invalid access token, does not contain scopes:[…]."; a non-host asking for a local
 //!   recording token → 400 code 3000 "Cannot access meeting info."; an inactive or
 //!   pending user → 400 code 1001 on every endpoint but `/users/me`, which answers with

@@ -76,7 +76,10 @@ pub(crate) async fn revoke(
         .and_then(|client_id| world.revoke(&client_id, params.get("token").map(String::as_str)));
     drop(world);
     match result {
-        Ok(()) => Json(json!({"status": "success"})).into_response(),
+        Ok(jobs) => {
+            crate::webhooks::dispatch(&sim, jobs);
+            Json(json!({"status": "success"})).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

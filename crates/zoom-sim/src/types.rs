@@ -258,6 +258,10 @@ pub struct SimFaults {
     /// Share (0..1) of requests that never get an answer (the simulator waits an hour).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_rate: Option<f64>,
+    /// The next N requests (of those `paths` selects) fail with `status_code` (default
+    /// 503), then requests pass again; counts down as they fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_next: Option<u32>,
     /// Only requests whose path starts with one of these are faulted (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paths: Option<Vec<String>>,

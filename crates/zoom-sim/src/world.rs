@@ -42,8 +42,8 @@ pub const SCOPES_LOCAL_RECORDING: &[&str] = &[
     "meeting_token:read:local_recording",
     "meeting_token:read:admin:local_recording",
 ];
-pub const SCOPES_ZAK: &[&str] = &["user:read:zak", "user_zak:read"];
-pub const SCOPES_ONBEHALF: &[&str] = &["user:read:token"];
+pub const SCOPES_ZAK: &[&str] = &["user:read:zak", "user:read:zak:admin", "user_zak:read"];
+pub const SCOPES_ONBEHALF: &[&str] = &["user:read:token", "user:read:token:admin"];
 
 /// Zoom's webhook retry delays, in seconds, before scaling.
 pub const WEBHOOK_RETRY_DELAYS_S: [f64; 3] = [300.0, 1200.0, 3600.0];
@@ -202,6 +202,9 @@ struct Grant {
     alive: bool,
     scopes: Vec<String>,
     current_refresh_token: Option<String>,
+    /// Counts the user's code exchanges: a new authorization supersedes every token
+    /// issued under an earlier one, access tokens included (Zoom error 4741).
+    authorization: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +254,8 @@ struct Token {
     user_id: Option<String>,
     account_id: Option<String>,
     grant: Option<u64>,
+    /// The grant's `authorization` this token was issued under.
+    authorization: u64,
     meeting_id: Option<u64>,
     scopes: Vec<String>,
     issued_at: DateTime<Utc>,
@@ -974,12 +979,17 @@ impl World {
         if let Some(t) = previous.and_then(|rt| self.tokens.get_mut(&rt)) {
             t.state = TokenState::Superseded;
         }
+        let authorization = self
+            .grants
+            .get(&grant_id)
+            .map_or(0, |g| g.authorization + 1);
         self.grants.insert(
             grant_id,
             Grant {
                 alive: true,
                 scopes: entry.scopes.clone(),
                 current_refresh_token: None,
+                authorization,
             },
         );
         self.stats.authorization_code_grants += 1;
@@ -1124,6 +1134,9 @@ impl World {
         id.push('_');
         id.push_str(&random_alnum(40));
         let now = self.now();
+        let authorization = grant
+            .and_then(|g| self.grants.get(&g))
+            .map_or(0, |g| g.authorization);
         self.tokens.insert(
             id.clone(),
             Token {
@@ -1132,6 +1145,7 @@ impl World {
                 user_id,
                 account_id,
                 grant,
+                authorization,
                 meeting_id,
                 scopes,
                 issued_at: now,
@@ -1143,24 +1157,41 @@ impl World {
         id
     }
 
-    /// `POST /oauth/revoke`: kills the grant the token belongs to.
-    pub fn revoke(&mut self, client_id: &str, token: Option<&str>) -> Result<(), OAuthError> {
+    /// `POST /oauth/revoke`: uninstalls the app for the token's user, as Zoom does
+    /// (Zoom's developer forum: "the revoke endpoint actually does uninstall the app
+    /// and trigger the deauth flow"): every token of that (app, user) dies and
+    /// `app_deauthorized` is sent. Returns the webhook to send.
+    pub fn revoke(
+        &mut self,
+        client_id: &str,
+        token: Option<&str>,
+    ) -> Result<Vec<WebhookJob>, OAuthError> {
         let token =
             token.ok_or_else(|| OAuthError::new(400, "invalid_request", "Missing token"))?;
         let invalid = || OAuthError::new(400, "invalid_request", "Invalid Token!");
-        let t = self.tokens.get(token).ok_or_else(invalid)?;
+        let t = self.tokens.get(token).ok_or_else(invalid)?.clone();
         if t.client_id != client_id || !matches!(t.kind, TokenKind::Access | TokenKind::Refresh) {
             return Err(invalid());
         }
         let now = self.now();
-        if let Some(g) = t.grant.and_then(|g| self.grants.get_mut(&g)) {
-            g.alive = false;
-        } else if let Some(t) = self.tokens.get_mut(token) {
-            // A client_credentials token has no grant: it dies alone, on the simulated clock.
-            t.expires_at = now - Duration::seconds(1);
-        }
         self.stats.revocations += 1;
-        Ok(())
+        let Some(grant_id) = t.grant else {
+            // A client_credentials token has no grant: it dies alone, on the simulated clock.
+            if let Some(t) = self.tokens.get_mut(token) {
+                t.expires_at = now - Duration::seconds(1);
+            }
+            return Ok(Vec::new());
+        };
+        let was_alive = self
+            .grants
+            .get_mut(&grant_id)
+            .map(|g| std::mem::replace(&mut g.alive, false))
+            .unwrap_or(false);
+        match t.user_id {
+            // Revoking a dead grant uninstalls nothing more.
+            Some(user_id) if was_alive => Ok(self.deauthorized_webhook(client_id, &user_id)),
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// `POST /_sim/users/{id}/deauthorize`: the user removes the app.
@@ -1169,12 +1200,12 @@ impl World {
         user_id: &str,
         client_id: &str,
     ) -> Result<Vec<WebhookJob>, ApiError> {
-        let Some(user) = self.users.get(user_id).cloned() else {
+        if !self.users.contains_key(user_id) {
             return Err(ApiError::control(404, format!("no user {user_id}")));
-        };
-        let Some(app) = self.apps.get(client_id).cloned() else {
+        }
+        if !self.apps.contains_key(client_id) {
             return Err(ApiError::control(404, format!("no app {client_id}")));
-        };
+        }
         let key = (client_id.to_owned(), user_id.to_owned());
         let alive = self
             .grant_ids
@@ -1188,8 +1219,20 @@ impl World {
             ));
         };
         grant.alive = false;
+        Ok(self.deauthorized_webhook(client_id, user_id))
+    }
+
+    /// The `app_deauthorized` event for a grant that just died, when the app has a
+    /// webhook endpoint.
+    fn deauthorized_webhook(&mut self, client_id: &str, user_id: &str) -> Vec<WebhookJob> {
+        let (Some(user), Some(app)) = (
+            self.users.get(user_id).cloned(),
+            self.apps.get(client_id).cloned(),
+        ) else {
+            return Vec::new();
+        };
         let Some(url) = app.webhook_url.clone() else {
-            return Ok(Vec::new());
+            return Vec::new();
         };
         let now = self.now();
         let deauthorization_time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
@@ -1209,13 +1252,13 @@ impl World {
             "signature": signature,
             "event_ts": now.timestamp_millis(),
         });
-        Ok(vec![self.queue_webhook(
+        vec![self.queue_webhook(
             "app_deauthorized",
             payload,
             client_id,
             &url,
             &app.webhook_secret,
-        )])
+        )]
     }
 
     pub fn token_info(&self, token: &str) -> Option<SimTokenInfo> {
@@ -1227,7 +1270,12 @@ impl World {
             "revoked"
         } else if t.state == TokenState::Rotated {
             "rotated"
-        } else if t.state == TokenState::Superseded {
+        } else if t.state == TokenState::Superseded
+            || t.grant.and_then(|g| self.grants.get(&g)).is_some_and(|g| {
+                g.authorization != t.authorization
+                    && matches!(t.kind, TokenKind::Access | TokenKind::Refresh)
+            })
+        {
             "superseded"
         } else if self.now() >= t.expires_at {
             "expired"
@@ -1274,8 +1322,15 @@ impl World {
             return Err(invalid());
         }
         if let Some(g) = t.grant {
-            if !self.grants.get(&g).is_some_and(|g| g.alive) {
+            let Some(grant) = self.grants.get(&g).filter(|g| g.alive) else {
                 return Err(invalid());
+            };
+            if grant.authorization != t.authorization {
+                return Err(ApiError::new(
+                    401,
+                    4741,
+                    "Access token has been revoked by a newer authorization.",
+                ));
             }
         }
         if self.now() >= t.expires_at {

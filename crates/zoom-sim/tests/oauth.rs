@@ -440,6 +440,33 @@ async fn a_new_authorization_supersedes_the_previous_refresh_token() {
     );
 }
 
+/// One grant per (app, user): a new code exchange supersedes the user's earlier access
+/// tokens as well as the refresh token (Zoom error 4741, "revoked by a newer
+/// authorization"), so a stored grant older than the newest exchange is unusable.
+#[tokio::test]
+async fn a_new_authorization_supersedes_the_previous_access_tokens() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let old = zoom.connect(&user.id, None).await;
+    let refreshed = tokens(&zoom.refresh(&old.refresh).await.body);
+    assert_eq!(zoom.get("/v2/users/me", &refreshed.access).await.status, StatusCode::OK);
+    let new = zoom.connect(&user.id, None).await;
+    for stale in [&old.access, &refreshed.access] {
+        let me = zoom.get("/v2/users/me", stale).await;
+        assert_eq!((me.status, me.body["code"].clone()), (StatusCode::UNAUTHORIZED, json!(4741)));
+        assert_eq!(
+            zoom.control.token_info(stale).await.unwrap().unwrap().status,
+            "superseded"
+        );
+    }
+    assert_eq!(zoom.get("/v2/users/me", &new.access).await.status, StatusCode::OK);
+    // Refreshing the newest grant keeps its access tokens valid (rotation is not a
+    // new authorization).
+    let next = tokens(&zoom.refresh(&new.refresh).await.body);
+    assert_eq!(zoom.get("/v2/users/me", &new.access).await.status, StatusCode::OK);
+    assert_eq!(zoom.get("/v2/users/me", &next.access).await.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn access_tokens_expire_after_access_token_ttl() {
     let zoom = Zoom::start().await;

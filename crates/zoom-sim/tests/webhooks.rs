@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use common::*;
 use serde_json::json;
 use zoom_sim::*;
@@ -152,6 +153,50 @@ async fn app_deauthorized_is_sent_and_the_grant_is_gone() {
         zoom.refresh(&t.refresh).await.body["error"],
         "invalid_grant"
     );
+}
+
+/// DESIGN.md §5/§8: Zoom's developer forum — "the revoke endpoint actually does
+/// uninstall the app and trigger the deauth flow": revoking any token of a user's
+/// grant kills every token of that (app, user) and sends `app_deauthorized`.
+#[tokio::test]
+async fn revoke_uninstalls_the_app_and_sends_app_deauthorized() {
+    let (zoom, receiver) = with_receiver().await;
+    let user = zoom.user().await;
+    let t = zoom.connect(&user.id, None).await;
+    let revoked = zoom
+        .http
+        .post(format!("{}/oauth/revoke", zoom.url))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("token", t.refresh.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let hits = receiver.wait_for(1, WAIT).await;
+    assert_signed(&hits[0]);
+    assert_eq!(hits[0].json["event"], "app_deauthorized");
+    assert_eq!(hits[0].json["payload"]["user_id"], user.id);
+    assert_eq!(hits[0].json["payload"]["client_id"], CLIENT_ID);
+    assert_eq!(zoom.get("/v2/users/me", &t.access).await.status, StatusCode::UNAUTHORIZED);
+    // Revoking the dead grant again uninstalls nothing more: no second event.
+    zoom.http
+        .post(format!("{}/oauth/revoke", zoom.url))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("token", t.access.as_str())])
+        .send()
+        .await
+        .unwrap();
+    // A later event of another user is the next one to arrive (a second event for
+    // the first user would have been queued before it).
+    let user2 = zoom.user().await;
+    zoom.connect(&user2.id, None).await;
+    zoom.control.deauthorize(&user2.id, CLIENT_ID).await.unwrap();
+    let hits = receiver.wait_for(2, WAIT).await;
+    let users: Vec<_> = hits
+        .iter()
+        .map(|h| h.json["payload"]["user_id"].clone())
+        .collect();
+    assert_eq!(users, vec![json!(user.id), json!(user2.id)]);
 }
 
 #[tokio::test]
