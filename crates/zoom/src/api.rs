@@ -266,7 +266,34 @@ impl ZoomClient {
         Ok(SecretString::from(body.token))
     }
 
+    /// A GET that changes nothing at Zoom, retried with jitter after an outage (5xx,
+    /// a dropped or refused connection) while the retries fit in
+    /// [`GET_RETRY_WINDOW`] from the first attempt: a bot waiting for a token
+    /// should not fail on one lost answer.
     async fn get(
+        &self,
+        access_token: &SecretString,
+        path: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Answer, ZoomError> {
+        let started = std::time::Instant::now();
+        let mut retries = 0;
+        loop {
+            let result = self.get_once(access_token, path, query).await;
+            let delay = get_retry_delay(retries);
+            match result {
+                Err(ZoomError::Unavailable { .. })
+                    if retries < GET_RETRIES && started.elapsed() + delay <= GET_RETRY_WINDOW =>
+                {
+                    retries += 1;
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_once(
         &self,
         access_token: &SecretString,
         path: &[&str],
@@ -284,6 +311,18 @@ impl ZoomClient {
             Err(answer.api_error(&[access_token.expose_secret()]))
         }
     }
+}
+
+/// Retries of a GET after an outage, at most.
+const GET_RETRIES: u32 = 2;
+/// No retry starts later than this after the first attempt.
+const GET_RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// 100–300 ms before the first retry, three times that before the second.
+fn get_retry_delay(retry: u32) -> std::time::Duration {
+    use rand::Rng as _;
+    let base = 100 * 3u64.pow(retry);
+    std::time::Duration::from_millis(rand::thread_rng().gen_range(base..=base * 3))
 }
 
 /// Zoom meeting numbers are digits; anything else would change the URL's path.

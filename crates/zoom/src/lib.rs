@@ -7,6 +7,7 @@ pub mod client;
 pub mod error;
 pub mod meeting_url;
 pub mod oauth;
+pub mod scopes;
 pub mod sdk_signature;
 mod types;
 pub mod webhook;

@@ -7,8 +7,8 @@ use zoom::api::{MeetingListType, UserTokenType};
 use zoom::oauth::{AppCredentials, PkceVerifier, TokenGrant};
 use zoom::{ExposeSecret, SecretString, ZoomClient, ZoomConfig, ZoomError};
 use zoom_sim::{
-    SimApp, SimAuthorize, SimConfig, SimFaults, SimMeeting, SimUser, SimUserCreated, SimUserStatus,
-    Simulator,
+    SimApp, SimAuthorize, SimConfig, SimFaults, SimMeeting, SimStats, SimUser, SimUserCreated,
+    SimUserStatus, Simulator,
 };
 
 const CLIENT_ID: &str = "zk-test-client";
@@ -736,6 +736,54 @@ mod faults {
     }
 
     #[tokio::test]
+    async fn gets_that_change_nothing_are_retried_after_an_outage() {
+        let zoom = Zoom::start().await;
+        let (user, grant) = zoom.connected_user().await;
+        let calls = |stats: &SimStats, endpoint: &str| {
+            stats
+                .api_calls_by_endpoint
+                .get(endpoint)
+                .copied()
+                .unwrap_or_default()
+        };
+        // Two lost answers in a row: the third attempt gets the user.
+        let before = calls(&zoom.sim.control().stats().await.unwrap(), "GET /v2/users/me");
+        zoom.faults(SimFaults {
+            fail_next: Some(2),
+            paths: Some(vec!["/v2/users/me".into()]),
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(zoom.client.me(&grant.access_token).await.unwrap().id, user.id);
+        let stats = zoom.sim.control().stats().await.unwrap();
+        assert_eq!(calls(&stats, "GET /v2/users/me") - before, 3, "{stats:?}");
+        // Three: the retries are spent and the outage is the answer.
+        zoom.faults(SimFaults {
+            fail_next: Some(3),
+            paths: Some(vec!["/v2/users/me/token".into()]),
+            ..Default::default()
+        })
+        .await;
+        let err = zoom
+            .client
+            .user_token(&grant.access_token, &UserTokenType::Zak)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ZoomError::Unavailable { .. }), "{err:?}");
+        // A refusal is not an outage: no retry.
+        zoom.faults(SimFaults::default()).await;
+        let before = calls(&zoom.sim.control().stats().await.unwrap(), "GET /v2/meetings/{meeting_id}/jointoken/local_recording");
+        let err = zoom
+            .client
+            .local_recording_token(&grant.access_token, "99999999999", false)
+            .await
+            .unwrap_err();
+        assert!(!err.is_temporary(), "{err:?}");
+        let after = calls(&zoom.sim.control().stats().await.unwrap(), "GET /v2/meetings/{meeting_id}/jointoken/local_recording");
+        assert_eq!(after - before, 1);
+    }
+
+    #[tokio::test]
     async fn an_injected_429_at_the_token_endpoint_is_rate_limited() {
         let zoom = Zoom::start().await;
         zoom.faults(SimFaults {
@@ -842,4 +890,27 @@ mod faults {
             .await
             .expect("slow but fine");
     }
+}
+
+/// The product's scope table (`zoom::scopes`) and the simulator's own, which stands
+/// for Zoom's scope reference, name the same scopes for every call zoomkeeper makes.
+#[test]
+fn the_scope_table_agrees_with_the_simulators() {
+    use std::collections::BTreeSet;
+    use zoom::scopes;
+    let pairs: [(scopes::Need, &[&str]); 5] = [
+        (scopes::READ_USER, zoom_sim::SCOPES_USERS_ME),
+        (scopes::LIST_MEETINGS, zoom_sim::SCOPES_LIST_MEETINGS),
+        (scopes::LOCAL_RECORDING_TOKEN, zoom_sim::SCOPES_LOCAL_RECORDING),
+        (scopes::ZAK, zoom_sim::SCOPES_ZAK),
+        (scopes::ONBEHALF_TOKEN, zoom_sim::SCOPES_ONBEHALF),
+    ];
+    for (need, sim) in pairs {
+        let ours: BTreeSet<&str> = need.accepted.iter().copied().collect();
+        let theirs: BTreeSet<&str> = sim.iter().copied().collect();
+        assert_eq!(ours, theirs, "{}", need.scope);
+    }
+    // Every scope the simulator grants by default is one a capability asks for.
+    let default: Vec<String> = zoom_sim::DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
+    assert!(scopes::missing(&default, true, true).is_empty());
 }

@@ -1,0 +1,146 @@
+//! The one table of Zoom OAuth scope names zoomkeeper relies on: for each call a
+//! capability needs, the granular scope it is reported as when missing, and every
+//! name Zoom accepts for it (granular, granular `:admin`, and the classic names
+//! still granted to older apps). Zoom's scope reference lists these per endpoint;
+//! the simulator keeps its own copy, and a test holds the two equal.
+
+/// One scope a capability needs, and the names that grant it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    /// The granular name, shown to users when the scope is missing.
+    pub scope: &'static str,
+    /// Every name that grants it.
+    pub accepted: &'static [&'static str],
+}
+
+impl Need {
+    /// True when one of `granted` grants this need.
+    pub fn granted_by(&self, granted: &[String]) -> bool {
+        granted
+            .iter()
+            .any(|g| self.accepted.iter().any(|a| g.trim() == *a))
+    }
+}
+
+/// `GET /users/me`.
+pub const READ_USER: Need = Need {
+    scope: "user:read:user",
+    accepted: &[
+        "user:read:user",
+        "user:read:user:admin",
+        "user:read",
+        "user:read:admin",
+    ],
+};
+/// `GET /users/{userId}/meetings`.
+pub const LIST_MEETINGS: Need = Need {
+    scope: "meeting:read:list_meetings",
+    accepted: &[
+        "meeting:read:list_meetings",
+        "meeting:read:list_meetings:admin",
+        "meeting:read",
+        "meeting:read:admin",
+    ],
+};
+/// `GET /meetings/{meetingId}/jointoken/local_recording`.
+pub const LOCAL_RECORDING_TOKEN: Need = Need {
+    scope: "meeting:read:local_recording_token",
+    accepted: &[
+        "meeting:read:local_recording_token",
+        "meeting:read:local_recording_token:admin",
+        "meeting_token:read:local_recording",
+        "meeting_token:read:admin:local_recording",
+    ],
+};
+/// A ZAK (`GET /users/me/zak`).
+pub const ZAK: Need = Need {
+    scope: "user:read:zak",
+    accepted: &["user:read:zak", "user:read:zak:admin", "user_zak:read"],
+};
+/// An onbehalf token (`GET /users/me/token?type=onbehalf`).
+pub const ONBEHALF_TOKEN: Need = Need {
+    scope: "user:read:token",
+    accepted: &["user:read:token", "user:read:token:admin"],
+};
+
+/// What the local recording capability needs: the user, their meetings (for the
+/// meeting index), the local recording token, and a ZAK.
+pub const LOCAL_RECORDING: &[Need] = &[READ_USER, ZAK, LIST_MEETINGS, LOCAL_RECORDING_TOKEN];
+/// What the onbehalf capability needs.
+pub const ONBEHALF: &[Need] = &[READ_USER, ONBEHALF_TOKEN];
+
+/// The granular names of the scopes the capabilities asked for need and `granted`
+/// lacks, each once, in a stable order.
+pub fn missing(granted: &[String], local_recording: bool, onbehalf: bool) -> Vec<&'static str> {
+    let mut needs: Vec<Need> = Vec::new();
+    if local_recording {
+        needs.extend(LOCAL_RECORDING);
+    }
+    if onbehalf {
+        needs.extend(ONBEHALF);
+    }
+    let mut missing: Vec<&'static str> = Vec::new();
+    for need in needs {
+        if !need.granted_by(granted) && !missing.contains(&need.scope) {
+            missing.push(need.scope);
+        }
+    }
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scopes(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn granular_scopes_cover_both_capabilities() {
+        let all = scopes(&[
+            "user:read:user",
+            "user:read:zak",
+            "meeting:read:list_meetings",
+            "meeting:read:local_recording_token",
+            "user:read:token",
+        ]);
+        assert!(missing(&all, true, true).is_empty());
+    }
+
+    #[test]
+    fn classic_and_admin_names_count_as_their_granular_scope() {
+        let classic = scopes(&[
+            "user:read",
+            "user_zak:read",
+            "meeting:read",
+            "meeting_token:read:local_recording",
+        ]);
+        assert!(missing(&classic, true, false).is_empty());
+        assert_eq!(missing(&classic, false, true), vec!["user:read:token"]);
+        let admin = scopes(&["user:read:user:admin", "user:read:token:admin"]);
+        assert!(missing(&admin, false, true).is_empty());
+        // The classic admin name of the local recording token puts `admin` inside.
+        let classic_admin = scopes(&[
+            "user:read:admin",
+            "user_zak:read",
+            "meeting:read:admin",
+            "meeting_token:read:admin:local_recording",
+        ]);
+        assert!(missing(&classic_admin, true, false).is_empty());
+    }
+
+    #[test]
+    fn missing_scopes_are_named_once_in_order() {
+        let some = scopes(&["meeting:read:list_meetings"]);
+        assert_eq!(
+            missing(&some, true, true),
+            vec![
+                "user:read:user",
+                "user:read:zak",
+                "meeting:read:local_recording_token",
+                "user:read:token"
+            ]
+        );
+    }
+}
