@@ -1120,6 +1120,8 @@ mod connections {
             refresh_due_at: micros(Utc::now() + Duration::days(30)),
             next_sync_at: Some(micros(Utc::now())),
             clear_meetings: false,
+            keep_state: false,
+            expected_fence: None,
         };
         let back = s
             .replace_connection_grant(
@@ -1321,12 +1323,12 @@ mod connections {
         s.insert_meeting(&p, &a, "85012345678", &c.id, Utc::now())
             .await;
         assert!(s
-            .delete_connection("prj_other", &c.id)
+            .delete_connection("prj_other", &c.id, None)
             .await
             .expect("other project")
             .is_none());
         let gone = s
-            .delete_connection(&p, &c.id)
+            .delete_connection(&p, &c.id, None)
             .await
             .expect("delete")
             .expect("was there");
@@ -1336,7 +1338,7 @@ mod connections {
         assert_eq!(s.count_rows("zoom_meetings", None).await, 0);
         assert_eq!(s.count_rows("connection_events", None).await, 0);
         assert!(s
-            .delete_connection(&p, &c.id)
+            .delete_connection(&p, &c.id, None)
             .await
             .expect("again")
             .is_none());
@@ -1953,6 +1955,161 @@ mod connections {
             .items
             .is_empty());
     }
+
+    /// Builds the outbox payload from the row as the write left it.
+    struct MetadataAsWritten;
+
+    impl keeper::storage::OutboxSource for MetadataAsWritten {
+        fn event_for(&self, written: &ConnectionRow) -> keeper::storage::NewOutboxEvent {
+            keeper::storage::NewOutboxEvent {
+                trigger: "zoom_oauth_connection.state_change".to_owned(),
+                payload: serde_json::json!({"metadata": written.metadata, "state": written.state.as_str()}),
+            }
+        }
+    }
+
+    /// Issue 10: changes that end in a revoke claim the lease whatever the state; a
+    /// held lease is renewed only by its fence; a grant replacement and a delete can
+    /// be fenced on the row they decided on; `keep_state` keeps a disconnected row
+    /// disconnected; the outbox event is built from the row as written.
+    pub async fn fenced_grant_writes_renewals_and_deletes(s: TestStore) {
+        let (p, a) = project_and_app(&s).await;
+        let c = connection(&p, &a, "user-1", Utc::now());
+        s.store
+            .insert_connection(&c, &event("created"))
+            .await
+            .expect("insert");
+        let claimed = s
+            .claim_connection_lease_any_state(&c.id, "a", LEASE)
+            .await
+            .expect("claim")
+            .expect("free");
+        assert!(s
+            .claim_connection_lease_any_state(&c.id, "b", LEASE)
+            .await
+            .expect("claim")
+            .is_none());
+        assert!(s
+            .renew_connection_lease(&c.id, claimed.fence, LEASE)
+            .await
+            .expect("renew"));
+        assert!(!s
+            .renew_connection_lease(&c.id, claimed.fence - 1, LEASE)
+            .await
+            .expect("renew"));
+        assert!(s
+            .release_connection_lease(&c.id, claimed.fence, None)
+            .await
+            .expect("release"));
+        // Released: nothing left to renew.
+        assert!(!s
+            .renew_connection_lease(&c.id, claimed.fence, LEASE)
+            .await
+            .expect("renew"));
+
+        s.disconnect_connection(&c.id, None, &failure("invalid_grant"), &event("disconnected"), None)
+            .await
+            .expect("disconnect");
+        assert!(s
+            .claim_connection_lease(&c.id, "a", LEASE)
+            .await
+            .expect("claim")
+            .is_none());
+        let claimed = s
+            .claim_connection_lease_any_state(&c.id, "a", LEASE)
+            .await
+            .expect("claim")
+            .expect("a disconnected row can be claimed for a change");
+
+        // Metadata changed by a PATCH after the decision: the event shows it.
+        s.update_connection_settings(
+            &p,
+            &c.id,
+            &ConnectionSettingsUpdate {
+                metadata: Some(Some(serde_json::json!({"team": "blue"}))),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("patch")
+        .expect("found");
+        let mut grant = GrantReplacement {
+            user_id: "user-1".to_owned(),
+            account_id: "acct_1".to_owned(),
+            email: None,
+            pmi: None,
+            personal_meeting_url: None,
+            metadata: Some(serde_json::json!({"team": "blue"})),
+            deduplication_key: None,
+            is_local_recording_token_supported: true,
+            is_onbehalf_token_supported: false,
+            scopes: vec![],
+            refresh_token: Sealed(b"newest refresh".to_vec()),
+            access_token: Sealed(b"newest access".to_vec()),
+            access_token_expires_at: micros(Utc::now() + Duration::hours(1)),
+            refresh_due_at: micros(Utc::now() + Duration::days(30)),
+            next_sync_at: None,
+            clear_meetings: false,
+            keep_state: true,
+            expected_fence: Some(claimed.fence - 1),
+        };
+        assert!(s
+            .replace_connection_grant(&p, &c.id, &grant, &event("reauthorization_failed"), None)
+            .await
+            .expect("stale fence")
+            .is_none());
+        grant.expected_fence = Some(claimed.fence);
+        let kept = s
+            .replace_connection_grant(&p, &c.id, &grant, &event("reauthorization_failed"), None)
+            .await
+            .expect("replace")
+            .expect("fence current");
+        assert_eq!(kept.state, ConnectionState::Disconnected, "keep_state");
+        assert!(kept.connection_failure_data.is_some());
+        assert_eq!(kept.refresh_token, Some(Sealed(b"newest refresh".to_vec())));
+        assert_eq!(kept.fence, claimed.fence + 1);
+        assert!(kept.lease_owner.is_none());
+
+        grant.keep_state = false;
+        grant.expected_fence = Some(kept.fence);
+        grant.metadata = Some(serde_json::json!({"team": "green"}));
+        let before = s.list_outbox_events(&p, 10).await.expect("outbox").len();
+        let connected = s
+            .replace_connection_grant(
+                &p,
+                &c.id,
+                &grant,
+                &event("reconnected"),
+                Some(&MetadataAsWritten),
+            )
+            .await
+            .expect("replace")
+            .expect("fence current");
+        assert_eq!(connected.state, ConnectionState::Connected);
+        assert!(connected.connection_failure_data.is_none());
+        let outbox = s.list_outbox_events(&p, 10).await.expect("outbox");
+        assert_eq!(outbox.len(), before + 1);
+        assert!(
+            outbox
+                .iter()
+                .any(|o| o.payload["metadata"]["team"] == "green" && o.payload["state"] == "connected"),
+            "{outbox:?}"
+        );
+
+        // A delete fenced on a stale claim deletes nothing.
+        assert!(s
+            .delete_connection(&p, &c.id, Some(connected.fence - 1))
+            .await
+            .expect("delete")
+            .is_none());
+        assert!(s.connection_by_id(&c.id).await.expect("get").is_some());
+        let gone = s
+            .delete_connection(&p, &c.id, Some(connected.fence))
+            .await
+            .expect("delete")
+            .expect("deleted");
+        assert_eq!(gone.refresh_token, Some(Sealed(b"newest refresh".to_vec())));
+    }
 }
 
 mod connection_tests {
@@ -1972,6 +2129,7 @@ mod connection_tests {
         two_claimers_take_every_due_connection_exactly_once,
         tokens_expiring_before_an_indexed_meeting_are_due,
         connection_events_list_newest_first_with_cursors,
+        fenced_grant_writes_renewals_and_deletes,
     );
 }
 

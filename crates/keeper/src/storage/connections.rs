@@ -113,6 +113,12 @@ pub struct GrantReplacement {
     /// Drop the connection's meeting index (the connection now belongs to another
     /// Zoom user).
     pub clear_meetings: bool,
+    /// Keep the state and failure data as they are (a re-authorisation that failed
+    /// for another reason still stores its grant, DESIGN.md §5).
+    pub keep_state: bool,
+    /// Write only while the connection's fence is still this one (the row the
+    /// decision was made on); `None` writes whatever the fence.
+    pub expected_fence: Option<i64>,
 }
 
 /// `PATCH` of a connection's settings; `None` leaves a field alone, `Some(None)`

@@ -23,6 +23,19 @@ pub use meetings::*;
 pub use sync::*;
 pub use webhooks::*;
 
+/// The outgoing-webhook event a connection write records, built from the row as the
+/// write left it (so a concurrent `PATCH` of metadata cannot make it stale).
+pub trait OutboxSource: Send + Sync {
+    fn event_for(&self, written: &ConnectionRow) -> NewOutboxEvent;
+}
+
+/// A fixed event, whatever the row.
+impl OutboxSource for NewOutboxEvent {
+    fn event_for(&self, _written: &ConnectionRow) -> NewOutboxEvent {
+        self.clone()
+    }
+}
+
 /// A sealed secret as stored: `version | key_id | nonce | ciphertext+tag` (see `vault`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Sealed(pub Vec<u8>);
@@ -257,7 +270,7 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         grant: &GrantReplacement,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
     ) -> StoreResult<Option<ConnectionRow>>;
     /// `Conflict { constraint: "connections_app_deduplication_key" }` on a taken key.
     async fn update_connection_settings(
@@ -270,11 +283,13 @@ pub trait Store: Send + Sync + 'static {
     /// clock). False when it does not exist in the project.
     async fn schedule_connection_sync(&self, project_id: &str, id: &str) -> StoreResult<bool>;
     /// Deletes the connection (its meetings and events go with it); returns the row
-    /// as it was, so the caller can revoke its token at Zoom.
+    /// as it was, so the caller can revoke its token at Zoom. With `fence: Some(f)`
+    /// only while the fence is still `f` (the caller holds the lease).
     async fn delete_connection(
         &self,
         project_id: &str,
         id: &str,
+        fence: Option<i64>,
     ) -> StoreResult<Option<ConnectionRow>>;
 
     // Leases (DESIGN.md §6): only the holder of the current fence may write tokens.
@@ -288,6 +303,23 @@ pub trait Store: Send + Sync + 'static {
         owner: &str,
         lease_for: std::time::Duration,
     ) -> StoreResult<Option<ConnectionRow>>;
+    /// Claims connection `id` whatever its state, when its lease is free or expired:
+    /// for changes that must not race a refresh (delete, re-bind) and then revoke the
+    /// grant they read. Same fields and answer as [`Store::claim_connection_lease`].
+    async fn claim_connection_lease_any_state(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_for: std::time::Duration,
+    ) -> StoreResult<Option<ConnectionRow>>;
+    /// Extends a held lease to `now + lease_for` (database clock), only `WHERE id
+    /// AND fence`: false when the fence moved on (the lease is lost).
+    async fn renew_connection_lease(
+        &self,
+        id: &str,
+        fence: i64,
+        lease_for: std::time::Duration,
+    ) -> StoreResult<bool>;
     /// Claims up to `limit` connected connections whose refresh is due
     /// (`refresh_due_at <= now`, or whose access token expires before an indexed
     /// meeting starting within `ahead_of_meetings`), oldest due first, skipping
@@ -325,7 +357,7 @@ pub trait Store: Send + Sync + 'static {
         fence: Option<i64>,
         failure: &FailureData,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
     ) -> StoreResult<DisconnectOutcome>;
     async fn insert_connection_event(
         &self,
@@ -432,7 +464,7 @@ pub trait Store: Send + Sync + 'static {
         fence: Option<i64>,
         failure: &FailureData,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
     ) -> StoreResult<DisconnectOutcome>;
     /// Claims, as [`Store::claim_connection_lease`] does, up to `limit` disconnected
     /// connections of `app_id` whose `connection_failure_data.code` is `code`, that
@@ -458,7 +490,7 @@ pub trait Store: Send + Sync + 'static {
         fence: i64,
         tokens: &RefreshedTokens,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
     ) -> StoreResult<bool>;
     /// For a disconnected connection claimed with
     /// [`Store::claim_disconnected_connections`] whose grant turned out to be gone:

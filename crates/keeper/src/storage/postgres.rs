@@ -25,7 +25,7 @@ use super::{
     ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
     ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome, Direction,
     DisconnectOutcome, EventPruning, FailureData, GrantReplacement, NewConnectionEvent,
-    NewOutboxEvent, OutboxEventRow, Page, PageRequest, ProjectRow, RefreshedTokens, Sealed,
+    NewOutboxEvent, OutboxSource, OutboxEventRow, Page, PageRequest, ProjectRow, RefreshedTokens, Sealed,
     SealedField, Store, StoreError, StoreResult, SEALED_COLUMNS,
 };
 
@@ -71,7 +71,7 @@ impl PostgresStore {
         fence: Option<i64>,
         failure: &FailureData,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
         keep_refresh_token: bool,
     ) -> StoreResult<DisconnectOutcome> {
         let erase_refresh_token = if keep_refresh_token {
@@ -109,7 +109,7 @@ impl PostgresStore {
         let row = connection_from_row(&row)?;
         write_connection_event(&mut tx, id, event).await?;
         if let Some(outbox) = outbox {
-            write_outbox_event(&mut tx, &row.project_id, outbox).await?;
+            write_outbox_event(&mut tx, &row.project_id, &outbox.event_for(&row)).await?;
         }
         tx.commit().await?;
         Ok(DisconnectOutcome::Disconnected(Box::new(row)))
@@ -758,7 +758,7 @@ impl Store for PostgresStore {
         id: &str,
         grant: &GrantReplacement,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
     ) -> StoreResult<Option<ConnectionRow>> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
@@ -766,13 +766,16 @@ impl Store for PostgresStore {
              pmi = $4, personal_meeting_url = $5, metadata = $6, deduplication_key = $7, \
              is_local_recording_token_supported = $8, is_onbehalf_token_supported = $9, \
              scopes = $10, refresh_token = $11, access_token = $12, \
-             access_token_expires_at = $13, refresh_due_at = $14, next_sync_at = $15, \
-             state = 'connected', connection_failure_data = NULL, \
+             access_token_expires_at = $13, refresh_due_at = $14, \
+             next_sync_at = CASE WHEN $19 THEN next_sync_at ELSE $15 END, \
+             state = CASE WHEN $19 THEN state ELSE 'connected' END, \
+             connection_failure_data = CASE WHEN $19 THEN connection_failure_data ELSE NULL END, \
              lease_owner = NULL, lease_until = NULL, fence = fence + 1, \
              last_attempted_sync_at = CASE WHEN $16 THEN NULL ELSE last_attempted_sync_at END, \
              last_successful_sync_at = CASE WHEN $16 THEN NULL ELSE last_successful_sync_at END, \
              updated_at = now() \
-             WHERE project_id = $17 AND id = $18 RETURNING {CONNECTION_COLUMNS}"
+             WHERE project_id = $17 AND id = $18 AND ($20::bigint IS NULL OR fence = $20) \
+             RETURNING {CONNECTION_COLUMNS}"
         ))
         .bind(&grant.user_id)
         .bind(&grant.account_id)
@@ -792,6 +795,8 @@ impl Store for PostgresStore {
         .bind(grant.clear_meetings)
         .bind(project_id)
         .bind(id)
+        .bind(grant.keep_state)
+        .bind(grant.expected_fence)
         .fetch_optional(&mut *tx)
         .await
         .map_err(map_unique_violation)?;
@@ -808,7 +813,7 @@ impl Store for PostgresStore {
         }
         write_connection_event(&mut tx, id, event).await?;
         if let Some(outbox) = outbox {
-            write_outbox_event(&mut tx, &row.project_id, outbox).await?;
+            write_outbox_event(&mut tx, &row.project_id, &outbox.event_for(&row)).await?;
         }
         tx.commit().await?;
         Ok(Some(row))
@@ -861,13 +866,15 @@ impl Store for PostgresStore {
         &self,
         project_id: &str,
         id: &str,
+        fence: Option<i64>,
     ) -> StoreResult<Option<ConnectionRow>> {
         sqlx::query(&format!(
             "DELETE FROM zoom_oauth_connections WHERE project_id = $1 AND id = $2 \
-             RETURNING {CONNECTION_COLUMNS}"
+             AND ($3::bigint IS NULL OR fence = $3) RETURNING {CONNECTION_COLUMNS}"
         ))
         .bind(project_id)
         .bind(id)
+        .bind(fence)
         .fetch_optional(&self.pool)
         .await?
         .map(|r| connection_from_row(&r))
@@ -897,6 +904,48 @@ impl Store for PostgresStore {
         .await?
         .map(|r| connection_from_row(&r))
         .transpose()
+    }
+
+    async fn claim_connection_lease_any_state(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_for: Duration,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET lease_owner = $1, \
+             lease_until = clock_timestamp() + $2::float8 * interval '1 microsecond', \
+             fence = fence + 1 \
+             WHERE id = $3 AND (lease_until IS NULL OR lease_until < clock_timestamp()) \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(duration_micros(lease_for) as f64)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
+    }
+
+    async fn renew_connection_lease(
+        &self,
+        id: &str,
+        fence: i64,
+        lease_for: Duration,
+    ) -> StoreResult<bool> {
+        let renewed = sqlx::query(
+            "UPDATE zoom_oauth_connections \
+             SET lease_until = clock_timestamp() + $1::float8 * interval '1 microsecond' \
+             WHERE id = $2 AND fence = $3 AND lease_owner IS NOT NULL",
+        )
+        .bind(duration_micros(lease_for) as f64)
+        .bind(id)
+        .bind(fence)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(renewed == 1)
     }
 
     async fn claim_due_refreshes(
@@ -1012,7 +1061,7 @@ impl Store for PostgresStore {
         fence: Option<i64>,
         failure: &FailureData,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
     ) -> StoreResult<DisconnectOutcome> {
         self.disconnect(id, fence, failure, event, outbox, false)
             .await
@@ -1355,7 +1404,7 @@ impl Store for PostgresStore {
         fence: Option<i64>,
         failure: &FailureData,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
     ) -> StoreResult<DisconnectOutcome> {
         self.disconnect(id, fence, failure, event, outbox, true)
             .await
@@ -1413,17 +1462,18 @@ impl Store for PostgresStore {
         fence: i64,
         tokens: &RefreshedTokens,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
     ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let project_id: Option<String> = sqlx::query_scalar(
+        let row = sqlx::query(&format!(
             "UPDATE zoom_oauth_connections SET state = 'connected', \
              connection_failure_data = NULL, refresh_token = $1, access_token = $2, \
              access_token_expires_at = $3, refresh_due_at = $4, \
              scopes = COALESCE($5, scopes), last_successful_token_refresh_at = now(), \
              lease_owner = NULL, lease_until = NULL, updated_at = now() \
-             WHERE id = $6 AND fence = $7 AND state = 'disconnected' RETURNING project_id",
-        )
+             WHERE id = $6 AND fence = $7 AND state = 'disconnected' \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
         .bind(&tokens.refresh_token.0)
         .bind(&tokens.access_token.0)
         .bind(ts(tokens.access_token_expires_at))
@@ -1433,13 +1483,14 @@ impl Store for PostgresStore {
         .bind(fence)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(project_id) = project_id else {
+        let Some(row) = row else {
             tx.rollback().await?;
             return Ok(false);
         };
+        let row = connection_from_row(&row)?;
         write_connection_event(&mut tx, id, event).await?;
         if let Some(outbox) = outbox {
-            write_outbox_event(&mut tx, &project_id, outbox).await?;
+            write_outbox_event(&mut tx, &row.project_id, &outbox.event_for(&row)).await?;
         }
         tx.commit().await?;
         Ok(true)

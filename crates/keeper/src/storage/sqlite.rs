@@ -33,7 +33,7 @@ use super::{
     ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
     ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome, Direction,
     DisconnectOutcome, EventPruning, FailureData, GrantReplacement, NewConnectionEvent,
-    NewOutboxEvent, OutboxEventRow, Page, PageRequest, ProjectRow, RefreshedTokens, Sealed,
+    NewOutboxEvent, OutboxEventRow, OutboxSource, Page, PageRequest, ProjectRow, RefreshedTokens, Sealed,
     SealedField, Store, StoreError, StoreResult, SEALED_COLUMNS,
 };
 
@@ -125,7 +125,7 @@ impl SqliteStore {
         fence: Option<i64>,
         failure: &FailureData,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
         keep_refresh_token: bool,
     ) -> StoreResult<DisconnectOutcome> {
         let erase_refresh_token = if keep_refresh_token {
@@ -164,7 +164,7 @@ impl SqliteStore {
         let row = connection_from_row(&row)?;
         write_connection_event(&mut tx, id, event, now).await?;
         if let Some(outbox) = outbox {
-            write_outbox_event(&mut tx, &row.project_id, outbox, now).await?;
+            write_outbox_event(&mut tx, &row.project_id, &outbox.event_for(&row), now).await?;
         }
         tx.commit().await?;
         Ok(DisconnectOutcome::Disconnected(Box::new(row)))
@@ -833,7 +833,7 @@ impl Store for SqliteStore {
         id: &str,
         grant: &GrantReplacement,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
     ) -> StoreResult<Option<ConnectionRow>> {
         let now = micros(Utc::now());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -842,13 +842,16 @@ impl Store for SqliteStore {
              pmi = ?4, personal_meeting_url = ?5, metadata = ?6, deduplication_key = ?7, \
              is_local_recording_token_supported = ?8, is_onbehalf_token_supported = ?9, \
              scopes = ?10, refresh_token = ?11, access_token = ?12, \
-             access_token_expires_at = ?13, refresh_due_at = ?14, next_sync_at = ?15, \
-             state = 'connected', connection_failure_data = NULL, \
+             access_token_expires_at = ?13, refresh_due_at = ?14, \
+             next_sync_at = CASE WHEN ?20 THEN next_sync_at ELSE ?15 END, \
+             state = CASE WHEN ?20 THEN state ELSE 'connected' END, \
+             connection_failure_data = CASE WHEN ?20 THEN connection_failure_data ELSE NULL END, \
              lease_owner = NULL, lease_until = NULL, fence = fence + 1, \
              last_attempted_sync_at = CASE WHEN ?16 THEN NULL ELSE last_attempted_sync_at END, \
              last_successful_sync_at = CASE WHEN ?16 THEN NULL ELSE last_successful_sync_at END, \
              updated_at = ?17 \
-             WHERE project_id = ?18 AND id = ?19 RETURNING {CONNECTION_COLUMNS}"
+             WHERE project_id = ?18 AND id = ?19 AND (?21 IS NULL OR fence = ?21) \
+             RETURNING {CONNECTION_COLUMNS}"
         ))
         .bind(&grant.user_id)
         .bind(&grant.account_id)
@@ -869,6 +872,8 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(project_id)
         .bind(id)
+        .bind(grant.keep_state)
+        .bind(grant.expected_fence)
         .fetch_optional(&mut *tx)
         .await
         .map_err(map_unique_violation)?;
@@ -885,7 +890,7 @@ impl Store for SqliteStore {
         }
         write_connection_event(&mut tx, id, event, now).await?;
         if let Some(outbox) = outbox {
-            write_outbox_event(&mut tx, &row.project_id, outbox, now).await?;
+            write_outbox_event(&mut tx, &row.project_id, &outbox.event_for(&row), now).await?;
         }
         tx.commit().await?;
         Ok(Some(row))
@@ -946,13 +951,15 @@ impl Store for SqliteStore {
         &self,
         project_id: &str,
         id: &str,
+        fence: Option<i64>,
     ) -> StoreResult<Option<ConnectionRow>> {
         sqlx::query(&format!(
-            "DELETE FROM zoom_oauth_connections WHERE project_id = ? AND id = ? \
-             RETURNING {CONNECTION_COLUMNS}"
+            "DELETE FROM zoom_oauth_connections WHERE project_id = ?1 AND id = ?2 \
+             AND (?3 IS NULL OR fence = ?3) RETURNING {CONNECTION_COLUMNS}"
         ))
         .bind(project_id)
         .bind(id)
+        .bind(fence)
         .fetch_optional(&self.pool)
         .await?
         .map(|r| connection_from_row(&r))
@@ -980,6 +987,49 @@ impl Store for SqliteStore {
         .await?
         .map(|r| connection_from_row(&r))
         .transpose()
+    }
+
+    async fn claim_connection_lease_any_state(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_for: Duration,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        let now = micros(Utc::now());
+        sqlx::query(&format!(
+            "UPDATE zoom_oauth_connections SET lease_owner = ?1, lease_until = ?2, \
+             fence = fence + 1 \
+             WHERE id = ?3 AND (lease_until IS NULL OR lease_until < ?4) \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(now.saturating_add(duration_micros(lease_for)))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| connection_from_row(&r))
+        .transpose()
+    }
+
+    async fn renew_connection_lease(
+        &self,
+        id: &str,
+        fence: i64,
+        lease_for: Duration,
+    ) -> StoreResult<bool> {
+        let until = micros(Utc::now()).saturating_add(duration_micros(lease_for));
+        let renewed = sqlx::query(
+            "UPDATE zoom_oauth_connections SET lease_until = ?1 \
+             WHERE id = ?2 AND fence = ?3 AND lease_owner IS NOT NULL",
+        )
+        .bind(until)
+        .bind(id)
+        .bind(fence)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(renewed == 1)
     }
 
     async fn claim_due_refreshes(
@@ -1088,7 +1138,7 @@ impl Store for SqliteStore {
         fence: Option<i64>,
         failure: &FailureData,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
     ) -> StoreResult<DisconnectOutcome> {
         self.disconnect(id, fence, failure, event, outbox, false)
             .await
@@ -1419,7 +1469,7 @@ impl Store for SqliteStore {
         fence: Option<i64>,
         failure: &FailureData,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
     ) -> StoreResult<DisconnectOutcome> {
         self.disconnect(id, fence, failure, event, outbox, true)
             .await
@@ -1472,18 +1522,19 @@ impl Store for SqliteStore {
         fence: i64,
         tokens: &RefreshedTokens,
         event: &NewConnectionEvent,
-        outbox: Option<&NewOutboxEvent>,
+        outbox: Option<&dyn OutboxSource>,
     ) -> StoreResult<bool> {
         let now = micros(Utc::now());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let project_id: Option<String> = sqlx::query_scalar(
+        let row = sqlx::query(&format!(
             "UPDATE zoom_oauth_connections SET state = 'connected', \
              connection_failure_data = NULL, refresh_token = ?1, access_token = ?2, \
              access_token_expires_at = ?3, refresh_due_at = ?4, scopes = COALESCE(?5, scopes), \
              last_successful_token_refresh_at = ?6, lease_owner = NULL, lease_until = NULL, \
              updated_at = ?6 \
-             WHERE id = ?7 AND fence = ?8 AND state = 'disconnected' RETURNING project_id",
-        )
+             WHERE id = ?7 AND fence = ?8 AND state = 'disconnected' \
+             RETURNING {CONNECTION_COLUMNS}"
+        ))
         .bind(&tokens.refresh_token.0)
         .bind(&tokens.access_token.0)
         .bind(micros(tokens.access_token_expires_at))
@@ -1494,13 +1545,14 @@ impl Store for SqliteStore {
         .bind(fence)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(project_id) = project_id else {
+        let Some(row) = row else {
             tx.rollback().await?;
             return Ok(false);
         };
+        let row = connection_from_row(&row)?;
         write_connection_event(&mut tx, id, event, now).await?;
         if let Some(outbox) = outbox {
-            write_outbox_event(&mut tx, &project_id, outbox, now).await?;
+            write_outbox_event(&mut tx, &row.project_id, &outbox.event_for(&row), now).await?;
         }
         tx.commit().await?;
         Ok(true)
