@@ -40,6 +40,8 @@ pub struct Settings {
     /// How long a process holds a claimed webhook delivery before another may take
     /// it over, e.g. `60s`.
     pub webhook_delivery_lease: Option<String>,
+    /// How long a connection's refresh lease lasts between renewals, e.g. `15s`.
+    pub token_lease_duration: Option<String>,
 }
 
 /// Every setting name, as used in TOML and (upper-cased, `ZOOMKEEPER_` prefixed) in
@@ -62,6 +64,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "token_keeper_interval",
     "token_refresh_max_age",
     "webhook_delivery_lease",
+    "token_lease_duration",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +140,7 @@ impl Settings {
                 "token_keeper_interval" => s.token_keeper_interval = Some(value),
                 "token_refresh_max_age" => s.token_refresh_max_age = Some(value),
                 "webhook_delivery_lease" => s.webhook_delivery_lease = Some(value),
+                "token_lease_duration" => s.token_lease_duration = Some(value),
                 // Unknown names are reported by `unknown_env_names`, not refused:
                 // tools and tests share the prefix.
                 _ => {}
@@ -190,6 +194,7 @@ impl Settings {
             token_keeper_interval: self.token_keeper_interval.or(lower.token_keeper_interval),
             token_refresh_max_age: self.token_refresh_max_age.or(lower.token_refresh_max_age),
             webhook_delivery_lease: self.webhook_delivery_lease.or(lower.webhook_delivery_lease),
+            token_lease_duration: self.token_lease_duration.or(lower.token_lease_duration),
         }
     }
 }
@@ -268,6 +273,9 @@ pub struct Config {
     /// A claimed webhook delivery's lease; well over the 10 s attempt timeout, except
     /// in tests that kill a process mid-delivery and want the row back soon.
     pub webhook_delivery_lease: Duration,
+    /// A connection's refresh lease: renewed every third of it while a refresh runs,
+    /// so a process that dies releases its connections within this long.
+    pub token_lease_duration: Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -280,6 +288,8 @@ pub const DEFAULT_RATE_LIMIT_BURST: u32 = 200;
 pub const DEFAULT_TOKEN_KEEPER_INTERVAL: &str = "10s";
 pub const DEFAULT_TOKEN_REFRESH_MAX_AGE: &str = "30d";
 pub const DEFAULT_WEBHOOK_DELIVERY_LEASE: &str = "60s";
+/// Zoom's HTTP timeout (10 s) and a few seconds of margin.
+pub const DEFAULT_TOKEN_LEASE_DURATION: &str = "15s";
 
 impl Config {
     /// Merges `flags` over the environment over the TOML file at `config_file` (if
@@ -433,6 +443,18 @@ impl Config {
         if webhook_delivery_lease < Duration::from_secs(1) {
             return Err(invalid("webhook_delivery_lease", "must be at least 1s"));
         }
+        let token_lease_duration = parse_duration(
+            "token_lease_duration",
+            s.token_lease_duration
+                .as_deref()
+                .unwrap_or(DEFAULT_TOKEN_LEASE_DURATION),
+        )?;
+        if !(Duration::from_secs(3)..=Duration::from_secs(600)).contains(&token_lease_duration) {
+            return Err(invalid(
+                "token_lease_duration",
+                "must be between 3s and 10m: it is renewed every third of its length",
+            ));
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -450,6 +472,7 @@ impl Config {
             token_keeper_interval,
             token_refresh_max_age,
             webhook_delivery_lease,
+            token_lease_duration,
         })
     }
 }

@@ -20,7 +20,7 @@ use crate::ids::IdKind;
 use crate::storage::{
     AppRow, ConnectionEventRow, ConnectionFilter, ConnectionRow, ConnectionSettingsUpdate,
     ConnectionState, DisconnectOutcome, FailureData, GrantReplacement, NewConnectionEvent,
-    NewOutboxEvent, Page, PageRequest, Sealed, StoreError,
+    NewOutboxEvent, OutboxSource, Page, PageRequest, Sealed, StoreError,
 };
 use crate::vault::Slot;
 use crate::{apps, Keeper};
@@ -38,60 +38,21 @@ pub const MAX_METADATA_CHARS: usize = 1_000;
 const MAX_DEDUPLICATION_KEY_CHARS: usize = 255;
 const MAX_CODE_CHARS: usize = 2_000;
 const MAX_REDIRECT_URI_CHARS: usize = 2_000;
-/// How many times `create` re-decides after losing a race on a unique rule.
-const UPSERT_ATTEMPTS: usize = 3;
+/// How many times `create` re-decides after losing a race (a unique rule, or the
+/// connection changed between its read and its write).
+const UPSERT_ATTEMPTS: usize = 8;
+/// Pause before trying again to store a grant after a database failure.
+const STORE_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Scopes a local-recording connection needs (granular names).
-pub const LOCAL_RECORDING_SCOPES: &[&str] = &[
-    "user:read:user",
-    "user:read:zak",
-    "meeting:read:list_meetings",
-    "meeting:read:local_recording_token",
-];
-/// Scopes an onbehalf connection needs (granular names).
-pub const ONBEHALF_SCOPES: &[&str] = &["user:read:user", "user:read:token"];
-/// Older scope names Zoom still grants, and the granular scope each one covers.
-const LEGACY_SCOPES: &[(&str, &str)] = &[
-    ("user:read", "user:read:user"),
-    ("meeting:read", "meeting:read:list_meetings"),
-    (
-        "meeting_token:read:local_recording",
-        "meeting:read:local_recording_token",
-    ),
-    ("user_zak:read", "user:read:zak"),
-];
-
-/// The scopes needed for the capabilities asked for that `granted` does not cover,
-/// in a stable order. A granted `X:admin` covers `X`.
+/// The scopes needed for the capabilities asked for that `granted` does not cover
+/// (granular names, in a stable order), from the one scope table in
+/// [`zoom::scopes`].
 pub fn missing_scopes(
     granted: &[String],
     local_recording: bool,
     onbehalf: bool,
 ) -> Vec<&'static str> {
-    let covers = |needed: &str| {
-        granted.iter().any(|g| {
-            let g = g.trim();
-            g == needed
-                || g.strip_suffix(":admin") == Some(needed)
-                || LEGACY_SCOPES.iter().any(|(old, new)| {
-                    *new == needed && (g == *old || g.strip_suffix(":admin") == Some(old))
-                })
-        })
-    };
-    let mut needed: Vec<&'static str> = Vec::new();
-    if local_recording {
-        needed.extend(LOCAL_RECORDING_SCOPES);
-    }
-    if onbehalf {
-        needed.extend(ONBEHALF_SCOPES);
-    }
-    let mut missing: Vec<&'static str> = Vec::new();
-    for scope in needed {
-        if !covers(scope) && !missing.contains(&scope) {
-            missing.push(scope);
-        }
-    }
-    missing
+    zoom::scopes::missing(granted, local_recording, onbehalf)
 }
 
 /// What `POST /api/v1/zoom_oauth_connections` carries. (No `Debug`: it holds a code.)
@@ -132,6 +93,13 @@ pub enum ConnectionError {
     ZoomUserNotActive(String),
     #[error("another connection of this app has this deduplication_key")]
     DeduplicationKeyTaken,
+    /// A newer authorisation of the same Zoom user replaced this one at Zoom before
+    /// it could be stored (Zoom keeps one grant per app and user).
+    #[error("a newer authorisation of this Zoom user replaced this one")]
+    Superseded,
+    /// A refresh of the connection is running elsewhere; try again shortly.
+    #[error("the connection is being refreshed")]
+    Busy,
     /// A sync needs a connected connection with the local recording capability.
     #[error("the connection is disconnected")]
     Disconnected(Option<FailureData>),
@@ -230,6 +198,16 @@ pub fn failure_json(failure: &FailureData) -> Value {
         "code": failure.code,
         "timestamp": rfc3339(failure.timestamp),
     })
+}
+
+/// The state-change event built from the row as a write left it: what every state
+/// change passes to storage, so the payload can never be staler than the row.
+pub struct StateChange;
+
+impl OutboxSource for StateChange {
+    fn event_for(&self, written: &ConnectionRow) -> NewOutboxEvent {
+        state_change_event(written)
+    }
 }
 
 /// The `zoom_oauth_connection.state_change` event for `row` as it is after the change
@@ -404,11 +382,19 @@ fn exchange_error(e: ZoomError) -> ConnectionError {
 
 /// `POST /api/v1/zoom_oauth_connections`: exchange the code, check it, then insert a
 /// connection, update the user's existing one in place, or re-bind the one with the
-/// same deduplication_key. Failures store nothing.
+/// same deduplication_key.
+///
+/// Zoom keeps one grant per app and user, and a code exchange supersedes the user's
+/// earlier grant (DESIGN.md §5): so the grant this exchange yields is stored on the
+/// user's existing connection even when the create then fails (missing scopes, an
+/// inactive user), and it is never revoked — revoking would uninstall the app for
+/// the user. Of concurrent creates for one user, the grant stored last is the one
+/// Zoom issued last: each write is made only on the row it decided on (its fence),
+/// after checking that the grant is still alive at Zoom.
 ///
 /// From the code exchange on, the work runs in a task of its own: Zoom uses the
-/// code up when it answers, so the grant must be stored (or revoked) even if the
-/// caller goes away meanwhile.
+/// code up when it answers, so the grant must be stored even if the caller goes
+/// away meanwhile.
 pub async fn create(
     keeper: &Arc<Keeper>,
     project_id: &str,
@@ -462,29 +448,25 @@ async fn exchange_and_store(
             detail: "the token endpoint answered without a refresh token".to_owned(),
         }));
     };
-
     let missing = missing_scopes(&grant.scopes, input.local_recording, input.onbehalf);
-    if !missing.is_empty() {
-        keeper
-            .zoom
-            .revoke_best_effort(&creds, &grant.access_token, "the grant lacks scopes")
-            .await;
-        return Err(ConnectionError::MissingScopes(missing));
-    }
-    let user = match keeper.zoom.me(&grant.access_token).await {
+    // Whose grant this is: without the user there is no connection to keep it on.
+    let user = match identify(keeper, &grant).await {
         Ok(user) => user,
-        Err(e) => return Err(ConnectionError::Zoom(e)),
+        Err(ZoomError::AccessTokenRejected { .. }) => return Err(ConnectionError::Superseded),
+        Err(e) => {
+            // Without the user there is no connection to keep the grant on.
+            tracing::warn!(
+                app_id = %app.id,
+                error = %e,
+                "a new grant's Zoom user could not be read; the grant is not stored"
+            );
+            return Err(if missing.is_empty() {
+                ConnectionError::Zoom(e)
+            } else {
+                ConnectionError::MissingScopes(missing)
+            });
+        }
     };
-    if !user.is_active() {
-        keeper
-            .zoom
-            .revoke_best_effort(&creds, &grant.access_token, "the Zoom user is not active")
-            .await;
-        return Err(ConnectionError::ZoomUserNotActive(
-            user.status.clone().unwrap_or_default(),
-        ));
-    }
-
     let fresh = FreshGrant {
         app: &app,
         user: &user,
@@ -493,10 +475,27 @@ async fn exchange_and_store(
         refresh_token: &refresh_token,
         input: &input,
     };
+    let refusal = if !missing.is_empty() {
+        Some(ConnectionError::MissingScopes(missing))
+    } else if !user.is_active() {
+        Some(ConnectionError::ZoomUserNotActive(
+            user.status.clone().unwrap_or_default(),
+        ))
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        keep_newest_grant(keeper, project_id, &fresh, &refusal).await;
+        return Err(refusal);
+    }
+
+    let mut last_error = None;
     for _ in 0..UPSERT_ATTEMPTS {
         match upsert(keeper, project_id, &fresh).await {
-            Ok(Some((row, revoke_old))) => {
+            Ok(Upserted::Stored(row, revoke_old)) => {
                 if let Some(old_refresh_token) = revoke_old {
+                    // The previous user of a re-bound connection: ending their
+                    // authorisation is the point.
                     keeper
                         .zoom
                         .revoke_best_effort(
@@ -508,31 +507,137 @@ async fn exchange_and_store(
                 }
                 return Ok(row);
             }
-            // Lost a race on a unique rule: decide again from what is stored now.
-            Ok(None) => continue,
+            Ok(Upserted::Superseded(row)) => return Ok(row),
+            // Lost a race: decide again from what is stored now.
+            Ok(Upserted::Again) => {}
+            Err(ConnectionError::Store(e)) => {
+                tracing::warn!(error = %e, "storing a new grant failed; trying again");
+                last_error = Some(ConnectionError::Store(e));
+                tokio::time::sleep(STORE_RETRY).await;
+            }
             Err(e) => {
-                revoke_unstored(keeper, &creds, &grant).await;
+                // Refused (a taken deduplication_key, a busy re-bind): the grant
+                // still belongs on the user's connection, if there is one.
+                keep_newest_grant(keeper, project_id, &fresh, &e).await;
                 return Err(e);
             }
         }
     }
-    revoke_unstored(keeper, &creds, &grant).await;
-    Err(internal(anyhow::anyhow!(
-        "the connection kept changing under a concurrent create"
-    )))
+    let error = last_error.unwrap_or_else(|| {
+        internal(anyhow::anyhow!(
+            "the connection kept changing under concurrent creates"
+        ))
+    });
+    keep_newest_grant(keeper, project_id, &fresh, &error).await;
+    Err(error)
 }
 
-/// A create that exchanged its code but stored nothing revokes the new grant at
-/// Zoom (best effort), so no grant is left that nothing holds.
-async fn revoke_unstored(keeper: &Keeper, creds: &zoom::AppCredentials, grant: &TokenGrant) {
-    keeper
-        .zoom
-        .revoke_best_effort(
-            creds,
-            &grant.access_token,
-            "the connection could not be stored",
-        )
-        .await;
+/// How long a create keeps asking Zoom whose a new grant is while Zoom is down or
+/// limiting: the user's previous grant is already dead at Zoom, so giving up loses
+/// their connection.
+const IDENTIFY_WINDOW: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `users/me` with a new grant's access token, tried again with backoff after an
+/// outage or a rate limit for up to [`IDENTIFY_WINDOW`].
+async fn identify(keeper: &Keeper, grant: &TokenGrant) -> Result<ZoomUser, ZoomError> {
+    let give_up_at = std::time::Instant::now() + IDENTIFY_WINDOW;
+    let mut attempt = 0;
+    loop {
+        match keeper.zoom.me(&grant.access_token).await {
+            Err(e) if e.is_temporary() => {
+                let wait = e
+                    .retry_after()
+                    .unwrap_or_else(|| zoom::error::backoff_delay(attempt))
+                    .min(std::time::Duration::from_secs(5));
+                if std::time::Instant::now() + wait >= give_up_at {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, "reading a new grant's Zoom user failed; trying again");
+                attempt += 1;
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether `grant` is still the newest of its user at Zoom: a newer code exchange
+/// kills the user's earlier access tokens (Zoom error 4741; 124 for a grant gone
+/// otherwise). Unknown (Zoom unreachable) counts as alive: the grant was issued
+/// moments ago.
+async fn still_alive(keeper: &Keeper, grant: &TokenGrant) -> bool {
+    match keeper.zoom.me(&grant.access_token).await {
+        Err(ZoomError::AccessTokenRejected { .. }) => false,
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check that a new grant is still the newest; storing it");
+            true
+        }
+    }
+}
+
+/// A create that will answer an error still stores its grant on the user's
+/// existing connection (state, settings and capabilities unchanged), because
+/// Zoom's newest grant is the only one that works. Nothing to do when the user has
+/// no connection in the app. Best effort, retried a few times; logged.
+async fn keep_newest_grant(
+    keeper: &Keeper,
+    project_id: &str,
+    fresh: &FreshGrant<'_>,
+    why: &ConnectionError,
+) {
+    for _ in 0..UPSERT_ATTEMPTS {
+        let existing = match keeper
+            .store
+            .connection_by_user(&fresh.app.id, &fresh.user.id)
+            .await
+        {
+            Ok(Some(existing)) if existing.project_id == project_id => existing,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the user's connection to keep a new grant failed; trying again");
+                tokio::time::sleep(STORE_RETRY).await;
+                continue;
+            }
+        };
+        if !still_alive(keeper, fresh.grant).await {
+            return;
+        }
+        let mut replacement = fresh.replacement(keeper, &existing.id, &existing, false);
+        replacement.keep_state = true;
+        replacement.expected_fence = Some(existing.fence);
+        replacement.metadata = existing.metadata.clone();
+        replacement.deduplication_key = existing.deduplication_key.clone();
+        replacement.is_local_recording_token_supported = existing.is_local_recording_token_supported;
+        replacement.is_onbehalf_token_supported = existing.is_onbehalf_token_supported;
+        replacement.next_sync_at = existing.next_sync_at;
+        let event = NewConnectionEvent {
+            kind: "reauthorization_failed".to_owned(),
+            message: format!(
+                "The user authorised the app again, but the new authorisation was refused ({why}). Zoom keeps only the newest grant of a user, so its tokens were stored here: the connection keeps working with them."
+            ),
+            data: Some(json!({"scopes": fresh.grant.scopes})),
+        };
+        match keeper
+            .store
+            .replace_connection_grant(project_id, &existing.id, &replacement, &event, None)
+            .await
+        {
+            Ok(Some(_)) => {
+                tracing::info!(connection_id = %existing.id, "a refused re-authorisation's grant was stored on the user's connection");
+                return;
+            }
+            Ok(None) | Err(StoreError::Conflict { .. }) => {}
+            Err(e) => {
+                tracing::warn!(connection_id = %existing.id, error = %e, "storing a refused re-authorisation's grant failed; trying again");
+                tokio::time::sleep(STORE_RETRY).await;
+            }
+        }
+    }
+    tracing::error!(
+        app_id = %fresh.app.id,
+        "a refused re-authorisation's grant could not be stored on the user's connection"
+    );
 }
 
 struct FreshGrant<'a> {
@@ -582,6 +687,8 @@ impl FreshGrant<'_> {
             refresh_due_at: next_refresh_due(now, keeper.config.token_refresh_max_age),
             next_sync_at: self.input.local_recording.then_some(now),
             clear_meetings,
+            keep_state: false,
+            expected_fence: Some(existing.fence),
         }
     }
 }
@@ -590,25 +697,23 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
-/// A row as it will be after `replacement`, for the state-change event.
-fn replaced_view(existing: &ConnectionRow, r: &GrantReplacement) -> ConnectionRow {
-    let mut row = existing.clone();
-    row.user_id = r.user_id.clone();
-    row.account_id = r.account_id.clone();
-    row.metadata = r.metadata.clone();
-    row.state = ConnectionState::Connected;
-    row.connection_failure_data = None;
-    row
+/// What one [`upsert`] decided.
+enum Upserted {
+    /// Stored; on a re-bind, with the previous user's refresh token to revoke.
+    Stored(ConnectionRow, Option<SecretString>),
+    /// A newer authorisation of the user replaced this grant at Zoom; the user's
+    /// connection (as stored now) is the answer.
+    Superseded(ConnectionRow),
+    /// A concurrent write won a race: decide again.
+    Again,
 }
 
-/// One decision and write. `Ok(None)`: a unique rule was broken by a concurrent
-/// create; the caller decides again. On a re-bind, also returns the old grant's
-/// refresh token to revoke once the new row is committed.
+/// One decision and write.
 async fn upsert(
     keeper: &Keeper,
     project_id: &str,
     fresh: &FreshGrant<'_>,
-) -> Result<Option<(ConnectionRow, Option<SecretString>)>, ConnectionError> {
+) -> Result<Upserted, ConnectionError> {
     let store = &keeper.store;
     let app_id = &fresh.app.id;
     let by_user = store.connection_by_user(app_id, &fresh.user.id).await?;
@@ -623,10 +728,16 @@ async fn upsert(
                 return Err(ConnectionError::DeduplicationKeyTaken);
             }
         }
+        // Checked after the read the write is fenced on: if a newer grant is stored
+        // after this, its write moved the fence and ours fails.
+        if !still_alive(keeper, fresh.grant).await {
+            return Ok(match store.connection_by_id(&existing.id).await? {
+                Some(now) => Upserted::Superseded(now),
+                None => Upserted::Again,
+            });
+        }
         let replacement = fresh.replacement(keeper, &existing.id, &existing, false);
         let was_disconnected = existing.state == ConnectionState::Disconnected;
-        let outbox =
-            was_disconnected.then(|| state_change_event(&replaced_view(&existing, &replacement)));
         let event = NewConnectionEvent {
             kind: "reconnected".to_owned(),
             message: if was_disconnected {
@@ -643,52 +754,64 @@ async fn upsert(
                 &existing.id,
                 &replacement,
                 &event,
-                outbox.as_ref(),
+                was_disconnected.then_some(&StateChange as &dyn OutboxSource),
             )
             .await
         {
-            Ok(Some(row)) => Ok(Some((row, None))),
-            Ok(None) => Ok(None),
+            Ok(Some(row)) => Ok(Upserted::Stored(row, None)),
+            Ok(None) => Ok(Upserted::Again),
             Err(StoreError::Conflict {
                 constraint: "connections_app_deduplication_key",
             }) => Err(ConnectionError::DeduplicationKeyTaken),
-            Err(StoreError::Conflict { .. }) => Ok(None),
+            Err(StoreError::Conflict { .. }) => Ok(Upserted::Again),
             Err(e) => Err(e.into()),
         };
     }
 
     if let Some(existing) = by_key {
         // Same deduplication_key, another Zoom user: the connection now belongs to
-        // the new user; the old grant is revoked after the commit.
-        let old_refresh_token = existing
+        // the new user, and the old user's grant is revoked after the commit —
+        // under the connection's lease, so no refresh rotates the token we revoke.
+        let claimed = claim_for_change(keeper, &existing.id).await?;
+        if claimed.user_id != existing.user_id
+            || claimed.deduplication_key != existing.deduplication_key
+        {
+            release_claim(keeper, &claimed).await;
+            return Ok(Upserted::Again);
+        }
+        let old_refresh_token = claimed
             .refresh_token
             .as_ref()
-            .and_then(|sealed| open_logged(keeper, refresh_slot(&existing.id), sealed));
-        let replacement = fresh.replacement(keeper, &existing.id, &existing, true);
-        let was_disconnected = existing.state == ConnectionState::Disconnected;
-        let outbox =
-            was_disconnected.then(|| state_change_event(&replaced_view(&existing, &replacement)));
+            .and_then(|sealed| open_logged(keeper, refresh_slot(&claimed.id), sealed));
+        let replacement = fresh.replacement(keeper, &claimed.id, &claimed, true);
+        let was_disconnected = claimed.state == ConnectionState::Disconnected;
         let event = NewConnectionEvent {
             kind: "rebound".to_owned(),
             message: "The connection was re-bound to another Zoom user with the same deduplication_key; the previous user's grant is revoked and the meeting index cleared.".to_owned(),
             data: Some(json!({
-                "previous_user_id": existing.user_id,
+                "previous_user_id": claimed.user_id,
                 "user_id": fresh.user.id,
             })),
         };
         return match store
             .replace_connection_grant(
                 project_id,
-                &existing.id,
+                &claimed.id,
                 &replacement,
                 &event,
-                outbox.as_ref(),
+                was_disconnected.then_some(&StateChange as &dyn OutboxSource),
             )
             .await
         {
-            Ok(Some(row)) => Ok(Some((row, old_refresh_token))),
-            Ok(None) | Err(StoreError::Conflict { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
+            Ok(Some(row)) => Ok(Upserted::Stored(row, old_refresh_token)),
+            Ok(None) | Err(StoreError::Conflict { .. }) => {
+                release_claim(keeper, &claimed).await;
+                Ok(Upserted::Again)
+            }
+            Err(e) => {
+                release_claim(keeper, &claimed).await;
+                Err(e.into())
+            }
         };
     }
 
@@ -753,10 +876,49 @@ async fn upsert(
         data: Some(json!({"scopes": row.scopes})),
     };
     match store.insert_connection(&row, &event).await {
-        Ok(()) => Ok(Some((row, None))),
-        // Another create for this user or key won the race: decide again.
-        Err(StoreError::Conflict { .. }) => Ok(None),
+        Ok(()) => Ok(Upserted::Stored(row, None)),
+        // Another create for this user or key won the race: decide again (an older
+        // grant that got in first is replaced, fenced, by the newer one).
+        Err(StoreError::Conflict { .. }) => Ok(Upserted::Again),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Claims connection `id`'s lease whatever its state, waiting up to
+/// [`crate::tokens::LEASE_WAIT`] for a refresh running elsewhere: a change that is
+/// followed by revoking the grant it read (delete, re-bind) must not race a refresh
+/// that rotates that grant.
+async fn claim_for_change(keeper: &Keeper, id: &str) -> Result<ConnectionRow, ConnectionError> {
+    let give_up_at = std::time::Instant::now() + crate::tokens::LEASE_WAIT;
+    loop {
+        if let Some(claimed) = keeper
+            .store
+            .claim_connection_lease_any_state(
+                id,
+                keeper.tokens.owner(),
+                keeper.config.token_lease_duration,
+            )
+            .await?
+        {
+            return Ok(claimed);
+        }
+        if keeper.store.connection_by_id(id).await?.is_none() {
+            return Err(ConnectionError::NotFound);
+        }
+        if std::time::Instant::now() >= give_up_at {
+            return Err(ConnectionError::Busy);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(75)).await;
+    }
+}
+
+async fn release_claim(keeper: &Keeper, claimed: &ConnectionRow) {
+    if let Err(e) = keeper
+        .store
+        .release_connection_lease(&claimed.id, claimed.fence, None)
+        .await
+    {
+        tracing::warn!(connection_id = %claimed.id, error = %e, "releasing a connection's lease failed; it lapses on its own");
     }
 }
 
@@ -881,13 +1043,35 @@ pub async fn update(
 }
 
 /// Deletes the connection and its meeting index, then revokes its grant at Zoom
-/// (best effort: logged and counted, never a failure of the delete).
+/// (best effort: logged and counted, never a failure of the delete). Revoking ends
+/// the user's authorisation of the app, which is what a delete means; it is done
+/// under the connection's lease, so the token revoked is the one stored (no refresh
+/// can rotate it between the read and the revoke).
 pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), ConnectionError> {
-    if !IdKind::Connection.matches(id) {
-        return Err(ConnectionError::NotFound);
+    // 404 for a connection of another project, before touching its lease.
+    get(keeper, project_id, id).await?;
+    let mut deleted = None;
+    for _ in 0..UPSERT_ATTEMPTS {
+        let claimed = claim_for_change(keeper, id).await?;
+        match keeper
+            .store
+            .delete_connection(project_id, id, Some(claimed.fence))
+            .await
+        {
+            Ok(Some(row)) => {
+                deleted = Some(row);
+                break;
+            }
+            // Taken over between the claim and the delete: claim again.
+            Ok(None) => {}
+            Err(e) => {
+                release_claim(keeper, &claimed).await;
+                return Err(e.into());
+            }
+        }
     }
-    let Some(row) = keeper.store.delete_connection(project_id, id).await? else {
-        return Err(ConnectionError::NotFound);
+    let Some(row) = deleted else {
+        return Err(ConnectionError::Busy);
     };
     let token = row
         .refresh_token
@@ -986,10 +1170,6 @@ async fn disconnect_with(
     event_kind: &str,
     keep_grant: bool,
 ) -> Result<DisconnectOutcome, StoreError> {
-    let mut after = row.clone();
-    after.state = ConnectionState::Disconnected;
-    after.connection_failure_data = Some(failure.clone());
-    let outbox = state_change_event(&after);
     let event = NewConnectionEvent {
         kind: event_kind.to_owned(),
         message: format!("Disconnected: {}", failure.error),
@@ -998,12 +1178,12 @@ async fn disconnect_with(
     let outcome = if keep_grant {
         keeper
             .store
-            .disconnect_connection_keeping_grant(&row.id, fence, &failure, &event, Some(&outbox))
+            .disconnect_connection_keeping_grant(&row.id, fence, &failure, &event, Some(&StateChange))
             .await?
     } else {
         keeper
             .store
-            .disconnect_connection(&row.id, fence, &failure, &event, Some(&outbox))
+            .disconnect_connection(&row.id, fence, &failure, &event, Some(&StateChange))
             .await?
     };
     if let DisconnectOutcome::Disconnected(_) = &outcome {
@@ -1095,49 +1275,6 @@ mod tests {
 
     fn scopes(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn granular_scopes_cover_both_capabilities() {
-        let all = scopes(&[
-            "user:read:user",
-            "user:read:zak",
-            "meeting:read:list_meetings",
-            "meeting:read:local_recording_token",
-            "user:read:token",
-        ]);
-        assert!(missing_scopes(&all, true, true).is_empty());
-    }
-
-    #[test]
-    fn older_scope_names_count_as_their_equivalents() {
-        let legacy = scopes(&[
-            "user:read",
-            "user_zak:read",
-            "meeting:read",
-            "meeting_token:read:local_recording",
-        ]);
-        assert!(missing_scopes(&legacy, true, false).is_empty());
-        assert_eq!(
-            missing_scopes(&legacy, false, true),
-            vec!["user:read:token"]
-        );
-        let admin = scopes(&["user:read:user:admin", "user:read:token:admin"]);
-        assert!(missing_scopes(&admin, false, true).is_empty());
-    }
-
-    #[test]
-    fn missing_scopes_are_named_once_in_order() {
-        let some = scopes(&["meeting:read:list_meetings"]);
-        assert_eq!(
-            missing_scopes(&some, true, true),
-            vec![
-                "user:read:user",
-                "user:read:zak",
-                "meeting:read:local_recording_token",
-                "user:read:token"
-            ]
-        );
     }
 
     #[test]

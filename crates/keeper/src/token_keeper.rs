@@ -19,7 +19,7 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 
 use crate::storage::ConnectionRow;
-use crate::tokens::{TokenError, LEASE};
+use crate::tokens::TokenError;
 use crate::Keeper;
 
 /// Connections claimed per round.
@@ -103,7 +103,12 @@ pub async fn run(keeper: Arc<Keeper>, mut shutdown: watch::Receiver<bool>) {
 pub async fn run_once(keeper: &Keeper, shutdown: &watch::Receiver<bool>) -> anyhow::Result<Round> {
     let claimed = keeper
         .store
-        .claim_due_refreshes(keeper.tokens.owner(), BATCH, LEASE, AHEAD_OF_MEETINGS)
+        .claim_due_refreshes(
+            keeper.tokens.owner(),
+            BATCH,
+            keeper.config.token_lease_duration,
+            AHEAD_OF_MEETINGS,
+        )
         .await?;
     let mut round = Round {
         claimed: claimed.len(),

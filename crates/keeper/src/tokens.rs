@@ -34,19 +34,22 @@ use crate::connections::{self, access_slot, refresh_slot};
 use crate::ids::IdKind;
 use crate::storage::{
     ConnectionRow, ConnectionState, DisconnectOutcome, FailureData, NewConnectionEvent,
-    NewOutboxEvent, RefreshedTokens, Sealed,
+    RefreshedTokens, Sealed,
 };
 use crate::{apps, Keeper};
 
 /// A handed-out access token is good for at least this much longer.
 pub const MIN_VALIDITY: Duration = Duration::from_secs(120);
-/// How long a refresh lease lasts; Zoom's HTTP timeout is well under it.
-pub const LEASE: Duration = Duration::from_secs(60);
+/// The longest a request waits for a refresh running elsewhere (another process's
+/// lease, or this process's refresh of the same connection) before answering
+/// [`TokenError::Busy`] (503 with `Retry-After`).
+pub const LEASE_WAIT: Duration = Duration::from_secs(5);
 /// How often a request polls a connection whose lease another process holds.
 const POLL_EVERY: Duration = Duration::from_millis(75);
-/// Attempts to commit refreshed tokens when the database fails: losing them would
-/// lose the connection.
-const WRITE_BACK_ATTEMPTS: u32 = 5;
+/// Pause between attempts to commit refreshed tokens when the database fails:
+/// losing them would lose the connection, so they are retried while the lease is
+/// held.
+const WRITE_BACK_RETRY: Duration = Duration::from_millis(200);
 /// A connection whose refresh token cannot be opened is retried this much later.
 const BROKEN_RETRY: Duration = Duration::from_secs(3600);
 
@@ -165,6 +168,75 @@ pub enum BrokeredCallError {
 #[derive(Default)]
 struct Flight {
     lock: tokio::sync::Mutex<Option<(Instant, TokenError)>>,
+}
+
+/// A claimed lease kept alive while its holder works: renewed (fenced) every third
+/// of its length until dropped. Knows until when the lease is surely held, so work
+/// that must not outlive it (the write-back's retries) can stop in time.
+pub struct LeaseHold {
+    held_until: Arc<Mutex<Instant>>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseHold {
+    /// Renews `claimed`'s lease now, then keeps renewing it; `None` when the lease is
+    /// already lost (another process claimed the connection since).
+    pub async fn take(keeper: &Keeper, claimed: &ConnectionRow) -> Result<LeaseHold, TokenError> {
+        let lease = keeper.config.token_lease_duration;
+        let renewed_at = Instant::now();
+        match keeper
+            .store
+            .renew_connection_lease(&claimed.id, claimed.fence, lease)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                keeper.metrics.record_lease_conflict();
+                tracing::warn!(connection_id = %claimed.id, "a claimed lease was lost before its work began; another process has the connection");
+                return Err(TokenError::LostFence);
+            }
+            Err(e) => return Err(internal("renewing a connection's lease", e)),
+        }
+        let held_until = Arc::new(Mutex::new(renewed_at + lease));
+        let renewer = {
+            let store = Arc::clone(&keeper.store);
+            let held_until = Arc::clone(&held_until);
+            let id = claimed.id.clone();
+            let fence = claimed.fence;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    let asked_at = Instant::now();
+                    match store.renew_connection_lease(&id, fence, lease).await {
+                        Ok(true) => {
+                            *held_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                                asked_at + lease;
+                        }
+                        Ok(false) => return,
+                        // The next renewal may go through; `held_until` stays put.
+                        Err(e) => {
+                            tracing::warn!(connection_id = %id, error = %e, "renewing a connection's lease failed")
+                        }
+                    }
+                }
+            })
+        };
+        Ok(LeaseHold {
+            held_until,
+            renewer,
+        })
+    }
+
+    /// True while the lease is surely still this holder's.
+    fn held(&self) -> bool {
+        Instant::now() < *self.held_until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for LeaseHold {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
 }
 
 /// The broker's in-process state; one per [`Keeper`].
@@ -373,7 +445,7 @@ impl TokenBroker {
     ) -> TokenError {
         let claimed = match keeper
             .store
-            .claim_connection_lease(id, &self.owner, LEASE)
+            .claim_connection_lease(id, &self.owner, keeper.config.token_lease_duration)
             .await
         {
             Ok(Some(claimed)) => claimed,
@@ -439,10 +511,16 @@ impl TokenBroker {
         let task_keeper = Arc::clone(keeper);
         let id = row.id.clone();
         let rejected = rejected.cloned();
+        let seen = row.access_token.clone();
         tokio::spawn(async move {
+            let wanted = Wanted {
+                rejected: rejected.as_ref(),
+                seen: seen.as_ref(),
+                arrived,
+            };
             task_keeper
                 .tokens
-                .refresh_single_flight(&task_keeper, &id, rejected.as_ref(), arrived)
+                .refresh_single_flight(&task_keeper, &id, &wanted)
                 .await
         })
         .await
@@ -456,17 +534,26 @@ impl TokenBroker {
         &self,
         keeper: &Keeper,
         id: &str,
-        rejected: Option<&Sealed>,
-        arrived: Instant,
+        wanted: &Wanted<'_>,
     ) -> Result<AccessToken, TokenError> {
         let flight = self.flight(id);
-        let result = {
-            let mut last_failure = flight.lock.lock().await;
+        let result = 'flight: {
+            // Queued behind this process's refresh of the same connection for as long
+            // as a request waits on another process's lease.
+            let Ok(mut last_failure) =
+                tokio::time::timeout_at(
+                tokio::time::Instant::from_std(wanted.arrived + LEASE_WAIT),
+                flight.lock.lock(),
+            )
+                    .await
+            else {
+                break 'flight Err(TokenError::Busy);
+            };
             match &*last_failure {
                 // A refresh that failed while we queued: share its answer.
-                Some((at, error)) if *at >= arrived => Err(error.clone()),
+                Some((at, error)) if *at >= wanted.arrived => Err(error.clone()),
                 _ => {
-                    let result = self.refresh_exclusive(keeper, id, rejected).await;
+                    let result = self.refresh_exclusive(keeper, id, wanted).await;
                     *last_failure = match &result {
                         Err(e) if e.is_temporary() => Some((Instant::now(), e.clone())),
                         _ => None,
@@ -479,14 +566,17 @@ impl TokenBroker {
         result
     }
 
-    /// Refreshes under the connection's lease, or waits for whoever holds it.
+    /// Refreshes under the connection's lease, or waits (up to [`LEASE_WAIT`] from
+    /// the request's arrival) for whoever holds it.
     async fn refresh_exclusive(
         &self,
         keeper: &Keeper,
         id: &str,
-        rejected: Option<&Sealed>,
+        wanted: &Wanted<'_>,
     ) -> Result<AccessToken, TokenError> {
-        let give_up_at = Instant::now() + LEASE + Duration::from_secs(5);
+        let rejected = wanted.rejected;
+        let give_up_at = wanted.arrived + LEASE_WAIT;
+        let lease = keeper.config.token_lease_duration;
         let mut retried_lost_fence = false;
         loop {
             let row = keeper
@@ -501,9 +591,14 @@ impl TokenBroker {
             if let Some(token) = usable(keeper, &row, rejected) {
                 return Ok(token);
             }
+            // A refresh done elsewhere while we waited is the one we waited for, even
+            // when Zoom's tokens live less than MIN_VALIDITY.
+            if let Some(token) = refreshed_since(keeper, &row, wanted) {
+                return Ok(token);
+            }
             let claimed = keeper
                 .store
-                .claim_connection_lease(id, &self.owner, LEASE)
+                .claim_connection_lease(id, &self.owner, lease)
                 .await
                 .map_err(|e| internal("claiming a connection's lease", e))?;
             let Some(claimed) = claimed else {
@@ -515,7 +610,9 @@ impl TokenBroker {
                 continue;
             };
             // Someone may have refreshed between our read and our claim.
-            if let Some(token) = usable(keeper, &claimed, rejected) {
+            if let Some(token) = usable(keeper, &claimed, rejected)
+                .or_else(|| refreshed_since(keeper, &claimed, wanted))
+            {
                 self.release(keeper, &claimed, None).await;
                 return Ok(token);
             }
@@ -562,7 +659,11 @@ impl TokenBroker {
         keeper: &Keeper,
         claimed: &ConnectionRow,
     ) -> Result<AccessToken, TokenError> {
-        let result = self.refresh_claimed_inner(keeper, claimed).await;
+        // Renewed first (a claim may have waited in a batch) and while Zoom answers.
+        let result = match LeaseHold::take(keeper, claimed).await {
+            Ok(hold) => self.refresh_claimed_inner(keeper, claimed, &hold).await,
+            Err(e) => Err(e),
+        };
         keeper.metrics.record_refresh(match &result {
             Ok(_) => "success",
             Err(TokenError::Disconnected(_)) => "disconnected",
@@ -577,6 +678,7 @@ impl TokenBroker {
         &self,
         keeper: &Keeper,
         claimed: &ConnectionRow,
+        hold: &LeaseHold,
     ) -> Result<AccessToken, TokenError> {
         let broken_retry =
             || Some(Utc::now() + chrono::Duration::from_std(BROKEN_RETRY).unwrap_or_default());
@@ -647,17 +749,11 @@ impl TokenBroker {
                 let commit = if claimed.state == ConnectionState::Disconnected {
                     // A connection kept after `invalid_client`, re-checked under a new
                     // client secret: Zoom took its grant, so it is connected again.
-                    let mut after = claimed.clone();
-                    after.state = ConnectionState::Connected;
-                    after.connection_failure_data = None;
-                    Commit::Reconnect {
-                        event: NewConnectionEvent {
-                            kind: "reconnected".to_owned(),
-                            message: "Zoom accepted the app's new client secret; the connection is connected again.".to_owned(),
-                            data: Some(json!({"was": "disconnected", "code": BAD_CLIENT_SECRET})),
-                        },
-                        outbox: connections::state_change_event(&after),
-                    }
+                    Commit::Reconnect(NewConnectionEvent {
+                        kind: "reconnected".to_owned(),
+                        message: "Zoom accepted the app's new client secret; the connection is connected again.".to_owned(),
+                        data: Some(json!({"was": "disconnected", "code": BAD_CLIENT_SECRET})),
+                    })
                 } else {
                     Commit::Refresh(NewConnectionEvent {
                         kind: "token_refreshed".to_owned(),
@@ -667,7 +763,8 @@ impl TokenBroker {
                         ),
                     })
                 };
-                self.write_back(keeper, claimed, &tokens, &commit).await?;
+                self.write_back(keeper, claimed, hold, &tokens, &commit)
+                    .await?;
                 Ok(AccessToken {
                     token: grant.access_token,
                     expires_at,
@@ -740,15 +837,17 @@ impl TokenBroker {
     }
 
     /// Commits refreshed tokens under the claim's fence. A database failure here
-    /// would lose the rotated refresh token, so it is retried.
+    /// would lose the rotated refresh token, so it is retried — while the lease is
+    /// surely held: after that another process may take the connection over.
     async fn write_back(
         &self,
         keeper: &Keeper,
         claimed: &ConnectionRow,
+        hold: &LeaseHold,
         tokens: &RefreshedTokens,
         commit: &Commit,
     ) -> Result<(), TokenError> {
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
             let written = match commit {
                 Commit::Refresh(event) => {
@@ -757,7 +856,7 @@ impl TokenBroker {
                         .store_refreshed_tokens(&claimed.id, claimed.fence, tokens, Some(event))
                         .await
                 }
-                Commit::Reconnect { event, outbox } => {
+                Commit::Reconnect(event) => {
                     keeper
                         .store
                         .reconnect_connection(
@@ -765,14 +864,14 @@ impl TokenBroker {
                             claimed.fence,
                             tokens,
                             event,
-                            Some(outbox),
+                            Some(&connections::StateChange),
                         )
                         .await
                 }
             };
             match written {
                 Ok(true) => {
-                    if matches!(commit, Commit::Reconnect { .. }) {
+                    if matches!(commit, Commit::Reconnect(_)) {
                         tracing::info!(connection_id = %claimed.id, "connection reconnected under the app's new client secret");
                     }
                     return Ok(());
@@ -786,10 +885,10 @@ impl TokenBroker {
                     );
                     return Err(TokenError::LostFence);
                 }
-                Err(e) if attempt + 1 < WRITE_BACK_ATTEMPTS => {
+                Err(e) if hold.held() => {
                     attempt += 1;
-                    tracing::warn!(connection_id = %claimed.id, error = %e, attempt, "committing refreshed tokens failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    tracing::warn!(connection_id = %claimed.id, error = %e, attempt, "committing refreshed tokens failed; retrying while the lease is held");
+                    tokio::time::sleep(WRITE_BACK_RETRY).await;
                 }
                 Err(e) => {
                     return Err(internal(
@@ -810,7 +909,8 @@ impl TokenBroker {
             .lease_until
             .and_then(|until| (until - Utc::now()).to_std().ok())
             .unwrap_or(Duration::ZERO);
-        let budget = lease_left.saturating_sub(ZOOM_CALL_ALLOWANCE);
+        // The refresh renews the lease once it starts; the wait must end before it lapses.
+        let budget = lease_left.saturating_sub(LEASE_MARGIN);
         match keeper
             .zoom_accounts
             .acquire_within(&claimed.account_id, budget)
@@ -830,11 +930,9 @@ impl TokenBroker {
 enum Commit {
     /// A connected connection's refresh.
     Refresh(NewConnectionEvent),
-    /// A disconnected connection's re-check that Zoom accepted.
-    Reconnect {
-        event: NewConnectionEvent,
-        outbox: NewOutboxEvent,
-    },
+    /// A disconnected connection's re-check that Zoom accepted (its state-change
+    /// event is built from the row as written).
+    Reconnect(NewConnectionEvent),
 }
 
 /// What a final refresh error leaves of the user's grant.
@@ -852,9 +950,9 @@ enum Grant {
 /// refused the app's client credentials; they keep their grant, and
 /// [`recheck_after_client_secret_change`] retries them.
 pub const BAD_CLIENT_SECRET: &str = "invalid_client";
-/// A background call needs at least this much of the lease left when it starts:
-/// Zoom's HTTP timeout and the write-back.
-const ZOOM_CALL_ALLOWANCE: Duration = Duration::from_secs(20);
+/// A claimed connection waiting for its account's rate-limit slot gives up this long
+/// before its lease would lapse.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
 /// Connections one re-check claims at a time.
 const RECHECK_BATCH: u32 = 20;
 /// Re-check refreshes in flight at once.
@@ -896,7 +994,7 @@ pub async fn recheck_after_client_secret_change(
                 after.as_deref(),
                 keeper.tokens.owner(),
                 RECHECK_BATCH,
-                LEASE,
+                keeper.config.token_lease_duration,
             )
             .await?;
         let Some(last) = claimed.last() else {
@@ -921,6 +1019,40 @@ pub async fn recheck_after_client_secret_change(
                 Err(_) => summary.failed += 1,
             }
         }
+    }
+}
+
+/// What a request that needs a refresh saw, for deciding whether a refresh done by
+/// someone else meanwhile serves it.
+struct Wanted<'a> {
+    /// An access token Zoom refused: never usable.
+    rejected: Option<&'a Sealed>,
+    /// The access token the connection held when the request decided to refresh.
+    seen: Option<&'a Sealed>,
+    arrived: Instant,
+}
+
+/// A token refreshed by someone else after the request saw `wanted.seen`: it is the
+/// refresh the request waited for, usable while it has not expired, even when Zoom
+/// issues tokens living less than [`MIN_VALIDITY`] (otherwise every waiter would
+/// refresh again).
+fn refreshed_since(keeper: &Keeper, row: &ConnectionRow, wanted: &Wanted<'_>) -> Option<AccessToken> {
+    let sealed = row.access_token.as_ref()?;
+    let expires_at = row.access_token_expires_at?;
+    if Some(sealed) == wanted.seen || Some(sealed) == wanted.rejected {
+        return None;
+    }
+    if expires_at <= Utc::now() + chrono::Duration::seconds(5) {
+        return None;
+    }
+    match keeper.vault.open_str(access_slot(&row.id), sealed) {
+        Ok(token) => Some(AccessToken {
+            token,
+            expires_at,
+            refreshed: false,
+            sealed: Some(sealed.clone()),
+        }),
+        Err(_) => None,
     }
 }
 

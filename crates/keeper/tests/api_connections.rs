@@ -57,7 +57,7 @@ on_both_databases!(
     token_keeper_defers_connections_of_a_rate_limited_account,
     a_client_leaving_mid_refresh_loses_nothing,
     a_client_leaving_mid_create_still_gets_the_connection_stored,
-    a_create_refused_for_a_taken_deduplication_key_revokes_the_new_grant,
+    a_create_refused_for_a_taken_deduplication_key_keeps_the_new_grant,
 );
 
 const CLIENT: &str = "conn-client";
@@ -281,7 +281,8 @@ async fn scopes_are_checked_with_granular_and_older_names(backend: Backend) {
         a.text
     );
     assert!(!a.text.contains("list_meetings"), "{}", a.text);
-    assert_eq!(stats(&app).await.revocations, 1, "the new grant is revoked");
+    // Revoking would uninstall the app for the user (DESIGN.md §5): never done to tidy up.
+    assert_eq!(stats(&app).await.revocations, 0, "the new grant is not revoked");
     assert_eq!(connection_count(&app).await, 0);
 
     // Onbehalf needs user:read:token.
@@ -1415,7 +1416,10 @@ async fn a_client_leaving_mid_refresh_loses_nothing(backend: Backend) {
     let again = app.access_token(&id).await;
     assert_eq!(again.status, 200, "{}", again.text);
     let s = stats(&app).await;
-    assert_eq!(s.refresh_grants, 3);
+    // The abandoned request's refresh, which the next request waited for and took
+    // (issue 10: a waiter accepts the refresh it waited for, even for tokens under
+    // the 120 s floor), and the last request's own.
+    assert_eq!(s.refresh_grants, 2);
     assert_eq!(s.stale_refresh_token_uses, 0);
     assert_eq!(s.invalid_grant_errors, 0);
     let stored = stored(&app, &id).await;
@@ -1454,12 +1458,14 @@ async fn a_client_leaving_mid_create_still_gets_the_connection_stored(backend: B
     assert_eq!(s.revocations, 0);
 }
 
-async fn a_create_refused_for_a_taken_deduplication_key_revokes_the_new_grant(backend: Backend) {
+async fn a_create_refused_for_a_taken_deduplication_key_keeps_the_new_grant(backend: Backend) {
     let Some((app, _)) = app_with_zoom_app(backend).await else {
         return;
     };
     connect_ok(&app, json!({"deduplication_key": "one"})).await;
     let (user, _) = connect_ok(&app, json!({"deduplication_key": "two"})).await;
+    // Tokens under the 120 s floor: the next token request must refresh.
+    short_tokens(&app, 100).await;
     let before = stats(&app).await;
     // The user already has a connection; the key belongs to another one.
     app.connect_user(CLIENT, &user, json!({"deduplication_key": "one"}))
@@ -1471,9 +1477,22 @@ async fn a_create_refused_for_a_taken_deduplication_key_revokes_the_new_grant(ba
         before.authorization_code_grants + 1
     );
     assert_eq!(
-        after.revocations,
-        before.revocations + 1,
-        "the grant nothing stored is revoked"
+        after.revocations, before.revocations,
+        "revoking would uninstall the app for the user"
     );
     assert_eq!(connection_count(&app).await, 2);
+    // Zoom keeps only the user's newest grant, so it was stored on their connection:
+    // the connection still refreshes, with no stale refresh token used.
+    let listed = app
+        .send(app.request(
+            Method::GET,
+            &format!("/api/v1/zoom_oauth_connections?user_id={user}"),
+        ))
+        .await;
+    let id = listed.json["results"][0]["id"].as_str().expect("id").to_owned();
+    let t = app.access_token(&id).await;
+    assert_eq!(t.status, 200, "{}", t.text);
+    let s = stats(&app).await;
+    assert_eq!(s.refresh_grants, before.refresh_grants + 1);
+    assert_eq!(s.stale_refresh_token_uses, 0);
 }

@@ -86,6 +86,10 @@ struct SettingFlags {
     /// take it over [default: 60s].
     #[arg(long, global = true)]
     webhook_delivery_lease: Option<String>,
+    /// How long a connection's refresh lease lasts between renewals; a process that
+    /// dies releases its connections within this long [default: 15s].
+    #[arg(long, global = true)]
+    token_lease_duration: Option<String>,
 }
 
 impl SettingFlags {
@@ -108,6 +112,7 @@ impl SettingFlags {
             token_keeper_interval: self.token_keeper_interval.clone(),
             token_refresh_max_age: self.token_refresh_max_age.clone(),
             webhook_delivery_lease: self.webhook_delivery_lease.clone(),
+            token_lease_duration: self.token_lease_duration.clone(),
         }
     }
 

@@ -627,3 +627,93 @@ async fn a_process_killed_mid_refresh_again_and_again_loses_no_connection() {
     let stats = sim.control().stats().await.expect("sim stats");
     assert_eq!(stats.stale_refresh_token_uses, 0, "{stats:?}");
 }
+
+/// DESIGN.md §6 and §10 "Recovery": after `serve` is killed mid-refresh and started
+/// again, a token request for that connection answers within seconds — the token,
+/// or 503 `busy` with `Retry-After` while the dead process's lease stands — not after
+/// the minute a long lease would hold it. The lease lapses by itself, and the
+/// connection then refreshes with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_mid_refresh_the_next_token_request_answers_within_seconds() {
+    let Some(database_url) = postgres_database().await else {
+        return;
+    };
+    let sim = zoom_sim::Simulator::start().await.expect("simulator");
+    let secret = sim::zoom_app(&sim, CLIENT_ID).await.expect("sim app");
+    // Tokens under the 120 s floor: every token request refreshes.
+    sim.control()
+        .set_config(&zoom_sim::SimConfig {
+            access_token_ttl_s: Some(100),
+            ..Default::default()
+        })
+        .await
+        .expect("sim config");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let deployment = Deployment {
+        dir: dir.path().to_owned(),
+        database_url,
+        zoom_url: sim.url(),
+        flags: Vec::new(),
+    };
+    let key = deployment.api_key().expect("API key");
+    let api = Api::new(&key);
+    let mut process = deployment.serve("victim").expect("serves");
+    let app_id = api
+        .create_app(&process.base, CLIENT_ID, &secret)
+        .await
+        .expect("app");
+    let bases = [process.base.clone()];
+    let connections = connect_users(&sim, &api, &bases, &app_id, 1, 1).await;
+    let id = connections[0].0.clone();
+
+    // A refresh waits at Zoom; the process dies before Zoom looks at it.
+    sim.control()
+        .set_faults(&zoom_sim::SimFaults {
+            latency_ms: Some(3_000),
+            paths: Some(vec!["/oauth/token".into()]),
+            ..Default::default()
+        })
+        .await
+        .expect("latency");
+    let (api2, base, id2) = (api.clone(), process.base.clone(), id.clone());
+    let pending = tokio::spawn(async move { api2.access_token(&base, &id2).await });
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    process.kill();
+    let _ = pending.await;
+    sim.control()
+        .set_faults(&zoom_sim::SimFaults::default())
+        .await
+        .expect("no faults");
+
+    let process = deployment.serve("restarted").expect("restarts");
+    let started = Instant::now();
+    let first = api
+        .call(
+            reqwest::Method::POST,
+            &format!("{}/api/v1/zoom_oauth_connections/{id}/access_token", process.base),
+            None,
+        )
+        .await
+        .expect("answer");
+    let waited = started.elapsed();
+    eprintln!("first token request after the restart: {} in {waited:?}", first.status);
+    assert!(
+        first.status == 200 || (first.status == 503 && first.json["code"] == "busy"),
+        "{first:?}"
+    );
+    // Bounded by the 5 s lease wait, with room for a loaded machine; a minute-long
+    // lease would hold it far longer.
+    assert!(waited < Duration::from_secs(12), "{waited:?}");
+
+    // The dead process's lease lapses within token_lease_duration (15 s).
+    let token = support::process::wait_for(Duration::from_secs(30), || async {
+        let a = api.access_token(&process.base, &id).await.ok()?;
+        (a.status == 200).then_some(a)
+    })
+    .await
+    .expect("the connection gives a token once the lease lapsed");
+    assert!(token.json["token"].is_string());
+    let stats = sim.control().stats().await.expect("stats");
+    assert_eq!(stats.stale_refresh_token_uses, 0, "{stats:?}");
+    assert_eq!(stats.invalid_grant_errors, 0, "{stats:?}");
+}

@@ -350,6 +350,11 @@ impl From<ConnectionError> for ApiError {
                     if status.is_empty() { "unknown" } else { &status }
                 ),
             },
+            ConnectionError::Superseded => ApiError::Conflict {
+                code: "authorization_superseded",
+                message: "The user authorised the app again before this authorisation could be stored; Zoom keeps only the newest, so this one no longer works. The request made with the newer authorization code creates or updates the connection.".to_owned(),
+            },
+            ConnectionError::Busy => TokenError::Busy.into(),
             ConnectionError::DeduplicationKeyTaken => ApiError::Conflict {
                 code: "deduplication_key_taken",
                 message: "Another connection of this app already has this deduplication_key.".to_owned(),

@@ -148,6 +148,9 @@ impl From<crate::storage::StoreError> for ApiError {
     }
 }
 
+/// `Retry-After` of a 502 `zoom_unavailable`.
+pub const ZOOM_UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -159,6 +162,9 @@ impl IntoResponse for ApiError {
             ApiError::RateLimited { retry_after_secs }
             | ApiError::ZoomRateLimited { retry_after_secs } => Some(*retry_after_secs),
             ApiError::Busy { .. } => Some(1),
+            // Zoom's calls were already retried inside the request; a few seconds on,
+            // an outage may have passed.
+            ApiError::ZoomUnavailable => Some(ZOOM_UNAVAILABLE_RETRY_AFTER_SECS),
             _ => None,
         };
         let body = ErrorBody {
