@@ -38,6 +38,10 @@ pub enum BenchCommand {
     Webhooks(crate::bench_webhooks::WebhooksArgs),
     /// Meeting → host lookups (the join-token path) with 1,000,000 indexed meetings.
     Lookup(crate::bench_webhooks::LookupArgs),
+    /// Token storms, re-authorisations, deauthorisations and kills against two
+    /// `serve` processes on PostgreSQL; prints connections lost and stale
+    /// refresh-token uses, and fails unless both are 0.
+    Chaos(crate::bench_chaos::ChaosArgs),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -46,6 +50,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Deliveries(args) => crate::bench_deliveries::run(args).await,
         BenchCommand::Webhooks(args) => crate::bench_webhooks::run_webhooks(args).await,
         BenchCommand::Lookup(args) => crate::bench_webhooks::run_lookup(args).await,
+        BenchCommand::Chaos(args) => crate::bench_chaos::run(args).await,
         BenchCommand::Api {
             requests,
             concurrency,

@@ -13,6 +13,7 @@ use keeper::{projects, telemetry, Keeper};
 use secrecy::ExposeSecret;
 
 mod bench;
+mod bench_chaos;
 mod bench_deliveries;
 mod bench_tokens;
 mod bench_webhooks;
