@@ -7,9 +7,10 @@
 //!   code"; redirect mismatch → 400 `invalid_request` "Redirect URI mismatch." (the code
 //!   stays usable); PKCE failure → 400 `invalid_grant` "Invalid code_verifier"; bad or
 //!   missing Basic credentials → 401 `invalid_client`.
-//! - A refresh token that was rotated away, or replaced by a newer authorization of the
-//!   same user for the same app ("superseded"), answers "Invalid Token!" and counts in
-//!   `stale_refresh_token_uses`. A revoked/deauthorized grant answers the same without
+//! - A refresh token that was rotated away answers "Invalid Token!" and counts in
+//!   `stale_refresh_token_uses`; one replaced by a newer authorization of the same user
+//!   for the same app ("superseded") answers the same and counts in
+//!   `superseded_refresh_token_uses`. A revoked/deauthorized grant answers the same without
 //!   counting. Access tokens of the current authorization stay valid until they expire
 //!   (unless the grant dies); a new authorization of the same user supersedes every
 //!   earlier access token too (401 code 4741).

@@ -294,9 +294,14 @@ pub struct SimStats {
     pub authorization_code_grants: u64,
     pub refresh_grants: u64,
     pub client_credentials_grants: u64,
-    /// Refresh attempts with a refresh token that had already been used (rotated away)
-    /// or replaced by a newer authorization. The number that must stay 0.
+    /// Refresh attempts with a refresh token that had already been used (rotated
+    /// away): the client lost track of its own rotation. The number that must stay 0.
     pub stale_refresh_token_uses: u64,
+    /// Refresh attempts with a refresh token replaced by a newer authorization of the
+    /// same user (a refresh racing the user's re-authorisation, or a client that kept
+    /// an older grant than the newest).
+    #[serde(default)]
+    pub superseded_refresh_token_uses: u64,
     /// Token requests refused with `invalid_grant` (stale uses included).
     pub invalid_grant_errors: u64,
     pub revocations: u64,

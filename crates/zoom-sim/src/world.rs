@@ -1017,9 +1017,16 @@ impl World {
         if token.kind != TokenKind::Refresh || token.client_id != client_id {
             return Err(invalid());
         }
-        if token.state != TokenState::Live {
-            self.stats.stale_refresh_token_uses += 1;
-            return Err(invalid());
+        match token.state {
+            TokenState::Live => {}
+            TokenState::Rotated => {
+                self.stats.stale_refresh_token_uses += 1;
+                return Err(invalid());
+            }
+            TokenState::Superseded => {
+                self.stats.superseded_refresh_token_uses += 1;
+                return Err(invalid());
+            }
         }
         let grant_id = token.grant.ok_or_else(invalid)?;
         let grant = self.grants.get(&grant_id).cloned().ok_or_else(invalid)?;
