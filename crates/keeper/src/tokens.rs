@@ -44,6 +44,9 @@ pub const MIN_VALIDITY: Duration = Duration::from_secs(120);
 /// lease, or this process's refresh of the same connection) before answering
 /// [`TokenError::Busy`] (503 with `Retry-After`).
 pub const LEASE_WAIT: Duration = Duration::from_secs(5);
+/// How long a refresh that Zoom refused waits for a concurrent re-authorisation's
+/// write before it disconnects the connection.
+const REAUTHORISATION_GRACE: Duration = Duration::from_secs(3);
 /// How often a request polls a connection whose lease another process holds.
 const POLL_EVERY: Duration = Duration::from_millis(75);
 /// Pause between attempts to commit refreshed tokens when the database fails:
@@ -774,6 +777,13 @@ impl TokenBroker {
             }
             Err(e) if e.is_final() => {
                 let (failure, grant) = final_failure(&e, &claimed.app_id);
+                if grant == Grant::Gone && self.reauthorised_meanwhile(keeper, claimed).await {
+                    // The user authorised the app again: Zoom refused the grant the
+                    // new one replaced, and the new one is stored. Nothing to end.
+                    keeper.metrics.record_lease_conflict();
+                    tracing::info!(connection_id = %claimed.id, "a refresh was refused because the user authorised the app again; the newer grant is kept");
+                    return Err(TokenError::LostFence);
+                }
                 let written = match (claimed.state, grant) {
                     (ConnectionState::Connected, Grant::Gone) => connections::disconnect(
                         keeper,
@@ -833,6 +843,29 @@ impl TokenBroker {
                 self.release(keeper, claimed, Some(retry_at)).await;
                 Err(refresh_call_error(e, wait))
             }
+        }
+    }
+
+    /// After Zoom refused `claimed`'s grant: whether a re-authorisation of the user
+    /// stored a newer grant meanwhile (the connection's fence moved on, or it is
+    /// gone), waiting up to [`REAUTHORISATION_GRACE`] for one in flight. A new code
+    /// exchange kills the user's earlier refresh token before its create can store
+    /// the new one; without this the connection would be disconnected and then
+    /// reconnected a moment later.
+    async fn reauthorised_meanwhile(&self, keeper: &Keeper, claimed: &ConnectionRow) -> bool {
+        let give_up_at = Instant::now() + REAUTHORISATION_GRACE;
+        loop {
+            match keeper.store.connection_by_id(&claimed.id).await {
+                Ok(Some(row)) if row.fence == claimed.fence => {}
+                Ok(_) => return true,
+                Err(e) => {
+                    tracing::warn!(connection_id = %claimed.id, error = %e, "reading a connection after a refused refresh failed");
+                }
+            }
+            if Instant::now() >= give_up_at {
+                return false;
+            }
+            tokio::time::sleep(POLL_EVERY).await;
         }
     }
 

@@ -102,6 +102,10 @@ async fn assert_refreshes(app: &TestApp, id: &str, user: &str) {
     let after = stats(app).await;
     assert_eq!(after.refresh_grants, before.refresh_grants + 1, "{after:?}");
     assert_eq!(after.stale_refresh_token_uses, 0, "{after:?}");
+    assert_eq!(
+        after.superseded_refresh_token_uses, before.superseded_refresh_token_uses,
+        "the stored grant was the newest: {after:?}"
+    );
     assert_eq!(after.revocations, 0, "nothing was revoked: {after:?}");
     assert_eq!(get(app, id).await["state"], "connected");
 }
@@ -229,6 +233,10 @@ async fn concurrent_creates_for_one_user_keep_the_newest_grant(backend: Backend)
         assert_eq!(t.status, 200, "round {round}: {}", t.text);
         let s = stats(&app).await;
         assert_eq!(s.stale_refresh_token_uses, 0, "round {round}: {s:?}");
+        assert_eq!(
+            s.superseded_refresh_token_uses, 0,
+            "round {round}: the grant stored was the newest: {s:?}"
+        );
         assert_eq!(s.revocations, 0, "round {round}: {s:?}");
     }
     let id = ids.first().expect("id").clone();
