@@ -3965,3 +3965,27 @@ async fn an_in_memory_sqlite_database_is_refused() {
         );
     }
 }
+
+/// The pool writes with `synchronous=FULL` (2): a commit is on disk before it
+/// returns, so a power cut cannot take back a rotated refresh token.
+#[tokio::test]
+async fn sqlite_pool_commits_are_durable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("durable.db");
+    let store = keeper::storage::sqlite::SqliteStore::connect(path.to_str().expect("utf-8"))
+        .await
+        .expect("open");
+    keeper::storage::Store::migrate(&store).await.expect("migrate");
+    // Several connections at once, so each of them is asked, not one reused.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(store.pool().acquire().await.expect("connection"));
+    }
+    for conn in &mut held {
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut **conn)
+            .await
+            .expect("pragma");
+        assert_eq!(level, 2, "synchronous must be FULL (2)");
+    }
+}

@@ -1,7 +1,16 @@
 //! SQLite implementation of [`super::Store`].
 //!
-//! One file, WAL journal, `synchronous=NORMAL`, foreign keys on, a busy timeout so
-//! writers queue instead of failing. Timestamps are INTEGER microseconds since the
+//! One file, WAL journal, foreign keys on, a busy timeout so writers queue instead
+//! of failing. The pool runs `synchronous=FULL`: each commit is on disk (the WAL
+//! fsynced) before the call returns, so a power cut or an OS crash cannot take back
+//! a grant, a rotated refresh token, a state change with its outbox row or a key
+//! rotation that anything has already relied on. With `NORMAL` the last commits
+//! before such a crash could vanish — for a refresh token Zoom has just rotated, its
+//! predecessor is already dead at Zoom, so the connection would be lost. Only the
+//! Zoom webhook receipt writer ([`sqlite_receipts`]) keeps `NORMAL`: what it could
+//! lose is a receipt and an index change the daily meeting sync rebuilds. Its
+//! commits land in the same WAL, in order, so a later `FULL` commit makes them
+//! durable too. Timestamps are INTEGER microseconds since the
 //! Unix epoch (UTC). Transactions that read before they write start with
 //! `BEGIN IMMEDIATE`, so they take the write lock up front and never fail with
 //! `SQLITE_BUSY` halfway through.
@@ -80,7 +89,7 @@ impl SqliteStore {
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         if let Some(dir) = options.get_filename().parent() {
