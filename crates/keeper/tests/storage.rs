@@ -3989,3 +3989,154 @@ async fn sqlite_pool_commits_are_durable() {
         assert_eq!(level, 2, "synchronous must be FULL (2)");
     }
 }
+
+mod retention {
+    //! Housekeeping's deletes of finished webhook deliveries and fanned-out outbox
+    //! events: pending deliveries and undispatched events always stay.
+
+    use std::time::Duration as StdDuration;
+
+    use chrono::{Duration, Utc};
+    use keeper::storage::{
+        DeliveryAttempt, DeliveryStatus, PageRequest, Sealed, WebhookSubscriptionRow,
+    };
+
+    use super::support::{app, event, micros, project, state_change, TestStore};
+
+    pub async fn finished_deliveries_and_dispatched_events_go_pending_ones_stay(s: TestStore) {
+        let p = project("acme");
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "client", Utc::now());
+        s.insert_app(&a).await.expect("app");
+        let now = micros(Utc::now());
+        let sub = WebhookSubscriptionRow {
+            id: keeper::ids::IdKind::WebhookSubscription.generate(),
+            project_id: p.id.clone(),
+            url: "https://example.com/hook".to_owned(),
+            triggers: vec!["zoom_oauth_connection.state_change".to_owned()],
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+        };
+        s.insert_webhook_subscription(&sub, 10).await.expect("sub");
+        // Four state changes: four outbox events.
+        for user in ["u1", "u2", "u3", "u4"] {
+            let c = s
+                .insert_connection(&p.id, &a.id, user, Some(&Sealed(vec![7; 40])), None)
+                .await;
+            let failure = keeper::storage::FailureData {
+                error: "gone".to_owned(),
+                code: "invalid_grant".to_owned(),
+                timestamp: Utc::now(),
+            };
+            s.disconnect_connection(
+                &c,
+                None,
+                &failure,
+                &event("disconnected"),
+                Some(&state_change(&c, "disconnected")),
+            )
+            .await
+            .expect("disconnect");
+        }
+        // Three fanned out (one delivery each), one not yet.
+        let dispatched = s.dispatch_outbox_events(3).await.expect("dispatch");
+        assert_eq!((dispatched.events, dispatched.deliveries), (3, 3));
+        let claimed = s
+            .claim_due_webhook_deliveries("w", 10, StdDuration::from_secs(60))
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 3);
+        let outcomes = [
+            (DeliveryStatus::Success, None),
+            (DeliveryStatus::Failure, None),
+            // Retrying: pending, due in an hour.
+            (DeliveryStatus::Pending, Some(StdDuration::from_secs(3600))),
+        ];
+        for (row, (status, retry_in)) in claimed.iter().zip(outcomes) {
+            let attempt = DeliveryAttempt {
+                status,
+                retry_in,
+                responses: serde_json::json!([{"status_code": 500}]),
+            };
+            assert!(s
+                .record_webhook_attempt(&row.idempotency_key, row.fence, &attempt)
+                .await
+                .expect("attempt"));
+        }
+        let retrying = claimed[2].idempotency_key.clone();
+
+        // Everything is recent: a cutoff an hour ago deletes nothing.
+        let hour_ago = Utc::now() - Duration::hours(1);
+        assert_eq!(
+            s.delete_finished_webhook_deliveries_before(hour_ago, 100)
+                .await
+                .expect("delete"),
+            0
+        );
+        assert_eq!(
+            s.delete_dispatched_outbox_events_before(hour_ago, 100)
+                .await
+                .expect("delete"),
+            0
+        );
+
+        // A cutoff in the future: the finished ones go, one batch at a time.
+        let later = Utc::now() + Duration::hours(1);
+        assert_eq!(
+            s.delete_finished_webhook_deliveries_before(later, 1)
+                .await
+                .expect("delete"),
+            1
+        );
+        assert_eq!(
+            s.delete_finished_webhook_deliveries_before(later, 100)
+                .await
+                .expect("delete"),
+            1
+        );
+        assert_eq!(
+            s.delete_finished_webhook_deliveries_before(later, 100)
+                .await
+                .expect("delete"),
+            0
+        );
+        let left = s
+            .list_webhook_deliveries(
+                &p.id,
+                &sub.id,
+                None,
+                &PageRequest {
+                    cursor: None,
+                    limit: 100,
+                },
+            )
+            .await
+            .expect("list");
+        assert_eq!(left.items.len(), 1);
+        assert_eq!(left.items[0].idempotency_key, retrying);
+        assert_eq!(left.items[0].status, DeliveryStatus::Pending);
+
+        assert_eq!(
+            s.delete_dispatched_outbox_events_before(later, 100)
+                .await
+                .expect("delete"),
+            3
+        );
+        let events = s.list_outbox_events(&p.id, 100).await.expect("outbox");
+        assert_eq!(events.len(), 1, "the event not fanned out yet stays");
+        assert!(events[0].dispatched_at.is_none());
+        let depths = s.webhook_queue_depths().await.expect("depths");
+        assert_eq!(depths.outbox_undispatched, 1);
+        // ... and is still fanned out afterwards.
+        let dispatched = s.dispatch_outbox_events(10).await.expect("dispatch");
+        assert_eq!((dispatched.events, dispatched.deliveries), (1, 1));
+    }
+}
+
+mod retention_tests {
+    use super::retention::*;
+    use super::support;
+
+    crate::store_tests!(finished_deliveries_and_dispatched_events_go_pending_ones_stay);
+}

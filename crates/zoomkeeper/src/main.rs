@@ -86,6 +86,12 @@ struct SettingFlags {
     /// take it over [default: 60s].
     #[arg(long, global = true)]
     webhook_delivery_lease: Option<String>,
+    /// Keep finished webhook deliveries this long [default: 30d].
+    #[arg(long, global = true)]
+    webhook_delivery_retention: Option<String>,
+    /// Keep outbox events this long after they were fanned out [default: 7d].
+    #[arg(long, global = true)]
+    outbox_event_retention: Option<String>,
 }
 
 impl SettingFlags {
@@ -108,6 +114,8 @@ impl SettingFlags {
             token_keeper_interval: self.token_keeper_interval.clone(),
             token_refresh_max_age: self.token_refresh_max_age.clone(),
             webhook_delivery_lease: self.webhook_delivery_lease.clone(),
+            webhook_delivery_retention: self.webhook_delivery_retention.clone(),
+            outbox_event_retention: self.outbox_event_retention.clone(),
         }
     }
 

@@ -430,6 +430,21 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: &str,
         fence: Option<i64>,
+    /// Housekeeping: deletes up to `limit` finished webhook deliveries (`success` or
+    /// `failure`, their attempt summaries with them) last changed before `before`;
+    /// returns how many. Pending deliveries (waiting for an attempt or a retry) stay.
+    async fn delete_finished_webhook_deliveries_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64>;
+    /// Housekeeping: deletes up to `limit` outbox events fanned out before `before`;
+    /// returns how many. Events not yet fanned out stay, however old.
+    async fn delete_dispatched_outbox_events_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64>;
         failure: &FailureData,
         event: &NewConnectionEvent,
         outbox: Option<&NewOutboxEvent>,

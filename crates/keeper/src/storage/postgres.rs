@@ -1350,6 +1350,45 @@ impl Store for PostgresStore {
     }
 
     async fn disconnect_connection_keeping_grant(
+    async fn delete_finished_webhook_deliveries_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        // The locking subquery re-reads a row changed meanwhile (a resend makes it
+        // pending again) and drops it if it no longer matches.
+        Ok(sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE idempotency_key IN \
+             (SELECT idempotency_key FROM webhook_deliveries \
+              WHERE status <> 'pending' AND updated_at < $1 \
+              LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(ts(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn delete_dispatched_outbox_events_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        // NULL (not fanned out yet) is never `< $1`; rows the dispatcher holds are
+        // skipped.
+        Ok(sqlx::query(
+            "DELETE FROM outbox_events WHERE id IN \
+             (SELECT id FROM outbox_events WHERE dispatched_at < $1 \
+              LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(ts(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
         &self,
         id: &str,
         fence: Option<i64>,

@@ -1424,6 +1424,41 @@ impl Store for SqliteStore {
 
     async fn disconnect_connection_keeping_grant(
         &self,
+    async fn delete_finished_webhook_deliveries_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        // `status <> 'pending'` as written in the partial index, so SQLite uses it.
+        Ok(sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE rowid IN \
+             (SELECT rowid FROM webhook_deliveries \
+              WHERE status <> 'pending' AND updated_at < ? LIMIT ?)",
+        )
+        .bind(micros(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn delete_dispatched_outbox_events_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        // NULL (not fanned out yet) is never `< ?`.
+        Ok(sqlx::query(
+            "DELETE FROM outbox_events WHERE rowid IN \
+             (SELECT rowid FROM outbox_events WHERE dispatched_at < ? LIMIT ?)",
+        )
+        .bind(micros(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
         id: &str,
         fence: Option<i64>,
         failure: &FailureData,
