@@ -4140,3 +4140,180 @@ mod retention_tests {
 
     crate::store_tests!(finished_deliveries_and_dispatched_events_go_pending_ones_stay);
 }
+
+mod app_recheck_store {
+    //! The durable re-check after a client secret change (issue 10): the write that
+    //! stores the secret makes it due; claims lease it; renewing and finishing hold
+    //! only while nothing newer came in.
+
+    use std::time::Duration as StdDuration;
+
+    use chrono::Utc;
+    use keeper::storage::{AppSecretsUpdate, Sealed};
+
+    use super::support::{app, micros, project, TestStore};
+
+    const LEASE: StdDuration = StdDuration::from_secs(60);
+    /// A claim that runs out at once: what a process that died leaves behind.
+    const RUN_OUT: StdDuration = StdDuration::ZERO;
+
+    async fn new_client_secret(s: &TestStore, p: &str, a: &str, tag: &str) {
+        let update = AppSecretsUpdate {
+            client_secret: Some(Sealed(format!("secret {tag}").into_bytes())),
+            webhook_secret: None,
+        };
+        s.update_app_secrets(p, a, &update, Utc::now())
+            .await
+            .expect("update")
+            .expect("exists");
+    }
+
+    pub async fn a_new_client_secret_makes_the_recheck_due_and_claims_lease_it(s: TestStore) {
+        let p = project("acme");
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "a", Utc::now());
+        let b = app(&p.id, "b", Utc::now());
+        s.insert_app(&a).await.expect("app a");
+        s.insert_app(&b).await.expect("app b");
+        assert!(s.claim_app_recheck(None, RUN_OUT).await.expect("claim").is_none());
+
+        // A new webhook secret alone re-checks nothing.
+        let webhook_only = AppSecretsUpdate {
+            client_secret: None,
+            webhook_secret: Some(Some(Sealed(vec![1; 8]))),
+        };
+        s.update_app_secrets(&p.id, &b.id, &webhook_only, Utc::now())
+            .await
+            .expect("update")
+            .expect("exists");
+        assert!(s.claim_app_recheck(None, RUN_OUT).await.expect("claim").is_none());
+
+        new_client_secret(&s, &p.id, &a.id, "1").await;
+        let before = micros(Utc::now());
+        let claim = s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .expect("due");
+        assert_eq!(claim.app_id, a.id);
+        assert!(claim.due_at >= before + chrono::Duration::seconds(59), "{claim:?}");
+        // Leased: nobody else takes it, by any way of asking.
+        assert!(s.claim_app_recheck(None, LEASE).await.expect("claim").is_none());
+        assert!(s
+            .claim_app_recheck(Some(&a.id), LEASE)
+            .await
+            .expect("claim")
+            .is_none());
+
+        // Renewed while it runs; the old claim is void.
+        let renewed = s
+            .renew_app_recheck(&claim, LEASE)
+            .await
+            .expect("renew")
+            .expect("still ours");
+        assert_ne!(renewed.due_at, claim.due_at);
+        assert!(!s.finish_app_recheck(&claim, None).await.expect("finish"));
+        assert!(s.finish_app_recheck(&renewed, None).await.expect("finish"));
+        // Cleared: not due even with a claim that runs out at once.
+        assert!(s.claim_app_recheck(None, RUN_OUT).await.expect("claim").is_none());
+
+        // Finishing with a retry makes it due again then.
+        new_client_secret(&s, &p.id, &a.id, "2").await;
+        let claim = s.claim_app_recheck(None, LEASE).await.expect("claim").expect("due");
+        assert!(s
+            .finish_app_recheck(&claim, Some(StdDuration::ZERO))
+            .await
+            .expect("finish"));
+        let again = s.claim_app_recheck(None, LEASE).await.expect("claim").expect("due");
+        assert_eq!(again.app_id, a.id);
+        assert!(s.finish_app_recheck(&again, None).await.expect("finish"));
+    }
+
+    pub async fn a_client_secret_stored_during_a_recheck_keeps_it_due(s: TestStore) {
+        let p = project("acme");
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "a", Utc::now());
+        s.insert_app(&a).await.expect("app");
+        new_client_secret(&s, &p.id, &a.id, "1").await;
+        let claim = s.claim_app_recheck(None, LEASE).await.expect("claim").expect("due");
+        // A PATCH while the re-check runs (with the secret it has not tried).
+        new_client_secret(&s, &p.id, &a.id, "2").await;
+        assert!(
+            s.renew_app_recheck(&claim, LEASE).await.expect("renew").is_none(),
+            "the claim is lost"
+        );
+        assert!(
+            !s.finish_app_recheck(&claim, None).await.expect("finish"),
+            "the newer change is not cleared"
+        );
+        let next = s.claim_app_recheck(None, LEASE).await.expect("claim");
+        assert_eq!(next.map(|c| c.app_id), Some(a.id.clone()), "still due");
+    }
+
+    pub async fn an_abandoned_claim_is_taken_over_once_and_only_once(s: TestStore) {
+        let p = project("acme");
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "a", Utc::now());
+        s.insert_app(&a).await.expect("app");
+        new_client_secret(&s, &p.id, &a.id, "1").await;
+        // A process claims and dies; its lease runs out.
+        let dead = s.claim_app_recheck(None, RUN_OUT).await.expect("claim").expect("due");
+        // Two workers look at once: exactly one gets it.
+        let (x, y) = tokio::join!(
+            s.claim_app_recheck(None, LEASE),
+            s.claim_app_recheck(None, LEASE)
+        );
+        let winners: Vec<_> = [x.expect("x"), y.expect("y")].into_iter().flatten().collect();
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        assert_eq!(winners[0].app_id, a.id);
+        // The dead process's claim can neither renew nor clear it.
+        assert!(s.renew_app_recheck(&dead, LEASE).await.expect("renew").is_none());
+        assert!(!s.finish_app_recheck(&dead, None).await.expect("finish"));
+        assert!(s.finish_app_recheck(&winners[0], None).await.expect("finish"));
+    }
+
+    pub async fn the_oldest_due_recheck_comes_first_and_a_deleted_app_takes_its_own(
+        s: TestStore,
+    ) {
+        let p = project("acme");
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "a", Utc::now());
+        let b = app(&p.id, "b", Utc::now());
+        s.insert_app(&a).await.expect("app a");
+        s.insert_app(&b).await.expect("app b");
+        new_client_secret(&s, &p.id, &b.id, "b").await;
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+        new_client_secret(&s, &p.id, &a.id, "a").await;
+        // Only the app asked for, when one is named.
+        let named = s
+            .claim_app_recheck(Some(&a.id), RUN_OUT)
+            .await
+            .expect("claim")
+            .expect("due");
+        assert_eq!(named.app_id, a.id);
+        // a's claim ran out at once, but b has been due longer.
+        let first = s.claim_app_recheck(None, LEASE).await.expect("claim").expect("due");
+        assert_eq!(first.app_id, b.id);
+        let second = s.claim_app_recheck(None, LEASE).await.expect("claim").expect("due");
+        assert_eq!(second.app_id, a.id);
+        assert!(s.finish_app_recheck(&first, None).await.expect("finish"));
+        assert_eq!(
+            s.delete_app(&p.id, &a.id).await.expect("delete"),
+            keeper::storage::DeleteAppOutcome::Deleted
+        );
+        assert!(!s.finish_app_recheck(&second, None).await.expect("finish"));
+        assert!(s.claim_app_recheck(None, RUN_OUT).await.expect("claim").is_none());
+    }
+}
+
+mod app_recheck_store_tests {
+    use super::app_recheck_store::*;
+    use super::support;
+
+    crate::store_tests!(
+        a_new_client_secret_makes_the_recheck_due_and_claims_lease_it,
+        a_client_secret_stored_during_a_recheck_keeps_it_due,
+        an_abandoned_claim_is_taken_over_once_and_only_once,
+        the_oldest_due_recheck_comes_first_and_a_deleted_app_takes_its_own,
+    );
+}

@@ -39,7 +39,7 @@ use super::sqlite_receipts::{self, ReceiptJob};
 use super::sync::{CompletedSync, SyncCommit};
 use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
-    ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
+    ApiKeyRow, AppKind, AppRecheckClaim, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
     ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome, Direction,
     DisconnectOutcome, EventPruning, FailureData, GrantReplacement, NewConnectionEvent,
     NewOutboxEvent, OutboxEventRow, Page, PageRequest, ProjectRow, RefreshedTokens, Sealed,
@@ -613,6 +613,7 @@ impl Store for SqliteStore {
             "UPDATE zoom_oauth_apps SET \
              client_secret = CASE WHEN ?1 THEN ?2 ELSE client_secret END, \
              webhook_secret = CASE WHEN ?3 THEN ?4 ELSE webhook_secret END, \
+             recheck_due_at = CASE WHEN ?1 THEN ?8 ELSE recheck_due_at END, \
              updated_at = ?5 \
              WHERE project_id = ?6 AND id = ?7",
         )
@@ -629,6 +630,7 @@ impl Store for SqliteStore {
         .bind(micros(at))
         .bind(project_id)
         .bind(id)
+        .bind(micros(Utc::now()))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -1422,8 +1424,6 @@ impl Store for SqliteStore {
         .rows_affected())
     }
 
-    async fn disconnect_connection_keeping_grant(
-        &self,
     async fn delete_finished_webhook_deliveries_before(
         &self,
         before: DateTime<Utc>,
@@ -1459,6 +1459,8 @@ impl Store for SqliteStore {
         .rows_affected())
     }
 
+    async fn disconnect_connection_keeping_grant(
+        &self,
         id: &str,
         fence: Option<i64>,
         failure: &FailureData,
@@ -1579,6 +1581,78 @@ impl Store for SqliteStore {
         write_connection_event(&mut tx, id, event, now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn claim_app_recheck(
+        &self,
+        app_id: Option<&str>,
+        lease_for: Duration,
+    ) -> StoreResult<Option<AppRecheckClaim>> {
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(
+            "UPDATE zoom_oauth_apps SET recheck_due_at = ?1 \
+             WHERE id = (SELECT id FROM zoom_oauth_apps \
+                 WHERE recheck_due_at <= ?2 AND (?3 IS NULL OR id = ?3) \
+                 ORDER BY recheck_due_at LIMIT 1) \
+             RETURNING id, recheck_due_at",
+        )
+        .bind(now.saturating_add(duration_micros(lease_for)))
+        .bind(now)
+        .bind(app_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.map(|row| {
+            Ok(AppRecheckClaim {
+                app_id: row.try_get("id")?,
+                due_at: get_time(&row, "recheck_due_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn renew_app_recheck(
+        &self,
+        claim: &AppRecheckClaim,
+        lease_for: Duration,
+    ) -> StoreResult<Option<AppRecheckClaim>> {
+        let until = micros(Utc::now()).saturating_add(duration_micros(lease_for));
+        let row = sqlx::query(
+            "UPDATE zoom_oauth_apps SET recheck_due_at = ?1 \
+             WHERE id = ?2 AND recheck_due_at = ?3 RETURNING recheck_due_at",
+        )
+        .bind(until)
+        .bind(&claim.app_id)
+        .bind(micros(claim.due_at))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(AppRecheckClaim {
+                app_id: claim.app_id.clone(),
+                due_at: get_time(&row, "recheck_due_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn finish_app_recheck(
+        &self,
+        claim: &AppRecheckClaim,
+        retry_in: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let next = retry_in.map(|d| micros(Utc::now()).saturating_add(duration_micros(d)));
+        let updated = sqlx::query(
+            "UPDATE zoom_oauth_apps SET recheck_due_at = ?1 \
+             WHERE id = ?2 AND recheck_due_at = ?3",
+        )
+        .bind(next)
+        .bind(&claim.app_id)
+        .bind(micros(claim.due_at))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
     }
 
     async fn prune_connection_events(
