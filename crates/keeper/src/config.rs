@@ -500,7 +500,10 @@ fn parse_retention(setting: &'static str, raw: &str) -> Result<Duration, ConfigE
     if d < MIN_RETENTION {
         return Err(invalid(
             setting,
-            format!("{:?} is too short; keep rows at least 1h, e.g. 7d", raw.trim()),
+            format!(
+                "{:?} is too short; keep rows at least 1h, e.g. 7d",
+                raw.trim()
+            ),
         ));
     }
     if d > MAX_RETENTION {
@@ -687,14 +690,20 @@ mod tests {
     #[test]
     fn retention_settings_take_durations() {
         let c = Config::resolve(Settings::default()).expect("defaults");
-        assert_eq!(c.webhook_delivery_retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            c.webhook_delivery_retention,
+            Duration::from_secs(30 * 86_400)
+        );
         assert_eq!(c.outbox_event_retention, Duration::from_secs(7 * 86_400));
         let env = Settings::from_env([
             (
                 "ZOOMKEEPER_WEBHOOK_DELIVERY_RETENTION".to_owned(),
                 "90d".to_owned(),
             ),
-            ("ZOOMKEEPER_OUTBOX_EVENT_RETENTION".to_owned(), "2h".to_owned()),
+            (
+                "ZOOMKEEPER_OUTBOX_EVENT_RETENTION".to_owned(),
+                "2h".to_owned(),
+            ),
         ])
         .expect("env parses");
         assert!(Settings::unknown_env_names([(
@@ -705,7 +714,10 @@ mod tests {
         let file: Settings =
             toml::from_str("outbox_event_retention = \"1d\"").expect("toml parses");
         let c = Config::resolve(env.clone()).expect("valid");
-        assert_eq!(c.webhook_delivery_retention, Duration::from_secs(90 * 86_400));
+        assert_eq!(
+            c.webhook_delivery_retention,
+            Duration::from_secs(90 * 86_400)
+        );
         assert_eq!(c.outbox_event_retention, Duration::from_secs(2 * 3600));
         let c = Config::resolve(Settings::default().over(file)).expect("valid");
         assert_eq!(c.outbox_event_retention, Duration::from_secs(86_400));

@@ -229,9 +229,7 @@ async fn a_patched_client_secret_reconnects_and_leaves_nothing_due(backend: Back
     wait_until_reconnected_and_done(&app, &zoa, &id).await;
     assert_reconnected_for_good(&app, &id).await;
     // Nothing left for a worker.
-    let step = token_keeper::recheck_once(&app.keeper)
-        .await
-        .expect("step");
+    let step = token_keeper::recheck_once(&app.keeper).await.expect("step");
     assert!(step.is_none(), "{step:?}");
     // A webhook secret change alone makes nothing due.
     let patched = app
@@ -257,12 +255,14 @@ async fn a_secret_stored_by_a_process_that_died_is_rechecked_by_the_next_step(ba
         .expect("a due re-check");
     assert_eq!(step.app_id, zoa);
     let summary = step.summary.expect("it ran");
-    assert_eq!((summary.claimed, summary.reconnected), (1, 1), "{summary:?}");
+    assert_eq!(
+        (summary.claimed, summary.reconnected),
+        (1, 1),
+        "{summary:?}"
+    );
     assert_reconnected_for_good(&app, &id).await;
     assert_eq!(recheck_due_at(&app, &zoa).await, None, "done, so cleared");
-    let step = token_keeper::recheck_once(&app.keeper)
-        .await
-        .expect("step");
+    let step = token_keeper::recheck_once(&app.keeper).await.expect("step");
     assert!(step.is_none(), "{step:?}");
 }
 
@@ -282,9 +282,7 @@ async fn an_abandoned_recheck_is_done_once_its_lease_runs_out(backend: Backend) 
         .expect("due");
     assert_eq!(claim.app_id, zoa);
     // ... and while its lease holds, nobody runs the re-check twice.
-    let step = token_keeper::recheck_once(&app.keeper)
-        .await
-        .expect("step");
+    let step = token_keeper::recheck_once(&app.keeper).await.expect("step");
     assert!(step.is_none(), "{step:?}");
     assert_eq!(connection(&app, &id).await["state"], "disconnected");
 

@@ -3975,7 +3975,9 @@ async fn sqlite_pool_commits_are_durable() {
     let store = keeper::storage::sqlite::SqliteStore::connect(path.to_str().expect("utf-8"))
         .await
         .expect("open");
-    keeper::storage::Store::migrate(&store).await.expect("migrate");
+    keeper::storage::Store::migrate(&store)
+        .await
+        .expect("migrate");
     // Several connections at once, so each of them is asked, not one reused.
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -4175,7 +4177,11 @@ mod app_recheck_store {
         let b = app(&p.id, "b", Utc::now());
         s.insert_app(&a).await.expect("app a");
         s.insert_app(&b).await.expect("app b");
-        assert!(s.claim_app_recheck(None, RUN_OUT).await.expect("claim").is_none());
+        assert!(s
+            .claim_app_recheck(None, RUN_OUT)
+            .await
+            .expect("claim")
+            .is_none());
 
         // A new webhook secret alone re-checks nothing.
         let webhook_only = AppSecretsUpdate {
@@ -4186,7 +4192,11 @@ mod app_recheck_store {
             .await
             .expect("update")
             .expect("exists");
-        assert!(s.claim_app_recheck(None, RUN_OUT).await.expect("claim").is_none());
+        assert!(s
+            .claim_app_recheck(None, RUN_OUT)
+            .await
+            .expect("claim")
+            .is_none());
 
         new_client_secret(&s, &p.id, &a.id, "1").await;
         let before = micros(Utc::now());
@@ -4196,9 +4206,16 @@ mod app_recheck_store {
             .expect("claim")
             .expect("due");
         assert_eq!(claim.app_id, a.id);
-        assert!(claim.due_at >= before + chrono::Duration::seconds(59), "{claim:?}");
+        assert!(
+            claim.due_at >= before + chrono::Duration::seconds(59),
+            "{claim:?}"
+        );
         // Leased: nobody else takes it, by any way of asking.
-        assert!(s.claim_app_recheck(None, LEASE).await.expect("claim").is_none());
+        assert!(s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .is_none());
         assert!(s
             .claim_app_recheck(Some(&a.id), LEASE)
             .await
@@ -4215,16 +4232,28 @@ mod app_recheck_store {
         assert!(!s.finish_app_recheck(&claim, None).await.expect("finish"));
         assert!(s.finish_app_recheck(&renewed, None).await.expect("finish"));
         // Cleared: not due even with a claim that runs out at once.
-        assert!(s.claim_app_recheck(None, RUN_OUT).await.expect("claim").is_none());
+        assert!(s
+            .claim_app_recheck(None, RUN_OUT)
+            .await
+            .expect("claim")
+            .is_none());
 
         // Finishing with a retry makes it due again then.
         new_client_secret(&s, &p.id, &a.id, "2").await;
-        let claim = s.claim_app_recheck(None, LEASE).await.expect("claim").expect("due");
+        let claim = s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .expect("due");
         assert!(s
             .finish_app_recheck(&claim, Some(StdDuration::ZERO))
             .await
             .expect("finish"));
-        let again = s.claim_app_recheck(None, LEASE).await.expect("claim").expect("due");
+        let again = s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .expect("due");
         assert_eq!(again.app_id, a.id);
         assert!(s.finish_app_recheck(&again, None).await.expect("finish"));
     }
@@ -4235,11 +4264,18 @@ mod app_recheck_store {
         let a = app(&p.id, "a", Utc::now());
         s.insert_app(&a).await.expect("app");
         new_client_secret(&s, &p.id, &a.id, "1").await;
-        let claim = s.claim_app_recheck(None, LEASE).await.expect("claim").expect("due");
+        let claim = s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .expect("due");
         // A PATCH while the re-check runs (with the secret it has not tried).
         new_client_secret(&s, &p.id, &a.id, "2").await;
         assert!(
-            s.renew_app_recheck(&claim, LEASE).await.expect("renew").is_none(),
+            s.renew_app_recheck(&claim, LEASE)
+                .await
+                .expect("renew")
+                .is_none(),
             "the claim is lost"
         );
         assert!(
@@ -4257,24 +4293,36 @@ mod app_recheck_store {
         s.insert_app(&a).await.expect("app");
         new_client_secret(&s, &p.id, &a.id, "1").await;
         // A process claims and dies; its lease runs out.
-        let dead = s.claim_app_recheck(None, RUN_OUT).await.expect("claim").expect("due");
+        let dead = s
+            .claim_app_recheck(None, RUN_OUT)
+            .await
+            .expect("claim")
+            .expect("due");
         // Two workers look at once: exactly one gets it.
         let (x, y) = tokio::join!(
             s.claim_app_recheck(None, LEASE),
             s.claim_app_recheck(None, LEASE)
         );
-        let winners: Vec<_> = [x.expect("x"), y.expect("y")].into_iter().flatten().collect();
+        let winners: Vec<_> = [x.expect("x"), y.expect("y")]
+            .into_iter()
+            .flatten()
+            .collect();
         assert_eq!(winners.len(), 1, "{winners:?}");
         assert_eq!(winners[0].app_id, a.id);
         // The dead process's claim can neither renew nor clear it.
-        assert!(s.renew_app_recheck(&dead, LEASE).await.expect("renew").is_none());
+        assert!(s
+            .renew_app_recheck(&dead, LEASE)
+            .await
+            .expect("renew")
+            .is_none());
         assert!(!s.finish_app_recheck(&dead, None).await.expect("finish"));
-        assert!(s.finish_app_recheck(&winners[0], None).await.expect("finish"));
+        assert!(s
+            .finish_app_recheck(&winners[0], None)
+            .await
+            .expect("finish"));
     }
 
-    pub async fn the_oldest_due_recheck_comes_first_and_a_deleted_app_takes_its_own(
-        s: TestStore,
-    ) {
+    pub async fn the_oldest_due_recheck_comes_first_and_a_deleted_app_takes_its_own(s: TestStore) {
         let p = project("acme");
         s.insert_project(&p).await.expect("project");
         let a = app(&p.id, "a", Utc::now());
@@ -4292,9 +4340,17 @@ mod app_recheck_store {
             .expect("due");
         assert_eq!(named.app_id, a.id);
         // a's claim ran out at once, but b has been due longer.
-        let first = s.claim_app_recheck(None, LEASE).await.expect("claim").expect("due");
+        let first = s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .expect("due");
         assert_eq!(first.app_id, b.id);
-        let second = s.claim_app_recheck(None, LEASE).await.expect("claim").expect("due");
+        let second = s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .expect("due");
         assert_eq!(second.app_id, a.id);
         assert!(s.finish_app_recheck(&first, None).await.expect("finish"));
         assert_eq!(
@@ -4302,7 +4358,11 @@ mod app_recheck_store {
             keeper::storage::DeleteAppOutcome::Deleted
         );
         assert!(!s.finish_app_recheck(&second, None).await.expect("finish"));
-        assert!(s.claim_app_recheck(None, RUN_OUT).await.expect("claim").is_none());
+        assert!(s
+            .claim_app_recheck(None, RUN_OUT)
+            .await
+            .expect("claim")
+            .is_none());
     }
 }
 

@@ -39,9 +39,9 @@ use super::sqlite_receipts::{self, ReceiptJob};
 use super::sync::{CompletedSync, SyncCommit};
 use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
-    ApiKeyRow, AppKind, AppRecheckClaim, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
-    ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome, Direction,
-    DisconnectOutcome, EventPruning, FailureData, GrantReplacement, NewConnectionEvent,
+    ApiKeyRow, AppKind, AppRecheckClaim, AppRow, AppSecretsUpdate, ConnectionEventRow,
+    ConnectionFilter, ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome,
+    Direction, DisconnectOutcome, EventPruning, FailureData, GrantReplacement, NewConnectionEvent,
     NewOutboxEvent, OutboxEventRow, Page, PageRequest, ProjectRow, RefreshedTokens, Sealed,
     SealedField, Store, StoreError, StoreResult, SEALED_COLUMNS,
 };
