@@ -16,7 +16,7 @@ use crate::storage::{
 };
 use crate::vault::Slot;
 use crate::zoom_gateway::CredentialCheck;
-use crate::{tokens, Keeper};
+use crate::{token_keeper, Keeper};
 
 /// Storage names of the sealed columns; they are part of each ciphertext's
 /// associated data, so they must match what `storage` reports for re-sealing.
@@ -198,10 +198,11 @@ pub async fn list(
 }
 
 /// Changes an app's secrets. A new client secret is checked against Zoom first;
-/// once it is saved, the app's connections that were disconnected because Zoom
-/// refused the old one (`invalid_client`) are re-checked in the background
-/// ([`tokens::recheck_after_client_secret_change`]), so the answer does not wait
-/// for them.
+/// the write that saves it also marks the app's re-check due, so the app's
+/// connections that were disconnected because Zoom refused the old one
+/// (`invalid_client`) are re-checked even if this process dies: at once, in the
+/// background ([`token_keeper::recheck_app_now`]), so the answer does not wait for
+/// them, or else by a worker's re-check loop.
 pub async fn update(
     keeper: &Arc<Keeper>,
     project_id: &str,
@@ -268,33 +269,9 @@ pub async fn update(
         .await?
         .ok_or(AppError::NotFound)?;
     if new_client_secret {
-        spawn_recheck(keeper.clone(), row.id.clone());
+        token_keeper::recheck_app_now(keeper.clone(), row.id.clone());
     }
     Ok(row)
-}
-
-/// Re-checks, after the change is committed, the connections a bad client secret
-/// disconnected (DESIGN.md §4). Bounded: it visits each connection once, a few at a
-/// time, within each Zoom account's rate limit.
-fn spawn_recheck(keeper: Arc<Keeper>, app_id: String) {
-    tokio::spawn(async move {
-        match tokens::recheck_after_client_secret_change(&keeper, &app_id).await {
-            Ok(r) if r.claimed == 0 => {}
-            Ok(r) => tracing::info!(
-                app_id = %app_id,
-                checked = r.claimed,
-                reconnected = r.reconnected,
-                still_disconnected = r.still_disconnected,
-                failed = r.failed,
-                "re-checked connections disconnected by a bad client secret"
-            ),
-            Err(e) => tracing::warn!(
-                app_id = %app_id,
-                error = format!("{e:#}"),
-                "re-checking connections disconnected by a bad client secret failed"
-            ),
-        }
-    });
 }
 
 pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), AppError> {

@@ -42,6 +42,10 @@ pub struct Settings {
     pub webhook_delivery_lease: Option<String>,
     /// How long a connection's refresh lease lasts between renewals, e.g. `15s`.
     pub token_lease_duration: Option<String>,
+    /// How long a finished (succeeded or failed) webhook delivery is kept, e.g. `30d`.
+    pub webhook_delivery_retention: Option<String>,
+    /// How long an outbox event is kept after it was fanned out to deliveries, e.g. `7d`.
+    pub outbox_event_retention: Option<String>,
 }
 
 /// Every setting name, as used in TOML and (upper-cased, `ZOOMKEEPER_` prefixed) in
@@ -65,6 +69,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "token_refresh_max_age",
     "webhook_delivery_lease",
     "token_lease_duration",
+    "webhook_delivery_retention",
+    "outbox_event_retention",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +147,8 @@ impl Settings {
                 "token_refresh_max_age" => s.token_refresh_max_age = Some(value),
                 "webhook_delivery_lease" => s.webhook_delivery_lease = Some(value),
                 "token_lease_duration" => s.token_lease_duration = Some(value),
+                "webhook_delivery_retention" => s.webhook_delivery_retention = Some(value),
+                "outbox_event_retention" => s.outbox_event_retention = Some(value),
                 // Unknown names are reported by `unknown_env_names`, not refused:
                 // tools and tests share the prefix.
                 _ => {}
@@ -195,6 +203,10 @@ impl Settings {
             token_refresh_max_age: self.token_refresh_max_age.or(lower.token_refresh_max_age),
             webhook_delivery_lease: self.webhook_delivery_lease.or(lower.webhook_delivery_lease),
             token_lease_duration: self.token_lease_duration.or(lower.token_lease_duration),
+            webhook_delivery_retention: self
+                .webhook_delivery_retention
+                .or(lower.webhook_delivery_retention),
+            outbox_event_retention: self.outbox_event_retention.or(lower.outbox_event_retention),
         }
     }
 }
@@ -276,6 +288,12 @@ pub struct Config {
     /// A connection's refresh lease: renewed every third of it while a refresh runs,
     /// so a process that dies releases its connections within this long.
     pub token_lease_duration: Duration,
+    /// Housekeeping deletes a finished webhook delivery (`success` or `failure`) this
+    /// long after its last change; pending ones are never deleted.
+    pub webhook_delivery_retention: Duration,
+    /// Housekeeping deletes an outbox event this long after it was fanned out; one not
+    /// fanned out yet is never deleted.
+    pub outbox_event_retention: Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -290,6 +308,14 @@ pub const DEFAULT_TOKEN_REFRESH_MAX_AGE: &str = "30d";
 pub const DEFAULT_WEBHOOK_DELIVERY_LEASE: &str = "60s";
 /// Zoom's HTTP timeout (10 s) and a few seconds of margin.
 pub const DEFAULT_TOKEN_LEASE_DURATION: &str = "15s";
+/// A month of delivery history to look at and resend from.
+pub const DEFAULT_WEBHOOK_DELIVERY_RETENTION: &str = "30d";
+/// A fanned-out event lives on in its deliveries; a week is left for debugging.
+pub const DEFAULT_OUTBOX_EVENT_RETENTION: &str = "7d";
+/// Retention periods shorter than this are refused: likely a unit mistake.
+const MIN_RETENTION: Duration = Duration::from_secs(60 * 60);
+/// And longer than this (ten years): the cutoff must stay a date.
+const MAX_RETENTION: Duration = Duration::from_secs(3650 * 86_400);
 
 impl Config {
     /// Merges `flags` over the environment over the TOML file at `config_file` (if
@@ -455,6 +481,18 @@ impl Config {
                 "must be between 3s and 10m: it is renewed every third of its length",
             ));
         }
+        let webhook_delivery_retention = parse_retention(
+            "webhook_delivery_retention",
+            s.webhook_delivery_retention
+                .as_deref()
+                .unwrap_or(DEFAULT_WEBHOOK_DELIVERY_RETENTION),
+        )?;
+        let outbox_event_retention = parse_retention(
+            "outbox_event_retention",
+            s.outbox_event_retention
+                .as_deref()
+                .unwrap_or(DEFAULT_OUTBOX_EVENT_RETENTION),
+        )?;
         Ok(Config {
             listen,
             data_dir,
@@ -473,8 +511,31 @@ impl Config {
             token_refresh_max_age,
             webhook_delivery_lease,
             token_lease_duration,
+            webhook_delivery_retention,
+            outbox_event_retention,
         })
     }
+}
+
+/// A retention period: a duration from [`MIN_RETENTION`] to [`MAX_RETENTION`].
+fn parse_retention(setting: &'static str, raw: &str) -> Result<Duration, ConfigError> {
+    let d = parse_duration(setting, raw)?;
+    if d < MIN_RETENTION {
+        return Err(invalid(
+            setting,
+            format!(
+                "{:?} is too short; keep rows at least 1h, e.g. 7d",
+                raw.trim()
+            ),
+        ));
+    }
+    if d > MAX_RETENTION {
+        return Err(invalid(
+            setting,
+            format!("{:?} is too long; at most 3650d", raw.trim()),
+        ));
+    }
+    Ok(d)
 }
 
 /// An absolute http(s) URL with no query or fragment, returned without a trailing slash.
@@ -647,6 +708,62 @@ mod tests {
             Config::resolve(toml).expect("valid").token_keeper_interval,
             Duration::from_secs(60)
         );
+    }
+
+    #[test]
+    fn retention_settings_take_durations() {
+        let c = Config::resolve(Settings::default()).expect("defaults");
+        assert_eq!(
+            c.webhook_delivery_retention,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(c.outbox_event_retention, Duration::from_secs(7 * 86_400));
+        let env = Settings::from_env([
+            (
+                "ZOOMKEEPER_WEBHOOK_DELIVERY_RETENTION".to_owned(),
+                "90d".to_owned(),
+            ),
+            (
+                "ZOOMKEEPER_OUTBOX_EVENT_RETENTION".to_owned(),
+                "2h".to_owned(),
+            ),
+        ])
+        .expect("env parses");
+        assert!(Settings::unknown_env_names([(
+            "ZOOMKEEPER_OUTBOX_EVENT_RETENTION".to_owned(),
+            "2h".to_owned()
+        )])
+        .is_empty());
+        let file: Settings =
+            toml::from_str("outbox_event_retention = \"1d\"").expect("toml parses");
+        let c = Config::resolve(env.clone()).expect("valid");
+        assert_eq!(
+            c.webhook_delivery_retention,
+            Duration::from_secs(90 * 86_400)
+        );
+        assert_eq!(c.outbox_event_retention, Duration::from_secs(2 * 3600));
+        let c = Config::resolve(Settings::default().over(file)).expect("valid");
+        assert_eq!(c.outbox_event_retention, Duration::from_secs(86_400));
+        for (setting, bad) in [
+            ("webhook_delivery_retention", "10m"),
+            ("webhook_delivery_retention", "soon"),
+            ("outbox_event_retention", "0s"),
+            ("outbox_event_retention", "99999999d"),
+        ] {
+            let settings = if setting == "outbox_event_retention" {
+                Settings {
+                    outbox_event_retention: Some(bad.into()),
+                    ..Settings::default()
+                }
+            } else {
+                Settings {
+                    webhook_delivery_retention: Some(bad.into()),
+                    ..Settings::default()
+                }
+            };
+            let err = Config::resolve(settings).expect_err(bad);
+            assert!(err.to_string().starts_with(&format!("{setting}:")), "{err}");
+        }
     }
 
     #[test]

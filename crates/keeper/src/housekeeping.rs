@@ -1,8 +1,12 @@
 //! Housekeeping (DESIGN.md §6): a loop in `serve` (role `worker` or `all`) that drops
 //! what is no longer worth keeping — Zoom webhook receipts older than
-//! [`RECEIPT_RETENTION`] and index rows of meetings that started more than
+//! [`RECEIPT_RETENTION`], index rows of meetings that started more than
 //! [`PAST_MEETING_RETENTION`] ago (PMI rows and rows without a start time, i.e.
-//! recurring meetings, stay).
+//! recurring meetings, stay), outgoing webhook deliveries finished (`success` or
+//! `failure`) more than `webhook_delivery_retention` ago, with their attempt
+//! summaries, and outbox events fanned out more than `outbox_event_retention` ago.
+//! A delivery still pending (waiting for its first attempt or a retry) and an outbox
+//! event not fanned out yet are never deleted, however old.
 //!
 //! It runs [`FIRST_RUN_AFTER`] after start, then every [`EVERY`] (± [`JITTER`]).
 //! Each sweep deletes [`BATCH`] rows per statement, each statement its own short
@@ -13,7 +17,6 @@
 //! every delete is idempotent (a cutoff from the database clock, nothing else), so
 //! two processes sweeping at once only repeat a few cheap statements — PostgreSQL's
 //! `SKIP LOCKED` even lets them split the rows. A lease would cost more than it saves.
-//! Outgoing webhook deliveries are expired by their own module.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +50,8 @@ const PAUSE: Duration = Duration::from_millis(5);
 pub struct Sweep {
     pub receipts: u64,
     pub meetings: u64,
+    pub webhook_deliveries: u64,
+    pub outbox_events: u64,
     /// Shutdown began before the sweep finished; the next process carries on.
     pub interrupted: bool,
 }
@@ -61,9 +66,11 @@ pub async fn run(keeper: Arc<Keeper>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.wait_for(|stop| *stop) => break,
         }
         match run_once(&keeper, &shutdown).await {
-            Ok(sweep) if sweep.receipts > 0 || sweep.meetings > 0 => tracing::info!(
+            Ok(sweep) if sweep.deleted() > 0 => tracing::info!(
                 receipts = sweep.receipts,
                 meetings = sweep.meetings,
+                webhook_deliveries = sweep.webhook_deliveries,
+                outbox_events = sweep.outbox_events,
                 interrupted = sweep.interrupted,
                 "housekeeping swept"
             ),
@@ -75,7 +82,15 @@ pub async fn run(keeper: Arc<Keeper>, mut shutdown: watch::Receiver<bool>) {
     tracing::info!("housekeeping stopped");
 }
 
-/// One sweep with the retention periods above, cutoffs from the database clock.
+impl Sweep {
+    /// Rows deleted, all kinds together.
+    pub fn deleted(&self) -> u64 {
+        self.receipts + self.meetings + self.webhook_deliveries + self.outbox_events
+    }
+}
+
+/// One sweep with the retention periods above (and the configured ones), cutoffs
+/// from the database clock.
 pub async fn run_once(
     keeper: &Keeper,
     shutdown: &watch::Receiver<bool>,
@@ -83,6 +98,8 @@ pub async fn run_once(
     let now = keeper.store.now().await?;
     let receipts_before = now - RECEIPT_RETENTION;
     let meetings_before = now - PAST_MEETING_RETENTION;
+    let deliveries_before = now - keeper.config.webhook_delivery_retention;
+    let outbox_before = now - keeper.config.outbox_event_retention;
     let mut sweep = Sweep::default();
     let store = &keeper.store;
     sweep.receipts = in_batches(shutdown, &mut sweep.interrupted, || {
@@ -91,6 +108,14 @@ pub async fn run_once(
     .await?;
     sweep.meetings = in_batches(shutdown, &mut sweep.interrupted, || {
         store.delete_meetings_started_before(meetings_before, BATCH)
+    })
+    .await?;
+    sweep.webhook_deliveries = in_batches(shutdown, &mut sweep.interrupted, || {
+        store.delete_finished_webhook_deliveries_before(deliveries_before, BATCH)
+    })
+    .await?;
+    sweep.outbox_events = in_batches(shutdown, &mut sweep.interrupted, || {
+        store.delete_dispatched_outbox_events_before(outbox_before, BATCH)
     })
     .await?;
     Ok(sweep)

@@ -4123,3 +4123,415 @@ async fn an_in_memory_sqlite_database_is_refused() {
         );
     }
 }
+
+/// The pool writes with `synchronous=FULL` (2): a commit is on disk before it
+/// returns, so a power cut cannot take back a rotated refresh token.
+#[tokio::test]
+async fn sqlite_pool_commits_are_durable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("durable.db");
+    let store = keeper::storage::sqlite::SqliteStore::connect(path.to_str().expect("utf-8"))
+        .await
+        .expect("open");
+    keeper::storage::Store::migrate(&store)
+        .await
+        .expect("migrate");
+    // Several connections at once, so each of them is asked, not one reused.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(store.pool().acquire().await.expect("connection"));
+    }
+    for conn in &mut held {
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut **conn)
+            .await
+            .expect("pragma");
+        assert_eq!(level, 2, "synchronous must be FULL (2)");
+    }
+}
+
+mod retention {
+    //! Housekeeping's deletes of finished webhook deliveries and fanned-out outbox
+    //! events: pending deliveries and undispatched events always stay.
+
+    use std::time::Duration as StdDuration;
+
+    use chrono::{Duration, Utc};
+    use keeper::storage::{
+        DeliveryAttempt, DeliveryStatus, PageRequest, Sealed, WebhookSubscriptionRow,
+    };
+
+    use super::support::{app, event, micros, project, state_change, TestStore};
+
+    pub async fn finished_deliveries_and_dispatched_events_go_pending_ones_stay(s: TestStore) {
+        let p = project("acme");
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "client", Utc::now());
+        s.insert_app(&a).await.expect("app");
+        let now = micros(Utc::now());
+        let sub = WebhookSubscriptionRow {
+            id: keeper::ids::IdKind::WebhookSubscription.generate(),
+            project_id: p.id.clone(),
+            url: "https://example.com/hook".to_owned(),
+            triggers: vec!["zoom_oauth_connection.state_change".to_owned()],
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+        };
+        s.insert_webhook_subscription(&sub, 10).await.expect("sub");
+        // Four state changes: four outbox events.
+        for user in ["u1", "u2", "u3", "u4"] {
+            let c = s
+                .insert_connection(&p.id, &a.id, user, Some(&Sealed(vec![7; 40])), None)
+                .await;
+            let failure = keeper::storage::FailureData {
+                error: "gone".to_owned(),
+                code: "invalid_grant".to_owned(),
+                timestamp: Utc::now(),
+            };
+            s.disconnect_connection(
+                &c,
+                None,
+                &failure,
+                &event("disconnected"),
+                Some(&state_change(&c, "disconnected")),
+            )
+            .await
+            .expect("disconnect");
+        }
+        // Three fanned out (one delivery each), one not yet.
+        let dispatched = s.dispatch_outbox_events(3).await.expect("dispatch");
+        assert_eq!((dispatched.events, dispatched.deliveries), (3, 3));
+        let claimed = s
+            .claim_due_webhook_deliveries("w", 10, StdDuration::from_secs(60))
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 3);
+        let outcomes = [
+            (DeliveryStatus::Success, None),
+            (DeliveryStatus::Failure, None),
+            // Retrying: pending, due in an hour.
+            (DeliveryStatus::Pending, Some(StdDuration::from_secs(3600))),
+        ];
+        for (row, (status, retry_in)) in claimed.iter().zip(outcomes) {
+            let attempt = DeliveryAttempt {
+                status,
+                retry_in,
+                responses: serde_json::json!([{"status_code": 500}]),
+            };
+            assert!(s
+                .record_webhook_attempt(&row.idempotency_key, row.fence, &attempt)
+                .await
+                .expect("attempt"));
+        }
+        let retrying = claimed[2].idempotency_key.clone();
+
+        // Everything is recent: a cutoff an hour ago deletes nothing.
+        let hour_ago = Utc::now() - Duration::hours(1);
+        assert_eq!(
+            s.delete_finished_webhook_deliveries_before(hour_ago, 100)
+                .await
+                .expect("delete"),
+            0
+        );
+        assert_eq!(
+            s.delete_dispatched_outbox_events_before(hour_ago, 100)
+                .await
+                .expect("delete"),
+            0
+        );
+
+        // A cutoff in the future: the finished ones go, one batch at a time.
+        let later = Utc::now() + Duration::hours(1);
+        assert_eq!(
+            s.delete_finished_webhook_deliveries_before(later, 1)
+                .await
+                .expect("delete"),
+            1
+        );
+        assert_eq!(
+            s.delete_finished_webhook_deliveries_before(later, 100)
+                .await
+                .expect("delete"),
+            1
+        );
+        assert_eq!(
+            s.delete_finished_webhook_deliveries_before(later, 100)
+                .await
+                .expect("delete"),
+            0
+        );
+        let left = s
+            .list_webhook_deliveries(
+                &p.id,
+                &sub.id,
+                None,
+                &PageRequest {
+                    cursor: None,
+                    limit: 100,
+                },
+            )
+            .await
+            .expect("list");
+        assert_eq!(left.items.len(), 1);
+        assert_eq!(left.items[0].idempotency_key, retrying);
+        assert_eq!(left.items[0].status, DeliveryStatus::Pending);
+
+        assert_eq!(
+            s.delete_dispatched_outbox_events_before(later, 100)
+                .await
+                .expect("delete"),
+            3
+        );
+        let events = s.list_outbox_events(&p.id, 100).await.expect("outbox");
+        assert_eq!(events.len(), 1, "the event not fanned out yet stays");
+        assert!(events[0].dispatched_at.is_none());
+        let depths = s.webhook_queue_depths().await.expect("depths");
+        assert_eq!(depths.outbox_undispatched, 1);
+        // ... and is still fanned out afterwards.
+        let dispatched = s.dispatch_outbox_events(10).await.expect("dispatch");
+        assert_eq!((dispatched.events, dispatched.deliveries), (1, 1));
+    }
+}
+
+mod retention_tests {
+    use super::retention::*;
+    use super::support;
+
+    crate::store_tests!(finished_deliveries_and_dispatched_events_go_pending_ones_stay);
+}
+
+mod app_recheck_store {
+    //! The durable re-check after a client secret change (issue 10): the write that
+    //! stores the secret makes it due; claims lease it; renewing and finishing hold
+    //! only while nothing newer came in.
+
+    use std::time::Duration as StdDuration;
+
+    use chrono::Utc;
+    use keeper::storage::{AppSecretsUpdate, Sealed};
+
+    use super::support::{app, micros, project, TestStore};
+
+    const LEASE: StdDuration = StdDuration::from_secs(60);
+    /// A claim that runs out at once: what a process that died leaves behind.
+    const RUN_OUT: StdDuration = StdDuration::ZERO;
+
+    async fn new_client_secret(s: &TestStore, p: &str, a: &str, tag: &str) {
+        let update = AppSecretsUpdate {
+            client_secret: Some(Sealed(format!("secret {tag}").into_bytes())),
+            webhook_secret: None,
+        };
+        s.update_app_secrets(p, a, &update, Utc::now())
+            .await
+            .expect("update")
+            .expect("exists");
+    }
+
+    pub async fn a_new_client_secret_makes_the_recheck_due_and_claims_lease_it(s: TestStore) {
+        let p = project("acme");
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "a", Utc::now());
+        let b = app(&p.id, "b", Utc::now());
+        s.insert_app(&a).await.expect("app a");
+        s.insert_app(&b).await.expect("app b");
+        assert!(s
+            .claim_app_recheck(None, RUN_OUT)
+            .await
+            .expect("claim")
+            .is_none());
+
+        // A new webhook secret alone re-checks nothing.
+        let webhook_only = AppSecretsUpdate {
+            client_secret: None,
+            webhook_secret: Some(Some(Sealed(vec![1; 8]))),
+        };
+        s.update_app_secrets(&p.id, &b.id, &webhook_only, Utc::now())
+            .await
+            .expect("update")
+            .expect("exists");
+        assert!(s
+            .claim_app_recheck(None, RUN_OUT)
+            .await
+            .expect("claim")
+            .is_none());
+
+        new_client_secret(&s, &p.id, &a.id, "1").await;
+        let before = micros(Utc::now());
+        let claim = s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .expect("due");
+        assert_eq!(claim.app_id, a.id);
+        assert!(
+            claim.due_at >= before + chrono::Duration::seconds(59),
+            "{claim:?}"
+        );
+        // Leased: nobody else takes it, by any way of asking.
+        assert!(s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .is_none());
+        assert!(s
+            .claim_app_recheck(Some(&a.id), LEASE)
+            .await
+            .expect("claim")
+            .is_none());
+
+        // Renewed while it runs; the old claim is void.
+        let renewed = s
+            .renew_app_recheck(&claim, LEASE)
+            .await
+            .expect("renew")
+            .expect("still ours");
+        assert_ne!(renewed.due_at, claim.due_at);
+        assert!(!s.finish_app_recheck(&claim, None).await.expect("finish"));
+        assert!(s.finish_app_recheck(&renewed, None).await.expect("finish"));
+        // Cleared: not due even with a claim that runs out at once.
+        assert!(s
+            .claim_app_recheck(None, RUN_OUT)
+            .await
+            .expect("claim")
+            .is_none());
+
+        // Finishing with a retry makes it due again then.
+        new_client_secret(&s, &p.id, &a.id, "2").await;
+        let claim = s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .expect("due");
+        assert!(s
+            .finish_app_recheck(&claim, Some(StdDuration::ZERO))
+            .await
+            .expect("finish"));
+        let again = s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .expect("due");
+        assert_eq!(again.app_id, a.id);
+        assert!(s.finish_app_recheck(&again, None).await.expect("finish"));
+    }
+
+    pub async fn a_client_secret_stored_during_a_recheck_keeps_it_due(s: TestStore) {
+        let p = project("acme");
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "a", Utc::now());
+        s.insert_app(&a).await.expect("app");
+        new_client_secret(&s, &p.id, &a.id, "1").await;
+        let claim = s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .expect("due");
+        // A PATCH while the re-check runs (with the secret it has not tried).
+        new_client_secret(&s, &p.id, &a.id, "2").await;
+        assert!(
+            s.renew_app_recheck(&claim, LEASE)
+                .await
+                .expect("renew")
+                .is_none(),
+            "the claim is lost"
+        );
+        assert!(
+            !s.finish_app_recheck(&claim, None).await.expect("finish"),
+            "the newer change is not cleared"
+        );
+        let next = s.claim_app_recheck(None, LEASE).await.expect("claim");
+        assert_eq!(next.map(|c| c.app_id), Some(a.id.clone()), "still due");
+    }
+
+    pub async fn an_abandoned_claim_is_taken_over_once_and_only_once(s: TestStore) {
+        let p = project("acme");
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "a", Utc::now());
+        s.insert_app(&a).await.expect("app");
+        new_client_secret(&s, &p.id, &a.id, "1").await;
+        // A process claims and dies; its lease runs out.
+        let dead = s
+            .claim_app_recheck(None, RUN_OUT)
+            .await
+            .expect("claim")
+            .expect("due");
+        // Two workers look at once: exactly one gets it.
+        let (x, y) = tokio::join!(
+            s.claim_app_recheck(None, LEASE),
+            s.claim_app_recheck(None, LEASE)
+        );
+        let winners: Vec<_> = [x.expect("x"), y.expect("y")]
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        assert_eq!(winners[0].app_id, a.id);
+        // The dead process's claim can neither renew nor clear it.
+        assert!(s
+            .renew_app_recheck(&dead, LEASE)
+            .await
+            .expect("renew")
+            .is_none());
+        assert!(!s.finish_app_recheck(&dead, None).await.expect("finish"));
+        assert!(s
+            .finish_app_recheck(&winners[0], None)
+            .await
+            .expect("finish"));
+    }
+
+    pub async fn the_oldest_due_recheck_comes_first_and_a_deleted_app_takes_its_own(s: TestStore) {
+        let p = project("acme");
+        s.insert_project(&p).await.expect("project");
+        let a = app(&p.id, "a", Utc::now());
+        let b = app(&p.id, "b", Utc::now());
+        s.insert_app(&a).await.expect("app a");
+        s.insert_app(&b).await.expect("app b");
+        new_client_secret(&s, &p.id, &b.id, "b").await;
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+        new_client_secret(&s, &p.id, &a.id, "a").await;
+        // Only the app asked for, when one is named.
+        let named = s
+            .claim_app_recheck(Some(&a.id), RUN_OUT)
+            .await
+            .expect("claim")
+            .expect("due");
+        assert_eq!(named.app_id, a.id);
+        // a's claim ran out at once, but b has been due longer.
+        let first = s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .expect("due");
+        assert_eq!(first.app_id, b.id);
+        let second = s
+            .claim_app_recheck(None, LEASE)
+            .await
+            .expect("claim")
+            .expect("due");
+        assert_eq!(second.app_id, a.id);
+        assert!(s.finish_app_recheck(&first, None).await.expect("finish"));
+        assert_eq!(
+            s.delete_app(&p.id, &a.id).await.expect("delete"),
+            keeper::storage::DeleteAppOutcome::Deleted
+        );
+        assert!(!s.finish_app_recheck(&second, None).await.expect("finish"));
+        assert!(s
+            .claim_app_recheck(None, RUN_OUT)
+            .await
+            .expect("claim")
+            .is_none());
+    }
+}
+
+mod app_recheck_store_tests {
+    use super::app_recheck_store::*;
+    use super::support;
+
+    crate::store_tests!(
+        a_new_client_secret_makes_the_recheck_due_and_claims_lease_it,
+        a_client_secret_stored_during_a_recheck_keeps_it_due,
+        an_abandoned_claim_is_taken_over_once_and_only_once,
+        the_oldest_due_recheck_comes_first_and_a_deleted_app_takes_its_own,
+    );
+}

@@ -91,6 +91,12 @@ struct SettingFlags {
     /// dies releases its connections within this long [default: 15s].
     #[arg(long, global = true)]
     token_lease_duration: Option<String>,
+    /// Keep finished webhook deliveries this long [default: 30d].
+    #[arg(long, global = true)]
+    webhook_delivery_retention: Option<String>,
+    /// Keep outbox events this long after they were fanned out [default: 7d].
+    #[arg(long, global = true)]
+    outbox_event_retention: Option<String>,
 }
 
 impl SettingFlags {
@@ -114,6 +120,8 @@ impl SettingFlags {
             token_refresh_max_age: self.token_refresh_max_age.clone(),
             webhook_delivery_lease: self.webhook_delivery_lease.clone(),
             token_lease_duration: self.token_lease_duration.clone(),
+            webhook_delivery_retention: self.webhook_delivery_retention.clone(),
+            outbox_event_retention: self.outbox_event_retention.clone(),
         }
     }
 

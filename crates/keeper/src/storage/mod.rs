@@ -134,6 +134,15 @@ pub struct AppSecretsUpdate {
     pub webhook_secret: Option<Option<Sealed>>,
 }
 
+/// A worker's claim on an app's due re-check ([`Store::claim_app_recheck`]):
+/// `due_at` is what the claim wrote (the end of its lease) and what renewing or
+/// finishing it must still find; a newer client secret change overwrites it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecheckClaim {
+    pub app_id: String,
+    pub due_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteAppOutcome {
     Deleted,
@@ -220,6 +229,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_apps(&self, project_id: &str, page: &PageRequest) -> StoreResult<Page<AppRow>>;
     async fn count_apps(&self, project_id: &str) -> StoreResult<i64>;
     /// Returns the updated row, or `None` when the app does not exist in the project.
+    /// A new client secret also makes the app's re-check due now (database clock),
+    /// in the same statement ([`Store::claim_app_recheck`]).
     async fn update_app_secrets(
         &self,
         project_id: &str,
@@ -451,6 +462,21 @@ pub trait Store: Send + Sync + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> StoreResult<u64>;
+    /// Housekeeping: deletes up to `limit` finished webhook deliveries (`success` or
+    /// `failure`, their attempt summaries with them) last changed before `before`;
+    /// returns how many. Pending deliveries (waiting for an attempt or a retry) stay.
+    async fn delete_finished_webhook_deliveries_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64>;
+    /// Housekeeping: deletes up to `limit` outbox events fanned out before `before`;
+    /// returns how many. Events not yet fanned out stay, however old.
+    async fn delete_dispatched_outbox_events_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64>;
 
     // Connection upkeep (issue 4 follow-ups): a wrong client secret keeps the users'
     // grants for a re-check, and the event log is pruned.
@@ -503,6 +529,32 @@ pub trait Store: Send + Sync + 'static {
         fence: i64,
         failure: &FailureData,
         event: &NewConnectionEvent,
+    ) -> StoreResult<bool>;
+    /// Claims the app whose re-check after a client secret change is due
+    /// (`recheck_due_at <= now`, database clock; oldest due first; only `app_id` when
+    /// given): sets `recheck_due_at = now + lease_for` and returns that claim. `None`
+    /// when nothing is due (or it is claimed and the lease has not run out).
+    /// Skips rows another process has locked, on PostgreSQL.
+    async fn claim_app_recheck(
+        &self,
+        app_id: Option<&str>,
+        lease_for: std::time::Duration,
+    ) -> StoreResult<Option<AppRecheckClaim>>;
+    /// Extends a claim to `now + lease_for` while `recheck_due_at` still equals
+    /// `claim.due_at`; the new claim, or `None` when a newer change (or another
+    /// process, after the lease ran out) took the row over.
+    async fn renew_app_recheck(
+        &self,
+        claim: &AppRecheckClaim,
+        lease_for: std::time::Duration,
+    ) -> StoreResult<Option<AppRecheckClaim>>;
+    /// Ends a claimed re-check while `recheck_due_at` still equals `claim.due_at`:
+    /// clears it, or with `retry_in` makes it due again then (database clock). False
+    /// (nothing written) when a newer change made it due meanwhile: that one stays.
+    async fn finish_app_recheck(
+        &self,
+        claim: &AppRecheckClaim,
+        retry_in: Option<std::time::Duration>,
     ) -> StoreResult<bool>;
     /// Event-log housekeeping, one step: for the next `connections` connections in
     /// id order after `after`, deletes the events whose kind is one of `kinds` and

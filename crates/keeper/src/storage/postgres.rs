@@ -22,10 +22,11 @@ use super::meetings::{
 use super::sync::{CompletedSync, SyncCommit};
 use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
-    ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
-    ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome, Direction,
-    DisconnectOutcome, EventPruning, FailureData, GrantReplacement, NewConnectionEvent,
-    NewOutboxEvent, OutboxSource, OutboxEventRow, Page, PageRequest, ProjectRow, RefreshedTokens, Sealed,
+    ApiKeyRow, AppKind, AppRecheckClaim, AppRow, AppSecretsUpdate, ConnectionEventRow,
+    ConnectionFilter, ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome,
+    Direction, DisconnectOutcome, EventPruning, FailureData, GrantReplacement, NewConnectionEvent,
+    NewOutboxEvent, OutboxEventRow, OutboxSource, Page, PageRequest, ProjectRow, RefreshedTokens,
+    Sealed,
     SealedField, Store, StoreError, StoreResult, SEALED_COLUMNS,
 };
 
@@ -527,6 +528,7 @@ impl Store for PostgresStore {
             "UPDATE zoom_oauth_apps SET \
              client_secret = CASE WHEN $1 THEN $2 ELSE client_secret END, \
              webhook_secret = CASE WHEN $3 THEN $4 ELSE webhook_secret END, \
+             recheck_due_at = CASE WHEN $1 THEN clock_timestamp() ELSE recheck_due_at END, \
              updated_at = $5 \
              WHERE project_id = $6 AND id = $7",
         )
@@ -1398,6 +1400,45 @@ impl Store for PostgresStore {
         .rows_affected())
     }
 
+    async fn delete_finished_webhook_deliveries_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        // The locking subquery re-reads a row changed meanwhile (a resend makes it
+        // pending again) and drops it if it no longer matches.
+        Ok(sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE idempotency_key IN \
+             (SELECT idempotency_key FROM webhook_deliveries \
+              WHERE status <> 'pending' AND updated_at < $1 \
+              LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(ts(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn delete_dispatched_outbox_events_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        // NULL (not fanned out yet) is never `< $1`; rows the dispatcher holds are
+        // skipped.
+        Ok(sqlx::query(
+            "DELETE FROM outbox_events WHERE id IN \
+             (SELECT id FROM outbox_events WHERE dispatched_at < $1 \
+              LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(ts(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     async fn disconnect_connection_keeping_grant(
         &self,
         id: &str,
@@ -1523,6 +1564,74 @@ impl Store for PostgresStore {
         write_connection_event(&mut tx, id, event).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn claim_app_recheck(
+        &self,
+        app_id: Option<&str>,
+        lease_for: Duration,
+    ) -> StoreResult<Option<AppRecheckClaim>> {
+        let row = sqlx::query(
+            "WITH due AS MATERIALIZED (\
+                 SELECT id FROM zoom_oauth_apps \
+                 WHERE recheck_due_at <= clock_timestamp() AND ($1::text IS NULL OR id = $1) \
+                 ORDER BY recheck_due_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             UPDATE zoom_oauth_apps a \
+             SET recheck_due_at = clock_timestamp() + $2::float8 * interval '1 microsecond' \
+             FROM due WHERE a.id = due.id \
+             RETURNING a.id, a.recheck_due_at",
+        )
+        .bind(app_id)
+        .bind(duration_micros(lease_for) as f64)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(AppRecheckClaim {
+                app_id: row.try_get("id")?,
+                due_at: row.try_get("recheck_due_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn renew_app_recheck(
+        &self,
+        claim: &AppRecheckClaim,
+        lease_for: Duration,
+    ) -> StoreResult<Option<AppRecheckClaim>> {
+        let due_at: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "UPDATE zoom_oauth_apps \
+             SET recheck_due_at = clock_timestamp() + $1::float8 * interval '1 microsecond' \
+             WHERE id = $2 AND recheck_due_at = $3 RETURNING recheck_due_at",
+        )
+        .bind(duration_micros(lease_for) as f64)
+        .bind(&claim.app_id)
+        .bind(ts(claim.due_at))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(due_at.map(|due_at| AppRecheckClaim {
+            app_id: claim.app_id.clone(),
+            due_at,
+        }))
+    }
+
+    async fn finish_app_recheck(
+        &self,
+        claim: &AppRecheckClaim,
+        retry_in: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE zoom_oauth_apps SET recheck_due_at = \
+             clock_timestamp() + $1::float8 * interval '1 microsecond' \
+             WHERE id = $2 AND recheck_due_at = $3",
+        )
+        .bind(retry_in.map(|d| duration_micros(d) as f64))
+        .bind(&claim.app_id)
+        .bind(ts(claim.due_at))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
     }
 
     async fn prune_connection_events(

@@ -1,7 +1,16 @@
 //! SQLite implementation of [`super::Store`].
 //!
-//! One file, WAL journal, `synchronous=NORMAL`, foreign keys on, a busy timeout so
-//! writers queue instead of failing. Timestamps are INTEGER microseconds since the
+//! One file, WAL journal, foreign keys on, a busy timeout so writers queue instead
+//! of failing. The pool runs `synchronous=FULL`: each commit is on disk (the WAL
+//! fsynced) before the call returns, so a power cut or an OS crash cannot take back
+//! a grant, a rotated refresh token, a state change with its outbox row or a key
+//! rotation that anything has already relied on. With `NORMAL` the last commits
+//! before such a crash could vanish — for a refresh token Zoom has just rotated, its
+//! predecessor is already dead at Zoom, so the connection would be lost. Only the
+//! Zoom webhook receipt writer ([`sqlite_receipts`]) keeps `NORMAL`: what it could
+//! lose is a receipt and an index change the daily meeting sync rebuilds. Its
+//! commits land in the same WAL, in order, so a later `FULL` commit makes them
+//! durable too. Timestamps are INTEGER microseconds since the
 //! Unix epoch (UTC). Transactions that read before they write start with
 //! `BEGIN IMMEDIATE`, so they take the write lock up front and never fail with
 //! `SQLITE_BUSY` halfway through.
@@ -30,10 +39,11 @@ use super::sqlite_receipts::{self, ReceiptJob};
 use super::sync::{CompletedSync, SyncCommit};
 use super::{
     is_foreign_key_violation, map_unique_violation, sealed_column_index, truncate_to_micros,
-    ApiKeyRow, AppKind, AppRow, AppSecretsUpdate, ConnectionEventRow, ConnectionFilter,
-    ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome, Direction,
-    DisconnectOutcome, EventPruning, FailureData, GrantReplacement, NewConnectionEvent,
-    NewOutboxEvent, OutboxEventRow, OutboxSource, Page, PageRequest, ProjectRow, RefreshedTokens, Sealed,
+    ApiKeyRow, AppKind, AppRecheckClaim, AppRow, AppSecretsUpdate, ConnectionEventRow,
+    ConnectionFilter, ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome,
+    Direction, DisconnectOutcome, EventPruning, FailureData, GrantReplacement, NewConnectionEvent,
+    NewOutboxEvent, OutboxEventRow, OutboxSource, Page, PageRequest, ProjectRow, RefreshedTokens,
+    Sealed,
     SealedField, Store, StoreError, StoreResult, SEALED_COLUMNS,
 };
 
@@ -80,7 +90,7 @@ impl SqliteStore {
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         if let Some(dir) = options.get_filename().parent() {
@@ -604,6 +614,7 @@ impl Store for SqliteStore {
             "UPDATE zoom_oauth_apps SET \
              client_secret = CASE WHEN ?1 THEN ?2 ELSE client_secret END, \
              webhook_secret = CASE WHEN ?3 THEN ?4 ELSE webhook_secret END, \
+             recheck_due_at = CASE WHEN ?1 THEN ?8 ELSE recheck_due_at END, \
              updated_at = ?5 \
              WHERE project_id = ?6 AND id = ?7",
         )
@@ -620,6 +631,7 @@ impl Store for SqliteStore {
         .bind(micros(at))
         .bind(project_id)
         .bind(id)
+        .bind(micros(Utc::now()))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -1463,6 +1475,41 @@ impl Store for SqliteStore {
         .rows_affected())
     }
 
+    async fn delete_finished_webhook_deliveries_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        // `status <> 'pending'` as written in the partial index, so SQLite uses it.
+        Ok(sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE rowid IN \
+             (SELECT rowid FROM webhook_deliveries \
+              WHERE status <> 'pending' AND updated_at < ? LIMIT ?)",
+        )
+        .bind(micros(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn delete_dispatched_outbox_events_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        // NULL (not fanned out yet) is never `< ?`.
+        Ok(sqlx::query(
+            "DELETE FROM outbox_events WHERE rowid IN \
+             (SELECT rowid FROM outbox_events WHERE dispatched_at < ? LIMIT ?)",
+        )
+        .bind(micros(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     async fn disconnect_connection_keeping_grant(
         &self,
         id: &str,
@@ -1587,6 +1634,78 @@ impl Store for SqliteStore {
         write_connection_event(&mut tx, id, event, now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn claim_app_recheck(
+        &self,
+        app_id: Option<&str>,
+        lease_for: Duration,
+    ) -> StoreResult<Option<AppRecheckClaim>> {
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(
+            "UPDATE zoom_oauth_apps SET recheck_due_at = ?1 \
+             WHERE id = (SELECT id FROM zoom_oauth_apps \
+                 WHERE recheck_due_at <= ?2 AND (?3 IS NULL OR id = ?3) \
+                 ORDER BY recheck_due_at LIMIT 1) \
+             RETURNING id, recheck_due_at",
+        )
+        .bind(now.saturating_add(duration_micros(lease_for)))
+        .bind(now)
+        .bind(app_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.map(|row| {
+            Ok(AppRecheckClaim {
+                app_id: row.try_get("id")?,
+                due_at: get_time(&row, "recheck_due_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn renew_app_recheck(
+        &self,
+        claim: &AppRecheckClaim,
+        lease_for: Duration,
+    ) -> StoreResult<Option<AppRecheckClaim>> {
+        let until = micros(Utc::now()).saturating_add(duration_micros(lease_for));
+        let row = sqlx::query(
+            "UPDATE zoom_oauth_apps SET recheck_due_at = ?1 \
+             WHERE id = ?2 AND recheck_due_at = ?3 RETURNING recheck_due_at",
+        )
+        .bind(until)
+        .bind(&claim.app_id)
+        .bind(micros(claim.due_at))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(AppRecheckClaim {
+                app_id: claim.app_id.clone(),
+                due_at: get_time(&row, "recheck_due_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn finish_app_recheck(
+        &self,
+        claim: &AppRecheckClaim,
+        retry_in: Option<Duration>,
+    ) -> StoreResult<bool> {
+        let next = retry_in.map(|d| micros(Utc::now()).saturating_add(duration_micros(d)));
+        let updated = sqlx::query(
+            "UPDATE zoom_oauth_apps SET recheck_due_at = ?1 \
+             WHERE id = ?2 AND recheck_due_at = ?3",
+        )
+        .bind(next)
+        .bind(&claim.app_id)
+        .bind(micros(claim.due_at))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
     }
 
     async fn prune_connection_events(

@@ -157,7 +157,8 @@ impl Writer {
     }
 }
 
-/// The writer's connection, set up as the pool's are (WAL is the file's already).
+/// The writer's connection, set up as the pool's are (WAL is the file's already)
+/// except for `synchronous`.
 fn open(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
     let conn = Connection::open_with_flags(
         path,
@@ -165,6 +166,10 @@ fn open(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
     )?;
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Unlike the pool (`FULL`): a power cut may take back the last receipts and
+    // index changes, which the daily meeting sync repairs; in exchange a commit
+    // does not wait for an fsync. The next `FULL` commit of the pool makes them
+    // durable anyway (one WAL, written in order).
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // Its statement journals (every upsert keeps one) in memory, not in temporary
     // files. Only here: the pool's sorts of large scans may spill to disk.
