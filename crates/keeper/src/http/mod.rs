@@ -26,7 +26,7 @@ pub mod zoom_webhooks;
 
 pub use error::ApiError;
 
-use crate::Keeper;
+use crate::{metrics, Keeper};
 
 /// What every handler gets.
 #[derive(Clone)]
@@ -62,24 +62,26 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// One log line and the metrics for every request. Logs the route template, never
-/// the raw path or query (they may hold ids or secrets) and never headers.
+/// the raw path or query (they may hold ids or secrets) and never headers. Every
+/// label comes from a bounded set: the method from the known ones (else `other`),
+/// the route from the route table (else `unmatched`).
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
+    let method = metrics::method_label(request.method().as_str());
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map_or(metrics::UNMATCHED_ROUTE, MatchedPath::as_str)
+        .to_owned();
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     state
         .keeper
         .metrics
-        .record_request(method.as_str(), &route, status, elapsed);
+        .record_request(method, &route, status, elapsed);
     tracing::info!(
-        method = %method,
+        method,
         route = %route,
         status,
         latency_ms = elapsed.as_secs_f64() * 1000.0,
