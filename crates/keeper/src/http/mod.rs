@@ -60,7 +60,20 @@ pub fn router(state: AppState) -> Router {
                 ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
             },
         ))
+        .layer(middleware::from_fn(run_to_completion))
         .with_state(state)
+}
+
+/// Runs each request in a task of its own and waits for it: a client that goes away
+/// drops only the wait, never the work half-way (sqlx's PostgreSQL `BEGIN` is not
+/// cancel-safe: dropped mid-round-trip, it returns the pooled connection inside a
+/// transaction sqlx does not know of, which later requests' statements then join).
+async fn run_to_completion(request: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(e) => ApiError::Internal(anyhow::Error::new(e).context("a request task failed"))
+            .into_response(),
+    }
 }
 
 /// Longest path and query read, in bytes; longer ones get a 414 in the API's error
