@@ -116,12 +116,13 @@ async fn json_arrays_are_not_bodies(backend: Backend) {
     let app_path = format!("/api/v1/zoom_oauth_apps/{zoa_id}");
 
     let refused = |a: Answer| {
-        a.assert_error(400, "invalid_json");
+        a.assert_error(400, "invalid_request");
         assert_eq!(
             a.json["error"], "The request body must be a JSON object.",
             "{}",
             a.text
         );
+        assert_eq!(a.field_problems("body"), vec!["Must be a JSON object."]);
     };
     // PATCH a connection with [null, null]: would clear metadata and deduplication_key.
     refused(send_raw(&app, Method::PATCH, &conn_path, "[null,null]").await);
@@ -265,7 +266,6 @@ async fn nul_is_refused_in_bodies_and_filters(backend: Backend) {
             "/api/v1/zoom_meetings?zoom_oauth_connection_id=zoc_%00",
             "zoom_oauth_connection_id",
         ),
-        ("/api/v1/zoom_oauth_apps?cursor=%00", "cursor"),
         ("/api/v1/zoom_oauth_apps?unknown=%00", "unknown"),
         ("/api/v1/zoom_oauth_apps?%00=1", "query"),
     ] {
@@ -273,6 +273,10 @@ async fn nul_is_refused_in_bodies_and_filters(backend: Backend) {
         a.assert_error(400, "invalid_request");
         assert!(!a.field_problems(field).is_empty(), "{path}: {}", a.text);
     }
+    // A cursor with NUL is no cursor.
+    app.send(app.request(Method::GET, "/api/v1/zoom_oauth_apps?cursor=A%00B"))
+        .await
+        .assert_error(400, "invalid_cursor");
     // An id in the path with NUL names nothing.
     app.send(app.request(Method::GET, "/api/v1/zoom_oauth_connections/zoc_%00abc"))
         .await
@@ -393,6 +397,70 @@ fn large_body() -> String {
     )
 }
 
+/// A client that writes each whole request before it reads the answer, as most
+/// blocking HTTP clients do, over one keep-alive connection.
+struct WholeRequestClient {
+    stream: tokio::net::TcpStream,
+}
+
+impl WholeRequestClient {
+    async fn connect(app: &TestApp) -> WholeRequestClient {
+        let addr = app.base.trim_start_matches("http://");
+        WholeRequestClient {
+            stream: tokio::net::TcpStream::connect(addr).await.expect("connect"),
+        }
+    }
+
+    /// Sends `method path` with `headers` and `body`; (status, JSON body) of the answer.
+    async fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> std::io::Result<(u16, Value)> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.stream.write_all(head.as_bytes()).await?;
+        self.stream.write_all(body.as_bytes()).await?;
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 8192];
+        let end_of_head = loop {
+            if let Some(i) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            answer.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&answer[..end_of_head]).to_ascii_lowercase();
+        let status: u16 = head[9..12].parse().expect("a status code");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().expect("a length"));
+        while answer.len() < end_of_head + length {
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        let json = serde_json::from_slice(&answer[end_of_head..end_of_head + length])
+            .unwrap_or(Value::Null);
+        Ok((status, json))
+    }
+}
+
 async fn answers_given_before_the_body_is_read_reach_the_client(backend: Backend) {
     let Some(app) = spawn_app_with(
         backend,
@@ -407,36 +475,51 @@ async fn answers_given_before_the_body_is_read_reach_the_client(backend: Backend
         return;
     };
     let body = large_body();
-    // No key or a wrong one: refused before the body is read, several times over
-    // one client.
-    for _ in 0..5 {
-        app.send(
-            app.http
-                .post(app.url("/api/v1/zoom_oauth_apps"))
-                .header("content-type", "application/json")
-                .body(body.clone()),
-        )
-        .await
-        .assert_error(401, "missing_authorization");
-    }
-    let forged = format!("zk_{}", "A".repeat(43));
-    for _ in 0..5 {
-        app.send(
-            app.request_as(&forged, Method::POST, "/api/v1/zoom_oauth_apps")
-                .header("content-type", "application/json")
-                .body(body.clone()),
-        )
-        .await
-        .assert_error(401, "invalid_api_key");
-    }
-    // Over the rate limit (a burst of 2, then one request per 1,000 s).
+    let json = ("content-type", "application/json");
+    let forged = format!("Token zk_{}", "A".repeat(43));
+    let key = format!("Token {}", app.key);
+    // Spend the burst (2, then one request per 1,000 s).
     for _ in 0..2 {
         let a = app
             .send(app.request(Method::GET, "/api/v1/zoom_oauth_apps"))
             .await;
         assert_eq!(a.status, 200, "{}", a.text);
     }
-    for _ in 0..5 {
+
+    // A client that writes the whole body first reads each refusal, and the
+    // connection stays open for the next request.
+    let mut client = WholeRequestClient::connect(&app).await;
+    for _ in 0..3 {
+        for (auth, status, code) in [
+            (None, 401, "missing_authorization"),
+            (Some(forged.as_str()), 401, "invalid_api_key"),
+            (Some(key.as_str()), 429, "rate_limited"),
+        ] {
+            let mut headers = vec![json];
+            headers.extend(auth.map(|a| ("authorization", a)));
+            let (got, answer) = client
+                .exchange("POST", "/api/v1/zoom_oauth_apps", &headers, &body)
+                .await
+                .expect("the whole request is sent and the answer read");
+            assert_eq!(got, status, "{answer}");
+            assert_eq!(answer["code"], code, "{answer}");
+        }
+    }
+    let (got, _) = client
+        .exchange("GET", "/healthz", &[], "")
+        .await
+        .expect("the connection is still open");
+    assert_eq!(got, 200);
+
+    // And so does a client that reads the answer while it still sends.
+    for _ in 0..3 {
+        app.send(
+            app.request_as(&forged[6..], Method::POST, "/api/v1/zoom_oauth_apps")
+                .header("content-type", "application/json")
+                .body(body.clone()),
+        )
+        .await
+        .assert_error(401, "invalid_api_key");
         let a = app
             .send(
                 app.request(Method::POST, "/api/v1/zoom_oauth_apps")
