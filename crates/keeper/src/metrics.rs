@@ -38,9 +38,9 @@ impl Histogram {
 #[derive(Default)]
 struct Inner {
     /// (method, route, status) → count
-    requests: BTreeMap<(String, String, u16), u64>,
+    requests: BTreeMap<(&'static str, String, u16), u64>,
     /// (method, route) → latency
-    latency: BTreeMap<(String, String), Histogram>,
+    latency: BTreeMap<(&'static str, String), Histogram>,
     /// (endpoint, outcome) → count
     zoom_calls: BTreeMap<(&'static str, &'static str), u64>,
     /// outcome → count
@@ -54,6 +54,19 @@ struct Inner {
     webhook_deliveries: BTreeMap<&'static str, u64>,
 }
 
+/// The `route` label of a request no route matched.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The `method` label: one of the methods the API knows, else `other` (a client
+/// may send any token as a method; each must not become a series).
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("other")
+}
+
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
@@ -64,15 +77,19 @@ impl Metrics {
         Metrics::default()
     }
 
+    /// `method` is recorded as [`method_label`] gives it; `route` must come from a
+    /// bounded set (a route template, or [`UNMATCHED_ROUTE`]), for every distinct
+    /// value is a series kept for the life of the process.
     pub fn record_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let method = method_label(method);
         let mut inner = self.lock();
         *inner
             .requests
-            .entry((method.to_owned(), route.to_owned(), status))
+            .entry((method, route.to_owned(), status))
             .or_default() += 1;
         inner
             .latency
-            .entry((method.to_owned(), route.to_owned()))
+            .entry((method, route.to_owned()))
             .or_default()
             .observe(elapsed.as_secs_f64());
     }
@@ -135,15 +152,14 @@ impl Metrics {
         for ((method, route, status), n) in &inner.requests {
             let _ = writeln!(
                 out,
-                "zoomkeeper_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
-                escape(method),
+                "zoomkeeper_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
                 escape(route)
             );
         }
         out.push_str("# HELP zoomkeeper_http_request_duration_seconds HTTP request latency by method and route template.\n");
         out.push_str("# TYPE zoomkeeper_http_request_duration_seconds histogram\n");
         for ((method, route), h) in &inner.latency {
-            let labels = format!("method=\"{}\",route=\"{}\"", escape(method), escape(route));
+            let labels = format!("method=\"{method}\",route=\"{}\"", escape(route));
             for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets.iter()) {
                 let _ = writeln!(
                     out,
@@ -293,6 +309,22 @@ mod tests {
         assert!(text.contains("le=\"0.0025\"} 1"));
         assert!(text.contains("le=\"+Inf\"} 2"));
         assert!(text.contains("endpoint=\"oauth_token_client_credentials\",outcome=\"success\"} 1"));
+    }
+
+    #[test]
+    fn request_labels_stay_within_known_methods() {
+        let m = Metrics::new();
+        for method in ["GET", "BREW", "get", "PROPFIND", "X\"Y"] {
+            m.record_request(method, UNMATCHED_ROUTE, 404, Duration::from_millis(1));
+        }
+        let text = m.render();
+        assert!(text.contains(
+            "zoomkeeper_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1"
+        ));
+        assert!(text.contains(
+            "zoomkeeper_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"} 4"
+        ));
+        assert_eq!(text.matches("zoomkeeper_http_requests_total{").count(), 2);
     }
 
     #[test]

@@ -52,7 +52,12 @@ pub enum SignatureError {
     MalformedTimestamp,
     #[error("the x-zm-signature header is not v0= followed by 64 hex digits")]
     MalformedSignature,
-    #[error("the request timestamp is {skew_s} s away from now, outside the allowed window")]
+    /// `skew_s`: how far the timestamp lies behind now (negative: ahead of now).
+    #[error(
+        "the request timestamp is {} s in the {}, outside the allowed window",
+        skew_s.unsigned_abs(),
+        if *skew_s >= 0 { "past" } else { "future" }
+    )]
     StaleTimestamp { skew_s: i64 },
     #[error("the signature does not match the body")]
     Mismatch,
@@ -196,7 +201,20 @@ pub enum EventError {
     MissingField(String, &'static str),
 }
 
-/// Parse a webhook body (the raw bytes that were verified). Never panics.
+/// `s` with each NUL replaced by U+FFFD. Zoom never sends NUL and PostgreSQL cannot
+/// store it; replaced rather than refused, a signed event holding one is still read
+/// (its ids then match nothing stored) and can be answered 200, so Zoom stops
+/// sending it.
+fn without_nul(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    }
+}
+
+/// Parse a webhook body (the raw bytes that were verified). Never panics. No text
+/// field holds NUL ([`without_nul`]).
 pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, EventError> {
     let root: Value = serde_json::from_slice(body).map_err(|_| EventError::NotJson)?;
     let root = root.as_object().ok_or(EventError::NotJson)?;
@@ -221,7 +239,10 @@ pub fn parse_event(body: &[u8]) -> Result<WebhookEvent, EventError> {
         .and_then(Value::as_object)
         .unwrap_or(&empty);
     let text = |map: &serde_json::Map<String, Value>, key: &str| {
-        map.get(key).and_then(value_text).filter(|s| !s.is_empty())
+        map.get(key)
+            .and_then(value_text)
+            .filter(|s| !s.is_empty())
+            .map(without_nul)
     };
     let missing = |field: &'static str| EventError::MissingField(name.clone(), field);
 
@@ -376,6 +397,56 @@ mod tests {
             check(Some("1658936485"), Some(&sig), BODY, now),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn a_stale_timestamp_says_which_way_it_is_off() {
+        let sig = sign(SECRET, TS, BODY);
+        let now = 1658936484;
+        let past = verify(
+            SECRET,
+            Some(TS),
+            Some(&sig),
+            BODY,
+            now + 301,
+            DEFAULT_WINDOW,
+        )
+        .expect_err("stale");
+        assert_eq!(
+            past.to_string(),
+            "the request timestamp is 301 s in the past, outside the allowed window"
+        );
+        let future = verify(
+            SECRET,
+            Some(TS),
+            Some(&sig),
+            BODY,
+            now - 302,
+            DEFAULT_WINDOW,
+        )
+        .expect_err("stale");
+        assert_eq!(
+            future.to_string(),
+            "the request timestamp is 302 s in the future, outside the allowed window"
+        );
+    }
+
+    #[test]
+    fn nul_in_text_fields_is_replaced() {
+        let body = br#"{"event":"meeting.created","event_ts":1,"payload":{"account_id":"a\u0000",
+            "operator_id":"o\u0000","object":{"id":123456789,"host_id":"h\u0000x","topic":"t\u0000"}}}"#;
+        let ev = parse_event(body).unwrap();
+        let ZoomEvent::MeetingCreated(m) = &ev.event else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(m.host_id.as_deref(), Some("h\u{FFFD}x"));
+        assert_eq!(m.topic.as_deref(), Some("t\u{FFFD}"));
+        assert_eq!(ev.account_id.as_deref(), Some("a\u{FFFD}"));
+        assert_eq!(ev.operator_id.as_deref(), Some("o\u{FFFD}"));
+        let body = br#"{"event":"app_deauthorized","event_ts":1,"payload":{"user_id":"\u0000"}}"#;
+        let ev = parse_event(body).unwrap();
+        assert!(!ev.dedupe_key().contains('\0'), "{ev:?}");
+        assert!(matches!(&ev.event, ZoomEvent::AppDeauthorized(d) if d.user_id == "\u{FFFD}"));
     }
 
     #[test]

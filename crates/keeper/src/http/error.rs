@@ -54,6 +54,8 @@ pub enum ApiError {
     InvalidJson { detail: String },
     #[error("The request body must be at most 1 MiB.")]
     PayloadTooLarge,
+    #[error("The URL is too long: its path and query must be at most {max_bytes} bytes.")]
+    UriTooLong { max_bytes: usize },
     #[error("Send the request body as JSON with the header Content-Type: application/json.")]
     UnsupportedMediaType,
     #[error("{message}")]
@@ -107,6 +109,7 @@ impl ApiError {
             | ApiError::BadRequest { .. }
             | ApiError::InvalidJson { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -130,6 +133,7 @@ impl ApiError {
             | ApiError::Conflict { code, .. } => code,
             ApiError::InvalidJson { .. } => "invalid_json",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UriTooLong { .. } => "uri_too_long",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::ZoomUnavailable => "zoom_unavailable",

@@ -13,8 +13,8 @@ use super::error::{ApiError, FieldErrors};
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// A JSON body. Wrong content type → 415; over the limit → 413; bad JSON or
-/// non-UTF-8 → 400 `invalid_json`; wrong types, unknown or missing fields → 400
-/// `invalid_request` with `fields`.
+/// non-UTF-8 → 400 `invalid_json`; anything but an object, wrong types, unknown or
+/// missing fields, or text holding NUL → 400 `invalid_request` with `fields`.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -99,32 +99,32 @@ fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// Parses `bytes` as `T`, describing failures without echoing input values (a
-/// mistyped secret must not come back in an error message).
+/// mistyped secret must not come back in an error message). The body must be a JSON
+/// object (serde would otherwise read `[null, null]` as a struct, field by field),
+/// and no key or string in it may hold NUL, which PostgreSQL cannot store.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = parse_value(bytes)?;
+    if !value.is_object() {
+        let mut fields = FieldErrors::new();
+        fields.insert("body".to_owned(), vec!["Must be a JSON object.".to_owned()]);
+        return Err(ApiError::validation(
+            "invalid_request",
+            "The request body must be a JSON object.",
+            fields,
+        ));
+    }
+    if let Some((field, problem)) = find_nul(&value, "") {
+        return Err(ApiError::field(&field, problem));
+    }
+    // Read from the bytes, not `value`, so a repeated field is still an error.
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let err = match serde_path_to_error::deserialize::<_, T>(&mut de) {
-        // Trailing garbage after the value is a syntax error too.
-        Ok(v) => match de.end() {
-            Ok(()) => return Ok(v),
-            Err(_) => {
-                return Err(ApiError::InvalidJson {
-                    detail: "unexpected characters after the JSON value.".to_owned(),
-                })
-            }
-        },
+        Ok(v) => return Ok(v),
         Err(err) => err,
     };
     let inner = err.inner();
     if !inner.is_data() {
-        let detail = match inner.classify() {
-            serde_json::error::Category::Eof => "it ends too early.".to_owned(),
-            _ => format!(
-                "syntax error at line {} column {}.",
-                inner.line(),
-                inner.column()
-            ),
-        };
-        return Err(ApiError::InvalidJson { detail });
+        return Err(syntax_error(inner));
     }
     let path = err.path().to_string();
     let message = strip_position(&inner.to_string());
@@ -136,6 +136,58 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         format!("{field}: {problem}"),
         fields,
     ))
+}
+
+/// The body as a JSON value; anything that is not one JSON value is `invalid_json`.
+fn parse_value(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde::Deserialize::deserialize(&mut de).map_err(|e| syntax_error(&e))?;
+    // Trailing garbage after the value is a syntax error too.
+    de.end().map_err(|_| ApiError::InvalidJson {
+        detail: "unexpected characters after the JSON value.".to_owned(),
+    })?;
+    Ok(value)
+}
+
+fn syntax_error(e: &serde_json::Error) -> ApiError {
+    let detail = match e.classify() {
+        serde_json::error::Category::Eof => "it ends too early.".to_owned(),
+        _ => format!("syntax error at line {} column {}.", e.line(), e.column()),
+    };
+    ApiError::InvalidJson { detail }
+}
+
+const NUL_PROBLEM: &str = "Must not contain the NUL character (U+0000).";
+
+/// The first key or string holding NUL: (its field path, the problem).
+fn find_nul(value: &serde_json::Value, path: &str) -> Option<(String, &'static str)> {
+    let here = || {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some((here(), NUL_PROBLEM)),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| find_nul(item, &format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                // The key itself is not echoed: the object holding it is named.
+                return Some((here(), "Keys must not contain the NUL character (U+0000)."));
+            }
+            let child = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            find_nul(item, &child)
+        }),
+        _ => None,
+    }
 }
 
 fn strip_position(message: &str) -> String {
@@ -204,7 +256,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
     }
 }
 
-/// A query string. Unknown parameters are ignored; bad values → 400 with `fields`.
+/// A query string. Unknown parameters are ignored; bad values, or any parameter
+/// holding NUL, → 400 with `fields`.
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
@@ -212,6 +265,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
+        // Every parameter, known or not: PostgreSQL cannot compare text holding NUL.
+        // (A cursor is checksummed before any query sees it; its own 400 says more.)
+        if let Some((name, _)) = form_urlencoded_parse(query)
+            .find(|(name, value)| name.contains('\0') || (value.contains('\0') && name != "cursor"))
+        {
+            let field = if name.contains('\0') { "query" } else { &name };
+            return Err(ApiError::field(field, NUL_PROBLEM));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
         serde_path_to_error::deserialize(de)
             .map(ApiQuery)
@@ -257,6 +318,35 @@ mod tests {
         let err = parse_json::<Body>(br#"{"name": 12345678}"#).expect_err("wrong type");
         assert!(!err.to_string().contains("12345678"), "{err}");
         assert!(fields_of(err).contains_key("name"));
+    }
+
+    #[test]
+    fn only_objects_are_bodies() {
+        for body in [
+            &br#"["a", 1]"#[..],
+            b"[null, null]",
+            b"null",
+            b"\"name\"",
+            b"12",
+        ] {
+            let err = parse_json::<Body>(body).expect_err("not an object");
+            assert_eq!(err.to_string(), "The request body must be a JSON object.");
+            assert_eq!(fields_of(err)["body"], vec!["Must be a JSON object."]);
+        }
+    }
+
+    #[test]
+    fn nul_is_refused_in_any_key_or_string_and_the_field_named() {
+        for (body, field) in [
+            (&br#"{"name": "a\u0000b"}"#[..], "name"),
+            (br#"{"name": "a", "x": {"y": ["ok", "\u0000"]}}"#, "x.y[1]"),
+            (br#"{"name": "a", "x": {"k\u0000": 1}}"#, "x"),
+            (br#"{"k\u0000": 1}"#, "body"),
+        ] {
+            let err = parse_json::<Body>(body).expect_err("NUL");
+            assert_eq!(err.code(), "invalid_request", "{body:?}");
+            assert!(fields_of(err).contains_key(field), "{body:?}");
+        }
     }
 
     #[test]

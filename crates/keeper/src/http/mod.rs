@@ -26,7 +26,7 @@ pub mod zoom_webhooks;
 
 pub use error::ApiError;
 
-use crate::Keeper;
+use crate::{metrics, Keeper};
 
 /// What every handler gets.
 #[derive(Clone)]
@@ -49,7 +49,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(oversize::refuse_oversized))
+        .layer(middleware::from_fn(refuse_long_uri))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn(oversize::drain_unread))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
@@ -58,28 +60,61 @@ pub fn router(state: AppState) -> Router {
                 ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
             },
         ))
+        .layer(middleware::from_fn(run_to_completion))
         .with_state(state)
 }
 
+/// Runs each request in a task of its own and waits for it: a client that goes away
+/// drops only the wait, never the work half-way (sqlx's PostgreSQL `BEGIN` is not
+/// cancel-safe: dropped mid-round-trip, it returns the pooled connection inside a
+/// transaction sqlx does not know of, which later requests' statements then join).
+async fn run_to_completion(request: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(e) => ApiError::Internal(anyhow::Error::new(e).context("a request task failed"))
+            .into_response(),
+    }
+}
+
+/// Longest path and query read, in bytes; longer ones get a 414 in the API's error
+/// shape. (hyper itself answers a bare 414 above 64 KiB, before any of this runs.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+async fn refuse_long_uri(request: Request, next: Next) -> Response {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if length > MAX_URI_BYTES {
+        return ApiError::UriTooLong {
+            max_bytes: MAX_URI_BYTES,
+        }
+        .into_response();
+    }
+    next.run(request).await
+}
+
 /// One log line and the metrics for every request. Logs the route template, never
-/// the raw path or query (they may hold ids or secrets) and never headers.
+/// the raw path or query (they may hold ids or secrets) and never headers. Every
+/// label comes from a bounded set: the method from the known ones (else `other`),
+/// the route from the route table (else `unmatched`).
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
+    let method = metrics::method_label(request.method().as_str());
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map_or(metrics::UNMATCHED_ROUTE, MatchedPath::as_str)
+        .to_owned();
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     state
         .keeper
         .metrics
-        .record_request(method.as_str(), &route, status, elapsed);
+        .record_request(method, &route, status, elapsed);
     tracing::info!(
-        method = %method,
+        method,
         route = %route,
         status,
         latency_ms = elapsed.as_secs_f64() * 1000.0,
