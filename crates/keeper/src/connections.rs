@@ -608,7 +608,8 @@ async fn keep_newest_grant(
         replacement.expected_fence = Some(existing.fence);
         replacement.metadata = existing.metadata.clone();
         replacement.deduplication_key = existing.deduplication_key.clone();
-        replacement.is_local_recording_token_supported = existing.is_local_recording_token_supported;
+        replacement.is_local_recording_token_supported =
+            existing.is_local_recording_token_supported;
         replacement.is_onbehalf_token_supported = existing.is_onbehalf_token_supported;
         replacement.next_sync_at = existing.next_sync_at;
         let event = NewConnectionEvent {
@@ -1178,7 +1179,13 @@ async fn disconnect_with(
     let outcome = if keep_grant {
         keeper
             .store
-            .disconnect_connection_keeping_grant(&row.id, fence, &failure, &event, Some(&StateChange))
+            .disconnect_connection_keeping_grant(
+                &row.id,
+                fence,
+                &failure,
+                &event,
+                Some(&StateChange),
+            )
             .await?
     } else {
         keeper

@@ -543,12 +543,11 @@ impl TokenBroker {
         let result = 'flight: {
             // Queued behind this process's refresh of the same connection for as long
             // as a request waits on another process's lease.
-            let Ok(mut last_failure) =
-                tokio::time::timeout_at(
+            let Ok(mut last_failure) = tokio::time::timeout_at(
                 tokio::time::Instant::from_std(wanted.arrived + LEASE_WAIT),
                 flight.lock.lock(),
             )
-                    .await
+            .await
             else {
                 break 'flight Err(TokenError::Busy);
             };
@@ -1069,7 +1068,11 @@ struct Wanted<'a> {
 /// refresh the request waited for, usable while it has not expired, even when Zoom
 /// issues tokens living less than [`MIN_VALIDITY`] (otherwise every waiter would
 /// refresh again).
-fn refreshed_since(keeper: &Keeper, row: &ConnectionRow, wanted: &Wanted<'_>) -> Option<AccessToken> {
+fn refreshed_since(
+    keeper: &Keeper,
+    row: &ConnectionRow,
+    wanted: &Wanted<'_>,
+) -> Option<AccessToken> {
     let sealed = row.access_token.as_ref()?;
     let expires_at = row.access_token_expires_at?;
     if Some(sealed) == wanted.seen || Some(sealed) == wanted.rejected {

@@ -282,7 +282,11 @@ async fn scopes_are_checked_with_granular_and_older_names(backend: Backend) {
     );
     assert!(!a.text.contains("list_meetings"), "{}", a.text);
     // Revoking would uninstall the app for the user (DESIGN.md §5): never done to tidy up.
-    assert_eq!(stats(&app).await.revocations, 0, "the new grant is not revoked");
+    assert_eq!(
+        stats(&app).await.revocations,
+        0,
+        "the new grant is not revoked"
+    );
     assert_eq!(connection_count(&app).await, 0);
 
     // Onbehalf needs user:read:token.
@@ -1489,7 +1493,10 @@ async fn a_create_refused_for_a_taken_deduplication_key_keeps_the_new_grant(back
             &format!("/api/v1/zoom_oauth_connections?user_id={user}"),
         ))
         .await;
-    let id = listed.json["results"][0]["id"].as_str().expect("id").to_owned();
+    let id = listed.json["results"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let t = app.access_token(&id).await;
     assert_eq!(t.status, 200, "{}", t.text);
     let s = stats(&app).await;

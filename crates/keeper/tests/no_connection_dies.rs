@@ -226,7 +226,11 @@ async fn concurrent_creates_for_one_user_keep_the_newest_grant(backend: Backend)
             }
         }
         assert!(answers.iter().any(|a| a.status == 201), "round {round}");
-        assert_eq!(ids.len(), 1, "round {round}: one connection per user: {ids:?}");
+        assert_eq!(
+            ids.len(),
+            1,
+            "round {round}: one connection per user: {ids:?}"
+        );
         let id = ids.first().expect("id").clone();
         // The grant stored is the one Zoom issued last: it refreshes.
         let t = app.access_token(&id).await;

@@ -2007,9 +2007,15 @@ mod connections {
             .await
             .expect("renew"));
 
-        s.disconnect_connection(&c.id, None, &failure("invalid_grant"), &event("disconnected"), None)
-            .await
-            .expect("disconnect");
+        s.disconnect_connection(
+            &c.id,
+            None,
+            &failure("invalid_grant"),
+            &event("disconnected"),
+            None,
+        )
+        .await
+        .expect("disconnect");
         assert!(s
             .claim_connection_lease(&c.id, "a", LEASE)
             .await
@@ -2092,7 +2098,8 @@ mod connections {
         assert!(
             outbox
                 .iter()
-                .any(|o| o.payload["metadata"]["team"] == "green" && o.payload["state"] == "connected"),
+                .any(|o| o.payload["metadata"]["team"] == "green"
+                    && o.payload["state"] == "connected"),
             "{outbox:?}"
         );
 

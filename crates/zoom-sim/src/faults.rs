@@ -75,7 +75,9 @@ fn plan(w: &mut World, path: &str, auth: Option<&str>) -> Plan {
                     .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             )
         }
-        Action::Pass if f.fail_next.is_none() && roll(f.error_rate.or(f.status_code.map(|_| 1.0))) => {
+        Action::Pass
+            if f.fail_next.is_none() && roll(f.error_rate.or(f.status_code.map(|_| 1.0))) =>
+        {
             let status = f
                 .status_code
                 .and_then(|s| StatusCode::from_u16(s).ok())

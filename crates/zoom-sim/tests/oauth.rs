@@ -436,7 +436,10 @@ async fn a_new_authorization_supersedes_the_previous_refresh_token() {
     assert_eq!(zoom.refresh(&new.refresh).await.status, StatusCode::OK);
     let stats = zoom.control.stats().await.unwrap();
     assert_eq!(
-        (stats.stale_refresh_token_uses, stats.superseded_refresh_token_uses),
+        (
+            stats.stale_refresh_token_uses,
+            stats.superseded_refresh_token_uses
+        ),
         (0, 1)
     );
 }
@@ -450,22 +453,42 @@ async fn a_new_authorization_supersedes_the_previous_access_tokens() {
     let user = zoom.user().await;
     let old = zoom.connect(&user.id, None).await;
     let refreshed = tokens(&zoom.refresh(&old.refresh).await.body);
-    assert_eq!(zoom.get("/v2/users/me", &refreshed.access).await.status, StatusCode::OK);
+    assert_eq!(
+        zoom.get("/v2/users/me", &refreshed.access).await.status,
+        StatusCode::OK
+    );
     let new = zoom.connect(&user.id, None).await;
     for stale in [&old.access, &refreshed.access] {
         let me = zoom.get("/v2/users/me", stale).await;
-        assert_eq!((me.status, me.body["code"].clone()), (StatusCode::UNAUTHORIZED, json!(4741)));
         assert_eq!(
-            zoom.control.token_info(stale).await.unwrap().unwrap().status,
+            (me.status, me.body["code"].clone()),
+            (StatusCode::UNAUTHORIZED, json!(4741))
+        );
+        assert_eq!(
+            zoom.control
+                .token_info(stale)
+                .await
+                .unwrap()
+                .unwrap()
+                .status,
             "superseded"
         );
     }
-    assert_eq!(zoom.get("/v2/users/me", &new.access).await.status, StatusCode::OK);
+    assert_eq!(
+        zoom.get("/v2/users/me", &new.access).await.status,
+        StatusCode::OK
+    );
     // Refreshing the newest grant keeps its access tokens valid (rotation is not a
     // new authorization).
     let next = tokens(&zoom.refresh(&new.refresh).await.body);
-    assert_eq!(zoom.get("/v2/users/me", &new.access).await.status, StatusCode::OK);
-    assert_eq!(zoom.get("/v2/users/me", &next.access).await.status, StatusCode::OK);
+    assert_eq!(
+        zoom.get("/v2/users/me", &new.access).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        zoom.get("/v2/users/me", &next.access).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]

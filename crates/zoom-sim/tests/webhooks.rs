@@ -177,7 +177,10 @@ async fn revoke_uninstalls_the_app_and_sends_app_deauthorized() {
     assert_eq!(hits[0].json["event"], "app_deauthorized");
     assert_eq!(hits[0].json["payload"]["user_id"], user.id);
     assert_eq!(hits[0].json["payload"]["client_id"], CLIENT_ID);
-    assert_eq!(zoom.get("/v2/users/me", &t.access).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        zoom.get("/v2/users/me", &t.access).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     // Revoking the dead grant again uninstalls nothing more: no second event.
     zoom.http
         .post(format!("{}/oauth/revoke", zoom.url))
@@ -190,7 +193,10 @@ async fn revoke_uninstalls_the_app_and_sends_app_deauthorized() {
     // the first user would have been queued before it).
     let user2 = zoom.user().await;
     zoom.connect(&user2.id, None).await;
-    zoom.control.deauthorize(&user2.id, CLIENT_ID).await.unwrap();
+    zoom.control
+        .deauthorize(&user2.id, CLIENT_ID)
+        .await
+        .unwrap();
     let hits = receiver.wait_for(2, WAIT).await;
     let users: Vec<_> = hits
         .iter()

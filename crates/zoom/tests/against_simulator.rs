@@ -747,14 +747,20 @@ mod faults {
                 .unwrap_or_default()
         };
         // Two lost answers in a row: the third attempt gets the user.
-        let before = calls(&zoom.sim.control().stats().await.unwrap(), "GET /v2/users/me");
+        let before = calls(
+            &zoom.sim.control().stats().await.unwrap(),
+            "GET /v2/users/me",
+        );
         zoom.faults(SimFaults {
             fail_next: Some(2),
             paths: Some(vec!["/v2/users/me".into()]),
             ..Default::default()
         })
         .await;
-        assert_eq!(zoom.client.me(&grant.access_token).await.unwrap().id, user.id);
+        assert_eq!(
+            zoom.client.me(&grant.access_token).await.unwrap().id,
+            user.id
+        );
         let stats = zoom.sim.control().stats().await.unwrap();
         assert_eq!(calls(&stats, "GET /v2/users/me") - before, 3, "{stats:?}");
         // Three: the retries are spent and the outage is the answer.
@@ -772,14 +778,20 @@ mod faults {
         assert!(matches!(err, ZoomError::Unavailable { .. }), "{err:?}");
         // A refusal is not an outage: no retry.
         zoom.faults(SimFaults::default()).await;
-        let before = calls(&zoom.sim.control().stats().await.unwrap(), "GET /v2/meetings/{meeting_id}/jointoken/local_recording");
+        let before = calls(
+            &zoom.sim.control().stats().await.unwrap(),
+            "GET /v2/meetings/{meeting_id}/jointoken/local_recording",
+        );
         let err = zoom
             .client
             .local_recording_token(&grant.access_token, "99999999999", false)
             .await
             .unwrap_err();
         assert!(!err.is_temporary(), "{err:?}");
-        let after = calls(&zoom.sim.control().stats().await.unwrap(), "GET /v2/meetings/{meeting_id}/jointoken/local_recording");
+        let after = calls(
+            &zoom.sim.control().stats().await.unwrap(),
+            "GET /v2/meetings/{meeting_id}/jointoken/local_recording",
+        );
         assert_eq!(after - before, 1);
     }
 
@@ -901,7 +913,10 @@ fn the_scope_table_agrees_with_the_simulators() {
     let pairs: [(scopes::Need, &[&str]); 5] = [
         (scopes::READ_USER, zoom_sim::SCOPES_USERS_ME),
         (scopes::LIST_MEETINGS, zoom_sim::SCOPES_LIST_MEETINGS),
-        (scopes::LOCAL_RECORDING_TOKEN, zoom_sim::SCOPES_LOCAL_RECORDING),
+        (
+            scopes::LOCAL_RECORDING_TOKEN,
+            zoom_sim::SCOPES_LOCAL_RECORDING,
+        ),
         (scopes::ZAK, zoom_sim::SCOPES_ZAK),
         (scopes::ONBEHALF_TOKEN, zoom_sim::SCOPES_ONBEHALF),
     ];
@@ -911,6 +926,9 @@ fn the_scope_table_agrees_with_the_simulators() {
         assert_eq!(ours, theirs, "{}", need.scope);
     }
     // Every scope the simulator grants by default is one a capability asks for.
-    let default: Vec<String> = zoom_sim::DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
+    let default: Vec<String> = zoom_sim::DEFAULT_SCOPES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert!(scopes::missing(&default, true, true).is_empty());
 }

@@ -989,9 +989,8 @@ async fn reauthorise(c: &Arc<Chaos>, user: &User, round: Round, mut rng: Rng) {
         };
         // Of creates racing for one user, those whose grant Zoom replaced before
         // zoomkeeper could read whose it was answer 409 authorization_superseded.
-        let superseded = |a: &Answer| {
-            several && a.status == 409 && a.code() == "authorization_superseded"
-        };
+        let superseded =
+            |a: &Answer| several && a.status == 409 && a.code() == "authorization_superseded";
         let expected = match (&answer, inactive, good) {
             (Ok(a), true, _) => a.status == 400 && a.code() == "zoom_user_not_active",
             (Ok(a), false, true) => {

@@ -690,13 +690,19 @@ async fn after_a_kill_mid_refresh_the_next_token_request_answers_within_seconds(
     let first = api
         .call(
             reqwest::Method::POST,
-            &format!("{}/api/v1/zoom_oauth_connections/{id}/access_token", process.base),
+            &format!(
+                "{}/api/v1/zoom_oauth_connections/{id}/access_token",
+                process.base
+            ),
             None,
         )
         .await
         .expect("answer");
     let waited = started.elapsed();
-    eprintln!("first token request after the restart: {} in {waited:?}", first.status);
+    eprintln!(
+        "first token request after the restart: {} in {waited:?}",
+        first.status
+    );
     assert!(
         first.status == 200 || (first.status == 503 && first.json["code"] == "busy"),
         "{first:?}"

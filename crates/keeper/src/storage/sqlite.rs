@@ -43,8 +43,7 @@ use super::{
     ConnectionFilter, ConnectionRow, ConnectionSettingsUpdate, ConnectionState, DeleteAppOutcome,
     Direction, DisconnectOutcome, EventPruning, FailureData, GrantReplacement, NewConnectionEvent,
     NewOutboxEvent, OutboxEventRow, OutboxSource, Page, PageRequest, ProjectRow, RefreshedTokens,
-    Sealed,
-    SealedField, Store, StoreError, StoreResult, SEALED_COLUMNS,
+    Sealed, SealedField, Store, StoreError, StoreResult, SEALED_COLUMNS,
 };
 
 use super::webhooks::{
