@@ -1280,10 +1280,6 @@ pub async fn prune_event_logs(
 mod tests {
     use super::*;
 
-    fn scopes(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
     #[test]
     fn metadata_rules() {
         let check = |v: Value| {
