@@ -211,9 +211,17 @@ async fn deliveries_in_flight_when_the_server_is_killed_arrive_after_a_restart(
             .await
             .expect("deauthorize");
     }
-    let mut connections = BTreeSet::new();
+    // Asked together: a refused refresh waits a few seconds for a re-authorisation
+    // before it disconnects, and the state changes must happen at about one time.
+    let mut asked = tokio::task::JoinSet::new();
     for (_, id) in users {
-        let a = api.access_token(&base, &id).await.expect("token request");
+        let (api, base) = (api.clone(), base.clone());
+        asked.spawn(async move { (api.access_token(&base, &id).await, id) });
+    }
+    let mut connections = BTreeSet::new();
+    while let Some(done) = asked.join_next().await {
+        let (a, id) = done.expect("token request task");
+        let a = a.expect("token request");
         assert_eq!(a.status, 409, "{}", a.json);
         assert_eq!(a.json["code"], "connection_disconnected", "{}", a.json);
         connections.insert(id);
