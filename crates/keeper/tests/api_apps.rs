@@ -1,5 +1,6 @@
 //! The Zoom OAuth apps API story (DESIGN.md §4), run on SQLite and PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashSet;
@@ -8,23 +9,6 @@ use common::{captured_logs, spawn_app, spawn_app_with, Answer, Backend};
 use keeper::config::Settings;
 use reqwest::Method;
 use serde_json::json;
-
-/// Runs `$name(Backend)` once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     app_lifecycle,

@@ -1,6 +1,7 @@
 //! The Zoom OAuth connections and tokens story (DESIGN.md §4), run on SQLite and
 //! PostgreSQL against the Zoom simulator.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashSet;
@@ -10,23 +11,6 @@ use keeper::config::Settings;
 use reqwest::Method;
 use serde_json::{json, Value};
 use zoom_sim::{SimConfig, SimFaults, SimUserStatus};
-
-/// Runs `$name(Backend)` once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     connection_lifecycle,

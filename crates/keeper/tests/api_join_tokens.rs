@@ -2,6 +2,7 @@
 //! the Zoom simulator: a bot gets every token from the right connection, or a
 //! precise reason why not.
 
+#[macro_use]
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -14,23 +15,6 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use zoom_sim::{SimMeeting, SimTokenInfo, SimUser};
-
-/// Runs `$name(Backend)` once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     a_synced_meeting_gets_every_token_from_the_right_connection,

@@ -1,5 +1,6 @@
 //! `GET /api/v1/zoom_meetings` (DESIGN.md §4 "Meetings"), on SQLite and PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use chrono::{Duration, Utc};
@@ -7,23 +8,6 @@ use common::{spawn_app, Backend, TestApp};
 use keeper::storage::{MeetingIndexChange, MeetingRow, MeetingSource};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-/// Runs `$name(Backend)` once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     index_is_listed_newest_first_with_links_that_keep_filters,

@@ -1,6 +1,7 @@
 //! Webhook subscriptions and the signing secret (DESIGN.md §4 "Outgoing webhooks"),
 //! on SQLite and PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use base64::engine::general_purpose::STANDARD;
@@ -9,22 +10,6 @@ use common::{spawn_app, spawn_app_with, Backend, TestApp};
 use keeper::config::Settings;
 use reqwest::Method;
 use serde_json::{json, Value};
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     subscription_lifecycle,

@@ -4,6 +4,7 @@
 //! process runs it at once, and if that process dies first (or mid-re-check) the
 //! token keeper's next re-check step does it.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -17,23 +18,6 @@ use keeper::vault::Slot;
 use reqwest::Method;
 use serde_json::{json, Value};
 use zoom_sim::SimConfig;
-
-/// Runs `$name(Backend)` once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     a_patched_client_secret_reconnects_and_leaves_nothing_due,

@@ -4,6 +4,7 @@
 //! half-way. Each is a clear 4xx (or, for a signed Zoom event, a 200) that changes
 //! nothing, never a 500 or a broken connection.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeSet;
@@ -14,22 +15,6 @@ use keeper::config::Settings;
 use rand::{Rng as _, SeedableRng as _};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     json_arrays_are_not_bodies,

@@ -5,6 +5,7 @@
 //! out stay however old; two processes sweeping at once agree; the loop stops on
 //! shutdown.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -14,23 +15,6 @@ use futures::StreamExt as _;
 use keeper::housekeeping::{self, Sweep, BATCH};
 use keeper::storage::{MeetingIndexChange, MeetingRow, MeetingSource};
 use serde_json::json;
-
-/// Runs `$name(Backend)` once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     old_receipts_and_past_meetings_go_recent_and_pmi_rows_stay,

@@ -2,6 +2,7 @@
 //! the Zoom simulator: meetings made before a user connects are found, the PMI is
 //! indexed, rate limits and outages are waited out, a revoked grant disconnects.
 
+#[macro_use]
 mod common;
 
 use common::{spawn_app, Backend, TestApp};
@@ -11,23 +12,6 @@ use keeper::storage::{MeetingFilter, MeetingIndexChange, MeetingRow, MeetingSour
 use reqwest::Method;
 use serde_json::{json, Value};
 use zoom_sim::{SimFaults, SimMeeting, SimUser};
-
-/// Runs `$name(Backend)` once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     meetings_made_before_connecting_are_found_over_several_pages,

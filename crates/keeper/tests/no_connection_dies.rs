@@ -5,28 +5,13 @@
 //! revoked to tidy up (revoking uninstalls the app for the user). Run on SQLite and
 //! PostgreSQL against the simulator, which supersedes earlier tokens as Zoom does.
 
+#[macro_use]
 mod common;
 
 use common::{spawn_app, Backend, TestApp, REDIRECT_URI};
 use reqwest::Method;
 use serde_json::{json, Value};
 use zoom_sim::{SimConfig, SimFaults, SimUserPatch, SimUserStatus};
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     a_reauthorisation_with_too_few_scopes_keeps_the_connection_working,
@@ -37,6 +22,7 @@ on_both_databases!(
     deleting_a_connection_revokes_the_stored_grant_once,
     a_lease_left_by_a_dead_process_delays_a_token_by_seconds,
     concurrent_requests_share_a_refresh_of_short_lived_tokens,
+    a_reauthorisation_survives_the_database_failing_for_a_while,
 );
 
 const CLIENT: &str = "reauth-client";
@@ -369,4 +355,85 @@ async fn concurrent_requests_share_a_refresh_of_short_lived_tokens(backend: Back
     assert_eq!(tokens.len(), 1, "one refresh, one token");
     let after = stats(&app).await;
     assert_eq!(after.refresh_grants, before.refresh_grants + 1, "{after:?}");
+}
+
+/// Makes every UPDATE of a connection fail (a trigger) until [`heal_database`].
+async fn break_connection_writes(app: &TestApp) {
+    match app.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.database_url)
+                .await
+                .expect("sqlite");
+            for sql in [
+                "CREATE TABLE injected_failures (n INTEGER) STRICT",
+                "INSERT INTO injected_failures VALUES (1)",
+                "CREATE TRIGGER injected_failure BEFORE UPDATE ON zoom_oauth_connections \
+                 WHEN EXISTS (SELECT 1 FROM injected_failures) \
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+            ] {
+                sqlx::query(sql).execute(&pool).await.expect(sql);
+            }
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.database_url)
+                .await
+                .expect("postgres");
+            for sql in [
+                "CREATE TABLE injected_failures (n int)",
+                "INSERT INTO injected_failures VALUES (1)",
+                "CREATE FUNCTION injected_failure() RETURNS trigger AS $$ BEGIN \
+                 IF EXISTS (SELECT 1 FROM injected_failures) THEN \
+                 RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER injected_failure BEFORE UPDATE ON zoom_oauth_connections \
+                 FOR EACH ROW EXECUTE FUNCTION injected_failure()",
+            ] {
+                sqlx::query(sql).execute(&pool).await.expect(sql);
+            }
+            pool.close().await;
+        }
+    }
+}
+
+async fn heal_database(app: &TestApp) {
+    let sql = "DELETE FROM injected_failures";
+    match app.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.database_url)
+                .await
+                .expect("sqlite");
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.database_url)
+                .await
+                .expect("postgres");
+            sqlx::query(sql).execute(&pool).await.expect(sql);
+            pool.close().await;
+        }
+    }
+}
+
+/// The exchange succeeded, then the database refused the write for a while: the
+/// new grant (the only one Zoom still honours) is written once the database is back.
+async fn a_reauthorisation_survives_the_database_failing_for_a_while(backend: Backend) {
+    let Some(app) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let (user, id) = connected_user(&app).await;
+    short_tokens(&app).await;
+    break_connection_writes(&app).await;
+    let heal = async {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        heal_database(&app).await;
+    };
+    let (a, ()) = tokio::join!(app.connect_user(CLIENT, &user, json!({})), heal);
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.json["id"], id.as_str());
+    assert!(
+        common::captured_logs().contains("storing a new grant failed; trying again"),
+        "the write did fail at first"
+    );
+    assert_refreshes(&app, &id, &user).await;
 }

@@ -3,6 +3,7 @@
 //! deauthorizes is announced once with signatures a receiver can check; a receiver
 //! that is down or failing is retried per the schedule; a resend works.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -22,22 +23,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use zoom_sim::SimConfig;
-
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     a_deauthorized_connection_is_announced_once_with_valid_signatures,

@@ -2,6 +2,7 @@
 //! PostgreSQL: the simulator sends real signed webhooks to the running server, and
 //! hostile requests are sent by hand.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -10,23 +11,6 @@ use common::{spawn_app, Answer, Backend, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use zoom_sim::{SimApp, SimAppKind, SimAppPatch, SimMeeting, SimUser, SimUserPatch};
-
-/// Runs `$name(Backend)` once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     meetings_created_and_deleted_in_zoom_follow_in_the_index,

@@ -13,6 +13,25 @@ use reqwest::{Method, RequestBuilder, Response};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
+/// Turns each `async fn behaviour(backend: Backend)` of the including file into two
+/// tests, `behaviour::sqlite` and `behaviour::postgres`.
+#[allow(unused_macros)]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
