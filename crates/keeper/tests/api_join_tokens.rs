@@ -139,6 +139,7 @@ async fn a_synced_meeting_gets_every_token_from_the_right_connection(backend: Ba
     .await;
     sync(&app).await;
 
+    let asked_at = chrono::Utc::now().timestamp();
     let a = join(
         &app,
         json!({
@@ -178,7 +179,13 @@ async fn a_synced_meeting_gets_every_token_from_the_right_connection(backend: Ba
         .expect("signed with the app's client secret");
     assert_eq!((claims.mn, claims.role), (m, 0));
     assert_eq!(claims.app_key, CLIENT);
-    assert_eq!(claims.exp - claims.iat, 2 * 60 * 60);
+    // Two hours counted from now; iat is back-dated 30 s. Zoom staff: tokenExp must
+    // be at least now + 1800 s.
+    assert_eq!(
+        claims.exp - claims.iat,
+        2 * 60 * 60 + zoom::sdk_signature::IAT_SKEW
+    );
+    assert!(claims.token_exp >= asked_at + 2 * 60 * 60, "{claims:?}");
     let expires_at = a.json["sdk_signature"]["expires_at"]
         .as_str()
         .expect("expires_at");
