@@ -346,8 +346,45 @@ async fn rejected_code_stores_nothing(backend: Backend) {
         .await;
     a.assert_error(400, "authorization_code_rejected");
     assert!(!a.text.contains(&code));
+    assert!(a.text.contains("Redirect URI mismatch"), "{}", a.text);
+    assert!(
+        a.text.contains("redirect_uri must be exactly"),
+        "{}",
+        a.text
+    );
     assert_eq!(connection_count(&app).await, 0);
     assert!(!captured_logs().contains(&code), "a code was logged");
+    // A used code: Zoom answers `invalid_request` and echoes the code.
+    let user = app.zoom_user(None).await;
+    let code = app.auth_code(CLIENT, &user, None).await;
+    let body = json!({"authorization_code": code, "redirect_uri": REDIRECT_URI});
+    assert_eq!(app.create_connection(body.clone()).await.status, 201);
+    let a = app.create_connection(body).await;
+    a.assert_error(400, "authorization_code_rejected");
+    assert!(!a.text.contains(&code), "{}", a.text);
+    assert!(a.text.contains("A code works once"), "{}", a.text);
+    // An expired code: Zoom's 4733 "Code is expired.".
+    app.sim
+        .control()
+        .set_config(&SimConfig {
+            code_ttl_s: Some(0),
+            ..Default::default()
+        })
+        .await
+        .expect("sim config");
+    let user = app.zoom_user(None).await;
+    let expired = app.auth_code(CLIENT, &user, None).await;
+    let a = app
+        .create_connection(json!({"authorization_code": expired, "redirect_uri": REDIRECT_URI}))
+        .await;
+    a.assert_error(400, "authorization_code_rejected");
+    assert!(a.text.contains("Code is expired"), "{}", a.text);
+    assert!(a.text.contains("for 5 minutes"), "{}", a.text);
+    assert!(!a.text.contains(&expired));
+    assert_eq!(connection_count(&app).await, 1);
+    for c in [&code, &expired] {
+        assert!(!captured_logs().contains(c.as_str()), "a code was logged");
+    }
 }
 
 async fn reconnecting_the_same_user_keeps_the_id_and_replaces_the_tokens(backend: Backend) {

@@ -935,10 +935,22 @@ impl World {
     ) -> Result<TokenResponse, OAuthError> {
         let code = code.ok_or_else(|| OAuthError::new(400, "invalid_request", "Missing code"))?;
         let now = self.now();
-        let invalid_code = || OAuthError::new(400, "invalid_grant", "Invalid authorization code");
+        // Zoom answers an unknown or used code with `invalid_request` and echoes the
+        // code in the reason (developer forum, "Invalid authorization code …"), and
+        // an expired one with its error 4733 "Code is expired.".
+        let invalid_code = || {
+            OAuthError::new(
+                400,
+                "invalid_request",
+                format!("Invalid authorization code {code}"),
+            )
+        };
         let entry = self.codes.get(code).cloned().ok_or_else(invalid_code)?;
-        if entry.client_id != client_id || entry.used || now >= entry.expires_at {
+        if entry.client_id != client_id || entry.used {
             return Err(invalid_code());
+        }
+        if now >= entry.expires_at {
+            return Err(OAuthError::new(400, "invalid_request", "Code is expired."));
         }
         if redirect_uri != Some(entry.redirect_uri.as_str()) {
             return Err(OAuthError::new(
