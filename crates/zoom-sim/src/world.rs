@@ -119,6 +119,9 @@ pub struct User {
     pub last_name: String,
     pub timezone: String,
     pub created_at: DateTime<Utc>,
+    /// The "Local recording" setting: off, the local recording token of the user's
+    /// meetings is refused.
+    pub local_recording: bool,
 }
 
 impl User {
@@ -563,6 +566,7 @@ impl World {
             last_name: u.last_name.clone().unwrap_or_else(|| format!("User {seq}")),
             timezone: u.timezone.clone().unwrap_or_else(|| "UTC".into()),
             created_at: self.now(),
+            local_recording: u.local_recording.unwrap_or(true),
             id: id.clone(),
             account_id,
         };
@@ -609,6 +613,9 @@ impl World {
         }
         if let Some(e) = &p.email {
             updated.email = e.clone();
+        }
+        if let Some(on) = p.local_recording {
+            updated.local_recording = on;
         }
         self.users.insert(id.to_owned(), updated.clone());
         let mut jobs = Vec::new();
@@ -1561,6 +1568,14 @@ impl World {
         };
         if !allowed {
             return Err(ApiError::new(400, 3000, "Cannot access meeting info."));
+        }
+        // Zoom refuses the token while the host's "Local recording" setting is off.
+        if self.users.get(&host_id).is_some_and(|h| !h.local_recording) {
+            return Err(ApiError::new(
+                400,
+                3000,
+                "Not allowed to start local recording",
+            ));
         }
         let token = self.mint(
             TokenKind::LocalRecording,
