@@ -354,9 +354,18 @@ impl TokenBroker {
         if matches!(which, UserToken::OnBehalf { .. }) && !row.is_onbehalf_token_supported {
             return Err(TokenError::CapabilityNotEnabled("onbehalf"));
         }
+        // A ZAK comes from whichever endpoint the grant's scopes open (Zoom's scope
+        // table): `type=zak` needs user:read:token or user:read, `/users/me/zak`
+        // needs user:read:zak or user_zak:read.
+        let via_me_zak = token_type == UserTokenType::Zak
+            && zoom::scopes::zak_endpoint(&row.scopes) == zoom::scopes::ZakEndpoint::MeZak;
         let token_type = &token_type;
         self.with_access_token(keeper, &row, |token| async move {
-            keeper.zoom.user_token(&token, token_type).await
+            if via_me_zak {
+                keeper.zoom.zak(&token).await
+            } else {
+                keeper.zoom.user_token(&token, token_type).await
+            }
         })
         .await
         .map_err(|e| match e {
@@ -543,12 +552,11 @@ impl TokenBroker {
         let result = 'flight: {
             // Queued behind this process's refresh of the same connection for as long
             // as a request waits on another process's lease.
-            let Ok(mut last_failure) =
-                tokio::time::timeout_at(
+            let Ok(mut last_failure) = tokio::time::timeout_at(
                 tokio::time::Instant::from_std(wanted.arrived + LEASE_WAIT),
                 flight.lock.lock(),
             )
-                    .await
+            .await
             else {
                 break 'flight Err(TokenError::Busy);
             };
@@ -1069,7 +1077,11 @@ struct Wanted<'a> {
 /// refresh the request waited for, usable while it has not expired, even when Zoom
 /// issues tokens living less than [`MIN_VALIDITY`] (otherwise every waiter would
 /// refresh again).
-fn refreshed_since(keeper: &Keeper, row: &ConnectionRow, wanted: &Wanted<'_>) -> Option<AccessToken> {
+fn refreshed_since(
+    keeper: &Keeper,
+    row: &ConnectionRow,
+    wanted: &Wanted<'_>,
+) -> Option<AccessToken> {
     let sealed = row.access_token.as_ref()?;
     let expires_at = row.access_token_expires_at?;
     if Some(sealed) == wanted.seen || Some(sealed) == wanted.rejected {

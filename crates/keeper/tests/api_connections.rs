@@ -58,6 +58,7 @@ on_both_databases!(
     a_client_leaving_mid_refresh_loses_nothing,
     a_client_leaving_mid_create_still_gets_the_connection_stored,
     a_create_refused_for_a_taken_deduplication_key_keeps_the_new_grant,
+    a_zak_is_minted_with_the_endpoint_the_grant_allows,
 );
 
 const CLIENT: &str = "conn-client";
@@ -282,7 +283,11 @@ async fn scopes_are_checked_with_granular_and_older_names(backend: Backend) {
     );
     assert!(!a.text.contains("list_meetings"), "{}", a.text);
     // Revoking would uninstall the app for the user (DESIGN.md §5): never done to tidy up.
-    assert_eq!(stats(&app).await.revocations, 0, "the new grant is not revoked");
+    assert_eq!(
+        stats(&app).await.revocations,
+        0,
+        "the new grant is not revoked"
+    );
     assert_eq!(connection_count(&app).await, 0);
 
     // Onbehalf needs user:read:token.
@@ -607,8 +612,28 @@ async fn patch_rules(backend: Backend) {
     let Some((app, _)) = app_with_zoom_app(backend).await else {
         return;
     };
-    let (_, a) = connect_ok(&app, json!({"deduplication_key": "one"})).await;
+    // `a`'s user granted the scopes of both capabilities, `b`'s only local recording's.
+    let user = app.zoom_user(None).await;
+    let both = common::scopes_asked_for(&json!({"is_onbehalf_token_supported": true}));
+    let code = app.auth_code(CLIENT, &user, Some(both)).await;
+    let a = app
+        .create_connection(json!({"authorization_code": code, "redirect_uri": REDIRECT_URI, "deduplication_key": "one"}))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let a = a.json;
     let (_, b) = connect_ok(&app, json!({"deduplication_key": "two"})).await;
+    // Turning on a capability the grant does not cover is refused, naming the scope.
+    let refused = app
+        .send(
+            app.request(
+                Method::PATCH,
+                &format!("/api/v1/zoom_oauth_connections/{}", id_of(&b)),
+            )
+            .json(&json!({"is_onbehalf_token_supported": true})),
+        )
+        .await;
+    refused.assert_error(400, "missing_scopes");
+    assert!(refused.text.contains("user:read:token"), "{}", refused.text);
     let id = id_of(&a);
     let patch = |body: Value| {
         app.send(
@@ -1526,10 +1551,113 @@ async fn a_create_refused_for_a_taken_deduplication_key_keeps_the_new_grant(back
             &format!("/api/v1/zoom_oauth_connections?user_id={user}"),
         ))
         .await;
-    let id = listed.json["results"][0]["id"].as_str().expect("id").to_owned();
+    let id = listed.json["results"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let t = app.access_token(&id).await;
     assert_eq!(t.status, 200, "{}", t.text);
     let s = stats(&app).await;
     assert_eq!(s.refresh_grants, before.refresh_grants + 1);
     assert_eq!(s.stale_refresh_token_uses, 0);
+}
+
+/// Zoom's scope table: `GET /users/me/token?type=zak` needs `user:read:token` or
+/// classic `user:read`; `GET /users/me/zak` needs `user:read:zak` or `user_zak:read`
+/// and gives a ZAK that lives five minutes. A ZAK comes from the endpoint the
+/// connection's grant opens.
+async fn a_zak_is_minted_with_the_endpoint_the_grant_allows(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let calls = |s: &zoom_sim::SimStats, endpoint: &str| {
+        s.api_calls_by_endpoint.get(endpoint).copied().unwrap_or(0)
+    };
+    let zak_of = |id: String| {
+        let app = &app;
+        async move {
+            let zak = app.connection_call(Method::POST, &id, "/zak_token").await;
+            assert_eq!(zak.status, 200, "{}", zak.text);
+            app.sim
+                .control()
+                .token_info(zak.json["token"].as_str().expect("token"))
+                .await
+                .expect("info")
+                .expect("known")
+        }
+    };
+    let post = |user: String, scopes: &[&str], extra: Value| {
+        let app = &app;
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        async move {
+            let code = app.auth_code(CLIENT, &user, Some(scopes)).await;
+            let mut body = json!({"authorization_code": code, "redirect_uri": REDIRECT_URI});
+            for (k, v) in extra.as_object().expect("object") {
+                body[k] = v.clone();
+            }
+            let a = app.create_connection(body).await;
+            assert_eq!(a.status, 201, "{}", a.text);
+            id_of(&a.json)
+        }
+    };
+
+    // The local recording scope set has user:read:zak, not user:read:token.
+    let (_, c) = connect_ok(&app, json!({})).await;
+    let before = stats(&app).await;
+    let info = zak_of(id_of(&c)).await;
+    let after = stats(&app).await;
+    assert_eq!(info.token_type, "zak");
+    assert_eq!(
+        calls(&after, "GET /v2/users/me/zak") - calls(&before, "GET /v2/users/me/zak"),
+        1
+    );
+    assert_eq!(
+        calls(&after, "GET /v2/users/me/token"),
+        calls(&before, "GET /v2/users/me/token")
+    );
+    let lifetime = info.expires_at.expect("expiry") - info.issued_at.expect("issue");
+    assert_eq!(lifetime.num_seconds(), 300);
+
+    // A classic-scope app: user:read opens /users/me/token (ZAK and onbehalf), and
+    // nothing else opens /users/me/zak.
+    let user = app.zoom_user(None).await;
+    let id = post(
+        user,
+        &[
+            "user:read",
+            "meeting:read",
+            "meeting_token:read:local_recording",
+        ],
+        json!({"is_onbehalf_token_supported": true}),
+    )
+    .await;
+    let before = stats(&app).await;
+    let info = zak_of(id.clone()).await;
+    let after = stats(&app).await;
+    assert_eq!(info.token_type, "zak");
+    assert_eq!(
+        calls(&after, "GET /v2/users/me/token") - calls(&before, "GET /v2/users/me/token"),
+        1
+    );
+    assert_eq!(
+        calls(&after, "GET /v2/users/me/zak"),
+        calls(&before, "GET /v2/users/me/zak")
+    );
+    let obf = app
+        .connection_call(Method::POST, &id, "/onbehalf_token")
+        .await;
+    assert_eq!(obf.status, 200, "{}", obf.text);
+
+    // Both granted: type=zak is preferred.
+    let user = app.zoom_user(None).await;
+    let mut both: Vec<&str> = zoom_sim::LOCAL_RECORDING_SCOPES.to_vec();
+    both.push("user:read:token");
+    let id = post(user, &both, json!({})).await;
+    let before = stats(&app).await;
+    zak_of(id).await;
+    let after = stats(&app).await;
+    assert_eq!(
+        calls(&after, "GET /v2/users/me/token") - calls(&before, "GET /v2/users/me/token"),
+        1
+    );
 }

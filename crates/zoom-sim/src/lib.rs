@@ -59,8 +59,8 @@ use tokio::task::JoinHandle;
 pub use control_client::SimControl;
 pub use types::*;
 pub use world::{
-    DEFAULT_SCOPES, SCOPES_LIST_MEETINGS, SCOPES_LOCAL_RECORDING, SCOPES_ONBEHALF, SCOPES_USERS_ME,
-    SCOPES_ZAK,
+    DEFAULT_SCOPES, LOCAL_RECORDING_SCOPES, ONBEHALF_SCOPES, SCOPES_LIST_MEETINGS,
+    SCOPES_LOCAL_RECORDING, SCOPES_USERS_ME, SCOPES_USER_TOKEN, SCOPES_ZAK,
 };
 
 /// A running simulator. Dropping it stops the server too.

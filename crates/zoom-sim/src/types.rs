@@ -290,10 +290,18 @@ pub struct SimTokenInfo {
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Vec<String>,
     /// `active` | `expired` | `rotated` (a refresh token that was used) | `superseded`
-    /// (a refresh token replaced by a new authorization) | `revoked`.
+    /// (a refresh token replaced by a new authorization) | `used` (an onbehalf token
+    /// a bot has joined with: it works once) | `revoked`.
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bypass_waiting_room: Option<bool>,
+}
+
+/// `POST /_sim/tokens/{token}/join`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimJoin {
+    pub meeting_id: u64,
 }
 
 /// `GET /_sim/stats`.

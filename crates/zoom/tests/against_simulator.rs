@@ -546,7 +546,12 @@ mod rest {
     #[tokio::test]
     async fn zak_and_onbehalf_tokens_are_minted_for_the_user() {
         let zoom = Zoom::start().await;
-        let (user, grant) = zoom.connected_user().await;
+        let user = zoom.user().await;
+        // Both ZAK endpoints: `user:read:token` opens `/users/me/token`,
+        // `user:read:zak` opens `/users/me/zak`.
+        let grant = zoom
+            .grant_for(&user.id, Some(&["user:read:zak", "user:read:token"]))
+            .await;
         let control = zoom.sim.control();
 
         let zak = zoom
@@ -754,14 +759,20 @@ mod faults {
                 .unwrap_or_default()
         };
         // Two lost answers in a row: the third attempt gets the user.
-        let before = calls(&zoom.sim.control().stats().await.unwrap(), "GET /v2/users/me");
+        let before = calls(
+            &zoom.sim.control().stats().await.unwrap(),
+            "GET /v2/users/me",
+        );
         zoom.faults(SimFaults {
             fail_next: Some(2),
             paths: Some(vec!["/v2/users/me".into()]),
             ..Default::default()
         })
         .await;
-        assert_eq!(zoom.client.me(&grant.access_token).await.unwrap().id, user.id);
+        assert_eq!(
+            zoom.client.me(&grant.access_token).await.unwrap().id,
+            user.id
+        );
         let stats = zoom.sim.control().stats().await.unwrap();
         assert_eq!(calls(&stats, "GET /v2/users/me") - before, 3, "{stats:?}");
         // Three: the retries are spent and the outage is the answer.
@@ -779,14 +790,20 @@ mod faults {
         assert!(matches!(err, ZoomError::Unavailable { .. }), "{err:?}");
         // A refusal is not an outage: no retry.
         zoom.faults(SimFaults::default()).await;
-        let before = calls(&zoom.sim.control().stats().await.unwrap(), "GET /v2/meetings/{meeting_id}/jointoken/local_recording");
+        let before = calls(
+            &zoom.sim.control().stats().await.unwrap(),
+            "GET /v2/meetings/{meeting_id}/jointoken/local_recording",
+        );
         let err = zoom
             .client
             .local_recording_token(&grant.access_token, "99999999999", false)
             .await
             .unwrap_err();
         assert!(!err.is_temporary(), "{err:?}");
-        let after = calls(&zoom.sim.control().stats().await.unwrap(), "GET /v2/meetings/{meeting_id}/jointoken/local_recording");
+        let after = calls(
+            &zoom.sim.control().stats().await.unwrap(),
+            "GET /v2/meetings/{meeting_id}/jointoken/local_recording",
+        );
         assert_eq!(after - before, 1);
     }
 
@@ -908,16 +925,33 @@ fn the_scope_table_agrees_with_the_simulators() {
     let pairs: [(scopes::Need, &[&str]); 5] = [
         (scopes::READ_USER, zoom_sim::SCOPES_USERS_ME),
         (scopes::LIST_MEETINGS, zoom_sim::SCOPES_LIST_MEETINGS),
-        (scopes::LOCAL_RECORDING_TOKEN, zoom_sim::SCOPES_LOCAL_RECORDING),
+        (
+            scopes::LOCAL_RECORDING_TOKEN,
+            zoom_sim::SCOPES_LOCAL_RECORDING,
+        ),
         (scopes::ZAK, zoom_sim::SCOPES_ZAK),
-        (scopes::ONBEHALF_TOKEN, zoom_sim::SCOPES_ONBEHALF),
+        (scopes::USER_TOKEN, zoom_sim::SCOPES_USER_TOKEN),
     ];
     for (need, sim) in pairs {
         let ours: BTreeSet<&str> = need.accepted.iter().copied().collect();
         let theirs: BTreeSet<&str> = sim.iter().copied().collect();
         assert_eq!(ours, theirs, "{}", need.scope);
     }
-    // Every scope the simulator grants by default is one a capability asks for.
-    let default: Vec<String> = zoom_sim::DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
-    assert!(scopes::missing(&default, true, true).is_empty());
+    assert_eq!(scopes::ONBEHALF_TOKEN, scopes::USER_TOKEN);
+    // A ZAK comes from either endpoint.
+    let any_zak: BTreeSet<&str> = scopes::ANY_ZAK.accepted.iter().copied().collect();
+    let either: BTreeSet<&str> = zoom_sim::SCOPES_ZAK
+        .iter()
+        .chain(zoom_sim::SCOPES_USER_TOKEN)
+        .copied()
+        .collect();
+    assert_eq!(any_zak, either);
+    // The simulator's scope sets are what each capability asks for, no more.
+    let set = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let local = set(zoom_sim::LOCAL_RECORDING_SCOPES);
+    assert!(scopes::missing(&local, true, false).is_empty());
+    assert!(!scopes::missing(&local, false, true).is_empty());
+    let onbehalf = set(zoom_sim::ONBEHALF_SCOPES);
+    assert!(scopes::missing(&onbehalf, false, true).is_empty());
+    assert_eq!(zoom_sim::DEFAULT_SCOPES, zoom_sim::LOCAL_RECORDING_SCOPES);
 }
