@@ -346,6 +346,11 @@ async fn app_privilege_token(
     );
     match result {
         Ok(token) => Ok(token.token),
+        Err(BrokeredCallError::Zoom(e)) if e.is_local_recording_disabled() => Err(problem(
+            TOKEN,
+            "local_recording_disabled",
+            format!("Zoom refuses the local recording token for meeting {meeting}: local recording is turned off for its host (connection {}, Zoom code 3000 \"Not allowed to start local recording\"). The host, or an admin of their Zoom account, must turn on Settings → Recording → Local recording in the Zoom web portal (and allow participants to record locally); then ask again.", connection.id),
+        )),
         Err(BrokeredCallError::Zoom(e)) => Err(zoom_problem(TOKEN, &connection, &e)),
         Err(BrokeredCallError::Token(e)) => Err(token_problem(TOKEN, &connection, e)),
     }

@@ -354,9 +354,18 @@ impl TokenBroker {
         if matches!(which, UserToken::OnBehalf { .. }) && !row.is_onbehalf_token_supported {
             return Err(TokenError::CapabilityNotEnabled("onbehalf"));
         }
+        // A ZAK comes from whichever endpoint the grant's scopes open (Zoom's scope
+        // table): `type=zak` needs user:read:token or user:read, `/users/me/zak`
+        // needs user:read:zak or user_zak:read.
+        let via_me_zak = token_type == UserTokenType::Zak
+            && zoom::scopes::zak_endpoint(&row.scopes) == zoom::scopes::ZakEndpoint::MeZak;
         let token_type = &token_type;
         self.with_access_token(keeper, &row, |token| async move {
-            keeper.zoom.user_token(&token, token_type).await
+            if via_me_zak {
+                keeper.zoom.zak(&token).await
+            } else {
+                keeper.zoom.user_token(&token, token_type).await
+            }
         })
         .await
         .map_err(|e| match e {

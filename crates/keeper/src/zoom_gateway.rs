@@ -158,6 +158,12 @@ impl ZoomGateway {
             .await
     }
 
+    /// `GET /users/me/zak`: a ZAK for grants without `/users/me/token` scopes.
+    pub async fn zak(&self, access_token: &SecretString) -> Result<SecretString, ZoomError> {
+        self.counted("users_me_zak", self.client.zak(access_token))
+            .await
+    }
+
     /// One page of the token's user's meetings (meeting sync).
     pub async fn list_meetings_page(
         &self,

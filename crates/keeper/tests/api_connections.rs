@@ -42,6 +42,7 @@ on_both_databases!(
     a_client_leaving_mid_refresh_loses_nothing,
     a_client_leaving_mid_create_still_gets_the_connection_stored,
     a_create_refused_for_a_taken_deduplication_key_keeps_the_new_grant,
+    a_zak_is_minted_with_the_endpoint_the_grant_allows,
 );
 
 const CLIENT: &str = "conn-client";
@@ -334,8 +335,45 @@ async fn rejected_code_stores_nothing(backend: Backend) {
         .await;
     a.assert_error(400, "authorization_code_rejected");
     assert!(!a.text.contains(&code));
+    assert!(a.text.contains("Redirect URI mismatch"), "{}", a.text);
+    assert!(
+        a.text.contains("redirect_uri must be exactly"),
+        "{}",
+        a.text
+    );
     assert_eq!(connection_count(&app).await, 0);
     assert!(!captured_logs().contains(&code), "a code was logged");
+    // A used code: Zoom answers `invalid_request` and echoes the code.
+    let user = app.zoom_user(None).await;
+    let code = app.auth_code(CLIENT, &user, None).await;
+    let body = json!({"authorization_code": code, "redirect_uri": REDIRECT_URI});
+    assert_eq!(app.create_connection(body.clone()).await.status, 201);
+    let a = app.create_connection(body).await;
+    a.assert_error(400, "authorization_code_rejected");
+    assert!(!a.text.contains(&code), "{}", a.text);
+    assert!(a.text.contains("A code works once"), "{}", a.text);
+    // An expired code: Zoom's 4733 "Code is expired.".
+    app.sim
+        .control()
+        .set_config(&SimConfig {
+            code_ttl_s: Some(0),
+            ..Default::default()
+        })
+        .await
+        .expect("sim config");
+    let user = app.zoom_user(None).await;
+    let expired = app.auth_code(CLIENT, &user, None).await;
+    let a = app
+        .create_connection(json!({"authorization_code": expired, "redirect_uri": REDIRECT_URI}))
+        .await;
+    a.assert_error(400, "authorization_code_rejected");
+    assert!(a.text.contains("Code is expired"), "{}", a.text);
+    assert!(a.text.contains("for 5 minutes"), "{}", a.text);
+    assert!(!a.text.contains(&expired));
+    assert_eq!(connection_count(&app).await, 1);
+    for c in [&code, &expired] {
+        assert!(!captured_logs().contains(c.as_str()), "a code was logged");
+    }
 }
 
 async fn reconnecting_the_same_user_keeps_the_id_and_replaces_the_tokens(backend: Backend) {
@@ -558,8 +596,28 @@ async fn patch_rules(backend: Backend) {
     let Some((app, _)) = app_with_zoom_app(backend).await else {
         return;
     };
-    let (_, a) = connect_ok(&app, json!({"deduplication_key": "one"})).await;
+    // `a`'s user granted the scopes of both capabilities, `b`'s only local recording's.
+    let user = app.zoom_user(None).await;
+    let both = common::scopes_asked_for(&json!({"is_onbehalf_token_supported": true}));
+    let code = app.auth_code(CLIENT, &user, Some(both)).await;
+    let a = app
+        .create_connection(json!({"authorization_code": code, "redirect_uri": REDIRECT_URI, "deduplication_key": "one"}))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let a = a.json;
     let (_, b) = connect_ok(&app, json!({"deduplication_key": "two"})).await;
+    // Turning on a capability the grant does not cover is refused, naming the scope.
+    let refused = app
+        .send(
+            app.request(
+                Method::PATCH,
+                &format!("/api/v1/zoom_oauth_connections/{}", id_of(&b)),
+            )
+            .json(&json!({"is_onbehalf_token_supported": true})),
+        )
+        .await;
+    refused.assert_error(400, "missing_scopes");
+    assert!(refused.text.contains("user:read:token"), "{}", refused.text);
     let id = id_of(&a);
     let patch = |body: Value| {
         app.send(
@@ -1486,4 +1544,104 @@ async fn a_create_refused_for_a_taken_deduplication_key_keeps_the_new_grant(back
     let s = stats(&app).await;
     assert_eq!(s.refresh_grants, before.refresh_grants + 1);
     assert_eq!(s.stale_refresh_token_uses, 0);
+}
+
+/// Zoom's scope table: `GET /users/me/token?type=zak` needs `user:read:token` or
+/// classic `user:read`; `GET /users/me/zak` needs `user:read:zak` or `user_zak:read`
+/// and gives a ZAK that lives five minutes. A ZAK comes from the endpoint the
+/// connection's grant opens.
+async fn a_zak_is_minted_with_the_endpoint_the_grant_allows(backend: Backend) {
+    let Some((app, _)) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let calls = |s: &zoom_sim::SimStats, endpoint: &str| {
+        s.api_calls_by_endpoint.get(endpoint).copied().unwrap_or(0)
+    };
+    let zak_of = |id: String| {
+        let app = &app;
+        async move {
+            let zak = app.connection_call(Method::POST, &id, "/zak_token").await;
+            assert_eq!(zak.status, 200, "{}", zak.text);
+            app.sim
+                .control()
+                .token_info(zak.json["token"].as_str().expect("token"))
+                .await
+                .expect("info")
+                .expect("known")
+        }
+    };
+    let post = |user: String, scopes: &[&str], extra: Value| {
+        let app = &app;
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        async move {
+            let code = app.auth_code(CLIENT, &user, Some(scopes)).await;
+            let mut body = json!({"authorization_code": code, "redirect_uri": REDIRECT_URI});
+            for (k, v) in extra.as_object().expect("object") {
+                body[k] = v.clone();
+            }
+            let a = app.create_connection(body).await;
+            assert_eq!(a.status, 201, "{}", a.text);
+            id_of(&a.json)
+        }
+    };
+
+    // The local recording scope set has user:read:zak, not user:read:token.
+    let (_, c) = connect_ok(&app, json!({})).await;
+    let before = stats(&app).await;
+    let info = zak_of(id_of(&c)).await;
+    let after = stats(&app).await;
+    assert_eq!(info.token_type, "zak");
+    assert_eq!(
+        calls(&after, "GET /v2/users/me/zak") - calls(&before, "GET /v2/users/me/zak"),
+        1
+    );
+    assert_eq!(
+        calls(&after, "GET /v2/users/me/token"),
+        calls(&before, "GET /v2/users/me/token")
+    );
+    let lifetime = info.expires_at.expect("expiry") - info.issued_at.expect("issue");
+    assert_eq!(lifetime.num_seconds(), 300);
+
+    // A classic-scope app: user:read opens /users/me/token (ZAK and onbehalf), and
+    // nothing else opens /users/me/zak.
+    let user = app.zoom_user(None).await;
+    let id = post(
+        user,
+        &[
+            "user:read",
+            "meeting:read",
+            "meeting_token:read:local_recording",
+        ],
+        json!({"is_onbehalf_token_supported": true}),
+    )
+    .await;
+    let before = stats(&app).await;
+    let info = zak_of(id.clone()).await;
+    let after = stats(&app).await;
+    assert_eq!(info.token_type, "zak");
+    assert_eq!(
+        calls(&after, "GET /v2/users/me/token") - calls(&before, "GET /v2/users/me/token"),
+        1
+    );
+    assert_eq!(
+        calls(&after, "GET /v2/users/me/zak"),
+        calls(&before, "GET /v2/users/me/zak")
+    );
+    let obf = app
+        .connection_call(Method::POST, &id, "/onbehalf_token")
+        .await;
+    assert_eq!(obf.status, 200, "{}", obf.text);
+
+    // Both granted: type=zak is preferred.
+    let user = app.zoom_user(None).await;
+    let mut both: Vec<&str> = zoom_sim::LOCAL_RECORDING_SCOPES.to_vec();
+    both.push("user:read:token");
+    let id = post(user, &both, json!({})).await;
+    let before = stats(&app).await;
+    zak_of(id).await;
+    let after = stats(&app).await;
+    assert_eq!(
+        calls(&after, "GET /v2/users/me/token") - calls(&before, "GET /v2/users/me/token"),
+        1
+    );
 }

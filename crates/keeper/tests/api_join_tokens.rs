@@ -26,6 +26,7 @@ on_both_databases!(
     callbacks_carry_standard_webhooks_signatures_with_both_secrets_in_a_rotation,
     plain_http_callbacks_are_refused_by_default,
     a_personal_link_is_found_among_many_newer_lookalikes,
+    a_host_with_local_recording_off_gets_a_problem_naming_the_setting,
 );
 
 const CLIENT: &str = "join-client";
@@ -123,6 +124,7 @@ async fn a_synced_meeting_gets_every_token_from_the_right_connection(backend: Ba
     .await;
     sync(&app).await;
 
+    let asked_at = chrono::Utc::now().timestamp();
     let a = join(
         &app,
         json!({
@@ -162,7 +164,13 @@ async fn a_synced_meeting_gets_every_token_from_the_right_connection(backend: Ba
         .expect("signed with the app's client secret");
     assert_eq!((claims.mn, claims.role), (m, 0));
     assert_eq!(claims.app_key, CLIENT);
-    assert_eq!(claims.exp - claims.iat, 2 * 60 * 60);
+    // Two hours counted from now; iat is back-dated 30 s. Zoom staff: tokenExp must
+    // be at least now + 1800 s.
+    assert_eq!(
+        claims.exp - claims.iat,
+        2 * 60 * 60 + zoom::sdk_signature::IAT_SKEW
+    );
+    assert!(claims.token_exp >= asked_at + 2 * 60 * 60, "{claims:?}");
     let expires_at = a.json["sdk_signature"]["expires_at"]
         .as_str()
         .expect("expires_at");
@@ -260,7 +268,8 @@ async fn every_missing_token_is_null_with_a_precise_problem(backend: Backend) {
     let (plain, _) = zoom_user(&app).await;
     let (gone, _) = zoom_user(&app).await;
     let m = meeting(&app, &host).await;
-    let host_id = connect(&app, &host, json!({})).await;
+    // The host's grant covers onbehalf too, so the PATCH below may turn it on.
+    let host_id = connect(&app, &host, json!({"is_onbehalf_token_supported": true})).await;
     connect(&app, &plain, json!({})).await;
     connect(&app, &gone, json!({"is_onbehalf_token_supported": true})).await;
     sync(&app).await;
@@ -822,4 +831,64 @@ async fn a_personal_link_is_found_among_many_newer_lookalikes(backend: Backend) 
     join(&app, json!({"meeting_url": "https://zoom.us/my/host.roo"}))
         .await
         .assert_error(400, "unknown_personal_link");
+}
+
+/// Zoom refuses the local recording token while the host's "Local recording"
+/// setting is off (400, code 3000 "Not allowed to start local recording"): the
+/// problem row tells the operator which setting to change.
+async fn a_host_with_local_recording_off_gets_a_problem_naming_the_setting(backend: Backend) {
+    let Some((app, _)) = app_with(backend, Settings::default()).await else {
+        return;
+    };
+    let host = app
+        .sim
+        .control()
+        .create_user(&SimUser {
+            local_recording: Some(false),
+            ..Default::default()
+        })
+        .await
+        .expect("sim user")
+        .id;
+    let m = meeting(&app, &host).await;
+    let host_id = connect(&app, &host, json!({})).await;
+    sync(&app).await;
+    let a = join(
+        &app,
+        json!({"meeting_url": format!("https://zoom.us/j/{m}")}),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert!(a.json["app_privilege_token"].is_null(), "{}", a.text);
+    let p = problems(&a);
+    assert!(
+        p.iter().any(|(t, c, msg)| t == "app_privilege_token"
+            && c == "local_recording_disabled"
+            && msg.contains(&host_id)
+            && msg.contains("Local recording")
+            && msg.contains("Zoom web portal")),
+        "{p:?}"
+    );
+    // Turned on, the same request gets the token.
+    app.sim
+        .control()
+        .update_user(
+            &host,
+            &zoom_sim::SimUserPatch {
+                local_recording: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("patch user");
+    let a = join(
+        &app,
+        json!({"meeting_url": format!("https://zoom.us/j/{m}")}),
+    )
+    .await;
+    assert_eq!(problems(&a), vec![], "{}", a.text);
+    assert_eq!(
+        info(&app, &a.json["app_privilege_token"]).await.token_type,
+        "local_recording"
+    );
 }

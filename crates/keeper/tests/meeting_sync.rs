@@ -389,12 +389,19 @@ async fn connections_without_local_recording_are_not_synced(backend: Backend) {
     };
     let (user, _) = zoom_user(&app).await;
     meetings(&app, &user, 2).await;
-    let conn = connect(
-        &app,
-        &user,
-        json!({"is_local_recording_token_supported": false, "is_onbehalf_token_supported": true}),
-    )
-    .await;
+    // The user granted the scopes of both capabilities; only onbehalf is asked for.
+    let scopes = common::scopes_asked_for(&json!({"is_onbehalf_token_supported": true}));
+    let code = app.auth_code(CLIENT, &user, Some(scopes)).await;
+    let conn = app
+        .create_connection(json!({
+            "authorization_code": code,
+            "redirect_uri": common::REDIRECT_URI,
+            "is_local_recording_token_supported": false,
+            "is_onbehalf_token_supported": true,
+        }))
+        .await;
+    assert_eq!(conn.status, 201, "{}", conn.text);
+    let conn = conn.json;
     let id = conn["id"].as_str().expect("id");
     assert_eq!(round(&app).await.claimed, 0);
     assert!(index_of(&app, id).await.is_empty());

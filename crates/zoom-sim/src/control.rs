@@ -31,6 +31,7 @@ pub(crate) fn router() -> Router<Sim> {
         .route("/_sim/config", get(get_config).put(put_config))
         .route("/_sim/faults", get(get_faults).put(put_faults))
         .route("/_sim/tokens/{token}", get(token_info))
+        .route("/_sim/tokens/{token}/join", post(join_with_token))
         .route("/_sim/stats", get(stats))
         .route("/_sim/webhooks", get(webhook_deliveries))
         .route("/_sim/reset", post(reset))
@@ -175,6 +176,13 @@ async fn token_info(State(sim): State<Sim>, Path(token): Path<String>) -> Answer
     let info = sim.lock().token_info(&token);
     info.map(|i| Json(i).into_response())
         .ok_or_else(|| ApiError::control(404, "the simulator did not issue this token"))
+}
+
+/// `POST /_sim/tokens/{token}/join {meeting_id}`: a bot joins with an onbehalf token.
+async fn join_with_token(State(sim): State<Sim>, Path(token): Path<String>, raw: Bytes) -> Answer {
+    let join: SimJoin = body(&raw)?;
+    sim.lock().join_with_onbehalf(&token, join.meeting_id)?;
+    Ok(ok())
 }
 
 async fn stats(State(sim): State<Sim>) -> Answer {

@@ -177,6 +177,17 @@ impl SimControl {
     }
 
     /// `GET /_sim/stats`.
+    /// `POST /_sim/tokens/{token}/join`: joins `meeting_id` with an onbehalf token;
+    /// an error says why the simulated Zoom refused the join.
+    pub async fn join_with_token(&self, token: &str, meeting_id: u64) -> anyhow::Result<()> {
+        self.call(
+            Method::POST,
+            &["tokens", token, "join"],
+            &SimJoin { meeting_id },
+        )
+        .await
+    }
+
     pub async fn stats(&self) -> anyhow::Result<SimStats> {
         self.json(self.request(Method::GET, &["stats"])?).await
     }

@@ -3,10 +3,11 @@
 //! API (`/_sim/*`) — all on one port. See DESIGN.md §5 and §8.
 //!
 //! Choices where Zoom's documentation is silent (tests rely on them):
-//! - Token errors: bad/used/expired code → 400 `invalid_grant` "Invalid authorization
-//!   code"; redirect mismatch → 400 `invalid_request` "Redirect URI mismatch." (the code
-//!   stays usable); PKCE failure → 400 `invalid_grant` "Invalid code_verifier"; bad or
-//!   missing Basic credentials → 401 `invalid_client`.
+//! - Token errors: unknown or used code → 400 `invalid_request` "Invalid authorization
+//!   code {code}" (Zoom echoes the code); expired code → 400 `invalid_request` "Code is
+//!   expired." (Zoom's 4733); redirect mismatch → 400 `invalid_request` "Redirect URI
+//!   mismatch." (Zoom's 4709; the code stays usable); PKCE failure → 400 `invalid_grant`
+//!   "Invalid code_verifier"; bad or missing Basic credentials → 401 `invalid_client`.
 //! - A refresh token that was rotated away answers "Invalid Token!" and counts in
 //!   `stale_refresh_token_uses`; one replaced by a newer authorization of the same user
 //!   for the same app ("superseded") answers the same and counts in
@@ -19,8 +20,11 @@
 //! - REST errors: no bearer → 401 code 4700; unknown/revoked → 401 124 "Invalid access
 //!   token."; expired → 401 124 "Access token is expired."; superseded by a newer
 //!   authorization → 401 4741; missing scope → 400 4711
-//!   "Invalid access token, does not contain scopes:[…]."; a non-host asking for a local
-//!   recording token → 400 code 3000 "Cannot access meeting info."; an inactive or
+//!   "Invalid access token, does not contain scopes:[…]." (each endpoint by its own
+//!   scopes: `/users/me/token` by `user:read:token`/`user:read`, `/users/me/zak` by
+//!   `user:read:zak`/`user_zak:read`); a non-host asking for a local recording token →
+//!   400 code 3000 "Cannot access meeting info."; a host whose "Local recording"
+//!   setting is off → 400 code 3000 "Not allowed to start local recording"; an inactive or
 //!   pending user → 400 code 1001 on every endpoint but `/users/me`, which answers with
 //!   `status` so the caller can decide.
 //! - Webhooks about a user go to apps that user (or, for account-level apps, anyone in
@@ -55,8 +59,8 @@ use tokio::task::JoinHandle;
 pub use control_client::SimControl;
 pub use types::*;
 pub use world::{
-    DEFAULT_SCOPES, SCOPES_LIST_MEETINGS, SCOPES_LOCAL_RECORDING, SCOPES_ONBEHALF, SCOPES_USERS_ME,
-    SCOPES_ZAK,
+    DEFAULT_SCOPES, LOCAL_RECORDING_SCOPES, ONBEHALF_SCOPES, SCOPES_LIST_MEETINGS,
+    SCOPES_LOCAL_RECORDING, SCOPES_USERS_ME, SCOPES_USER_TOKEN, SCOPES_ZAK,
 };
 
 /// A running simulator. Dropping it stops the server too.

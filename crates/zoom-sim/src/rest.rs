@@ -103,10 +103,10 @@ pub(crate) async fn my_token(
     };
     let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
     with_caller(&sim, &headers, |w, c| {
-        w.user_token(c, get("type"), get("meeting_id"))
+        w.user_token(c, get("type"), get("meeting_id"), get("ttl"))
     })
 }
 
 pub(crate) async fn my_zak(State(sim): State<Sim>, headers: HeaderMap) -> Response {
-    with_caller(&sim, &headers, |w, c| w.user_token(c, Some("zak"), None))
+    with_caller(&sim, &headers, |w, c| w.me_zak(c))
 }

@@ -119,6 +119,11 @@ pub struct SimUser {
     pub last_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// The user's "Local recording" setting (default on). Off, Zoom refuses the
+    /// local recording token of the user's meetings: 400 code 3000 "Not allowed to
+    /// start local recording".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_recording: Option<bool>,
 }
 
 /// Answer of `POST /_sim/users` (and an element of `GET /_sim/users`).
@@ -145,6 +150,9 @@ pub struct SimUserPatch {
     pub role: Option<SimUserRole>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Turns the user's "Local recording" setting on or off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_recording: Option<bool>,
 }
 
 /// `POST /_sim/authorize` — what the consent page does, without a browser.
@@ -282,10 +290,18 @@ pub struct SimTokenInfo {
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Vec<String>,
     /// `active` | `expired` | `rotated` (a refresh token that was used) | `superseded`
-    /// (a refresh token replaced by a new authorization) | `revoked`.
+    /// (a refresh token replaced by a new authorization) | `used` (an onbehalf token
+    /// a bot has joined with: it works once) | `revoked`.
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bypass_waiting_room: Option<bool>,
+}
+
+/// `POST /_sim/tokens/{token}/join`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimJoin {
+    pub meeting_id: u64,
 }
 
 /// `GET /_sim/stats`.

@@ -14,36 +14,59 @@ use sha2::{Digest, Sha256};
 use crate::types::*;
 use crate::zoom_error::{ApiError, OAuthError};
 
-/// Granted by default: every scope zoomkeeper asks for.
-pub const DEFAULT_SCOPES: &[&str] = &[
+/// What zoomkeeper asks a user to grant for the local recording capability (its
+/// default capability): the user, their meetings, the local recording token and a
+/// ZAK from `GET /users/me/zak`.
+pub const LOCAL_RECORDING_SCOPES: &[&str] = &[
     "user:read:user",
     "user:read:zak",
-    "user:read:token",
     "meeting:read:list_meetings",
     "meeting:read:local_recording_token",
 ];
+/// What zoomkeeper asks a user to grant for the onbehalf capability.
+pub const ONBEHALF_SCOPES: &[&str] = &["user:read:user", "user:read:token"];
 
-/// Any one of these (granular first, then legacy) lets a caller use the endpoint.
+/// Granted by default: the scope set zoomkeeper asks users for by default (local
+/// recording). Not every scope: a default that covered every endpoint would hide a
+/// client calling an endpoint its users' grants do not cover.
+pub const DEFAULT_SCOPES: &[&str] = LOCAL_RECORDING_SCOPES;
+
+// Any one of these (granular, granular admin, then classic) lets a caller use the
+// endpoint, as Zoom's API reference lists them per endpoint.
+
+/// `GET /users/me`.
 pub const SCOPES_USERS_ME: &[&str] = &[
     "user:read:user",
     "user:read:user:admin",
     "user:read",
     "user:read:admin",
 ];
+/// `GET /users/{userId}/meetings`.
 pub const SCOPES_LIST_MEETINGS: &[&str] = &[
     "meeting:read:list_meetings",
     "meeting:read:list_meetings:admin",
     "meeting:read",
     "meeting:read:admin",
 ];
+/// `GET /meetings/{meetingId}/jointoken/local_recording`.
 pub const SCOPES_LOCAL_RECORDING: &[&str] = &[
     "meeting:read:local_recording_token",
     "meeting:read:local_recording_token:admin",
     "meeting_token:read:local_recording",
     "meeting_token:read:admin:local_recording",
 ];
+/// `GET /users/me/zak` ("Get the user's ZAK": `user:read:zak`, `user:read:zak:admin`,
+/// classic `user_zak:read`).
 pub const SCOPES_ZAK: &[&str] = &["user:read:zak", "user:read:zak:admin", "user_zak:read"];
-pub const SCOPES_ONBEHALF: &[&str] = &["user:read:token", "user:read:token:admin"];
+/// `GET /users/{userId}/token?type=zak|onbehalf` ("Get a user's token": granular
+/// `user:read:token`, `…:admin` for other users; classic `user:read`,
+/// `user:read:admin`). The ZAK scopes do not open it.
+pub const SCOPES_USER_TOKEN: &[&str] = &[
+    "user:read:token",
+    "user:read:token:admin",
+    "user:read",
+    "user:read:admin",
+];
 
 /// Zoom's webhook retry delays, in seconds, before scaling.
 pub const WEBHOOK_RETRY_DELAYS_S: [f64; 3] = [300.0, 1200.0, 3600.0];
@@ -55,7 +78,12 @@ const MAX_CLOCK_OFFSET_S: i64 = 100 * 365 * 24 * 3600;
 const MAX_WEBHOOK_TIMEOUT_MS: u64 = 3_600_000;
 
 const LOCAL_RECORDING_TOKEN_TTL_S: i64 = 120;
+/// `type=zak` and `type=onbehalf` without `ttl`: two hours.
 const USER_TOKEN_TTL_S: i64 = 7200;
+/// The largest `ttl` of `type=zak`: one year.
+const MAX_USER_TOKEN_TTL_S: i64 = 365 * 24 * 3600;
+/// A ZAK from `GET /users/me/zak` expires five minutes after receipt.
+const ME_ZAK_TTL_S: i64 = 300;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -119,6 +147,9 @@ pub struct User {
     pub last_name: String,
     pub timezone: String,
     pub created_at: DateTime<Utc>,
+    /// The "Local recording" setting: off, the local recording token of the user's
+    /// meetings is refused.
+    pub local_recording: bool,
 }
 
 impl User {
@@ -245,6 +276,8 @@ enum TokenState {
     Rotated,
     /// A refresh token replaced by a newer authorization of the same grant.
     Superseded,
+    /// A single-use (onbehalf) token that has been used.
+    Used,
 }
 
 #[derive(Debug, Clone)]
@@ -563,6 +596,7 @@ impl World {
             last_name: u.last_name.clone().unwrap_or_else(|| format!("User {seq}")),
             timezone: u.timezone.clone().unwrap_or_else(|| "UTC".into()),
             created_at: self.now(),
+            local_recording: u.local_recording.unwrap_or(true),
             id: id.clone(),
             account_id,
         };
@@ -609,6 +643,9 @@ impl World {
         }
         if let Some(e) = &p.email {
             updated.email = e.clone();
+        }
+        if let Some(on) = p.local_recording {
+            updated.local_recording = on;
         }
         self.users.insert(id.to_owned(), updated.clone());
         let mut jobs = Vec::new();
@@ -935,10 +972,22 @@ impl World {
     ) -> Result<TokenResponse, OAuthError> {
         let code = code.ok_or_else(|| OAuthError::new(400, "invalid_request", "Missing code"))?;
         let now = self.now();
-        let invalid_code = || OAuthError::new(400, "invalid_grant", "Invalid authorization code");
+        // Zoom answers an unknown or used code with `invalid_request` and echoes the
+        // code in the reason (developer forum, "Invalid authorization code …"), and
+        // an expired one with its error 4733 "Code is expired.".
+        let invalid_code = || {
+            OAuthError::new(
+                400,
+                "invalid_request",
+                format!("Invalid authorization code {code}"),
+            )
+        };
         let entry = self.codes.get(code).cloned().ok_or_else(invalid_code)?;
-        if entry.client_id != client_id || entry.used || now >= entry.expires_at {
+        if entry.client_id != client_id || entry.used {
             return Err(invalid_code());
+        }
+        if now >= entry.expires_at {
+            return Err(OAuthError::new(400, "invalid_request", "Code is expired."));
         }
         if redirect_uri != Some(entry.redirect_uri.as_str()) {
             return Err(OAuthError::new(
@@ -1027,6 +1076,7 @@ impl World {
                 self.stats.superseded_refresh_token_uses += 1;
                 return Err(invalid());
             }
+            TokenState::Used => return Err(invalid()),
         }
         let grant_id = token.grant.ok_or_else(invalid)?;
         let grant = self.grants.get(&grant_id).cloned().ok_or_else(invalid)?;
@@ -1277,6 +1327,8 @@ impl World {
             "revoked"
         } else if t.state == TokenState::Rotated {
             "rotated"
+        } else if t.state == TokenState::Used {
+            "used"
         } else if t.state == TokenState::Superseded
             || t.grant.and_then(|g| self.grants.get(&g)).is_some_and(|g| {
                 g.authorization != t.authorization
@@ -1550,6 +1602,14 @@ impl World {
         if !allowed {
             return Err(ApiError::new(400, 3000, "Cannot access meeting info."));
         }
+        // Zoom refuses the token while the host's "Local recording" setting is off.
+        if self.users.get(&host_id).is_some_and(|h| !h.local_recording) {
+            return Err(ApiError::new(
+                400,
+                3000,
+                "Not allowed to start local recording",
+            ));
+        }
         let token = self.mint(
             TokenKind::LocalRecording,
             &caller.client_id,
@@ -1566,16 +1626,21 @@ impl World {
         Ok(json!({"token": token, "expire_in": LOCAL_RECORDING_TOKEN_TTL_S}))
     }
 
-    /// `GET /users/me/token?type=zak|onbehalf` and `GET /users/me/zak`.
+    /// `GET /users/me/token?type=zak|onbehalf[&meeting_id=][&ttl=]` ("Get a user's
+    /// token"): needs `user:read:token` or classic `user:read` ([`SCOPES_USER_TOKEN`]);
+    /// the ZAK scopes do not open it. A ZAK lives `ttl` seconds (default two hours,
+    /// at most a year); an onbehalf token lives two hours, is bound to `meeting_id`
+    /// when one is given, and works for one join.
     pub fn user_token(
         &mut self,
         caller: &Caller,
         token_type: Option<&str>,
         meeting_id: Option<&str>,
+        ttl: Option<&str>,
     ) -> Result<Value, ApiError> {
-        let (kind, scopes) = match token_type {
-            Some("zak") => (TokenKind::Zak, SCOPES_ZAK),
-            Some("onbehalf") => (TokenKind::Onbehalf, SCOPES_ONBEHALF),
+        let kind = match token_type {
+            Some("zak") => TokenKind::Zak,
+            Some("onbehalf") => TokenKind::Onbehalf,
             Some(other) => {
                 return Err(ApiError::new(
                     400,
@@ -1585,7 +1650,7 @@ impl World {
             }
             None => return Err(ApiError::new(400, 300, "Invalid field: type.")),
         };
-        let me = self.active_caller(caller, scopes)?.clone();
+        let me = self.active_caller(caller, SCOPES_USER_TOKEN)?.clone();
         let meeting = match (kind, meeting_id.filter(|m| !m.is_empty())) {
             (TokenKind::Onbehalf, Some(m)) => Some(
                 m.trim()
@@ -1593,6 +1658,15 @@ impl World {
                     .map_err(|_| ApiError::new(400, 300, "Invalid field: meeting_id."))?,
             ),
             _ => None,
+        };
+        let ttl_s = match (kind, ttl.filter(|t| !t.is_empty())) {
+            (TokenKind::Zak, Some(t)) => t
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|t| (1..=MAX_USER_TOKEN_TTL_S).contains(t))
+                .ok_or_else(|| ApiError::new(400, 300, "Invalid field: ttl."))?,
+            _ => USER_TOKEN_TTL_S,
         };
         let token = self.mint(
             kind,
@@ -1602,9 +1676,64 @@ impl World {
             None,
             meeting,
             Vec::new(),
-            USER_TOKEN_TTL_S,
+            ttl_s,
         );
         Ok(json!({"token": token}))
+    }
+
+    /// `GET /users/me/zak` ("Get the user's ZAK"): needs `user:read:zak` or classic
+    /// `user_zak:read` ([`SCOPES_ZAK`]); the ZAK expires five minutes after receipt.
+    pub fn me_zak(&mut self, caller: &Caller) -> Result<Value, ApiError> {
+        let me = self.active_caller(caller, SCOPES_ZAK)?.clone();
+        let token = self.mint(
+            TokenKind::Zak,
+            &caller.client_id,
+            Some(me.id.clone()),
+            Some(me.account_id.clone()),
+            None,
+            None,
+            Vec::new(),
+            ME_ZAK_TTL_S,
+        );
+        Ok(json!({"token": token}))
+    }
+
+    /// `POST /_sim/tokens/{token}/join`: what a bot joining `meeting_id` with an
+    /// onbehalf token does. The token works once, only for the meeting it was minted
+    /// for (when it was bound to one), and only while it lives.
+    pub fn join_with_onbehalf(&mut self, token: &str, meeting_id: u64) -> Result<(), ApiError> {
+        let now = self.now();
+        let Some(t) = self.tokens.get(token).cloned() else {
+            return Err(ApiError::control(
+                404,
+                "the simulator did not issue this token",
+            ));
+        };
+        if t.kind != TokenKind::Onbehalf {
+            return Err(ApiError::control(400, "not an onbehalf token"));
+        }
+        let grant_alive = t
+            .grant
+            .is_none_or(|g| self.grants.get(&g).is_some_and(|g| g.alive));
+        if !grant_alive || now >= t.expires_at {
+            return Err(ApiError::control(401, "the onbehalf token has expired"));
+        }
+        if t.state == TokenState::Used {
+            return Err(ApiError::control(
+                409,
+                "the onbehalf token was already used",
+            ));
+        }
+        if t.meeting_id.is_some_and(|m| m != meeting_id) {
+            return Err(ApiError::control(
+                403,
+                "the onbehalf token is bound to another meeting",
+            ));
+        }
+        if let Some(t) = self.tokens.get_mut(token) {
+            t.state = TokenState::Used;
+        }
+        Ok(())
     }
 
     // ---- faults -----------------------------------------------------------------------

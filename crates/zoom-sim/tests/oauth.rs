@@ -23,11 +23,21 @@ async fn authorization_code_gives_tokens_once() {
     assert_eq!(first.body["scope"], DEFAULT_SCOPES.join(" "));
     assert!(first.body["refresh_token"].is_string());
 
+    // Zoom answers a used (or unknown) code with `invalid_request` and echoes the
+    // code: https://devforum.zoom.us/t/zoom-auth-redirect-invalid-invalid-authorization-code/12302
+    // ("Zoom API error: invalid_request, reason: Invalid authorization code …") and
+    // https://github.com/Jericho/ZoomNet/issues/36 (a reused code answered
+    // {"reason": "Invalid authorization code …", "error": "invalid_request"}).
     let second = zoom.exchange(&code).await;
     assert_eq!(second.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         second.body,
-        json!({"reason": "Invalid authorization code", "error": "invalid_grant"})
+        json!({"reason": format!("Invalid authorization code {code}"), "error": "invalid_request"})
+    );
+    let unknown = zoom.exchange("not-a-code-we-issued").await;
+    assert_eq!(
+        unknown.body,
+        json!({"reason": "Invalid authorization code not-a-code-we-issued", "error": "invalid_request"})
     );
     assert_eq!(
         zoom.control
@@ -52,8 +62,15 @@ async fn code_older_than_code_ttl_is_rejected() {
     let user = zoom.user().await;
     let code = zoom.code(&user.id, None).await;
     let a = zoom.exchange(&code).await;
+    // Zoom's OAuth error table (https://developers.zoom.us/docs/integrations/oauth-error-messages/):
+    // 4733 "Code is expired.". Zoom documents the code and message, not the `error`
+    // value; the simulator answers `invalid_request` as for a bad code, the stricter
+    // reading (a client that only treats `invalid_grant` as a refused code fails).
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert_eq!(a.body["error"], "invalid_grant");
+    assert_eq!(
+        a.body,
+        json!({"reason": "Code is expired.", "error": "invalid_request"})
+    );
 }
 
 #[tokio::test]
@@ -68,7 +85,10 @@ async fn code_expires_when_the_clock_passes_five_minutes() {
         })
         .await
         .unwrap();
-    assert_eq!(zoom.exchange(&code).await.body["error"], "invalid_grant");
+    assert_eq!(
+        zoom.exchange(&code).await.body["reason"],
+        "Code is expired."
+    );
 }
 
 #[tokio::test]
@@ -88,6 +108,8 @@ async fn redirect_uri_must_match_the_authorize_request_exactly() {
                 ("redirect_uri", wrong),
             ])
             .await;
+        // Zoom's OAuth error table: 4709 "Redirect URI mismatch."
+        // (https://developers.zoom.us/docs/integrations/oauth-error-messages/).
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{wrong}");
         assert_eq!(
             a.body,

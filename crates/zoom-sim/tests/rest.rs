@@ -121,13 +121,243 @@ async fn legacy_scope_names_are_accepted() {
             "{path}"
         );
     }
-    // Legacy scopes have no onbehalf equivalent.
+    // Classic `user:read` opens "Get a user's token" (Zoom's API reference lists
+    // `user:read` and `user:read:admin` for GET /users/{userId}/token), onbehalf
+    // included.
+    for path in [
+        "/v2/users/me/token?type=zak",
+        "/v2/users/me/token?type=onbehalf",
+    ] {
+        assert_eq!(
+            zoom.get(path, &t.access).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+}
+
+/// The scope sets zoomkeeper asks users for (`LOCAL_RECORDING_SCOPES`,
+/// `ONBEHALF_SCOPES`), each endpoint by its own scopes. Zoom's API reference (the
+/// Users OpenAPI document, mirrored at
+/// https://developers.qodex.ai/zoom-public/zoom-user-api/users-userid-token/get-a-users-token
+/// and .../users-me-zak/get-the-users-zak): "Get a user's token" needs
+/// `user:read:token` / `user:read` (`:admin` for other users), "Get the user's ZAK"
+/// needs `user:read:zak` / `user_zak:read`. A forum report of the classic scope
+/// error: https://devforum.zoom.us/t/scopes-to-include-user-zak-read/58685
+#[tokio::test]
+async fn the_token_endpoint_and_the_zak_endpoint_need_their_own_scopes() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    // The default grant is the local recording set, not every scope.
+    assert_eq!(DEFAULT_SCOPES, LOCAL_RECORDING_SCOPES);
+    let local = zoom.connect(&user.id, None).await;
     assert_eq!(
-        zoom.get("/v2/users/me/token?type=onbehalf", &t.access)
-            .await
-            .body["code"],
-        4711
+        zoom.get("/v2/users/me/zak", &local.access).await.status,
+        StatusCode::OK
     );
+    for path in [
+        "/v2/users/me/token?type=zak",
+        "/v2/users/me/token?type=onbehalf",
+    ] {
+        let a = zoom.get(path, &local.access).await;
+        assert_eq!(
+            (a.status, a.body["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!(4711)),
+            "{path}"
+        );
+        assert!(
+            a.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("user:read:token"),
+            "{}",
+            a.body
+        );
+    }
+    let onbehalf = zoom
+        .connect(&user.id, Some(&ONBEHALF_SCOPES.join(" ")))
+        .await;
+    for path in [
+        "/v2/users/me/token?type=zak",
+        "/v2/users/me/token?type=onbehalf",
+    ] {
+        assert_eq!(
+            zoom.get(path, &onbehalf.access).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    let a = zoom.get("/v2/users/me/zak", &onbehalf.access).await;
+    assert_eq!(a.body["code"], 4711, "{}", a.body);
+    // Admin names open the endpoint too.
+    let admin = zoom
+        .connect(&user.id, Some("user:read:token:admin user:read:zak:admin"))
+        .await;
+    for path in ["/v2/users/me/token?type=zak", "/v2/users/me/zak"] {
+        assert_eq!(
+            zoom.get(path, &admin.access).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+}
+
+/// "Get the user's ZAK": "ZAKs obtained with this endpoint expire five minutes after
+/// receipt". "Get a user's token": `ttl` sets the ZAK's lifetime in seconds,
+/// "Defaults to 7200", "The maximum value is one year". Same sources as above.
+/// Zoom does not say how it answers a `ttl` beyond a year; the stricter reading is
+/// a refusal (400 code 300), not a silent cap.
+#[tokio::test]
+async fn zaks_live_five_minutes_from_the_zak_endpoint_and_ttl_from_the_token_endpoint() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let t = zoom
+        .connect(&user.id, Some("user:read:zak user:read:token"))
+        .await;
+    let lifetime =
+        |info: &SimTokenInfo| (info.expires_at.unwrap() - info.issued_at.unwrap()).num_seconds();
+    let mut lifetimes = Vec::new();
+    for path in [
+        "/v2/users/me/zak",
+        "/v2/users/me/token?type=zak",
+        "/v2/users/me/token?type=zak&ttl=600",
+        "/v2/users/me/token?type=zak&ttl=31536000",
+    ] {
+        let a = zoom.get(path, &t.access).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.body);
+        let info = zoom
+            .control
+            .token_info(a.body["token"].as_str().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.token_type, "zak");
+        lifetimes.push(lifetime(&info));
+    }
+    assert_eq!(lifetimes, vec![300, 7200, 600, 31_536_000]);
+    for bad in ["0", "-5", "31536001", "soon"] {
+        let a = zoom
+            .get(&format!("/v2/users/me/token?type=zak&ttl={bad}"), &t.access)
+            .await;
+        assert_eq!(
+            (a.status, a.body["code"].clone()),
+            (StatusCode::BAD_REQUEST, json!(300)),
+            "{bad}"
+        );
+    }
+    // A ZAK from /users/me/zak is expired five minutes later.
+    let a = zoom.get("/v2/users/me/zak", &t.access).await;
+    let zak = a.body["token"].as_str().unwrap().to_owned();
+    zoom.control
+        .set_config(&SimConfig {
+            clock_offset_s: Some(301),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let info = zoom.control.token_info(&zak).await.unwrap().unwrap();
+    assert_eq!(info.status, "expired");
+}
+
+/// Onbehalf tokens are single-use and bound to the meeting they were minted for
+/// (Zoom's "Get a user's token", `type=onbehalf` with `meeting_id`; Zoom's Meeting
+/// SDK docs for joining on behalf of a user:
+/// https://developers.zoom.us/docs/meeting-sdk/auth/). How Zoom refuses a reused or
+/// misused token is not documented; the simulator refuses the join, the stricter
+/// reading, and `/_sim/tokens/{token}` shows it `used`.
+#[tokio::test]
+async fn onbehalf_tokens_work_once_and_for_their_meeting() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let t = zoom
+        .connect(&user.id, Some(&ONBEHALF_SCOPES.join(" ")))
+        .await;
+    let mint = |meeting: &'static str| {
+        let zoom = &zoom;
+        let access = t.access.clone();
+        async move {
+            let a = zoom
+                .get(
+                    &format!("/v2/users/me/token?type=onbehalf&meeting_id={meeting}"),
+                    &access,
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+            a.body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let token = mint("85746065432").await;
+    let info = zoom.control.token_info(&token).await.unwrap().unwrap();
+    assert_eq!(
+        (info.status.as_str(), info.meeting_id),
+        ("active", Some(85746065432))
+    );
+    // Another meeting is refused, and does not use the token up.
+    let err = zoom
+        .control
+        .join_with_token(&token, 11122233344)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("another meeting"), "{err}");
+    zoom.control
+        .join_with_token(&token, 85746065432)
+        .await
+        .unwrap();
+    let info = zoom.control.token_info(&token).await.unwrap().unwrap();
+    assert_eq!(info.status, "used");
+    let err = zoom
+        .control
+        .join_with_token(&token, 85746065432)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+    // A ZAK is not an onbehalf token.
+    let zak = zoom.get("/v2/users/me/token?type=zak", &t.access).await;
+    assert!(zoom
+        .control
+        .join_with_token(zak.body["token"].as_str().unwrap(), 85746065432)
+        .await
+        .is_err());
+}
+
+/// The local recording token needs the host's "Local recording" setting on. Zoom's
+/// Meetings OpenAPI document, "Get a meeting's join token for local recording"
+/// (mirrored at https://withone.ai/knowledge/zoom/conn_mod_def%3A%3AGJ8eklsRUYo%3A%3AJ2JLJi9fTROWBhpF-DHGCg):
+/// "Prerequisites: The Local recording user setting must be enabled in the Zoom web
+/// portal", errors 400 with code 3000. The exact message, "Not allowed to start
+/// local recording", is the one issue 11 reports Zoom answering.
+#[tokio::test]
+async fn local_recording_token_needs_the_hosts_local_recording_setting() {
+    let zoom = Zoom::start().await;
+    let user = zoom
+        .control
+        .create_user(&SimUser {
+            local_recording: Some(false),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let t = zoom.connect(&user.id, None).await;
+    let path = format!("/v2/meetings/{}/jointoken/local_recording", user.pmi);
+    let a = zoom.get(&path, &t.access).await;
+    assert_eq!(
+        (a.status, a.body.clone()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"code": 3000, "message": "Not allowed to start local recording"})
+        )
+    );
+    zoom.control
+        .update_user(
+            &user.id,
+            &SimUserPatch {
+                local_recording: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(zoom.get(&path, &t.access).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -469,7 +699,9 @@ async fn account_admin_of_an_account_level_app_may_get_the_local_recording_token
 async fn zak_and_onbehalf_tokens_name_their_user_and_meeting() {
     let zoom = Zoom::start().await;
     let user = zoom.user().await;
-    let t = zoom.connect(&user.id, None).await;
+    let t = zoom
+        .connect(&user.id, Some("user:read:zak user:read:token"))
+        .await;
     for path in ["/v2/users/me/zak", "/v2/users/me/token?type=zak"] {
         let a = zoom.get(path, &t.access).await;
         assert_eq!(a.status, StatusCode::OK);

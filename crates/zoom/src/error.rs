@@ -112,6 +112,14 @@ impl ZoomError {
         (!code.is_empty()).then_some(code)
     }
 
+    /// Zoom refused a local recording token because the host's "Local recording"
+    /// setting is off: HTTP 400, code 3000 "Not allowed to start local recording"
+    /// (code 3000 also means "Cannot access meeting info", so the message decides).
+    pub fn is_local_recording_disabled(&self) -> bool {
+        matches!(self, ZoomError::Forbidden { code, message }
+            if code == "3000" && message.to_ascii_lowercase().contains("local recording"))
+    }
+
     /// A stable snake_case name for the class, for logs, metrics and stored
     /// failure data.
     pub fn class(&self) -> &'static str {

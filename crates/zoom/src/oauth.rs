@@ -159,9 +159,12 @@ impl ZoomClient {
         url.into()
     }
 
-    /// Exchange an authorization code (`grant_type=authorization_code`). A bad,
-    /// used or expired code, or a redirect URI that does not match, is
-    /// [`ZoomError::GrantRevoked`] with code `invalid_grant` (Zoom's answer).
+    /// Exchange an authorization code (`grant_type=authorization_code`). Zoom
+    /// refuses a bad, used or expired code, or a redirect URI that does not match,
+    /// with `invalid_request` ([`ZoomError::BadRequest`]: "Invalid authorization
+    /// code …", 4733 "Code is expired.", 4709 "Redirect URI mismatch.") or, for some
+    /// refusals, `invalid_grant` ([`ZoomError::GrantRevoked`]); a caller treats both
+    /// as a refused code. The code is scrubbed from Zoom's reason.
     pub async fn exchange_code(
         &self,
         app: &AppCredentials,

@@ -52,22 +52,66 @@ pub const LOCAL_RECORDING_TOKEN: Need = Need {
         "meeting_token:read:admin:local_recording",
     ],
 };
-/// A ZAK (`GET /users/me/zak`).
+/// `GET /users/me/zak`: a ZAK that lives five minutes.
 pub const ZAK: Need = Need {
     scope: "user:read:zak",
     accepted: &["user:read:zak", "user:read:zak:admin", "user_zak:read"],
 };
-/// An onbehalf token (`GET /users/me/token?type=onbehalf`).
-pub const ONBEHALF_TOKEN: Need = Need {
+/// `GET /users/me/token?type=zak|onbehalf`: Zoom lists granular `user:read:token`
+/// (`…:admin` for other users) and classic `user:read` (`user:read:admin`). The
+/// ZAK scopes do not open it.
+pub const USER_TOKEN: Need = Need {
     scope: "user:read:token",
-    accepted: &["user:read:token", "user:read:token:admin"],
+    accepted: &[
+        "user:read:token",
+        "user:read:token:admin",
+        "user:read",
+        "user:read:admin",
+    ],
+};
+/// An onbehalf token (`GET /users/me/token?type=onbehalf`).
+pub const ONBEHALF_TOKEN: Need = USER_TOKEN;
+/// A ZAK by either endpoint: `GET /users/me/token?type=zak` ([`USER_TOKEN`]) or
+/// `GET /users/me/zak` ([`ZAK`]). Reported as `user:read:zak` when missing, the
+/// scope zoomkeeper asks for.
+pub const ANY_ZAK: Need = Need {
+    scope: "user:read:zak",
+    accepted: &[
+        "user:read:zak",
+        "user:read:zak:admin",
+        "user_zak:read",
+        "user:read:token",
+        "user:read:token:admin",
+        "user:read",
+        "user:read:admin",
+    ],
 };
 
 /// What the local recording capability needs: the user, their meetings (for the
 /// meeting index), the local recording token, and a ZAK.
-pub const LOCAL_RECORDING: &[Need] = &[READ_USER, ZAK, LIST_MEETINGS, LOCAL_RECORDING_TOKEN];
+pub const LOCAL_RECORDING: &[Need] = &[READ_USER, ANY_ZAK, LIST_MEETINGS, LOCAL_RECORDING_TOKEN];
 /// What the onbehalf capability needs.
 pub const ONBEHALF: &[Need] = &[READ_USER, ONBEHALF_TOKEN];
+
+/// Where to mint a ZAK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZakEndpoint {
+    /// `GET /users/me/token?type=zak`: needs [`USER_TOKEN`]; the lifetime is chosen.
+    UserToken,
+    /// `GET /users/me/zak`: needs [`ZAK`]; the ZAK lives five minutes.
+    MeZak,
+}
+
+/// The ZAK endpoint `granted` opens: `type=zak` when the grant covers it (its ZAK's
+/// lifetime is ours to choose), else `/users/me/zak` (also when neither is granted:
+/// Zoom then names the missing scope).
+pub fn zak_endpoint(granted: &[String]) -> ZakEndpoint {
+    if USER_TOKEN.granted_by(granted) {
+        ZakEndpoint::UserToken
+    } else {
+        ZakEndpoint::MeZak
+    }
+}
 
 /// The granular names of the scopes the capabilities asked for need and `granted`
 /// lacks, each once, in a stable order.
@@ -117,17 +161,49 @@ mod tests {
             "meeting_token:read:local_recording",
         ]);
         assert!(missing(&classic, true, false).is_empty());
-        assert_eq!(missing(&classic, false, true), vec!["user:read:token"]);
+        // Classic `user:read` opens `/users/me/token`, so onbehalf too (Zoom's "Get a
+        // user's token" lists `user:read`).
+        assert!(missing(&classic, false, true).is_empty());
         let admin = scopes(&["user:read:user:admin", "user:read:token:admin"]);
         assert!(missing(&admin, false, true).is_empty());
         // The classic admin name of the local recording token puts `admin` inside.
         let classic_admin = scopes(&[
             "user:read:admin",
-            "user_zak:read",
             "meeting:read:admin",
             "meeting_token:read:admin:local_recording",
         ]);
-        assert!(missing(&classic_admin, true, false).is_empty());
+        assert!(missing(&classic_admin, true, true).is_empty());
+        // The ZAK scopes do not open `/users/me/token`.
+        let zak_only = scopes(&["user:read:user", "user:read:zak"]);
+        assert_eq!(missing(&zak_only, false, true), vec!["user:read:token"]);
+    }
+
+    #[test]
+    fn a_zak_is_minted_where_the_grant_allows() {
+        // The local recording scope set zoomkeeper asks for has user:read:zak only.
+        let local = scopes(&[
+            "user:read:user",
+            "user:read:zak",
+            "meeting:read:list_meetings",
+            "meeting:read:local_recording_token",
+        ]);
+        assert_eq!(zak_endpoint(&local), ZakEndpoint::MeZak);
+        assert_eq!(
+            zak_endpoint(&scopes(&["user_zak:read"])),
+            ZakEndpoint::MeZak
+        );
+        for token_scope in ["user:read:token", "user:read", "user:read:token:admin"] {
+            let both = scopes(&["user:read:zak", token_scope]);
+            assert_eq!(zak_endpoint(&both), ZakEndpoint::UserToken, "{token_scope}");
+        }
+        // A grant with only user:read:token still covers the ZAK need.
+        let token_only = scopes(&[
+            "user:read:user",
+            "user:read:token",
+            "meeting:read:list_meetings",
+            "meeting:read:local_recording_token",
+        ]);
+        assert!(missing(&token_only, true, true).is_empty());
     }
 
     #[test]

@@ -88,7 +88,14 @@ pub enum SdkSignatureError {
 
 /// Sign a Meeting SDK JWT: header `{"alg":"HS256","typ":"JWT"}`, payload
 /// `appKey`/`sdkKey` (the client id), `mn`, `role`, `iat` (= now − 30 s), `exp`
-/// (= iat + lifetime), `tokenExp` (= exp). `now_unix` is the caller's clock.
+/// (= now + lifetime, at most iat + 48 hours), `tokenExp` (= exp). `now_unix` is
+/// the caller's clock.
+///
+/// The lifetime counts from now, not from the back-dated `iat`: `tokenExp` must be
+/// at least the current time + 1800 s (https://devforum.zoom.us/t/jwt-expiration-clarification/65869,
+/// confirmed by Zoom staff), while exp − iat must be 1800 s to 48 h
+/// (https://devforum.zoom.us/t/troubleshooting-meeting-sdk-signature-validation/85961).
+/// A signature at the 30-minute minimum counted from `iat` would fall 30 s short.
 pub fn sign(
     client_id: &str,
     client_secret: &SecretString,
@@ -105,8 +112,11 @@ pub fn sign(
     }
     let mn = parse_meeting_number(meeting_number)?;
     let iat = now_unix.saturating_sub(IAT_SKEW);
-    // Bounded above by MAX_LIFETIME, so this fits.
-    let exp = iat.saturating_add(lifetime.as_secs() as i64);
+    // Bounded above by MAX_LIFETIME, so this fits; Zoom's 48-hour maximum counts
+    // from iat.
+    let exp = now_unix
+        .saturating_add(lifetime.as_secs() as i64)
+        .min(iat.saturating_add(MAX_LIFETIME.as_secs() as i64));
     let claims = SdkClaims {
         app_key: client_id.to_owned(),
         sdk_key: client_id.to_owned(),
@@ -226,8 +236,8 @@ mod tests {
                 mn: 85746065432,
                 role: 1,
                 iat: 1_646_937_553,
-                exp: 1_646_937_553 + 7200,
-                token_exp: 1_646_937_553 + 7200,
+                exp: 1_646_937_583 + 7200,
+                token_exp: 1_646_937_583 + 7200,
             }
         );
         assert_eq!(sig.expires_at, claims.exp);
@@ -243,7 +253,7 @@ mod tests {
         //   b=lambda x: base64.urlsafe_b64encode(x).rstrip(b"=")
         //   h=b(b"{\"alg\":\"HS256\",\"typ\":\"JWT\"}")
         //   p=b(json.dumps({"appKey":"abc123","sdkKey":"abc123","mn":123456789,"role":0,
-        //       "iat":1646937553,"exp":1646944753,"tokenExp":1646944753},separators=(",",":")).encode())
+        //       "iat":1646937553,"exp":1646944783,"tokenExp":1646944783},separators=(",",":")).encode())
         //   print((h+b"."+p+b"."+b(hmac.new(b"shhh",h+b"."+p,hashlib.sha256).digest())).decode())'
         let sig = sign(
             "abc123",
@@ -257,7 +267,7 @@ mod tests {
         assert_eq!(sig.jwt.expose_secret(), JWT_VECTOR);
     }
 
-    const JWT_VECTOR: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhcHBLZXkiOiJhYmMxMjMiLCJzZGtLZXkiOiJhYmMxMjMiLCJtbiI6MTIzNDU2Nzg5LCJyb2xlIjowLCJpYXQiOjE2NDY5Mzc1NTMsImV4cCI6MTY0Njk0NDc1MywidG9rZW5FeHAiOjE2NDY5NDQ3NTN9.eJtZ9Sc1saFd3ZSSl_UiYUluJH6WDayUbPVOFYrASuw";
+    const JWT_VECTOR: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhcHBLZXkiOiJhYmMxMjMiLCJzZGtLZXkiOiJhYmMxMjMiLCJtbiI6MTIzNDU2Nzg5LCJyb2xlIjowLCJpYXQiOjE2NDY5Mzc1NTMsImV4cCI6MTY0Njk0NDc4MywidG9rZW5FeHAiOjE2NDY5NDQ3ODN9.YFnCNJr897G9-Y3Vgmxie4L0d9tzB6QDo2Etir0NgY4";
 
     #[test]
     fn lifetime_outside_30_minutes_to_48_hours_is_refused() {
@@ -275,6 +285,39 @@ mod tests {
         for lifetime in [MIN_LIFETIME, MAX_LIFETIME] {
             assert!(sign("id", &s, "123456789", SdkRole::Participant, lifetime, 0).is_ok());
         }
+    }
+
+    #[test]
+    fn token_exp_is_at_least_30_minutes_from_now() {
+        // tokenExp = currentTime + 1800 at least:
+        // https://devforum.zoom.us/t/jwt-expiration-clarification/65869
+        let now = 1_700_000_000;
+        let s = secret("x");
+        let sig = sign(
+            "id",
+            &s,
+            "123456789",
+            SdkRole::Participant,
+            MIN_LIFETIME,
+            now,
+        )
+        .unwrap();
+        let claims = decode_and_verify(sig.jwt.expose_secret(), &s).unwrap();
+        assert!(claims.token_exp >= now + 1800, "{claims:?}");
+        assert_eq!(claims.exp, claims.token_exp);
+        assert_eq!(claims.iat, now - IAT_SKEW);
+        // The 48-hour maximum still counts from iat.
+        let sig = sign(
+            "id",
+            &s,
+            "123456789",
+            SdkRole::Participant,
+            MAX_LIFETIME,
+            now,
+        )
+        .unwrap();
+        let claims = decode_and_verify(sig.jwt.expose_secret(), &s).unwrap();
+        assert_eq!(claims.exp - claims.iat, 48 * 3600);
     }
 
     #[test]

@@ -190,13 +190,17 @@ mod oauth {
             .exchange_code(&zoom.app, &code, REDIRECT_URI, None)
             .await
             .unwrap_err();
-        assert_eq!(
-            err,
-            ZoomError::GrantRevoked {
-                code: "invalid_grant".into(),
-                reason: "Invalid authorization code".into()
-            }
+        // Zoom answers `invalid_request` and echoes the code; the code is scrubbed.
+        assert!(
+            matches!(err, ZoomError::BadRequest { status: 400, ref code, ref message }
+                if code == "invalid_request" && message.starts_with("Invalid authorization code")),
+            "{err:?}"
         );
+        assert!(
+            !format!("{err:?}").contains(code.expose_secret()),
+            "{err:?}"
+        );
+        assert!(!err.is_final());
     }
 
     #[tokio::test]
@@ -217,7 +221,10 @@ mod oauth {
             .exchange_code(&zoom.app, &code, REDIRECT_URI, None)
             .await
             .unwrap_err();
-        assert!(err.is_final(), "{err:?}");
+        assert!(
+            matches!(err, ZoomError::BadRequest { ref message, .. } if message == "Code is expired."),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
@@ -539,7 +546,12 @@ mod rest {
     #[tokio::test]
     async fn zak_and_onbehalf_tokens_are_minted_for_the_user() {
         let zoom = Zoom::start().await;
-        let (user, grant) = zoom.connected_user().await;
+        let user = zoom.user().await;
+        // Both ZAK endpoints: `user:read:token` opens `/users/me/token`,
+        // `user:read:zak` opens `/users/me/zak`.
+        let grant = zoom
+            .grant_for(&user.id, Some(&["user:read:zak", "user:read:token"]))
+            .await;
         let control = zoom.sim.control();
 
         let zak = zoom
@@ -918,17 +930,28 @@ fn the_scope_table_agrees_with_the_simulators() {
             zoom_sim::SCOPES_LOCAL_RECORDING,
         ),
         (scopes::ZAK, zoom_sim::SCOPES_ZAK),
-        (scopes::ONBEHALF_TOKEN, zoom_sim::SCOPES_ONBEHALF),
+        (scopes::USER_TOKEN, zoom_sim::SCOPES_USER_TOKEN),
     ];
     for (need, sim) in pairs {
         let ours: BTreeSet<&str> = need.accepted.iter().copied().collect();
         let theirs: BTreeSet<&str> = sim.iter().copied().collect();
         assert_eq!(ours, theirs, "{}", need.scope);
     }
-    // Every scope the simulator grants by default is one a capability asks for.
-    let default: Vec<String> = zoom_sim::DEFAULT_SCOPES
+    assert_eq!(scopes::ONBEHALF_TOKEN, scopes::USER_TOKEN);
+    // A ZAK comes from either endpoint.
+    let any_zak: BTreeSet<&str> = scopes::ANY_ZAK.accepted.iter().copied().collect();
+    let either: BTreeSet<&str> = zoom_sim::SCOPES_ZAK
         .iter()
-        .map(|s| s.to_string())
+        .chain(zoom_sim::SCOPES_USER_TOKEN)
+        .copied()
         .collect();
-    assert!(scopes::missing(&default, true, true).is_empty());
+    assert_eq!(any_zak, either);
+    // The simulator's scope sets are what each capability asks for, no more.
+    let set = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let local = set(zoom_sim::LOCAL_RECORDING_SCOPES);
+    assert!(scopes::missing(&local, true, false).is_empty());
+    assert!(!scopes::missing(&local, false, true).is_empty());
+    let onbehalf = set(zoom_sim::ONBEHALF_SCOPES);
+    assert!(scopes::missing(&onbehalf, false, true).is_empty());
+    assert_eq!(zoom_sim::DEFAULT_SCOPES, zoom_sim::LOCAL_RECORDING_SCOPES);
 }

@@ -153,7 +153,7 @@ async fn bench_backend(
         "Bearer {}",
         access["token"].as_str().context("access token")?
     );
-    let direct_zak_url = format!("{}/v2/users/me/token?type=zak", sim.url());
+    let direct_zak_url = format!("{}/v2/users/me/zak", sim.url());
 
     let n = args.requests.max(1);
     let c = args.concurrency.max(1);

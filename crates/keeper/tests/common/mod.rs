@@ -408,9 +408,13 @@ impl TestApp {
         (user, a)
     }
 
-    /// Authorises `user` at `client_id` and posts the code.
+    /// Authorises `user` at `client_id` with the scopes zoomkeeper asks users for
+    /// the capabilities in `extra` (local recording unless turned off, onbehalf when
+    /// turned on), and posts the code.
     pub async fn connect_user(&self, client_id: &str, user: &str, extra: Value) -> Answer {
-        let code = self.auth_code(client_id, user, None).await;
+        let code = self
+            .auth_code(client_id, user, Some(scopes_asked_for(&extra)))
+            .await;
         let mut body = json!({"authorization_code": code, "redirect_uri": REDIRECT_URI});
         if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
@@ -432,6 +436,26 @@ impl TestApp {
         self.connection_call(Method::POST, id, "/access_token")
             .await
     }
+}
+
+/// The scopes zoomkeeper asks a user to grant for the capabilities a create body
+/// asks for — never every scope, so a call the grant does not cover fails as at Zoom.
+pub fn scopes_asked_for(body: &Value) -> Vec<String> {
+    let local = body["is_local_recording_token_supported"] != Value::Bool(false);
+    let onbehalf = body["is_onbehalf_token_supported"] == Value::Bool(true);
+    let mut scopes: Vec<String> = Vec::new();
+    let sets = [
+        (local, zoom_sim::LOCAL_RECORDING_SCOPES),
+        (onbehalf, zoom_sim::ONBEHALF_SCOPES),
+    ];
+    for (wanted, set) in sets {
+        for s in set.iter().filter(|_| wanted) {
+            if !scopes.iter().any(|x| x == s) {
+                scopes.push((*s).to_owned());
+            }
+        }
+    }
+    scopes
 }
 
 /// The redirect URI the test helpers authorise with.
