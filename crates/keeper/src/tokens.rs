@@ -47,6 +47,9 @@ pub const LEASE_WAIT: Duration = Duration::from_secs(5);
 /// How long a refresh that Zoom refused waits for a concurrent re-authorisation's
 /// write before it disconnects the connection.
 const REAUTHORISATION_GRACE: Duration = Duration::from_secs(3);
+/// Zoom's REST code for an access token revoked by a newer authorisation of the
+/// same user (the user's grant lives on in the newer one).
+const SUPERSEDED_BY_NEWER_AUTHORISATION: &str = "4741";
 /// How often a request polls a connection whose lease another process holds.
 const POLL_EVERY: Duration = Duration::from_millis(75);
 /// Pause between attempts to commit refreshed tokens when the database fails:
@@ -394,11 +397,39 @@ impl TokenBroker {
             .await
             .map_err(BrokeredCallError::Token)?;
         let mut retried = false;
+        let mut waited_for_reauthorisation = false;
         loop {
             match call(access.token.clone()).await {
                 Ok(value) => return Ok(value),
                 Err(ZoomError::AccessTokenRejected { code, .. }) => {
+                    if (access.refreshed || retried) && !waited_for_reauthorisation {
+                        // A re-authorisation of the user kills the tokens it replaces
+                        // before its create stores the new grant: wait for that write
+                        // before concluding anything, then try once more.
+                        waited_for_reauthorisation = true;
+                        if self
+                            .token_replaced_meanwhile(keeper, &row.id, access.sealed.as_ref())
+                            .await
+                        {
+                            let current = self
+                                .read_scoped(keeper, &row.project_id, &row.id)
+                                .await
+                                .map_err(BrokeredCallError::Token)?;
+                            access = self
+                                .token_for(keeper, &current, access.sealed.as_ref())
+                                .await
+                                .map_err(BrokeredCallError::Token)?;
+                            access.refreshed = true;
+                            continue;
+                        }
+                    }
                     if access.refreshed || retried {
+                        if code == SUPERSEDED_BY_NEWER_AUTHORISATION {
+                            // The user authorised the app again: their grant is not gone,
+                            // the newer one is on its way (or its create failed and the
+                            // next refresh finds out). Not ours to end.
+                            return Err(BrokeredCallError::Token(TokenError::Busy));
+                        }
                         // Zoom refuses a token it has just issued: the grant is gone.
                         let failure = FailureData {
                             error: format!("Zoom rejected an access token it had just issued (code {code}). The user must authorise the app again."),
@@ -868,6 +899,32 @@ impl TokenBroker {
                 Ok(_) => return true,
                 Err(e) => {
                     tracing::warn!(connection_id = %claimed.id, error = %e, "reading a connection after a refused refresh failed");
+                }
+            }
+            if Instant::now() >= give_up_at {
+                return false;
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
+    /// After Zoom rejected `rejected`, a token it had just issued: whether the
+    /// connection's stored access token changed meanwhile (a re-authorisation stored
+    /// a newer grant, or a refresh ran), waiting up to [`REAUTHORISATION_GRACE`].
+    async fn token_replaced_meanwhile(
+        &self,
+        keeper: &Keeper,
+        id: &str,
+        rejected: Option<&Sealed>,
+    ) -> bool {
+        let give_up_at = Instant::now() + REAUTHORISATION_GRACE;
+        loop {
+            match keeper.store.connection_by_id(id).await {
+                Ok(Some(row)) if row.access_token.as_ref() == rejected => {}
+                Ok(Some(row)) => return row.state == ConnectionState::Connected,
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::warn!(connection_id = %id, error = %e, "reading a connection after a rejected token failed");
                 }
             }
             if Instant::now() >= give_up_at {
