@@ -252,6 +252,29 @@ pub struct SimFaults {
     /// Send `Retry-After` as an HTTP date (Zoom's daily limit) instead of seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_http_date: Option<bool>,
+    /// Per-second limit per Zoom account for Light endpoints (`/users/me`, the token
+    /// endpoints, the local recording token); overrides `rate_limit_per_s` for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_light_per_s: Option<u32>,
+    /// Per-second limit per Zoom account for Medium endpoints (the meeting lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_medium_per_s: Option<u32>,
+    /// Per-second limit per Zoom account for Heavy endpoints (none that zoomkeeper
+    /// calls; reports and dashboards at Zoom).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_heavy_per_s: Option<u32>,
+    /// Requests per Zoom account per day (UTC, on the simulated clock) on `/v2`;
+    /// beyond it a 429 with `X-RateLimit-Type: Daily-limit` until 00:00 GMT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_limit: Option<u32>,
+    /// How a 429 states `Retry-After`. Default: seconds for per-second limits, an
+    /// ISO 8601 date for the daily limit (Zoom's documented example).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<SimRetryAfter>,
+    /// The next N meeting-list page tokens presented are refused as expired (as
+    /// though their 15 minutes had passed); counts down as they are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_next_page_tokens: Option<u32>,
     /// Share (0..1) of requests whose connection is closed without an answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_connection_rate: Option<f64>,
@@ -265,6 +288,20 @@ pub struct SimFaults {
     /// Only requests whose path starts with one of these are faulted (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paths: Option<Vec<String>>,
+}
+
+/// The forms of `Retry-After` Zoom has been seen to send on a 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimRetryAfter {
+    /// Delta-seconds, e.g. `1` (per-second limits).
+    Seconds,
+    /// An ISO 8601 date, e.g. `2020-05-31T00:00:00Z` (Zoom's rate-limit docs).
+    Iso8601,
+    /// An HTTP date, e.g. `Sun, 31 May 2020 00:00:00 GMT`.
+    HttpDate,
+    /// No `Retry-After` at all (seen on daily-limit 429s, devforum.zoom.us/t/18928).
+    None,
 }
 
 /// `GET /_sim/tokens/{token}`.

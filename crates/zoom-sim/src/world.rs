@@ -312,6 +312,8 @@ pub struct World {
     grant_ids: HashMap<(String, String), u64>,
     tokens: HashMap<String, Token>,
     rate_windows: HashMap<String, RateWindow>,
+    /// Requests per Zoom account on one (simulated) UTC day.
+    daily_windows: HashMap<String, (chrono::NaiveDate, u32)>,
     deliveries: BTreeMap<u64, SimWebhookDelivery>,
     next_seq: u64,
 }
@@ -1618,6 +1620,21 @@ impl World {
         }
         w.count += 1;
         w.count > limit
+    }
+
+    /// Counts a request against its account's daily budget (UTC days on the
+    /// simulated clock); true when over the limit.
+    pub fn over_daily_limit(&mut self, account: &str, limit: u32) -> bool {
+        let today = self.now().date_naive();
+        let w = self
+            .daily_windows
+            .entry(account.to_owned())
+            .or_insert((today, 0));
+        if w.0 != today {
+            *w = (today, 0);
+        }
+        w.1 = w.1.saturating_add(1);
+        w.1 > limit
     }
 }
 
