@@ -76,6 +76,17 @@ const MAX_OUTAGE_RETRIES: u32 = 2;
 const REFUSED_RETRY: Duration = Duration::from_secs(60 * 60);
 /// Safety stop: 1,000 pages of 300 per list.
 const MAX_PAGES: usize = 1_000;
+/// Times one list is read again from its first page after Zoom refused an expired
+/// page token (they live 15 minutes), before the sync is retried later.
+const MAX_LIST_RESTARTS: u32 = 3;
+
+/// Zoom's answer to a `next_page_token` it no longer accepts: 400, code 300 "The
+/// next page token is invalid or expired." (Zoom's Meeting API: "The expiration
+/// period for this token is 15 minutes."). Asked only of a request that carried a
+/// token whose first page, with the same query, was accepted.
+fn is_expired_page_token(e: &ZoomError) -> bool {
+    matches!(e, ZoomError::BadRequest { status: 400, code, .. } if code == "300")
+}
 
 /// What one round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -379,6 +390,7 @@ async fn fetch(
     };
     for list_type in [MeetingListType::Upcoming, MeetingListType::Scheduled] {
         let mut next: Option<String> = None;
+        let mut restarts = 0;
         for page_number in 0.. {
             if page_number >= MAX_PAGES {
                 return Err(Stop::Retry {
@@ -395,13 +407,39 @@ async fn fetch(
                 .call(|access| {
                     let token = token.clone();
                     async move {
-                        keeper
+                        match keeper
                             .zoom
                             .list_meetings_page(&access, list_type, token.as_deref())
                             .await
+                        {
+                            Err(e) if token.is_some() && is_expired_page_token(&e) => Ok(None),
+                            other => other.map(Some),
+                        }
                     }
                 })
                 .await?;
+            let Some(page) = page else {
+                // Zoom's page tokens live 15 minutes: start the list again (what
+                // was already read stays; the listing is deduplicated by id).
+                restarts += 1;
+                if restarts > MAX_LIST_RESTARTS {
+                    return Err(Stop::Retry {
+                        wait: Duration::from_secs(60),
+                        reason: format!(
+                            "the {} meeting list's page token expired {restarts} times",
+                            list_type.as_str()
+                        ),
+                        refusal: None,
+                    });
+                }
+                tracing::info!(
+                    connection_id = %row.id,
+                    list = list_type.as_str(),
+                    "Zoom's meeting-list page token expired; the list is read again from its first page"
+                );
+                next = None;
+                continue;
+            };
             for meeting in page.meetings {
                 listing.add(row, meeting);
             }

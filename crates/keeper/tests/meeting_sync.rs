@@ -39,6 +39,7 @@ on_both_databases!(
     a_pmi_row_and_another_hosts_webhook_row_are_not_taken,
     a_daily_limit_reschedules_the_sync_to_zooms_iso_8601_retry_after,
     a_daily_limit_without_retry_after_backs_off_and_recovers,
+    an_expired_page_token_restarts_the_list_instead_of_failing_the_sync,
 );
 
 const CLIENT: &str = "sync-client";
@@ -567,4 +568,43 @@ async fn a_daily_limit_without_retry_after_backs_off_and_recovers(backend: Backe
     assert_eq!(a.status, 202, "{}", a.text);
     assert_eq!(round(&app).await.synced, 1);
     assert_eq!(index_of(&app, id).await.len(), 3);
+}
+
+/// Zoom's `next_page_token` expires after 15 minutes (Zoom's Meeting API, List
+/// meetings) and is then answered 400, code 300: the sync reads the list again from
+/// its first page and completes, instead of failing for an hour.
+async fn an_expired_page_token_restarts_the_list_instead_of_failing_the_sync(backend: Backend) {
+    let Some(app) = app(backend).await else {
+        return;
+    };
+    let (user, _) = zoom_user(&app).await;
+    meetings(&app, &user, 301).await;
+    let conn = connect(&app, &user, json!({})).await;
+    let id = conn["id"].as_str().expect("id");
+    app.sim
+        .control()
+        .set_faults(&SimFaults {
+            expire_next_page_tokens: Some(1),
+            ..Default::default()
+        })
+        .await
+        .expect("faults");
+    let r = round(&app).await;
+    assert_eq!((r.synced, r.failed), (1, 0), "{r:?}");
+    assert_eq!(index_of(&app, id).await.len(), 302);
+    let kinds: Vec<Value> = events(&app, id)
+        .await
+        .iter()
+        .map(|e| e["kind"].clone())
+        .collect();
+    assert!(!kinds.contains(&json!("sync_failed")), "{kinds:?}");
+    // Upcoming: 2 pages + the refused token + its first page again; scheduled: 2.
+    let stats = app.sim.control().stats().await.expect("stats");
+    let pages = stats
+        .api_calls_by_endpoint
+        .iter()
+        .filter(|(k, _)| k.contains("/meetings") && k.starts_with("GET /v2/users"))
+        .map(|(_, v)| *v)
+        .sum::<u64>();
+    assert_eq!(pages, 6);
 }

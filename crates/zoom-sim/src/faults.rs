@@ -67,7 +67,10 @@ impl Category {
 struct Limited {
     category: Category,
     limit: u32,
+    /// Labelled `Daily-limit`.
     daily: bool,
+    /// Refused by the daily budget: it resets at the next 00:00 GMT.
+    until_midnight: bool,
     retry_after: SimRetryAfter,
     /// The simulated clock when the request was refused.
     now: DateTime<Utc>,
@@ -226,6 +229,7 @@ fn rate_limited(
                 category,
                 limit,
                 daily: true,
+                until_midnight: true,
                 retry_after: f.retry_after.unwrap_or(if legacy_date {
                     SimRetryAfter::HttpDate
                 } else {
@@ -242,6 +246,7 @@ fn rate_limited(
             limit,
             // The older switch made every 429 look like the daily limit.
             daily: legacy_date,
+            until_midnight: false,
             retry_after: f.retry_after.unwrap_or(if legacy_date {
                 SimRetryAfter::HttpDate
             } else {
@@ -257,7 +262,7 @@ fn rate_limited(
 /// as an HTTP date, or not at all (devforum.zoom.us/t/18928: a daily-limit 429 with
 /// neither `X-RateLimit-Type` nor `Retry-After`).
 fn rate_limited_answer(l: &Limited) -> Response {
-    let at = if l.daily {
+    let at = if l.until_midnight {
         // The next 00:00 GMT on the simulated clock.
         let midnight = l.now.date_naive().and_hms_opt(0, 0, 0).map(|t| t.and_utc());
         midnight.map_or(l.now, |m| m + ChronoDuration::days(1))
@@ -268,7 +273,7 @@ fn rate_limited_answer(l: &Limited) -> Response {
     let secs = (at - l.now).num_seconds().max(1);
     let retry_after = match l.retry_after {
         // A per-second window ends within the second.
-        SimRetryAfter::Seconds if !l.daily => Some("1".to_owned()),
+        SimRetryAfter::Seconds if !l.until_midnight => Some("1".to_owned()),
         SimRetryAfter::Seconds => Some(secs.to_string()),
         SimRetryAfter::Iso8601 => Some(at.to_rfc3339_opts(SecondsFormat::Secs, true)),
         SimRetryAfter::HttpDate => {

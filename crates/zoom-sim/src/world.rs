@@ -164,6 +164,20 @@ impl Meeting {
         )
     }
 
+    /// Whether Zoom no longer lists the meeting as scheduled: a meeting with a fixed
+    /// time expires 30 days after it was scheduled to end, one without (type 3) or a
+    /// recurring one 365 days after it was made (Zoom support, "Meeting ID
+    /// expiration": 30 days for non-recurring, 365 days for recurring meetings).
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        let until = match (self.meeting_type, self.start_time) {
+            (1 | 2, Some(start)) => start
+                .checked_add_signed(Duration::minutes(i64::from(self.duration)))
+                .and_then(|end| end.checked_add_signed(Duration::days(30))),
+            _ => self.created_at.checked_add_signed(Duration::days(365)),
+        };
+        until.is_some_and(|u| u < now)
+    }
+
     /// The object of `meeting.created`/`meeting.deleted` and of the meetings list.
     fn object(&self) -> Value {
         let mut o = json!({
@@ -1415,13 +1429,20 @@ impl World {
     }
 
     pub fn list_meetings(
-        &self,
+        &mut self,
         caller: &Caller,
         user_ref: &str,
         list_type: Option<&str>,
         page_size: Option<&str>,
         next_page_token: Option<&str>,
     ) -> Result<Value, ApiError> {
+        let expired = || ApiError::new(400, 300, "The next page token is invalid or expired.");
+        if next_page_token.is_some() && self.active_caller(caller, SCOPES_LIST_MEETINGS).is_ok() {
+            if let Some(n) = self.faults.expire_next_page_tokens.filter(|n| *n > 0) {
+                self.faults.expire_next_page_tokens = Some(n - 1);
+                return Err(expired());
+            }
+        }
         let me = self.active_caller(caller, SCOPES_LIST_MEETINGS)?;
         let target =
             if user_ref == "me" || user_ref == me.id || user_ref.eq_ignore_ascii_case(&me.email) {
@@ -1452,7 +1473,9 @@ impl World {
         };
         let selected = |m: &Meeting| -> bool {
             match list_type {
-                "scheduled" => true,
+                // "All valid previous (unexpired) meetings, live meetings, and
+                // upcoming scheduled meetings" (Zoom's Meeting API, List meetings).
+                "scheduled" => !m.expired(now),
                 "upcoming" | "upcoming_meetings" => ends(m).is_none_or(|e| e >= now),
                 "live" => {
                     m.start_time.is_some_and(|s| s <= now) && ends(m).is_some_and(|e| e >= now)
@@ -1491,8 +1514,14 @@ impl World {
         meetings.sort_by_key(|m| (m.start_time, m.id));
         let offset = match next_page_token {
             None => 0,
-            Some(t) => decode_page_token(t, &target.id, list_type)
-                .ok_or_else(|| ApiError::new(400, 300, "Invalid field: next_page_token."))?,
+            Some(t) => {
+                let (offset, issued) =
+                    decode_page_token(t, &target.id, list_type).ok_or_else(expired)?;
+                if now.timestamp() - issued > PAGE_TOKEN_TTL_S {
+                    return Err(expired());
+                }
+                offset
+            }
         };
         let total = meetings.len();
         let page: Vec<Value> = meetings
@@ -1503,7 +1532,7 @@ impl World {
             .collect();
         let next = offset + page.len();
         let next_token = if next < total {
-            encode_page_token(&target.id, list_type, next)
+            encode_page_token(&target.id, list_type, next, now.timestamp())
         } else {
             String::new()
         };
@@ -1643,15 +1672,20 @@ fn inactive_user(u: &User) -> ApiError {
     ApiError::new(400, 1001, format!("User does not exist: {}.", u.id))
 }
 
-fn encode_page_token(user_id: &str, list_type: &str, offset: usize) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{offset}:{list_type}:{user_id}"))
+/// Zoom's Meeting API: "The expiration period for this token is 15 minutes."
+const PAGE_TOKEN_TTL_S: i64 = 15 * 60;
+
+fn encode_page_token(user_id: &str, list_type: &str, offset: usize, issued: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{offset}:{issued}:{list_type}:{user_id}"))
 }
 
-fn decode_page_token(token: &str, user_id: &str, list_type: &str) -> Option<usize> {
+/// The offset and issue time (simulated clock, seconds) of a page token.
+fn decode_page_token(token: &str, user_id: &str, list_type: &str) -> Option<(usize, i64)> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token.trim()).ok()?).ok()?;
-    let mut parts = raw.splitn(3, ':');
+    let mut parts = raw.splitn(4, ':');
     let offset = parts.next()?.parse().ok()?;
-    (parts.next()? == list_type && parts.next()? == user_id).then_some(offset)
+    let issued = parts.next()?.parse().ok()?;
+    (parts.next()? == list_type && parts.next()? == user_id).then_some((offset, issued))
 }
 
 pub fn hmac_hex(secret: &str, message: &str) -> String {
