@@ -275,6 +275,10 @@ pub struct SimFaults {
     /// though their 15 minutes had passed); counts down as they are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expire_next_page_tokens: Option<u32>,
+    /// `app_deauthorized` is signed with the app's client secret instead of its
+    /// webhook secret token, so it does not verify with the documented scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverifiable_deauthorizations: Option<bool>,
     /// Share (0..1) of requests whose connection is closed without an answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_connection_rate: Option<f64>,

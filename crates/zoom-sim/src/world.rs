@@ -705,11 +705,24 @@ impl World {
             host_id: host.id.clone(),
             join_url: meeting.join_url(),
         };
+        // `meeting.created` carries the password and the settings (Zoom's TypeScript
+        // SDK zoom/rivet-javascript, `MeetingCreatedEvent`).
+        let mut object = meeting.object();
+        object["password"] = json!(meeting.password);
+        object["pmi"] = json!(host.pmi.to_string());
+        object["settings"] = json!({
+            "use_pmi": false,
+            "alternative_hosts": "",
+            "meeting_invitees": [],
+            "join_before_host": false,
+            "jbh_time": 0,
+        });
         let payload = json!({
             "account_id": host.account_id,
             "operator": host.email,
             "operator_id": host.id,
-            "object": meeting.object(),
+            "operation": "single",
+            "object": object,
         });
         self.meetings.insert(id, meeting);
         let jobs = self.fan_out("meeting.created", payload, &host);
@@ -728,6 +741,51 @@ impl World {
             "operator": host.email,
             "operator_id": host.id,
             "object": meeting.object(),
+        });
+        Ok(self.fan_out("meeting.deleted", payload, &host))
+    }
+
+    /// Deletes one occurrence of a recurring meeting: the series stays, and
+    /// `meeting.deleted` names the occurrence in `object.occurrences` with
+    /// `operation: "single"` (Zoom's TypeScript SDK zoom/rivet-javascript,
+    /// `MeetingDeletedEvent`; Zoom's occurrence ids are the occurrence's start in
+    /// epoch milliseconds).
+    pub fn delete_occurrence(
+        &mut self,
+        id: u64,
+        occurrence_id: &str,
+    ) -> Result<Vec<WebhookJob>, ApiError> {
+        let Some(meeting) = self.meetings.get(&id).cloned() else {
+            return Err(ApiError::control(404, format!("no meeting {id}")));
+        };
+        if meeting.meeting_type != 8 {
+            return Err(ApiError::control(
+                400,
+                format!("meeting {id} is not a recurring meeting with a fixed time (type 8)"),
+            ));
+        }
+        let start = occurrence_id
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_millis)
+            .ok_or_else(|| {
+                ApiError::control(400, "occurrence_id must be epoch milliseconds")
+            })?;
+        let Some(host) = self.users.get(&meeting.host_id).cloned() else {
+            return Ok(Vec::new());
+        };
+        let mut object = meeting.object();
+        object["occurrences"] = json!([{
+            "occurrence_id": occurrence_id.trim(),
+            "start_time": rfc3339(start),
+        }]);
+        let payload = json!({
+            "account_id": host.account_id,
+            "operator": host.email,
+            "operator_id": host.id,
+            "operation": "single",
+            "object": object,
         });
         Ok(self.fan_out("meeting.deleted", payload, &host))
     }
@@ -1267,21 +1325,26 @@ impl World {
                 user.account_id
             ),
         );
+        // Zoom's fields (a Zoom data-compliance example: `user_data_retention` as the
+        // string "false"; zoom/rivet-javascript `AppDeauthorizedEvent`), with
+        // `event_ts` both at the top level (every event) and in the payload.
         let payload = json!({
             "account_id": user.account_id,
             "user_id": user.id,
             "client_id": client_id,
+            "user_data_retention": "false",
             "deauthorization_time": deauthorization_time,
             "signature": signature,
             "event_ts": now.timestamp_millis(),
         });
-        vec![self.queue_webhook(
-            "app_deauthorized",
-            payload,
-            client_id,
-            &url,
-            &app.webhook_secret,
-        )]
+        // One forum report says an `app_deauthorized` did not verify with the
+        // documented `x-zm-signature` scheme; this fault signs it with another key.
+        let secret = if self.faults.unverifiable_deauthorizations == Some(true) {
+            app.client_secret.clone()
+        } else {
+            app.webhook_secret.clone()
+        };
+        vec![self.queue_webhook("app_deauthorized", payload, client_id, &url, &secret)]
     }
 
     pub fn token_info(&self, token: &str) -> Option<SimTokenInfo> {

@@ -177,7 +177,10 @@ async fn revoke_uninstalls_the_app_and_sends_app_deauthorized() {
     assert_eq!(hits[0].json["event"], "app_deauthorized");
     assert_eq!(hits[0].json["payload"]["user_id"], user.id);
     assert_eq!(hits[0].json["payload"]["client_id"], CLIENT_ID);
-    assert_eq!(zoom.get("/v2/users/me", &t.access).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        zoom.get("/v2/users/me", &t.access).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     // Revoking the dead grant again uninstalls nothing more: no second event.
     zoom.http
         .post(format!("{}/oauth/revoke", zoom.url))
@@ -190,7 +193,10 @@ async fn revoke_uninstalls_the_app_and_sends_app_deauthorized() {
     // the first user would have been queued before it).
     let user2 = zoom.user().await;
     zoom.connect(&user2.id, None).await;
-    zoom.control.deauthorize(&user2.id, CLIENT_ID).await.unwrap();
+    zoom.control
+        .deauthorize(&user2.id, CLIENT_ID)
+        .await
+        .unwrap();
     let hits = receiver.wait_for(2, WAIT).await;
     let users: Vec<_> = hits
         .iter()
@@ -379,5 +385,93 @@ async fn url_validation_checks_the_receivers_answer() {
     assert_eq!(
         zoom.control.app(CLIENT_ID).await.unwrap().url_validated,
         Some(false)
+    );
+}
+
+/// Events with Zoom's fields. `meeting.created` carries `password`, `settings` and
+/// `operation` (zoom/rivet-javascript, `MeetingCreatedEvent`); deleting one
+/// occurrence of a recurring meeting sends `meeting.deleted` with
+/// `object.occurrences` and the series stays (`MeetingDeletedEvent`);
+/// `app_deauthorized` carries `user_data_retention` and a top-level `event_ts`
+/// (`AppDeauthorizedEvent`, and the every-event `event_ts` of Zoom's webhook docs).
+#[tokio::test]
+async fn events_carry_zooms_fields_and_an_occurrence_deletion_names_it() {
+    let (zoom, receiver) = with_receiver().await;
+    let host = zoom.user().await;
+    zoom.connect(&host.id, None).await;
+    let m = zoom
+        .control
+        .create_meeting(
+            &host.id,
+            &SimMeeting {
+                meeting_type: Some(8),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let occurrence = "1893456000000"; // 2030-01-01T00:00:00Z
+    zoom.control
+        .delete_occurrence(m.id, occurrence)
+        .await
+        .unwrap();
+    let hits = receiver.wait_for(2, WAIT).await;
+    let created = &hits[0].json;
+    assert_eq!(created["event"], "meeting.created");
+    let o = &created["payload"]["object"];
+    assert!(o["password"].is_string(), "{o}");
+    assert_eq!(o["settings"]["use_pmi"], false);
+    assert!(o["settings"]["alternative_hosts"].is_string());
+    let deleted = &hits[1].json;
+    assert_eq!(deleted["event"], "meeting.deleted");
+    assert_eq!(deleted["payload"]["operation"], "single");
+    let occ = &deleted["payload"]["object"]["occurrences"][0];
+    assert_eq!(occ["occurrence_id"], occurrence);
+    assert_eq!(occ["start_time"], "2030-01-01T00:00:00Z");
+    // The series is still there: deleting it whole works.
+    zoom.control.delete_meeting(m.id).await.unwrap();
+    // Only a recurring meeting has occurrences.
+    let single = zoom
+        .control
+        .create_meeting(&host.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    assert!(zoom
+        .control
+        .delete_occurrence(single.id, occurrence)
+        .await
+        .is_err());
+
+    zoom.control.deauthorize(&host.id, CLIENT_ID).await.unwrap();
+    let hits = receiver.wait_for(5, WAIT).await;
+    let d = hits
+        .iter()
+        .find(|h| h.json["event"] == "app_deauthorized")
+        .expect("app_deauthorized");
+    assert_signed(d);
+    assert_eq!(d.json["payload"]["user_data_retention"], "false");
+    assert!(d.json["event_ts"].is_i64());
+}
+
+/// One forum report says an `app_deauthorized` did not verify with the documented
+/// `x-zm-signature` scheme; the fault reproduces an event that does not verify.
+#[tokio::test]
+async fn an_unverifiable_deauthorization_can_be_sent() {
+    let (zoom, receiver) = with_receiver().await;
+    let user = zoom.user().await;
+    zoom.connect(&user.id, None).await;
+    zoom.control
+        .set_faults(&SimFaults {
+            unverifiable_deauthorizations: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    zoom.control.deauthorize(&user.id, CLIENT_ID).await.unwrap();
+    let hits = receiver.wait_for(1, WAIT).await;
+    assert_eq!(hits[0].json["event"], "app_deauthorized");
+    assert_ne!(
+        hits[0].signature,
+        zoom_signature(WEBHOOK_SECRET, &hits[0].timestamp, &hits[0].body)
     );
 }
