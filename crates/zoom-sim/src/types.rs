@@ -80,6 +80,10 @@ pub struct SimAppPatch {
     pub scopes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_uris: Option<Vec<String>>,
+    /// `true`: Zoom support resumes the app's stopped events ("To reset the retry
+    /// count, please submit a ticket").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_events: Option<bool>,
 }
 
 /// `GET /_sim/apps/{client_id}`.
@@ -94,6 +98,10 @@ pub struct SimAppInfo {
     pub redirect_uris: Option<Vec<String>>,
     /// Outcome of the last `endpoint.url_validation` sent to this app, if any.
     pub url_validated: Option<bool>,
+    /// When Zoom stopped sending this app's events (an event's last retry failed,
+    /// or a revalidation failed); `None` while events flow.
+    #[serde(default)]
+    pub events_stopped_at: Option<String>,
 }
 
 /// `POST /_sim/users`. Everything is generated when left out.
@@ -361,6 +369,9 @@ pub struct SimStats {
     pub webhooks_delivered: u64,
     /// Events abandoned after the last retry.
     pub webhooks_abandoned: u64,
+    /// Events not sent because the app's events were stopped.
+    #[serde(default)]
+    pub webhooks_withheld: u64,
 }
 
 /// An element of `GET /_sim/webhooks`: one event and what became of it.

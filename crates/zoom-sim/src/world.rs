@@ -47,6 +47,8 @@ pub const SCOPES_ONBEHALF: &[&str] = &["user:read:token", "user:read:token:admin
 
 /// Zoom's webhook retry delays, in seconds, before scaling.
 pub const WEBHOOK_RETRY_DELAYS_S: [f64; 3] = [300.0, 1200.0, 3600.0];
+/// Zoom revalidates a validated endpoint every 72 hours (scaled like the retries).
+pub const WEBHOOK_REVALIDATION_S: f64 = 72.0 * 3600.0;
 
 /// Longest configurable token or code lifetime: ten years.
 const MAX_TTL_S: u64 = 10 * 365 * 24 * 3600;
@@ -103,6 +105,9 @@ pub struct App {
     pub scopes: Vec<String>,
     pub redirect_uris: Option<Vec<String>>,
     pub url_validated: Option<bool>,
+    /// Set when an event's last retry failed (or a revalidation failed): Zoom sends
+    /// this app no more events until someone intervenes (`resume_events`).
+    pub events_stopped_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -469,6 +474,7 @@ impl World {
                 .clone()
                 .or_else(|| existing.as_ref().and_then(|e| e.redirect_uris.clone())),
             url_validated: existing.as_ref().and_then(|e| e.url_validated),
+            events_stopped_at: existing.as_ref().and_then(|e| e.events_stopped_at),
         };
         self.apps.insert(app.client_id.clone(), app);
         Ok(())
@@ -494,6 +500,9 @@ impl World {
         if let Some(v) = &p.redirect_uris {
             app.redirect_uris = Some(v.clone());
         }
+        if p.resume_events == Some(true) {
+            app.events_stopped_at = None;
+        }
         Some(())
     }
 
@@ -511,6 +520,7 @@ impl World {
             scopes: a.scopes.clone(),
             redirect_uris: a.redirect_uris.clone(),
             url_validated: a.url_validated,
+            events_stopped_at: a.events_stopped_at.map(rfc3339),
         })
     }
 
@@ -769,9 +779,7 @@ impl World {
             .parse::<i64>()
             .ok()
             .and_then(DateTime::from_timestamp_millis)
-            .ok_or_else(|| {
-                ApiError::control(400, "occurrence_id must be epoch milliseconds")
-            })?;
+            .ok_or_else(|| ApiError::control(400, "occurrence_id must be epoch milliseconds"))?;
         let Some(host) = self.users.get(&meeting.host_id).cloned() else {
             return Ok(Vec::new());
         };
@@ -796,6 +804,7 @@ impl World {
     /// account-level apps, anyone in the user's account) has authorized.
     fn fan_out(&mut self, event: &str, payload: Value, user: &User) -> Vec<WebhookJob> {
         let mut targets: Vec<(String, String, String)> = Vec::new();
+        let mut withheld: Vec<(String, String)> = Vec::new();
         for app in self.apps.values() {
             let Some(url) = &app.webhook_url else {
                 continue;
@@ -810,7 +819,9 @@ impl World {
                                 .get(uid)
                                 .is_some_and(|u| u.account_id == user.account_id)))
             });
-            if installed {
+            if installed && app.events_stopped_at.is_some() {
+                withheld.push((app.client_id.clone(), url.clone()));
+            } else if installed {
                 targets.push((
                     app.client_id.clone(),
                     url.clone(),
@@ -819,6 +830,9 @@ impl World {
             }
         }
         targets.sort();
+        for (client_id, url) in withheld {
+            self.withhold_webhook(event, payload.clone(), &client_id, &url);
+        }
         targets
             .into_iter()
             .map(|(client_id, url, secret)| {
@@ -863,6 +877,37 @@ impl World {
         }
     }
 
+    /// An event Zoom does not send because the app's events are stopped: recorded
+    /// as `withheld`, never delivered.
+    fn withhold_webhook(&mut self, event: &str, payload: Value, client_id: &str, url: &str) {
+        let job = self.queue_webhook(event, payload, client_id, url, "");
+        self.stats.webhooks_withheld += 1;
+        if let Some(d) = self.deliveries.get_mut(&job.delivery_id) {
+            d.status = "withheld".into();
+        }
+    }
+
+    /// Stops the app's events (Zoom: after the last failed retry "no further
+    /// notifications ... will be sent"; a failed revalidation likewise).
+    pub fn stop_events(&mut self, client_id: &str) {
+        let now = self.now();
+        if let Some(app) = self.apps.get_mut(client_id) {
+            app.events_stopped_at.get_or_insert(now);
+        }
+    }
+
+    /// Apps whose endpoint was validated and is due for Zoom's periodic revalidation.
+    pub fn validated_apps(&self) -> Vec<String> {
+        let mut apps: Vec<String> = self
+            .apps
+            .values()
+            .filter(|a| a.url_validated == Some(true) && a.webhook_url.is_some())
+            .map(|a| a.client_id.clone())
+            .collect();
+        apps.sort();
+        apps
+    }
+
     pub fn record_attempt(
         &mut self,
         delivery_id: u64,
@@ -879,6 +924,14 @@ impl World {
             if last {
                 self.stats.webhooks_abandoned += 1;
             }
+        }
+        let abandoned = self
+            .deliveries
+            .get(&delivery_id)
+            .filter(|d| !delivered && last && d.event != "endpoint.url_validation")
+            .map(|d| d.client_id.clone());
+        if let Some(client_id) = abandoned {
+            self.stop_events(&client_id);
         }
         if let Some(d) = self.deliveries.get_mut(&delivery_id) {
             d.attempts += 1;
@@ -1315,6 +1368,7 @@ impl World {
         let Some(url) = app.webhook_url.clone() else {
             return Vec::new();
         };
+        let stopped = app.events_stopped_at.is_some();
         let now = self.now();
         let deauthorization_time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
         // Zoom's legacy compliance field; computed here so it is stable and checkable.
@@ -1344,6 +1398,10 @@ impl World {
         } else {
             app.webhook_secret.clone()
         };
+        if stopped {
+            self.withhold_webhook("app_deauthorized", payload, client_id, &url);
+            return Vec::new();
+        }
         vec![self.queue_webhook("app_deauthorized", payload, client_id, &url, &secret)]
     }
 
