@@ -145,6 +145,19 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
         return Err(WebhookError::NoWebhookSecret);
     };
     note_received(keeper, &app.id, WebhookVerification::Verified).await;
+    if app.webhook_events_stale_since.is_some() {
+        // Verified events arrive again: the app is no longer flagged.
+        match keeper.store.clear_app_webhook_events_stale(&app.id).await {
+            Ok(true) => {
+                APPS.forget(&app.id);
+                tracing::info!(app_id = %app.id, "verified Zoom webhooks arrive again");
+            }
+            Ok(false) => APPS.forget(&app.id),
+            Err(e) => {
+                tracing::warn!(app_id = %app.id, error = %e, "clearing an app's stale-webhooks flag failed")
+            }
+        }
+    }
 
     let event = match webhook::parse_event(delivery.body) {
         Ok(event) => event,

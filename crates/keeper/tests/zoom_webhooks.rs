@@ -42,6 +42,7 @@ on_both_databases!(
     a_rebound_connection_is_not_reused_as_its_old_users_host,
     deleting_one_occurrence_keeps_the_recurring_meeting_indexed,
     a_refused_deauthorization_is_counted_and_the_next_refresh_disconnects,
+    an_app_whose_zoom_events_stopped_is_flagged_until_they_resume,
 );
 
 const CLIENT: &str = "hook-client";
@@ -934,4 +935,132 @@ async fn a_refused_deauthorization_is_counted_and_the_next_refresh_disconnects(b
     assert!(t.status >= 400, "{}", t.text);
     let c = connection(&h.app, &conn).await;
     assert_eq!(c["state"], "disconnected", "{c}");
+}
+
+/// Zoom stops an app's events after an event's last failed retry until someone
+/// intervenes (devsupport.zoom.us/hc/en-us/articles/360059893812-Webhook-delays).
+/// The meeting sync finds meetings no webhook announced and flags the app: a field
+/// with a sentence on the app, a metric and a connection event. The next verified
+/// webhook clears it.
+async fn an_app_whose_zoom_events_stopped_is_flagged_until_they_resume(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let control = h.app.sim.control();
+    // Retries within a second; Zoom's clock a little ahead so meetings are made,
+    // to the second, after the connection.
+    control
+        .set_config(&SimConfig {
+            webhook_retry_scale: Some(0.0001),
+            clock_offset_s: Some(5),
+            ..Default::default()
+        })
+        .await
+        .expect("config");
+    let (user, conn) = connect(&h).await;
+    // Zoom cannot reach the endpoint (say, a wrong URL in the Event Subscription).
+    control
+        .update_app(
+            CLIENT,
+            &SimAppPatch {
+                webhook_url: Some("http://127.0.0.1:9/unreachable".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("sim app");
+    let first = control
+        .create_meeting(&user, &SimMeeting::default())
+        .await
+        .expect("meeting");
+    let mut stopped = false;
+    for _ in 0..400 {
+        stopped = control
+            .app(CLIENT)
+            .await
+            .expect("sim app")
+            .events_stopped_at
+            .is_some();
+        if stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(stopped, "Zoom stops the app's events after the last retry");
+    control
+        .create_meeting(&user, &SimMeeting::default())
+        .await
+        .expect("meeting");
+    assert!(meetings(&h.app, &format!("?meeting_id={}", first.id))
+        .await
+        .is_empty());
+    let before = h.app.get_app(&h.zoa).await.json;
+    assert!(before["webhook_events_stale_since"].is_null(), "{before}");
+
+    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    let r = keeper::meeting_sync::run_once(&h.app.keeper, &stopping)
+        .await
+        .expect("sync round");
+    assert_eq!(r.synced, 1, "{r:?}");
+    let flagged = h.app.get_app(&h.zoa).await.json;
+    assert!(
+        flagged["webhook_events_stale_since"].is_string(),
+        "{flagged}"
+    );
+    assert!(
+        flagged["webhook_events_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("Zoom support")),
+        "{flagged}"
+    );
+    assert_eq!(h.app.keeper.metrics.webhook_events_stale(), 1);
+    assert!(h
+        .app
+        .keeper
+        .metrics
+        .render()
+        .contains("zoomkeeper_zoom_webhook_events_stale_total 1"));
+    let events = h.app.connection_call(Method::GET, &conn, "/events").await;
+    let stale = events.json["results"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "webhook_events_stale")
+        .cloned()
+        .unwrap_or_else(|| panic!("a webhook_events_stale event: {}", events.text));
+    assert!(
+        stale["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("2 meetings")),
+        "{stale}"
+    );
+    // The meetings are indexed by the sync all the same.
+    assert_eq!(
+        meetings(&h.app, &format!("?meeting_id={}", first.id))
+            .await
+            .len(),
+        1
+    );
+
+    // Someone fixes the URL and Zoom support resumes the events.
+    control
+        .update_app(
+            CLIENT,
+            &SimAppPatch {
+                webhook_url: Some(h.url.clone()),
+                resume_events: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("sim app");
+    control
+        .create_meeting(&user, &SimMeeting::default())
+        .await
+        .expect("meeting");
+    let d = delivered(&h, "meeting.created", 3).await;
+    assert_eq!(d[2].last_status_code, Some(200), "{d:?}");
+    let cleared = h.app.get_app(&h.zoa).await.json;
+    assert!(cleared["webhook_events_stale_since"].is_null(), "{cleared}");
+    assert!(cleared["webhook_events_problem"].is_null(), "{cleared}");
 }
