@@ -166,6 +166,7 @@ pub async fn create(keeper: &Keeper, project_id: &str, new: NewApp) -> Result<Ap
         updated_at: now,
         last_verified_webhook_received_at: None,
         last_unverified_webhook_received_at: None,
+        webhook_events_stale_since: None,
         connection_count: 0,
     };
     match keeper.store.insert_app(&row).await {

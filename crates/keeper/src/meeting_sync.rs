@@ -76,6 +76,17 @@ const MAX_OUTAGE_RETRIES: u32 = 2;
 const REFUSED_RETRY: Duration = Duration::from_secs(60 * 60);
 /// Safety stop: 1,000 pages of 300 per list.
 const MAX_PAGES: usize = 1_000;
+/// Times one list is read again from its first page after Zoom refused an expired
+/// page token (they live 15 minutes), before the sync is retried later.
+const MAX_LIST_RESTARTS: u32 = 3;
+
+/// Zoom's answer to a `next_page_token` it no longer accepts: 400, code 300 "The
+/// next page token is invalid or expired." (Zoom's Meeting API: "The expiration
+/// period for this token is 15 minutes."). Asked only of a request that carried a
+/// token whose first page, with the same query, was accepted.
+fn is_expired_page_token(e: &ZoomError) -> bool {
+    matches!(e, ZoomError::BadRequest { status: 400, code, .. } if code == "300")
+}
 
 /// What one round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +206,8 @@ struct Listing {
     hosted_by_others: u64,
     pmi: Option<String>,
     personal_meeting_url: Option<String>,
+    /// When Zoom says each indexed meeting was made (those it says).
+    created: Vec<DateTime<Utc>>,
 }
 
 async fn sync_one(
@@ -273,7 +286,7 @@ async fn commit(
     keeper: &Keeper,
     row: &ConnectionRow,
     claim: DateTime<Utc>,
-    listing: Listing,
+    mut listing: Listing,
 ) -> Outcome {
     let now = match keeper.store.now().await {
         Ok(now) => now,
@@ -283,6 +296,7 @@ async fn commit(
         }
     };
     let found = listing.meetings.len();
+    let created = std::mem::take(&mut listing.created);
     let mut message = format!(
         "Meeting sync completed: {found} meeting{} found.",
         if found == 1 { "" } else { "s" }
@@ -331,6 +345,7 @@ async fn commit(
                 removed,
                 "meeting sync completed"
             );
+            notice_unannounced_meetings(keeper, row, &created, now).await;
             Outcome::Synced
         }
         Ok(SyncCommit::LostClaim) => lost(keeper, row),
@@ -338,6 +353,83 @@ async fn commit(
             tracing::warn!(connection_id = %row.id, error = %e, "committing a meeting sync failed; it runs again when its claim expires");
             Outcome::Failed
         }
+    }
+}
+
+/// The connection event written when an app is flagged.
+pub const WEBHOOK_EVENTS_STALE_EVENT: &str = "webhook_events_stale";
+/// An app with no verified Zoom webhook for this long is silent…
+pub const WEBHOOK_SILENCE: chrono::Duration = chrono::Duration::minutes(10);
+/// …and a meeting made more than this after its last verified webhook was not
+/// announced (each process writes that time at most every 5 s).
+const ANNOUNCE_SLACK: chrono::Duration = chrono::Duration::minutes(1);
+
+/// Flags the app when its verified webhooks stopped while this connection kept
+/// scheduling meetings: Zoom listed meetings made after the connection and after
+/// the app's last verified webhook (by more than [`ANNOUNCE_SLACK`]), and no
+/// verified webhook arrived for [`WEBHOOK_SILENCE`]. Zoom stops an app's events
+/// after an event's last failed retry until someone intervenes, so the operator
+/// must learn it before bots go without tokens: the app's
+/// `webhook_events_stale_since`, a metric and a connection event. Apps without a
+/// webhook secret expect no webhooks. Failures are logged; the sync stands.
+async fn notice_unannounced_meetings(
+    keeper: &Keeper,
+    row: &ConnectionRow,
+    created: &[DateTime<Utc>],
+    now: DateTime<Utc>,
+) {
+    let app = match keeper.store.app_by_id(&row.app_id).await {
+        Ok(Some(app)) => app,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(app_id = %row.app_id, error = %e, "reading an app to check its Zoom webhooks failed");
+            return;
+        }
+    };
+    if app.webhook_secret.is_none() || app.webhook_events_stale_since.is_some() {
+        return;
+    }
+    let last = app.last_verified_webhook_received_at;
+    if last.is_some_and(|l| l > now - WEBHOOK_SILENCE) {
+        return;
+    }
+    let after = last.map_or(row.created_at, |l| (l + ANNOUNCE_SLACK).max(row.created_at));
+    let unannounced: Vec<DateTime<Utc>> = created.iter().copied().filter(|c| *c > after).collect();
+    let Some(first) = unannounced.iter().min().copied() else {
+        return;
+    };
+    let since = last.unwrap_or(first);
+    match keeper
+        .store
+        .flag_app_webhook_events_stale(&app.id, since)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(app_id = %app.id, error = %e, "flagging an app whose Zoom webhooks stopped failed");
+            return;
+        }
+    }
+    keeper.metrics.record_webhook_events_stale();
+    let message = format!(
+        "Zoom listed {} meeting{} of this connection that no verified Zoom webhook announced; the app has received none since {}. Zoom stops an app's events after its last failed retry: check the app's Event Subscription and ask Zoom support to resume its events. Until then meetings are found by the daily meeting sync only.",
+        unannounced.len(),
+        if unannounced.len() == 1 { "" } else { "s" },
+        last.map_or_else(|| "it was connected".to_owned(), |l| l.to_rfc3339()),
+    );
+    tracing::warn!(app_id = %app.id, connection_id = %row.id, unannounced = unannounced.len(), "an app's verified Zoom webhooks stopped while its connections keep scheduling meetings");
+    let event = NewConnectionEvent {
+        kind: WEBHOOK_EVENTS_STALE_EVENT.to_owned(),
+        message,
+        data: Some(json!({
+            "zoom_oauth_app_id": app.id,
+            "unannounced_meetings": unannounced.len(),
+            "webhook_events_stale_since": since,
+        })),
+    };
+    if let Err(e) = keeper.store.insert_connection_event(&row.id, &event).await {
+        tracing::warn!(connection_id = %row.id, error = %e, "writing a webhook_events_stale event failed");
     }
 }
 
@@ -379,6 +471,7 @@ async fn fetch(
     };
     for list_type in [MeetingListType::Upcoming, MeetingListType::Scheduled] {
         let mut next: Option<String> = None;
+        let mut restarts = 0;
         for page_number in 0.. {
             if page_number >= MAX_PAGES {
                 return Err(Stop::Retry {
@@ -395,13 +488,39 @@ async fn fetch(
                 .call(|access| {
                     let token = token.clone();
                     async move {
-                        keeper
+                        match keeper
                             .zoom
                             .list_meetings_page(&access, list_type, token.as_deref())
                             .await
+                        {
+                            Err(e) if token.is_some() && is_expired_page_token(&e) => Ok(None),
+                            other => other.map(Some),
+                        }
                     }
                 })
                 .await?;
+            let Some(page) = page else {
+                // Zoom's page tokens live 15 minutes: start the list again (what
+                // was already read stays; the listing is deduplicated by id).
+                restarts += 1;
+                if restarts > MAX_LIST_RESTARTS {
+                    return Err(Stop::Retry {
+                        wait: Duration::from_secs(60),
+                        reason: format!(
+                            "the {} meeting list's page token expired {restarts} times",
+                            list_type.as_str()
+                        ),
+                        refusal: None,
+                    });
+                }
+                tracing::info!(
+                    connection_id = %row.id,
+                    list = list_type.as_str(),
+                    "Zoom's meeting-list page token expired; the list is read again from its first page"
+                );
+                next = None;
+                continue;
+            };
             for meeting in page.meetings {
                 listing.add(row, meeting);
             }
@@ -447,6 +566,12 @@ impl Listing {
             Some(3 | 8) => None,
             _ => meeting.start_time,
         };
+        if let Some(created) = meeting
+            .created_at
+            .filter(|_| !self.meetings.contains_key(&id))
+        {
+            self.created.push(created);
+        }
         self.meetings.entry(id.clone()).or_insert(SyncedMeeting {
             meeting_id: id,
             topic: meeting.topic.map(|t| t.chars().take(300).collect()),

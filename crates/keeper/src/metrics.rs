@@ -52,6 +52,12 @@ struct Inner {
     revocations: BTreeMap<&'static str, u64>,
     /// Outgoing webhook delivery attempts: outcome → count.
     webhook_deliveries: BTreeMap<&'static str, u64>,
+    /// Zoom webhooks refused for their signature: event (`app_deauthorized` or
+    /// `other`) → count.
+    zoom_webhooks_refused: BTreeMap<&'static str, u64>,
+    /// Apps flagged because their verified Zoom webhooks stopped while their
+    /// connections kept scheduling meetings.
+    webhook_events_stale: u64,
 }
 
 /// The `route` label of a request no route matched.
@@ -136,6 +142,33 @@ impl Metrics {
     /// retry schedule is spent: the delivery gave up).
     pub fn record_webhook_delivery(&self, outcome: &'static str) {
         *self.lock().webhook_deliveries.entry(outcome).or_default() += 1;
+    }
+
+    /// A Zoom webhook whose signature was refused; `app_deauthorized` is counted
+    /// apart (read from the unverified body only to pick the label): a refused one
+    /// leaves the connection to be disconnected by its next refresh.
+    pub fn record_zoom_webhook_refused(&self, event: &'static str) {
+        *self.lock().zoom_webhooks_refused.entry(event).or_default() += 1;
+    }
+
+    /// Zoom webhooks refused for their signature so far, for `event`.
+    pub fn zoom_webhooks_refused(&self, event: &str) -> u64 {
+        self.lock()
+            .zoom_webhooks_refused
+            .get(event)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// An app was newly flagged: its verified Zoom webhooks stopped while its
+    /// connections kept scheduling meetings.
+    pub fn record_webhook_events_stale(&self) {
+        self.lock().webhook_events_stale += 1;
+    }
+
+    /// Apps flagged stale so far.
+    pub fn webhook_events_stale(&self) -> u64 {
+        self.lock().webhook_events_stale
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -234,6 +267,22 @@ impl Metrics {
                 "zoomkeeper_webhook_deliveries_total{{outcome=\"{outcome}\"}} {n}"
             );
         }
+        out.push_str("# HELP zoomkeeper_zoom_webhooks_refused_total Zoom webhooks refused for their signature, by event (app_deauthorized, other).\n");
+        out.push_str("# TYPE zoomkeeper_zoom_webhooks_refused_total counter\n");
+        for event in ["app_deauthorized", "other"] {
+            let n = inner.zoom_webhooks_refused.get(event).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "zoomkeeper_zoom_webhooks_refused_total{{event=\"{event}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP zoomkeeper_zoom_webhook_events_stale_total Apps flagged because their verified Zoom webhooks stopped while their connections kept scheduling meetings.\n");
+        out.push_str("# TYPE zoomkeeper_zoom_webhook_events_stale_total counter\n");
+        let _ = writeln!(
+            out,
+            "zoomkeeper_zoom_webhook_events_stale_total {}",
+            inner.webhook_events_stale
+        );
         out
     }
 

@@ -123,7 +123,20 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
     }
     if let Err(e) = verified {
         if let WebhookError::Signature(reason) = &e {
-            tracing::info!(app_id = %app.id, reason = %reason, "Zoom webhook refused");
+            // The name is read from an unverified body only to label the count.
+            if unverified_event_name(delivery.body).as_deref() == Some("app_deauthorized") {
+                keeper
+                    .metrics
+                    .record_zoom_webhook_refused("app_deauthorized");
+                tracing::warn!(
+                    app_id = %app.id,
+                    reason = %reason,
+                    "a Zoom app_deauthorized webhook was refused for its signature; nothing is disconnected by it: the connection is disconnected when its next refresh is refused"
+                );
+            } else {
+                keeper.metrics.record_zoom_webhook_refused("other");
+                tracing::info!(app_id = %app.id, reason = %reason, "Zoom webhook refused");
+            }
         }
         note_received(keeper, &app.id, WebhookVerification::Unverified).await;
         return Err(e);
@@ -132,6 +145,19 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
         return Err(WebhookError::NoWebhookSecret);
     };
     note_received(keeper, &app.id, WebhookVerification::Verified).await;
+    if app.webhook_events_stale_since.is_some() {
+        // Verified events arrive again: the app is no longer flagged.
+        match keeper.store.clear_app_webhook_events_stale(&app.id).await {
+            Ok(true) => {
+                APPS.forget(&app.id);
+                tracing::info!(app_id = %app.id, "verified Zoom webhooks arrive again");
+            }
+            Ok(false) => APPS.forget(&app.id),
+            Err(e) => {
+                tracing::warn!(app_id = %app.id, error = %e, "clearing an app's stale-webhooks flag failed")
+            }
+        }
+    }
 
     let event = match webhook::parse_event(delivery.body) {
         Ok(event) => event,
@@ -168,6 +194,16 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
     };
     tracing::debug!(app_id = %app.id, event = %event.name, outcome = ?outcome, "Zoom webhook");
     Ok(outcome)
+}
+
+/// The `event` of a body whose signature was refused, to label what was refused;
+/// never acted on.
+fn unverified_event_name(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        event: String,
+    }
+    serde_json::from_slice::<Named>(body).ok().map(|n| n.event)
 }
 
 /// Values this process reuses for `ttl`, at most `max` of them: expired entries

@@ -87,6 +87,8 @@ async fn app_lifecycle(backend: Backend) {
         "connection_count",
         "last_verified_webhook_received_at",
         "last_unverified_webhook_received_at",
+        "webhook_events_stale_since",
+        "webhook_events_problem",
         "created_at",
         "updated_at",
     ]

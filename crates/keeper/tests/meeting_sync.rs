@@ -11,7 +11,7 @@ use keeper::meeting_sync::{self, Round};
 use keeper::storage::{MeetingFilter, MeetingIndexChange, MeetingRow, MeetingSource, PageRequest};
 use reqwest::Method;
 use serde_json::{json, Value};
-use zoom_sim::{SimFaults, SimMeeting, SimUser};
+use zoom_sim::{SimFaults, SimMeeting, SimRetryAfter, SimUser};
 
 on_both_databases!(
     meetings_made_before_connecting_are_found_over_several_pages,
@@ -21,6 +21,9 @@ on_both_databases!(
     a_revoked_grant_disconnects_during_sync,
     connections_without_local_recording_are_not_synced,
     a_pmi_row_and_another_hosts_webhook_row_are_not_taken,
+    a_daily_limit_reschedules_the_sync_to_zooms_iso_8601_retry_after,
+    a_daily_limit_without_retry_after_backs_off_and_recovers,
+    an_expired_page_token_restarts_the_list_instead_of_failing_the_sync,
 );
 
 const CLIENT: &str = "sync-client";
@@ -469,4 +472,130 @@ async fn a_pmi_row_and_another_hosts_webhook_row_are_not_taken(backend: Backend)
         (first.connection_id.as_str(), first.source),
         (b_id, MeetingSource::Pmi)
     );
+}
+
+async fn next_sync_at(app: &TestApp, id: &str) -> chrono::DateTime<chrono::Utc> {
+    app.keeper
+        .store
+        .connection_by_id(id)
+        .await
+        .expect("read")
+        .expect("connection")
+        .next_sync_at
+        .expect("next_sync_at")
+}
+
+/// Zoom's daily limit answers `Retry-After: 2020-05-31T00:00:00Z`, the next 00:00 GMT
+/// (developers.zoom.us/docs/api/rate-limits). The sync waits until then instead of
+/// spending requests against a spent daily budget a second later.
+async fn a_daily_limit_reschedules_the_sync_to_zooms_iso_8601_retry_after(backend: Backend) {
+    let Some(app) = app(backend).await else {
+        return;
+    };
+    let (user, _) = zoom_user(&app).await;
+    let conn = connect(&app, &user, json!({})).await;
+    let id = conn["id"].as_str().expect("id");
+    // Zoom's daily budget resets at the next 00:00 GMT; not within seconds of it.
+    let midnight = |now: chrono::DateTime<chrono::Utc>| {
+        (now.date_naive() + chrono::Duration::days(1))
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+    };
+    if midnight(chrono::Utc::now()) - chrono::Utc::now() < chrono::Duration::seconds(10) {
+        tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    }
+    let reset = midnight(chrono::Utc::now());
+    app.sim
+        .control()
+        .set_faults(&SimFaults {
+            daily_limit: Some(0),
+            ..Default::default()
+        })
+        .await
+        .expect("faults");
+    let r = round(&app).await;
+    assert_eq!((r.claimed, r.failed), (1, 1), "{r:?}");
+    let next = next_sync_at(&app, id).await;
+    assert!(
+        next >= reset - chrono::Duration::seconds(1),
+        "the sync waits for Zoom's reset at {reset}, not only until {next}"
+    );
+    assert_eq!(round(&app).await.claimed, 0);
+}
+
+/// A daily-limit 429 with no `Retry-After` at all (devforum.zoom.us/t/18928): the
+/// sync backs off with jitter and succeeds once Zoom answers again.
+async fn a_daily_limit_without_retry_after_backs_off_and_recovers(backend: Backend) {
+    let Some(app) = app(backend).await else {
+        return;
+    };
+    let (user, _) = zoom_user(&app).await;
+    meetings(&app, &user, 2).await;
+    let conn = connect(&app, &user, json!({})).await;
+    let id = conn["id"].as_str().expect("id");
+    let control = app.sim.control();
+    control
+        .set_faults(&SimFaults {
+            daily_limit: Some(0),
+            retry_after: Some(SimRetryAfter::None),
+            ..Default::default()
+        })
+        .await
+        .expect("faults");
+    let before = chrono::Utc::now();
+    let r = round(&app).await;
+    assert_eq!(r.failed, 1, "{r:?}");
+    let next = next_sync_at(&app, id).await;
+    assert!(
+        next > before && next <= chrono::Utc::now() + chrono::Duration::minutes(6),
+        "a backoff, not a day: {next}"
+    );
+    control
+        .set_faults(&SimFaults::default())
+        .await
+        .expect("faults");
+    let a = app.connection_call(Method::POST, id, "/sync").await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    assert_eq!(round(&app).await.synced, 1);
+    assert_eq!(index_of(&app, id).await.len(), 3);
+}
+
+/// Zoom's `next_page_token` expires after 15 minutes (Zoom's Meeting API, List
+/// meetings) and is then answered 400, code 300: the sync reads the list again from
+/// its first page and completes, instead of failing for an hour.
+async fn an_expired_page_token_restarts_the_list_instead_of_failing_the_sync(backend: Backend) {
+    let Some(app) = app(backend).await else {
+        return;
+    };
+    let (user, _) = zoom_user(&app).await;
+    meetings(&app, &user, 301).await;
+    let conn = connect(&app, &user, json!({})).await;
+    let id = conn["id"].as_str().expect("id");
+    app.sim
+        .control()
+        .set_faults(&SimFaults {
+            expire_next_page_tokens: Some(1),
+            ..Default::default()
+        })
+        .await
+        .expect("faults");
+    let r = round(&app).await;
+    assert_eq!((r.synced, r.failed), (1, 0), "{r:?}");
+    assert_eq!(index_of(&app, id).await.len(), 302);
+    let kinds: Vec<Value> = events(&app, id)
+        .await
+        .iter()
+        .map(|e| e["kind"].clone())
+        .collect();
+    assert!(!kinds.contains(&json!("sync_failed")), "{kinds:?}");
+    // Upcoming: 2 pages + the refused token + its first page again; scheduled: 2.
+    let stats = app.sim.control().stats().await.expect("stats");
+    let pages = stats
+        .api_calls_by_endpoint
+        .iter()
+        .filter(|(k, _)| k.contains("/meetings") && k.starts_with("GET /v2/users"))
+        .map(|(_, v)| *v)
+        .sum::<u64>();
+    assert_eq!(pages, 6);
 }

@@ -2720,6 +2720,31 @@ mod meeting_index {
             .expect("no-op");
     }
 
+    /// Issue 11: `webhook_events_stale_since` is set by the first flag only, read
+    /// back on the app, and cleared once.
+    pub async fn an_apps_stale_webhooks_flag_is_set_once_and_cleared(s: TestStore) {
+        let (_, a, _) = setup(&s, "acme", &[]).await;
+        let t1 = micros(Utc::now());
+        assert!(s.flag_app_webhook_events_stale(&a, t1).await.expect("flag"));
+        assert!(!s
+            .flag_app_webhook_events_stale(&a, t1 + Duration::seconds(5))
+            .await
+            .expect("flag again"));
+        let got = s.app_by_id(&a).await.expect("read").expect("exists");
+        assert_eq!(got.webhook_events_stale_since, Some(t1));
+        assert!(s.clear_app_webhook_events_stale(&a).await.expect("clear"));
+        assert!(!s
+            .clear_app_webhook_events_stale(&a)
+            .await
+            .expect("clear again"));
+        let got = s.app_by_id(&a).await.expect("read").expect("exists");
+        assert_eq!(got.webhook_events_stale_since, None);
+        assert!(!s
+            .flag_app_webhook_events_stale("zoa_doesnotexist0000", t1)
+            .await
+            .expect("no-op"));
+    }
+
     pub async fn connection_in_account_is_the_oldest_connected_one(s: TestStore) {
         let (p, a, mut cs) = setup(&s, "acme", &[]).await;
         for (i, (user, account)) in [
@@ -2885,6 +2910,7 @@ mod meeting_index_tests {
         one_vanished_connection_in_a_burst_fails_only_its_own_event,
         meetings_filter_and_paginate_newest_synced_first,
         app_webhook_timestamps_only_move_forward,
+        an_apps_stale_webhooks_flag_is_set_once_and_cleared,
         connection_in_account_is_the_oldest_connected_one,
         housekeeping_drops_old_receipts_and_past_non_pmi_meetings,
     );

@@ -10,7 +10,9 @@ use std::time::Duration;
 use common::{spawn_app, Answer, Backend, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
-use zoom_sim::{SimApp, SimAppKind, SimAppPatch, SimMeeting, SimUser, SimUserPatch};
+use zoom_sim::{
+    SimApp, SimAppKind, SimAppPatch, SimConfig, SimFaults, SimMeeting, SimUser, SimUserPatch,
+};
 
 on_both_databases!(
     meetings_created_and_deleted_in_zoom_follow_in_the_index,
@@ -22,6 +24,9 @@ on_both_databases!(
     hostile_webhooks_change_nothing,
     a_late_deauthorization_does_not_disconnect_a_fresh_authorisation,
     a_rebound_connection_is_not_reused_as_its_old_users_host,
+    deleting_one_occurrence_keeps_the_recurring_meeting_indexed,
+    a_refused_deauthorization_is_counted_and_the_next_refresh_disconnects,
+    an_app_whose_zoom_events_stopped_is_flagged_until_they_resume,
 );
 
 const CLIENT: &str = "hook-client";
@@ -818,4 +823,228 @@ async fn a_rebound_connection_is_not_reused_as_its_old_users_host(backend: Backe
     assert_eq!(a.json["outcome"], "applied", "{}", a.text);
     let rows = meetings(&h.app, "?meeting_id=81234567003").await;
     assert_eq!(rows[0]["zoom_oauth_connection_id"], conn.as_str());
+}
+
+/// Zoom sends `meeting.deleted` with `object.occurrences` when one occurrence of a
+/// recurring meeting is deleted (zoom/rivet-javascript `MeetingDeletedEvent`): the
+/// series, and its index row, stay; deleting the whole meeting removes it.
+async fn deleting_one_occurrence_keeps_the_recurring_meeting_indexed(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let (user, conn) = connect(&h).await;
+    let control = h.app.sim.control();
+    let series = control
+        .create_meeting(
+            &user,
+            &SimMeeting {
+                topic: Some("Weekly".into()),
+                meeting_type: Some(8),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("meeting");
+    delivered(&h, "meeting.created", 1).await;
+    let indexed = meetings(&h.app, &format!("?meeting_id={}", series.id)).await;
+    assert_eq!(indexed.len(), 1, "{indexed:?}");
+    assert_eq!(indexed[0]["zoom_oauth_connection_id"], conn.as_str());
+
+    let occurrence = (chrono::Utc::now() + chrono::Duration::days(7)).timestamp_millis();
+    control
+        .delete_occurrence(series.id, &occurrence.to_string())
+        .await
+        .expect("delete one occurrence");
+    let d = delivered(&h, "meeting.deleted", 1).await;
+    assert_eq!(d[0].last_status_code, Some(200), "{d:?}");
+    assert_eq!(
+        d[0].body["payload"]["object"]["occurrences"][0]["occurrence_id"],
+        occurrence.to_string()
+    );
+    let still = meetings(&h.app, &format!("?meeting_id={}", series.id)).await;
+    assert_eq!(still.len(), 1, "the series stays indexed: {still:?}");
+
+    control.delete_meeting(series.id).await.expect("delete");
+    delivered(&h, "meeting.deleted", 2).await;
+    assert!(meetings(&h.app, &format!("?meeting_id={}", series.id))
+        .await
+        .is_empty());
+}
+
+/// How Zoom signs `app_deauthorized` is not certain (a forum report says one did
+/// not verify with the documented scheme). The safe reading: an unverified event
+/// changes nothing, it is logged and counted, and the connection is disconnected by
+/// its next refresh, which Zoom refuses because the grant is gone.
+async fn a_refused_deauthorization_is_counted_and_the_next_refresh_disconnects(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let control = h.app.sim.control();
+    // Access tokens that are due for a refresh at once.
+    control
+        .set_config(&SimConfig {
+            access_token_ttl_s: Some(1),
+            ..Default::default()
+        })
+        .await
+        .expect("config");
+    let (user, conn) = connect(&h).await;
+    control
+        .set_faults(&SimFaults {
+            unverifiable_deauthorizations: Some(true),
+            ..Default::default()
+        })
+        .await
+        .expect("faults");
+    control
+        .deauthorize(&user, CLIENT)
+        .await
+        .expect("deauthorize");
+    let d = delivered(&h, "app_deauthorized", 1).await;
+    assert_eq!(d[0].last_status_code, Some(401), "{d:?}");
+    assert_eq!(d[0].body["payload"]["user_data_retention"], "false");
+    assert!(d[0].body["event_ts"].is_i64(), "{:?}", d[0].body);
+    assert_eq!(connection(&h.app, &conn).await["state"], "connected");
+    assert_eq!(
+        h.app
+            .keeper
+            .metrics
+            .zoom_webhooks_refused("app_deauthorized"),
+        1
+    );
+    let app_json = h.app.get_app(&h.zoa).await.json;
+    assert!(app_json["last_unverified_webhook_received_at"].is_string());
+
+    let t = h.app.access_token(&conn).await;
+    assert!(t.status >= 400, "{}", t.text);
+    let c = connection(&h.app, &conn).await;
+    assert_eq!(c["state"], "disconnected", "{c}");
+}
+
+/// Zoom stops an app's events after an event's last failed retry until someone
+/// intervenes (devsupport.zoom.us/hc/en-us/articles/360059893812-Webhook-delays).
+/// The meeting sync finds meetings no webhook announced and flags the app: a field
+/// with a sentence on the app, a metric and a connection event. The next verified
+/// webhook clears it.
+async fn an_app_whose_zoom_events_stopped_is_flagged_until_they_resume(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let control = h.app.sim.control();
+    // Retries within a second; Zoom's clock a little ahead so meetings are made,
+    // to the second, after the connection.
+    control
+        .set_config(&SimConfig {
+            webhook_retry_scale: Some(0.0001),
+            clock_offset_s: Some(5),
+            ..Default::default()
+        })
+        .await
+        .expect("config");
+    let (user, conn) = connect(&h).await;
+    // Zoom cannot reach the endpoint (say, a wrong URL in the Event Subscription).
+    control
+        .update_app(
+            CLIENT,
+            &SimAppPatch {
+                webhook_url: Some("http://127.0.0.1:9/unreachable".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("sim app");
+    let first = control
+        .create_meeting(&user, &SimMeeting::default())
+        .await
+        .expect("meeting");
+    let mut stopped = false;
+    for _ in 0..400 {
+        stopped = control
+            .app(CLIENT)
+            .await
+            .expect("sim app")
+            .events_stopped_at
+            .is_some();
+        if stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(stopped, "Zoom stops the app's events after the last retry");
+    control
+        .create_meeting(&user, &SimMeeting::default())
+        .await
+        .expect("meeting");
+    assert!(meetings(&h.app, &format!("?meeting_id={}", first.id))
+        .await
+        .is_empty());
+    let before = h.app.get_app(&h.zoa).await.json;
+    assert!(before["webhook_events_stale_since"].is_null(), "{before}");
+
+    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    let r = keeper::meeting_sync::run_once(&h.app.keeper, &stopping)
+        .await
+        .expect("sync round");
+    assert_eq!(r.synced, 1, "{r:?}");
+    let flagged = h.app.get_app(&h.zoa).await.json;
+    assert!(
+        flagged["webhook_events_stale_since"].is_string(),
+        "{flagged}"
+    );
+    assert!(
+        flagged["webhook_events_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("Zoom support")),
+        "{flagged}"
+    );
+    assert_eq!(h.app.keeper.metrics.webhook_events_stale(), 1);
+    assert!(h
+        .app
+        .keeper
+        .metrics
+        .render()
+        .contains("zoomkeeper_zoom_webhook_events_stale_total 1"));
+    let events = h.app.connection_call(Method::GET, &conn, "/events").await;
+    let stale = events.json["results"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "webhook_events_stale")
+        .cloned()
+        .unwrap_or_else(|| panic!("a webhook_events_stale event: {}", events.text));
+    assert!(
+        stale["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("2 meetings")),
+        "{stale}"
+    );
+    // The meetings are indexed by the sync all the same.
+    assert_eq!(
+        meetings(&h.app, &format!("?meeting_id={}", first.id))
+            .await
+            .len(),
+        1
+    );
+
+    // Someone fixes the URL and Zoom support resumes the events.
+    control
+        .update_app(
+            CLIENT,
+            &SimAppPatch {
+                webhook_url: Some(h.url.clone()),
+                resume_events: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("sim app");
+    control
+        .create_meeting(&user, &SimMeeting::default())
+        .await
+        .expect("meeting");
+    let d = delivered(&h, "meeting.created", 3).await;
+    assert_eq!(d[2].last_status_code, Some(200), "{d:?}");
+    let cleared = h.app.get_app(&h.zoa).await.json;
+    assert!(cleared["webhook_events_stale_since"].is_null(), "{cleared}");
+    assert!(cleared["webhook_events_problem"].is_null(), "{cleared}");
 }

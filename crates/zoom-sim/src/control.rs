@@ -108,11 +108,24 @@ async fn create_meeting(State(sim): State<Sim>, Path(id): Path<String>, raw: Byt
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-async fn delete_meeting(State(sim): State<Sim>, Path(id): Path<String>) -> Answer {
+/// `DELETE /_sim/meetings/{id}[?occurrence_id=…]`: the meeting, or one occurrence.
+async fn delete_meeting(
+    State(sim): State<Sim>,
+    Path(id): Path<String>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Answer {
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::control(404, format!("no meeting {id}")))?;
-    let jobs = sim.lock().delete_meeting(id)?;
+    let occurrence = q.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "occurrence_id")
+            .map(|(_, v)| v.into_owned())
+    });
+    let jobs = match occurrence {
+        Some(o) => sim.lock().delete_occurrence(id, &o)?,
+        None => sim.lock().delete_meeting(id)?,
+    };
     webhooks::dispatch(&sim, jobs);
     Ok(ok())
 }

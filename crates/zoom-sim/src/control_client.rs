@@ -132,6 +132,15 @@ impl SimControl {
             .map(drop)
     }
 
+    /// `DELETE /_sim/meetings/{id}?occurrence_id=…` (sends `meeting.deleted` naming
+    /// the occurrence; the series stays).
+    pub async fn delete_occurrence(&self, id: u64, occurrence_id: &str) -> anyhow::Result<()> {
+        let id = id.to_string();
+        let mut request = self.request(Method::DELETE, &["meetings", &id])?;
+        request = request.query(&[("occurrence_id", occurrence_id)]);
+        self.send(request).await.map(drop)
+    }
+
     /// `POST /_sim/users/{id}/deauthorize` (kills the grant, sends `app_deauthorized`).
     pub async fn deauthorize(&self, user_id: &str, client_id: &str) -> anyhow::Result<()> {
         self.call(

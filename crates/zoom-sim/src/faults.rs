@@ -13,7 +13,9 @@ use rand::Rng;
 use serde_json::json;
 
 use crate::server::Sim;
+use crate::types::SimRetryAfter;
 use crate::world::World;
+use chrono::{DateTime, Duration as ChronoDuration, SecondsFormat, Utc};
 
 /// Marks a response the server must not send: it closes the connection instead.
 #[derive(Debug, Clone, Copy)]
@@ -27,7 +29,51 @@ enum Action {
     Drop,
     Hang,
     Error(StatusCode),
-    RateLimited { limit: u32, http_date: bool },
+    RateLimited(Limited),
+}
+
+/// Zoom's rate-limit categories ("Rate Limit Label" on every endpoint of Zoom's API
+/// reference; developers.zoom.us/docs/api/rate-limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Category {
+    Light,
+    Medium,
+    // Zoom's reports and dashboards; no endpoint the simulator serves is Heavy.
+    #[allow(dead_code)]
+    Heavy,
+}
+
+impl Category {
+    /// Zoom's label for the endpoints the simulator serves: the meeting lists are
+    /// Medium ("create, read and update multiple resources at once"), every other
+    /// one reads a single resource and is Light. No Heavy endpoint is served.
+    fn of(path: &str) -> Category {
+        if path.starts_with("/v2/users/") && path.ends_with("/meetings") {
+            Category::Medium
+        } else {
+            Category::Light
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Category::Light => "Light",
+            Category::Medium => "Medium",
+            Category::Heavy => "Heavy",
+        }
+    }
+}
+
+struct Limited {
+    category: Category,
+    limit: u32,
+    /// Labelled `Daily-limit`.
+    daily: bool,
+    /// Refused by the daily budget: it resets at the next 00:00 GMT.
+    until_midnight: bool,
+    retry_after: SimRetryAfter,
+    /// The simulated clock when the request was refused.
+    now: DateTime<Utc>,
 }
 
 struct Plan {
@@ -54,14 +100,10 @@ fn plan(w: &mut World, path: &str, auth: Option<&str>) -> Plan {
         Action::Drop
     } else if roll(f.timeout_rate) {
         Action::Hang
-    } else if let Some(limit) = f.rate_limit_per_s.filter(|_| path.starts_with("/v2/")) {
-        match w.account_of_bearer(auth) {
-            Some(account) if w.over_rate_limit(&account, limit) => Action::RateLimited {
-                limit,
-                http_date: f.retry_after_http_date.unwrap_or(false),
-            },
-            _ => Action::Pass,
-        }
+    } else if path.starts_with("/v2/") {
+        rate_limited(w, &f, path, auth)
+            .map(Action::RateLimited)
+            .unwrap_or(Action::Pass)
     } else {
         Action::Pass
     };
@@ -134,7 +176,7 @@ pub(crate) async fn zoom_surface(State(sim): State<Sim>, req: Request, next: Nex
             injected_error(&path, StatusCode::GATEWAY_TIMEOUT)
         }
         Action::Error(status) => injected_error(&path, status),
-        Action::RateLimited { limit, http_date } => rate_limited(limit, http_date),
+        Action::RateLimited(limited) => rate_limited_answer(&limited),
     }
 }
 
@@ -160,23 +202,90 @@ fn injected_error(path: &str, status: StatusCode) -> Response {
     r
 }
 
-/// Zoom's 429: per-second (QPS) limits answer `Retry-After` in seconds; the daily
-/// limit answers an HTTP date.
-fn rate_limited(limit: u32, http_date: bool) -> Response {
-    let (limit_type, message, retry_after) = if http_date {
-        // Two seconds ahead: an HTTP date has whole seconds and must not be in the past.
-        let at = SystemTime::now() + Duration::from_secs(2);
-        (
-            "Daily-limit",
-            "You have reached the maximum daily rate limit for this API. Refer to the response header for details on when you can make another request.",
-            httpdate::fmt_http_date(at),
-        )
+/// Counts a `/v2` request against its Zoom account's daily and per-second (per
+/// category) limits; `Some` when one is exceeded.
+fn rate_limited(
+    w: &mut World,
+    f: &crate::types::SimFaults,
+    path: &str,
+    auth: Option<&str>,
+) -> Option<Limited> {
+    let category = Category::of(path);
+    let per_s = match category {
+        Category::Light => f.rate_limit_light_per_s,
+        Category::Medium => f.rate_limit_medium_per_s,
+        Category::Heavy => f.rate_limit_heavy_per_s,
+    }
+    .or(f.rate_limit_per_s);
+    if per_s.is_none() && f.daily_limit.is_none() {
+        return None;
+    }
+    let account = w.account_of_bearer(auth)?;
+    let now = w.now();
+    let legacy_date = f.retry_after_http_date.unwrap_or(false);
+    if let Some(limit) = f.daily_limit {
+        if w.over_daily_limit(&account, limit) {
+            return Some(Limited {
+                category,
+                limit,
+                daily: true,
+                until_midnight: true,
+                retry_after: f.retry_after.unwrap_or(if legacy_date {
+                    SimRetryAfter::HttpDate
+                } else {
+                    SimRetryAfter::Iso8601
+                }),
+                now,
+            });
+        }
+    }
+    let limit = per_s?;
+    w.over_rate_limit(&format!("{account}/{}", category.as_str()), limit)
+        .then(|| Limited {
+            category,
+            limit,
+            // The older switch made every 429 look like the daily limit.
+            daily: legacy_date,
+            until_midnight: false,
+            retry_after: f.retry_after.unwrap_or(if legacy_date {
+                SimRetryAfter::HttpDate
+            } else {
+                SimRetryAfter::Seconds
+            }),
+            now,
+        })
+}
+
+/// Zoom's 429. Per-second (QPS) limits answer `Retry-After` in seconds; the daily
+/// limit names the next 00:00 GMT, as an ISO 8601 date in Zoom's documented example
+/// (`Retry-After: 2020-05-31T00:00:00Z`, developers.zoom.us/docs/api/rate-limits),
+/// as an HTTP date, or not at all (devforum.zoom.us/t/18928: a daily-limit 429 with
+/// neither `X-RateLimit-Type` nor `Retry-After`).
+fn rate_limited_answer(l: &Limited) -> Response {
+    let at = if l.until_midnight {
+        // The next 00:00 GMT on the simulated clock.
+        let midnight = l.now.date_naive().and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        midnight.map_or(l.now, |m| m + ChronoDuration::days(1))
     } else {
-        (
-            "QPS",
-            "You have reached the maximum per-second rate limit for this API. Try again later.",
-            "1".to_owned(),
-        )
+        // Two seconds ahead: a date has whole seconds and must not be in the past.
+        l.now + ChronoDuration::seconds(2)
+    };
+    let secs = (at - l.now).num_seconds().max(1);
+    let retry_after = match l.retry_after {
+        // A per-second window ends within the second.
+        SimRetryAfter::Seconds if !l.until_midnight => Some("1".to_owned()),
+        SimRetryAfter::Seconds => Some(secs.to_string()),
+        SimRetryAfter::Iso8601 => Some(at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        SimRetryAfter::HttpDate => {
+            let real = SystemTime::now() + Duration::from_secs(secs.unsigned_abs());
+            Some(httpdate::fmt_http_date(real))
+        }
+        SimRetryAfter::None => None,
+    };
+    let message = if l.daily {
+        "You have reached the maximum daily rate limit for this API. Refer to the response header for details on when you can make another request."
+    } else {
+        "You have reached the maximum per-second rate limit for this API. Try again later."
     };
     let mut r = (
         StatusCode::TOO_MANY_REQUESTS,
@@ -189,10 +298,15 @@ fn rate_limited(limit: u32, http_date: bool) -> Response {
             h.insert(name, v);
         }
     };
-    set("retry-after", retry_after);
-    set("x-ratelimit-category", "Light".into());
-    set("x-ratelimit-type", limit_type.into());
-    set("x-ratelimit-limit", limit.to_string());
+    set("x-ratelimit-category", l.category.as_str().into());
+    set("x-ratelimit-limit", l.limit.to_string());
     set("x-ratelimit-remaining", "0".into());
+    if let Some(value) = retry_after {
+        set("retry-after", value);
+        set(
+            "x-ratelimit-type",
+            if l.daily { "Daily-limit" } else { "QPS" }.into(),
+        );
+    }
     r
 }

@@ -82,6 +82,7 @@ impl Simulator {
         let url = format!("http://{addr}");
         let sim = server::Shared::new(url.clone())?;
         let (tx, rx) = oneshot::channel();
+        tokio::spawn(webhooks::revalidate_loop(std::sync::Arc::downgrade(&sim)));
         let task = tokio::spawn(server::run(listener, server::router(sim), rx));
         Ok(Simulator {
             addr,

@@ -80,6 +80,10 @@ pub struct SimAppPatch {
     pub scopes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_uris: Option<Vec<String>>,
+    /// `true`: Zoom support resumes the app's stopped events ("To reset the retry
+    /// count, please submit a ticket").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_events: Option<bool>,
 }
 
 /// `GET /_sim/apps/{client_id}`.
@@ -94,6 +98,10 @@ pub struct SimAppInfo {
     pub redirect_uris: Option<Vec<String>>,
     /// Outcome of the last `endpoint.url_validation` sent to this app, if any.
     pub url_validated: Option<bool>,
+    /// When Zoom stopped sending this app's events (an event's last retry failed,
+    /// or a revalidation failed); `None` while events flow.
+    #[serde(default)]
+    pub events_stopped_at: Option<String>,
 }
 
 /// `POST /_sim/users`. Everything is generated when left out.
@@ -260,6 +268,33 @@ pub struct SimFaults {
     /// Send `Retry-After` as an HTTP date (Zoom's daily limit) instead of seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_http_date: Option<bool>,
+    /// Per-second limit per Zoom account for Light endpoints (`/users/me`, the token
+    /// endpoints, the local recording token); overrides `rate_limit_per_s` for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_light_per_s: Option<u32>,
+    /// Per-second limit per Zoom account for Medium endpoints (the meeting lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_medium_per_s: Option<u32>,
+    /// Per-second limit per Zoom account for Heavy endpoints (none that zoomkeeper
+    /// calls; reports and dashboards at Zoom).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_heavy_per_s: Option<u32>,
+    /// Requests per Zoom account per day (UTC, on the simulated clock) on `/v2`;
+    /// beyond it a 429 with `X-RateLimit-Type: Daily-limit` until 00:00 GMT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_limit: Option<u32>,
+    /// How a 429 states `Retry-After`. Default: seconds for per-second limits, an
+    /// ISO 8601 date for the daily limit (Zoom's documented example).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<SimRetryAfter>,
+    /// The next N meeting-list page tokens presented are refused as expired (as
+    /// though their 15 minutes had passed); counts down as they are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_next_page_tokens: Option<u32>,
+    /// `app_deauthorized` is signed with the app's client secret instead of its
+    /// webhook secret token, so it does not verify with the documented scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverifiable_deauthorizations: Option<bool>,
     /// Share (0..1) of requests whose connection is closed without an answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_connection_rate: Option<f64>,
@@ -273,6 +308,20 @@ pub struct SimFaults {
     /// Only requests whose path starts with one of these are faulted (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paths: Option<Vec<String>>,
+}
+
+/// The forms of `Retry-After` Zoom has been seen to send on a 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimRetryAfter {
+    /// Delta-seconds, e.g. `1` (per-second limits).
+    Seconds,
+    /// An ISO 8601 date, e.g. `2020-05-31T00:00:00Z` (Zoom's rate-limit docs).
+    Iso8601,
+    /// An HTTP date, e.g. `Sun, 31 May 2020 00:00:00 GMT`.
+    HttpDate,
+    /// No `Retry-After` at all (seen on daily-limit 429s, devforum.zoom.us/t/18928).
+    None,
 }
 
 /// `GET /_sim/tokens/{token}`.
@@ -336,6 +385,9 @@ pub struct SimStats {
     pub webhooks_delivered: u64,
     /// Events abandoned after the last retry.
     pub webhooks_abandoned: u64,
+    /// Events not sent because the app's events were stopped.
+    #[serde(default)]
+    pub webhooks_withheld: u64,
 }
 
 /// An element of `GET /_sim/webhooks`: one event and what became of it.

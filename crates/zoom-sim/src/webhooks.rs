@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 
 use crate::server::Sim;
 use crate::types::SimUrlValidation;
-use crate::world::{hmac_hex, random_token, WebhookJob, WEBHOOK_RETRY_DELAYS_S};
+use crate::world::{
+    hmac_hex, random_token, WebhookJob, WEBHOOK_RETRY_DELAYS_S, WEBHOOK_REVALIDATION_S,
+};
 use crate::zoom_error::ApiError;
 
 /// Starts delivering each job in the background.
@@ -148,4 +150,37 @@ pub(crate) async fn validate_url(sim: &Sim, client_id: &str) -> Result<SimUrlVal
         status_code: outcome.status,
         error,
     })
+}
+
+/// Zoom revalidates every validated endpoint every 72 hours (scaled by
+/// `webhook_retry_scale`; 0 turns it off); an endpoint that fails revalidation gets
+/// no more events until someone intervenes. Ends when the simulator is dropped.
+pub(crate) async fn revalidate_loop(sim: std::sync::Weak<crate::server::Shared>) {
+    let mut last = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(sim) = sim.upgrade() else {
+            return;
+        };
+        let scale = sim.lock().config.webhook_retry_scale;
+        let Some(every) = Duration::try_from_secs_f64(WEBHOOK_REVALIDATION_S * scale)
+            .ok()
+            .filter(|d| !d.is_zero())
+        else {
+            last = tokio::time::Instant::now();
+            continue;
+        };
+        if last.elapsed() < every {
+            continue;
+        }
+        last = tokio::time::Instant::now();
+        let apps = sim.lock().validated_apps();
+        for client_id in apps {
+            if let Ok(v) = validate_url(&sim, &client_id).await {
+                if !v.validated {
+                    sim.lock().stop_events(&client_id);
+                }
+            }
+        }
+    }
 }

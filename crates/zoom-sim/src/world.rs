@@ -70,6 +70,8 @@ pub const SCOPES_USER_TOKEN: &[&str] = &[
 
 /// Zoom's webhook retry delays, in seconds, before scaling.
 pub const WEBHOOK_RETRY_DELAYS_S: [f64; 3] = [300.0, 1200.0, 3600.0];
+/// Zoom revalidates a validated endpoint every 72 hours (scaled like the retries).
+pub const WEBHOOK_REVALIDATION_S: f64 = 72.0 * 3600.0;
 
 /// Longest configurable token or code lifetime: ten years.
 const MAX_TTL_S: u64 = 10 * 365 * 24 * 3600;
@@ -131,6 +133,9 @@ pub struct App {
     pub scopes: Vec<String>,
     pub redirect_uris: Option<Vec<String>>,
     pub url_validated: Option<bool>,
+    /// Set when an event's last retry failed (or a revalidation failed): Zoom sends
+    /// this app no more events until someone intervenes (`resume_events`).
+    pub events_stopped_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +198,20 @@ impl Meeting {
             "https://us05web.zoom.us/j/{}?pwd={}",
             self.id, self.password
         )
+    }
+
+    /// Whether Zoom no longer lists the meeting as scheduled: a meeting with a fixed
+    /// time expires 30 days after it was scheduled to end, one without (type 3) or a
+    /// recurring one 365 days after it was made (Zoom support, "Meeting ID
+    /// expiration": 30 days for non-recurring, 365 days for recurring meetings).
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        let until = match (self.meeting_type, self.start_time) {
+            (1 | 2, Some(start)) => start
+                .checked_add_signed(Duration::minutes(i64::from(self.duration)))
+                .and_then(|end| end.checked_add_signed(Duration::days(30))),
+            _ => self.created_at.checked_add_signed(Duration::days(365)),
+        };
+        until.is_some_and(|u| u < now)
     }
 
     /// The object of `meeting.created`/`meeting.deleted` and of the meetings list.
@@ -345,6 +364,8 @@ pub struct World {
     grant_ids: HashMap<(String, String), u64>,
     tokens: HashMap<String, Token>,
     rate_windows: HashMap<String, RateWindow>,
+    /// Requests per Zoom account on one (simulated) UTC day.
+    daily_windows: HashMap<String, (chrono::NaiveDate, u32)>,
     deliveries: BTreeMap<u64, SimWebhookDelivery>,
     next_seq: u64,
 }
@@ -486,6 +507,7 @@ impl World {
                 .clone()
                 .or_else(|| existing.as_ref().and_then(|e| e.redirect_uris.clone())),
             url_validated: existing.as_ref().and_then(|e| e.url_validated),
+            events_stopped_at: existing.as_ref().and_then(|e| e.events_stopped_at),
         };
         self.apps.insert(app.client_id.clone(), app);
         Ok(())
@@ -511,6 +533,9 @@ impl World {
         if let Some(v) = &p.redirect_uris {
             app.redirect_uris = Some(v.clone());
         }
+        if p.resume_events == Some(true) {
+            app.events_stopped_at = None;
+        }
         Some(())
     }
 
@@ -528,6 +553,7 @@ impl World {
             scopes: a.scopes.clone(),
             redirect_uris: a.redirect_uris.clone(),
             url_validated: a.url_validated,
+            events_stopped_at: a.events_stopped_at.map(rfc3339),
         })
     }
 
@@ -726,11 +752,24 @@ impl World {
             host_id: host.id.clone(),
             join_url: meeting.join_url(),
         };
+        // `meeting.created` carries the password and the settings (Zoom's TypeScript
+        // SDK zoom/rivet-javascript, `MeetingCreatedEvent`).
+        let mut object = meeting.object();
+        object["password"] = json!(meeting.password);
+        object["pmi"] = json!(host.pmi.to_string());
+        object["settings"] = json!({
+            "use_pmi": false,
+            "alternative_hosts": "",
+            "meeting_invitees": [],
+            "join_before_host": false,
+            "jbh_time": 0,
+        });
         let payload = json!({
             "account_id": host.account_id,
             "operator": host.email,
             "operator_id": host.id,
-            "object": meeting.object(),
+            "operation": "single",
+            "object": object,
         });
         self.meetings.insert(id, meeting);
         let jobs = self.fan_out("meeting.created", payload, &host);
@@ -753,12 +792,56 @@ impl World {
         Ok(self.fan_out("meeting.deleted", payload, &host))
     }
 
+    /// Deletes one occurrence of a recurring meeting: the series stays, and
+    /// `meeting.deleted` names the occurrence in `object.occurrences` with
+    /// `operation: "single"` (Zoom's TypeScript SDK zoom/rivet-javascript,
+    /// `MeetingDeletedEvent`; Zoom's occurrence ids are the occurrence's start in
+    /// epoch milliseconds).
+    pub fn delete_occurrence(
+        &mut self,
+        id: u64,
+        occurrence_id: &str,
+    ) -> Result<Vec<WebhookJob>, ApiError> {
+        let Some(meeting) = self.meetings.get(&id).cloned() else {
+            return Err(ApiError::control(404, format!("no meeting {id}")));
+        };
+        if meeting.meeting_type != 8 {
+            return Err(ApiError::control(
+                400,
+                format!("meeting {id} is not a recurring meeting with a fixed time (type 8)"),
+            ));
+        }
+        let start = occurrence_id
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_millis)
+            .ok_or_else(|| ApiError::control(400, "occurrence_id must be epoch milliseconds"))?;
+        let Some(host) = self.users.get(&meeting.host_id).cloned() else {
+            return Ok(Vec::new());
+        };
+        let mut object = meeting.object();
+        object["occurrences"] = json!([{
+            "occurrence_id": occurrence_id.trim(),
+            "start_time": rfc3339(start),
+        }]);
+        let payload = json!({
+            "account_id": host.account_id,
+            "operator": host.email,
+            "operator_id": host.id,
+            "operation": "single",
+            "object": object,
+        });
+        Ok(self.fan_out("meeting.deleted", payload, &host))
+    }
+
     // ---- webhooks -----------------------------------------------------------------
 
     /// An event about `user` goes to every app with a webhook URL that the user (or, for
     /// account-level apps, anyone in the user's account) has authorized.
     fn fan_out(&mut self, event: &str, payload: Value, user: &User) -> Vec<WebhookJob> {
         let mut targets: Vec<(String, String, String)> = Vec::new();
+        let mut withheld: Vec<(String, String)> = Vec::new();
         for app in self.apps.values() {
             let Some(url) = &app.webhook_url else {
                 continue;
@@ -773,7 +856,9 @@ impl World {
                                 .get(uid)
                                 .is_some_and(|u| u.account_id == user.account_id)))
             });
-            if installed {
+            if installed && app.events_stopped_at.is_some() {
+                withheld.push((app.client_id.clone(), url.clone()));
+            } else if installed {
                 targets.push((
                     app.client_id.clone(),
                     url.clone(),
@@ -782,6 +867,9 @@ impl World {
             }
         }
         targets.sort();
+        for (client_id, url) in withheld {
+            self.withhold_webhook(event, payload.clone(), &client_id, &url);
+        }
         targets
             .into_iter()
             .map(|(client_id, url, secret)| {
@@ -826,6 +914,37 @@ impl World {
         }
     }
 
+    /// An event Zoom does not send because the app's events are stopped: recorded
+    /// as `withheld`, never delivered.
+    fn withhold_webhook(&mut self, event: &str, payload: Value, client_id: &str, url: &str) {
+        let job = self.queue_webhook(event, payload, client_id, url, "");
+        self.stats.webhooks_withheld += 1;
+        if let Some(d) = self.deliveries.get_mut(&job.delivery_id) {
+            d.status = "withheld".into();
+        }
+    }
+
+    /// Stops the app's events (Zoom: after the last failed retry "no further
+    /// notifications ... will be sent"; a failed revalidation likewise).
+    pub fn stop_events(&mut self, client_id: &str) {
+        let now = self.now();
+        if let Some(app) = self.apps.get_mut(client_id) {
+            app.events_stopped_at.get_or_insert(now);
+        }
+    }
+
+    /// Apps whose endpoint was validated and is due for Zoom's periodic revalidation.
+    pub fn validated_apps(&self) -> Vec<String> {
+        let mut apps: Vec<String> = self
+            .apps
+            .values()
+            .filter(|a| a.url_validated == Some(true) && a.webhook_url.is_some())
+            .map(|a| a.client_id.clone())
+            .collect();
+        apps.sort();
+        apps
+    }
+
     pub fn record_attempt(
         &mut self,
         delivery_id: u64,
@@ -842,6 +961,14 @@ impl World {
             if last {
                 self.stats.webhooks_abandoned += 1;
             }
+        }
+        let abandoned = self
+            .deliveries
+            .get(&delivery_id)
+            .filter(|d| !delivered && last && d.event != "endpoint.url_validation")
+            .map(|d| d.client_id.clone());
+        if let Some(client_id) = abandoned {
+            self.stop_events(&client_id);
         }
         if let Some(d) = self.deliveries.get_mut(&delivery_id) {
             d.attempts += 1;
@@ -1291,6 +1418,7 @@ impl World {
         let Some(url) = app.webhook_url.clone() else {
             return Vec::new();
         };
+        let stopped = app.events_stopped_at.is_some();
         let now = self.now();
         let deauthorization_time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
         // Zoom's legacy compliance field; computed here so it is stable and checkable.
@@ -1301,21 +1429,30 @@ impl World {
                 user.account_id
             ),
         );
+        // Zoom's fields (a Zoom data-compliance example: `user_data_retention` as the
+        // string "false"; zoom/rivet-javascript `AppDeauthorizedEvent`), with
+        // `event_ts` both at the top level (every event) and in the payload.
         let payload = json!({
             "account_id": user.account_id,
             "user_id": user.id,
             "client_id": client_id,
+            "user_data_retention": "false",
             "deauthorization_time": deauthorization_time,
             "signature": signature,
             "event_ts": now.timestamp_millis(),
         });
-        vec![self.queue_webhook(
-            "app_deauthorized",
-            payload,
-            client_id,
-            &url,
-            &app.webhook_secret,
-        )]
+        // One forum report says an `app_deauthorized` did not verify with the
+        // documented `x-zm-signature` scheme; this fault signs it with another key.
+        let secret = if self.faults.unverifiable_deauthorizations == Some(true) {
+            app.client_secret.clone()
+        } else {
+            app.webhook_secret.clone()
+        };
+        if stopped {
+            self.withhold_webhook("app_deauthorized", payload, client_id, &url);
+            return Vec::new();
+        }
+        vec![self.queue_webhook("app_deauthorized", payload, client_id, &url, &secret)]
     }
 
     pub fn token_info(&self, token: &str) -> Option<SimTokenInfo> {
@@ -1465,13 +1602,20 @@ impl World {
     }
 
     pub fn list_meetings(
-        &self,
+        &mut self,
         caller: &Caller,
         user_ref: &str,
         list_type: Option<&str>,
         page_size: Option<&str>,
         next_page_token: Option<&str>,
     ) -> Result<Value, ApiError> {
+        let expired = || ApiError::new(400, 300, "The next page token is invalid or expired.");
+        if next_page_token.is_some() && self.active_caller(caller, SCOPES_LIST_MEETINGS).is_ok() {
+            if let Some(n) = self.faults.expire_next_page_tokens.filter(|n| *n > 0) {
+                self.faults.expire_next_page_tokens = Some(n - 1);
+                return Err(expired());
+            }
+        }
         let me = self.active_caller(caller, SCOPES_LIST_MEETINGS)?;
         let target =
             if user_ref == "me" || user_ref == me.id || user_ref.eq_ignore_ascii_case(&me.email) {
@@ -1502,7 +1646,9 @@ impl World {
         };
         let selected = |m: &Meeting| -> bool {
             match list_type {
-                "scheduled" => true,
+                // "All valid previous (unexpired) meetings, live meetings, and
+                // upcoming scheduled meetings" (Zoom's Meeting API, List meetings).
+                "scheduled" => !m.expired(now),
                 "upcoming" | "upcoming_meetings" => ends(m).is_none_or(|e| e >= now),
                 "live" => {
                     m.start_time.is_some_and(|s| s <= now) && ends(m).is_some_and(|e| e >= now)
@@ -1541,8 +1687,14 @@ impl World {
         meetings.sort_by_key(|m| (m.start_time, m.id));
         let offset = match next_page_token {
             None => 0,
-            Some(t) => decode_page_token(t, &target.id, list_type)
-                .ok_or_else(|| ApiError::new(400, 300, "Invalid field: next_page_token."))?,
+            Some(t) => {
+                let (offset, issued) =
+                    decode_page_token(t, &target.id, list_type).ok_or_else(expired)?;
+                if now.timestamp() - issued > PAGE_TOKEN_TTL_S {
+                    return Err(expired());
+                }
+                offset
+            }
         };
         let total = meetings.len();
         let page: Vec<Value> = meetings
@@ -1553,7 +1705,7 @@ impl World {
             .collect();
         let next = offset + page.len();
         let next_token = if next < total {
-            encode_page_token(&target.id, list_type, next)
+            encode_page_token(&target.id, list_type, next, now.timestamp())
         } else {
             String::new()
         };
@@ -1748,6 +1900,21 @@ impl World {
         w.count += 1;
         w.count > limit
     }
+
+    /// Counts a request against its account's daily budget (UTC days on the
+    /// simulated clock); true when over the limit.
+    pub fn over_daily_limit(&mut self, account: &str, limit: u32) -> bool {
+        let today = self.now().date_naive();
+        let w = self
+            .daily_windows
+            .entry(account.to_owned())
+            .or_insert((today, 0));
+        if w.0 != today {
+            *w = (today, 0);
+        }
+        w.1 = w.1.saturating_add(1);
+        w.1 > limit
+    }
 }
 
 fn inactive_user(u: &User) -> ApiError {
@@ -1755,15 +1922,20 @@ fn inactive_user(u: &User) -> ApiError {
     ApiError::new(400, 1001, format!("User does not exist: {}.", u.id))
 }
 
-fn encode_page_token(user_id: &str, list_type: &str, offset: usize) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{offset}:{list_type}:{user_id}"))
+/// Zoom's Meeting API: "The expiration period for this token is 15 minutes."
+const PAGE_TOKEN_TTL_S: i64 = 15 * 60;
+
+fn encode_page_token(user_id: &str, list_type: &str, offset: usize, issued: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{offset}:{issued}:{list_type}:{user_id}"))
 }
 
-fn decode_page_token(token: &str, user_id: &str, list_type: &str) -> Option<usize> {
+/// The offset and issue time (simulated clock, seconds) of a page token.
+fn decode_page_token(token: &str, user_id: &str, list_type: &str) -> Option<(usize, i64)> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token.trim()).ok()?).ok()?;
-    let mut parts = raw.splitn(3, ':');
+    let mut parts = raw.splitn(4, ':');
     let offset = parts.next()?.parse().ok()?;
-    (parts.next()? == list_type && parts.next()? == user_id).then_some(offset)
+    let issued = parts.next()?.parse().ok()?;
+    (parts.next()? == list_type && parts.next()? == user_id).then_some((offset, issued))
 }
 
 pub fn hmac_hex(secret: &str, message: &str) -> String {

@@ -256,3 +256,122 @@ async fn out_of_range_faults_are_refused() {
         .await
         .is_err());
 }
+
+fn header(r: &Answer, k: &str) -> Option<String> {
+    r.headers
+        .get(k)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Zoom's rate limits are per account and per category: "APIs are grouped by
+/// Request Type with unique rate limits for each", Light (a single resource, e.g.
+/// Get a user) and Medium (several at once, e.g. List meetings)
+/// (developers.zoom.us/docs/api/rate-limits).
+#[tokio::test]
+async fn rate_limits_are_kept_per_category_and_name_it() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let t = zoom.connect(&user.id, None).await;
+    zoom.control
+        .set_faults(&SimFaults {
+            rate_limit_light_per_s: Some(100),
+            rate_limit_medium_per_s: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let r = zoom
+        .get("/v2/users/me/meetings?type=scheduled", &t.access)
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        header(&r, "x-ratelimit-category").as_deref(),
+        Some("Medium")
+    );
+    assert_eq!(header(&r, "x-ratelimit-type").as_deref(), Some("QPS"));
+    assert_eq!(header(&r, "retry-after").as_deref(), Some("1"));
+    // The Light budget is another one.
+    assert_eq!(
+        zoom.get("/v2/users/me", &t.access).await.status,
+        StatusCode::OK
+    );
+    zoom.control
+        .set_faults(&SimFaults {
+            rate_limit_light_per_s: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let r = zoom.get("/v2/users/me/token?type=zak", &t.access).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&r, "x-ratelimit-category").as_deref(), Some("Light"));
+}
+
+/// The daily limit as Zoom documents it: `X-RateLimit-Type: Daily-limit` and
+/// `Retry-After: 2020-05-31T00:00:00Z`, the next 00:00 GMT
+/// (developers.zoom.us/docs/api/rate-limits, "Example Response Header"); an HTTP date
+/// as other Zoom answers carry; and none at all, as a developer saw on a daily-limit
+/// 429 (devforum.zoom.us/t/18928, "I don't see the x-ratelimit-type or retry_after").
+#[tokio::test]
+async fn the_daily_limit_names_the_next_midnight_in_each_form_zoom_sends() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let t = zoom.connect(&user.id, None).await;
+    zoom.control
+        .set_faults(&SimFaults {
+            daily_limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        zoom.get("/v2/users/me", &t.access).await.status,
+        StatusCode::OK
+    );
+    let r = zoom.get("/v2/users/me", &t.access).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        header(&r, "x-ratelimit-type").as_deref(),
+        Some("Daily-limit")
+    );
+    let iso = header(&r, "retry-after").expect("Retry-After");
+    let at = chrono::DateTime::parse_from_rfc3339(&iso).expect("an ISO 8601 date");
+    assert!(iso.ends_with("T00:00:00Z"), "{iso}");
+    let left = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::zero() && left <= chrono::Duration::days(1),
+        "{iso}"
+    );
+
+    for (form, check) in [
+        (SimRetryAfter::HttpDate, Some(true)),
+        (SimRetryAfter::Seconds, Some(false)),
+        (SimRetryAfter::None, None),
+    ] {
+        zoom.control
+            .set_faults(&SimFaults {
+                daily_limit: Some(0),
+                retry_after: Some(form),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let r = zoom.get("/v2/users/me", &t.access).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        let value = header(&r, "retry-after");
+        match check {
+            Some(true) => {
+                httpdate::parse_http_date(value.as_deref().unwrap()).expect("an HTTP date");
+            }
+            Some(false) => {
+                let secs: i64 = value.unwrap().parse().expect("seconds");
+                assert!((1..=86_400).contains(&secs));
+            }
+            None => {
+                assert_eq!(value, None);
+                assert_eq!(header(&r, "x-ratelimit-type"), None);
+            }
+        }
+    }
+}

@@ -847,3 +847,133 @@ async fn a_meeting_can_be_seeded_with_a_chosen_9_to_11_digit_number() {
         assert!(err.to_string().contains(&status.to_string()), "{id}: {err}");
     }
 }
+
+/// `type=scheduled` is "All valid previous (unexpired) meetings, live meetings, and
+/// upcoming scheduled meetings" (Zoom's Meeting API OpenAPI document, List meetings,
+/// `type`); a non-recurring meeting ID expires 30 days after the meeting, a meeting
+/// with no fixed time 365 days after it was made (Zoom support, meeting ID
+/// expiration).
+#[tokio::test]
+async fn scheduled_lists_only_unexpired_meetings() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    let at = |days: i64| Some(Utc::now() + Duration::days(days));
+    let mut ids = Vec::new();
+    for (topic, start) in [("expired", at(-40)), ("recent", at(-10)), ("soon", at(1))] {
+        let m = zoom
+            .control
+            .create_meeting(
+                &user.id,
+                &SimMeeting {
+                    topic: Some(topic.into()),
+                    start_time: start,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        ids.push(m.id);
+    }
+    let t = zoom.connect(&user.id, None).await;
+    let listed = |page: &Answer| -> Vec<String> {
+        page.body["meetings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["topic"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let page = zoom
+        .get("/v2/users/me/meetings?type=scheduled", &t.access)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(listed(&page), ["recent", "soon"]);
+    assert_eq!(page.body["total_records"], 2);
+    // 21 days on, the recent one has expired too.
+    zoom.control
+        .set_config(&SimConfig {
+            clock_offset_s: Some(21 * 24 * 3600),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let t = zoom.connect(&user.id, None).await;
+    let page = zoom
+        .get("/v2/users/me/meetings?type=scheduled", &t.access)
+        .await;
+    assert_eq!(listed(&page), ["soon"]);
+}
+
+/// `next_page_token`: "The expiration period for this token is 15 minutes" (Zoom's
+/// Meeting API OpenAPI document, List meetings); an expired one is answered 400,
+/// code 300 "The next page token is invalid or expired." as Zoom's report and
+/// dashboard APIs document for code 300.
+#[tokio::test]
+async fn page_tokens_expire_after_15_minutes_on_zooms_clock() {
+    let zoom = Zoom::start().await;
+    let user = zoom.user().await;
+    for i in 0..3 {
+        zoom.control
+            .create_meeting(
+                &user.id,
+                &SimMeeting {
+                    topic: Some(format!("m{i}")),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let t = zoom.connect(&user.id, None).await;
+    let first = zoom
+        .get(
+            "/v2/users/me/meetings?type=scheduled&page_size=1",
+            &t.access,
+        )
+        .await;
+    let token = first.body["next_page_token"].as_str().unwrap().to_owned();
+    let next = format!("/v2/users/me/meetings?type=scheduled&page_size=1&next_page_token={token}");
+    // Within 15 minutes the token works.
+    zoom.control
+        .set_config(&SimConfig {
+            clock_offset_s: Some(14 * 60),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(zoom.get(&next, &t.access).await.status, StatusCode::OK);
+    zoom.control
+        .set_config(&SimConfig {
+            clock_offset_s: Some(15 * 60 + 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let expired = zoom.get(&next, &t.access).await;
+    assert_eq!(expired.status, StatusCode::BAD_REQUEST);
+    assert_eq!(expired.body["code"], 300);
+    assert_eq!(
+        expired.body["message"],
+        "The next page token is invalid or expired."
+    );
+    // The fault that stands in for 15 minutes passing between two pages.
+    zoom.control
+        .set_config(&SimConfig {
+            clock_offset_s: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    zoom.control
+        .set_faults(&SimFaults {
+            expire_next_page_tokens: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        zoom.get(&next, &t.access).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(zoom.get(&next, &t.access).await.status, StatusCode::OK);
+}

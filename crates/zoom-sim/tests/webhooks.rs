@@ -387,3 +387,206 @@ async fn url_validation_checks_the_receivers_answer() {
         Some(false)
     );
 }
+
+/// Events with Zoom's fields. `meeting.created` carries `password`, `settings` and
+/// `operation` (zoom/rivet-javascript, `MeetingCreatedEvent`); deleting one
+/// occurrence of a recurring meeting sends `meeting.deleted` with
+/// `object.occurrences` and the series stays (`MeetingDeletedEvent`);
+/// `app_deauthorized` carries `user_data_retention` and a top-level `event_ts`
+/// (`AppDeauthorizedEvent`, and the every-event `event_ts` of Zoom's webhook docs).
+#[tokio::test]
+async fn events_carry_zooms_fields_and_an_occurrence_deletion_names_it() {
+    let (zoom, receiver) = with_receiver().await;
+    let host = zoom.user().await;
+    zoom.connect(&host.id, None).await;
+    let m = zoom
+        .control
+        .create_meeting(
+            &host.id,
+            &SimMeeting {
+                meeting_type: Some(8),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let occurrence = "1893456000000"; // 2030-01-01T00:00:00Z
+    zoom.control
+        .delete_occurrence(m.id, occurrence)
+        .await
+        .unwrap();
+    let hits = receiver.wait_for(2, WAIT).await;
+    let created = &hits[0].json;
+    assert_eq!(created["event"], "meeting.created");
+    let o = &created["payload"]["object"];
+    assert!(o["password"].is_string(), "{o}");
+    assert_eq!(o["settings"]["use_pmi"], false);
+    assert!(o["settings"]["alternative_hosts"].is_string());
+    let deleted = &hits[1].json;
+    assert_eq!(deleted["event"], "meeting.deleted");
+    assert_eq!(deleted["payload"]["operation"], "single");
+    let occ = &deleted["payload"]["object"]["occurrences"][0];
+    assert_eq!(occ["occurrence_id"], occurrence);
+    assert_eq!(occ["start_time"], "2030-01-01T00:00:00Z");
+    // The series is still there: deleting it whole works.
+    zoom.control.delete_meeting(m.id).await.unwrap();
+    // Only a recurring meeting has occurrences.
+    let single = zoom
+        .control
+        .create_meeting(&host.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    assert!(zoom
+        .control
+        .delete_occurrence(single.id, occurrence)
+        .await
+        .is_err());
+
+    zoom.control.deauthorize(&host.id, CLIENT_ID).await.unwrap();
+    let hits = receiver.wait_for(5, WAIT).await;
+    let d = hits
+        .iter()
+        .find(|h| h.json["event"] == "app_deauthorized")
+        .expect("app_deauthorized");
+    assert_signed(d);
+    assert_eq!(d.json["payload"]["user_data_retention"], "false");
+    assert!(d.json["event_ts"].is_i64());
+}
+
+/// One forum report says an `app_deauthorized` did not verify with the documented
+/// `x-zm-signature` scheme; the fault reproduces an event that does not verify.
+#[tokio::test]
+async fn an_unverifiable_deauthorization_can_be_sent() {
+    let (zoom, receiver) = with_receiver().await;
+    let user = zoom.user().await;
+    zoom.connect(&user.id, None).await;
+    zoom.control
+        .set_faults(&SimFaults {
+            unverifiable_deauthorizations: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    zoom.control.deauthorize(&user.id, CLIENT_ID).await.unwrap();
+    let hits = receiver.wait_for(1, WAIT).await;
+    assert_eq!(hits[0].json["event"], "app_deauthorized");
+    assert_ne!(
+        hits[0].signature,
+        zoom_signature(WEBHOOK_SECRET, &hits[0].timestamp, &hits[0].body)
+    );
+}
+
+/// "If Zoom doesn't receive a 2XX response even after executing all three retries,
+/// no further notifications ... will be sent to your app's Event Notification
+/// Endpoint URL. To reset the retry count, please submit a ticket."
+/// (devsupport.zoom.us/hc/en-us/articles/360059893812-Webhook-delays)
+#[tokio::test]
+async fn after_the_last_failed_retry_the_app_gets_no_events_until_resumed() {
+    let (zoom, receiver) = with_receiver().await;
+    zoom.control
+        .set_config(&SimConfig {
+            webhook_retry_scale: Some(0.0001),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    receiver.answer_with(500);
+    let user = zoom.user().await;
+    zoom.connect(&user.id, None).await;
+    zoom.control
+        .create_meeting(&user.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    receiver.wait_for(4, WAIT).await;
+    let mut stopped = None;
+    for _ in 0..100 {
+        stopped = zoom.control.app(CLIENT_ID).await.unwrap().events_stopped_at;
+        if stopped.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stopped.is_some(), "events stop after the last retry");
+
+    receiver.answer_with(200);
+    zoom.control
+        .create_meeting(&user.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.hits().len(), 4, "nothing more is sent");
+    let deliveries = zoom.control.webhook_deliveries().await.unwrap();
+    assert_eq!(deliveries.last().unwrap().status, "withheld");
+    assert_eq!(zoom.control.stats().await.unwrap().webhooks_withheld, 1);
+
+    zoom.control
+        .update_app(
+            CLIENT_ID,
+            &SimAppPatch {
+                resume_events: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    zoom.control
+        .create_meeting(&user.id, &SimMeeting::default())
+        .await
+        .unwrap();
+    let hits = receiver.wait_for(5, WAIT).await;
+    assert_eq!(hits[4].json["event"], "meeting.created");
+}
+
+/// Zoom revalidates an endpoint every 72 hours (Zoom's webhook docs, "Validate your
+/// webhook endpoint"; devforum.zoom.us/t/124112); one that fails gets no events.
+/// Scaled like the retries: 72 h × 0.00001 ≈ 2.6 s.
+#[tokio::test]
+async fn validated_endpoints_are_revalidated_every_72_scaled_hours() {
+    let (zoom, receiver) = with_receiver().await;
+    assert!(
+        zoom.control
+            .send_url_validation(CLIENT_ID)
+            .await
+            .unwrap()
+            .validated
+    );
+    zoom.control
+        .set_config(&SimConfig {
+            webhook_retry_scale: Some(0.00001),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let hits = receiver.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(hits[1].json["event"], "endpoint.url_validation");
+    assert!(zoom
+        .control
+        .app(CLIENT_ID)
+        .await
+        .unwrap()
+        .events_stopped_at
+        .is_none());
+    // The receiver no longer answers with the app's secret token.
+    zoom.control
+        .update_app(
+            CLIENT_ID,
+            &SimAppPatch {
+                webhook_secret: Some("rotated-at-zoom".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let n = receiver.hits().len();
+    receiver.wait_for(n + 1, Duration::from_secs(10)).await;
+    let mut info = zoom.control.app(CLIENT_ID).await.unwrap();
+    for _ in 0..100 {
+        if info.events_stopped_at.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        info = zoom.control.app(CLIENT_ID).await.unwrap();
+    }
+    assert_eq!(info.url_validated, Some(false));
+    assert!(info.events_stopped_at.is_some());
+}

@@ -69,6 +69,9 @@ pub struct ZoomMeeting {
     pub timezone: Option<String>,
     #[serde(default)]
     pub join_url: Option<String>,
+    /// When the meeting was made at Zoom; unreadable → `None`.
+    #[serde(default, deserialize_with = "lenient_time")]
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 impl ZoomMeeting {

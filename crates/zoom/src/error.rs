@@ -170,18 +170,39 @@ pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
 /// Longest wait believed from a `Retry-After`: Zoom's daily limit resets within a day.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
-/// Parse a `Retry-After` value: delta-seconds, or an HTTP date taken relative to
-/// `now` (a date in the past means "now"). Anything else is `None`. Either form is
-/// capped at one day rather than overflow a caller's clock or sleep for years.
+/// Parse a `Retry-After` value in every form Zoom has been seen to send:
+/// delta-seconds (per-second limits), an ISO 8601 / RFC 3339 date such as
+/// `2020-05-31T00:00:00Z` (the daily-limit example in Zoom's rate-limit docs), or an
+/// HTTP date (RFC 9110). A date is taken relative to `now` (one in the past means
+/// "now"). Anything else is `None`, and the caller backs off with jitter instead.
+/// Every form is capped at one day rather than overflow a caller's clock or sleep
+/// for years.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
     } else {
-        let when = httpdate::parse_http_date(value).ok()?;
+        let when = match httpdate::parse_http_date(value) {
+            Ok(when) => when,
+            Err(_) => iso8601_date(value)?,
+        };
         when.duration_since(now).unwrap_or(Duration::ZERO)
     };
     Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// An ISO 8601 date-time with an offset (`2020-05-31T00:00:00Z`,
+/// `2020-05-31T00:00:00.000+00:00`), or one without any (`2020-05-31T00:00:00`,
+/// taken as UTC: Zoom's daily limits reset at 00:00 GMT).
+fn iso8601_date(value: &str) -> Option<SystemTime> {
+    let utc = match chrono::DateTime::parse_from_rfc3339(value) {
+        Ok(t) => t.with_timezone(&chrono::Utc),
+        Err(_) => chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f")
+            .ok()?
+            .and_utc(),
+    };
+    let millis = u64::try_from(utc.timestamp_millis()).unwrap_or(0);
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(millis))
 }
 
 /// How long to wait before attempt number `attempt` (0-based) when Zoom gave no
@@ -226,10 +247,50 @@ mod tests {
         );
     }
 
+    /// Zoom's rate-limit docs give the daily-limit header as
+    /// `Retry-After: 2020-05-31T00:00:00Z` (developers.zoom.us/docs/api/rate-limits,
+    /// quoted in devforum.zoom.us/t/18928).
+    #[test]
+    fn retry_after_accepts_an_iso_8601_date_as_in_zooms_documented_example() {
+        let now = httpdate::parse_http_date("Sat, 30 May 2020 23:58:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after("2020-05-31T00:00:00Z", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("2020-05-31T00:00:00.000+00:00", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("2020-05-31T02:00:00+02:00", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("2020-05-31T00:00:00", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("2020-05-30T00:00:00Z", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("9999-12-31T23:59:59Z", now),
+            Some(Duration::from_secs(86_400))
+        );
+    }
+
     #[test]
     fn retry_after_garbage_is_none() {
         let now = SystemTime::now();
-        for v in ["", "soon", "-5", "1.5", "99999999999999999999999x"] {
+        for v in [
+            "",
+            "soon",
+            "-5",
+            "1.5",
+            "99999999999999999999999x",
+            "2020-13-45T00:00:00Z",
+            "1969-01-01T00:00:00Z junk",
+        ] {
             assert_eq!(parse_retry_after(v, now), None, "{v}");
         }
     }

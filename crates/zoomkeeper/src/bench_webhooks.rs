@@ -152,6 +152,7 @@ async fn setup(backend: &str, database_url: &str, dir: &Path) -> anyhow::Result<
         updated_at: now,
         last_verified_webhook_received_at: None,
         last_unverified_webhook_received_at: None,
+        webhook_events_stale_since: None,
         connection_count: 0,
     };
     keeper.store.insert_app(&app).await?;

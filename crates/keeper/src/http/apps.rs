@@ -112,6 +112,14 @@ pub struct AppResponse {
     pub last_verified_webhook_received_at: Option<String>,
     #[schema(format = DateTime)]
     pub last_unverified_webhook_received_at: Option<String>,
+    /// Set when the app's verified Zoom webhooks stopped while its connections kept
+    /// scheduling meetings (the meeting sync found meetings no webhook announced).
+    /// Zoom stops sending an app's events after its last failed retry until someone
+    /// intervenes; cleared by the next verified webhook.
+    #[schema(format = DateTime)]
+    pub webhook_events_stale_since: Option<String>,
+    /// What to do while `webhook_events_stale_since` is set; `null` otherwise.
+    pub webhook_events_problem: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -131,6 +139,13 @@ impl AppResponse {
             last_unverified_webhook_received_at: row
                 .last_unverified_webhook_received_at
                 .map(timestamp),
+            webhook_events_stale_since: row.webhook_events_stale_since.map(timestamp),
+            webhook_events_problem: row.webhook_events_stale_since.map(|since| {
+                format!(
+                    "Zoom has sent no verified webhook since {} while this app's connections kept scheduling meetings that no webhook announced; Zoom stops an app's events after its last failed retry. Check the Event Subscription's endpoint URL and secret token in the Zoom app, revalidate it, and ask Zoom support to resume the events. Until then meetings are found by the daily meeting sync only.",
+                    timestamp(since)
+                )
+            }),
             created_at: timestamp(row.created_at),
             updated_at: timestamp(row.updated_at),
         }

@@ -122,6 +122,9 @@ pub struct AppRow {
     pub updated_at: DateTime<Utc>,
     pub last_verified_webhook_received_at: Option<DateTime<Utc>>,
     pub last_unverified_webhook_received_at: Option<DateTime<Utc>>,
+    /// When the app's verified Zoom webhooks stopped while its connections kept
+    /// scheduling meetings; `None` while they arrive.
+    pub webhook_events_stale_since: Option<DateTime<Utc>>,
     /// Filled by reads (`get_app`, `list_apps`); ignored by writes.
     pub connection_count: i64,
 }
@@ -412,6 +415,15 @@ pub trait Store: Send + Sync + 'static {
         which: WebhookVerification,
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Flags the app's Zoom webhooks as stopped since `since`, unless already
+    /// flagged; true when this call flagged it.
+    async fn flag_app_webhook_events_stale(
+        &self,
+        app_id: &str,
+        since: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// Clears the flag (a verified webhook arrived); true when it was set.
+    async fn clear_app_webhook_events_stale(&self, app_id: &str) -> StoreResult<bool>;
     /// The oldest connected connection of `app_id` in Zoom account `account_id`
     /// (account-level apps: an admin's grant covers the account's meetings).
     async fn connection_in_account(

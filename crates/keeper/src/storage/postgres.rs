@@ -144,7 +144,7 @@ fn api_key_from_row(row: &PgRow) -> StoreResult<ApiKeyRow> {
 
 const APP_COLUMNS: &str = "a.id, a.project_id, a.client_id, a.client_secret, a.webhook_secret, \
      a.kind, a.created_at, a.updated_at, a.last_verified_webhook_received_at, \
-     a.last_unverified_webhook_received_at, \
+     a.last_unverified_webhook_received_at, a.webhook_events_stale_since, \
      (SELECT COUNT(*) FROM zoom_oauth_connections c WHERE c.app_id = a.id) AS connection_count";
 
 fn app_from_row(row: &PgRow) -> StoreResult<AppRow> {
@@ -166,6 +166,7 @@ fn app_from_row(row: &PgRow) -> StoreResult<AppRow> {
         updated_at: row.try_get("updated_at")?,
         last_verified_webhook_received_at: row.try_get("last_verified_webhook_received_at")?,
         last_unverified_webhook_received_at: row.try_get("last_unverified_webhook_received_at")?,
+        webhook_events_stale_since: row.try_get("webhook_events_stale_since")?,
         connection_count: row.try_get("connection_count")?,
     })
 }
@@ -1226,6 +1227,33 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn flag_app_webhook_events_stale(
+        &self,
+        app_id: &str,
+        since: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE zoom_oauth_apps SET webhook_events_stale_since = $1 \
+             WHERE id = $2 AND webhook_events_stale_since IS NULL",
+        )
+        .bind(ts(since))
+        .bind(app_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn clear_app_webhook_events_stale(&self, app_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE zoom_oauth_apps SET webhook_events_stale_since = NULL \
+             WHERE id = $1 AND webhook_events_stale_since IS NOT NULL",
+        )
+        .bind(app_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn connection_in_account(
         &self,
         app_id: &str,
@@ -2222,7 +2250,7 @@ impl Store for PostgresStore {
 const APP_COLUMNS_UNCOUNTED: &str = "a.id, a.project_id, a.client_id, a.client_secret, \
      a.webhook_secret, a.kind, a.created_at, a.updated_at, \
      a.last_verified_webhook_received_at, a.last_unverified_webhook_received_at, \
-     0::bigint AS connection_count";
+     a.webhook_events_stale_since, 0::bigint AS connection_count";
 
 const MEETING_COLUMNS: &str =
     "project_id, app_id, meeting_id, connection_id, source, topic, start_time, synced_at";

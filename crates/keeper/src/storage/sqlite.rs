@@ -226,7 +226,7 @@ fn api_key_from_row(row: &SqliteRow) -> StoreResult<ApiKeyRow> {
 
 const APP_COLUMNS: &str = "a.id, a.project_id, a.client_id, a.client_secret, a.webhook_secret, \
      a.kind, a.created_at, a.updated_at, a.last_verified_webhook_received_at, \
-     a.last_unverified_webhook_received_at, \
+     a.last_unverified_webhook_received_at, a.webhook_events_stale_since, \
      (SELECT COUNT(*) FROM zoom_oauth_connections c WHERE c.app_id = a.id) AS connection_count";
 
 fn app_from_row(row: &SqliteRow) -> StoreResult<AppRow> {
@@ -251,6 +251,7 @@ fn app_from_row(row: &SqliteRow) -> StoreResult<AppRow> {
             row,
             "last_unverified_webhook_received_at",
         )?,
+        webhook_events_stale_since: get_opt_time(row, "webhook_events_stale_since")?,
         connection_count: row.try_get("connection_count")?,
     })
 }
@@ -1311,6 +1312,33 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn flag_app_webhook_events_stale(
+        &self,
+        app_id: &str,
+        since: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE zoom_oauth_apps SET webhook_events_stale_since = ?1 \
+             WHERE id = ?2 AND webhook_events_stale_since IS NULL",
+        )
+        .bind(micros(since))
+        .bind(app_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn clear_app_webhook_events_stale(&self, app_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE zoom_oauth_apps SET webhook_events_stale_since = NULL \
+             WHERE id = ?1 AND webhook_events_stale_since IS NOT NULL",
+        )
+        .bind(app_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn connection_in_account(
         &self,
         app_id: &str,
@@ -2286,7 +2314,7 @@ impl Store for SqliteStore {
 const APP_COLUMNS_UNCOUNTED: &str = "a.id, a.project_id, a.client_id, a.client_secret, \
      a.webhook_secret, a.kind, a.created_at, a.updated_at, \
      a.last_verified_webhook_received_at, a.last_unverified_webhook_received_at, \
-     0 AS connection_count";
+     a.webhook_events_stale_since, 0 AS connection_count";
 
 const MEETING_COLUMNS: &str =
     "project_id, app_id, meeting_id, connection_id, source, topic, start_time, synced_at";

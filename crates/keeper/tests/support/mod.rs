@@ -279,6 +279,7 @@ pub fn app(project_id: &str, client_id: &str, created_at: DateTime<Utc>) -> AppR
         updated_at: micros(created_at),
         last_verified_webhook_received_at: None,
         last_unverified_webhook_received_at: None,
+        webhook_events_stale_since: None,
         connection_count: 0,
     }
 }
