@@ -1,38 +1,31 @@
 //! The zoomkeeper service: domain rules, storage, the secrets vault, the HTTP API
 //! and the background workers.
 //!
-//! Layering: `http` parses, authorises, calls a domain module and serialises; the
-//! domain modules (`projects`, `api_keys`, `apps`, `connections`, `tokens`, `meetings`,
-//! `zoom_webhooks`, …) hold the rules; `storage` holds
-//! all SQL behind the [`storage::Store`] trait, one implementation per database.
+//! Layering, from the bottom:
+//! - [`core`]: mechanisms with no domain imports (configuration, the vault, ids,
+//!   metrics, outbound URL checks, the Zoom gateway, rate limits);
+//! - [`storage`]: all SQL, behind the [`storage::Store`] traits;
+//! - [`domain`]: the rules, one module per resource;
+//! - [`workers`]: the background loops, which only call the domain;
+//! - [`http`]: parses, authorises, calls a domain function and serialises.
+//!
 //! [`Keeper`] bundles the handles they share; [`server::Server`] serves the router.
 
-pub mod api_keys;
-pub mod apps;
-pub mod config;
-pub mod connections;
-pub mod housekeeping;
+pub mod core;
+pub mod domain;
 pub mod http;
-pub mod ids;
-pub mod join_tokens;
-pub mod meeting_sync;
-pub mod meetings;
-pub mod metrics;
-pub mod outbound_url;
 pub mod pg_cluster;
-pub mod projects;
-pub mod rate_limit;
 pub mod server;
 pub mod service;
 pub mod storage;
-pub mod telemetry;
-pub mod token_keeper;
-pub mod tokens;
-pub mod vault;
-pub mod webhook_delivery;
-pub mod webhooks;
-pub mod zoom_account_limits;
-pub mod zoom_gateway;
-pub mod zoom_webhooks;
+pub mod workers;
 
+pub use self::core::{
+    config, ids, metrics, outbound_url, rate_limit, telemetry, vault, zoom_account_limits,
+    zoom_gateway,
+};
+pub use domain::{
+    api_keys, apps, connections, join_tokens, meetings, projects, tokens, webhooks, zoom_webhooks,
+};
 pub use service::Keeper;
+pub use workers::{housekeeping, meeting_sync, token_keeper, webhook_delivery};

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
-use crate::config::{Config, MasterKeySource};
-use crate::metrics::Metrics;
-use crate::rate_limit::RateLimiter;
+use crate::core::config::{Config, MasterKeySource};
+use crate::core::metrics::Metrics;
+use crate::core::rate_limit::RateLimiter;
+use crate::core::vault::{Keyring, Vault};
+use crate::core::zoom_account_limits::ZoomAccountLimits;
+use crate::core::zoom_gateway::ZoomGateway;
+use crate::domain::tokens::TokenBroker;
 use crate::storage::{self, Store};
-use crate::tokens::TokenBroker;
-use crate::vault::{Keyring, Vault};
-use crate::zoom_account_limits::ZoomAccountLimits;
-use crate::zoom_gateway::ZoomGateway;
 
 pub struct Keeper {
     pub config: Config,
@@ -154,7 +154,7 @@ pub async fn rotate_master_key(config: &Config) -> anyhow::Result<Rotation> {
     keyring
         .save(path)
         .with_context(|| format!("saving {}", path.display()))?;
-    let resealed = crate::vault::reseal_all(&*store, &keyring.vault()).await?;
+    let resealed = crate::core::vault::reseal_all(&*store, &keyring.vault()).await?;
     Ok(Rotation {
         new_key_id,
         resealed,
@@ -180,7 +180,7 @@ pub struct Retirement {
 /// servers' reload interval, so none of them still seals under an old key. Safe to
 /// re-run.
 pub async fn retire_old_master_keys(config: &Config) -> anyhow::Result<Retirement> {
-    use crate::vault::KEY_FILE_CHECK_INTERVAL;
+    use crate::core::vault::KEY_FILE_CHECK_INTERVAL;
     const MAX_PASSES: usize = 5;
     let MasterKeySource::File(path) = &config.master_key else {
         anyhow::bail!("{INLINE_KEYS}");
@@ -215,7 +215,7 @@ pub async fn retire_old_master_keys(config: &Config) -> anyhow::Result<Retiremen
     let mut stragglers_resealed = 0;
     let mut clean = false;
     for _ in 0..MAX_PASSES {
-        let n = crate::vault::reseal_all(&*store, &vault)
+        let n = crate::core::vault::reseal_all(&*store, &vault)
             .await
             .context("no key was retired")?;
         if n == 0 {

@@ -1,4 +1,4 @@
-//! `/api/v1/zoom_oauth_apps`: thin handlers over [`crate::apps`].
+//! `/api/v1/zoom_oauth_apps`: thin handlers over [`crate::domain::apps`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,8 +13,8 @@ use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::pagination::{self, List, ListParams};
 use super::AppState;
-use crate::api_keys::Caller;
-use crate::apps::{self, AppChange, AppError, NewApp};
+use crate::domain::api_keys::Caller;
+use crate::domain::apps::{self, AppChange, AppError, NewApp};
 use crate::storage::{AppKind, AppRow};
 
 pub const PATH: &str = "/api/v1/zoom_oauth_apps";

@@ -6,7 +6,7 @@ use axum::http::{header, request::Parts};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::api_keys::{self, AuthError, Caller};
+use crate::domain::api_keys::{self, AuthError, Caller};
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;

@@ -1,5 +1,5 @@
-//! `/api/v1/zoom_oauth_connections`: thin handlers over [`crate::connections`] and
-//! the token broker ([`crate::tokens`]).
+//! `/api/v1/zoom_oauth_connections`: thin handlers over [`crate::domain::connections`] and
+//! the token broker ([`crate::domain::tokens`]).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,10 +15,12 @@ use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use super::pagination::{self, List, ListParams};
 use super::AppState;
-use crate::api_keys::Caller;
-use crate::connections::{self, ConnectionChange, ConnectionError, FilterInput, NewConnection};
+use crate::domain::api_keys::Caller;
+use crate::domain::connections::{
+    self, ConnectionChange, ConnectionError, FilterInput, NewConnection,
+};
+use crate::domain::tokens::{TokenError, UserToken};
 use crate::storage::{ConnectionEventRow, ConnectionRow, FailureData};
-use crate::tokens::{TokenError, UserToken};
 
 pub const PATH: &str = "/api/v1/zoom_oauth_connections";
 

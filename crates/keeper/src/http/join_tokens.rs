@@ -1,4 +1,4 @@
-//! `POST /api/v1/zoom_join_tokens`: a thin handler over [`crate::join_tokens`].
+//! `POST /api/v1/zoom_join_tokens`: a thin handler over [`crate::domain::join_tokens`].
 
 use axum::extract::State;
 use axum::routing::post;
@@ -11,8 +11,8 @@ use super::apps::timestamp;
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::ApiJson;
 use super::AppState;
-use crate::api_keys::Caller;
-use crate::join_tokens::{self, JoinTokenError, JoinTokenRequest, JoinTokens};
+use crate::domain::api_keys::Caller;
+use crate::domain::join_tokens::{self, JoinTokenError, JoinTokenRequest, JoinTokens};
 
 pub const PATH: &str = "/api/v1/zoom_join_tokens";
 

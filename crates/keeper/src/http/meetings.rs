@@ -1,5 +1,5 @@
 //! `GET /api/v1/zoom_meetings`: the meeting → host index. A thin handler over
-//! [`crate::meetings`].
+//! [`crate::domain::meetings`].
 
 use axum::extract::State;
 use axum::routing::get;
@@ -12,8 +12,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use super::pagination::{self, List, ListParams};
 use super::AppState;
-use crate::api_keys::Caller;
-use crate::meetings::{self, ListFilterInput, MeetingError};
+use crate::domain::api_keys::Caller;
+use crate::domain::meetings::{self, ListFilterInput, MeetingError};
 use crate::storage::{meeting_cursor_id, MeetingRow};
 
 pub const PATH: &str = "/api/v1/zoom_meetings";

@@ -26,7 +26,7 @@ pub mod zoom_webhooks;
 
 pub use error::ApiError;
 
-use crate::{metrics, Keeper};
+use crate::{core::metrics, Keeper};
 
 /// What every handler gets.
 #[derive(Clone)]

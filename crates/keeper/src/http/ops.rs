@@ -120,7 +120,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut text = state.keeper.metrics.render();
     match state.keeper.store.webhook_queue_depths().await {
-        Ok(d) => text.push_str(&crate::metrics::render_webhook_queue_depths(
+        Ok(d) => text.push_str(&crate::core::metrics::render_webhook_queue_depths(
             d.deliveries_due,
             d.outbox_undispatched,
         )),

@@ -1,5 +1,5 @@
 //! `/api/v1/webhooks`, `/api/v1/webhook_deliveries`, `/api/v1/webhook_secret`:
-//! thin handlers over [`crate::webhooks`].
+//! thin handlers over [`crate::domain::webhooks`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,9 +13,9 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::pagination::{self, List, ListParams};
 use super::AppState;
-use crate::api_keys::Caller;
+use crate::domain::api_keys::Caller;
+use crate::domain::webhooks::{self, SubscriptionChange, WebhookError, MAX_SUBSCRIPTIONS};
 use crate::storage::{DeliveryStatus, WebhookDeliveryRow, WebhookSubscriptionRow};
-use crate::webhooks::{self, SubscriptionChange, WebhookError, MAX_SUBSCRIPTIONS};
 
 pub const PATH: &str = "/api/v1/webhooks";
 

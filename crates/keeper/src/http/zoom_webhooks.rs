@@ -1,6 +1,6 @@
 //! Zoom webhook ingress: `POST /external_webhooks/zoom/oauth_apps/{app_id}` and its
 //! alias `POST /api/v2/zoom-oauth-apps/{app_id}/webhook`. No API key: Zoom's
-//! signature is the authentication. A thin handler over [`crate::zoom_webhooks`].
+//! signature is the authentication. A thin handler over [`crate::domain::zoom_webhooks`].
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -16,7 +16,7 @@ use zoom::webhook::{SignatureError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::AppState;
-use crate::zoom_webhooks::{self, Delivery, Outcome, WebhookError};
+use crate::domain::zoom_webhooks::{self, Delivery, Outcome, WebhookError};
 
 pub const PATH: &str = "/external_webhooks/zoom/oauth_apps/{app_id}";
 /// Attendee's path for the same endpoint.

@@ -123,7 +123,7 @@ pub fn meeting_cursor_id(app_id: &str, meeting_id: &str) -> String {
 /// before a query sees them (a bad one is a 400).
 pub fn parse_meeting_cursor_id(id: &str) -> Option<(&str, &str)> {
     id.rsplit_once('_').filter(|(app, meeting)| {
-        crate::ids::IdKind::App.matches(app)
+        crate::core::ids::IdKind::App.matches(app)
             && !meeting.is_empty()
             && meeting.bytes().all(|b| b.is_ascii_alphanumeric())
     })

@@ -1,7 +1,7 @@
 //! Row and write types for outgoing webhooks: subscriptions, deliveries and the
 //! project's previous signing secret (DESIGN.md §3, §4 "Outgoing webhooks", §6).
-//! The methods are on [`super::Store`]; the rules are in `crate::webhooks` and
-//! `crate::webhook_delivery`.
+//! The methods are on [`super::Store`]; the rules are in `crate::domain::webhooks` and
+//! `crate::workers::webhook_delivery`.
 
 use chrono::{DateTime, Utc};
 

@@ -23,14 +23,14 @@ use zoom::webhook::{
     UserUpdate, WebhookEvent, ZoomEvent,
 };
 
-use crate::ids::IdKind;
-use crate::meetings;
+use crate::core::ids::IdKind;
+use crate::core::vault::Slot;
+use crate::domain::meetings;
 use crate::storage::{
     AppRow, ConnectionRow, Cursor, Direction, DisconnectOutcome, FailureData, MeetingIndexChange,
     MeetingSource, PageRequest, ReceiptOutcome, StoreError, WebhookVerification,
 };
-use crate::vault::Slot;
-use crate::{apps, connections, Keeper};
+use crate::{domain::apps, domain::connections, Keeper};
 
 /// How often one process writes an app's `last_(un)verified_webhook_received_at`.
 pub const TIMESTAMP_INTERVAL: Duration = Duration::from_secs(5);

@@ -4,17 +4,17 @@
 //!
 //! Each round claims due connections from the database with a lease, so any number
 //! of processes can run it and none refreshes a connection another is refreshing.
-//! Refreshes go through [`crate::tokens::TokenBroker::refresh_claimed`], the same
+//! Refreshes go through [`crate::domain::tokens::TokenBroker::refresh_claimed`], the same
 //! path as on-demand refreshes, each after a slot of its Zoom account's rate limit
-//! ([`crate::zoom_account_limits`]); a connection whose account is paused (Zoom
+//! ([`crate::core::zoom_account_limits`]); a connection whose account is paused (Zoom
 //! said 429) is handed back for when the pause ends.
 //!
 //! The loop also prunes the connections' event logs (every refresh writes an
-//! event), at most every [`PRUNE_EVERY`]: see [`crate::connections::prune_event_logs`].
+//! event), at most every [`PRUNE_EVERY`]: see [`crate::domain::connections::prune_event_logs`].
 //!
 //! Beside it runs the re-check loop: after an app's client secret changes, the
 //! connections a bad secret disconnected are tried again
-//! ([`crate::tokens::recheck_after_client_secret_change`]). The write that stores the
+//! ([`crate::domain::tokens::recheck_after_client_secret_change`]). The write that stores the
 //! secret also makes the app's re-check due (`recheck_due_at`), so the work survives
 //! a crash: [`recheck_once`] claims a due app with a lease ([`RECHECK_LEASE`], renewed
 //! while the re-check runs), runs it, then clears the mark only if it still holds
@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use tokio::sync::watch;
 
+use crate::domain::tokens::{Recheck, TokenError};
 use crate::storage::{AppRecheckClaim, ConnectionRow, StoreError};
-use crate::tokens::{Recheck, TokenError};
 use crate::Keeper;
 
 /// Connections claimed per round.
@@ -80,7 +80,7 @@ pub async fn run(keeper: Arc<Keeper>, mut shutdown: watch::Receiver<bool>) {
         }
         if Instant::now() >= next_prune {
             next_prune = Instant::now() + PRUNE_EVERY;
-            match crate::connections::prune_event_logs(&keeper, &mut prune_cursor).await {
+            match crate::domain::connections::prune_event_logs(&keeper, &mut prune_cursor).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "pruned connection event logs"),
                 Err(e) => tracing::warn!(error = %e, "pruning connection event logs failed"),
@@ -194,7 +194,7 @@ pub fn recheck_app_now(keeper: Arc<Keeper>, app_id: String) {
 /// `None` when the re-check failed as a whole.
 async fn run_claimed(keeper: &Keeper, mut claim: AppRecheckClaim) -> Option<Recheck> {
     let app_id = claim.app_id.clone();
-    let work = crate::tokens::recheck_after_client_secret_change(keeper, &app_id);
+    let work = crate::domain::tokens::recheck_after_client_secret_change(keeper, &app_id);
     tokio::pin!(work);
     // False once the claim is lost (a newer secret made it due again): the mark is
     // no longer ours to renew or clear.

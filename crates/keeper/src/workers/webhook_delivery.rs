@@ -29,9 +29,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::sync::watch;
 
-use crate::outbound_url;
+use crate::core::outbound_url;
+use crate::domain::webhooks;
 use crate::storage::{DeliveryAttempt, DeliveryStatus, WebhookDeliveryRow};
-use crate::webhooks;
 use crate::Keeper;
 
 /// Deliveries claimed per round.
@@ -477,7 +477,7 @@ mod tests {
             "v1,iZY9fjt/MiC9YYynT8IOKAscGLc+XV63h8TwUltD1a4="
         );
         // The README shows exactly these values.
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../../README.md");
         for shown in [
             body,
             "RcVBxcaQa23iC/0uCMY3BS2979B4mdFR688Ymnx3mJo=",

@@ -5,7 +5,7 @@
 //! check, the upsert by (app, Zoom user) and the re-binding by deduplication_key,
 //! metadata rules, and the one shape of the `zoom_oauth_connection.state_change`
 //! event every state change writes. What a refresh failure means lives in
-//! [`crate::tokens`].
+//! [`crate::domain::tokens`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,14 +16,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use zoom::{PkceVerifier, TokenGrant, ZoomError, ZoomUser};
 
-use crate::ids::IdKind;
+use crate::core::ids::IdKind;
+use crate::core::vault::Slot;
 use crate::storage::{
     AppRow, ConnectionEventRow, ConnectionFilter, ConnectionRow, ConnectionSettingsUpdate,
     ConnectionState, DisconnectOutcome, FailureData, GrantReplacement, NewConnectionEvent,
     NewOutboxEvent, OutboxSource, Page, PageRequest, Sealed, StoreError,
 };
-use crate::vault::Slot;
-use crate::{apps, Keeper};
+use crate::{domain::apps, Keeper};
 
 /// Storage names of the sealed columns (part of each ciphertext's associated data).
 pub const TABLE: &str = "zoom_oauth_connections";
@@ -886,11 +886,11 @@ async fn upsert(
 }
 
 /// Claims connection `id`'s lease whatever its state, waiting up to
-/// [`crate::tokens::LEASE_WAIT`] for a refresh running elsewhere: a change that is
+/// [`crate::domain::tokens::LEASE_WAIT`] for a refresh running elsewhere: a change that is
 /// followed by revoking the grant it read (delete, re-bind) must not race a refresh
 /// that rotates that grant.
 async fn claim_for_change(keeper: &Keeper, id: &str) -> Result<ConnectionRow, ConnectionError> {
-    let give_up_at = std::time::Instant::now() + crate::tokens::LEASE_WAIT;
+    let give_up_at = std::time::Instant::now() + crate::domain::tokens::LEASE_WAIT;
     loop {
         if let Some(claimed) = keeper
             .store
@@ -1153,7 +1153,7 @@ pub async fn disconnect(
 
 /// Like [`disconnect`], but keeps the sealed refresh token: Zoom refused the app's
 /// credentials (`invalid_client`), not the user's grant, and a corrected client
-/// secret brings the connection back ([`crate::tokens::recheck_after_client_secret_change`]).
+/// secret brings the connection back ([`crate::domain::tokens::recheck_after_client_secret_change`]).
 pub async fn disconnect_keeping_grant(
     keeper: &Keeper,
     row: &ConnectionRow,

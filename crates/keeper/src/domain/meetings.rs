@@ -5,14 +5,14 @@
 //! Rules kept here: what a meeting number is; which connection hosts a meeting Zoom
 //! announces (the host's, else the operator's; for account-level apps a connected
 //! grant in the meeting's account); what an index row holds; the list filters.
-//! Rows arrive from Zoom webhooks ([`crate::zoom_webhooks`]) and, later, from the
+//! Rows arrive from Zoom webhooks ([`crate::domain::zoom_webhooks`]) and, later, from the
 //! meeting sync.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::ids::IdKind;
+use crate::core::ids::IdKind;
 use crate::storage::{
     AppKind, AppRow, ConnectionRow, ConnectionState, MeetingFilter, MeetingRow, MeetingSource,
     Page, PageRequest, StoreError,

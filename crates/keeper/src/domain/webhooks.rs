@@ -1,11 +1,11 @@
 //! Outgoing webhooks, the customer's side (DESIGN.md §4 "Outgoing webhooks"):
 //! subscriptions and the project's signing secret. Delivery is in
-//! [`crate::webhook_delivery`].
+//! [`crate::workers::webhook_delivery`].
 //!
 //! A subscription's URL is checked when it is saved — absolute http(s), https unless
 //! `allow_private_callback_urls` is on, and no host resolving to a loopback,
 //! private, link-local or multicast address unless that setting allows it
-//! ([`crate::outbound_url`]) — and checked again at every delivery, since DNS
+//! ([`crate::core::outbound_url`]) — and checked again at every delivery, since DNS
 //! answers change.
 
 use std::collections::{BTreeMap, HashSet};
@@ -17,13 +17,13 @@ use chrono::Utc;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretSlice};
 
-use crate::ids::IdKind;
-use crate::outbound_url::{self, OutboundUrlError};
+use crate::core::ids::IdKind;
+use crate::core::outbound_url::{self, OutboundUrlError};
+use crate::core::vault::Slot;
 use crate::storage::{
     Page, PageRequest, StoreError, WebhookSubscriptionRow, WebhookSubscriptionUpdate,
     WEBHOOK_SUBSCRIPTION_LIMIT,
 };
-use crate::vault::Slot;
 use crate::Keeper;
 
 /// The triggers a subscription may ask for.

@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::ids::IdKind;
+use crate::core::ids::IdKind;
 use crate::storage::{ApiKeyRow, Store, StoreResult};
 
 pub const KEY_PREFIX: &str = "zk_";

@@ -11,7 +11,7 @@ use zoom::{
     UserTokenType, ZoomClient, ZoomConfig, ZoomError, ZoomUser,
 };
 
-use crate::metrics::Metrics;
+use crate::core::metrics::Metrics;
 
 /// What Zoom said about a client_id/client_secret pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

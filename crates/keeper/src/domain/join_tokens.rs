@@ -21,10 +21,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use zoom::{MeetingId, SdkRole, SdkSignature, ZoomError};
 
-use crate::meetings::is_meeting_number;
+use crate::domain::meetings::is_meeting_number;
+use crate::domain::tokens::{BrokeredCallError, TokenError, UserToken};
 use crate::storage::{AppRow, ConnectionRow, ConnectionState, PageRequest, StoreError};
-use crate::tokens::{BrokeredCallError, TokenError, UserToken};
-use crate::{apps, outbound_url, webhook_delivery, webhooks, Keeper};
+use crate::{
+    core::outbound_url, domain::apps, domain::webhooks, workers::webhook_delivery, Keeper,
+};
 
 /// How long the customer's `zoom_tokens_url` has to answer.
 pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);

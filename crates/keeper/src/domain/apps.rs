@@ -10,13 +10,13 @@ use std::sync::Arc;
 use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::ids::IdKind;
+use crate::core::ids::IdKind;
+use crate::core::vault::Slot;
+use crate::core::zoom_gateway::CredentialCheck;
 use crate::storage::{
     AppKind, AppRow, AppSecretsUpdate, DeleteAppOutcome, Page, PageRequest, StoreError,
 };
-use crate::vault::Slot;
-use crate::zoom_gateway::CredentialCheck;
-use crate::{token_keeper, Keeper};
+use crate::{workers::token_keeper, Keeper};
 
 /// Storage names of the sealed columns; they are part of each ciphertext's
 /// associated data, so they must match what `storage` reports for re-sealing.
@@ -291,7 +291,7 @@ pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), A
 pub fn credentials(
     keeper: &Keeper,
     app: &AppRow,
-) -> Result<zoom::AppCredentials, crate::vault::VaultError> {
+) -> Result<zoom::AppCredentials, crate::core::vault::VaultError> {
     let client_secret = keeper.vault.open_str(
         Slot {
             table: TABLE,

@@ -4,10 +4,10 @@ use chrono::Utc;
 use rand::RngCore;
 use secrecy::SecretString;
 
-use crate::api_keys;
-use crate::ids::IdKind;
+use crate::core::ids::IdKind;
+use crate::core::vault::{Slot, Vault};
+use crate::domain::api_keys;
 use crate::storage::{ProjectRow, StoreError};
-use crate::vault::{Slot, Vault};
 use crate::Keeper;
 
 /// The project created on first start.

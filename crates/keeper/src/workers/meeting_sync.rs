@@ -30,7 +30,7 @@
 //! counted; they never fail the sync.
 //!
 //! Every Zoom call first takes a slot in its Zoom account's budget
-//! ([`crate::zoom_account_limits`]), and a 429 pauses the account's background work.
+//! ([`crate::core::zoom_account_limits`]), and a 429 pauses the account's background work.
 //! Failures: Zoom's rate limit is waited out inside the sync when `Retry-After` is
 //! short (the listing resumes at the page it stopped on), otherwise the sync is
 //! rescheduled after it; outages back off exponentially with jitter. Either way
@@ -48,9 +48,9 @@ use serde_json::json;
 use tokio::sync::watch;
 use zoom::{MeetingListType, ZoomError, ZoomMeeting};
 
-use crate::meetings::is_meeting_number;
+use crate::domain::meetings::is_meeting_number;
+use crate::domain::tokens::{BrokeredCallError, TokenError};
 use crate::storage::{CompletedSync, ConnectionRow, NewConnectionEvent, SyncCommit, SyncedMeeting};
-use crate::tokens::{BrokeredCallError, TokenError};
 use crate::Keeper;
 
 /// Connections claimed per round.

@@ -4,7 +4,7 @@
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::core::config::LogFormat;
 
 /// Installs the global subscriber writing to stderr. Safe to call more than once
 /// (later calls do nothing).

@@ -17,7 +17,7 @@
 //!   token is kept, and a new client secret re-checks those connections
 //!   ([`recheck_after_client_secret_change`]).
 //!
-//! The token keeper ([`crate::token_keeper`]) refreshes through [`TokenBroker::refresh_claimed`],
+//! The token keeper ([`crate::workers::token_keeper`]) refreshes through [`TokenBroker::refresh_claimed`],
 //! the same code path as on-demand refreshes.
 
 use std::collections::HashMap;
@@ -30,13 +30,13 @@ use serde_json::json;
 use zoom::meeting_url::is_meeting_number;
 use zoom::{UserTokenType, ZoomError};
 
-use crate::connections::{self, access_slot, refresh_slot};
-use crate::ids::IdKind;
+use crate::core::ids::IdKind;
+use crate::domain::connections::{self, access_slot, refresh_slot};
 use crate::storage::{
     ConnectionRow, ConnectionState, DisconnectOutcome, FailureData, NewConnectionEvent,
     RefreshedTokens, Sealed,
 };
-use crate::{apps, Keeper};
+use crate::{domain::apps, Keeper};
 
 /// A handed-out access token is good for at least this much longer.
 pub const MIN_VALIDITY: Duration = Duration::from_secs(120);
@@ -999,7 +999,7 @@ impl TokenBroker {
     }
 
     /// Before a background Zoom call for `claimed` (whose lease this process holds):
-    /// waits for a slot of its Zoom account ([`crate::zoom_account_limits`]), as long
+    /// waits for a slot of its Zoom account ([`crate::core::zoom_account_limits`]), as long
     /// as the lease leaves time for the call. When the account's next slot is
     /// further away, hands the connection back for then and returns false.
     pub async fn take_account_slot(&self, keeper: &Keeper, claimed: &ConnectionRow) -> bool {

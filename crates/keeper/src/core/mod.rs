@@ -1,0 +1,13 @@
+//! Mechanisms with no domain imports: configuration, the secrets vault, ids, metrics,
+//! telemetry, outbound URL checks, the Zoom gateway and the per-account Zoom budget,
+//! and the API rate limiter.
+
+pub mod config;
+pub mod ids;
+pub mod metrics;
+pub mod outbound_url;
+pub mod rate_limit;
+pub mod telemetry;
+pub mod vault;
+pub mod zoom_account_limits;
+pub mod zoom_gateway;

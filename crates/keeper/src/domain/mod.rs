@@ -1,0 +1,12 @@
+//! The rules, one module per resource. HTTP handlers and workers call these; they
+//! call storage and the Zoom gateway.
+
+pub mod api_keys;
+pub mod apps;
+pub mod connections;
+pub mod join_tokens;
+pub mod meetings;
+pub mod projects;
+pub mod tokens;
+pub mod webhooks;
+pub mod zoom_webhooks;
