@@ -588,7 +588,7 @@ async fn callback_tokens_come_from_the_customer_server_signed(backend: Backend) 
         body,
         format!(r#"{{"callback_type":"zoom_tokens","meeting_url":"{meeting_url}"}}"#)
     );
-    let (expected, _) = keeper::outbound_url::sign_payload(
+    let (expected, _) = keeper::core::signing::sign_payload(
         &project_secret(&app).await,
         &serde_json::from_str(&body).expect("json"),
     );

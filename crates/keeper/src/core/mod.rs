@@ -4,9 +4,11 @@
 
 pub mod config;
 pub mod ids;
+pub mod jitter;
 pub mod metrics;
 pub mod outbound_url;
 pub mod rate_limit;
+pub mod signing;
 pub mod telemetry;
 pub mod vault;
 pub mod zoom_account_limits;

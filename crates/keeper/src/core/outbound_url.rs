@@ -8,17 +8,11 @@
 //! `allow_private_callback_urls` is on. The request then connects to exactly the
 //! addresses that were checked ([`CheckedUrl::client`] pins them), so a DNS answer
 //! that changes between the check and the connection (DNS rebinding) cannot send it
-//! elsewhere. Redirects are never followed.
+//! elsewhere. Redirects are never followed. Signing is [`crate::core::signing`].
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use serde_json::Value;
-use sha2::Sha256;
 use url::{Host, Url};
 
 /// Longest URL accepted.
@@ -184,41 +178,6 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || segments[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible (deprecated)
 }
 
-/// `X-Webhook-Signature`: base64 HMAC-SHA256 with the project's secret over the
-/// payload as JSON with sorted keys, no spaces, non-ASCII unescaped (Attendee's
-/// scheme). Returns the signature and the exact body it covers.
-pub fn sign_payload(secret: &[u8], payload: &Value) -> (String, String) {
-    let body = sorted_json(payload);
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC accepts keys of any length"),
-    };
-    mac.update(body.as_bytes());
-    (STANDARD.encode(mac.finalize().into_bytes()), body)
-}
-
-/// `value` as compact JSON with every object's keys sorted.
-pub fn sorted_json(value: &Value) -> String {
-    fn sorted(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let ordered: BTreeMap<&String, Value> =
-                    map.iter().map(|(k, v)| (k, sorted(v))).collect();
-                let mut out = serde_json::Map::new();
-                for (k, v) in ordered {
-                    out.insert(k.clone(), v);
-                }
-                Value::Object(out)
-            }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
-    }
-    // serde_json writes compact JSON and leaves non-ASCII unescaped; a map built in
-    // sorted order keeps that order whether or not `preserve_order` is on.
-    sorted(value).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,15 +269,5 @@ mod tests {
             .await
             .expect("allowed");
         assert!(ok.addrs().iter().all(|a| a.port() == 9));
-    }
-
-    #[test]
-    fn signatures_cover_sorted_compact_json() {
-        let payload = serde_json::json!({"z": 1, "a": {"y": "é", "b": [2, 1]}});
-        let (signature, body) = sign_payload(b"secret", &payload);
-        assert_eq!(body, r#"{"a":{"b":[2,1],"y":"é"},"z":1}"#);
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").expect("key");
-        mac.update(body.as_bytes());
-        assert_eq!(signature, STANDARD.encode(mac.finalize().into_bytes()));
     }
 }

@@ -10,28 +10,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use rand::Rng as _;
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use zoom::{PkceVerifier, TokenGrant, ZoomError, ZoomUser};
 
 use crate::core::ids::IdKind;
 use crate::core::vault::Slot;
+use crate::domain::{apps, grant};
 use crate::storage::{
     AppRow, ConnectionEventRow, ConnectionFilter, ConnectionRow, ConnectionSettingsUpdate,
-    ConnectionState, DisconnectOutcome, FailureData, GrantReplacement, NewConnectionEvent,
-    NewOutboxEvent, OutboxSource, Page, PageRequest, Sealed, StoreError,
+    ConnectionState, FailureData, GrantReplacement, NewConnectionEvent, OutboxSource, Page,
+    PageRequest, Sealed, StoreError,
 };
-use crate::{domain::apps, Keeper};
-
-/// Storage names of the sealed columns (part of each ciphertext's associated data).
-pub const TABLE: &str = "zoom_oauth_connections";
-pub const REFRESH_TOKEN_COLUMN: &str = "refresh_token";
-pub const ACCESS_TOKEN_COLUMN: &str = "access_token";
-
-/// The outgoing-webhook trigger written on every state change.
-pub const STATE_CHANGE_TRIGGER: &str = "zoom_oauth_connection.state_change";
+use crate::Keeper;
 
 /// Largest `metadata`, as compact JSON.
 pub const MAX_METADATA_CHARS: usize = 1_000;
@@ -185,84 +177,6 @@ fn clean_deduplication_key(raw: &str, problems: &mut Problems) -> Option<String>
 
 fn internal(e: impl Into<anyhow::Error>) -> ConnectionError {
     ConnectionError::Internal(e.into())
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// `connection_failure_data` as the API and webhooks show it.
-pub fn failure_json(failure: &FailureData) -> Value {
-    json!({
-        "error": failure.error,
-        "code": failure.code,
-        "timestamp": rfc3339(failure.timestamp),
-    })
-}
-
-/// The state-change event built from the row as a write left it: what every state
-/// change passes to storage, so the payload can never be staler than the row.
-pub struct StateChange;
-
-impl OutboxSource for StateChange {
-    fn event_for(&self, written: &ConnectionRow) -> NewOutboxEvent {
-        state_change_event(written)
-    }
-}
-
-/// The `zoom_oauth_connection.state_change` event for `row` as it is after the change
-/// (Attendee's payload, without the `idempotency_key` each delivery adds). Every
-/// state change builds its event here.
-pub fn state_change_event(row: &ConnectionRow) -> NewOutboxEvent {
-    NewOutboxEvent {
-        trigger: STATE_CHANGE_TRIGGER.to_owned(),
-        payload: json!({
-            "trigger": STATE_CHANGE_TRIGGER,
-            "zoom_oauth_connection_id": row.id,
-            "zoom_oauth_connection_metadata": row.metadata,
-            "user_id": row.user_id,
-            "account_id": row.account_id,
-            "data": {
-                "state": row.state.as_str(),
-                "connection_failure_data": row.connection_failure_data.as_ref().map(failure_json),
-                "last_successful_sync_at": row.last_successful_sync_at.map(rfc3339),
-                "last_attempted_sync_at": row.last_attempted_sync_at.map(rfc3339),
-            },
-        }),
-    }
-}
-
-pub(crate) fn refresh_slot(id: &str) -> Slot<'_> {
-    Slot {
-        table: TABLE,
-        column: REFRESH_TOKEN_COLUMN,
-        row_id: id,
-    }
-}
-
-pub(crate) fn access_slot(id: &str) -> Slot<'_> {
-    Slot {
-        table: TABLE,
-        column: ACCESS_TOKEN_COLUMN,
-        row_id: id,
-    }
-}
-
-/// When the token keeper must refresh a connection next: `max_age` from `now`, less
-/// up to 10 % jitter so refreshes of connections made together spread out.
-pub fn next_refresh_due(now: DateTime<Utc>, max_age: std::time::Duration) -> DateTime<Utc> {
-    let max_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
-    let jitter_ms = rand::thread_rng().gen_range(0..=max_ms / 10);
-    let ms = i64::try_from(max_ms - jitter_ms).unwrap_or(i64::MAX);
-    now.checked_add_signed(chrono::Duration::milliseconds(ms))
-        .unwrap_or(now)
-}
-
-/// Expiry of an access token Zoom just gave us, counted from now.
-pub fn access_token_expiry(now: DateTime<Utc>, grant: &TokenGrant) -> DateTime<Utc> {
-    let ms = i64::try_from(grant.expires_in.as_millis()).unwrap_or(i64::MAX);
-    now.checked_add_signed(chrono::Duration::milliseconds(ms))
-        .unwrap_or(now)
 }
 
 /// Which app a create is for: the named one, or the project's only one.
@@ -471,7 +385,7 @@ async fn exchange_and_store(
         app: &app,
         user: &user,
         grant: &grant,
-        access_token_expires_at: access_token_expiry(requested_at, &grant),
+        access_token_expires_at: grant::access_token_expiry(requested_at, &grant),
         refresh_token: &refresh_token,
         input: &input,
     };
@@ -680,12 +594,13 @@ impl FreshGrant<'_> {
             scopes: self.grant.scopes.clone(),
             refresh_token: keeper
                 .vault
-                .seal_str(refresh_slot(id), self.refresh_token.expose_secret()),
-            access_token: keeper
-                .vault
-                .seal_str(access_slot(id), self.grant.access_token.expose_secret()),
+                .seal_str(grant::refresh_slot(id), self.refresh_token.expose_secret()),
+            access_token: keeper.vault.seal_str(
+                grant::access_slot(id),
+                self.grant.access_token.expose_secret(),
+            ),
             access_token_expires_at: self.access_token_expires_at,
-            refresh_due_at: next_refresh_due(now, keeper.config.token_refresh_max_age),
+            refresh_due_at: grant::next_refresh_due(now, keeper.config.token_refresh_max_age),
             next_sync_at: self.input.local_recording.then_some(now),
             clear_meetings,
             keep_state: false,
@@ -755,7 +670,7 @@ async fn upsert(
                 &existing.id,
                 &replacement,
                 &event,
-                was_disconnected.then_some(&StateChange as &dyn OutboxSource),
+                was_disconnected.then_some(&grant::StateChange as &dyn OutboxSource),
             )
             .await
         {
@@ -783,7 +698,7 @@ async fn upsert(
         let old_refresh_token = claimed
             .refresh_token
             .as_ref()
-            .and_then(|sealed| open_logged(keeper, refresh_slot(&claimed.id), sealed));
+            .and_then(|sealed| open_logged(keeper, grant::refresh_slot(&claimed.id), sealed));
         let replacement = fresh.replacement(keeper, &claimed.id, &claimed, true);
         let was_disconnected = claimed.state == ConnectionState::Disconnected;
         let event = NewConnectionEvent {
@@ -800,7 +715,7 @@ async fn upsert(
                 &claimed.id,
                 &replacement,
                 &event,
-                was_disconnected.then_some(&StateChange as &dyn OutboxSource),
+                was_disconnected.then_some(&grant::StateChange as &dyn OutboxSource),
             )
             .await
         {
@@ -1077,7 +992,7 @@ pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), C
     let token = row
         .refresh_token
         .as_ref()
-        .and_then(|sealed| open_logged(keeper, refresh_slot(&row.id), sealed));
+        .and_then(|sealed| open_logged(keeper, grant::refresh_slot(&row.id), sealed));
     if let Some(token) = token {
         match keeper.store.get_app(project_id, &row.app_id).await {
             Ok(Some(app)) => match apps::credentials(keeper, &app) {
@@ -1136,102 +1051,6 @@ pub async fn events(
         .store
         .list_connection_events(project_id, id, page)
         .await?)
-}
-
-/// Marks `row` disconnected with `failure`, erasing its tokens, with its event and
-/// the state-change outbox row in one transaction. With `fence`, only while the
-/// caller's lease is still current.
-pub async fn disconnect(
-    keeper: &Keeper,
-    row: &ConnectionRow,
-    fence: Option<i64>,
-    failure: FailureData,
-    event_kind: &str,
-) -> Result<DisconnectOutcome, StoreError> {
-    disconnect_with(keeper, row, fence, failure, event_kind, false).await
-}
-
-/// Like [`disconnect`], but keeps the sealed refresh token: Zoom refused the app's
-/// credentials (`invalid_client`), not the user's grant, and a corrected client
-/// secret brings the connection back ([`crate::domain::tokens::recheck_after_client_secret_change`]).
-pub async fn disconnect_keeping_grant(
-    keeper: &Keeper,
-    row: &ConnectionRow,
-    fence: Option<i64>,
-    failure: FailureData,
-) -> Result<DisconnectOutcome, StoreError> {
-    disconnect_with(keeper, row, fence, failure, "disconnected", true).await
-}
-
-async fn disconnect_with(
-    keeper: &Keeper,
-    row: &ConnectionRow,
-    fence: Option<i64>,
-    failure: FailureData,
-    event_kind: &str,
-    keep_grant: bool,
-) -> Result<DisconnectOutcome, StoreError> {
-    let event = NewConnectionEvent {
-        kind: event_kind.to_owned(),
-        message: format!("Disconnected: {}", failure.error),
-        data: Some(json!({"code": failure.code})),
-    };
-    let outcome = if keep_grant {
-        keeper
-            .store
-            .disconnect_connection_keeping_grant(
-                &row.id,
-                fence,
-                &failure,
-                &event,
-                Some(&StateChange),
-            )
-            .await?
-    } else {
-        keeper
-            .store
-            .disconnect_connection(&row.id, fence, &failure, &event, Some(&StateChange))
-            .await?
-    };
-    if let DisconnectOutcome::Disconnected(_) = &outcome {
-        tracing::warn!(
-            connection_id = %row.id,
-            code = %failure.code,
-            grant_kept = keep_grant,
-            "connection disconnected"
-        );
-    }
-    Ok(outcome)
-}
-
-/// A connection kept after `invalid_client` (`claimed`, whose lease the caller
-/// holds) turned out to have lost its grant too: it stays disconnected with
-/// `failure` as the cause and its tokens are erased. No outbox row: the state does
-/// not change. False when the lease was lost (logged and counted).
-pub async fn erase_kept_grant(
-    keeper: &Keeper,
-    claimed: &ConnectionRow,
-    failure: FailureData,
-) -> Result<bool, StoreError> {
-    let event = NewConnectionEvent {
-        kind: "disconnected".to_owned(),
-        message: format!(
-            "Checked again under the app's new client secret: {}",
-            failure.error
-        ),
-        data: Some(json!({"code": failure.code})),
-    };
-    let written = keeper
-        .store
-        .erase_disconnected_grant(&claimed.id, claimed.fence, &failure, &event)
-        .await?;
-    if written {
-        tracing::warn!(connection_id = %claimed.id, code = %failure.code, "a kept grant is gone; its tokens are erased");
-    } else {
-        keeper.metrics.record_lease_conflict();
-        tracing::warn!(connection_id = %claimed.id, "erasing a kept grant found another process had taken the connection over");
-    }
-    Ok(written)
 }
 
 /// Event kinds written routinely (every refresh, every sync) that the event log
@@ -1294,70 +1113,5 @@ mod tests {
         assert!(!check(json!("a")));
         assert!(!check(json!({"a": "x".repeat(1000)})));
         assert!(check(json!({"a": "x".repeat(990)})));
-    }
-
-    #[test]
-    fn refresh_due_is_spread_within_ten_percent() {
-        let now = Utc::now();
-        let max = std::time::Duration::from_secs(1000);
-        for _ in 0..100 {
-            let due = next_refresh_due(now, max);
-            let secs = (due - now).num_milliseconds();
-            assert!((900_000..=1_000_000).contains(&secs), "{secs}");
-        }
-    }
-
-    #[test]
-    fn state_change_payload_has_attendees_shape() {
-        let now = Utc::now();
-        let row = ConnectionRow {
-            id: "zoc_x".into(),
-            project_id: "prj_x".into(),
-            app_id: "zoa_x".into(),
-            user_id: "u".into(),
-            account_id: "a".into(),
-            email: None,
-            pmi: None,
-            personal_meeting_url: None,
-            state: ConnectionState::Disconnected,
-            connection_failure_data: Some(FailureData {
-                error: "gone".into(),
-                code: "invalid_grant".into(),
-                timestamp: now,
-            }),
-            metadata: Some(json!({"k": "v"})),
-            deduplication_key: None,
-            is_local_recording_token_supported: true,
-            is_onbehalf_token_supported: false,
-            scopes: vec![],
-            refresh_token: None,
-            access_token: None,
-            access_token_expires_at: None,
-            lease_owner: None,
-            lease_until: None,
-            fence: 0,
-            refresh_due_at: None,
-            last_attempted_sync_at: None,
-            last_successful_sync_at: None,
-            next_sync_at: None,
-            last_successful_token_refresh_at: None,
-            created_at: now,
-            updated_at: now,
-        };
-        let e = state_change_event(&row);
-        assert_eq!(e.trigger, "zoom_oauth_connection.state_change");
-        let p = &e.payload;
-        assert_eq!(p["trigger"], "zoom_oauth_connection.state_change");
-        assert_eq!(p["zoom_oauth_connection_id"], "zoc_x");
-        assert_eq!(p["zoom_oauth_connection_metadata"]["k"], "v");
-        assert_eq!(p["user_id"], "u");
-        assert_eq!(p["account_id"], "a");
-        assert_eq!(p["data"]["state"], "disconnected");
-        assert_eq!(
-            p["data"]["connection_failure_data"]["code"],
-            "invalid_grant"
-        );
-        assert!(p["data"]["last_successful_sync_at"].is_null());
-        assert!(p.get("idempotency_key").is_none());
     }
 }

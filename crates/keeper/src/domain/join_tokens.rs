@@ -24,9 +24,7 @@ use zoom::{MeetingId, SdkRole, SdkSignature, ZoomError};
 use crate::domain::meetings::is_meeting_number;
 use crate::domain::tokens::{BrokeredCallError, TokenError, UserToken};
 use crate::storage::{AppRow, ConnectionRow, ConnectionState, PageRequest, StoreError};
-use crate::{
-    core::outbound_url, domain::apps, domain::webhooks, workers::webhook_delivery, Keeper,
-};
+use crate::{core::outbound_url, core::signing, domain::apps, domain::webhooks, Keeper};
 
 /// How long the customer's `zoom_tokens_url` has to answer.
 pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -329,9 +327,8 @@ async fn app_privilege_token(
             format!("Connection {} hosts meeting {meeting} but does not have the local recording capability. Turn it on with PATCH (is_local_recording_token_supported: true).", connection.id),
         ));
     }
-    let result = keeper
-        .tokens
-        .with_access_token(keeper, &connection, |access| async move {
+    let result =
+        crate::domain::tokens::with_access_token(keeper, &connection, |access| async move {
             keeper
                 .zoom
                 .local_recording_token(&access, meeting, true)
@@ -390,9 +387,7 @@ async fn user_token(
     if connection.state == ConnectionState::Disconnected {
         return Err(disconnected_problem(token, &connection));
     }
-    keeper
-        .tokens
-        .user_token(keeper, &connection.project_id, &connection.id, which)
+    crate::domain::tokens::user_token(keeper, &connection.project_id, &connection.id, which)
         .await
         .map_err(|e| token_problem(token, &connection, e))
 }
@@ -563,7 +558,7 @@ async fn fetch_from_callback(
             .client(CALLBACK_TIMEOUT)
             .map_err(|_| Failed("the HTTP client could not be built".to_owned()))?;
         // Signed like an outgoing webhook: same function, same headers.
-        let signed = webhook_delivery::sign(
+        let signed = signing::sign(
             secrets.current.expose_secret(),
             secrets.previous.as_ref().map(|p| p.expose_secret()),
             &uuid::Uuid::new_v4().to_string(),

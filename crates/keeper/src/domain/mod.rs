@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod apps;
 pub mod connections;
+pub mod grant;
 pub mod join_tokens;
 pub mod meetings;
 pub mod projects;

@@ -31,7 +31,8 @@ use zoom::meeting_url::is_meeting_number;
 use zoom::{UserTokenType, ZoomError};
 
 use crate::core::ids::IdKind;
-use crate::domain::connections::{self, access_slot, refresh_slot};
+use crate::core::jitter;
+use crate::domain::grant::{self, access_slot, refresh_slot, Grant, BAD_CLIENT_SECRET};
 use crate::storage::{
     ConnectionRow, ConnectionState, DisconnectOutcome, FailureData, NewConnectionEvent,
     RefreshedTokens, Sealed,
@@ -257,6 +258,67 @@ impl Default for TokenBroker {
     }
 }
 
+/// `POST …/{id}/access_token`: a token valid for at least [`MIN_VALIDITY`].
+pub async fn access_token(
+    keeper: &Arc<Keeper>,
+    project_id: &str,
+    id: &str,
+) -> Result<AccessToken, TokenError> {
+    keeper.tokens.access_token(keeper, project_id, id).await
+}
+
+/// `POST …/{id}/zak_token` and `…/onbehalf_token`: a token minted by Zoom with
+/// the connection's access token. If Zoom rejects an access token we believed
+/// valid (code 124), the grant is refreshed once and the call retried; a
+/// rejection of a token Zoom has just issued means the grant is gone.
+pub async fn user_token(
+    keeper: &Arc<Keeper>,
+    project_id: &str,
+    id: &str,
+    which: UserToken,
+) -> Result<SecretString, TokenError> {
+    keeper
+        .tokens
+        .user_token(keeper, project_id, id, which)
+        .await
+}
+
+/// Runs `call` with an access token of connection `row` (cached, or refreshed
+/// under the lease). If Zoom rejects a token we believed valid (code 124), the
+/// grant is refreshed once and the call retried; a rejection of a token Zoom
+/// has just issued means the grant is gone, and the connection is disconnected.
+/// Every Zoom call made with a connection's token goes through here.
+pub async fn with_access_token<T, F, Fut>(
+    keeper: &Arc<Keeper>,
+    row: &ConnectionRow,
+    call: F,
+) -> Result<T, BrokeredCallError>
+where
+    F: FnMut(SecretString) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ZoomError>>,
+{
+    keeper.tokens.with_access_token(keeper, row, call).await
+}
+
+/// Refreshes a connection whose lease this process holds (`claimed` carries the
+/// fence), writes the rotated tokens back under that fence, and releases the
+/// lease in every outcome. The one place that decides what a refresh failure
+/// means.
+pub async fn refresh_claimed(
+    keeper: &Keeper,
+    claimed: &ConnectionRow,
+) -> Result<AccessToken, TokenError> {
+    keeper.tokens.refresh_claimed(keeper, claimed).await
+}
+
+/// Before a background Zoom call for `claimed` (whose lease this process holds):
+/// waits for a slot of its Zoom account ([`crate::core::zoom_account_limits`]), as long
+/// as the lease leaves time for the call. When the account's next slot is
+/// further away, hands the connection back for then and returns false.
+pub async fn take_account_slot(keeper: &Keeper, claimed: &ConnectionRow) -> bool {
+    keeper.tokens.take_account_slot(keeper, claimed).await
+}
+
 impl TokenBroker {
     pub fn new() -> TokenBroker {
         TokenBroker {
@@ -284,8 +346,8 @@ impl TokenBroker {
         }
     }
 
-    /// `POST …/{id}/access_token`: a token valid for at least [`MIN_VALIDITY`].
-    pub async fn access_token(
+    /// See [`access_token`].
+    async fn access_token(
         &self,
         keeper: &Arc<Keeper>,
         project_id: &str,
@@ -307,11 +369,8 @@ impl TokenBroker {
         result
     }
 
-    /// `POST …/{id}/zak_token` and `…/onbehalf_token`: a token minted by Zoom with
-    /// the connection's access token. If Zoom rejects an access token we believed
-    /// valid (code 124), the grant is refreshed once and the call retried; a
-    /// rejection of a token Zoom has just issued means the grant is gone.
-    pub async fn user_token(
+    /// See [`user_token`].
+    async fn user_token(
         &self,
         keeper: &Arc<Keeper>,
         project_id: &str,
@@ -377,12 +436,8 @@ impl TokenBroker {
         })
     }
 
-    /// Runs `call` with an access token of connection `row` (cached, or refreshed
-    /// under the lease). If Zoom rejects a token we believed valid (code 124), the
-    /// grant is refreshed once and the call retried; a rejection of a token Zoom
-    /// has just issued means the grant is gone, and the connection is disconnected.
-    /// Every Zoom call made with a connection's token goes through here.
-    pub async fn with_access_token<T, F, Fut>(
+    /// See [`with_access_token`].
+    async fn with_access_token<T, F, Fut>(
         &self,
         keeper: &Arc<Keeper>,
         row: &ConnectionRow,
@@ -509,7 +564,7 @@ impl TokenBroker {
             self.release(keeper, &claimed, None).await;
             return TokenError::Busy;
         }
-        match connections::disconnect(
+        match grant::disconnect(
             keeper,
             &claimed,
             Some(claimed.fence),
@@ -692,11 +747,8 @@ impl TokenBroker {
         }
     }
 
-    /// Refreshes a connection whose lease this process holds (`claimed` carries the
-    /// fence), writes the rotated tokens back under that fence, and releases the
-    /// lease in every outcome. The one place that decides what a refresh failure
-    /// means.
-    pub async fn refresh_claimed(
+    /// See [`refresh_claimed`].
+    async fn refresh_claimed(
         &self,
         keeper: &Keeper,
         claimed: &ConnectionRow,
@@ -772,7 +824,7 @@ impl TokenBroker {
                 // Zoom always rotates; should it not, the old token stays good.
                 let new_refresh = grant.refresh_token.as_ref().unwrap_or(&refresh_token);
                 let now = Utc::now();
-                let expires_at = connections::access_token_expiry(requested_at, &grant);
+                let expires_at = grant::access_token_expiry(requested_at, &grant);
                 let access_sealed = keeper
                     .vault
                     .seal_str(access_slot(&claimed.id), grant.access_token.expose_secret());
@@ -782,7 +834,7 @@ impl TokenBroker {
                         .seal_str(refresh_slot(&claimed.id), new_refresh.expose_secret()),
                     access_token: access_sealed.clone(),
                     access_token_expires_at: expires_at,
-                    refresh_due_at: connections::next_refresh_due(
+                    refresh_due_at: grant::next_refresh_due(
                         now,
                         keeper.config.token_refresh_max_age,
                     ),
@@ -815,7 +867,7 @@ impl TokenBroker {
                 })
             }
             Err(e) if e.is_final() => {
-                let (failure, grant) = final_failure(&e, &claimed.app_id);
+                let (failure, grant) = grant::final_failure(&e, &claimed.app_id);
                 if grant == Grant::Gone && self.reauthorised_meanwhile(keeper, claimed).await {
                     // The user authorised the app again: Zoom refused the grant the
                     // new one replaced, and the new one is stored. Nothing to end.
@@ -824,7 +876,7 @@ impl TokenBroker {
                     return Err(TokenError::LostFence);
                 }
                 let written = match (claimed.state, grant) {
-                    (ConnectionState::Connected, Grant::Gone) => connections::disconnect(
+                    (ConnectionState::Connected, Grant::Gone) => grant::disconnect(
                         keeper,
                         claimed,
                         Some(claimed.fence),
@@ -833,18 +885,16 @@ impl TokenBroker {
                     )
                     .await
                     .map(|_| ()),
-                    (ConnectionState::Connected, Grant::Kept) => {
-                        connections::disconnect_keeping_grant(
-                            keeper,
-                            claimed,
-                            Some(claimed.fence),
-                            failure.clone(),
-                        )
-                        .await
-                        .map(|_| ())
-                    }
+                    (ConnectionState::Connected, Grant::Kept) => grant::disconnect_keeping_grant(
+                        keeper,
+                        claimed,
+                        Some(claimed.fence),
+                        failure.clone(),
+                    )
+                    .await
+                    .map(|_| ()),
                     (ConnectionState::Disconnected, Grant::Gone) => {
-                        connections::erase_kept_grant(keeper, claimed, failure.clone())
+                        grant::erase_kept_grant(keeper, claimed, failure.clone())
                             .await
                             .map(|_| ())
                     }
@@ -962,7 +1012,7 @@ impl TokenBroker {
                             claimed.fence,
                             tokens,
                             event,
-                            Some(&connections::StateChange),
+                            Some(&grant::StateChange),
                         )
                         .await
                 }
@@ -998,11 +1048,8 @@ impl TokenBroker {
         }
     }
 
-    /// Before a background Zoom call for `claimed` (whose lease this process holds):
-    /// waits for a slot of its Zoom account ([`crate::core::zoom_account_limits`]), as long
-    /// as the lease leaves time for the call. When the account's next slot is
-    /// further away, hands the connection back for then and returns false.
-    pub async fn take_account_slot(&self, keeper: &Keeper, claimed: &ConnectionRow) -> bool {
+    /// See [`take_account_slot`].
+    async fn take_account_slot(&self, keeper: &Keeper, claimed: &ConnectionRow) -> bool {
         let lease_left = claimed
             .lease_until
             .and_then(|until| (until - Utc::now()).to_std().ok())
@@ -1033,21 +1080,6 @@ enum Commit {
     Reconnect(NewConnectionEvent),
 }
 
-/// What a final refresh error leaves of the user's grant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Grant {
-    /// Zoom refused the app's own credentials (`invalid_client`). It checks them
-    /// before it looks at the refresh token, so the user's grant still stands: the
-    /// refresh token is kept for a re-check under a corrected client secret.
-    Kept,
-    /// The grant is gone (`invalid_grant`, `unauthorized_client`, …): tokens are erased.
-    Gone,
-}
-
-/// The `connection_failure_data.code` of connections disconnected because Zoom
-/// refused the app's client credentials; they keep their grant, and
-/// [`recheck_after_client_secret_change`] retries them.
-pub const BAD_CLIENT_SECRET: &str = "invalid_client";
 /// A claimed connection waiting for its account's rate-limit slot gives up this long
 /// before its lease would lapse.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
@@ -1102,10 +1134,10 @@ pub async fn recheck_after_client_secret_change(
         summary.claimed += claimed.len();
         let outcomes: Vec<Result<AccessToken, TokenError>> = futures::stream::iter(claimed)
             .map(|row| async move {
-                if !keeper.tokens.take_account_slot(keeper, &row).await {
+                if !take_account_slot(keeper, &row).await {
                     return Err(TokenError::Busy);
                 }
-                keeper.tokens.refresh_claimed(keeper, &row).await
+                refresh_claimed(keeper, &row).await
             })
             .buffer_unordered(RECHECK_CONCURRENCY)
             .collect()
@@ -1181,56 +1213,11 @@ fn usable(keeper: &Keeper, row: &ConnectionRow, rejected: Option<&Sealed>) -> Op
     }
 }
 
-/// Why a final refresh error disconnects, in words a person can act on, and whether
-/// the user's grant survives it. `app_id`: the connection's app, named in the advice.
-fn final_failure(e: &ZoomError, app_id: &str) -> (FailureData, Grant) {
-    let (code, error, grant) = match e {
-        ZoomError::GrantRevoked { code, reason } if code == BAD_CLIENT_SECRET => (
-            code.clone(),
-            format!(
-                "Zoom refused the app's client credentials while refreshing the token ({code}: {reason}). The user's authorisation is kept: update the app's client secret (PATCH /api/v1/zoom_oauth_apps/{app_id}) and this connection is checked again and reconnected."
-            ),
-            Grant::Kept,
-        ),
-        ZoomError::GrantRevoked { code, reason } if code == "unauthorized_client" => (
-            code.clone(),
-            format!(
-                "Zoom no longer allows the app to use this grant ({code}: {reason}). The user must authorise the app again."
-            ),
-            Grant::Gone,
-        ),
-        ZoomError::GrantRevoked { code, reason } => (
-            code.clone(),
-            format!(
-                "Zoom refused to refresh the token ({code}: {reason}): the user removed the app or the grant expired. The user must authorise the app again."
-            ),
-            Grant::Gone,
-        ),
-        other => (
-            other.zoom_code().unwrap_or(other.class()).to_owned(),
-            format!("{} The user must authorise the app again.", other.description()),
-            Grant::Gone,
-        ),
-    };
-    (
-        FailureData {
-            error,
-            code,
-            timestamp: Utc::now(),
-        },
-        grant,
-    )
-}
-
 /// A backoff attempt number that grows with how long the refresh has been overdue,
 /// so repeated failures wait longer without keeping a counter.
 fn attempt_of(row: &ConnectionRow) -> u32 {
-    let overdue = row
-        .refresh_due_at
-        .map(|due| (Utc::now() - due).num_seconds())
-        .unwrap_or(0)
-        .max(1);
-    overdue.unsigned_abs().ilog2()
+    row.refresh_due_at
+        .map_or(0, |due| jitter::attempt_since(due, Utc::now()))
 }
 
 /// A failed, non-final refresh call as a token error.
@@ -1286,37 +1273,5 @@ mod tests {
         let b = TokenBroker::new();
         assert_ne!(a.owner(), b.owner());
         assert_eq!(a.owner().split(':').count(), 3);
-    }
-
-    fn revoked(code: &str) -> ZoomError {
-        ZoomError::GrantRevoked {
-            code: code.into(),
-            reason: "Invalid Token!".into(),
-        }
-    }
-
-    #[test]
-    fn final_errors_are_described_without_secrets() {
-        let (f, grant) = final_failure(&revoked("invalid_grant"), "zoa_x");
-        assert_eq!(f.code, "invalid_grant");
-        assert!(f.error.contains("authorise the app again"), "{}", f.error);
-        assert_eq!(grant, Grant::Gone);
-    }
-
-    #[test]
-    fn only_a_refused_client_secret_keeps_the_grant() {
-        let (f, grant) = final_failure(&revoked("invalid_client"), "zoa_x");
-        assert_eq!((f.code.as_str(), grant), (BAD_CLIENT_SECRET, Grant::Kept));
-        assert!(f.error.contains("client secret"), "{}", f.error);
-        assert!(
-            f.error.contains("/api/v1/zoom_oauth_apps/zoa_x"),
-            "{}",
-            f.error
-        );
-        for gone in ["invalid_grant", "unauthorized_client"] {
-            let (f, grant) = final_failure(&revoked(gone), "zoa_x");
-            assert_eq!((f.code.as_str(), grant), (gone, Grant::Gone));
-            assert!(f.error.contains("authorise the app again"), "{}", f.error);
-        }
     }
 }

@@ -30,7 +30,7 @@ use crate::storage::{
     AppRow, ConnectionRow, Cursor, Direction, DisconnectOutcome, FailureData, MeetingIndexChange,
     MeetingSource, PageRequest, ReceiptOutcome, StoreError, WebhookVerification,
 };
-use crate::{domain::apps, domain::connections, Keeper};
+use crate::{domain::apps, domain::grant, Keeper};
 
 /// How often one process writes an app's `last_(un)verified_webhook_received_at`.
 pub const TIMESTAMP_INTERVAL: Duration = Duration::from_secs(5);
@@ -512,7 +512,7 @@ async fn user_updated(
 }
 
 /// The user removed the app: their connection is disconnected through
-/// [`connections::disconnect`] (tokens erased, one `state_change` outbox row), then
+/// [`grant::disconnect`] (tokens erased, one `state_change` outbox row), then
 /// the receipt is written. The receipt comes second because the disconnect is its
 /// own transaction: a crash in between leaves the connection disconnected and the
 /// redelivery finds nothing left to do, while a receipt without the disconnect
@@ -559,7 +559,7 @@ async fn app_deauthorized(
         code: DEAUTHORIZED_CODE.to_owned(),
         timestamp: now,
     };
-    let outcome = connections::disconnect(keeper, &connection, None, failure, DEAUTHORIZED_EVENT)
+    let outcome = grant::disconnect(keeper, &connection, None, failure, DEAUTHORIZED_EVENT)
         .await
         .map_err(|e| internal("disconnecting a deauthorized connection", e))?;
     let receipt = store

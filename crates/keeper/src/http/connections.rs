@@ -19,7 +19,7 @@ use crate::domain::api_keys::Caller;
 use crate::domain::connections::{
     self, ConnectionChange, ConnectionError, FilterInput, NewConnection,
 };
-use crate::domain::tokens::{TokenError, UserToken};
+use crate::domain::tokens::{self, TokenError, UserToken};
 use crate::storage::{ConnectionEventRow, ConnectionRow, FailureData};
 
 pub const PATH: &str = "/api/v1/zoom_oauth_connections";
@@ -652,11 +652,7 @@ pub async fn access_token(
     caller: Caller,
     ApiPath(id): ApiPath,
 ) -> Result<Json<AccessTokenResponse>, ApiError> {
-    let token = state
-        .keeper
-        .tokens
-        .access_token(&state.keeper, &caller.project_id, &id)
-        .await?;
+    let token = tokens::access_token(&state.keeper, &caller.project_id, &id).await?;
     Ok(Json(AccessTokenResponse {
         token: token.token.expose_secret().to_owned(),
         expires_at: timestamp(token.expires_at),
@@ -682,11 +678,7 @@ pub async fn zak_token(
     caller: Caller,
     ApiPath(id): ApiPath,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let token = state
-        .keeper
-        .tokens
-        .user_token(&state.keeper, &caller.project_id, &id, UserToken::Zak)
-        .await?;
+    let token = tokens::user_token(&state.keeper, &caller.project_id, &id, UserToken::Zak).await?;
     Ok(Json(TokenResponse {
         token: token.expose_secret().to_owned(),
     }))
@@ -714,18 +706,15 @@ pub async fn onbehalf_token(
     ApiPath(id): ApiPath,
     OptionalJson(body): OptionalJson<OnbehalfTokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let token = state
-        .keeper
-        .tokens
-        .user_token(
-            &state.keeper,
-            &caller.project_id,
-            &id,
-            UserToken::OnBehalf {
-                meeting_id: body.meeting_id,
-            },
-        )
-        .await?;
+    let token = tokens::user_token(
+        &state.keeper,
+        &caller.project_id,
+        &id,
+        UserToken::OnBehalf {
+            meeting_id: body.meeting_id,
+        },
+    )
+    .await?;
     Ok(Json(TokenResponse {
         token: token.expose_secret().to_owned(),
     }))

@@ -21,9 +21,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng as _;
 use tokio::sync::watch;
 
+use crate::core::jitter;
 use crate::storage::StoreError;
 use crate::Keeper;
 
@@ -77,7 +77,7 @@ pub async fn run(keeper: Arc<Keeper>, mut shutdown: watch::Receiver<bool>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "housekeeping sweep failed"),
         }
-        wait = jittered(EVERY, JITTER);
+        wait = jitter::around(EVERY, JITTER);
     }
     tracing::info!("housekeeping stopped");
 }
@@ -147,13 +147,6 @@ where
     }
 }
 
-fn jittered(every: Duration, jitter: Duration) -> Duration {
-    let spread = jitter.as_millis() as i64;
-    let offset = rand::thread_rng().gen_range(-spread..=spread);
-    let millis = (every.as_millis() as i64 + offset).max(0) as u64;
-    Duration::from_millis(millis)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,7 +154,7 @@ mod tests {
     #[test]
     fn jitter_stays_within_bounds() {
         for _ in 0..1_000 {
-            let d = jittered(EVERY, JITTER);
+            let d = jitter::around(EVERY, JITTER);
             assert!(d >= EVERY - JITTER && d <= EVERY + JITTER, "{d:?}");
         }
     }

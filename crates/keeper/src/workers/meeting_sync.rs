@@ -43,11 +43,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
-use rand::Rng as _;
 use serde_json::json;
 use tokio::sync::watch;
 use zoom::{MeetingListType, ZoomError, ZoomMeeting};
 
+use crate::core::jitter;
 use crate::domain::meetings::is_meeting_number;
 use crate::domain::tokens::{BrokeredCallError, TokenError};
 use crate::storage::{CompletedSync, ConnectionRow, NewConnectionEvent, SyncCommit, SyncedMeeting};
@@ -436,21 +436,15 @@ async fn notice_unannounced_meetings(
 /// A backoff attempt number that grows with how long syncs have been failing
 /// (since the last success, or since the connection was made).
 fn failing_for(row: &ConnectionRow) -> u32 {
-    let since = row.last_successful_sync_at.unwrap_or(row.created_at);
-    (Utc::now() - since)
-        .num_seconds()
-        .max(1)
-        .unsigned_abs()
-        .ilog2()
+    jitter::attempt_since(
+        row.last_successful_sync_at.unwrap_or(row.created_at),
+        Utc::now(),
+    )
 }
 
 /// `now + 24 h ± 1 h`.
 pub fn next_daily_sync(now: DateTime<Utc>) -> DateTime<Utc> {
-    let jitter_ms = i64::try_from(JITTER.as_millis()).unwrap_or(0);
-    let every_ms = i64::try_from(EVERY.as_millis()).unwrap_or(0);
-    let offset = every_ms + rand::thread_rng().gen_range(-jitter_ms..=jitter_ms);
-    now.checked_add_signed(chrono::Duration::milliseconds(offset))
-        .unwrap_or(now)
+    jitter::after(now, jitter::around(EVERY, JITTER))
 }
 
 /// Reads the user's meetings and PMI from Zoom.
@@ -616,11 +610,8 @@ impl Calls<'_> {
                     refusal: None,
                 });
             }
-            let result = self
-                .keeper
-                .tokens
-                .with_access_token(self.keeper, self.row, &mut call)
-                .await;
+            let result =
+                crate::domain::tokens::with_access_token(self.keeper, self.row, &mut call).await;
             let error = match result {
                 Ok(value) => return Ok(value),
                 Err(e) => e,

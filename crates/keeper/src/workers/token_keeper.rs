@@ -301,10 +301,10 @@ async fn refresh_one(
             .await;
         return Outcome::Released;
     }
-    if !keeper.tokens.take_account_slot(keeper, &row).await {
+    if !crate::domain::tokens::take_account_slot(keeper, &row).await {
         return Outcome::Deferred;
     }
-    match keeper.tokens.refresh_claimed(keeper, &row).await {
+    match crate::domain::tokens::refresh_claimed(keeper, &row).await {
         Ok(_) => Outcome::Refreshed,
         Err(TokenError::Disconnected(_)) => Outcome::Disconnected,
         // Logged, counted and scheduled for retry by `refresh_claimed`.
