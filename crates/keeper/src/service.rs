@@ -6,13 +6,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
-use crate::core::config::{Config, MasterKeySource};
+use crate::core::config::{Config, Database, MasterKeySource};
 use crate::core::metrics::Metrics;
 use crate::core::rate_limit::RateLimiter;
 use crate::core::vault::{Keyring, Vault};
 use crate::core::zoom_account_limits::ZoomAccountLimits;
 use crate::core::zoom_gateway::ZoomGateway;
 use crate::domain::tokens::TokenBroker;
+use crate::domain::zoom_webhooks::IngressCaches;
 use crate::storage::{self, Store};
 
 pub struct Keeper {
@@ -28,6 +29,8 @@ pub struct Keeper {
     /// Per-Zoom-account budget that background loops take a slot from before each
     /// Zoom call (DESIGN.md §6).
     pub zoom_accounts: ZoomAccountLimits,
+    /// What the Zoom webhook ingress reuses for a few seconds in this process.
+    pub ingress: IngressCaches,
 }
 
 impl Keeper {
@@ -66,13 +69,15 @@ impl Keeper {
             rate_limiter,
             tokens: TokenBroker::new(),
             zoom_accounts: ZoomAccountLimits::default(),
+            ingress: IngressCaches::default(),
         })
     }
 }
 
 /// Opens the configured database without migrating it.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    if config.database_url.starts_with("sqlite:") {
+    let database = Database::named_by(&config.database_url).unwrap_or(Database::Sqlite);
+    if database == Database::Sqlite {
         // The data directory holds the database and usually the master key: owner only.
         use std::os::unix::fs::DirBuilderExt as _;
         std::fs::DirBuilder::new()
@@ -85,20 +90,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     }
     storage::open_store(&config.database_url)
         .await
-        .with_context(|| {
-            format!(
-                "opening the {} database",
-                backend_name(&config.database_url)
-            )
-        })
-}
-
-fn backend_name(url: &str) -> &'static str {
-    if url.starts_with("sqlite:") {
-        "SQLite"
-    } else {
-        "PostgreSQL"
-    }
+        .with_context(|| format!("opening the {} database", database.name()))
 }
 
 /// Loads the keyring from the configured source, creating the key file on first run.

@@ -73,6 +73,35 @@ pub const SETTING_NAMES: &[&str] = &[
     "outbox_event_retention",
 ];
 
+/// Which database a `database_url` names: the one rule, used by configuration,
+/// start-up and storage alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    Sqlite,
+    Postgres,
+}
+
+impl Database {
+    /// `sqlite:…` names SQLite; `postgres://…` or `postgresql://…` PostgreSQL (the
+    /// scheme in any case); anything else names neither.
+    pub fn named_by(url: &str) -> Option<Database> {
+        let (scheme, rest) = url.trim_start().split_once(':')?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Some(Database::Sqlite),
+            "postgres" | "postgresql" if rest.starts_with("//") => Some(Database::Postgres),
+            _ => None,
+        }
+    }
+
+    /// The database's name as people write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Database::Sqlite => "SQLite",
+            Database::Postgres => "PostgreSQL",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -350,10 +379,7 @@ impl Config {
         let database_url = match s.database_url {
             Some(url) => {
                 let url = url.trim().to_owned();
-                if !(url.starts_with("sqlite:")
-                    || url.starts_with("postgres://")
-                    || url.starts_with("postgresql://"))
-                {
+                if Database::named_by(&url).is_none() {
                     return Err(invalid(
                         "database_url",
                         "must start with sqlite:, postgres:// or postgresql://",
@@ -786,5 +812,22 @@ mod tests {
             err.to_string().starts_with("webhook_delivery_lease:"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn one_rule_names_the_database() {
+        for (url, db) in [
+            ("sqlite://./x.db?mode=rwc", Some(Database::Sqlite)),
+            ("sqlite:x.db", Some(Database::Sqlite)),
+            ("postgres://u@h/db", Some(Database::Postgres)),
+            ("PostgreSQL://u@h/db", Some(Database::Postgres)),
+            (" postgresql://h/db", Some(Database::Postgres)),
+            ("postgres:db", None),
+            ("mysql://h/db", None),
+            ("./x.db", None),
+            ("", None),
+        ] {
+            assert_eq!(Database::named_by(url), db, "{url}");
+        }
     }
 }

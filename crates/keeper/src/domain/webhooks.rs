@@ -36,7 +36,7 @@ pub const MAX_SUBSCRIPTIONS: u32 = 10;
 pub const ROTATION_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
+pub enum SubscriptionError {
     /// Field → problems.
     #[error("invalid webhook subscription")]
     Invalid(BTreeMap<String, Vec<String>>),
@@ -106,7 +106,7 @@ pub async fn create(
     project_id: &str,
     url: &str,
     triggers: &[String],
-) -> Result<WebhookSubscriptionRow, WebhookError> {
+) -> Result<WebhookSubscriptionRow, SubscriptionError> {
     let mut problems = BTreeMap::new();
     let url = check_url(keeper, url)
         .await
@@ -116,7 +116,7 @@ pub async fn create(
         .map_err(|p| problems.insert("triggers".to_owned(), vec![p]))
         .ok();
     let (Some(url), Some(triggers)) = (url, triggers) else {
-        return Err(WebhookError::Invalid(problems));
+        return Err(SubscriptionError::Invalid(problems));
     };
     let now = Utc::now();
     let row = WebhookSubscriptionRow {
@@ -136,7 +136,7 @@ pub async fn create(
         Ok(()) => Ok(row),
         Err(StoreError::Conflict {
             constraint: WEBHOOK_SUBSCRIPTION_LIMIT,
-        }) => Err(WebhookError::TooMany),
+        }) => Err(SubscriptionError::TooMany),
         Err(e) => Err(e.into()),
     }
 }
@@ -145,7 +145,7 @@ pub async fn list(
     keeper: &Keeper,
     project_id: &str,
     page: &PageRequest,
-) -> Result<Page<WebhookSubscriptionRow>, WebhookError> {
+) -> Result<Page<WebhookSubscriptionRow>, SubscriptionError> {
     Ok(keeper
         .store
         .list_webhook_subscriptions(project_id, page)
@@ -156,15 +156,15 @@ pub async fn get(
     keeper: &Keeper,
     project_id: &str,
     id: &str,
-) -> Result<WebhookSubscriptionRow, WebhookError> {
+) -> Result<WebhookSubscriptionRow, SubscriptionError> {
     if !IdKind::WebhookSubscription.matches(id) {
-        return Err(WebhookError::NotFound);
+        return Err(SubscriptionError::NotFound);
     }
     keeper
         .store
         .get_webhook_subscription(project_id, id)
         .await?
-        .ok_or(WebhookError::NotFound)
+        .ok_or(SubscriptionError::NotFound)
 }
 
 /// A requested change, as the caller gave it.
@@ -180,7 +180,7 @@ pub async fn update(
     project_id: &str,
     id: &str,
     change: SubscriptionChange,
-) -> Result<WebhookSubscriptionRow, WebhookError> {
+) -> Result<WebhookSubscriptionRow, SubscriptionError> {
     get(keeper, project_id, id).await?;
     let mut problems = BTreeMap::new();
     let mut update = WebhookSubscriptionUpdate {
@@ -204,18 +204,18 @@ pub async fn update(
         }
     }
     if !problems.is_empty() {
-        return Err(WebhookError::Invalid(problems));
+        return Err(SubscriptionError::Invalid(problems));
     }
     keeper
         .store
         .update_webhook_subscription(project_id, id, &update, Utc::now())
         .await?
-        .ok_or(WebhookError::NotFound)
+        .ok_or(SubscriptionError::NotFound)
 }
 
-pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), WebhookError> {
+pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), SubscriptionError> {
     if !IdKind::WebhookSubscription.matches(id) {
-        return Err(WebhookError::NotFound);
+        return Err(SubscriptionError::NotFound);
     }
     if keeper
         .store
@@ -224,7 +224,7 @@ pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), W
     {
         Ok(())
     } else {
-        Err(WebhookError::NotFound)
+        Err(SubscriptionError::NotFound)
     }
 }
 
@@ -254,22 +254,22 @@ pub struct SigningSecrets {
 pub async fn signing_secrets(
     keeper: &Keeper,
     project_id: &str,
-) -> Result<SigningSecrets, WebhookError> {
+) -> Result<SigningSecrets, SubscriptionError> {
     let project = keeper
         .store
         .project_by_id(project_id)
         .await?
-        .ok_or(WebhookError::NotFound)?;
+        .ok_or(SubscriptionError::NotFound)?;
     let current = keeper
         .vault
         .open(current_slot(project_id), &project.webhook_secret)
-        .map_err(|_| WebhookError::Secret)?;
+        .map_err(|_| SubscriptionError::Secret)?;
     let previous = match keeper.store.previous_webhook_secret(project_id).await? {
         Some(p) => Some(
             keeper
                 .vault
                 .open(previous_slot(project_id), &p.secret)
-                .map_err(|_| WebhookError::Secret)?,
+                .map_err(|_| SubscriptionError::Secret)?,
         ),
         None => None,
     };
@@ -277,25 +277,25 @@ pub async fn signing_secrets(
 }
 
 /// The project's current signing secret, base64 (`GET /api/v1/webhook_secret`).
-pub async fn secret_base64(keeper: &Keeper, project_id: &str) -> Result<String, WebhookError> {
+pub async fn secret_base64(keeper: &Keeper, project_id: &str) -> Result<String, SubscriptionError> {
     let secrets = signing_secrets(keeper, project_id).await?;
     Ok(STANDARD.encode(secrets.current.expose_secret()))
 }
 
 /// Replaces the signing secret with 32 new random bytes; the old one keeps signing
 /// beside it for [`ROTATION_GRACE`]. Returns the new secret, base64.
-pub async fn rotate_secret(keeper: &Keeper, project_id: &str) -> Result<String, WebhookError> {
+pub async fn rotate_secret(keeper: &Keeper, project_id: &str) -> Result<String, SubscriptionError> {
     // A concurrent rotation wins the compare-and-swap; try again on top of it.
     for _ in 0..5 {
         let project = keeper
             .store
             .project_by_id(project_id)
             .await?
-            .ok_or(WebhookError::NotFound)?;
+            .ok_or(SubscriptionError::NotFound)?;
         let old = keeper
             .vault
             .open(current_slot(project_id), &project.webhook_secret)
-            .map_err(|_| WebhookError::Secret)?;
+            .map_err(|_| SubscriptionError::Secret)?;
         let mut fresh = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut fresh);
         let new_sealed = keeper.vault.seal(current_slot(project_id), &fresh);
@@ -318,7 +318,7 @@ pub async fn rotate_secret(keeper: &Keeper, project_id: &str) -> Result<String, 
             return Ok(STANDARD.encode(fresh));
         }
     }
-    Err(WebhookError::Store(StoreError::Conflict {
+    Err(SubscriptionError::Store(StoreError::Conflict {
         constraint: "projects_webhook_secret",
     }))
 }

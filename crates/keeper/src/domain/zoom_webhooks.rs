@@ -11,8 +11,7 @@
 //! answer within 3 s. Under load, an app with its opened secret and a host's own
 //! connection are reused for a few seconds; the index write re-checks the host.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -24,6 +23,7 @@ use zoom::webhook::{
 };
 
 use crate::core::ids::IdKind;
+use crate::core::ttl_cache::TtlCache;
 use crate::core::vault::Slot;
 use crate::domain::meetings;
 use crate::storage::{
@@ -78,7 +78,7 @@ pub enum Outcome {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
+pub enum IngressError {
     #[error("no such app")]
     AppNotFound,
     #[error("the app has no webhook secret")]
@@ -92,15 +92,15 @@ pub enum WebhookError {
     Internal(anyhow::Error),
 }
 
-fn internal(context: &'static str, e: impl Into<anyhow::Error>) -> WebhookError {
-    WebhookError::Internal(e.into().context(context))
+fn internal(context: &'static str, e: impl Into<anyhow::Error>) -> IngressError {
+    IngressError::Internal(e.into().context(context))
 }
 
 /// Verifies and applies one Zoom webhook.
-pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome, WebhookError> {
+pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome, IngressError> {
     // A malformed id cannot exist; answer exactly as for a missing one.
     if !IdKind::App.matches(delivery.app_id) {
-        return Err(WebhookError::AppNotFound);
+        return Err(IngressError::AppNotFound);
     }
     let (mut app, mut secret, cached) = app_and_secret(keeper, delivery.app_id, true).await?;
     let verify = |secret: &Option<Arc<SecretString>>| match secret {
@@ -112,8 +112,8 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
             Utc::now().timestamp(),
             webhook::DEFAULT_WINDOW,
         )
-        .map_err(WebhookError::Signature),
-        None => Err(WebhookError::NoWebhookSecret),
+        .map_err(IngressError::Signature),
+        None => Err(IngressError::NoWebhookSecret),
     };
     let mut verified = verify(&secret);
     if verified.is_err() && cached {
@@ -122,7 +122,7 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
         verified = verify(&secret);
     }
     if let Err(e) = verified {
-        if let WebhookError::Signature(reason) = &e {
+        if let IngressError::Signature(reason) = &e {
             // The name is read from an unverified body only to label the count.
             if unverified_event_name(delivery.body).as_deref() == Some("app_deauthorized") {
                 keeper
@@ -142,17 +142,17 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
         return Err(e);
     }
     let Some(secret) = secret else {
-        return Err(WebhookError::NoWebhookSecret);
+        return Err(IngressError::NoWebhookSecret);
     };
     note_received(keeper, &app.id, WebhookVerification::Verified).await;
     if app.webhook_events_stale_since.is_some() {
         // Verified events arrive again: the app is no longer flagged.
         match keeper.store.clear_app_webhook_events_stale(&app.id).await {
             Ok(true) => {
-                APPS.forget(&app.id);
+                keeper.ingress.apps.forget(&app.id);
                 tracing::info!(app_id = %app.id, "verified Zoom webhooks arrive again");
             }
-            Ok(false) => APPS.forget(&app.id),
+            Ok(false) => keeper.ingress.apps.forget(&app.id),
             Err(e) => {
                 tracing::warn!(app_id = %app.id, error = %e, "clearing an app's stale-webhooks flag failed")
             }
@@ -165,7 +165,7 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
             return Ok(Outcome::Ignored("zoomkeeper does not act on this event"));
         }
         Err(e) => {
-            return Err(WebhookError::InvalidEvent(format!(
+            return Err(IngressError::InvalidEvent(format!(
                 "The webhook body cannot be read: {e}."
             )))
         }
@@ -173,7 +173,7 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
     let outcome = match &event.event {
         ZoomEvent::UrlValidation { plain_token } => {
             if plain_token.chars().count() > MAX_PLAIN_TOKEN_CHARS {
-                return Err(WebhookError::InvalidEvent(format!(
+                return Err(IngressError::InvalidEvent(format!(
                     "payload.plainToken is longer than {MAX_PLAIN_TOKEN_CHARS} characters."
                 )));
             }
@@ -206,68 +206,47 @@ fn unverified_event_name(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<Named>(body).ok().map(|n| n.event)
 }
 
-/// Values this process reuses for `ttl`, at most `max` of them: expired entries
-/// are swept when `max` is reached, and nothing is added while it still is.
-struct Reuse<K, V> {
-    entries: OnceLock<Mutex<HashMap<K, (V, Instant)>>>,
-    ttl: Duration,
-    max: usize,
-}
-
-impl<K: std::hash::Hash + Eq, V: Clone> Reuse<K, V> {
-    const fn new(ttl: Duration, max: usize) -> Self {
-        Reuse {
-            entries: OnceLock::new(),
-            ttl,
-            max,
-        }
-    }
-
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<K, (V, Instant)>> {
-        self.entries
-            .get_or_init(|| Mutex::new(HashMap::new()))
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The value stored less than `ttl` before `now`.
-    fn get<Q>(&self, key: &Q, now: Instant) -> Option<V>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ?Sized,
-    {
-        self.entries()
-            .get(key)
-            .filter(|(_, at)| now.saturating_duration_since(*at) < self.ttl)
-            .map(|(value, _)| value.clone())
-    }
-
-    fn put(&self, key: K, value: V, now: Instant) {
-        let mut entries = self.entries();
-        if entries.len() >= self.max {
-            entries.retain(|_, (_, at)| now.saturating_duration_since(*at) < self.ttl);
-        }
-        if entries.len() < self.max {
-            entries.insert(key, (value, now));
-        }
-    }
-
-    fn forget<Q>(&self, key: &Q)
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ?Sized,
-    {
-        self.entries().remove(key);
-    }
-}
-
 /// An app as the ingress needs it: the row and its opened webhook secret.
 type AppAndSecret = (Arc<AppRow>, Option<Arc<SecretString>>);
 
-/// Apps with their opened webhook secrets, reused for 5 s. A secret changed
-/// meanwhile is still read at once (a refused signature reads the app again); a
-/// removed secret or a deleted app takes effect within 5 s.
-static APPS: Reuse<String, AppAndSecret> = Reuse::new(Duration::from_secs(5), 10_000);
+/// What the ingress reuses in this process to save reads under load, owned by the
+/// [`Keeper`] (so each keeper, and each test, starts empty).
+pub struct IngressCaches {
+    /// Apps with their opened webhook secrets, reused for 5 s. A secret changed
+    /// meanwhile is still read at once (a refused signature reads the app again); a
+    /// removed secret or a deleted app takes effect within 5 s.
+    apps: TtlCache<String, AppAndSecret>,
+    /// (app id, Zoom user id) → that user's connection, reused for 5 s when it hosts
+    /// its meetings. Only that choice is reused (never a fallback to the operator or
+    /// another connection of the account, which a user connecting meanwhile would
+    /// change), and the write re-checks that the connection is still that Zoom user's
+    /// and in the same state ([`MeetingIndexChange::UpsertIfHost`]), choosing again
+    /// when not: a reused choice is the one a fresh read would make, less a read per
+    /// event.
+    hosts: TtlCache<(String, String), Arc<ConnectionRow>>,
+    /// When this process last wrote each app's webhook timestamps (one entry per
+    /// app and kind).
+    timestamps: TtlCache<(String, WebhookVerification), ()>,
+}
+
+impl Default for IngressCaches {
+    fn default() -> Self {
+        IngressCaches {
+            apps: TtlCache::new(Duration::from_secs(5), 10_000),
+            hosts: TtlCache::new(Duration::from_secs(5), 100_000),
+            timestamps: TtlCache::new(TIMESTAMP_INTERVAL, 10_000),
+        }
+    }
+}
+
+impl IngressCaches {
+    /// Forgets everything reused so far.
+    pub fn clear(&self) {
+        self.apps.clear();
+        self.hosts.clear();
+        self.timestamps.clear();
+    }
+}
 
 /// The app and its opened webhook secret, from the cache when `cached_ok` and fresh
 /// (saving a read and a decryption per event under load); the bool says whether it
@@ -276,9 +255,9 @@ async fn app_and_secret(
     keeper: &Keeper,
     app_id: &str,
     cached_ok: bool,
-) -> Result<(Arc<AppRow>, Option<Arc<SecretString>>, bool), WebhookError> {
+) -> Result<(Arc<AppRow>, Option<Arc<SecretString>>, bool), IngressError> {
     let now = Instant::now();
-    if let Some((app, secret)) = APPS.get(app_id, now).filter(|_| cached_ok) {
+    if let Some((app, secret)) = keeper.ingress.apps.get(app_id, now).filter(|_| cached_ok) {
         return Ok((app, secret, true));
     }
     let app = keeper
@@ -286,7 +265,7 @@ async fn app_and_secret(
         .app_by_id(app_id)
         .await
         .map_err(|e| internal("reading the app of a Zoom webhook", e))?
-        .ok_or(WebhookError::AppNotFound)?;
+        .ok_or(IngressError::AppNotFound)?;
     let secret = match &app.webhook_secret {
         Some(sealed) => Some(Arc::new(
             keeper
@@ -304,15 +283,18 @@ async fn app_and_secret(
         None => None,
     };
     let app = Arc::new(app);
-    APPS.put(app_id.to_owned(), (app.clone(), secret.clone()), now);
+    keeper
+        .ingress
+        .apps
+        .put(app_id.to_owned(), (app.clone(), secret.clone()), now);
     Ok((app, secret, false))
 }
 
-fn meeting_number<'a>(value: &'a str, field: &str) -> Result<&'a str, WebhookError> {
+fn meeting_number<'a>(value: &'a str, field: &str) -> Result<&'a str, IngressError> {
     if meetings::is_meeting_number(value) {
         Ok(value)
     } else {
-        Err(WebhookError::InvalidEvent(format!(
+        Err(IngressError::InvalidEvent(format!(
             "{field} is not a Zoom meeting number (9 to 11 digits)."
         )))
     }
@@ -336,7 +318,7 @@ async fn apply_once(
     event: &WebhookEvent,
     change: MeetingIndexChange,
     now: DateTime<Utc>,
-) -> Result<Outcome, WebhookError> {
+) -> Result<Outcome, IngressError> {
     let written = keeper
         .store
         .record_webhook_receipt_and_apply(&app.id, &receipt_key(event), now, &change)
@@ -344,7 +326,7 @@ async fn apply_once(
     outcome_of(written)
 }
 
-fn outcome_of(written: Result<ReceiptOutcome, StoreError>) -> Result<Outcome, WebhookError> {
+fn outcome_of(written: Result<ReceiptOutcome, StoreError>) -> Result<Outcome, IngressError> {
     match written {
         Ok(ReceiptOutcome::Applied) => Ok(Outcome::Applied),
         Ok(ReceiptOutcome::Duplicate) => Ok(Outcome::Duplicate),
@@ -358,7 +340,7 @@ async fn meeting_created(
     app: &AppRow,
     event: &WebhookEvent,
     meeting: &MeetingObject,
-) -> Result<Outcome, WebhookError> {
+) -> Result<Outcome, IngressError> {
     let id = meeting_number(&meeting.id, "payload.object.id")?;
     let mut cached_ok = true;
     loop {
@@ -390,23 +372,16 @@ async fn meeting_created(
             .await;
         if cached && matches!(written, Err(StoreError::NotFound)) {
             // The reused choice is out of date: forget it and choose again.
-            HOSTS.forget(&(app.id.clone(), host.user_id.clone()));
+            keeper
+                .ingress
+                .hosts
+                .forget(&(app.id.clone(), host.user_id.clone()));
             cached_ok = false;
             continue;
         }
         return outcome_of(written);
     }
 }
-
-/// (app id, Zoom user id) → that user's connection, reused for 5 s when it hosts
-/// its meetings. Only that choice is reused (never a fallback to the operator or
-/// another connection of the account, which a user connecting meanwhile would
-/// change), and the write re-checks that the connection is still that Zoom user's
-/// and in the same state ([`MeetingIndexChange::UpsertIfHost`]), choosing again
-/// when not: a reused choice is the one a fresh read would make, less a read per
-/// event.
-static HOSTS: Reuse<(String, String), Arc<ConnectionRow>> =
-    Reuse::new(Duration::from_secs(5), 100_000);
 
 /// The connection hosting the meeting ([`meetings::host_connection`]); the host's
 /// own connection is reused when `cached_ok` and chosen less than
@@ -417,7 +392,7 @@ async fn meeting_host(
     event: &WebhookEvent,
     meeting: &MeetingObject,
     cached_ok: bool,
-) -> Result<Option<(Arc<ConnectionRow>, bool)>, WebhookError> {
+) -> Result<Option<(Arc<ConnectionRow>, bool)>, IngressError> {
     let now = Instant::now();
     let key = meeting
         .host_id
@@ -426,7 +401,7 @@ async fn meeting_host(
     if let Some(hit) = key
         .as_ref()
         .filter(|_| cached_ok)
-        .and_then(|k| HOSTS.get(k, now))
+        .and_then(|k| keeper.ingress.hosts.get(k, now))
     {
         return Ok(Some((hit, true)));
     }
@@ -444,7 +419,7 @@ async fn meeting_host(
     };
     let host = Arc::new(host);
     if let Some(key) = key.filter(|(_, user)| *user == host.user_id) {
-        HOSTS.put(key, host.clone(), now);
+        keeper.ingress.hosts.put(key, host.clone(), now);
     }
     Ok(Some((host, false)))
 }
@@ -468,7 +443,7 @@ async fn meeting_deleted(
     event: &WebhookEvent,
     meeting: &MeetingObject,
     body: &[u8],
-) -> Result<Outcome, WebhookError> {
+) -> Result<Outcome, IngressError> {
     let id = meeting_number(&meeting.id, "payload.object.id")?;
     if deletes_occurrences_only(body) {
         return Ok(Outcome::Ignored(
@@ -487,7 +462,7 @@ async fn user_updated(
     app: &AppRow,
     event: &WebhookEvent,
     update: &UserUpdate,
-) -> Result<Outcome, WebhookError> {
+) -> Result<Outcome, IngressError> {
     let Some(pmi) = &update.pmi else {
         return Ok(Outcome::Ignored("the update does not change the PMI"));
     };
@@ -522,7 +497,7 @@ async fn app_deauthorized(
     app: &AppRow,
     event: &WebhookEvent,
     d: &Deauthorization,
-) -> Result<Outcome, WebhookError> {
+) -> Result<Outcome, IngressError> {
     if d.client_id.as_deref().is_some_and(|c| c != app.client_id) {
         return Ok(Outcome::Ignored("the event names another client_id"));
     }
@@ -607,7 +582,7 @@ async fn granted_since(
     keeper: &Keeper,
     connection: &ConnectionRow,
     at: DateTime<Utc>,
-) -> Result<bool, WebhookError> {
+) -> Result<bool, IngressError> {
     let at = at + GRANT_SLACK;
     if connection.created_at > at {
         return Ok(true);
@@ -643,38 +618,13 @@ async fn granted_since(
     Ok(false)
 }
 
-/// When this process last wrote each app's webhook timestamps.
-fn last_written() -> &'static Mutex<HashMap<(String, WebhookVerification), Instant>> {
-    static LAST: OnceLock<Mutex<HashMap<(String, WebhookVerification), Instant>>> = OnceLock::new();
-    LAST.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-/// Entries kept before old ones are swept (one per app and kind).
-const MAX_THROTTLE_ENTRIES: usize = 10_000;
-
-/// Whether this process should write `app_id`'s `which` timestamp now (at most once
-/// per [`TIMESTAMP_INTERVAL`]); marks it written when so.
-fn timestamp_due(app_id: &str, which: WebhookVerification, now: Instant) -> bool {
-    let mut map = last_written()
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let key = (app_id.to_owned(), which);
-    if map
-        .get(&key)
-        .is_some_and(|at| now.saturating_duration_since(*at) < TIMESTAMP_INTERVAL)
-    {
-        return false;
-    }
-    if map.len() >= MAX_THROTTLE_ENTRIES {
-        map.retain(|_, at| now.saturating_duration_since(*at) < TIMESTAMP_INTERVAL);
-    }
-    map.insert(key, now);
-    true
-}
-
 /// Moves the app's webhook timestamp, throttled; a failure is logged, never fatal.
 async fn note_received(keeper: &Keeper, app_id: &str, which: WebhookVerification) {
-    if !timestamp_due(app_id, which, Instant::now()) {
+    if !keeper
+        .ingress
+        .timestamps
+        .first_in_ttl((app_id.to_owned(), which), Instant::now())
+    {
         return;
     }
     if let Err(e) = keeper
@@ -689,48 +639,6 @@ async fn note_received(keeper: &Keeper, app_id: &str, which: WebhookVerification
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_written_at_most_every_interval_per_app_and_kind() {
-        let app = IdKind::App.generate();
-        let t0 = Instant::now();
-        assert!(timestamp_due(&app, WebhookVerification::Verified, t0));
-        assert!(!timestamp_due(&app, WebhookVerification::Verified, t0));
-        assert!(!timestamp_due(
-            &app,
-            WebhookVerification::Verified,
-            t0 + Duration::from_secs(4)
-        ));
-        assert!(timestamp_due(&app, WebhookVerification::Unverified, t0));
-        assert!(timestamp_due(
-            &IdKind::App.generate(),
-            WebhookVerification::Verified,
-            t0
-        ));
-        assert!(timestamp_due(
-            &app,
-            WebhookVerification::Verified,
-            t0 + TIMESTAMP_INTERVAL
-        ));
-    }
-
-    #[test]
-    fn reused_values_expire_and_stay_bounded() {
-        let reuse: Reuse<String, u32> = Reuse::new(Duration::from_secs(5), 2);
-        let t0 = Instant::now();
-        reuse.put("a".into(), 1, t0);
-        assert_eq!(reuse.get("a", t0 + Duration::from_secs(4)), Some(1));
-        assert_eq!(reuse.get("a", t0 + Duration::from_secs(5)), None);
-        reuse.put("b".into(), 2, t0);
-        // Full of fresh entries: nothing more is kept.
-        reuse.put("c".into(), 3, t0 + Duration::from_secs(1));
-        assert_eq!(reuse.get("c", t0 + Duration::from_secs(1)), None);
-        // Once they expire, they are swept to make room.
-        reuse.put("c".into(), 3, t0 + Duration::from_secs(6));
-        assert_eq!(reuse.get("c", t0 + Duration::from_secs(6)), Some(3));
-        reuse.forget("c");
-        assert_eq!(reuse.get("c", t0 + Duration::from_secs(6)), None);
-    }
 
     #[test]
     fn long_receipt_keys_are_hashed() {

@@ -14,7 +14,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::pagination::{self, List, ListParams};
 use super::AppState;
 use crate::domain::api_keys::Caller;
-use crate::domain::webhooks::{self, SubscriptionChange, WebhookError, MAX_SUBSCRIPTIONS};
+use crate::domain::webhooks::{self, SubscriptionChange, SubscriptionError, MAX_SUBSCRIPTIONS};
 use crate::storage::{DeliveryStatus, WebhookDeliveryRow, WebhookSubscriptionRow};
 
 pub const PATH: &str = "/api/v1/webhooks";
@@ -37,10 +37,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/webhook_secret/rotate", post(rotate_secret))
 }
 
-impl From<WebhookError> for ApiError {
-    fn from(e: WebhookError) -> ApiError {
+impl From<SubscriptionError> for ApiError {
+    fn from(e: SubscriptionError) -> ApiError {
         match e {
-            WebhookError::Invalid(fields) => {
+            SubscriptionError::Invalid(fields) => {
                 let summary = fields
                     .iter()
                     .map(|(f, p)| format!("{f}: {}", p.join(" ")))
@@ -48,19 +48,19 @@ impl From<WebhookError> for ApiError {
                     .join("; ");
                 ApiError::validation("invalid_request", summary, fields)
             }
-            WebhookError::NotFound => ApiError::NotFound {
+            SubscriptionError::NotFound => ApiError::NotFound {
                 what: "webhook subscription",
             },
-            WebhookError::TooMany => ApiError::Conflict {
+            SubscriptionError::TooMany => ApiError::Conflict {
                 code: "too_many_webhooks",
                 message: format!(
                     "This project already has {MAX_SUBSCRIPTIONS} webhook subscriptions, the most allowed. Delete one, or change one's url or triggers, instead."
                 ),
             },
-            WebhookError::Secret => {
+            SubscriptionError::Secret => {
                 ApiError::Internal(anyhow::anyhow!("the project's webhook secret did not open"))
             }
-            WebhookError::Store(e) => e.into(),
+            SubscriptionError::Store(e) => e.into(),
         }
     }
 }

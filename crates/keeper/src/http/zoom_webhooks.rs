@@ -16,7 +16,7 @@ use zoom::webhook::{SignatureError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::AppState;
-use crate::domain::zoom_webhooks::{self, Delivery, Outcome, WebhookError};
+use crate::domain::zoom_webhooks::{self, Delivery, IngressError, Outcome};
 
 pub const PATH: &str = "/external_webhooks/zoom/oauth_apps/{app_id}";
 /// Attendee's path for the same endpoint.
@@ -75,26 +75,26 @@ fn signature_code(e: &SignatureError) -> &'static str {
     }
 }
 
-fn error_response(e: WebhookError) -> Response {
+fn error_response(e: IngressError) -> Response {
     match e {
-        WebhookError::AppNotFound => ApiError::NotFound {
+        IngressError::AppNotFound => ApiError::NotFound {
             what: "Zoom OAuth app",
         }
         .into_response(),
-        WebhookError::NoWebhookSecret => unauthorized(
+        IngressError::NoWebhookSecret => unauthorized(
             "webhook_secret_missing",
             "This app has no webhook secret, so Zoom's signature cannot be checked. Set the app's webhook_secret (PATCH /api/v1/zoom_oauth_apps/{id}) to the Secret Token of the Zoom app's Event Subscription.".to_owned(),
         ),
-        WebhookError::Signature(e) => unauthorized(
+        IngressError::Signature(e) => unauthorized(
             signature_code(&e),
             format!("Zoom webhook refused: {e}."),
         ),
-        WebhookError::InvalidEvent(message) => ApiError::BadRequest {
+        IngressError::InvalidEvent(message) => ApiError::BadRequest {
             code: "invalid_zoom_event",
             message,
         }
         .into_response(),
-        WebhookError::Internal(cause) => ApiError::Internal(cause).into_response(),
+        IngressError::Internal(cause) => ApiError::Internal(cause).into_response(),
     }
 }
 
