@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::{spawn_app_with, Backend, TestApp};
 use keeper::config::Settings;
+use keeper::domain::recheck::{self, LEASE as RECHECK_LEASE};
 use keeper::storage::AppSecretsUpdate;
-use keeper::token_keeper::{self, RECHECK_LEASE};
 use keeper::vault::Slot;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -213,7 +213,7 @@ async fn a_patched_client_secret_reconnects_and_leaves_nothing_due(backend: Back
     wait_until_reconnected_and_done(&app, &zoa, &id).await;
     assert_reconnected_for_good(&app, &id).await;
     // Nothing left for a worker.
-    let step = token_keeper::recheck_once(&app.keeper).await.expect("step");
+    let step = recheck::run_due_once(&app.keeper).await.expect("step");
     assert!(step.is_none(), "{step:?}");
     // A webhook secret change alone makes nothing due.
     let patched = app
@@ -233,7 +233,7 @@ async fn a_secret_stored_by_a_process_that_died_is_rechecked_by_the_next_step(ba
     assert!(due <= app.keeper.store.now().await.expect("now"));
     assert_eq!(connection(&app, &id).await["state"], "disconnected");
 
-    let step = token_keeper::recheck_once(&app.keeper)
+    let step = recheck::run_due_once(&app.keeper)
         .await
         .expect("step")
         .expect("a due re-check");
@@ -246,7 +246,7 @@ async fn a_secret_stored_by_a_process_that_died_is_rechecked_by_the_next_step(ba
     );
     assert_reconnected_for_good(&app, &id).await;
     assert_eq!(recheck_due_at(&app, &zoa).await, None, "done, so cleared");
-    let step = token_keeper::recheck_once(&app.keeper).await.expect("step");
+    let step = recheck::run_due_once(&app.keeper).await.expect("step");
     assert!(step.is_none(), "{step:?}");
 }
 
@@ -266,14 +266,14 @@ async fn an_abandoned_recheck_is_done_once_its_lease_runs_out(backend: Backend) 
         .expect("due");
     assert_eq!(claim.app_id, zoa);
     // ... and while its lease holds, nobody runs the re-check twice.
-    let step = token_keeper::recheck_once(&app.keeper).await.expect("step");
+    let step = recheck::run_due_once(&app.keeper).await.expect("step");
     assert!(step.is_none(), "{step:?}");
     assert_eq!(connection(&app, &id).await["state"], "disconnected");
 
     // It died: its lease ran out a minute ago.
     let now = app.keeper.store.now().await.expect("now");
     set_recheck_due_at(&app, &zoa, now - chrono::Duration::minutes(1)).await;
-    let step = token_keeper::recheck_once(&app.keeper)
+    let step = recheck::run_due_once(&app.keeper)
         .await
         .expect("step")
         .expect("the abandoned re-check");
@@ -303,7 +303,7 @@ async fn the_token_keeper_loop_runs_due_rechecks(backend: Backend) {
         return;
     };
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(token_keeper::run(app.keeper.clone(), stopping));
+    let running = tokio::spawn(keeper::workers::recheck::run(app.keeper.clone(), stopping));
     store_secret_and_die(&app, &zoa).await;
     wait_until_reconnected_and_done(&app, &zoa, &id).await;
     assert_reconnected_for_good(&app, &id).await;

@@ -290,87 +290,22 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let role = config.role;
     let shutdown = shutdown_signal();
-    let keeper = Arc::new(Keeper::open(config).await?);
-    if let Some(key) = projects::bootstrap(&keeper).await? {
+    let app = keeper::build(config).await?;
+    if let Some(key) = projects::bootstrap(&app.keeper).await? {
         println!(
             "Created project \"{}\". Its API key, shown only this once:\n\n    {}\n\nSend it as the header  Authorization: Token <key>",
             projects::DEFAULT_PROJECT_NAME,
             key.expose_secret()
         );
     }
-    // One signal, seen by the HTTP server and every worker.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let stop_on_error = stop.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(true);
-    });
-    let workers = if role.runs_workers() {
-        Some(tokio::spawn(keeper::token_keeper::run(
-            keeper.clone(),
-            stopping.clone(),
-        )))
-    } else {
-        None
-    };
-    let meeting_sync = role
-        .runs_workers()
-        .then(|| tokio::spawn(keeper::meeting_sync::run(keeper.clone(), stopping.clone())));
-    let housekeeping = role
-        .runs_workers()
-        .then(|| tokio::spawn(keeper::housekeeping::run(keeper.clone(), stopping.clone())));
-    let webhook_delivery = role.runs_workers().then(|| {
-        tokio::spawn(keeper::webhook_delivery::run(
-            keeper.clone(),
-            stopping.clone(),
-        ))
-    });
-    let mut served = Ok(());
-    if role.serves_http() {
-        let server = Server::bind(keeper.clone()).await?;
-        tracing::info!(
-            addr = %server.addr(),
-            public_url = server.public_url(),
-            backend = keeper.store.backend(),
-            role = ?role,
-            "zoomkeeper listening"
-        );
-        let mut http_stopping = stopping.clone();
-        served = server
-            .run(async move {
-                let _ = http_stopping.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if served.is_err() {
-            // Workers stop and finish what they hold before the error is reported.
-            let _ = stop_on_error.send(true);
+    let backend = app.keeper.store.backend();
+    match (app.addr(), app.public_url()) {
+        (Some(addr), Some(public_url)) => {
+            tracing::info!(%addr, public_url, backend, role = ?role, "zoomkeeper listening")
         }
-    } else {
-        tracing::info!(backend = keeper.store.backend(), "running as a worker only");
-        let mut worker_stopping = stopping.clone();
-        let _ = worker_stopping.wait_for(|stop| *stop).await;
+        _ => tracing::info!(backend, "running as a worker only"),
     }
-    if let Some(workers) = workers {
-        // Workers finish what they started and release what they claimed.
-        if let Err(e) = workers.await {
-            tracing::error!(error = %e, "a background worker panicked");
-        }
-    }
-    if let Some(meeting_sync) = meeting_sync {
-        if let Err(e) = meeting_sync.await {
-            tracing::error!(error = %e, "the meeting sync panicked");
-        }
-    }
-    if let Some(housekeeping) = housekeeping {
-        if let Err(e) = housekeeping.await {
-            tracing::error!(error = %e, "housekeeping panicked");
-        }
-    }
-    if let Some(webhook_delivery) = webhook_delivery {
-        if let Err(e) = webhook_delivery.await {
-            tracing::error!(error = %e, "the webhook delivery worker panicked");
-        }
-    }
+    let served = app.run(shutdown).await;
     tracing::info!("stopped");
     served
 }

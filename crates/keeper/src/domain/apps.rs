@@ -13,10 +13,11 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::core::ids::IdKind;
 use crate::core::vault::Slot;
 use crate::core::zoom_gateway::CredentialCheck;
+use crate::domain::recheck;
 use crate::storage::{
     AppKind, AppRow, AppSecretsUpdate, DeleteAppOutcome, Page, PageRequest, StoreError,
 };
-use crate::{workers::token_keeper, Keeper};
+use crate::Keeper;
 
 /// Storage names of the sealed columns; they are part of each ciphertext's
 /// associated data, so they must match what `storage` reports for re-sealing.
@@ -202,7 +203,7 @@ pub async fn list(
 /// the write that saves it also marks the app's re-check due, so the app's
 /// connections that were disconnected because Zoom refused the old one
 /// (`invalid_client`) are re-checked even if this process dies: at once, in the
-/// background ([`token_keeper::recheck_app_now`]), so the answer does not wait for
+/// background ([`recheck::start_now`]), so the answer does not wait for
 /// them, or else by a worker's re-check loop.
 pub async fn update(
     keeper: &Arc<Keeper>,
@@ -270,7 +271,7 @@ pub async fn update(
         .await?
         .ok_or(AppError::NotFound)?;
     if new_client_secret {
-        token_keeper::recheck_app_now(keeper.clone(), row.id.clone());
+        recheck::start_now(keeper.clone(), row.id.clone());
     }
     Ok(row)
 }

@@ -115,7 +115,7 @@ pub async fn disconnect(
 
 /// Like [`disconnect`], but keeps the sealed refresh token: Zoom refused the app's
 /// credentials (`invalid_client`), not the user's grant, and a corrected client
-/// secret brings the connection back ([`crate::domain::tokens::recheck_after_client_secret_change`]).
+/// secret brings the connection back ([`crate::domain::recheck::recheck_after_client_secret_change`]).
 pub async fn disconnect_keeping_grant(
     keeper: &Keeper,
     row: &ConnectionRow,
@@ -209,7 +209,7 @@ pub enum Grant {
 
 /// The `connection_failure_data.code` of connections disconnected because Zoom
 /// refused the app's client credentials; they keep their grant, and
-/// [`recheck_after_client_secret_change`] retries them.
+/// [`crate::domain::recheck`] retries them.
 pub const BAD_CLIENT_SECRET: &str = "invalid_client";
 
 /// Why a final refresh error disconnects, in words a person can act on, and whether

@@ -8,6 +8,7 @@ pub mod grant;
 pub mod join_tokens;
 pub mod meetings;
 pub mod projects;
+pub mod recheck;
 pub mod tokens;
 pub mod webhooks;
 pub mod zoom_webhooks;

@@ -15,7 +15,7 @@
 //!   also pauses the Zoom account's background work);
 //! - `invalid_client` is the app's credentials, not the user's grant: the refresh
 //!   token is kept, and a new client secret re-checks those connections
-//!   ([`recheck_after_client_secret_change`]).
+//!   ([`crate::domain::recheck`]).
 //!
 //! The token keeper ([`crate::workers::token_keeper`]) refreshes through [`TokenBroker::refresh_claimed`],
 //! the same code path as on-demand refreshes.
@@ -1083,75 +1083,6 @@ enum Commit {
 /// A claimed connection waiting for its account's rate-limit slot gives up this long
 /// before its lease would lapse.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
-/// Connections one re-check claims at a time.
-const RECHECK_BATCH: u32 = 20;
-/// Re-check refreshes in flight at once.
-const RECHECK_CONCURRENCY: usize = 4;
-
-/// What [`recheck_after_client_secret_change`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Recheck {
-    pub claimed: usize,
-    pub reconnected: usize,
-    /// Zoom refused again; the connection stays disconnected (with the new cause).
-    pub still_disconnected: usize,
-    /// A temporary failure (or its account's rate limit); the connection stays as
-    /// it was, grant kept, and the next client secret change retries it.
-    pub failed: usize,
-}
-
-/// After an app's client secret changed (and Zoom accepted the new one): every
-/// connection of `app_id` disconnected with [`BAD_CLIENT_SECRET`] is refreshed with
-/// the new credentials under its lease, through [`TokenBroker::refresh_claimed`] —
-/// the one place that decides what each Zoom answer means. Zoom accepts → connected
-/// again (event, state-change outbox row); a final error → stays disconnected with
-/// the new cause and its tokens erased. Visits each connection once, a few at a time,
-/// within its Zoom account's rate limit.
-pub async fn recheck_after_client_secret_change(
-    keeper: &Keeper,
-    app_id: &str,
-) -> anyhow::Result<Recheck> {
-    use futures::StreamExt as _;
-
-    let mut summary = Recheck::default();
-    let mut after: Option<String> = None;
-    loop {
-        let claimed = keeper
-            .store
-            .claim_disconnected_connections(
-                app_id,
-                BAD_CLIENT_SECRET,
-                after.as_deref(),
-                keeper.tokens.owner(),
-                RECHECK_BATCH,
-                keeper.config.token_lease_duration,
-            )
-            .await?;
-        let Some(last) = claimed.last() else {
-            return Ok(summary);
-        };
-        after = Some(last.id.clone());
-        summary.claimed += claimed.len();
-        let outcomes: Vec<Result<AccessToken, TokenError>> = futures::stream::iter(claimed)
-            .map(|row| async move {
-                if !take_account_slot(keeper, &row).await {
-                    return Err(TokenError::Busy);
-                }
-                refresh_claimed(keeper, &row).await
-            })
-            .buffer_unordered(RECHECK_CONCURRENCY)
-            .collect()
-            .await;
-        for outcome in outcomes {
-            match outcome {
-                Ok(_) => summary.reconnected += 1,
-                Err(TokenError::Disconnected(_)) => summary.still_disconnected += 1,
-                Err(_) => summary.failed += 1,
-            }
-        }
-    }
-}
-
 /// What a request that needs a refresh saw, for deciding whether a refresh done by
 /// someone else meanwhile serves it.
 struct Wanted<'a> {

@@ -6,7 +6,9 @@
 //! `failure`) more than `webhook_delivery_retention` ago, with their attempt
 //! summaries, and outbox events fanned out more than `outbox_event_retention` ago.
 //! A delivery still pending (waiting for its first attempt or a retry) and an outbox
-//! event not fanned out yet are never deleted, however old.
+//! event not fanned out yet are never deleted, however old. Beside the sweep, every
+//! [`PRUNE_EVERY`] it drops routine events beyond each connection log's newest few
+//! ([`connections::prune_event_logs`]): every retention rule runs here.
 //!
 //! It runs [`FIRST_RUN_AFTER`] after start, then every [`EVERY`] (± [`JITTER`]).
 //! Each sweep deletes [`BATCH`] rows per statement, each statement its own short
@@ -23,7 +25,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::Pass;
 use crate::core::jitter;
+use crate::domain::connections;
 use crate::storage::StoreError;
 use crate::Keeper;
 
@@ -35,6 +39,9 @@ pub const RECEIPT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// meeting that runs late or is restarted the next day).
 pub const PAST_MEETING_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// Time between sweeps.
+/// How often the connections' event logs are pruned (every refresh writes an
+/// event).
+pub const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
 pub const EVERY: Duration = Duration::from_secs(10 * 60);
 /// Up to this much is added to or taken from [`EVERY`], so processes drift apart.
 pub const JITTER: Duration = Duration::from_secs(60);
@@ -56,30 +63,47 @@ pub struct Sweep {
     pub interrupted: bool,
 }
 
-/// Sweeps shortly after start and then every [`EVERY`] until `shutdown` turns true.
-pub async fn run(keeper: Arc<Keeper>, mut shutdown: watch::Receiver<bool>) {
-    tracing::info!(every_s = EVERY.as_secs(), "housekeeping started");
-    let mut wait = FIRST_RUN_AFTER;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.wait_for(|stop| *stop) => break,
-        }
-        match run_once(&keeper, &shutdown).await {
-            Ok(sweep) if sweep.deleted() > 0 => tracing::info!(
-                receipts = sweep.receipts,
-                meetings = sweep.meetings,
-                webhook_deliveries = sweep.webhook_deliveries,
-                outbox_events = sweep.outbox_events,
-                interrupted = sweep.interrupted,
-                "housekeeping swept"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "housekeeping sweep failed"),
-        }
-        wait = jitter::around(EVERY, JITTER);
-    }
-    tracing::info!("housekeeping stopped");
+/// Sweeps shortly after start and then every [`EVERY`], and prunes event logs
+/// every [`PRUNE_EVERY`], until `shutdown` turns true.
+pub async fn run(keeper: Arc<Keeper>, shutdown: watch::Receiver<bool>) {
+    let stopping = shutdown.clone();
+    let sweeps = super::poll_loop(
+        "housekeeping",
+        shutdown.clone(),
+        FIRST_RUN_AFTER,
+        || jitter::around(EVERY, JITTER),
+        || async {
+            let sweep = run_once(&keeper, &stopping).await?;
+            if sweep.deleted() > 0 {
+                tracing::info!(
+                    receipts = sweep.receipts,
+                    meetings = sweep.meetings,
+                    webhook_deliveries = sweep.webhook_deliveries,
+                    outbox_events = sweep.outbox_events,
+                    interrupted = sweep.interrupted,
+                    "housekeeping swept"
+                );
+            }
+            Ok(Pass::Done)
+        },
+    );
+    // Where the last pruning step stopped; `None` starts from the first connection.
+    let cursor = tokio::sync::Mutex::new(None::<String>);
+    let pruning = super::poll_loop(
+        "event_log_pruning",
+        shutdown,
+        PRUNE_EVERY,
+        || PRUNE_EVERY,
+        || async {
+            let mut cursor = cursor.lock().await;
+            let deleted = connections::prune_event_logs(&keeper, &mut cursor).await?;
+            if deleted > 0 {
+                tracing::info!(deleted, "pruned connection event logs");
+            }
+            Ok(Pass::Done)
+        },
+    );
+    tokio::join!(sweeps, pruning);
 }
 
 impl Sweep {

@@ -47,6 +47,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use zoom::{MeetingListType, ZoomError, ZoomMeeting};
 
+use super::Pass;
 use crate::core::jitter;
 use crate::domain::meetings::is_meeting_number;
 use crate::domain::tokens::{BrokeredCallError, TokenError};
@@ -105,46 +106,35 @@ pub struct Round {
 
 /// Runs rounds every `token_keeper_interval` (the background loops' polling
 /// interval) until `shutdown` turns true; syncs in flight finish or are rescheduled.
-pub async fn run(keeper: Arc<Keeper>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(keeper: Arc<Keeper>, shutdown: watch::Receiver<bool>) {
     let interval = keeper.config.token_keeper_interval;
-    tracing::info!(
-        owner = keeper.tokens.owner(),
-        interval_s = interval.as_secs_f64(),
-        "meeting sync started"
-    );
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        let full = match run_once(&keeper, &shutdown).await {
-            Ok(round) => {
-                if round.claimed > 0 {
-                    tracing::info!(
-                        claimed = round.claimed,
-                        synced = round.synced,
-                        failed = round.failed,
-                        disconnected = round.disconnected,
-                        lost = round.lost,
-                        released = round.released,
-                        "meeting sync round"
-                    );
-                }
-                round.claimed as u32 >= BATCH
+    let stopping = shutdown.clone();
+    super::poll_loop(
+        "meeting_sync",
+        shutdown,
+        Duration::ZERO,
+        || interval,
+        || async {
+            let round = run_once(&keeper, &stopping).await?;
+            if round.claimed > 0 {
+                tracing::info!(
+                    claimed = round.claimed,
+                    synced = round.synced,
+                    failed = round.failed,
+                    disconnected = round.disconnected,
+                    lost = round.lost,
+                    released = round.released,
+                    "meeting sync round"
+                );
             }
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "meeting sync round failed");
-                false
-            }
-        };
-        if full {
-            continue;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-    tracing::info!("meeting sync stopped");
+            Ok(if round.claimed as u32 >= BATCH {
+                Pass::More
+            } else {
+                Pass::Done
+            })
+        },
+    )
+    .await
 }
 
 /// One round: claim what is due and sync it with bounded concurrency.

@@ -24,6 +24,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use super::Pass;
 use crate::core::signing::sign;
 use crate::core::{jitter, outbound_url};
 use crate::domain::webhooks;
@@ -71,45 +72,31 @@ pub async fn run(keeper: Arc<Keeper>, shutdown: watch::Receiver<bool>) {
 }
 
 /// [`run`] with another idle interval (tests use a short one).
-pub async fn run_every(keeper: Arc<Keeper>, poll: Duration, mut shutdown: watch::Receiver<bool>) {
-    tracing::info!(
-        owner = keeper.tokens.owner(),
-        "webhook delivery worker started"
-    );
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        let busy = match run_once(&keeper).await {
-            Ok(round) => {
-                if round.claimed > 0 || round.dispatched_events > 0 {
-                    tracing::info!(
-                        dispatched_events = round.dispatched_events,
-                        new_deliveries = round.new_deliveries,
-                        claimed = round.claimed,
-                        succeeded = round.succeeded,
-                        failed = round.failed,
-                        lost = round.lost,
-                        "webhook delivery round"
-                    );
-                }
-                round.claimed as u32 >= BATCH
-                    || round.dispatched_events >= u64::from(DISPATCH_BATCH)
+pub async fn run_every(keeper: Arc<Keeper>, poll: Duration, shutdown: watch::Receiver<bool>) {
+    super::poll_loop(
+        "webhook_delivery",
+        shutdown,
+        Duration::ZERO,
+        || poll,
+        || async {
+            let round = run_once(&keeper).await?;
+            if round.claimed > 0 || round.dispatched_events > 0 {
+                tracing::info!(
+                    dispatched_events = round.dispatched_events,
+                    new_deliveries = round.new_deliveries,
+                    claimed = round.claimed,
+                    succeeded = round.succeeded,
+                    failed = round.failed,
+                    lost = round.lost,
+                    "webhook delivery round"
+                );
             }
-            Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "webhook delivery round failed");
-                false
-            }
-        };
-        if busy {
-            continue;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(poll) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-    tracing::info!("webhook delivery worker stopped");
+            let busy = round.claimed as u32 >= BATCH
+                || round.dispatched_events >= u64::from(DISPATCH_BATCH);
+            Ok(if busy { Pass::More } else { Pass::Done })
+        },
+    )
+    .await
 }
 
 /// One round: fan out the outbox, then send what is due.
