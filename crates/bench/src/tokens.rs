@@ -49,15 +49,15 @@ const CLIENT_ID: &str = "bench-client";
 const CLIENT_SECRET: &str = "bench-secret";
 const REDIRECT_URI: &str = "https://bots.example.com/zoom/callback";
 
-pub async fn run(args: TokensArgs) -> anyhow::Result<()> {
+pub async fn run(args: TokensArgs, zoomkeeper: &std::path::Path) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a scratch directory")?;
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    bench_backend("sqlite", &sqlite_url, dir.path(), &args).await?;
+    bench_backend("sqlite", &sqlite_url, dir.path(), &args, zoomkeeper).await?;
     if !args.sqlite_only {
         match keeper::pg_cluster::shared().await? {
             Some(cluster) => {
                 let url = cluster.create_database().await?;
-                bench_backend("postgres", &url, dir.path(), &args).await?;
+                bench_backend("postgres", &url, dir.path(), &args, zoomkeeper).await?;
             }
             None => println!("postgres: skipped (no PostgreSQL binaries found)"),
         }
@@ -70,6 +70,7 @@ async fn bench_backend(
     database_url: &str,
     dir: &Path,
     args: &TokensArgs,
+    zoomkeeper: &Path,
 ) -> anyhow::Result<()> {
     let sim = zoom_sim::Simulator::start().await?;
     let control = sim.control();
@@ -216,6 +217,7 @@ async fn bench_backend(
             .await?
             .context("the bench app")?;
         let settings = ServeSettings {
+            zoomkeeper,
             database_url,
             data_dir: dir,
             master_key_file: &master_key_file,
@@ -387,6 +389,7 @@ async fn store_connections(
 }
 
 struct ServeSettings<'a> {
+    zoomkeeper: &'a Path,
     database_url: &'a str,
     data_dir: &'a Path,
     master_key_file: &'a Path,
@@ -396,8 +399,7 @@ struct ServeSettings<'a> {
 /// Starts `zoomkeeper serve` on the database, waits until it answers and has sat
 /// idle for a few seconds (the token keeper has run), and returns its VmRSS in KiB.
 async fn idle_rss(s: &ServeSettings<'_>) -> anyhow::Result<u64> {
-    let exe = std::env::current_exe().context("this program's path")?;
-    let mut command = tokio::process::Command::new(exe);
+    let mut command = tokio::process::Command::new(s.zoomkeeper);
     for (name, _) in std::env::vars() {
         if name.starts_with("ZOOMKEEPER_") {
             command.env_remove(name);

@@ -1,6 +1,4 @@
-//! `zoomkeeper bench`: measurements on this machine, printed as plain text.
-//!
-//! `bench api` starts the real server in this process on a fresh database (SQLite,
+//! `zoomkeeper bench api` starts the real server in this process on a fresh database (SQLite,
 //! and PostgreSQL when a throwaway cluster can be started) with the Zoom simulator,
 //! creates a project, a key and an app, then times authenticated
 //! `GET /api/v1/zoom_oauth_apps/{id}` round trips over loopback.
@@ -9,71 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::Subcommand;
 use keeper::config::{Config, Settings};
 use keeper::server::Server;
 use keeper::{projects, Keeper};
 use secrecy::ExposeSecret;
 
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Authenticated GET of one app over loopback.
-    Api {
-        /// Requests to time (after a warm-up of a tenth as many).
-        #[arg(long, default_value_t = 5000)]
-        requests: usize,
-        /// Requests in flight at once.
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-        /// Only SQLite, even when PostgreSQL binaries are present.
-        #[arg(long)]
-        sqlite_only: bool,
-    },
-    /// Token requests for a joining bot: cached access_token and zak_token, Zoom
-    /// calls per token, and idle memory with 100,000 connections.
-    Tokens(crate::bench_tokens::TokensArgs),
-    /// Outgoing webhook deliveries per second to a local receiver, 1,000 pending.
-    Deliveries(crate::bench_deliveries::DeliveriesArgs),
-    /// Zoom webhook ingress: signed `meeting.created` events per second over loopback.
-    Webhooks(crate::bench_webhooks::WebhooksArgs),
-    /// Meeting → host lookups (the join-token path) with 1,000,000 indexed meetings.
-    Lookup(crate::bench_webhooks::LookupArgs),
-    /// Token storms, re-authorisations, deauthorisations and kills against two
-    /// `serve` processes on PostgreSQL; prints connections lost and stale
-    /// refresh-token uses, and fails unless both are 0.
-    Chaos(crate::bench_chaos::ChaosArgs),
-}
-
-pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
-    match command {
-        BenchCommand::Tokens(args) => crate::bench_tokens::run(args).await,
-        BenchCommand::Deliveries(args) => crate::bench_deliveries::run(args).await,
-        BenchCommand::Webhooks(args) => crate::bench_webhooks::run_webhooks(args).await,
-        BenchCommand::Lookup(args) => crate::bench_webhooks::run_lookup(args).await,
-        BenchCommand::Chaos(args) => crate::bench_chaos::run(args).await,
-        BenchCommand::Api {
-            requests,
-            concurrency,
-            sqlite_only,
-        } => {
-            let dir = tempfile::tempdir().context("creating a scratch directory")?;
-            let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-            bench_api("sqlite", &sqlite_url, dir.path(), requests, concurrency).await?;
-            if !sqlite_only {
-                match keeper::pg_cluster::shared().await? {
-                    Some(cluster) => {
-                        let url = cluster.create_database().await?;
-                        bench_api("postgres", &url, dir.path(), requests, concurrency).await?;
-                    }
-                    None => println!("postgres: skipped (no PostgreSQL binaries found)"),
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
-async fn bench_api(
+pub(crate) async fn bench_api(
     backend: &str,
     database_url: &str,
     dir: &std::path::Path,

@@ -115,7 +115,7 @@ const SHOWN_LOST: usize = 10;
 /// A token request that finds a lease held should answer within this (DESIGN.md §6).
 const SLOW_CHECK: Duration = Duration::from_secs(5);
 
-pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
+pub async fn run(args: ChaosArgs, zoomkeeper: &std::path::Path) -> anyhow::Result<()> {
     if args.connections < 2 {
         bail!("--connections must be at least 2 (one each process connects)");
     }
@@ -136,7 +136,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         },
     };
     let dir = tempfile::tempdir().context("creating a scratch directory")?;
-    let report = chaos(&args, seed, &database_url, dir.path()).await?;
+    let report = chaos(&args, seed, &database_url, dir.path(), zoomkeeper).await?;
     report.print();
     if report.lost.is_empty() && report.stats.stale_refresh_token_uses == 0 {
         Ok(())
@@ -156,6 +156,7 @@ async fn chaos(
     seed: u64,
     database_url: &str,
     dir: &Path,
+    zoomkeeper: &Path,
 ) -> anyhow::Result<Report> {
     let ttl_s = keeper::tokens::MIN_VALIDITY.as_secs() + TTL_MARGIN_S;
     let sim = zoom_sim::Simulator::start().await?;
@@ -198,7 +199,7 @@ async fn chaos(
     };
 
     let launcher = Launcher {
-        exe: std::env::current_exe().context("this program's path")?,
+        exe: zoomkeeper.to_owned(),
         dir: dir.to_owned(),
         database_url: database_url.to_owned(),
         zoom_url: sim.url(),
