@@ -283,7 +283,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     Ok(())
                 }
-                                #[cfg(feature = "bench")]
+                #[cfg(feature = "bench")]
                 Command::Bench(_) => unreachable!("handled above"),
                 #[cfg(not(feature = "bench"))]
                 Command::Bench { .. } => unreachable!("handled above"),
