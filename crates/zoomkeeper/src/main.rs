@@ -223,7 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { .. } => anyhow::bail!(
             "this zoomkeeper was built without the benchmarks, so the shipped binary carries \
              none of their code; from a checkout, run them with \
-             `cargo run --release --features bench -- bench …`"
+             `cargo run --release -p zoomkeeper --features bench -- bench …`"
         ),
         command => {
             let config = cli.settings.load()?;
