@@ -12,12 +12,6 @@ use keeper::server::{shutdown_signal, Server};
 use keeper::{projects, telemetry, Keeper};
 use secrecy::ExposeSecret;
 
-mod bench;
-mod bench_chaos;
-mod bench_deliveries;
-mod bench_tokens;
-mod bench_webhooks;
-
 #[derive(Parser)]
 #[command(
     name = "zoomkeeper",
@@ -150,8 +144,15 @@ enum Command {
     /// Run the Zoom simulator (on `--listen`, default 127.0.0.1:9000).
     Sim,
     /// Measure the service on this machine.
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Measure the service on this machine (in builds with `--features bench`).
+    #[cfg(not(feature = "bench"))]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -212,10 +213,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             zoom_sim::serve(listen).await
         }
+        #[cfg(feature = "bench")]
         Command::Bench(command) => {
             telemetry::init_with_writer(keeper::config::LogFormat::Text, std::io::sink);
-            bench::run(command).await
+            let zoomkeeper = std::env::current_exe().context("this program's path")?;
+            bench::run(command, &zoomkeeper).await
         }
+        #[cfg(not(feature = "bench"))]
+        Command::Bench { .. } => anyhow::bail!(
+            "this zoomkeeper was built without the benchmarks, so the shipped binary carries \
+             none of their code; from a checkout, run them with \
+             `cargo run --release -p zoomkeeper --features bench -- bench …`"
+        ),
         command => {
             let config = cli.settings.load()?;
             telemetry::init(config.log_format);
@@ -274,7 +283,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     Ok(())
                 }
-                Command::Sim | Command::Bench(_) => unreachable!("handled above"),
+                #[cfg(feature = "bench")]
+                Command::Bench(_) => unreachable!("handled above"),
+                #[cfg(not(feature = "bench"))]
+                Command::Bench { .. } => unreachable!("handled above"),
+                Command::Sim => unreachable!("handled above"),
             }
         }
     }

@@ -54,50 +54,47 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum as _};
-use keeper::config::{Config, Settings};
-use keeper::{projects, Keeper};
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
-#[derive(Args)]
+use crate::measure::Rng;
+use crate::setup::{Backend, ServeTarget, Setup, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI};
+
+#[derive(Args, Debug, Clone)]
 pub struct ChaosArgs {
     /// How long the chaos lasts, in seconds (the quiet and the checks come after).
     #[arg(long, default_value_t = 60)]
-    seconds: u64,
+    pub seconds: u64,
     /// Users connected before the chaos starts.
     #[arg(long, default_value_t = 200)]
-    connections: usize,
+    pub connections: usize,
     /// Seed of every random choice (default: from the clock; printed either way).
     #[arg(long)]
-    seed: Option<u64>,
+    pub seed: Option<u64>,
     /// Token requests in flight at once (the storm).
     #[arg(long, default_value_t = 16)]
-    concurrency: usize,
+    pub concurrency: usize,
     /// Re-authorisation rounds started per second.
     #[arg(long, default_value_t = 4.0)]
-    reauths_per_second: f64,
+    pub reauths_per_second: f64,
     /// Kinds of re-authorisation rounds to mix (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = RoundKind::ALL)]
-    rounds: Vec<RoundKind>,
+    pub rounds: Vec<RoundKind>,
     /// Mean seconds between kills (SIGKILL of one process, then a restart).
     #[arg(long, default_value_t = 10.0)]
-    kill_every: f64,
+    pub kill_every: f64,
     /// Latency of every Zoom call, in milliseconds.
     #[arg(long, default_value_t = 30)]
-    zoom_latency_ms: u64,
+    pub zoom_latency_ms: u64,
     /// After the chaos, how long a connection may take to hand out a token again
     /// (a lease a killed process held must run out first).
     #[arg(long, default_value_t = 90)]
-    recovery_seconds: u64,
+    pub recovery_seconds: u64,
     /// An empty PostgreSQL database (postgres://…) instead of a throwaway cluster.
     #[arg(long)]
-    postgres_url: Option<String>,
+    pub postgres_url: Option<String>,
 }
 
-const CLIENT_ID: &str = "chaos-client";
-const CLIENT_SECRET: &str = "chaos-secret";
-const REDIRECT_URI: &str = "https://bots.example.com/zoom/callback";
 /// Zoom's token endpoint answers nothing new for this long before a kill.
 const HOLD: Duration = Duration::from_millis(4000);
 /// Time allowed between Zoom answering a refresh or exchange and its commit
@@ -115,7 +112,9 @@ const SHOWN_LOST: usize = 10;
 /// A token request that finds a lease held should answer within this (DESIGN.md §6).
 const SLOW_CHECK: Duration = Duration::from_secs(5);
 
-pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
+/// Runs the chaos and prints its report; fails unless it lost no connection and
+/// used no stale refresh token.
+pub async fn run(args: ChaosArgs, zoomkeeper: &Path) -> anyhow::Result<Report> {
     if args.connections < 2 {
         bail!("--connections must be at least 2 (one each process connects)");
     }
@@ -136,10 +135,10 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         },
     };
     let dir = tempfile::tempdir().context("creating a scratch directory")?;
-    let report = chaos(&args, seed, &database_url, dir.path()).await?;
+    let report = chaos(&args, seed, &database_url, dir.path(), zoomkeeper).await?;
     report.print();
     if report.lost.is_empty() && report.stats.stale_refresh_token_uses == 0 {
-        Ok(())
+        Ok(report)
     } else {
         bail!(
             "{} connections lost, {} stale refresh-token uses (both must be 0)",
@@ -156,17 +155,13 @@ async fn chaos(
     seed: u64,
     database_url: &str,
     dir: &Path,
+    zoomkeeper: &Path,
 ) -> anyhow::Result<Report> {
     let ttl_s = keeper::tokens::MIN_VALIDITY.as_secs() + TTL_MARGIN_S;
-    let sim = zoom_sim::Simulator::start().await?;
-    let control = sim.control();
-    control
-        .create_app(&zoom_sim::SimApp {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            ..Default::default()
-        })
-        .await?;
+    // The project and its key, written straight to the database (this also creates
+    // the master key file and applies migrations) before any `serve` starts.
+    let setup = Setup::start(Backend::Postgres, database_url, dir).await?;
+    let control = setup.sim.control();
     control
         .set_config(&zoom_sim::SimConfig {
             access_token_ttl_s: Some(ttl_s),
@@ -178,30 +173,11 @@ async fn chaos(
         ..Default::default()
     };
     control.set_faults(&base_faults).await?;
-
-    // The project and its key, written straight to the database (this also creates
-    // the master key file and applies migrations) before any `serve` starts.
-    let master_key_file = dir.join("master.key");
-    let api_key = {
-        let config = Config::resolve(Settings {
-            data_dir: Some(dir.join("data")),
-            database_url: Some(database_url.to_owned()),
-            master_key_file: Some(master_key_file.clone()),
-            zoom_oauth_url: Some(sim.url()),
-            zoom_api_url: Some(sim.url()),
-            ..Settings::default()
-        })?;
-        let keeper = Keeper::open(config).await?;
-        let project = projects::create(&keeper, "chaos").await?;
-        let key = projects::create_api_key(&keeper, &project, "chaos").await?;
-        key.expose_secret().to_owned()
-    };
+    let auth = setup.authorization().await?;
 
     let launcher = Launcher {
-        exe: std::env::current_exe().context("this program's path")?,
+        target: setup.serve_target(zoomkeeper),
         dir: dir.to_owned(),
-        database_url: database_url.to_owned(),
-        zoom_url: sim.url(),
         starts: AtomicUsize::new(0),
     };
     let a = launcher.start(NAMES[0]).await?;
@@ -209,7 +185,6 @@ async fn chaos(
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(90))
         .build()?;
-    let auth = format!("Token {api_key}");
     let created = post_json(
         &http,
         &auth,
@@ -1571,7 +1546,8 @@ fn server_log_lines(dir: &Path, needle: &str) -> Vec<String> {
 
 // ---- the report ----------------------------------------------------------------
 
-struct Report {
+/// What a chaos run saw; printed by [`run`].
+pub struct Report {
     seed: u64,
     args_line: String,
     zoom_latency: Duration,
@@ -1588,6 +1564,27 @@ struct Report {
 }
 
 impl Report {
+    /// A counter of the run by name (`kills`, `reauth_rounds`, `deauths`,
+    /// `token_requests`, `token_ok`, …); 0 for a name it does not keep.
+    pub fn count(&self, name: &str) -> u64 {
+        self.n.get(name)
+    }
+
+    /// Connections the run lost.
+    pub fn lost(&self) -> usize {
+        self.lost.len()
+    }
+
+    /// Refresh grants Zoom answered during the chaos.
+    pub fn refresh_grants_during_chaos(&self) -> u64 {
+        self.chaos_stats.refresh_grants - self.before.refresh_grants
+    }
+
+    /// Refresh tokens used after Zoom had replaced them, over the whole run.
+    pub fn stale_refresh_token_uses(&self) -> u64 {
+        self.stats.stale_refresh_token_uses
+    }
+
     fn print(&self) {
         let n = &self.n;
         let f = &self.final_check;
@@ -1710,10 +1707,9 @@ impl Report {
 
 /// Starts `zoomkeeper serve` processes on the shared database and Zoom.
 struct Launcher {
-    exe: PathBuf,
+    target: ServeTarget,
+    /// Where the logs go.
     dir: PathBuf,
-    database_url: String,
-    zoom_url: String,
     starts: AtomicUsize,
 }
 
@@ -1728,23 +1724,9 @@ impl Launcher {
     async fn start(&self, name: &str) -> anyhow::Result<Serve> {
         let n = self.starts.fetch_add(1, SeqCst);
         let log = self.dir.join(format!("{name}-{n}.log"));
-        let mut command = tokio::process::Command::new(&self.exe);
-        for (var, _) in std::env::vars() {
-            if var.starts_with("ZOOMKEEPER_") {
-                command.env_remove(var);
-            }
-        }
-        let mut child = command
-            .arg("--database-url")
-            .arg(&self.database_url)
-            .arg("--data-dir")
-            .arg(self.dir.join("data"))
-            .arg("--master-key-file")
-            .arg(self.dir.join("master.key"))
-            .arg("--zoom-oauth-url")
-            .arg(&self.zoom_url)
-            .arg("--zoom-api-url")
-            .arg(&self.zoom_url)
+        let mut child = self
+            .target
+            .command()
             .args(["--rate-limit-per-second", "1000000"])
             .args(["--rate-limit-burst", "1000000"])
             .args(["--token-keeper-interval", KEEPER_INTERVAL])
@@ -1753,7 +1735,6 @@ impl Launcher {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .context("starting zoomkeeper serve")?;
         let stderr = child.stderr.take().context("serve's stderr")?;
@@ -1796,33 +1777,5 @@ impl Launcher {
                 )
             }
         }
-    }
-}
-
-// ---- randomness ----------------------------------------------------------------
-
-/// xorshift64*: enough for choosing, reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }

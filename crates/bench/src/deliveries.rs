@@ -16,45 +16,48 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use keeper::config::{Config, Settings};
 use keeper::storage::{
-    ConnectionRow, ConnectionState, DeliveryStatus, DisconnectOutcome, FailureData,
-    NewConnectionEvent, PageRequest, WebhookSubscriptionRow,
+    DeliveryStatus, DisconnectOutcome, FailureData, PageRequest, WebhookSubscriptionRow,
 };
-use keeper::{apps, connections, projects, Keeper};
+use keeper::{connections, Keeper};
 
-#[derive(Args)]
+use crate::setup::{on_each_database, Backend, Setup};
+
+#[derive(Args, Debug, Clone)]
 pub struct DeliveriesArgs {
     /// Deliveries to make (one broken connection each).
     #[arg(long, default_value_t = 1000)]
-    deliveries: usize,
+    pub deliveries: usize,
     /// Only SQLite, even when PostgreSQL binaries are present.
     #[arg(long)]
-    sqlite_only: bool,
+    pub sqlite_only: bool,
 }
 
-const CLIENT_ID: &str = "bench-client";
-const CLIENT_SECRET: &str = "bench-secret";
+/// One database's run.
+#[derive(Debug)]
+pub struct DeliveriesReport {
+    pub backend: Backend,
+    /// Outbox events waiting once the connections were broken.
+    pub outbox_events: u64,
+    /// POSTs the receiver answered.
+    pub received: u64,
+    /// Delivery rows that ended `success`.
+    pub succeeded: usize,
+    pub elapsed: Duration,
+}
+
 /// Longest the bench waits for the deliveries of one database.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 
-pub async fn run(args: DeliveriesArgs) -> anyhow::Result<()> {
+pub async fn run(args: DeliveriesArgs) -> anyhow::Result<Vec<DeliveriesReport>> {
     if args.deliveries == 0 {
         bail!("--deliveries must be at least 1");
     }
-    let dir = tempfile::tempdir().context("creating a scratch directory")?;
-    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    bench_backend("sqlite", &sqlite_url, dir.path(), args.deliveries).await?;
-    if !args.sqlite_only {
-        match keeper::pg_cluster::shared().await? {
-            Some(cluster) => {
-                let url = cluster.create_database().await?;
-                bench_backend("postgres", &url, dir.path(), args.deliveries).await?;
-            }
-            None => println!("postgres: skipped (no PostgreSQL binaries found)"),
-        }
-    }
-    Ok(())
+    let n = args.deliveries;
+    on_each_database(args.sqlite_only, |backend, url, dir| async move {
+        bench_backend(backend, &url, &dir, n).await
+    })
+    .await
 }
 
 /// A receiver on 127.0.0.1 that counts requests and answers 200 at once; stops
@@ -86,43 +89,15 @@ async fn start_receiver(
 }
 
 async fn bench_backend(
-    backend: &str,
+    backend: Backend,
     database_url: &str,
     dir: &std::path::Path,
     n: usize,
-) -> anyhow::Result<()> {
-    let sim = zoom_sim::Simulator::start().await?;
-    sim.control()
-        .create_app(&zoom_sim::SimApp {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            ..Default::default()
-        })
-        .await?;
-    let config = Config::resolve(Settings {
-        data_dir: Some(dir.to_owned()),
-        database_url: Some(database_url.to_owned()),
-        master_key_file: Some(dir.join(format!("{backend}.key"))),
-        zoom_oauth_url: Some(sim.url()),
-        zoom_api_url: Some(sim.url()),
-        // The receiver is on loopback.
-        allow_private_callback_urls: Some(true),
-        ..Settings::default()
-    })?;
-    let keeper = Arc::new(Keeper::open(config).await?);
-    let project = projects::create(&keeper, "bench").await?;
-    let app = apps::create(
-        &keeper,
-        &project.id,
-        apps::NewApp {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.to_owned().into(),
-            webhook_secret: None,
-            kind: keeper::storage::AppKind::UserLevel,
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("creating the app: {e:?}"))?;
+) -> anyhow::Result<DeliveriesReport> {
+    let setup = Setup::start(backend, database_url, dir).await?;
+    let keeper = &setup.keeper;
+    let project_id = &setup.project_id;
+    let app = setup.create_app(None).await?;
 
     let received = Arc::new(AtomicU64::new(0));
     let (receiver_url, _stop_receiver) = start_receiver(received.clone()).await?;
@@ -133,7 +108,7 @@ async fn bench_backend(
         .insert_webhook_subscription(
             &WebhookSubscriptionRow {
                 id: subscription_id.clone(),
-                project_id: project.id.clone(),
+                project_id: project_id.clone(),
                 url: receiver_url,
                 triggers: vec![connections::STATE_CHANGE_TRIGGER.to_owned()],
                 is_active: true,
@@ -145,7 +120,8 @@ async fn bench_backend(
         .await?;
 
     let loading = Instant::now();
-    break_connections(&keeper, &project.id, &app.id, n).await?;
+    let ids = setup.store_connections(&app, n).await?;
+    break_connections(keeper, &setup.project_id, &ids).await?;
     let depths = keeper.store.webhook_queue_depths().await?;
     if depths.outbox_undispatched != n as u64 {
         bail!(
@@ -181,7 +157,7 @@ async fn bench_backend(
     let _ = stop_worker.send(true);
     worker.await.context("delivery worker")?;
 
-    let succeeded = count_successes(&keeper, &project.id, &subscription_id).await?;
+    let succeeded = count_successes(keeper, project_id, &subscription_id).await?;
     if succeeded != n {
         bail!("{backend}: {succeeded} of {n} delivery rows ended success");
     }
@@ -196,63 +172,36 @@ async fn bench_backend(
         received.load(Ordering::Relaxed),
         loaded_in.as_secs_f64(),
     );
-    Ok(())
+    Ok(DeliveriesReport {
+        backend,
+        outbox_events: depths.outbox_undispatched,
+        received: received.load(Ordering::Relaxed),
+        succeeded,
+        elapsed,
+    })
 }
 
-/// Stores `n` connected connections of the app, then disconnects each the way the
-/// token path does when Zoom says the grant is gone: one outbox event each.
+/// Disconnects each connection the way the token path does when Zoom says the
+/// grant is gone: one outbox event each.
 async fn break_connections(
     keeper: &Arc<Keeper>,
     project_id: &str,
-    app_id: &str,
-    n: usize,
+    ids: &[String],
 ) -> anyhow::Result<()> {
     const IN_FLIGHT: usize = 8;
     let gate = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
     let now = keeper.store.now().await?;
-    for i in 0..n {
+    for id in ids {
         let permit = gate.clone().acquire_owned().await?;
-        let (keeper, project_id, app_id) =
-            (keeper.clone(), project_id.to_owned(), app_id.to_owned());
+        let (keeper, project_id, id) = (keeper.clone(), project_id.to_owned(), id.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            let row = ConnectionRow {
-                id: keeper::ids::IdKind::Connection.generate(),
-                project_id,
-                app_id,
-                user_id: format!("bench-user-{i}"),
-                account_id: format!("bench-account-{}", i / 50),
-                email: Some(format!("user{i}@bench.example.com")),
-                pmi: None,
-                personal_meeting_url: None,
-                state: ConnectionState::Connected,
-                connection_failure_data: None,
-                metadata: Some(serde_json::json!({"bench": i})),
-                deduplication_key: None,
-                is_local_recording_token_supported: false,
-                is_onbehalf_token_supported: false,
-                scopes: Vec::new(),
-                refresh_token: None,
-                access_token: None,
-                access_token_expires_at: None,
-                lease_owner: None,
-                lease_until: None,
-                fence: 0,
-                refresh_due_at: Some(now + Duration::from_secs(30 * 86_400)),
-                last_attempted_sync_at: None,
-                last_successful_sync_at: None,
-                next_sync_at: None,
-                last_successful_token_refresh_at: Some(now),
-                created_at: now,
-                updated_at: now,
-            };
-            let created = NewConnectionEvent {
-                kind: "created".to_owned(),
-                message: "The connection was created.".to_owned(),
-                data: None,
-            };
-            keeper.store.insert_connection(&row, &created).await?;
+            let row = keeper
+                .store
+                .get_connection(&project_id, &id)
+                .await?
+                .with_context(|| format!("connection {id}"))?;
             let failure = FailureData {
                 error: "The user removed the app from their Zoom account.".to_owned(),
                 code: "app_deauthorized".to_owned(),
