@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
+use keeper::domain::grant;
 use keeper::storage::{
     DeliveryStatus, DisconnectOutcome, FailureData, PageRequest, WebhookSubscriptionRow,
 };
-use keeper::{connections, Keeper};
+use keeper::Keeper;
 
 use crate::setup::{on_each_database, Backend, Setup};
 
@@ -110,7 +111,7 @@ async fn bench_backend(
                 id: subscription_id.clone(),
                 project_id: project_id.clone(),
                 url: receiver_url,
-                triggers: vec![connections::STATE_CHANGE_TRIGGER.to_owned()],
+                triggers: vec![grant::STATE_CHANGE_TRIGGER.to_owned()],
                 is_active: true,
                 created_at: now,
                 updated_at: now,
@@ -207,7 +208,7 @@ async fn break_connections(
                 code: "app_deauthorized".to_owned(),
                 timestamp: now,
             };
-            match connections::disconnect(&keeper, &row, None, failure, "disconnected").await? {
+            match grant::disconnect(&keeper, &row, None, failure, "disconnected").await? {
                 DisconnectOutcome::Disconnected(_) => anyhow::Ok(()),
                 other => bail!("disconnecting {}: {other:?}", row.id),
             }

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use keeper::config::{Config, Settings};
+use keeper::domain::grant;
 use keeper::server::Server;
 use keeper::storage::{AppKind, AppRow, ConnectionRow, ConnectionState, NewConnectionEvent};
 use keeper::vault::Slot;
-use keeper::{apps, connections, projects, Keeper};
+use keeper::{apps, projects, Keeper};
 use secrecy::{ExposeSecret as _, SecretString};
 
 pub(crate) const CLIENT_ID: &str = "bench-client";
@@ -181,17 +182,17 @@ impl Setup {
                 let _permit = permit;
                 let id = keeper::ids::IdKind::Connection.generate();
                 let slot = |column| Slot {
-                    table: connections::TABLE,
+                    table: grant::TABLE,
                     column,
                     row_id: &id,
                 };
                 // Zoom's tokens are JWTs of several hundred bytes.
                 let refresh = keeper.vault.seal_str(
-                    slot(connections::REFRESH_TOKEN_COLUMN),
+                    slot(grant::REFRESH_TOKEN_COLUMN),
                     &format!("bench-refresh-{i:0>600}"),
                 );
                 let access = keeper.vault.seal_str(
-                    slot(connections::ACCESS_TOKEN_COLUMN),
+                    slot(grant::ACCESS_TOKEN_COLUMN),
                     &format!("bench-access-{i:0>600}"),
                 );
                 let row = ConnectionRow {

@@ -3,12 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use keeper::config::{Config, Settings};
-use keeper::server::{shutdown_signal, Server};
+use keeper::server::shutdown_signal;
 use keeper::{projects, telemetry, Keeper};
 use secrecy::ExposeSecret;
 
