@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::pagination::{self, List, ListParams};
+use super::pagination::{List, ListPage, ListParams};
 use super::AppState;
 use crate::domain::api_keys::Caller;
 use crate::domain::apps::{self, AppChange, AppError, NewApp};
@@ -152,16 +152,6 @@ impl AppResponse {
     }
 }
 
-/// One page of apps, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AppList {
-    /// Link to the next (older) page, or null.
-    pub next: Option<String>,
-    /// Link to the previous (newer) page, or null.
-    pub previous: Option<String>,
-    pub results: Vec<AppResponse>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeletedResponse {
     pub id: String,
@@ -223,7 +213,6 @@ fn secret(s: String) -> SecretString {
     responses(
         (status = 201, description = "Created", body = AppResponse),
         (status = 400, description = "Invalid input or Zoom rejected the credentials (`invalid_client_credentials`)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 409, description = "client_id already used in this project (`duplicate_client_id`)", body = ErrorBody),
         (status = 502, description = "Zoom unreachable (`zoom_unavailable`)", body = ErrorBody),
     ),
@@ -252,9 +241,8 @@ pub async fn create_app(
     get, path = "/api/v1/zoom_oauth_apps", tag = "Zoom OAuth apps",
     params(ListParams),
     responses(
-        (status = 200, description = "A page of apps", body = AppList),
+        (status = 200, description = "A page of apps", body = ListPage<AppResponse>),
         (status = 400, description = "Bad page_size or cursor (`invalid_cursor`)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -262,22 +250,18 @@ pub async fn list_apps(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<Json<AppList>, ApiError> {
+) -> Result<Json<ListPage<AppResponse>>, ApiError> {
     let request = params.page_request(List::Apps)?;
     let page = apps::list(&state.keeper, &caller.project_id, &request).await?;
     let list_url = format!("{}{PATH}", state.public_url);
-    let (next, previous) = pagination::links(List::Apps, &list_url, &request, &page, |a| {
-        (a.created_at, a.id.clone())
-    });
-    Ok(Json(AppList {
-        next,
-        previous,
-        results: page
-            .items
-            .iter()
-            .map(|a| AppResponse::new(a, &state.public_url))
-            .collect(),
-    }))
+    Ok(Json(ListPage::of(
+        List::Apps,
+        &list_url,
+        &request,
+        &page,
+        |a| (a.created_at, a.id.clone()),
+        |a| AppResponse::new(a, &state.public_url),
+    )))
 }
 
 /// Get one Zoom OAuth app.
@@ -286,7 +270,6 @@ pub async fn list_apps(
     params(("id" = String, Path, description = "App id (`zoa_…`)")),
     responses(
         (status = 200, description = "The app", body = AppResponse),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such app in this project", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -315,7 +298,6 @@ pub async fn get_app(
     responses(
         (status = 200, description = "The updated app", body = AppResponse),
         (status = 400, description = "Invalid input, client_id changed, or Zoom rejected the new secret", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such app in this project", body = ErrorBody),
         (status = 502, description = "Zoom unreachable (`zoom_unavailable`)", body = ErrorBody),
     ),
@@ -342,7 +324,6 @@ pub async fn update_app(
     params(("id" = String, Path, description = "App id (`zoa_…`)")),
     responses(
         (status = 200, description = "Deleted", body = DeletedResponse),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such app in this project", body = ErrorBody),
         (status = 409, description = "The app still has connections (`app_has_connections`)", body = ErrorBody),
     ),

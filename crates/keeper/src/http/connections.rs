@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::apps::{timestamp, DeletedResponse};
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
-use super::pagination::{self, List, ListParams};
+use super::pagination::{List, ListPage, ListParams};
 use super::AppState;
 use crate::domain::api_keys::Caller;
 use crate::domain::connections::{
@@ -209,14 +209,6 @@ impl From<&ConnectionRow> for ConnectionResponse {
     }
 }
 
-/// One page of connections, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConnectionList {
-    pub next: Option<String>,
-    pub previous: Option<String>,
-    pub results: Vec<ConnectionResponse>,
-}
-
 /// A line of a connection's log.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionEventResponse {
@@ -240,14 +232,6 @@ impl From<&ConnectionEventRow> for ConnectionEventResponse {
             created_at: timestamp(e.created_at),
         }
     }
-}
-
-/// One page of a connection's log, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConnectionEventList {
-    pub next: Option<String>,
-    pub previous: Option<String>,
-    pub results: Vec<ConnectionEventResponse>,
 }
 
 /// A Zoom access token. (No `Debug`: it holds the token.)
@@ -422,7 +406,6 @@ impl From<TokenError> for ApiError {
     responses(
         (status = 201, description = "Created, or the user's existing connection updated in place (same id), or the connection with this deduplication_key re-bound", body = ConnectionResponse),
         (status = 400, description = "Invalid input, `authorization_code_rejected`, `missing_scopes` or `zoom_user_not_active`; nothing is stored", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 409, description = "The deduplication_key belongs to another connection of this user's app (`deduplication_key_taken`)", body = ErrorBody),
         (status = 429, description = "Zoom's rate limit (`zoom_rate_limited`), with Retry-After", body = ErrorBody),
         (status = 502, description = "Zoom unreachable (`zoom_unavailable`)", body = ErrorBody),
@@ -453,9 +436,8 @@ pub async fn create_connection(
     get, path = "/api/v1/zoom_oauth_connections", tag = "Zoom OAuth connections",
     params(ConnectionListParams),
     responses(
-        (status = 200, description = "A page of connections", body = ConnectionList),
+        (status = 200, description = "A page of connections", body = ListPage<ConnectionResponse>),
         (status = 400, description = "Bad filter, page_size or cursor", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -463,7 +445,7 @@ pub async fn list_connections(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<ConnectionListParams>,
-) -> Result<Json<ConnectionList>, ApiError> {
+) -> Result<Json<ListPage<ConnectionResponse>>, ApiError> {
     let request = ListParams {
         cursor: params.cursor.clone(),
         page_size: params.page_size.clone(),
@@ -483,14 +465,14 @@ pub async fn list_connections(
     } else {
         format!("{}{PATH}?{filter_query}", state.public_url)
     };
-    let (next, previous) = pagination::links(List::Connections, &list_url, &request, &page, |c| {
-        (c.created_at, c.id.clone())
-    });
-    Ok(Json(ConnectionList {
-        next,
-        previous,
-        results: page.items.iter().map(Into::into).collect(),
-    }))
+    Ok(Json(ListPage::of(
+        List::Connections,
+        &list_url,
+        &request,
+        &page,
+        |c| (c.created_at, c.id.clone()),
+        |row| row.into(),
+    )))
 }
 
 /// Get one connection.
@@ -499,7 +481,6 @@ pub async fn list_connections(
     params(("id" = String, Path, description = "Connection id (`zoc_…`)")),
     responses(
         (status = 200, description = "The connection", body = ConnectionResponse),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such connection in this project", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -521,7 +502,6 @@ pub async fn get_connection(
     responses(
         (status = 200, description = "The updated connection", body = ConnectionResponse),
         (status = 400, description = "Invalid input (e.g. both capabilities off) or `missing_scopes` for a capability turned on", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such connection in this project", body = ErrorBody),
         (status = 409, description = "The deduplication_key is taken (`deduplication_key_taken`)", body = ErrorBody),
     ),
@@ -550,7 +530,6 @@ pub async fn update_connection(
     params(("id" = String, Path, description = "Connection id (`zoc_…`)")),
     responses(
         (status = 200, description = "Deleted", body = DeletedResponse),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such connection in this project", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -569,9 +548,8 @@ pub async fn delete_connection(
     get, path = "/api/v1/zoom_oauth_connections/{id}/events", tag = "Zoom OAuth connections",
     params(("id" = String, Path, description = "Connection id (`zoc_…`)"), ListParams),
     responses(
-        (status = 200, description = "A page of events", body = ConnectionEventList),
+        (status = 200, description = "A page of events", body = ListPage<ConnectionEventResponse>),
         (status = 400, description = "Bad page_size or cursor", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such connection in this project", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -581,19 +559,18 @@ pub async fn list_events(
     caller: Caller,
     ApiPath(id): ApiPath,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<Json<ConnectionEventList>, ApiError> {
+) -> Result<Json<ListPage<ConnectionEventResponse>>, ApiError> {
     let request = params.page_request(List::ConnectionEvents)?;
     let page = connections::events(&state.keeper, &caller.project_id, &id, &request).await?;
     let list_url = format!("{}{PATH}/{id}/events", state.public_url);
-    let (next, previous) =
-        pagination::links(List::ConnectionEvents, &list_url, &request, &page, |e| {
-            (e.created_at, e.id.to_string())
-        });
-    Ok(Json(ConnectionEventList {
-        next,
-        previous,
-        results: page.items.iter().map(Into::into).collect(),
-    }))
+    Ok(Json(ListPage::of(
+        List::ConnectionEvents,
+        &list_url,
+        &request,
+        &page,
+        |e| (e.created_at, e.id.to_string()),
+        |row| row.into(),
+    )))
 }
 
 /// Accepted sync request.
@@ -612,7 +589,6 @@ pub struct SyncScheduled {
     responses(
         (status = 202, description = "Scheduled", body = SyncScheduled),
         (status = 400, description = "No local recording capability (`capability_not_enabled`)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such connection in this project", body = ErrorBody),
         (status = 409, description = "The connection is disconnected (`connection_disconnected`)", body = ErrorBody),
     ),
@@ -639,7 +615,6 @@ pub async fn sync(
     params(("id" = String, Path, description = "Connection id (`zoc_…`)")),
     responses(
         (status = 200, description = "The token", body = AccessTokenResponse),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such connection in this project", body = ErrorBody),
         (status = 409, description = "The connection is disconnected (`connection_disconnected`), with the cause", body = ErrorBody),
         (status = 429, description = "Zoom's rate limit (`zoom_rate_limited`), with Retry-After", body = ErrorBody),
@@ -665,7 +640,6 @@ pub async fn access_token(
     params(("id" = String, Path, description = "Connection id (`zoc_…`)")),
     responses(
         (status = 200, description = "The token", body = TokenResponse),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such connection in this project", body = ErrorBody),
         (status = 409, description = "The connection is disconnected (`connection_disconnected`)", body = ErrorBody),
         (status = 429, description = "Zoom's rate limit (`zoom_rate_limited`), with Retry-After", body = ErrorBody),
@@ -692,7 +666,6 @@ pub async fn zak_token(
     responses(
         (status = 200, description = "The token", body = TokenResponse),
         (status = 400, description = "Bad meeting_id, or the connection lacks the onbehalf capability (`capability_not_enabled`)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such connection in this project", body = ErrorBody),
         (status = 409, description = "The connection is disconnected (`connection_disconnected`)", body = ErrorBody),
         (status = 429, description = "Zoom's rate limit (`zoom_rate_limited`), with Retry-After", body = ErrorBody),

@@ -181,7 +181,6 @@ impl From<JoinTokenError> for ApiError {
     responses(
         (status = 200, description = "The tokens; missing ones are null with a problem row", body = JoinTokensResponse),
         (status = 400, description = "Unreadable meeting_url (`invalid_meeting_url`), unknown /my/ link (`unknown_personal_link`), unclear app, or bad input", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::apps::timestamp;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
-use super::pagination::{self, List, ListParams};
+use super::pagination::{List, ListPage, ListParams};
 use super::AppState;
 use crate::domain::api_keys::Caller;
 use crate::domain::meetings::{self, ListFilterInput, MeetingError};
@@ -101,16 +101,6 @@ impl From<&MeetingRow> for MeetingResponse {
     }
 }
 
-/// One page of the index, most recently indexed first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MeetingList {
-    /// Link to the next (older) page, or null.
-    pub next: Option<String>,
-    /// Link to the previous (newer) page, or null.
-    pub previous: Option<String>,
-    pub results: Vec<MeetingResponse>,
-}
-
 impl From<MeetingError> for ApiError {
     fn from(e: MeetingError) -> ApiError {
         match e {
@@ -132,9 +122,8 @@ impl From<MeetingError> for ApiError {
     get, path = "/api/v1/zoom_meetings", tag = "Meetings",
     params(MeetingListParams),
     responses(
-        (status = 200, description = "A page of indexed meetings", body = MeetingList),
+        (status = 200, description = "A page of indexed meetings", body = ListPage<MeetingResponse>),
         (status = 400, description = "Bad filter, page_size or cursor", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -142,7 +131,7 @@ pub async fn list_meetings(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<MeetingListParams>,
-) -> Result<Json<MeetingList>, ApiError> {
+) -> Result<Json<ListPage<MeetingResponse>>, ApiError> {
     let request = ListParams {
         cursor: params.cursor.clone(),
         page_size: params.page_size.clone(),
@@ -159,12 +148,12 @@ pub async fn list_meetings(
     } else {
         format!("{}{PATH}?{filter_query}", state.public_url)
     };
-    let (next, previous) = pagination::links(List::Meetings, &list_url, &request, &page, |m| {
-        (m.synced_at, meeting_cursor_id(&m.app_id, &m.meeting_id))
-    });
-    Ok(Json(MeetingList {
-        next,
-        previous,
-        results: page.items.iter().map(Into::into).collect(),
-    }))
+    Ok(Json(ListPage::of(
+        List::Meetings,
+        &list_url,
+        &request,
+        &page,
+        |m| (m.synced_at, meeting_cursor_id(&m.app_id, &m.meeting_id)),
+        |row| row.into(),
+    )))
 }

@@ -8,9 +8,9 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use crate::storage::{Cursor, Direction, Page, PageRequest};
@@ -167,7 +167,7 @@ pub fn decode_cursor(list: List, text: &str) -> Option<Cursor> {
 /// `next` and `previous` links for a page served for `request`. `list_url` is the
 /// absolute URL of the list, possibly with a query of filters (kept in the links);
 /// `position` gives an item's sort key.
-pub fn links<T>(
+fn links<T>(
     list: List,
     list_url: &str,
     request: &PageRequest,
@@ -290,5 +290,35 @@ mod tests {
                 .limit,
             25
         );
+    }
+}
+
+/// One page of a list, newest first: the answer of every list endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListPage<T> {
+    /// Link to the next (older) page, or null.
+    pub next: Option<String>,
+    /// Link to the previous (newer) page, or null.
+    pub previous: Option<String>,
+    pub results: Vec<T>,
+}
+
+impl<T> ListPage<T> {
+    /// `page` (served for `request` from the list at `list_url`) with its links;
+    /// `position` gives a row's sort key and `show` its representation.
+    pub fn of<R>(
+        list: List,
+        list_url: &str,
+        request: &PageRequest,
+        page: &Page<R>,
+        position: impl Fn(&R) -> (DateTime<Utc>, String),
+        show: impl Fn(&R) -> T,
+    ) -> ListPage<T> {
+        let (next, previous) = links(list, list_url, request, page, position);
+        ListPage {
+            next,
+            previous,
+            results: page.items.iter().map(show).collect(),
+        }
     }
 }

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::apps::{timestamp, DeletedResponse};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::pagination::{self, List, ListParams};
+use super::pagination::{List, ListPage, ListParams};
 use super::AppState;
 use crate::domain::api_keys::Caller;
 use crate::domain::webhooks::{self, SubscriptionChange, SubscriptionError, MAX_SUBSCRIPTIONS};
@@ -116,14 +116,6 @@ impl From<&WebhookSubscriptionRow> for WebhookResponse {
     }
 }
 
-/// One page of webhook subscriptions, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookList {
-    pub next: Option<String>,
-    pub previous: Option<String>,
-    pub results: Vec<WebhookResponse>,
-}
-
 /// One delivery of an event to a subscription.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryResponse {
@@ -166,14 +158,6 @@ impl From<&WebhookDeliveryRow> for DeliveryResponse {
     }
 }
 
-/// One page of deliveries, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryList {
-    pub next: Option<String>,
-    pub previous: Option<String>,
-    pub results: Vec<DeliveryResponse>,
-}
-
 /// Query of `GET /api/v1/webhooks/{id}/deliveries`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -209,7 +193,6 @@ pub struct ResendResponse {
     responses(
         (status = 201, description = "Created", body = WebhookResponse),
         (status = 400, description = "Invalid url or triggers", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 409, description = "The project has 10 subscriptions already (`too_many_webhooks`)", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -229,9 +212,8 @@ pub async fn create_webhook(
     get, path = "/api/v1/webhooks", tag = "Webhooks",
     params(ListParams),
     responses(
-        (status = 200, description = "A page of subscriptions", body = WebhookList),
+        (status = 200, description = "A page of subscriptions", body = ListPage<WebhookResponse>),
         (status = 400, description = "Bad page_size or cursor", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -239,18 +221,18 @@ pub async fn list_webhooks(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<Json<WebhookList>, ApiError> {
+) -> Result<Json<ListPage<WebhookResponse>>, ApiError> {
     let request = params.page_request(List::Webhooks)?;
     let page = webhooks::list(&state.keeper, &caller.project_id, &request).await?;
     let list_url = format!("{}{PATH}", state.public_url);
-    let (next, previous) = pagination::links(List::Webhooks, &list_url, &request, &page, |w| {
-        (w.created_at, w.id.clone())
-    });
-    Ok(Json(WebhookList {
-        next,
-        previous,
-        results: page.items.iter().map(Into::into).collect(),
-    }))
+    Ok(Json(ListPage::of(
+        List::Webhooks,
+        &list_url,
+        &request,
+        &page,
+        |w| (w.created_at, w.id.clone()),
+        |row| row.into(),
+    )))
 }
 
 /// Get one webhook subscription.
@@ -259,7 +241,6 @@ pub async fn list_webhooks(
     params(("id" = String, Path, description = "Subscription id (`webhook_…`)")),
     responses(
         (status = 200, description = "The subscription", body = WebhookResponse),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such subscription in this project", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -281,7 +262,6 @@ pub async fn get_webhook(
     responses(
         (status = 200, description = "The updated subscription", body = WebhookResponse),
         (status = 400, description = "Invalid url or triggers", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such subscription in this project", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -307,7 +287,6 @@ pub async fn update_webhook(
     params(("id" = String, Path, description = "Subscription id (`webhook_…`)")),
     responses(
         (status = 200, description = "Deleted", body = DeletedResponse),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such subscription in this project", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -326,9 +305,8 @@ pub async fn delete_webhook(
     get, path = "/api/v1/webhooks/{id}/deliveries", tag = "Webhooks",
     params(("id" = String, Path, description = "Subscription id (`webhook_…`)"), DeliveryListParams),
     responses(
-        (status = 200, description = "A page of deliveries", body = DeliveryList),
+        (status = 200, description = "A page of deliveries", body = ListPage<DeliveryResponse>),
         (status = 400, description = "Bad status, page_size or cursor", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such subscription in this project", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -338,7 +316,7 @@ pub async fn list_deliveries(
     caller: Caller,
     ApiPath(id): ApiPath,
     ApiQuery(params): ApiQuery<DeliveryListParams>,
-) -> Result<Json<DeliveryList>, ApiError> {
+) -> Result<Json<ListPage<DeliveryResponse>>, ApiError> {
     let status = match params.status.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
@@ -361,15 +339,14 @@ pub async fn list_deliveries(
         list_url.push_str("?status=");
         list_url.push_str(status.as_str());
     }
-    let (next, previous) =
-        pagination::links(List::WebhookDeliveries, &list_url, &request, &page, |d| {
-            (d.created_at, d.idempotency_key.clone())
-        });
-    Ok(Json(DeliveryList {
-        next,
-        previous,
-        results: page.items.iter().map(Into::into).collect(),
-    }))
+    Ok(Json(ListPage::of(
+        List::WebhookDeliveries,
+        &list_url,
+        &request,
+        &page,
+        |d| (d.created_at, d.idempotency_key.clone()),
+        |row| row.into(),
+    )))
 }
 
 /// Send a delivery again: back to pending, due now, same idempotency key.
@@ -378,7 +355,6 @@ pub async fn list_deliveries(
     params(("idempotency_key" = String, Path, description = "The delivery's idempotency key")),
     responses(
         (status = 202, description = "Queued", body = ResendResponse),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "No such delivery in this project", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -417,7 +393,6 @@ pub async fn resend_delivery(
     get, path = "/api/v1/webhook_secret", tag = "Webhooks",
     responses(
         (status = 200, description = "The secret", body = SecretResponse),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -436,7 +411,6 @@ pub async fn get_secret(
     post, path = "/api/v1/webhook_secret/rotate", tag = "Webhooks",
     responses(
         (status = 200, description = "The new secret", body = SecretResponse),
-        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
