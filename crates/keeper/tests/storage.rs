@@ -4166,13 +4166,20 @@ async fn sqlite_pool_commits_are_durable() {
     let store = keeper::storage::sqlite::SqliteStore::connect(path.to_str().expect("utf-8"))
         .await
         .expect("open");
-    keeper::storage::Store::migrate(&store)
+    keeper::storage::DatabaseStore::migrate(&store)
         .await
         .expect("migrate");
     // Several connections at once, so each of them is asked, not one reused.
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(store.pool().acquire().await.expect("connection"));
+        held.push(
+            store
+                .sqlite_pool()
+                .expect("SQLite")
+                .acquire()
+                .await
+                .expect("connection"),
+        );
     }
     for conn in &mut held {
         let level: i64 = sqlx::query_scalar("PRAGMA synchronous")

@@ -150,6 +150,41 @@ pub async fn host_connection(
     }
 }
 
+/// Whether an index write of `new` replaces the row its (app, meeting) already
+/// has, which came from `held_source` and points at connection `held_by`. Every
+/// writer of the index asks this (storage, its SQLite receipt writer, the meeting
+/// sync's commit); SQL only reads the row and writes.
+///
+/// - A `pmi` row is replaced only by a `pmi` row: a meeting scheduled "with my PMI"
+///   carries the PMI as its id, and its webhooks must not move the personal room.
+/// - A `sync` write takes the connection's own rows and another connection's `sync`
+///   row (the newest listing wins: the meeting moved), but another connection's
+///   `webhook` row only when Zoom's listing named this user as the host
+///   (`host_confirmed`): Zoom's current answer beats a creation-time webhook, a
+///   listing that does not say leaves it alone.
+/// - Otherwise the latest event wins.
+pub fn replaces(
+    held_source: MeetingSource,
+    held_by: &str,
+    new: &MeetingRow,
+    host_confirmed: bool,
+) -> bool {
+    match (held_source, new.source) {
+        (MeetingSource::Pmi, new_source) => new_source == MeetingSource::Pmi,
+        (_, MeetingSource::Sync) => {
+            held_by == new.connection_id || held_source == MeetingSource::Sync || host_confirmed
+        }
+        _ => true,
+    }
+}
+
+/// Whether a meeting deletion Zoom announces drops an index row from `source`: a
+/// `pmi` row stays (deleting a meeting scheduled with the PMI must not un-index the
+/// user's personal room).
+pub fn dropped_by_deletion(source: MeetingSource) -> bool {
+    source != MeetingSource::Pmi
+}
+
 /// Zoom's `start_time`, unless the meeting recurs (its `start_time` is then only the
 /// first occurrence, and housekeeping must not drop the series after it).
 pub fn indexed_start_time(
@@ -195,6 +230,45 @@ pub fn row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pmi_row_is_replaced_only_by_a_pmi_and_never_dropped_by_a_deletion() {
+        let at = Utc::now();
+        let new = |source, connection: &str| MeetingRow {
+            project_id: "prj_a".to_owned(),
+            app_id: "zoa_a".to_owned(),
+            meeting_id: "3542471135".to_owned(),
+            connection_id: connection.to_owned(),
+            source,
+            topic: None,
+            start_time: None,
+            synced_at: at,
+        };
+        use MeetingSource::{Pmi, Sync, Webhook};
+        // A PMI row: only a PMI replaces it, whoever writes and whatever Zoom says.
+        assert!(replaces(Pmi, "zoc_a", &new(Pmi, "zoc_b"), false));
+        for host_confirmed in [false, true] {
+            assert!(!replaces(
+                Pmi,
+                "zoc_a",
+                &new(Webhook, "zoc_a"),
+                host_confirmed
+            ));
+            assert!(!replaces(Pmi, "zoc_a", &new(Sync, "zoc_a"), host_confirmed));
+            assert!(!replaces(Pmi, "zoc_a", &new(Sync, "zoc_b"), host_confirmed));
+        }
+        assert!(!dropped_by_deletion(Pmi));
+        assert!(dropped_by_deletion(Webhook) && dropped_by_deletion(Sync));
+        // The latest webhook wins over anything but a PMI.
+        assert!(replaces(Webhook, "zoc_a", &new(Webhook, "zoc_b"), false));
+        assert!(replaces(Sync, "zoc_a", &new(Webhook, "zoc_b"), false));
+        // A sync takes its own rows and other syncs' rows; another connection's
+        // webhook row only when Zoom named this user as the host.
+        assert!(replaces(Webhook, "zoc_a", &new(Sync, "zoc_a"), false));
+        assert!(replaces(Sync, "zoc_b", &new(Sync, "zoc_a"), false));
+        assert!(!replaces(Webhook, "zoc_b", &new(Sync, "zoc_a"), false));
+        assert!(replaces(Webhook, "zoc_b", &new(Sync, "zoc_a"), true));
+    }
 
     #[test]
     fn filters_are_checked() {

@@ -60,6 +60,35 @@ const WRITE_BACK_RETRY: Duration = Duration::from_millis(200);
 /// A connection whose refresh token cannot be opened is retried this much later.
 const BROKEN_RETRY: Duration = Duration::from_secs(3600);
 
+/// How long an access token must outlive the start of a meeting its connection
+/// hosts, so a bot joining a little late still gets a token without a refresh.
+pub const MEETING_TOKEN_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// When a connection's refresh is due at `now` — the one statement of the rule; the
+/// token keeper's claim ([`crate::storage::LeaseStore::claim_due_refreshes`]) only
+/// compares with these values: its `refresh_due_at` is not after `due_by` (or was
+/// never set), or it hosts an indexed meeting starting between `due_by` and
+/// `meetings_until` that its access token (if any) does not outlive by
+/// `token_margin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshDue {
+    pub due_by: DateTime<Utc>,
+    pub meetings_until: DateTime<Utc>,
+    pub token_margin: Duration,
+}
+
+/// The [`RefreshDue`] thresholds at `now`, looking `ahead_of_meetings` ahead.
+pub fn refresh_due(now: DateTime<Utc>, ahead_of_meetings: Duration) -> RefreshDue {
+    let ahead = chrono::Duration::from_std(ahead_of_meetings).unwrap_or(chrono::Duration::MAX);
+    RefreshDue {
+        due_by: now,
+        meetings_until: now
+            .checked_add_signed(ahead)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+        token_margin: MEETING_TOKEN_MARGIN,
+    }
+}
+
 /// A Zoom access token and when it expires.
 #[derive(Clone)]
 pub struct AccessToken {

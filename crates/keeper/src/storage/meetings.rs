@@ -1,13 +1,15 @@
-//! Row and change types for the meeting → host index and for Zoom webhook receipts
-//! (DESIGN.md §3 `zoom_meeting`, `zoom_webhook_receipt`). The methods are on
-//! [`super::Store`].
-//!
-//! Index rules both databases keep: one row per (app, meeting); a `pmi` row is never
-//! overwritten by a `webhook` or `sync` row, nor dropped by a meeting deletion (a
-//! meeting scheduled "with my PMI" carries the PMI as its id, and deleting that
-//! meeting must not un-index the user's personal room).
+//! The meeting → host index and Zoom webhook receipts (DESIGN.md §3 `zoom_meeting`,
+//! `zoom_webhook_receipt`). One row per (app, meeting); which write may replace or
+//! drop a row is decided by `crate::domain::meetings` ([`crate::domain::meetings::replaces`],
+//! [`crate::domain::meetings::dropped_by_deletion`]) for every writer, this one and the
+//! SQLite receipt writer alike: SQL here only reads the row and writes.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+
+use super::sql::{keyset, ots, page_of, placeholders, ts, Lock, Row, SqlStore, Tx};
+use super::sqlite_receipts::ReceiptJob;
+use super::{foreign_key_not_found, Page, PageRequest, StoreError, StoreResult};
 
 /// Where an index row came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +64,9 @@ pub struct MeetingFilter {
     pub connection_id: Option<String>,
 }
 
-/// A change to the index, applied alone ([`super::Store::apply_meeting_change`]) or
+/// A change to the index, applied alone ([`MeetingStore::apply_meeting_change`]) or
 /// together with a webhook receipt in one transaction
-/// ([`super::Store::record_webhook_receipt_and_apply`]).
+/// ([`MeetingStore::record_webhook_receipt_and_apply`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MeetingIndexChange {
     /// Index the meeting, or re-point an existing (app, meeting) row to this
@@ -131,7 +133,7 @@ pub fn parse_meeting_cursor_id(id: &str) -> Option<(&str, &str)> {
 
 /// `(app_id, meeting_id)` from a cursor made by [`meeting_cursor_id`]. Only reached
 /// with a cursor the API has already checked with [`parse_meeting_cursor_id`].
-pub(super) fn meeting_cursor_key(cursor: &super::Cursor) -> super::StoreResult<(String, String)> {
+pub(super) fn meeting_cursor_key(cursor: &super::Cursor) -> StoreResult<(String, String)> {
     parse_meeting_cursor_id(&cursor.id)
         .map(|(app, meeting)| (app.to_owned(), meeting.to_owned()))
         .ok_or_else(|| {
@@ -142,9 +144,292 @@ pub(super) fn meeting_cursor_key(cursor: &super::Cursor) -> super::StoreResult<(
         })
 }
 
-pub(super) fn parse_source(s: &str) -> super::StoreResult<MeetingSource> {
+pub(super) fn parse_source(s: &str) -> StoreResult<MeetingSource> {
     MeetingSource::parse(s)
-        .ok_or_else(|| super::connections::decode_error(format!("unknown meeting source {s:?}")))
+        .ok_or_else(|| super::sql::decode_error(format!("unknown meeting source {s:?}")))
+}
+
+#[async_trait]
+pub trait MeetingStore: Send + Sync + 'static {
+    /// Records Zoom webhook `(app_id, dedupe_key)` and applies `change` in one
+    /// transaction. `Duplicate` (nothing changed) when the receipt exists already.
+    /// Errors (e.g. `NotFound` for a vanished connection) leave no receipt.
+    async fn record_webhook_receipt_and_apply(
+        &self,
+        app_id: &str,
+        dedupe_key: &str,
+        received_at: DateTime<Utc>,
+        change: &MeetingIndexChange,
+    ) -> StoreResult<ReceiptOutcome>;
+    async fn webhook_receipt_exists(&self, app_id: &str, dedupe_key: &str) -> StoreResult<bool>;
+    /// Applies one index change on its own (meeting sync, connection changes).
+    async fn apply_meeting_change(&self, change: &MeetingIndexChange) -> StoreResult<()>;
+    /// Who hosts `meeting_id` in the project: the rows of every app, or of `app_id`
+    /// only; most recently indexed first. The join-token lookup.
+    async fn meeting_hosts(
+        &self,
+        project_id: &str,
+        app_id: Option<&str>,
+        meeting_id: &str,
+    ) -> StoreResult<Vec<MeetingRow>>;
+    /// The project's index, most recently indexed (`synced_at`) first; cursors carry
+    /// `synced_at` and [`meeting_cursor_id`].
+    async fn list_meetings(
+        &self,
+        project_id: &str,
+        filter: &MeetingFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<MeetingRow>>;
+}
+
+pub(super) const MEETING_COLUMNS: &str =
+    "project_id, app_id, meeting_id, connection_id, source, topic, start_time, synced_at";
+
+fn meeting_from_row(row: &impl Row) -> StoreResult<MeetingRow> {
+    Ok(MeetingRow {
+        project_id: row.get("project_id")?,
+        app_id: row.get("app_id")?,
+        meeting_id: row.get("meeting_id")?,
+        connection_id: row.get("connection_id")?,
+        source: parse_source(&row.get::<String>("source")?)?,
+        topic: row.get("topic")?,
+        start_time: row.opt_time("start_time")?,
+        synced_at: row.time("synced_at")?,
+    })
+}
+
+fn held_from_row(row: &impl Row) -> StoreResult<(MeetingSource, String)> {
+    Ok((
+        parse_source(&row.get::<String>("source")?)?,
+        row.get("connection_id")?,
+    ))
+}
+
+impl SqlStore {
+    /// Writes index row `row` when [`crate::domain::meetings::replaces`] lets it replace
+    /// the row its (app, meeting) holds (or there is none); true when written.
+    pub(super) async fn index_meeting(
+        &self,
+        tx: &mut Tx,
+        row: &MeetingRow,
+        host_confirmed: bool,
+    ) -> StoreResult<bool> {
+        // The read locks the row on PostgreSQL; a row inserted meanwhile makes the
+        // insert write nothing, and the rule is asked again about it.
+        for _ in 0..3 {
+            let held = sql!(optional &mut *tx, held_from_row,
+                &format!("SELECT source, connection_id FROM zoom_meetings \
+                          WHERE app_id = $1 AND meeting_id = $2{}", self.lock(Lock::Update)),
+                &row.app_id, &row.meeting_id)?;
+            let written = match held {
+                None => sql!(execute &mut *tx,
+                    &format!("INSERT INTO zoom_meetings ({MEETING_COLUMNS}) \
+                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                              ON CONFLICT (app_id, meeting_id) DO NOTHING"),
+                    &row.project_id, &row.app_id, &row.meeting_id, &row.connection_id,
+                    row.source.as_str(), &row.topic, ots(row.start_time), ts(row.synced_at)),
+                Some((source, by))
+                    if !crate::domain::meetings::replaces(source, &by, row, host_confirmed) =>
+                {
+                    return Ok(false)
+                }
+                Some((source, by)) => sql!(execute &mut *tx,
+                    "UPDATE zoom_meetings SET connection_id = $1, source = $2, topic = $3, \
+                     start_time = $4, synced_at = $5 \
+                     WHERE app_id = $6 AND meeting_id = $7 AND source = $8 AND connection_id = $9",
+                    &row.connection_id, row.source.as_str(), &row.topic, ots(row.start_time),
+                    ts(row.synced_at), &row.app_id, &row.meeting_id, source.as_str(), by),
+            }
+            .map_err(foreign_key_not_found)?;
+            if written == 1 {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Database(sqlx::Error::Protocol(
+            "the meeting index row kept changing under the write".to_owned(),
+        )))
+    }
+
+    /// Applies `change` in `tx` (see [`MeetingIndexChange`]).
+    pub(super) async fn apply_meeting_change_in(
+        &self,
+        tx: &mut Tx,
+        change: &MeetingIndexChange,
+    ) -> StoreResult<()> {
+        match change {
+            MeetingIndexChange::Upsert(row) => {
+                self.index_meeting(tx, row, true).await?;
+            }
+            MeetingIndexChange::UpsertIfHost {
+                row,
+                user_id,
+                state,
+            } => {
+                // Locked on PostgreSQL: a rebind or disconnect waits for this write.
+                let host: Option<String> = sql!(scalar_optional &mut *tx,
+                    &format!("SELECT id FROM zoom_oauth_connections \
+                              WHERE id = $1 AND user_id = $2 AND state = $3{}",
+                             self.lock(Lock::Share)),
+                    &row.connection_id, user_id, state.as_str())?;
+                host.ok_or(StoreError::NotFound)?;
+                self.index_meeting(tx, row, true).await?;
+            }
+            MeetingIndexChange::Delete { app_id, meeting_id } => {
+                let held = sql!(optional &mut *tx, held_from_row,
+                    &format!("SELECT source, connection_id FROM zoom_meetings \
+                              WHERE app_id = $1 AND meeting_id = $2{}", self.lock(Lock::Update)),
+                    app_id, meeting_id)?;
+                if let Some((source, _)) =
+                    held.filter(|h| crate::domain::meetings::dropped_by_deletion(h.0))
+                {
+                    sql!(execute &mut *tx,
+                        "DELETE FROM zoom_meetings \
+                         WHERE app_id = $1 AND meeting_id = $2 AND source = $3",
+                        app_id, meeting_id, source.as_str())?;
+                }
+            }
+            MeetingIndexChange::ReplacePmi {
+                row,
+                personal_meeting_url,
+            } => {
+                let updated = sql!(execute &mut *tx,
+                    "UPDATE zoom_oauth_connections SET pmi = $1, \
+                     personal_meeting_url = COALESCE($2, personal_meeting_url), updated_at = $3 \
+                     WHERE id = $4",
+                    &row.meeting_id, personal_meeting_url, ts(row.synced_at), &row.connection_id)?;
+                if updated == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                sql!(execute &mut *tx,
+                    "DELETE FROM zoom_meetings WHERE connection_id = $1 AND source = 'pmi' \
+                     AND meeting_id <> $2",
+                    &row.connection_id, &row.meeting_id)?;
+                self.index_meeting(tx, row, true).await?;
+            }
+            MeetingIndexChange::Nothing => {}
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MeetingStore for SqlStore {
+    async fn record_webhook_receipt_and_apply(
+        &self,
+        app_id: &str,
+        dedupe_key: &str,
+        received_at: DateTime<Utc>,
+        change: &MeetingIndexChange,
+    ) -> StoreResult<ReceiptOutcome> {
+        if let Some(receipts) = self.receipts() {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = ReceiptJob {
+                app_id: app_id.to_owned(),
+                dedupe_key: dedupe_key.to_owned(),
+                received_at,
+                change: change.clone(),
+                reply,
+            };
+            let gone = || StoreError::Database(sqlx::Error::PoolClosed);
+            receipts.send(job).await.map_err(|_| gone())?;
+            return answer.await.map_err(|_| gone())?;
+        }
+        let mut tx = self.begin().await?;
+        // A concurrent delivery of the same event waits here on the key, then sees
+        // the first one's receipt and changes nothing.
+        let inserted = sql!(execute &mut tx,
+            "INSERT INTO zoom_webhook_receipts (app_id, dedupe_key, received_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (app_id, dedupe_key) DO NOTHING",
+            app_id, dedupe_key, ts(received_at))
+        .map_err(foreign_key_not_found)?;
+        if inserted == 0 {
+            return Ok(ReceiptOutcome::Duplicate);
+        }
+        self.apply_meeting_change_in(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(ReceiptOutcome::Applied)
+    }
+
+    async fn webhook_receipt_exists(&self, app_id: &str, dedupe_key: &str) -> StoreResult<bool> {
+        sql!(scalar_one &mut self.conn().await?,
+            "SELECT EXISTS (SELECT 1 FROM zoom_webhook_receipts \
+             WHERE app_id = $1 AND dedupe_key = $2)",
+            app_id, dedupe_key)
+    }
+
+    async fn apply_meeting_change(&self, change: &MeetingIndexChange) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        self.apply_meeting_change_in(&mut tx, change).await?;
+        tx.commit().await
+    }
+
+    async fn meeting_hosts(
+        &self,
+        project_id: &str,
+        app_id: Option<&str>,
+        meeting_id: &str,
+    ) -> StoreResult<Vec<MeetingRow>> {
+        // `project_id || ''`: without statistics SQLite would walk the project's rows
+        // in synced_at order instead of using the meeting_id index.
+        sql!(all &mut self.conn().await?, meeting_from_row,
+            &format!("SELECT {MEETING_COLUMNS} FROM zoom_meetings \
+                      WHERE meeting_id = $1 AND project_id || '' = $2 \
+                      AND ($3 IS NULL OR app_id = $3) ORDER BY synced_at DESC, app_id DESC"),
+            meeting_id, project_id, app_id)
+    }
+
+    async fn list_meetings(
+        &self,
+        project_id: &str,
+        filter: &MeetingFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Page<MeetingRow>> {
+        // Conditions only when given, so each filter can use its index.
+        let mut sql = format!("SELECT {MEETING_COLUMNS} FROM zoom_meetings WHERE project_id = $1");
+        let mut n = 1;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if filter.meeting_id.is_some() {
+            sql.push_str(&format!(" AND meeting_id = ${}", next()));
+        }
+        if filter.connection_id.is_some() {
+            sql.push_str(&format!(" AND connection_id = ${}", next()));
+        }
+        let (cmp, order) = keyset(page);
+        let cursor = page.cursor.as_ref().map(meeting_cursor_key).transpose()?;
+        if cursor.is_some() {
+            let first = next();
+            next();
+            next();
+            sql.push_str(&format!(
+                " AND (synced_at, app_id, meeting_id) {cmp} ({})",
+                placeholders(first, 3)
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY synced_at {order}, app_id {order}, meeting_id {order} LIMIT ${}",
+            next()
+        ));
+        let items = run!(&mut self.conn().await?, |c| {
+            let mut q = sqlx::query(&sql).bind(project_id);
+            if let Some(meeting_id) = &filter.meeting_id {
+                q = q.bind(meeting_id);
+            }
+            if let Some(connection_id) = &filter.connection_id {
+                q = q.bind(connection_id);
+            }
+            if let (Some(c), Some((app_id, meeting_id))) = (&page.cursor, &cursor) {
+                q = q.bind(ts(c.created_at)).bind(app_id).bind(meeting_id);
+            }
+            let rows = q.bind(i64::from(page.limit) + 1).fetch_all(c).await?;
+            rows.iter()
+                .map(meeting_from_row)
+                .collect::<StoreResult<Vec<_>>>()
+        })?;
+        Ok(page_of(items, page))
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 //! all. When a batch fails (one event's connection vanished, or the database did),
 //! each of its events is retried alone and gets only its own error.
 //!
-//! The SQL shared with the sqlx side (the index upsert and the PMI replacement)
-//! lives here so both apply a change the same way.
+//! It applies a change as the sqlx side does (`SqlStore::apply_meeting_change_in`),
+//! asking `crate::domain::meetings` which index writes win.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::meetings::{MeetingIndexChange, MeetingRow, ReceiptOutcome};
+use super::meetings::{parse_source, MeetingIndexChange, MeetingRow, ReceiptOutcome};
 use super::{StoreError, StoreResult};
 
 /// Receipts waiting for the writer, at most; senders wait beyond it.
@@ -29,28 +29,23 @@ const QUEUE: usize = 4_096;
 /// Receipts committed in one transaction, at most.
 const BATCH: usize = 256;
 
-pub(super) const INSERT_RECEIPT: &str =
-    "INSERT INTO zoom_webhook_receipts (app_id, dedupe_key, received_at) \
-     VALUES (?, ?, ?) ON CONFLICT (app_id, dedupe_key) DO NOTHING";
-/// Upserts one index row: its host, topic and time follow the latest event, but a
-/// PMI row is only replaced by a PMI.
-pub(super) const UPSERT_MEETING: &str =
-    "INSERT INTO zoom_meetings (project_id, app_id, meeting_id, connection_id, source, \
-     topic, start_time, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-     ON CONFLICT (app_id, meeting_id) DO UPDATE SET connection_id = excluded.connection_id, \
-     source = excluded.source, topic = excluded.topic, start_time = excluded.start_time, \
-     synced_at = excluded.synced_at \
-     WHERE zoom_meetings.source <> 'pmi' OR excluded.source = 'pmi'";
-pub(super) const DELETE_MEETING: &str =
-    "DELETE FROM zoom_meetings WHERE app_id = ? AND meeting_id = ? AND source <> 'pmi'";
+const INSERT_RECEIPT: &str = "INSERT INTO zoom_webhook_receipts (app_id, dedupe_key, \
+     received_at) VALUES (?, ?, ?) ON CONFLICT (app_id, dedupe_key) DO NOTHING";
+const HELD: &str = "SELECT source, connection_id FROM zoom_meetings \
+     WHERE app_id = ? AND meeting_id = ?";
+const INSERT_MEETING: &str = "INSERT INTO zoom_meetings (project_id, app_id, meeting_id, \
+     connection_id, source, topic, start_time, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+const REPLACE_MEETING: &str = "UPDATE zoom_meetings SET connection_id = ?, source = ?, \
+     topic = ?, start_time = ?, synced_at = ? WHERE app_id = ? AND meeting_id = ?";
+const DELETE_MEETING: &str = "DELETE FROM zoom_meetings WHERE app_id = ? AND meeting_id = ?";
 /// Binds: pmi, personal_meeting_url (kept when NULL), updated_at, connection id.
-pub(super) const SET_PMI: &str = "UPDATE zoom_oauth_connections SET pmi = ?, \
+const SET_PMI: &str = "UPDATE zoom_oauth_connections SET pmi = ?, \
      personal_meeting_url = COALESCE(?, personal_meeting_url), updated_at = ? WHERE id = ?";
 /// Binds: connection id, Zoom user id, state. Whether a chosen host still is one.
-pub(super) const HOST_UNCHANGED: &str =
+const HOST_UNCHANGED: &str =
     "SELECT 1 FROM zoom_oauth_connections WHERE id = ? AND user_id = ? AND state = ?";
 /// Binds: connection id, the PMI that stays.
-pub(super) const DELETE_OTHER_PMI_ROWS: &str =
+const DELETE_OTHER_PMI_ROWS: &str =
     "DELETE FROM zoom_meetings WHERE connection_id = ? AND source = 'pmi' AND meeting_id <> ?";
 
 /// One `record_webhook_receipt_and_apply` call, waiting for the writer.
@@ -196,8 +191,11 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &MeetingIndexChange) -> StoreRe
             upsert(tx, row)
         }
         MeetingIndexChange::Delete { app_id, meeting_id } => {
-            tx.prepare_cached(DELETE_MEETING)?
-                .execute(params![app_id, meeting_id])?;
+            let held = held(tx, app_id, meeting_id)?;
+            if held.is_some_and(|(source, _)| crate::domain::meetings::dropped_by_deletion(source)) {
+                tx.prepare_cached(DELETE_MEETING)?
+                    .execute(params![app_id, meeting_id])?;
+            }
             Ok(())
         }
         MeetingIndexChange::ReplacePmi {
@@ -221,19 +219,49 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &MeetingIndexChange) -> StoreRe
     }
 }
 
+/// The (source, connection) of the index row (app, meeting), if there is one.
+fn held(
+    tx: &rusqlite::Transaction<'_>,
+    app_id: &str,
+    meeting_id: &str,
+) -> StoreResult<Option<(super::MeetingSource, String)>> {
+    let mut held = tx.prepare_cached(HELD)?;
+    let mut rows = held.query(params![app_id, meeting_id])?;
+    match rows.next()? {
+        None => Ok(None),
+        Some(r) => Ok(Some((parse_source(&r.get::<_, String>(0)?)?, r.get(1)?))),
+    }
+}
+
+/// Writes `row` when [`crate::domain::meetings::replaces`] lets it (the writer holds the
+/// database's write lock, so the row read is the row replaced).
 fn upsert(tx: &rusqlite::Transaction<'_>, row: &MeetingRow) -> StoreResult<()> {
-    tx.prepare_cached(UPSERT_MEETING)?
-        .execute(params![
+    let start_time = row.start_time.map(micros);
+    match held(tx, &row.app_id, &row.meeting_id)? {
+        None => tx.prepare_cached(INSERT_MEETING)?.execute(params![
             row.project_id,
             row.app_id,
             row.meeting_id,
             row.connection_id,
             row.source.as_str(),
             row.topic,
-            row.start_time.map(micros),
+            start_time,
             micros(row.synced_at)
-        ])
-        .map_err(write_error)?;
+        ]),
+        Some((source, by)) if crate::domain::meetings::replaces(source, &by, row, true) => {
+            tx.prepare_cached(REPLACE_MEETING)?.execute(params![
+                row.connection_id,
+                row.source.as_str(),
+                row.topic,
+                start_time,
+                micros(row.synced_at),
+                row.app_id,
+                row.meeting_id
+            ])
+        }
+        Some(_) => Ok(0),
+    }
+    .map_err(write_error)?;
     Ok(())
 }
 

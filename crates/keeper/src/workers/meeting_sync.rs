@@ -19,12 +19,9 @@
 //! `last_attempted_sync_at` / `last_successful_sync_at` / `next_sync_at` are set and a
 //! `sync_completed` event is written.
 //!
-//! Whose meeting is it, when two connections claim one? A `pmi` row is never taken.
-//! Another connection's `sync` row is taken (the newest listing wins: the meeting
-//! moved). Another connection's `webhook` row is taken only when Zoom's listing names
-//! this connection's user as the host (`host_id`): Zoom's current answer beats a
-//! creation-time webhook, while a listing that does not say leaves it alone.
-//! Listed meetings whose `host_id` is another user (e.g. where this user is only an
+//! Whose meeting is it, when two connections claim one? [`crate::domain::meetings::replaces`]
+//! decides (a `pmi` row is never taken; a `webhook` row only when Zoom's listing names
+//! this connection's user as the host, `host_id`). Listed meetings whose `host_id` is another user (e.g. where this user is only an
 //! alternative host) are not indexed: only the host's credentials mint a local
 //! recording token. Meetings whose id is not a meeting number are skipped and
 //! counted; they never fail the sync.

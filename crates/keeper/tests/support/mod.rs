@@ -44,7 +44,7 @@ pub async fn sqlite() -> TestStore {
         .expect("open SQLite");
     store.migrate().await.expect("migrate SQLite");
     TestStore {
-        raw: Raw::Sqlite(store.pool().clone()),
+        raw: Raw::Sqlite(store.sqlite_pool().expect("SQLite").clone()),
         store: Arc::new(store),
         _dir: Some(dir),
     }
@@ -66,7 +66,7 @@ pub async fn postgres() -> Option<TestStore> {
     let store = PostgresStore::connect(&url).await.expect("open PostgreSQL");
     store.migrate().await.expect("migrate PostgreSQL");
     Some(TestStore {
-        raw: Raw::Postgres(store.pool().clone()),
+        raw: Raw::Postgres(store.postgres_pool().expect("PostgreSQL").clone()),
         store: Arc::new(store),
         _dir: None,
     })

@@ -1,0 +1,524 @@
+//! The one implementation of the store traits, [`SqlStore`], over SQLite or
+//! PostgreSQL. Each statement is written once (`$n` placeholders, [`Ts`] for time)
+//! and [`run!`] expands it once per database. Where the dialects really differ the
+//! arm is named here: [`Lock`] clauses, `BEGIN IMMEDIATE`, the first-start lock,
+//! the SQLite receipt writer and the clock ([`SqlStore::now`]).
+//!
+//! SQLite: one file, WAL, foreign keys on, a busy timeout so writers queue, and
+//! `synchronous=FULL` — a commit is on disk before the call returns, so a crash
+//! cannot take back a rotated refresh token Zoom has already replaced. Only the
+//! receipt writer ([`super::sqlite_receipts`]) runs `NORMAL`. Timestamps are INTEGER
+//! microseconds since the Unix epoch. PostgreSQL: any number of processes share one
+//! database; what must happen once is decided under row locks or `SKIP LOCKED`.
+
+use std::path::PathBuf;
+use std::str::FromStr as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Transaction, Type};
+use tokio::sync::mpsc;
+
+use super::sqlite_receipts::{self, ReceiptJob};
+use super::{is_postgres_url, Direction, Page, PageRequest, StoreError, StoreResult};
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a SQLite statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const SQLITE_CONNECTIONS: u32 = 8;
+const POSTGRES_CONNECTIONS: u32 = 16;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Advisory lock serialising first-start bootstrap on PostgreSQL ("zk-boot").
+const BOOTSTRAP_LOCK: i64 = 0x007a_6b2d_626f_6f74;
+
+/// One of each database's things: pools, connections, transactions.
+#[derive(Debug, Clone)]
+pub enum Either<S, P> {
+    Sqlite(S),
+    Postgres(P),
+}
+
+pub(super) type Conn = Either<PoolConnection<Sqlite>, PoolConnection<Postgres>>;
+pub(super) type Tx = Either<Transaction<'static, Sqlite>, Transaction<'static, Postgres>>;
+
+/// Runs `$body` with `$c` bound to the `&mut` connection of `$on` (a `&mut Conn` or
+/// `&mut Tx`): the body is written once and compiled once per database.
+macro_rules! run {
+    ($on:expr, |$c:ident| $body:expr) => {
+        match $on {
+            $crate::storage::sql::Either::Sqlite(x) => {
+                let $c = &mut **x;
+                $body
+            }
+            $crate::storage::sql::Either::Postgres(x) => {
+                let $c = &mut **x;
+                $body
+            }
+        }
+    };
+}
+
+/// `sqlx::query($sql)` with each argument bound in order.
+macro_rules! query {
+    ($sql:expr $(, $arg:expr)* $(,)?) => { sqlx::query($sql)$(.bind($arg))* };
+}
+
+/// One statement: `optional`, `one` or `all` rows through `$decode`; `execute` (rows
+/// affected); `scalar_one` / `scalar_optional` / `scalar_all` (type from the caller).
+macro_rules! sql {
+    (optional $on:expr, $decode:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        run!($on, |c| match query!($sql $(, $arg)*).fetch_optional(c).await {
+            Ok(row) => row.as_ref().map($decode).transpose(),
+            Err(e) => Err($crate::storage::StoreError::from(e)),
+        })
+    };
+    (one $on:expr, $decode:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        run!($on, |c| match query!($sql $(, $arg)*).fetch_one(c).await {
+            Ok(row) => $decode(&row),
+            Err(e) => Err($crate::storage::StoreError::from(e)),
+        })
+    };
+    (all $on:expr, $decode:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        run!($on, |c| match query!($sql $(, $arg)*).fetch_all(c).await {
+            Ok(rows) => rows.iter().map($decode).collect::<$crate::storage::StoreResult<Vec<_>>>(),
+            Err(e) => Err($crate::storage::StoreError::from(e)),
+        })
+    };
+    (execute $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        run!($on, |c| query!($sql $(, $arg)*)
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err($crate::storage::StoreError::from))
+    };
+    (scalar_one $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        run!($on, |c| sqlx::query_scalar($sql)$(.bind($arg))*
+            .fetch_one(c).await.map_err($crate::storage::StoreError::from))
+    };
+    (scalar_optional $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        run!($on, |c| sqlx::query_scalar($sql)$(.bind($arg))*
+            .fetch_optional(c).await.map_err($crate::storage::StoreError::from))
+    };
+    (scalar_all $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        run!($on, |c| sqlx::query_scalar($sql)$(.bind($arg))*
+            .fetch_all(c).await.map_err($crate::storage::StoreError::from))
+    };
+}
+
+/// The store over one database. `sqlite::SqliteStore` and `postgres::PostgresStore`
+/// name it too; [`SqlStore::connect`] picks the database from the URL.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pub(super) pool: Either<SqlitePool, PgPool>,
+    local: Option<Arc<Local>>,
+}
+
+/// What only SQLite has.
+#[derive(Debug)]
+struct Local {
+    /// Zoom webhook receipts go to one writer thread ([`sqlite_receipts`]).
+    receipts: mpsc::Sender<ReceiptJob>,
+    /// The last time [`SqlStore::now`] answered, in microseconds.
+    last_now: AtomicI64,
+}
+
+impl SqlStore {
+    /// Opens the database `url_or_path` names ([`is_postgres_url`]); does not migrate.
+    /// SQLite: a `sqlite:` URL or a plain path, created (with its directory) when
+    /// missing; an in-memory database is refused — it would lose every credential at
+    /// exit, and the receipt writer needs a file it can open too.
+    pub async fn connect(url_or_path: &str) -> StoreResult<Self> {
+        if is_postgres_url(url_or_path) {
+            let pool = PgPoolOptions::new()
+                .max_connections(POSTGRES_CONNECTIONS)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect(url_or_path)
+                .await?;
+            return Ok(SqlStore {
+                pool: Either::Postgres(pool),
+                local: None,
+            });
+        }
+        if url_or_path.contains(":memory:") || url_or_path.contains("mode=memory") {
+            return Err(configuration(
+                "an in-memory SQLite database would lose every stored credential when the \
+                 process exits; give a database file path instead",
+            ));
+        }
+        let options = if url_or_path.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url_or_path)?
+        } else {
+            SqliteConnectOptions::new().filename(url_or_path)
+        }
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true);
+        let path: PathBuf = options.get_filename().to_path_buf();
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    configuration(&format!(
+                        "creating the database directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(SQLITE_CONNECTIONS)
+            // A local file has no network to have broken: no ping before each use.
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
+        Ok(SqlStore {
+            pool: Either::Sqlite(pool),
+            local: Some(Arc::new(Local {
+                receipts: sqlite_receipts::spawn(&path, BUSY_TIMEOUT)?,
+                last_now: AtomicI64::new(i64::MIN),
+            })),
+        })
+    }
+
+    /// Brings the schema up to date. On PostgreSQL sqlx holds an advisory lock while
+    /// migrating, so concurrent starts are safe.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match &self.pool {
+            Either::Sqlite(p) => SQLITE_MIGRATOR.run(p).await?,
+            Either::Postgres(p) => POSTGRES_MIGRATOR.run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// The SQLite pool, for tests that need raw access.
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.pool {
+            Either::Sqlite(p) => Some(p),
+            Either::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool, for tests that need raw access.
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Either::Postgres(p) => Some(p),
+            Either::Sqlite(_) => None,
+        }
+    }
+
+    pub(super) async fn conn(&self) -> StoreResult<Conn> {
+        Ok(match &self.pool {
+            Either::Sqlite(p) => Either::Sqlite(p.acquire().await?),
+            Either::Postgres(p) => Either::Postgres(p.acquire().await?),
+        })
+    }
+
+    /// A transaction. On SQLite it takes the write lock up front (`BEGIN
+    /// IMMEDIATE`), so one that reads before it writes never fails busy halfway.
+    pub(super) async fn begin(&self) -> StoreResult<Tx> {
+        Ok(match &self.pool {
+            Either::Sqlite(p) => Either::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Either::Postgres(p) => Either::Postgres(p.begin().await?),
+        })
+    }
+
+    /// A row-locking clause to append to a `SELECT`. SQLite needs none: its
+    /// transactions begin holding the one write lock.
+    pub(super) fn lock(&self, lock: Lock) -> &'static str {
+        match (&self.pool, lock) {
+            (Either::Sqlite(_), _) => "",
+            (Either::Postgres(_), Lock::Update) => " FOR UPDATE",
+            (Either::Postgres(_), Lock::Share) => " FOR SHARE",
+            (Either::Postgres(_), Lock::SkipLocked) => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// On PostgreSQL, waits in `tx` for any other first-start bootstrap to commit.
+    pub(super) async fn lock_bootstrap(tx: &mut Tx) -> StoreResult<()> {
+        if let Either::Postgres(t) = tx {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(BOOTSTRAP_LOCK)
+                .execute(&mut **t)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The SQLite receipt writer, when this is SQLite.
+    pub(super) fn receipts(&self) -> Option<&mpsc::Sender<ReceiptJob>> {
+        self.local.as_ref().map(|l| &l.receipts)
+    }
+
+    /// The database clock, to microseconds. SQLite runs in this process, so its clock
+    /// is this process's — the one place storage reads the wall clock — made strictly
+    /// increasing, so rows written one after another never share a time.
+    pub async fn now(&self) -> StoreResult<DateTime<Utc>> {
+        match (&self.pool, &self.local) {
+            (Either::Sqlite(_), Some(local)) => {
+                let wall = Utc::now().timestamp_micros();
+                let previous = local
+                    .last_now
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                        Some(wall.max(last.saturating_add(1)))
+                    })
+                    .unwrap_or(wall);
+                let micros = wall.max(previous.saturating_add(1));
+                Ok(DateTime::from_timestamp_micros(micros).unwrap_or_else(Utc::now))
+            }
+            _ => {
+                let at: DateTime<Utc> =
+                    sql!(scalar_one &mut self.conn().await?, "SELECT clock_timestamp()")?;
+                Ok(truncate_to_micros(at))
+            }
+        }
+    }
+}
+
+/// Row-locking clauses ([`SqlStore::lock`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lock {
+    Update,
+    Share,
+    SkipLocked,
+}
+
+impl Tx {
+    pub(super) async fn commit(self) -> StoreResult<()> {
+        match self {
+            Either::Sqlite(t) => t.commit().await?,
+            Either::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl super::DatabaseStore for SqlStore {
+    fn backend(&self) -> &'static str {
+        match self.pool {
+            Either::Sqlite(_) => "sqlite",
+            Either::Postgres(_) => "postgres",
+        }
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        SqlStore::migrate(self).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sql!(execute &mut self.conn().await?, "SELECT 1")?;
+        Ok(())
+    }
+
+    async fn now(&self) -> StoreResult<DateTime<Utc>> {
+        SqlStore::now(self).await
+    }
+}
+
+fn configuration(message: &str) -> StoreError {
+    StoreError::Database(sqlx::Error::Configuration(message.to_owned().into()))
+}
+
+/// Timestamps are stored with microsecond precision on both databases; values are
+/// truncated (not rounded) on the way in so both agree.
+pub(super) fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+/// A point in time as both databases store it: INTEGER microseconds since the Unix
+/// epoch on SQLite, `timestamptz` on PostgreSQL. Bind with [`ts`]; read with
+/// [`Row::time`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ts(DateTime<Utc>);
+
+pub(super) fn ts(at: DateTime<Utc>) -> Ts {
+    Ts(truncate_to_micros(at))
+}
+
+pub(super) fn ots(at: Option<DateTime<Utc>>) -> Option<Ts> {
+    at.map(ts)
+}
+
+/// `now + d` as a bindable time, saturating.
+pub(super) fn after(now: DateTime<Utc>, d: Duration) -> Ts {
+    let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    ts(now
+        .checked_add_signed(d)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC))
+}
+
+impl Type<Sqlite> for Ts {
+    fn type_info() -> <Sqlite as Database>::TypeInfo {
+        <i64 as Type<Sqlite>>::type_info()
+    }
+    fn compatible(ty: &<Sqlite as Database>::TypeInfo) -> bool {
+        <i64 as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for Ts {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
+    ) -> Result<IsNull, BoxDynError> {
+        <i64 as Encode<'q, Sqlite>>::encode(self.0.timestamp_micros(), buf)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for Ts {
+    fn decode(value: <Sqlite as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let micros = <i64 as Decode<'r, Sqlite>>::decode(value)?;
+        DateTime::from_timestamp_micros(micros)
+            .map(Ts)
+            .ok_or_else(|| format!("timestamp {micros} out of range").into())
+    }
+}
+
+impl Type<Postgres> for Ts {
+    fn type_info() -> <Postgres as Database>::TypeInfo {
+        <DateTime<Utc> as Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &<Postgres as Database>::TypeInfo) -> bool {
+        <DateTime<Utc> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'q> Encode<'q, Postgres> for Ts {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
+    ) -> Result<IsNull, BoxDynError> {
+        <DateTime<Utc> as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for Ts {
+    fn decode(value: <Postgres as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        <DateTime<Utc> as Decode<'r, Postgres>>::decode(value).map(Ts)
+    }
+}
+
+/// A length of time added to a stored time in SQL (`start_time + $n`): INTEGER
+/// microseconds on SQLite, an `interval` on PostgreSQL.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Span(pub Duration);
+
+impl Type<Sqlite> for Span {
+    fn type_info() -> <Sqlite as Database>::TypeInfo {
+        <i64 as Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for Span {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
+    ) -> Result<IsNull, BoxDynError> {
+        let micros = i64::try_from(self.0.as_micros()).unwrap_or(i64::MAX);
+        <i64 as Encode<'q, Sqlite>>::encode(micros, buf)
+    }
+}
+
+impl Type<Postgres> for Span {
+    fn type_info() -> <Postgres as Database>::TypeInfo {
+        <Duration as Type<Postgres>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Postgres> for Span {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
+    ) -> Result<IsNull, BoxDynError> {
+        <Duration as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+/// A value both databases decode.
+pub(super) trait Value:
+    for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+
+impl<T> Value for T where
+    T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>
+{
+}
+
+/// A result row of either database, read by column name.
+pub(super) trait Row {
+    fn get<T: Value>(&self, column: &str) -> StoreResult<T>;
+
+    fn time(&self, column: &str) -> StoreResult<DateTime<Utc>> {
+        Ok(self.get::<Ts>(column)?.0)
+    }
+
+    fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        Ok(self.get::<Option<Ts>>(column)?.map(|t| t.0))
+    }
+
+    fn sealed(&self, column: &str) -> StoreResult<super::Sealed> {
+        Ok(super::Sealed(self.get(column)?))
+    }
+
+    fn opt_sealed(&self, column: &str) -> StoreResult<Option<super::Sealed>> {
+        Ok(self.get::<Option<Vec<u8>>>(column)?.map(super::Sealed))
+    }
+}
+
+impl Row for SqliteRow {
+    fn get<T: Value>(&self, column: &str) -> StoreResult<T> {
+        Ok(sqlx::Row::try_get(self, column)?)
+    }
+}
+
+impl Row for PgRow {
+    fn get<T: Value>(&self, column: &str) -> StoreResult<T> {
+        Ok(sqlx::Row::try_get(self, column)?)
+    }
+}
+
+/// `(comparison, order)` for keyset pagination in the cursor's direction.
+pub(super) fn keyset(page: &PageRequest) -> (&'static str, &'static str) {
+    match page.cursor.as_ref().map(|c| c.direction) {
+        None | Some(Direction::Older) => ("<", "DESC"),
+        Some(Direction::Newer) => (">", "ASC"),
+    }
+}
+
+/// A page from rows fetched one past `page.limit` in the cursor's direction.
+pub(super) fn page_of<T>(mut items: Vec<T>, page: &PageRequest) -> Page<T> {
+    let has_more = items.len() > page.limit as usize;
+    items.truncate(page.limit as usize);
+    if matches!(&page.cursor, Some(c) if c.direction == Direction::Newer) {
+        items.reverse();
+    }
+    Page { items, has_more }
+}
+
+/// `$first, $first+1, …` for `n` values bound one by one (an `IN (…)` list).
+pub(super) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A decode failure of a stored value.
+pub(super) fn decode_error(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(sqlx::Error::Decode(what.to_string().into()))
+}
