@@ -19,7 +19,6 @@ pub mod meeting_sync;
 pub mod meetings;
 pub mod metrics;
 pub mod outbound_url;
-pub mod pg_cluster;
 pub mod projects;
 pub mod rate_limit;
 pub mod server;

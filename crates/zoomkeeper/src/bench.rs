@@ -60,7 +60,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
             bench_api("sqlite", &sqlite_url, dir.path(), requests, concurrency).await?;
             if !sqlite_only {
-                match keeper::pg_cluster::shared().await? {
+                match testkit::pg_cluster::shared().await? {
                     Some(cluster) => {
                         let url = cluster.create_database().await?;
                         bench_api("postgres", &url, dir.path(), requests, concurrency).await?;

@@ -46,7 +46,7 @@ pub async fn run(args: DeliveriesArgs) -> anyhow::Result<()> {
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     bench_backend("sqlite", &sqlite_url, dir.path(), args.deliveries).await?;
     if !args.sqlite_only {
-        match keeper::pg_cluster::shared().await? {
+        match testkit::pg_cluster::shared().await? {
             Some(cluster) => {
                 let url = cluster.create_database().await?;
                 bench_backend("postgres", &url, dir.path(), args.deliveries).await?;

@@ -54,7 +54,7 @@ pub async fn run(args: TokensArgs) -> anyhow::Result<()> {
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     bench_backend("sqlite", &sqlite_url, dir.path(), &args).await?;
     if !args.sqlite_only {
-        match keeper::pg_cluster::shared().await? {
+        match testkit::pg_cluster::shared().await? {
             Some(cluster) => {
                 let url = cluster.create_database().await?;
                 bench_backend("postgres", &url, dir.path(), &args).await?;

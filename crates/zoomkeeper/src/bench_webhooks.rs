@@ -80,7 +80,7 @@ where
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     bench("sqlite", sqlite_url, dir.path().to_owned()).await?;
     if !sqlite_only {
-        match keeper::pg_cluster::shared().await? {
+        match testkit::pg_cluster::shared().await? {
             Some(cluster) => {
                 let url = cluster.create_database().await?;
                 bench("postgres", url, dir.path().to_owned()).await?;
