@@ -91,6 +91,23 @@ macro_rules! on_both_databases {
     )*};
 }
 
+/// A fresh, empty database on the process's throwaway PostgreSQL, for a server
+/// process that migrates it itself; `None` (skip, with a note on stderr) when the
+/// machine has no PostgreSQL and `ZOOMKEEPER_REQUIRE_POSTGRES` is not 1.
+#[cfg(feature = "app")]
+pub async fn empty_postgres_database() -> Option<String> {
+    match pg_cluster::shared().await.expect("throwaway PostgreSQL") {
+        Some(cluster) => Some(cluster.create_database().await.expect("database")),
+        None => {
+            eprintln!(
+                "skipped: no PostgreSQL binaries (set {}=1 to make this an error)",
+                pg_cluster::REQUIRE_ENV
+            );
+            None
+        }
+    }
+}
+
 /// A fresh, migrated PostgreSQL database for one test: a copy of a template database
 /// migrated once per process. `None` when the machine has no PostgreSQL and
 /// `ZOOMKEEPER_REQUIRE_POSTGRES` is not 1.

@@ -1,6 +1,6 @@
 //! A real webhook receiver (STYLE.md: svix's `tests/it`): an HTTP server on
 //! 127.0.0.1 that records every request to `/hook` and answers a status the test
-//! sets. It can also answer Zoom's `endpoint.url_validation` challenge, so the same
+//! sets, at once or after a hold. It can also answer Zoom's `endpoint.url_validation` challenge, so the same
 //! receiver serves the simulator's Zoom webhooks and the keeper's outgoing ones.
 
 use std::net::SocketAddr;
@@ -17,8 +17,8 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-/// How long [`Receiver::wait_for_exactly`] watches for a request too many.
-pub const QUIET: Duration = Duration::from_millis(300);
+/// How long [`Receiver::wait_for_exactly`] waits for the expected requests.
+pub const WAIT: Duration = Duration::from_secs(20);
 
 /// One request as it arrived.
 #[derive(Debug, Clone)]
@@ -28,6 +28,8 @@ pub struct Received {
     /// The body as JSON (`Null` when it is not JSON).
     pub json: Value,
     pub at: Instant,
+    /// Whether the receiver has answered it yet (see [`Receiver::hold`]).
+    pub answered: bool,
 }
 
 impl Received {
@@ -44,6 +46,7 @@ impl Received {
 struct Inbox {
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    hold: Arc<Mutex<Duration>>,
     zoom_secret: Arc<Mutex<Option<String>>>,
 }
 
@@ -111,6 +114,12 @@ impl Receiver {
         self.inbox.status.store(status, Ordering::SeqCst);
     }
 
+    /// Records each request at once but answers it only after `hold`: the window in
+    /// which a sender can be killed with its request in flight.
+    pub fn hold(&self, hold: Duration) {
+        *self.inbox.hold.lock().expect("lock") = hold;
+    }
+
     /// Everything received so far, in order.
     pub fn received(&self) -> Vec<Received> {
         self.inbox
@@ -137,11 +146,12 @@ impl Receiver {
         }
     }
 
-    /// Waits until `n` requests arrived (panics after `within`), then checks that no
-    /// more arrive for [`QUIET`].
-    pub async fn wait_for_exactly(&self, n: usize, within: Duration) -> Vec<Received> {
-        self.wait_for(n, within).await;
-        tokio::time::sleep(QUIET).await;
+    /// Waits until `n` requests arrived (panics after [`WAIT`]), then checks that no
+    /// more arrive for `quiet`: "exactly n", decided without guessing how long the
+    /// first n take.
+    pub async fn wait_for_exactly(&self, n: usize, quiet: Duration) -> Vec<Received> {
+        self.wait_for(n, WAIT).await;
+        tokio::time::sleep(quiet).await;
         let got = self.received();
         assert_eq!(got.len(), n, "expected exactly {n} webhooks: {got:#?}");
         got
@@ -156,16 +166,22 @@ async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) ->
         .unwrap_or("")
         .to_owned();
     let is_validation = json["event"] == "endpoint.url_validation";
-    inbox
-        .received
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Received {
+    let index = {
+        let mut received = inbox.received.lock().unwrap_or_else(|p| p.into_inner());
+        received.push(Received {
             headers,
             body,
             json,
             at: Instant::now(),
+            answered: false,
         });
+        received.len() - 1
+    };
+    let hold = *inbox.hold.lock().expect("lock");
+    if !hold.is_zero() {
+        tokio::time::sleep(hold).await;
+    }
+    inbox.received.lock().unwrap_or_else(|p| p.into_inner())[index].answered = true;
     let secret = inbox.zoom_secret.lock().expect("lock").clone();
     if let (true, Some(secret)) = (is_validation, secret) {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");

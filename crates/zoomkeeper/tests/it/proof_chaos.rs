@@ -23,17 +23,9 @@ fn number_after(report: &str, label: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_on_two_processes_loses_no_connection_and_uses_no_stale_refresh_token() {
-    let Some(cluster) = testkit::pg_cluster::shared()
-        .await
-        .expect("throwaway PostgreSQL")
-    else {
-        eprintln!(
-            "skipped: no PostgreSQL binaries (set {}=1 to make this an error)",
-            testkit::pg_cluster::REQUIRE_ENV
-        );
+    let Some(database_url) = testkit::empty_postgres_database().await else {
         return;
     };
-    let database_url = cluster.create_database().await.expect("database");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut command = zoomkeeper(dir.path());
     command.args([

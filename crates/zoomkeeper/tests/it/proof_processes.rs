@@ -12,24 +12,6 @@ use crate::support::sim;
 
 const CLIENT_ID: &str = "proof-client";
 
-/// A fresh database on the shared throwaway PostgreSQL; `None` (skip, with a note)
-/// when the machine has none and `ZOOMKEEPER_REQUIRE_POSTGRES` is not 1.
-async fn postgres_database() -> Option<String> {
-    match testkit::pg_cluster::shared()
-        .await
-        .expect("throwaway PostgreSQL")
-    {
-        Some(cluster) => Some(cluster.create_database().await.expect("database")),
-        None => {
-            eprintln!(
-                "skipped: no PostgreSQL binaries (set {}=1 to make this an error)",
-                testkit::pg_cluster::REQUIRE_ENV
-            );
-            None
-        }
-    }
-}
-
 /// `n` simulated users who authorised the app, connected through the API (spread
 /// over `bases`, `parallel` at a time): (connection id, Zoom user id) each.
 async fn connect_users(
@@ -169,7 +151,7 @@ fn logged_refreshes(process: &ServeProcess) -> u64 {
 /// both for access tokens of random connections (which refreshes on demand too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_keep_500_connections_alive_and_never_refresh_twice() {
-    let Some(database_url) = postgres_database().await else {
+    let Some(database_url) = testkit::empty_postgres_database().await else {
         return;
     };
     let sim = zoom_sim::Simulator::start().await.expect("simulator");
@@ -485,7 +467,7 @@ async fn a_process_killed_mid_refresh_again_and_again_loses_no_connection() {
     const SLACK: Duration = Duration::from_millis(30);
     const ROUNDS: usize = 8;
 
-    let Some(database_url) = postgres_database().await else {
+    let Some(database_url) = testkit::empty_postgres_database().await else {
         return;
     };
     let sim = zoom_sim::Simulator::start().await.expect("simulator");
@@ -633,7 +615,7 @@ async fn a_process_killed_mid_refresh_again_and_again_loses_no_connection() {
 /// connection then refreshes with nothing lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_mid_refresh_the_next_token_request_answers_within_seconds() {
-    let Some(database_url) = postgres_database().await else {
+    let Some(database_url) = testkit::empty_postgres_database().await else {
         return;
     };
     let sim = zoom_sim::Simulator::start().await.expect("simulator");

@@ -5,16 +5,13 @@
 //! always under its own idempotency key — and ends `success`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::api::Api;
 use crate::support::process::{wait_for, Deployment};
 use crate::support::sim;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
+use testkit::Receiver;
 
 const CLIENT_ID: &str = "hook-proof-client";
 const TRIGGER: &str = "zoom_oauth_connection.state_change";
@@ -27,103 +24,7 @@ const HOLD: Duration = Duration::from_secs(3);
 /// the killed one held.
 const LEASE: &str = "4s";
 
-// ---- the receiver -------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct Arrival {
-    webhook_id: String,
-    payload: Value,
-    answered: bool,
-}
-
-#[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<Arrival>>>);
-
-impl Received {
-    fn all(&self) -> Vec<Arrival> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-/// Records the request at once, holds it for [`HOLD`], then answers 200.
-async fn hold_then_accept(
-    State(received): State<Received>,
-    headers: HeaderMap,
-    body: String,
-) -> StatusCode {
-    let webhook_id = headers
-        .get("webhook-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let index = {
-        let mut all = received.0.lock().unwrap_or_else(|p| p.into_inner());
-        all.push(Arrival {
-            webhook_id,
-            payload: serde_json::from_str(&body).unwrap_or(Value::Null),
-            answered: false,
-        });
-        all.len() - 1
-    };
-    tokio::time::sleep(HOLD).await;
-    received.0.lock().unwrap_or_else(|p| p.into_inner())[index].answered = true;
-    StatusCode::OK
-}
-
-/// An axum server on 127.0.0.1 that stops when dropped.
-struct Receiver {
-    addr: SocketAddr,
-    received: Received,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Receiver {
-    async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("receiver binds");
-        let addr = listener.local_addr().expect("addr");
-        let received = Received::default();
-        let router = axum::Router::new()
-            .route("/hook", axum::routing::post(hold_then_accept))
-            .with_state(received.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        Receiver {
-            addr,
-            received,
-            _stop: stop,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
-    }
-}
-
 // ---- the story ----------------------------------------------------------------
-
-async fn postgres_database() -> Option<String> {
-    match testkit::pg_cluster::shared()
-        .await
-        .expect("throwaway PostgreSQL")
-    {
-        Some(cluster) => Some(cluster.create_database().await.expect("database")),
-        None => {
-            eprintln!(
-                "skipped: no PostgreSQL binaries (set {}=1 to make this an error)",
-                testkit::pg_cluster::REQUIRE_ENV
-            );
-            None
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_deliveries_in_flight_when_the_server_is_killed_arrive_after_a_restart() {
@@ -134,7 +35,7 @@ async fn sqlite_deliveries_in_flight_when_the_server_is_killed_arrive_after_a_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_deliveries_in_flight_when_the_server_is_killed_arrive_after_a_restart() {
-    let Some(url) = postgres_database().await else {
+    let Some(url) = testkit::empty_postgres_database().await else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
@@ -156,7 +57,8 @@ async fn deliveries_in_flight_when_the_server_is_killed_arrive_after_a_restart(
         })
         .await
         .expect("sim config");
-    let receiver = Receiver::start().await;
+    let receiver = Receiver::start(200).await;
+    receiver.hold(HOLD);
     let deployment = Deployment {
         dir: dir.path().to_owned(),
         database_url,
@@ -227,20 +129,23 @@ async fn deliveries_in_flight_when_the_server_is_killed_arrive_after_a_restart(
 
     // Kill the sender while the receiver holds its requests (nothing answered yet).
     let in_flight = wait_for(Duration::from_secs(20), || {
-        let all = receiver.received.all();
+        let all = receiver.received();
         async move { (all.len() == CONNECTIONS && all.iter().all(|a| !a.answered)).then_some(all) }
     })
     .await
     .unwrap_or_else(|| {
         panic!(
             "all deliveries should be in flight at once; received {:?}\n{}",
-            receiver.received.all(),
+            receiver.received(),
             first.log_tail(40)
         )
     });
     first.kill();
     let killed_at = Instant::now();
-    let held: BTreeSet<String> = in_flight.iter().map(|a| a.webhook_id.clone()).collect();
+    let held: BTreeSet<String> = in_flight
+        .iter()
+        .map(|a| a.header("webhook-id").to_owned())
+        .collect();
     assert_eq!(
         held.len(),
         CONNECTIONS,
@@ -274,11 +179,11 @@ async fn deliveries_in_flight_when_the_server_is_killed_arrive_after_a_restart(
 
     // Every row is one the killed process had in flight, and it arrived again under
     // the same idempotency key; every arrival carries its key in the payload too.
-    let arrivals = receiver.received.all();
+    let arrivals = receiver.received();
     let mut per_key: BTreeMap<&str, usize> = BTreeMap::new();
     for a in &arrivals {
-        assert_eq!(a.payload["idempotency_key"], a.webhook_id.as_str(), "{a:?}");
-        *per_key.entry(a.webhook_id.as_str()).or_default() += 1;
+        assert_eq!(a.json["idempotency_key"], a.header("webhook-id"), "{a:?}");
+        *per_key.entry(a.header("webhook-id")).or_default() += 1;
     }
     let row_keys: BTreeSet<String> = rows
         .iter()
@@ -297,8 +202,8 @@ async fn deliveries_in_flight_when_the_server_is_killed_arrive_after_a_restart(
     let announced: BTreeSet<String> = arrivals
         .iter()
         .map(|a| {
-            assert_eq!(a.payload["data"]["state"], "disconnected", "{a:?}");
-            a.payload["zoom_oauth_connection_id"]
+            assert_eq!(a.json["data"]["state"], "disconnected", "{a:?}");
+            a.json["zoom_oauth_connection_id"]
                 .as_str()
                 .expect("connection id")
                 .to_owned()
