@@ -220,8 +220,9 @@ async fn a_deauthorized_connection_is_announced_once_with_valid_signatures(backe
     let connection = disconnect_a_connection(app).await;
 
     let d = wait_for(app, &webhook, |d| d["status"] == "success").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let got = receiver.received();
+    let got = receiver
+        .wait_for_exactly(1, Duration::from_millis(300))
+        .await;
     assert_eq!(got.len(), 1, "exactly one delivery");
     verify(&got[0], &key, None);
 
@@ -294,8 +295,10 @@ async fn a_receiver_that_is_down_gets_the_delivery_once_it_is_back(backend: Back
 
     let receiver = Receiver::start_on(addr, 200).await;
     let d = wait_for(app, &webhook, |d| d["status"] == "success").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(receiver.received().len(), 1);
+    let got = receiver
+        .wait_for_exactly(1, Duration::from_millis(300))
+        .await;
+    assert_eq!(got.len(), 1);
     let responses = d["responses"].as_array().expect("responses");
     assert_eq!(responses.last().expect("last")["status_code"], 200);
     assert_eq!(
@@ -342,8 +345,9 @@ async fn an_always_failing_receiver_ends_in_failure_then_a_resend_succeeds(backe
     assert_eq!(resend.status, 202, "{}", resend.text);
     let d = wait_for(app, &webhook, |d| d["status"] == "success").await;
     assert_eq!(d["idempotency_key"], key.as_str());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let got = receiver.received();
+    let got = receiver
+        .wait_for_exactly(4, Duration::from_millis(300))
+        .await;
     assert_eq!(got.len(), 4);
     assert!(got.iter().all(|r| header(r, "webhook-id") == key));
     assert_eq!(got[3].body, got[0].body);

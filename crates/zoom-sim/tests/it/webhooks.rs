@@ -133,8 +133,10 @@ async fn pmi_change_sends_user_updated_with_old_and_new_pmi() {
         hits[0].json["payload"]["old_object"],
         json!({"id": user.id, "pmi": user.pmi})
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(receiver.received().len(), 1);
+    let got = receiver
+        .wait_for_exactly(1, Duration::from_millis(100))
+        .await;
+    assert_eq!(got.len(), 1);
 }
 
 #[tokio::test]
@@ -227,8 +229,10 @@ async fn events_go_only_to_apps_the_user_has_authorized() {
         .unwrap();
     let hits = receiver.wait_for(1, WAIT).await;
     assert_eq!(hits[0].json["payload"]["object"]["host_id"], member.id);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(receiver.received().len(), 1);
+    let got = receiver
+        .wait_for_exactly(1, Duration::from_millis(100))
+        .await;
+    assert_eq!(got.len(), 1);
 }
 
 #[tokio::test]
@@ -303,8 +307,10 @@ async fn a_retry_that_succeeds_ends_the_schedule() {
     receiver.wait_for(1, WAIT).await;
     receiver.answer(204);
     receiver.wait_for(2, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(receiver.received().len(), 2);
+    let got = receiver
+        .wait_for_exactly(2, Duration::from_millis(900))
+        .await;
+    assert_eq!(got.len(), 2);
     let stats = zoom.control.stats().await.unwrap();
     assert_eq!(
         (
@@ -523,8 +529,10 @@ async fn after_the_last_failed_retry_the_app_gets_no_events_until_resumed() {
         .create_meeting(&user.id, &SimMeeting::default())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(receiver.received().len(), 4, "nothing more is sent");
+    let got = receiver
+        .wait_for_exactly(4, Duration::from_millis(200))
+        .await;
+    assert_eq!(got.len(), 4, "nothing more is sent");
     let deliveries = zoom.control.webhook_deliveries().await.unwrap();
     assert_eq!(deliveries.last().unwrap().status, "withheld");
     assert_eq!(zoom.control.stats().await.unwrap().webhooks_withheld, 1);
