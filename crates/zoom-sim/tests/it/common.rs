@@ -1,5 +1,7 @@
 //! A started simulator with one app, and helpers that speak Zoom over real HTTP.
 
+use std::time::{Duration, Instant};
+
 use axum::http::{HeaderMap, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -118,6 +120,36 @@ impl Zoom {
         let a = self.exchange(&code).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
         tokens(&a.body)
+    }
+
+    /// The simulator's stats once `done` holds for them (it books a webhook's outcome
+    /// just after the receiver answers); panics after 10 s.
+    pub async fn stats_when(&self, done: impl Fn(&SimStats) -> bool) -> SimStats {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stats = self.control.stats().await.expect("stats");
+            if done(&stats) {
+                return stats;
+            }
+            assert!(Instant::now() < deadline, "gave up waiting: {stats:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The webhook deliveries once `done` holds for them; panics after 10 s.
+    pub async fn deliveries_when(
+        &self,
+        done: impl Fn(&[SimWebhookDelivery]) -> bool,
+    ) -> Vec<SimWebhookDelivery> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let deliveries = self.control.webhook_deliveries().await.expect("deliveries");
+            if done(&deliveries) {
+                return deliveries;
+            }
+            assert!(Instant::now() < deadline, "gave up waiting: {deliveries:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub async fn get(&self, path_and_query: &str, access_token: &str) -> Answer {

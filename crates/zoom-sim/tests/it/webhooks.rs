@@ -84,8 +84,7 @@ async fn meeting_created_and_deleted_arrive_signed_with_a_numeric_id() {
             "event_ts in ms"
         );
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let stats = zoom.control.stats().await.unwrap();
+    let stats = zoom.stats_when(|s| s.webhooks_delivered >= 2).await;
     assert_eq!(
         (
             stats.webhooks_sent,
@@ -269,8 +268,7 @@ async fn failed_deliveries_are_retried_three_times_on_the_scaled_schedule() {
             "gaps {gaps:?}"
         );
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let stats = zoom.control.stats().await.unwrap();
+    let stats = zoom.stats_when(|s| s.webhooks_abandoned >= 1).await;
     assert_eq!(
         (
             stats.webhooks_sent,
@@ -358,8 +356,10 @@ async fn a_slow_receiver_counts_as_a_failure() {
         .create_meeting(&user.id, &SimMeeting::default())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let d = &zoom.control.webhook_deliveries().await.unwrap()[0];
+    let deliveries = zoom
+        .deliveries_when(|d| d.first().is_some_and(|d| d.last_error.is_some()))
+        .await;
+    let d = &deliveries[0];
     assert_eq!((d.attempts, d.status.as_str()), (1, "retrying"));
     assert!(
         d.last_error.as_deref().unwrap_or("").contains("200 ms"),
