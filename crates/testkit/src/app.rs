@@ -398,6 +398,57 @@ impl TestApp {
         .await
     }
 
+    /// `GET` the connection; asserts 200 and returns its JSON.
+    pub async fn connection(&self, id: &str) -> Value {
+        let a = self.connection_call(Method::GET, id, "").await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json
+    }
+
+    /// The kinds of the connection's events, newest first.
+    pub async fn event_kinds(&self, id: &str) -> Vec<String> {
+        let a = self.connection_call(Method::GET, id, "/events").await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|e| e["kind"].as_str().expect("kind").to_owned())
+            .collect()
+    }
+
+    /// What the simulated Zoom counted so far.
+    pub async fn sim_stats(&self) -> zoom_sim::SimStats {
+        self.sim.control().stats().await.expect("sim stats")
+    }
+
+    /// Zoom issues access tokens that live `ttl_s` seconds from now on.
+    pub async fn zoom_token_ttl(&self, ttl_s: u64) {
+        self.sim
+            .control()
+            .set_config(&zoom_sim::SimConfig {
+                access_token_ttl_s: Some(ttl_s),
+                ..Default::default()
+            })
+            .await
+            .expect("sim config");
+    }
+
+    /// Posts `body` to `url` as Zoom would: signed with `secret` at Unix time `ts`.
+    pub async fn post_zoom_event(&self, url: &str, body: &[u8], secret: &str, ts: i64) -> Answer {
+        let ts = ts.to_string();
+        let signature = zoom::webhook::sign(secret, &ts, body);
+        self.send(
+            self.http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-zm-request-timestamp", ts)
+                .header("x-zm-signature", signature)
+                .body(body.to_vec()),
+        )
+        .await
+    }
+
     pub async fn access_token(&self, id: &str) -> Answer {
         self.connection_call(Method::POST, id, "/access_token")
             .await

@@ -80,32 +80,6 @@ async fn connection_count(app: &TestApp) -> usize {
     list.json["results"].as_array().expect("results").len()
 }
 
-async fn events_of(app: &TestApp, id: &str) -> Vec<String> {
-    let a = app.connection_call(Method::GET, id, "/events").await;
-    assert_eq!(a.status, 200, "{}", a.text);
-    a.json["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|e| e["kind"].as_str().expect("kind").to_owned())
-        .collect()
-}
-
-async fn stats(app: &TestApp) -> zoom_sim::SimStats {
-    app.sim.control().stats().await.expect("stats")
-}
-
-async fn short_tokens(app: &TestApp, ttl: u64) {
-    app.sim
-        .control()
-        .set_config(&SimConfig {
-            access_token_ttl_s: Some(ttl),
-            ..Default::default()
-        })
-        .await
-        .expect("sim config");
-}
-
 async fn outbox(app: &TestApp) -> Vec<keeper::storage::OutboxEventRow> {
     app.keeper
         .store
@@ -172,7 +146,7 @@ async fn connection_lifecycle(backend: Backend) {
     assert_eq!(t.status, 200, "{}", t.text);
     let token = t.json["token"].as_str().expect("token").to_owned();
     assert!(is_timestamp(&t.json["expires_at"]), "{}", t.text);
-    assert_eq!(stats(&app).await.refresh_grants, 0);
+    assert_eq!(app.sim_stats().await.refresh_grants, 0);
 
     let got = app.connection_call(Method::GET, &id, "").await;
     assert_eq!(got.status, 200);
@@ -183,12 +157,12 @@ async fn connection_lifecycle(backend: Backend) {
     ] {
         assert!(!a.text.contains(&token), "a token leaked: {}", a.text);
     }
-    assert_eq!(events_of(&app, &id).await, vec!["created"]);
+    assert_eq!(app.event_kinds(&id).await, vec!["created"]);
 
     let deleted = app.connection_call(Method::DELETE, &id, "").await;
     assert_eq!(deleted.status, 200, "{}", deleted.text);
     assert_eq!(deleted.json, json!({"id": id, "deleted": true}));
-    assert_eq!(stats(&app).await.revocations, 1);
+    assert_eq!(app.sim_stats().await.revocations, 1);
     app.connection_call(Method::GET, &id, "")
         .await
         .assert_error(404, "not_found");
@@ -267,7 +241,7 @@ async fn scopes_are_checked_with_granular_and_older_names(backend: Backend) {
     assert!(!a.text.contains("list_meetings"), "{}", a.text);
     // Revoking would uninstall the app for the user (DESIGN.md §5): never done to tidy up.
     assert_eq!(
-        stats(&app).await.revocations,
+        app.sim_stats().await.revocations,
         0,
         "the new grant is not revoked"
     );
@@ -396,7 +370,7 @@ async fn reconnecting_the_same_user_keeps_the_id_and_replaces_the_tokens(backend
     let new = app.access_token(&id).await.json["token"].clone();
     assert_ne!(old, new, "the new grant's token is served");
     assert_eq!(connection_count(&app).await, 1);
-    assert_eq!(events_of(&app, &id).await, vec!["reconnected", "created"]);
+    assert_eq!(app.event_kinds(&id).await, vec!["reconnected", "created"]);
     assert!(
         outbox(&app).await.is_empty(),
         "no state change: it stayed connected"
@@ -407,7 +381,7 @@ async fn reconnecting_after_deauthorization_writes_one_state_change(backend: Bac
     let Some((app, _)) = app_with_zoom_app(backend).await else {
         return;
     };
-    short_tokens(&app, 60).await;
+    app.zoom_token_ttl(60).await;
     let (user, c) = connect_ok(&app, json!({})).await;
     let id = id_of(&c);
     app.sim
@@ -437,7 +411,7 @@ async fn reconnecting_after_deauthorization_writes_one_state_change(backend: Bac
     assert_eq!(p["zoom_oauth_connection_id"], id.as_str());
     let t = app.access_token(&id).await;
     assert_eq!(t.status, 200, "{}", t.text);
-    assert_eq!(stats(&app).await.stale_refresh_token_uses, 0);
+    assert_eq!(app.sim_stats().await.stale_refresh_token_uses, 0);
 }
 
 async fn deduplication_key_rebinds_to_the_new_user(backend: Backend) {
@@ -454,12 +428,12 @@ async fn deduplication_key_rebinds_to_the_new_user(backend: Backend) {
     assert_eq!(again.json["user_id"], second_user.as_str());
     assert_ne!(first_user, second_user);
     assert_eq!(
-        stats(&app).await.revocations,
+        app.sim_stats().await.revocations,
         1,
         "the old user's grant is revoked"
     );
     assert_eq!(connection_count(&app).await, 1);
-    assert_eq!(events_of(&app, &id).await, vec!["rebound", "created"]);
+    assert_eq!(app.event_kinds(&id).await, vec!["rebound", "created"]);
     let t = app.access_token(&id).await;
     let info = app
         .sim
@@ -654,14 +628,14 @@ async fn cached_access_token_makes_no_zoom_call(backend: Backend) {
     };
     let (_, c) = connect_ok(&app, json!({})).await;
     let id = id_of(&c);
-    let before = stats(&app).await.api_calls;
+    let before = app.sim_stats().await.api_calls;
     let first = app.access_token(&id).await;
     for _ in 0..5 {
         let t = app.access_token(&id).await;
         assert_eq!(t.status, 200, "{}", t.text);
         assert_eq!(t.json, first.json);
     }
-    let after = stats(&app).await;
+    let after = app.sim_stats().await;
     assert_eq!(after.refresh_grants, 0);
     assert_eq!(after.api_calls, before, "no call to Zoom at all");
 }
@@ -671,7 +645,7 @@ async fn expired_access_token_is_refreshed_once_and_the_rotated_token_persisted(
         return;
     };
     // Tokens that live under the 120 s floor need a refresh on every request.
-    short_tokens(&app, 100).await;
+    app.zoom_token_ttl(100).await;
     let (user, c) = connect_ok(&app, json!({})).await;
     let id = id_of(&c);
     for round in 1..=3 {
@@ -690,18 +664,18 @@ async fn expired_access_token_is_refreshed_once_and_the_rotated_token_persisted(
             !captured_logs().contains(t.json["token"].as_str().expect("token")),
             "a refreshed token was logged"
         );
-        let s = stats(&app).await;
+        let s = app.sim_stats().await;
         assert_eq!(s.refresh_grants, round);
         assert_eq!(s.stale_refresh_token_uses, 0);
     }
     // Long-lived tokens again: the last refreshed one is cached.
-    short_tokens(&app, 3599).await;
+    app.zoom_token_ttl(3599).await;
     let t = app.access_token(&id).await;
     assert_eq!(t.status, 200);
     let t2 = app.access_token(&id).await;
     assert_eq!(t.json, t2.json);
-    assert_eq!(stats(&app).await.refresh_grants, 4);
-    let kinds = events_of(&app, &id).await;
+    assert_eq!(app.sim_stats().await.refresh_grants, 4);
+    let kinds = app.event_kinds(&id).await;
     assert_eq!(kinds.iter().filter(|k| *k == "token_refreshed").count(), 4);
     // The log pages newest first like every list.
     let mut page = app
@@ -726,17 +700,17 @@ async fn concurrent_requests_share_one_refresh(backend: Backend) {
     let Some((app, _)) = app_with_zoom_app(backend).await else {
         return;
     };
-    short_tokens(&app, 100).await;
+    app.zoom_token_ttl(100).await;
     let (_, c) = connect_ok(&app, json!({})).await;
     let id = id_of(&c);
-    short_tokens(&app, 3599).await;
+    app.zoom_token_ttl(3599).await;
     let answers = futures::future::join_all((0..40).map(|_| app.access_token(&id))).await;
     let first = &answers[0];
     for a in &answers {
         assert_eq!(a.status, 200, "{}", a.text);
         assert_eq!(a.json, first.json);
     }
-    let s = stats(&app).await;
+    let s = app.sim_stats().await;
     assert_eq!(s.refresh_grants, 1);
     assert_eq!(s.stale_refresh_token_uses, 0);
 }
@@ -745,7 +719,7 @@ async fn deauthorized_user_is_disconnected_on_the_next_token_request(backend: Ba
     let Some((app, _)) = app_with_zoom_app(backend).await else {
         return;
     };
-    short_tokens(&app, 60).await;
+    app.zoom_token_ttl(60).await;
     let (user, c) = connect_ok(&app, json!({"metadata": {"who": "me"}})).await;
     let id = id_of(&c);
     app.sim
@@ -778,14 +752,14 @@ async fn deauthorized_user_is_disconnected_on_the_next_token_request(backend: Ba
         p["data"]["connection_failure_data"]["code"],
         "invalid_grant"
     );
-    let kinds = events_of(&app, &id).await;
+    let kinds = app.event_kinds(&id).await;
     assert_eq!(
         kinds.iter().filter(|k| *k == "disconnected").count(),
         1,
         "{kinds:?}"
     );
     assert_eq!(
-        stats(&app).await.refresh_grants,
+        app.sim_stats().await.refresh_grants,
         0,
         "no grant was ever issued by refresh"
     );
@@ -795,7 +769,7 @@ async fn zoom_faults_answer_502_and_429_and_never_disconnect(backend: Backend) {
     let Some((app, _)) = app_with_zoom_app(backend).await else {
         return;
     };
-    short_tokens(&app, 100).await;
+    app.zoom_token_ttl(100).await;
     let (_, c) = connect_ok(&app, json!({})).await;
     let id = id_of(&c);
     let fault = |status: u16| SimFaults {
@@ -834,7 +808,7 @@ async fn zoom_faults_answer_502_and_429_and_never_disconnect(backend: Backend) {
     let ok = app.access_token(&id).await;
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert!(outbox(&app).await.is_empty());
-    assert_eq!(stats(&app).await.stale_refresh_token_uses, 0);
+    assert_eq!(app.sim_stats().await.stale_refresh_token_uses, 0);
 }
 
 async fn zak_and_onbehalf_tokens_are_minted_for_the_connected_user(backend: Backend) {
@@ -935,7 +909,7 @@ async fn token_keeper_refreshes_due_connections(backend: Backend) {
         .await
         .expect("round");
     assert_eq!((round.claimed, round.released), (3, 3), "{round:?}");
-    assert_eq!(stats(&app).await.refresh_grants, 0);
+    assert_eq!(app.sim_stats().await.refresh_grants, 0);
     let round = keeper::token_keeper::run_once(&app.keeper, &stopping)
         .await
         .expect("round");
@@ -945,14 +919,14 @@ async fn token_keeper_refreshes_due_connections(backend: Backend) {
         .await
         .expect("round");
     assert_eq!(round.claimed, 0, "refreshed ones are not due again at once");
-    let s = stats(&app).await;
+    let s = app.sim_stats().await;
     assert_eq!(s.refresh_grants, 3);
     assert_eq!(s.stale_refresh_token_uses, 0);
     for id in &ids {
         assert_eq!(app.access_token(id).await.status, 200);
     }
     assert_eq!(
-        stats(&app).await.refresh_grants,
+        app.sim_stats().await.refresh_grants,
         3,
         "the kept tokens are cached"
     );
@@ -1068,7 +1042,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         .assert_error(400, "invalid_json");
     assert_eq!(app.connection_call(Method::GET, &id, "").await.json, c);
     assert_eq!(connection_count(&app).await, 1);
-    assert_eq!(stats(&app).await.authorization_code_grants, 1);
+    assert_eq!(app.sim_stats().await.authorization_code_grants, 1);
 }
 
 async fn sync_is_scheduled_on_request(backend: Backend) {
@@ -1142,7 +1116,7 @@ async fn rejected_cached_token_is_refreshed_once_for_a_zak(backend: Backend) {
         .expect("info")
         .expect("known");
     assert_eq!(info.user_id.as_deref(), Some(user.as_str()));
-    let s = stats(&app).await;
+    let s = app.sim_stats().await;
     assert_eq!(s.refresh_grants, 1, "one forced refresh");
     assert_eq!(s.stale_refresh_token_uses, 0);
     assert_eq!(
@@ -1225,7 +1199,7 @@ async fn a_rotated_client_secret_keeps_the_grant_until_the_app_is_patched(backen
         return;
     };
     // Tokens under the 120 s floor: every token request refreshes.
-    short_tokens(&app, 100).await;
+    app.zoom_token_ttl(100).await;
     let (user, c) = connect_ok(&app, json!({"metadata": {"who": "me"}})).await;
     let id = id_of(&c);
     let secret = rotate_secret_at_zoom(&app).await;
@@ -1273,7 +1247,7 @@ async fn a_rotated_client_secret_keeps_the_grant_until_the_app_is_patched(backen
         .expect("known token");
     assert_eq!(info.user_id.as_deref(), Some(user.as_str()));
     assert_eq!(info.status, "active");
-    let s = stats(&app).await;
+    let s = app.sim_stats().await;
     assert_eq!(s.stale_refresh_token_uses, 0);
     assert!(s.refresh_grants >= 1);
     let rows = outbox(&app).await;
@@ -1288,7 +1262,7 @@ async fn a_rotated_client_secret_keeps_the_grant_until_the_app_is_patched(backen
         rows[0].payload["zoom_oauth_connection_metadata"],
         json!({"who": "me"})
     );
-    let kinds = events_of(&app, &id).await;
+    let kinds = app.event_kinds(&id).await;
     assert_eq!(
         kinds.iter().filter(|k| *k == "disconnected").count(),
         1,
@@ -1309,7 +1283,7 @@ async fn a_grant_lost_meanwhile_is_erased_by_the_recheck(backend: Backend) {
     let Some((app, zoa)) = app_with_zoom_app(backend).await else {
         return;
     };
-    short_tokens(&app, 100).await;
+    app.zoom_token_ttl(100).await;
     let (user, c) = connect_ok(&app, json!({})).await;
     let id = id_of(&c);
     let secret = rotate_secret_at_zoom(&app).await;
@@ -1345,13 +1319,13 @@ async fn a_grant_lost_meanwhile_is_erased_by_the_recheck(backend: Backend) {
         "{got}"
     );
     assert_eq!(outbox(&app).await.len(), 1, "it never changed state again");
-    let kinds = events_of(&app, &id).await;
+    let kinds = app.event_kinds(&id).await;
     assert_eq!(
         kinds.iter().filter(|k| *k == "disconnected").count(),
         2,
         "{kinds:?}"
     );
-    assert_eq!(stats(&app).await.stale_refresh_token_uses, 0);
+    assert_eq!(app.sim_stats().await.stale_refresh_token_uses, 0);
 }
 
 async fn token_keeper_defers_connections_of_a_rate_limited_account(backend: Backend) {
@@ -1382,7 +1356,7 @@ async fn token_keeper_defers_connections_of_a_rate_limited_account(backend: Back
         .expect("round");
     assert_eq!((round.claimed, round.deferred), (1, 1), "{round:?}");
     assert_eq!(
-        stats(&app).await.refresh_grants,
+        app.sim_stats().await.refresh_grants,
         0,
         "no call for a paused account"
     );
@@ -1434,7 +1408,7 @@ async fn a_client_leaving_mid_refresh_loses_nothing(backend: Backend) {
     let Some((app, _)) = app_with_zoom_app(backend).await else {
         return;
     };
-    short_tokens(&app, 100).await;
+    app.zoom_token_ttl(100).await;
     let (_, c) = connect_ok(&app, json!({})).await;
     let id = id_of(&c);
     // Tokens under the 120 s floor: every request refreshes.
@@ -1460,7 +1434,7 @@ async fn a_client_leaving_mid_refresh_loses_nothing(backend: Backend) {
     // Every refresh used the refresh token the one before it stored.
     let again = app.access_token(&id).await;
     assert_eq!(again.status, 200, "{}", again.text);
-    let s = stats(&app).await;
+    let s = app.sim_stats().await;
     // The abandoned request's refresh, which the next request waited for and took
     // (issue 10: a waiter accepts the refresh it waited for, even for tokens under
     // the 120 s floor), and the last request's own.
@@ -1498,7 +1472,7 @@ async fn a_client_leaving_mid_create_still_gets_the_connection_stored(backend: B
         .set_faults(&SimFaults::default())
         .await
         .expect("faults");
-    let s = stats(&app).await;
+    let s = app.sim_stats().await;
     assert_eq!(s.authorization_code_grants, 1);
     assert_eq!(s.revocations, 0);
 }
@@ -1510,13 +1484,13 @@ async fn a_create_refused_for_a_taken_deduplication_key_keeps_the_new_grant(back
     connect_ok(&app, json!({"deduplication_key": "one"})).await;
     let (user, _) = connect_ok(&app, json!({"deduplication_key": "two"})).await;
     // Tokens under the 120 s floor: the next token request must refresh.
-    short_tokens(&app, 100).await;
-    let before = stats(&app).await;
+    app.zoom_token_ttl(100).await;
+    let before = app.sim_stats().await;
     // The user already has a connection; the key belongs to another one.
     app.connect_user(CLIENT, &user, json!({"deduplication_key": "one"}))
         .await
         .assert_error(409, "deduplication_key_taken");
-    let after = stats(&app).await;
+    let after = app.sim_stats().await;
     assert_eq!(
         after.authorization_code_grants,
         before.authorization_code_grants + 1
@@ -1540,7 +1514,7 @@ async fn a_create_refused_for_a_taken_deduplication_key_keeps_the_new_grant(back
         .to_owned();
     let t = app.access_token(&id).await;
     assert_eq!(t.status, 200, "{}", t.text);
-    let s = stats(&app).await;
+    let s = app.sim_stats().await;
     assert_eq!(s.refresh_grants, before.refresh_grants + 1);
     assert_eq!(s.stale_refresh_token_uses, 0);
 }
@@ -1586,9 +1560,9 @@ async fn a_zak_is_minted_with_the_endpoint_the_grant_allows(backend: Backend) {
 
     // The local recording scope set has user:read:zak, not user:read:token.
     let (_, c) = connect_ok(&app, json!({})).await;
-    let before = stats(&app).await;
+    let before = app.sim_stats().await;
     let info = zak_of(id_of(&c)).await;
-    let after = stats(&app).await;
+    let after = app.sim_stats().await;
     assert_eq!(info.token_type, "zak");
     assert_eq!(
         calls(&after, "GET /v2/users/me/zak") - calls(&before, "GET /v2/users/me/zak"),
@@ -1614,9 +1588,9 @@ async fn a_zak_is_minted_with_the_endpoint_the_grant_allows(backend: Backend) {
         json!({"is_onbehalf_token_supported": true}),
     )
     .await;
-    let before = stats(&app).await;
+    let before = app.sim_stats().await;
     let info = zak_of(id.clone()).await;
-    let after = stats(&app).await;
+    let after = app.sim_stats().await;
     assert_eq!(info.token_type, "zak");
     assert_eq!(
         calls(&after, "GET /v2/users/me/token") - calls(&before, "GET /v2/users/me/token"),
@@ -1636,9 +1610,9 @@ async fn a_zak_is_minted_with_the_endpoint_the_grant_allows(backend: Backend) {
     let mut both: Vec<&str> = zoom_sim::LOCAL_RECORDING_SCOPES.to_vec();
     both.push("user:read:token");
     let id = post(user, &both, json!({})).await;
-    let before = stats(&app).await;
+    let before = app.sim_stats().await;
     zak_of(id).await;
-    let after = stats(&app).await;
+    let after = app.sim_stats().await;
     assert_eq!(
         calls(&after, "GET /v2/users/me/token") - calls(&before, "GET /v2/users/me/token"),
         1

@@ -11,8 +11,7 @@ use keeper::config::Settings;
 use keeper::storage::AppSecretsUpdate;
 use keeper::token_keeper::{self, RECHECK_LEASE};
 use keeper::vault::Slot;
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use testkit::{on_both_databases, spawn_app_with, Backend, TestApp};
 use zoom_sim::SimConfig;
 
@@ -67,14 +66,8 @@ async fn disconnected_by_a_rotated_secret(
     Some((app, zoa, id))
 }
 
-async fn connection(app: &TestApp, id: &str) -> Value {
-    let got = app.connection_call(Method::GET, id, "").await;
-    assert_eq!(got.status, 200, "{}", got.text);
-    got.json
-}
-
 async fn failure_code(app: &TestApp, id: &str) -> String {
-    connection(app, id).await["connection_failure_data"]["code"]
+    app.connection(id).await["connection_failure_data"]["code"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
@@ -174,7 +167,7 @@ async fn set_recheck_due_at(app: &TestApp, zoa: &str, at: DateTime<Utc>) {
 async fn wait_until_reconnected_and_done(app: &TestApp, zoa: &str, id: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let state = connection(app, id).await["state"].clone();
+        let state = app.connection(id).await["state"].clone();
         let due = recheck_due_at(app, zoa).await;
         if state == "connected" && due.is_none() {
             return;
@@ -188,7 +181,7 @@ async fn wait_until_reconnected_and_done(app: &TestApp, zoa: &str, id: &str) {
 }
 
 async fn assert_reconnected_for_good(app: &TestApp, id: &str) {
-    let got = connection(app, id).await;
+    let got = app.connection(id).await;
     assert_eq!(got["state"], "connected", "{got}");
     assert!(got["connection_failure_data"].is_null(), "{got}");
     let t = app.access_token(id).await;
@@ -228,7 +221,7 @@ async fn a_secret_stored_by_a_process_that_died_is_rechecked_by_the_next_step(ba
     store_secret_and_die(&app, &zoa).await;
     let due = recheck_due_at(&app, &zoa).await.expect("due");
     assert!(due <= app.keeper.store.now().await.expect("now"));
-    assert_eq!(connection(&app, &id).await["state"], "disconnected");
+    assert_eq!(app.connection(&id).await["state"], "disconnected");
 
     let step = token_keeper::recheck_once(&app.keeper)
         .await
@@ -265,7 +258,7 @@ async fn an_abandoned_recheck_is_done_once_its_lease_runs_out(backend: Backend) 
     // ... and while its lease holds, nobody runs the re-check twice.
     let step = token_keeper::recheck_once(&app.keeper).await.expect("step");
     assert!(step.is_none(), "{step:?}");
-    assert_eq!(connection(&app, &id).await["state"], "disconnected");
+    assert_eq!(app.connection(&id).await["state"], "disconnected");
 
     // It died: its lease ran out a minute ago.
     let now = app.keeper.store.now().await.expect("now");

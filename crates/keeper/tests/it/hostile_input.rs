@@ -280,18 +280,8 @@ fn now_s() -> i64 {
 
 /// Posts `body` to the app's Zoom webhook URL, signed now.
 async fn post_event(app: &TestApp, url: &str, body: &Value) -> Answer {
-    let body = body.to_string();
-    let ts = now_s().to_string();
-    let signature = zoom::webhook::sign(WEBHOOK_SECRET, &ts, body.as_bytes());
-    app.send(
-        app.http
-            .post(url)
-            .header("content-type", "application/json")
-            .header("x-zm-request-timestamp", ts)
-            .header("x-zm-signature", signature)
-            .body(body),
-    )
-    .await
+    app.post_zoom_event(url, body.to_string().as_bytes(), WEBHOOK_SECRET, now_s())
+        .await
 }
 
 fn meeting_created(ts: i64, id: u64, host: &str, topic: &str) -> Value {

@@ -127,12 +127,6 @@ async fn host_of(app: &TestApp, meeting_id: &str) -> Option<MeetingRow> {
         .next()
 }
 
-async fn connection(app: &TestApp, id: &str) -> Value {
-    let a = app.connection_call(Method::GET, id, "").await;
-    assert_eq!(a.status, 200, "{}", a.text);
-    a.json
-}
-
 async fn events(app: &TestApp, id: &str) -> Vec<Value> {
     let a = app.connection_call(Method::GET, id, "/events").await;
     assert_eq!(a.status, 200, "{}", a.text);
@@ -173,7 +167,7 @@ async fn meetings_made_before_connecting_are_found_over_several_pages(backend: B
     // Upcoming and scheduled list the same meetings: one row each, 1,001 + PMI.
     assert_eq!(index.len(), 1_002);
 
-    let conn = connection(&app, id).await;
+    let conn = app.connection(id).await;
     assert_eq!(conn["pmi"], pmi.to_string());
     assert!(conn["last_successful_sync_at"].is_string(), "{conn}");
     assert_eq!(
@@ -328,7 +322,7 @@ async fn an_outage_records_the_attempt_and_a_later_sync_succeeds(backend: Backen
         .expect("faults");
     let r = round(&app).await;
     assert_eq!((r.claimed, r.failed), (1, 1), "{r:?}");
-    let conn = connection(&app, id).await;
+    let conn = app.connection(id).await;
     assert_eq!(conn["state"], "connected", "an outage never disconnects");
     assert!(conn["last_attempted_sync_at"].is_string(), "{conn}");
     assert!(conn["last_successful_sync_at"].is_null(), "{conn}");
@@ -346,7 +340,7 @@ async fn an_outage_records_the_attempt_and_a_later_sync_succeeds(backend: Backen
     for m in made {
         assert!(host_of(&app, &m.to_string()).await.is_some());
     }
-    assert!(connection(&app, id).await["last_successful_sync_at"].is_string());
+    assert!(app.connection(id).await["last_successful_sync_at"].is_string());
 }
 
 async fn a_revoked_grant_disconnects_during_sync(backend: Backend) {
@@ -363,7 +357,7 @@ async fn a_revoked_grant_disconnects_during_sync(backend: Backend) {
         .expect("deauthorize");
     let r = round(&app).await;
     assert_eq!((r.claimed, r.disconnected), (1, 1), "{r:?}");
-    let conn = connection(&app, id).await;
+    let conn = app.connection(id).await;
     assert_eq!(conn["state"], "disconnected");
     assert!(
         conn["connection_failure_data"]["code"].is_string(),

@@ -8,7 +8,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 use testkit::{on_both_databases, spawn_app, Backend, TestApp, REDIRECT_URI};
-use zoom_sim::{SimConfig, SimFaults, SimUserPatch, SimUserStatus};
+use zoom_sim::{SimFaults, SimUserPatch, SimUserStatus};
 
 on_both_databases!(
     a_reauthorisation_with_too_few_scopes_keeps_the_connection_working,
@@ -30,47 +30,19 @@ async fn app_with_zoom_app(backend: Backend) -> Option<TestApp> {
     Some(app)
 }
 
-async fn stats(app: &TestApp) -> zoom_sim::SimStats {
-    app.sim.control().stats().await.expect("stats")
-}
-
 /// Zoom's access tokens live under the 120 s floor: the next token request refreshes.
 async fn short_tokens(app: &TestApp) {
-    app.sim
-        .control()
-        .set_config(&SimConfig {
-            access_token_ttl_s: Some(100),
-            ..Default::default()
-        })
-        .await
-        .expect("sim config");
+    app.zoom_token_ttl(100).await;
 }
 
 fn code_body(code: &str) -> Value {
     json!({"authorization_code": code, "redirect_uri": REDIRECT_URI})
 }
 
-async fn get(app: &TestApp, id: &str) -> Value {
-    let a = app.connection_call(Method::GET, id, "").await;
-    assert_eq!(a.status, 200, "{}", a.text);
-    a.json
-}
-
-async fn event_kinds(app: &TestApp, id: &str) -> Vec<String> {
-    let a = app.connection_call(Method::GET, id, "/events").await;
-    assert_eq!(a.status, 200, "{}", a.text);
-    a.json["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|e| e["kind"].as_str().expect("kind").to_owned())
-        .collect()
-}
-
 /// The connection refreshes (a new refresh token is used at Zoom) and hands out a
 /// token Zoom accepts, with no stale or superseded refresh token ever used.
 async fn assert_refreshes(app: &TestApp, id: &str, user: &str) {
-    let before = stats(app).await;
+    let before = app.sim_stats().await;
     let t = app.access_token(id).await;
     assert_eq!(t.status, 200, "{}", t.text);
     let info = app
@@ -82,7 +54,7 @@ async fn assert_refreshes(app: &TestApp, id: &str, user: &str) {
         .expect("a token Zoom issued");
     assert_eq!(info.status, "active");
     assert_eq!(info.user_id.as_deref(), Some(user));
-    let after = stats(app).await;
+    let after = app.sim_stats().await;
     assert_eq!(after.refresh_grants, before.refresh_grants + 1, "{after:?}");
     assert_eq!(after.stale_refresh_token_uses, 0, "{after:?}");
     assert_eq!(
@@ -90,7 +62,7 @@ async fn assert_refreshes(app: &TestApp, id: &str, user: &str) {
         "the stored grant was the newest: {after:?}"
     );
     assert_eq!(after.revocations, 0, "nothing was revoked: {after:?}");
-    assert_eq!(get(app, id).await["state"], "connected");
+    assert_eq!(app.connection(id).await["state"], "connected");
 }
 
 async fn connected_user(app: &TestApp) -> (String, String) {
@@ -118,9 +90,10 @@ async fn a_reauthorisation_with_too_few_scopes_keeps_the_connection_working(back
         .assert_error(400, "missing_scopes");
     // Zoom superseded the old grant; the new one was kept on the connection, whose
     // settings did not change.
-    let c = get(&app, &id).await;
+    let c = app.connection(&id).await;
     assert_eq!(c["is_local_recording_token_supported"], true);
-    assert!(event_kinds(&app, &id)
+    assert!(app
+        .event_kinds(&id)
         .await
         .contains(&"reauthorization_failed".to_owned()));
     assert_refreshes(&app, &id, &user).await;
@@ -218,7 +191,7 @@ async fn concurrent_creates_for_one_user_keep_the_newest_grant(backend: Backend)
         // The grant stored is the one Zoom issued last: it refreshes.
         let t = app.access_token(&id).await;
         assert_eq!(t.status, 200, "round {round}: {}", t.text);
-        let s = stats(&app).await;
+        let s = app.sim_stats().await;
         assert_eq!(s.stale_refresh_token_uses, 0, "round {round}: {s:?}");
         assert_eq!(
             s.superseded_refresh_token_uses, 0,
@@ -227,7 +200,7 @@ async fn concurrent_creates_for_one_user_keep_the_newest_grant(backend: Backend)
         assert_eq!(s.revocations, 0, "round {round}: {s:?}");
     }
     let id = ids.first().expect("id").clone();
-    assert_eq!(get(&app, &id).await["state"], "connected");
+    assert_eq!(app.connection(&id).await["state"], "connected");
 }
 
 async fn a_create_whose_grant_was_superseded_answers_with_the_users_connection(backend: Backend) {
@@ -275,7 +248,7 @@ async fn deleting_a_connection_revokes_the_stored_grant_once(backend: Backend) {
     let (_, id) = connected_user(&app).await;
     let a = app.connection_call(Method::DELETE, &id, "").await;
     assert_eq!(a.status, 200, "{}", a.text);
-    let s = stats(&app).await;
+    let s = app.sim_stats().await;
     assert_eq!(s.revocations, 1);
     assert_eq!(s.stale_refresh_token_uses, 0);
     assert_eq!(app.connection_call(Method::GET, &id, "").await.status, 404);
@@ -305,7 +278,7 @@ async fn a_lease_left_by_a_dead_process_delays_a_token_by_seconds(backend: Backe
     assert!(a.headers.get("retry-after").is_some(), "{:?}", a.headers);
     // Well under the old 60 s lease; bounded by LEASE_WAIT plus scheduling.
     assert!(waited < std::time::Duration::from_secs(12), "{waited:?}");
-    assert_eq!(stats(&app).await.refresh_grants, 0);
+    assert_eq!(app.sim_stats().await.refresh_grants, 0);
 
     // A lease that lapses while the request waits: the request refreshes itself.
     app.keeper
@@ -340,7 +313,7 @@ async fn concurrent_requests_share_a_refresh_of_short_lived_tokens(backend: Back
         })
         .await
         .expect("latency");
-    let before = stats(&app).await;
+    let before = app.sim_stats().await;
     let answers = futures::future::join_all((0..5).map(|_| app.access_token(&id))).await;
     let tokens: std::collections::BTreeSet<_> = answers
         .iter()
@@ -350,7 +323,7 @@ async fn concurrent_requests_share_a_refresh_of_short_lived_tokens(backend: Back
         })
         .collect();
     assert_eq!(tokens.len(), 1, "one refresh, one token");
-    let after = stats(&app).await;
+    let after = app.sim_stats().await;
     assert_eq!(after.refresh_grants, before.refresh_grants + 1, "{after:?}");
 }
 

@@ -119,14 +119,6 @@ async fn meetings(app: &TestApp, query: &str) -> Vec<Value> {
     a.json["results"].as_array().expect("results").clone()
 }
 
-async fn connection(app: &TestApp, id: &str) -> Value {
-    let a = app
-        .send(app.request(Method::GET, &format!("/api/v1/zoom_oauth_connections/{id}")))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.text);
-    a.json
-}
-
 async fn outbox_len(app: &TestApp) -> usize {
     app.keeper
         .store
@@ -140,30 +132,10 @@ fn now_s() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Posts `body` signed with `secret` at Unix time `ts` to `url`.
-async fn post_signed(app: &TestApp, url: &str, body: &[u8], secret: &str, ts: i64) -> Answer {
-    let ts = ts.to_string();
-    let signature = zoom::webhook::sign(secret, &ts, body);
-    app.send(
-        app.http
-            .post(url)
-            .header("content-type", "application/json")
-            .header("x-zm-request-timestamp", ts)
-            .header("x-zm-signature", signature)
-            .body(body.to_vec()),
-    )
-    .await
-}
-
 async fn post_event(h: &Hooked, body: &Value) -> Answer {
-    post_signed(
-        &h.app,
-        &h.url,
-        body.to_string().as_bytes(),
-        WEBHOOK_SECRET,
-        now_s(),
-    )
-    .await
+    h.app
+        .post_zoom_event(&h.url, body.to_string().as_bytes(), WEBHOOK_SECRET, now_s())
+        .await
 }
 
 fn meeting_created(ts: i64, host: &str, id: Value) -> Value {
@@ -255,7 +227,7 @@ async fn pmi_change_reindexes_the_personal_room(backend: Backend) {
         assert_eq!(pmis.len(), 1, "only the current PMI: {rows:?}");
         assert_eq!(pmis[0]["meeting_id"], pmi.to_string());
         assert!(pmis[0]["start_time"].is_null());
-        assert_eq!(connection(&h.app, &conn).await["pmi"], pmi.to_string());
+        assert_eq!(h.app.connection(&conn).await["pmi"], pmi.to_string());
     }
 }
 
@@ -273,7 +245,7 @@ async fn deauthorization_disconnects_the_connection_once(backend: Backend) {
     let d = delivered(&h, "app_deauthorized", 1).await;
     assert_eq!(d[0].last_status_code, Some(200), "{d:?}");
 
-    let c = connection(&h.app, &conn).await;
+    let c = h.app.connection(&conn).await;
     assert_eq!(c["state"], "disconnected");
     assert_eq!(c["connection_failure_data"]["code"], "app_deauthorized");
     let row = h
@@ -325,7 +297,7 @@ async fn deauthorization_disconnects_the_connection_once(backend: Backend) {
     assert_eq!(back.status, 201, "{}", back.text);
     let late = post_event(&h, &body).await;
     assert_eq!(late.json["outcome"], "duplicate", "{}", late.text);
-    assert_eq!(connection(&h.app, &conn).await["state"], "connected");
+    assert_eq!(h.app.connection(&conn).await["state"], "connected");
     assert_eq!(
         outbox_len(&h.app).await,
         2,
@@ -354,14 +326,10 @@ async fn url_validation_is_answered(backend: Backend) {
     ) + "/webhook";
     let body = json!({"event": "endpoint.url_validation", "event_ts": 1,
                       "payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"}});
-    let a = post_signed(
-        &h.app,
-        &alias,
-        body.to_string().as_bytes(),
-        WEBHOOK_SECRET,
-        now_s(),
-    )
-    .await;
+    let a = h
+        .app
+        .post_zoom_event(&alias, body.to_string().as_bytes(), WEBHOOK_SECRET, now_s())
+        .await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.json["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
     assert_eq!(
@@ -462,7 +430,7 @@ async fn replayed_events_are_applied_once_and_id_types_are_read_alike(backend: B
 
 /// What a hostile request could have changed.
 async fn snapshot(h: &Hooked, conn: &str) -> (Vec<Value>, Value, usize) {
-    let mut c = connection(&h.app, conn).await;
+    let mut c = h.app.connection(conn).await;
     if let Some(o) = c.as_object_mut() {
         o.remove("updated_at");
     }
@@ -487,13 +455,13 @@ async fn hostile_webhooks_change_nothing(backend: Backend) {
     let good = good.as_bytes();
 
     // Signatures: forged, stale, from the future, missing, malformed.
-    post_signed(app, &h.url, good, "not-the-secret", now_s())
+    app.post_zoom_event(&h.url, good, "not-the-secret", now_s())
         .await
         .assert_error(401, "invalid_zoom_signature");
-    post_signed(app, &h.url, good, WEBHOOK_SECRET, now_s() - 301)
+    app.post_zoom_event(&h.url, good, WEBHOOK_SECRET, now_s() - 301)
         .await
         .assert_error(401, "stale_zoom_timestamp");
-    post_signed(app, &h.url, good, WEBHOOK_SECRET, now_s() + 301)
+    app.post_zoom_event(&h.url, good, WEBHOOK_SECRET, now_s() + 301)
         .await
         .assert_error(401, "stale_zoom_timestamp");
     app.send(app.http.post(&h.url).body(good.to_vec()))
@@ -528,12 +496,14 @@ async fn hostile_webhooks_change_nothing(backend: Backend) {
     )
     .await
     .assert_error(401, "invalid_zoom_signature");
-    let refused = post_signed(app, &h.url, good, "not-the-secret", now_s()).await;
+    let refused = app
+        .post_zoom_event(&h.url, good, "not-the-secret", now_s())
+        .await;
     assert!(!refused.text.contains(WEBHOOK_SECRET));
 
     // Verified, but unreadable or wrong: 400, nothing changed.
     let truncated = &good[..good.len() / 2];
-    post_signed(app, &h.url, truncated, WEBHOOK_SECRET, now_s())
+    app.post_zoom_event(&h.url, truncated, WEBHOOK_SECRET, now_s())
         .await
         .assert_error(400, "invalid_zoom_event");
     for bad_id in [
@@ -588,21 +558,21 @@ async fn hostile_webhooks_change_nothing(backend: Backend) {
 
     // Size: over 1 MiB is 413; 1 MiB of junk fails its signature.
     let junk = vec![b'x'; 1024 * 1024];
-    post_signed(app, &h.url, &junk, "not-the-secret", now_s())
+    app.post_zoom_event(&h.url, &junk, "not-the-secret", now_s())
         .await
         .assert_error(401, "invalid_zoom_signature");
     let too_big = vec![b'x'; 1024 * 1024 + 1];
-    post_signed(app, &h.url, &too_big, WEBHOOK_SECRET, now_s())
+    app.post_zoom_event(&h.url, &too_big, WEBHOOK_SECRET, now_s())
         .await
         .assert_error(413, "payload_too_large");
 
     // Unknown or malformed app ids: 404.
     let unknown = h.url.replace(&h.zoa, "zoa_0000000000000000");
-    post_signed(app, &unknown, good, WEBHOOK_SECRET, now_s())
+    app.post_zoom_event(&unknown, good, WEBHOOK_SECRET, now_s())
         .await
         .assert_error(404, "not_found");
     let malformed = h.url.replace(&h.zoa, "zoa_..%2F..");
-    post_signed(app, &malformed, good, WEBHOOK_SECRET, now_s())
+    app.post_zoom_event(&malformed, good, WEBHOOK_SECRET, now_s())
         .await
         .assert_error(404, "not_found");
 
@@ -616,7 +586,9 @@ async fn hostile_webhooks_change_nothing(backend: Backend) {
     // An app without a webhook secret says to set one.
     let bare = app.new_app("bare-client").await;
     let bare_url = bare["webhook_url"].as_str().expect("url");
-    let a = post_signed(app, bare_url, good, WEBHOOK_SECRET, now_s()).await;
+    let a = app
+        .post_zoom_event(bare_url, good, WEBHOOK_SECRET, now_s())
+        .await;
     a.assert_error(401, "webhook_secret_missing");
     assert!(a.json["error"]
         .as_str()
@@ -694,7 +666,10 @@ mod fuzz {
             ..Config::default()
         });
         let result = runner.run(&bodies, |body| {
-            let a = rt.block_on(post_signed(&h.app, &h.url, &body, WEBHOOK_SECRET, now_s()));
+            let a = rt.block_on(
+                h.app
+                    .post_zoom_event(&h.url, &body, WEBHOOK_SECRET, now_s()),
+            );
             prop_assert!(
                 a.status < 500,
                 "{} for {:?}: {}",
@@ -741,7 +716,7 @@ async fn a_late_deauthorization_does_not_disconnect_a_fresh_authorisation(backen
         return;
     };
     let (user, conn) = connect(&h).await;
-    let created_at: chrono::DateTime<chrono::Utc> = connection(&h.app, &conn).await["created_at"]
+    let created_at: chrono::DateTime<chrono::Utc> = h.app.connection(&conn).await["created_at"]
         .as_str()
         .expect("created_at")
         .parse()
@@ -757,14 +732,14 @@ async fn a_late_deauthorization_does_not_disconnect_a_fresh_authorisation(backen
     let late = post_event(&h, &deauthorized(&user, deauthorized_at)).await;
     assert_eq!(late.status, 200, "{}", late.text);
     assert_eq!(late.json["outcome"], "ignored", "{}", late.text);
-    let c = connection(&h.app, &conn).await;
+    let c = h.app.connection(&conn).await;
     assert_eq!(c["state"], "connected", "{c}");
     assert_eq!(outbox_len(&h.app).await, 0, "no state_change went out");
 
     // A deauthorization from after the new grant still disconnects.
     let fresh = post_event(&h, &deauthorized(&user, chrono::Utc::now())).await;
     assert_eq!(fresh.status, 200, "{}", fresh.text);
-    assert_eq!(connection(&h.app, &conn).await["state"], "disconnected");
+    assert_eq!(h.app.connection(&conn).await["state"], "disconnected");
 }
 
 /// The ingress reuses a host's connection for a few seconds; a connection re-bound
@@ -795,7 +770,7 @@ async fn a_rebound_connection_is_not_reused_as_its_old_users_host(backend: Backe
         "re-bound, not a new connection"
     );
     assert_eq!(
-        connection(&h.app, &conn).await["user_id"],
+        h.app.connection(&conn).await["user_id"],
         second_user.as_str()
     );
 
@@ -901,7 +876,7 @@ async fn a_refused_deauthorization_is_counted_and_the_next_refresh_disconnects(b
     assert_eq!(d[0].last_status_code, Some(401), "{d:?}");
     assert_eq!(d[0].body["payload"]["user_data_retention"], "false");
     assert!(d[0].body["event_ts"].is_i64(), "{:?}", d[0].body);
-    assert_eq!(connection(&h.app, &conn).await["state"], "connected");
+    assert_eq!(h.app.connection(&conn).await["state"], "connected");
     assert_eq!(
         h.app
             .keeper
@@ -914,7 +889,7 @@ async fn a_refused_deauthorization_is_counted_and_the_next_refresh_disconnects(b
 
     let t = h.app.access_token(&conn).await;
     assert!(t.status >= 400, "{}", t.text);
-    let c = connection(&h.app, &conn).await;
+    let c = h.app.connection(&conn).await;
     assert_eq!(c["state"], "disconnected", "{c}");
 }
 
