@@ -32,7 +32,7 @@ fn assert_signed(hit: &Received) {
         hit.header("x-zm-signature"),
         zoom_signature(
             WEBHOOK_SECRET,
-            &hit.header("x-zm-request-timestamp"),
+            hit.header("x-zm-request-timestamp"),
             &hit.body
         ),
         "signature of {}",
@@ -486,7 +486,7 @@ async fn an_unverifiable_deauthorization_can_be_sent() {
         hits[0].header("x-zm-signature"),
         zoom_signature(
             WEBHOOK_SECRET,
-            &hits[0].header("x-zm-request-timestamp"),
+            hits[0].header("x-zm-request-timestamp"),
             &hits[0].body
         )
     );
