@@ -287,6 +287,31 @@ impl TestApp {
         (project.id, key.expose_secret().to_owned())
     }
 
+    /// Runs each statement (no parameters) on this app's database, as someone with
+    /// access to the database would.
+    pub async fn execute_sql(&self, statements: &[&str]) {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url)
+                    .await
+                    .expect("sqlite");
+                for sql in statements {
+                    sqlx::query(sql).execute(&pool).await.expect(sql);
+                }
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url)
+                    .await
+                    .expect("postgres");
+                for sql in statements {
+                    sqlx::query(sql).execute(&pool).await.expect(sql);
+                }
+                pool.close().await;
+            }
+        }
+    }
+
     /// Inserts a bare connection row for `app_id` (the connections API arrives in a
     /// later issue; until then a test reaches the table directly).
     pub async fn insert_connection(&self, app_id: &str) {

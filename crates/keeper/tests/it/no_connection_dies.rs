@@ -329,60 +329,29 @@ async fn concurrent_requests_share_a_refresh_of_short_lived_tokens(backend: Back
 
 /// Makes every UPDATE of a connection fail (a trigger) until [`heal_database`].
 async fn break_connection_writes(app: &TestApp) {
-    match app.backend {
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&app.database_url)
-                .await
-                .expect("sqlite");
-            for sql in [
-                "CREATE TABLE injected_failures (n INTEGER) STRICT",
-                "INSERT INTO injected_failures VALUES (1)",
-                "CREATE TRIGGER injected_failure BEFORE UPDATE ON zoom_oauth_connections \
-                 WHEN EXISTS (SELECT 1 FROM injected_failures) \
-                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-            ] {
-                sqlx::query(sql).execute(&pool).await.expect(sql);
-            }
-            pool.close().await;
-        }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&app.database_url)
-                .await
-                .expect("postgres");
-            for sql in [
-                "CREATE TABLE injected_failures (n int)",
-                "INSERT INTO injected_failures VALUES (1)",
-                "CREATE FUNCTION injected_failure() RETURNS trigger AS $$ BEGIN \
-                 IF EXISTS (SELECT 1 FROM injected_failures) THEN \
-                 RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
-                "CREATE TRIGGER injected_failure BEFORE UPDATE ON zoom_oauth_connections \
-                 FOR EACH ROW EXECUTE FUNCTION injected_failure()",
-            ] {
-                sqlx::query(sql).execute(&pool).await.expect(sql);
-            }
-            pool.close().await;
-        }
-    }
+    let statements: &[&str] = match app.backend {
+        Backend::Sqlite => &[
+            "CREATE TABLE injected_failures (n INTEGER) STRICT",
+            "INSERT INTO injected_failures VALUES (1)",
+            "CREATE TRIGGER injected_failure BEFORE UPDATE ON zoom_oauth_connections \
+             WHEN EXISTS (SELECT 1 FROM injected_failures) \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        ],
+        Backend::Postgres => &[
+            "CREATE TABLE injected_failures (n int)",
+            "INSERT INTO injected_failures VALUES (1)",
+            "CREATE FUNCTION injected_failure() RETURNS trigger AS $$ BEGIN \
+             IF EXISTS (SELECT 1 FROM injected_failures) THEN \
+             RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER injected_failure BEFORE UPDATE ON zoom_oauth_connections \
+             FOR EACH ROW EXECUTE FUNCTION injected_failure()",
+        ],
+    };
+    app.execute_sql(statements).await;
 }
 
 async fn heal_database(app: &TestApp) {
-    let sql = "DELETE FROM injected_failures";
-    match app.backend {
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&app.database_url)
-                .await
-                .expect("sqlite");
-            sqlx::query(sql).execute(&pool).await.expect(sql);
-            pool.close().await;
-        }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&app.database_url)
-                .await
-                .expect("postgres");
-            sqlx::query(sql).execute(&pool).await.expect(sql);
-            pool.close().await;
-        }
-    }
+    app.execute_sql(&["DELETE FROM injected_failures"]).await;
 }
 
 /// The exchange succeeded, then the database refused the write for a while: the

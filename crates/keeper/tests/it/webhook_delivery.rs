@@ -553,23 +553,8 @@ on_both_databases!(internal_errors_stay_out_of_delivery_records);
 
 /// Makes every read of the project's previous signing secret fail in the store.
 async fn break_signing_secret_reads(app: &TestApp) {
-    let sql = "ALTER TABLE projects DROP COLUMN previous_webhook_secret_until";
-    match app.backend {
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&app.database_url)
-                .await
-                .expect("sqlite");
-            sqlx::query(sql).execute(&pool).await.expect("drop column");
-            pool.close().await;
-        }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&app.database_url)
-                .await
-                .expect("postgres");
-            sqlx::query(sql).execute(&pool).await.expect("drop column");
-            pool.close().await;
-        }
-    }
+    app.execute_sql(&["ALTER TABLE projects DROP COLUMN previous_webhook_secret_until"])
+        .await;
 }
 
 async fn internal_errors_stay_out_of_delivery_records(backend: Backend) {
