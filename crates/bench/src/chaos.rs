@@ -126,7 +126,7 @@ pub async fn run(args: ChaosArgs, zoomkeeper: &Path) -> anyhow::Result<Report> {
     });
     let database_url = match &args.postgres_url {
         Some(url) => url.clone(),
-        None => match keeper::pg_cluster::shared().await? {
+        None => match testkit::pg_cluster::shared().await? {
             Some(cluster) => cluster.create_database().await?,
             None => bail!(
                 "bench chaos needs PostgreSQL: no binaries (initdb, postgres) were found on PATH \

@@ -57,7 +57,7 @@ where
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let mut reports = vec![bench(Backend::Sqlite, sqlite_url, dir.path().to_owned()).await?];
     if !sqlite_only {
-        match keeper::pg_cluster::shared().await? {
+        match testkit::pg_cluster::shared().await? {
             Some(cluster) => {
                 let url = cluster.create_database().await?;
                 reports.push(bench(Backend::Postgres, url, dir.path().to_owned()).await?);

@@ -41,7 +41,7 @@ async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
 /// The databases every bench must have run on: SQLite, and PostgreSQL when the
 /// machine has it (required with `ZOOMKEEPER_REQUIRE_POSTGRES=1`).
 async fn expected_backends() -> Vec<Backend> {
-    match keeper::pg_cluster::shared()
+    match testkit::pg_cluster::shared()
         .await
         .expect("throwaway PostgreSQL")
     {
@@ -220,13 +220,13 @@ async fn lookup_bench_finds_the_host_of_every_indexed_meeting_it_asks_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_on_two_processes_loses_no_connection_and_uses_no_stale_refresh_token() {
     let _turn = one_at_a_time().await;
-    let Some(cluster) = keeper::pg_cluster::shared()
+    let Some(cluster) = testkit::pg_cluster::shared()
         .await
         .expect("throwaway PostgreSQL")
     else {
         eprintln!(
             "skipped: no PostgreSQL binaries (set {}=1 to make this an error)",
-            keeper::pg_cluster::REQUIRE_ENV
+            testkit::pg_cluster::REQUIRE_ENV
         );
         return;
     };

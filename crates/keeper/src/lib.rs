@@ -14,7 +14,6 @@
 pub mod core;
 pub mod domain;
 pub mod http;
-pub mod pg_cluster;
 pub mod server;
 pub mod service;
 pub mod storage;

@@ -1,0 +1,18 @@
+//! The keeper's integration tests, one binary: the real server on port 0 against the
+//! in-process Zoom simulator, on SQLite and on PostgreSQL (harness: `testkit`).
+
+mod api_apps;
+mod api_connections;
+mod api_join_tokens;
+mod api_meetings;
+mod api_ops;
+mod api_webhooks;
+mod app_recheck;
+mod hostile_input;
+mod housekeeping;
+mod meeting_sync;
+mod no_connection_dies;
+mod proof_concurrency;
+mod storage;
+mod webhook_delivery;
+mod zoom_webhooks;
