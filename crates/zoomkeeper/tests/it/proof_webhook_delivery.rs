@@ -76,8 +76,12 @@ async fn deliveries_in_flight_when_the_server_is_killed_arrive_after_a_restart(
     };
     let key = deployment.api_key().expect("API key");
     let api = Api::new(&key);
-    let mut first = deployment.serve("first").expect("first serves");
-    let base = first.base.clone();
+    // The breakage happens on an API-only process, so no delivery starts before
+    // every state change is written; then one process with workers sends them all.
+    let api_only = deployment
+        .serve_with("api", &["--role", "api"])
+        .expect("the API process serves");
+    let base = api_only.base.clone();
     let app_id = api
         .create_app(&base, CLIENT_ID, &secret)
         .await
@@ -126,6 +130,7 @@ async fn deliveries_in_flight_when_the_server_is_killed_arrive_after_a_restart(
         assert_eq!(a.json["code"], "connection_disconnected", "{}", a.json);
         connections.insert(id);
     }
+    let mut first = deployment.serve("first").expect("first serves");
 
     // Kill the sender while the receiver holds its requests (nothing answered yet).
     let in_flight = wait_for(Duration::from_secs(20), || {

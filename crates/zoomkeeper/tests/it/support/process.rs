@@ -76,9 +76,15 @@ impl Deployment {
 
     /// Starts `serve` on a free port and waits until it listens.
     pub fn serve(&self, name: &str) -> anyhow::Result<ServeProcess> {
+        self.serve_with(name, &[])
+    }
+
+    /// [`Deployment::serve`] with extra flags for this process only (e.g. a role).
+    pub fn serve_with(&self, name: &str, extra: &[&str]) -> anyhow::Result<ServeProcess> {
         let mut child = self
             .command()
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
