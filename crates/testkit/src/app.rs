@@ -5,7 +5,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use keeper::config::{Config, LogFormat, Settings};
-use keeper::server::Server;
 use keeper::{projects, Keeper};
 use reqwest::{Method, RequestBuilder, Response};
 use secrecy::ExposeSecret;
@@ -94,18 +93,24 @@ pub async fn spawn_app_with(backend: Backend, extra: Settings) -> Option<TestApp
         database_url: Some(database_url.clone()),
         zoom_oauth_url: Some(sim.url()),
         zoom_api_url: Some(sim.url()),
+        // Tests drive the workers themselves unless they ask for a role.
+        role: Some("api".into()),
         ..Settings::default()
     });
     let config = Config::resolve(settings).expect("valid test config");
-    let keeper = Arc::new(Keeper::open(config).await.expect("keeper opens"));
+    // The same composition root as `zoomkeeper serve`.
+    let app = keeper::build(config).await.expect("the service builds");
+    let keeper = app.keeper.clone();
     let project = projects::create(&keeper, "test").await.expect("project");
     let key = projects::create_api_key(&keeper, &project, "test")
         .await
         .expect("api key");
-    let server = Server::bind(keeper.clone()).await.expect("bind");
-    let base = server.public_url().to_owned();
+    let base = app
+        .public_url()
+        .expect("the test app serves HTTP")
+        .to_owned();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(async {
+    tokio::spawn(app.run(async {
         let _ = stopped.await;
     }));
     Some(TestApp {

@@ -164,6 +164,25 @@ async fn openapi_document_and_docs_page() {
         .await
         .expect("bundle");
     assert_eq!(bundle.status(), 200, "assets are served from the binary");
+    assert!(
+        bundle.bytes().await.expect("bundle body").len() > 100_000,
+        "the bundle the page loads is whole"
+    );
+    // The binary carries no source maps (nor bundles the page never loads).
+    for unused in [
+        "swagger-ui-bundle.js.map",
+        "swagger-ui.css.map",
+        "swagger-ui-es-bundle.js",
+    ] {
+        let a = app
+            .http
+            .get(app.url(&format!("/docs/{unused}")))
+            .send()
+            .await
+            .expect("asset");
+        let len = a.bytes().await.expect("asset body").len();
+        assert_eq!(len, 0, "{unused} is not shipped");
+    }
     let redirect = app.http.get(app.url("/docs")).send().await.expect("docs");
     assert_eq!(redirect.status(), 200);
 }
