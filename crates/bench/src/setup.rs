@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use keeper::config::{Config, Settings};
-use keeper::domain::grant;
 use keeper::server::Server;
 use keeper::storage::{AppKind, AppRow, ConnectionRow, ConnectionState, NewConnectionEvent};
 use keeper::vault::Slot;
@@ -181,18 +180,13 @@ impl Setup {
             tasks.spawn(async move {
                 let _permit = permit;
                 let id = keeper::ids::IdKind::Connection.generate();
-                let slot = |column| Slot {
-                    table: grant::TABLE,
-                    column,
-                    row_id: &id,
-                };
                 // Zoom's tokens are JWTs of several hundred bytes.
                 let refresh = keeper.vault.seal_str(
-                    slot(grant::REFRESH_TOKEN_COLUMN),
+                    Slot::connection_refresh_token(&id),
                     &format!("bench-refresh-{i:0>600}"),
                 );
                 let access = keeper.vault.seal_str(
-                    slot(grant::ACCESS_TOKEN_COLUMN),
+                    Slot::connection_access_token(&id),
                     &format!("bench-access-{i:0>600}"),
                 );
                 let row = ConnectionRow {

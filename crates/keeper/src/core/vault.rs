@@ -90,6 +90,58 @@ pub struct Slot<'a> {
     pub row_id: &'a str,
 }
 
+/// Every sealed column as `(table, column)`, sorted: each secret the service
+/// stores. The constructors below name them; storage reseals exactly these.
+pub const SEALED_COLUMNS: &[(&str, &str)] = &[
+    ("projects", "previous_webhook_secret"),
+    ("projects", "webhook_secret"),
+    ("zoom_oauth_apps", "client_secret"),
+    ("zoom_oauth_apps", "webhook_secret"),
+    ("zoom_oauth_connections", "access_token"),
+    ("zoom_oauth_connections", "refresh_token"),
+];
+
+impl<'a> Slot<'a> {
+    const fn sealed_column(index: usize, row_id: &'a str) -> Slot<'a> {
+        let (table, column) = SEALED_COLUMNS[index];
+        Slot {
+            table,
+            column,
+            row_id,
+        }
+    }
+
+    /// A project's previous webhook signing secret (kept during a rotation's grace).
+    pub const fn project_previous_webhook_secret(project_id: &'a str) -> Slot<'a> {
+        Slot::sealed_column(0, project_id)
+    }
+
+    /// A project's webhook signing secret.
+    pub const fn project_webhook_secret(project_id: &'a str) -> Slot<'a> {
+        Slot::sealed_column(1, project_id)
+    }
+
+    /// An app's Zoom client secret.
+    pub const fn app_client_secret(app_id: &'a str) -> Slot<'a> {
+        Slot::sealed_column(2, app_id)
+    }
+
+    /// An app's Zoom webhook secret token.
+    pub const fn app_webhook_secret(app_id: &'a str) -> Slot<'a> {
+        Slot::sealed_column(3, app_id)
+    }
+
+    /// A connection's access token.
+    pub const fn connection_access_token(connection_id: &'a str) -> Slot<'a> {
+        Slot::sealed_column(4, connection_id)
+    }
+
+    /// A connection's refresh token.
+    pub const fn connection_refresh_token(connection_id: &'a str) -> Slot<'a> {
+        Slot::sealed_column(5, connection_id)
+    }
+}
+
 impl Slot<'_> {
     fn associated_data(&self) -> Vec<u8> {
         let mut ad =
@@ -1013,5 +1065,23 @@ mod tests {
         let shown = format!("{ring:?} {:?}", ring.vault());
         assert!(!shown.contains(&BASE64.encode([9u8; 32])));
         assert!(shown.contains("active_key_id: 1"), "{shown}");
+    }
+
+    #[test]
+    fn every_sealed_column_is_named_once_and_storage_reseals_exactly_those() {
+        let named = [
+            Slot::project_previous_webhook_secret("x"),
+            Slot::project_webhook_secret("x"),
+            Slot::app_client_secret("x"),
+            Slot::app_webhook_secret("x"),
+            Slot::connection_access_token("x"),
+            Slot::connection_refresh_token("x"),
+        ]
+        .map(|slot| (slot.table, slot.column));
+        assert_eq!(named.as_slice(), SEALED_COLUMNS);
+        let mut sorted = SEALED_COLUMNS.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(sorted, SEALED_COLUMNS);
+        assert_eq!(crate::storage::SEALED_COLUMNS, SEALED_COLUMNS);
     }
 }

@@ -19,12 +19,6 @@ use crate::storage::{
 };
 use crate::Keeper;
 
-/// Storage names of the sealed columns; they are part of each ciphertext's
-/// associated data, so they must match what `storage` reports for re-sealing.
-pub const TABLE: &str = "zoom_oauth_apps";
-pub const CLIENT_SECRET_COLUMN: &str = "client_secret";
-pub const WEBHOOK_SECRET_COLUMN: &str = "webhook_secret";
-
 const MAX_CLIENT_ID_CHARS: usize = 200;
 const MAX_SECRET_CHARS: usize = 500;
 
@@ -142,22 +136,13 @@ pub async fn create(keeper: &Keeper, project_id: &str, new: NewApp) -> Result<Ap
     let now = Utc::now();
     let row = AppRow {
         client_secret: keeper.vault.seal(
-            Slot {
-                table: TABLE,
-                column: CLIENT_SECRET_COLUMN,
-                row_id: &id,
-            },
+            Slot::app_client_secret(&id),
             client_secret.expose_secret().as_bytes(),
         ),
         webhook_secret: webhook_secret.map(|s| {
-            keeper.vault.seal(
-                Slot {
-                    table: TABLE,
-                    column: WEBHOOK_SECRET_COLUMN,
-                    row_id: &id,
-                },
-                s.expose_secret().as_bytes(),
-            )
+            keeper
+                .vault
+                .seal(Slot::app_webhook_secret(&id), s.expose_secret().as_bytes())
         }),
         id,
         project_id: project_id.to_owned(),
@@ -243,25 +228,15 @@ pub async fn update(
     }
     let update = AppSecretsUpdate {
         client_secret: client_secret.map(|s| {
-            keeper.vault.seal(
-                Slot {
-                    table: TABLE,
-                    column: CLIENT_SECRET_COLUMN,
-                    row_id: id,
-                },
-                s.expose_secret().as_bytes(),
-            )
+            keeper
+                .vault
+                .seal(Slot::app_client_secret(id), s.expose_secret().as_bytes())
         }),
         webhook_secret: webhook_secret.map(|maybe| {
             maybe.map(|s| {
-                keeper.vault.seal(
-                    Slot {
-                        table: TABLE,
-                        column: WEBHOOK_SECRET_COLUMN,
-                        row_id: id,
-                    },
-                    s.expose_secret().as_bytes(),
-                )
+                keeper
+                    .vault
+                    .seal(Slot::app_webhook_secret(id), s.expose_secret().as_bytes())
             })
         }),
     };
@@ -293,14 +268,9 @@ pub fn credentials(
     keeper: &Keeper,
     app: &AppRow,
 ) -> Result<zoom::AppCredentials, crate::core::vault::VaultError> {
-    let client_secret = keeper.vault.open_str(
-        Slot {
-            table: TABLE,
-            column: CLIENT_SECRET_COLUMN,
-            row_id: &app.id,
-        },
-        &app.client_secret,
-    )?;
+    let client_secret = keeper
+        .vault
+        .open_str(Slot::app_client_secret(&app.id), &app.client_secret)?;
     Ok(zoom::AppCredentials {
         client_id: app.client_id.clone(),
         client_secret,

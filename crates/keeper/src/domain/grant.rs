@@ -20,11 +20,6 @@ use crate::storage::{
 };
 use crate::Keeper;
 
-/// Storage names of the sealed columns (part of each ciphertext's associated data).
-pub const TABLE: &str = "zoom_oauth_connections";
-pub const REFRESH_TOKEN_COLUMN: &str = "refresh_token";
-pub const ACCESS_TOKEN_COLUMN: &str = "access_token";
-
 /// The outgoing-webhook trigger written on every state change.
 pub const STATE_CHANGE_TRIGGER: &str = "zoom_oauth_connection.state_change";
 
@@ -74,19 +69,11 @@ pub fn state_change_event(row: &ConnectionRow) -> NewOutboxEvent {
 }
 
 pub(crate) fn refresh_slot(id: &str) -> Slot<'_> {
-    Slot {
-        table: TABLE,
-        column: REFRESH_TOKEN_COLUMN,
-        row_id: id,
-    }
+    Slot::connection_refresh_token(id)
 }
 
 pub(crate) fn access_slot(id: &str) -> Slot<'_> {
-    Slot {
-        table: TABLE,
-        column: ACCESS_TOKEN_COLUMN,
-        row_id: id,
-    }
+    Slot::connection_access_token(id)
 }
 
 /// When the token keeper must refresh a connection next: `max_age` from `now`, less

@@ -31,14 +31,7 @@ fn new_project_row(vault: &Vault, name: &str) -> ProjectRow {
     let id = IdKind::Project.generate();
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
-    let sealed = vault.seal(
-        Slot {
-            table: "projects",
-            column: "webhook_secret",
-            row_id: &id,
-        },
-        &secret,
-    );
+    let sealed = vault.seal(Slot::project_webhook_secret(&id), &secret);
     ProjectRow {
         id,
         name: name.to_owned(),

@@ -229,19 +229,11 @@ pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), S
 }
 
 fn current_slot(project_id: &str) -> Slot<'_> {
-    Slot {
-        table: "projects",
-        column: "webhook_secret",
-        row_id: project_id,
-    }
+    Slot::project_webhook_secret(project_id)
 }
 
 fn previous_slot(project_id: &str) -> Slot<'_> {
-    Slot {
-        table: "projects",
-        column: "previous_webhook_secret",
-        row_id: project_id,
-    }
+    Slot::project_previous_webhook_secret(project_id)
 }
 
 /// The keys that sign a project's deliveries: the current one, and the one the last

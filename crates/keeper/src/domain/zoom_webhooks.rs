@@ -30,7 +30,7 @@ use crate::storage::{
     AppRow, ConnectionRow, Cursor, Direction, DisconnectOutcome, FailureData, MeetingIndexChange,
     MeetingSource, PageRequest, ReceiptOutcome, StoreError, WebhookVerification,
 };
-use crate::{domain::apps, domain::grant, Keeper};
+use crate::{domain::grant, Keeper};
 
 /// How often one process writes an app's `last_(un)verified_webhook_received_at`.
 pub const TIMESTAMP_INTERVAL: Duration = Duration::from_secs(5);
@@ -270,14 +270,7 @@ async fn app_and_secret(
         Some(sealed) => Some(Arc::new(
             keeper
                 .vault
-                .open_str(
-                    Slot {
-                        table: apps::TABLE,
-                        column: apps::WEBHOOK_SECRET_COLUMN,
-                        row_id: &app.id,
-                    },
-                    sealed,
-                )
+                .open_str(Slot::app_webhook_secret(&app.id), sealed)
                 .map_err(|e| internal("opening an app's webhook secret", e))?,
         )),
         None => None,

@@ -119,11 +119,7 @@ async fn app_lifecycle(backend: Backend) {
         .keeper
         .vault
         .open_str(
-            keeper::vault::Slot {
-                table: keeper::apps::TABLE,
-                column: keeper::apps::CLIENT_SECRET_COLUMN,
-                row_id: &id,
-            },
+            keeper::vault::Slot::app_client_secret(&id),
             &row.client_secret,
         )
         .expect("opens");

@@ -533,11 +533,7 @@ async fn project_secret(app: &TestApp) -> Vec<u8> {
     app.keeper
         .vault
         .open(
-            keeper::vault::Slot {
-                table: "projects",
-                column: "webhook_secret",
-                row_id: &project.id,
-            },
+            keeper::vault::Slot::project_webhook_secret(&project.id),
             &project.webhook_secret,
         )
         .expect("opens")

@@ -76,14 +76,10 @@ async fn failure_code(app: &TestApp, id: &str) -> String {
 /// Stores the new client secret exactly as a PATCH does, but nothing runs the
 /// re-check: the process that answered the PATCH died right after its commit.
 async fn store_secret_and_die(app: &TestApp, zoa: &str) {
-    let sealed = app.keeper.vault.seal(
-        Slot {
-            table: keeper::apps::TABLE,
-            column: keeper::apps::CLIENT_SECRET_COLUMN,
-            row_id: zoa,
-        },
-        NEW_SECRET.as_bytes(),
-    );
+    let sealed = app
+        .keeper
+        .vault
+        .seal(Slot::app_client_secret(zoa), NEW_SECRET.as_bytes());
     let update = AppSecretsUpdate {
         client_secret: Some(sealed),
         webhook_secret: None,
