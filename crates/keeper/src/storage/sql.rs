@@ -118,6 +118,37 @@ macro_rules! sql {
     };
 }
 
+/// A store trait and its implementation for [`SqlStore`], from one text: each method
+/// is written once, its doc comment (the contract, which goes on the trait) above its
+/// signature and its SQL below.
+macro_rules! store_trait {
+    (
+        $(#[$trait_doc:meta])*
+        pub trait $name:ident {
+            $(
+                $(#[$doc:meta])*
+                async fn $method:ident($($params:tt)*) -> $ret:ty $body:block
+            )*
+        }
+    ) => {
+        $(#[$trait_doc])*
+        #[async_trait::async_trait]
+        pub trait $name: Send + Sync + 'static {
+            $(
+                $(#[$doc])*
+                async fn $method($($params)*) -> $ret;
+            )*
+        }
+
+        #[async_trait::async_trait]
+        impl $name for $crate::storage::SqlStore {
+            $(
+                async fn $method($($params)*) -> $ret $body
+            )*
+        }
+    };
+}
+
 /// The store over one database. `sqlite::SqliteStore` and `postgres::PostgresStore`
 /// name it too; [`SqlStore::connect`] picks the database from the URL.
 #[derive(Debug, Clone)]
