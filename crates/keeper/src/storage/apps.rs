@@ -8,27 +8,12 @@ use chrono::{DateTime, Utc};
 use super::sql::{after, keyset, ots, page_of, ts, Lock, Row};
 use super::{Page, PageRequest, Sealed, StoreResult, WebhookVerification};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AppKind {
-    UserLevel,
-    AccountLevel,
-}
-
-impl AppKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppKind::UserLevel => "user_level",
-            AppKind::AccountLevel => "account_level",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AppKind> {
-        match s {
-            "user_level" => Some(AppKind::UserLevel),
-            "account_level" => Some(AppKind::AccountLevel),
-            _ => None,
-        }
+text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AppKind("app kind") {
+        UserLevel = "user_level",
+        AccountLevel = "account_level",
     }
 }
 
@@ -272,28 +257,17 @@ const CONNECTION_COUNT: &str =
 const NO_CONNECTION_COUNT: &str = "CAST(0 AS BIGINT) AS connection_count";
 
 fn app_from_row(row: &impl Row) -> StoreResult<AppRow> {
-    let kind: String = row.get("kind")?;
-    Ok(AppRow {
-        id: row.get("id")?,
-        project_id: row.get("project_id")?,
-        client_id: row.get("client_id")?,
-        client_secret: row.sealed("client_secret")?,
-        webhook_secret: row.opt_sealed("webhook_secret")?,
-        kind: AppKind::parse(&kind)
-            .ok_or_else(|| super::sql::decode_error(format!("unknown app kind {kind:?}")))?,
-        created_at: row.time("created_at")?,
-        updated_at: row.time("updated_at")?,
-        last_verified_webhook_received_at: row.opt_time("last_verified_webhook_received_at")?,
-        last_unverified_webhook_received_at: row.opt_time("last_unverified_webhook_received_at")?,
-        webhook_events_stale_since: row.opt_time("webhook_events_stale_since")?,
-        connection_count: row.get("connection_count")?,
+    from_row!(row => AppRow {
+        id, project_id, client_id, client_secret, webhook_secret, kind, created_at, updated_at,
+        last_verified_webhook_received_at, last_unverified_webhook_received_at,
+        webhook_events_stale_since, connection_count,
     })
 }
 
 fn claim_from_row(row: &impl Row) -> StoreResult<AppRecheckClaim> {
     Ok(AppRecheckClaim {
         app_id: row.get("id")?,
-        due_at: row.time("recheck_due_at")?,
+        due_at: row.get("recheck_due_at")?,
     })
 }
 
@@ -303,4 +277,3 @@ fn webhook_timestamp_column(which: WebhookVerification) -> &'static str {
         WebhookVerification::Unverified => "last_unverified_webhook_received_at",
     }
 }
-

@@ -9,27 +9,12 @@ use super::events::{write_connection_event, write_outbox_event};
 use super::sql::{keyset, ots, page_of, ts, Row};
 use super::{OutboxSource, Page, PageRequest, Sealed, StoreResult};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectionState {
-    Connected,
-    Disconnected,
-}
-
-impl ConnectionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectionState::Connected => "connected",
-            ConnectionState::Disconnected => "disconnected",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ConnectionState> {
-        match s {
-            "connected" => Some(ConnectionState::Connected),
-            "disconnected" => Some(ConnectionState::Disconnected),
-            _ => None,
-        }
+text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ConnectionState("connection state") {
+        Connected = "connected",
+        Disconnected = "disconnected",
     }
 }
 
@@ -397,45 +382,21 @@ pub(super) const CONNECTION_COLUMNS: &str = "id, project_id, app_id, user_id, ac
      last_successful_token_refresh_at, created_at, updated_at";
 
 pub(super) fn connection_from_row(row: &impl Row) -> StoreResult<ConnectionRow> {
-    let state: String = row.get("state")?;
     let scopes: String = row.get("scopes")?;
-    Ok(ConnectionRow {
-        id: row.get("id")?,
-        project_id: row.get("project_id")?,
-        app_id: row.get("app_id")?,
-        user_id: row.get("user_id")?,
-        account_id: row.get("account_id")?,
-        email: row.get("email")?,
-        pmi: row.get("pmi")?,
-        personal_meeting_url: row.get("personal_meeting_url")?,
-        state: ConnectionState::parse(&state).ok_or_else(|| {
-            super::sql::decode_error(format!("unknown connection state {state:?}"))
-        })?,
-        connection_failure_data: row
-            .get::<Option<serde_json::Value>>("connection_failure_data")?
-            .map(|v| {
-                serde_json::from_value(v)
-                    .map_err(|e| super::sql::decode_error(format!("connection_failure_data: {e}")))
-            })
-            .transpose()?,
-        metadata: row.get("metadata")?,
-        deduplication_key: row.get("deduplication_key")?,
-        is_local_recording_token_supported: row.get("is_local_recording_token_supported")?,
-        is_onbehalf_token_supported: row.get("is_onbehalf_token_supported")?,
+    let failure: Option<serde_json::Value> = row.get("connection_failure_data")?;
+    let failure = failure.map(|v| {
+        serde_json::from_value(v)
+            .map_err(|e| super::sql::decode_error(format!("connection_failure_data: {e}")))
+    });
+    from_row!(row => ConnectionRow {
+        id, project_id, app_id, user_id, account_id, email, pmi, personal_meeting_url, state,
+        metadata, deduplication_key, is_local_recording_token_supported,
+        is_onbehalf_token_supported, refresh_token, access_token, access_token_expires_at,
+        lease_owner, lease_until, fence, refresh_due_at, last_attempted_sync_at,
+        last_successful_sync_at, next_sync_at, last_successful_token_refresh_at, created_at,
+        updated_at;
+        connection_failure_data: failure.transpose()?,
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-        refresh_token: row.opt_sealed("refresh_token")?,
-        access_token: row.opt_sealed("access_token")?,
-        access_token_expires_at: row.opt_time("access_token_expires_at")?,
-        lease_owner: row.get("lease_owner")?,
-        lease_until: row.opt_time("lease_until")?,
-        fence: row.get("fence")?,
-        refresh_due_at: row.opt_time("refresh_due_at")?,
-        last_attempted_sync_at: row.opt_time("last_attempted_sync_at")?,
-        last_successful_sync_at: row.opt_time("last_successful_sync_at")?,
-        next_sync_at: row.opt_time("next_sync_at")?,
-        last_successful_token_refresh_at: row.opt_time("last_successful_token_refresh_at")?,
-        created_at: row.time("created_at")?,
-        updated_at: row.time("updated_at")?,
     })
 }
 
@@ -469,4 +430,3 @@ fn like_escaped(text: &str) -> String {
         .replace('%', "\\%")
         .replace('_', "\\_")
 }
-

@@ -59,24 +59,12 @@ pub(super) const OUTBOX_COLUMNS: &str =
     "id, project_id, \"trigger\", payload, created_at, dispatched_at";
 
 fn connection_event_from_row(row: &impl Row) -> StoreResult<ConnectionEventRow> {
-    Ok(ConnectionEventRow {
-        id: row.get("id")?,
-        connection_id: row.get("connection_id")?,
-        kind: row.get("kind")?,
-        message: row.get("message")?,
-        data: row.get("data")?,
-        created_at: row.time("created_at")?,
-    })
+    from_row!(row => ConnectionEventRow { id, connection_id, kind, message, data, created_at })
 }
 
 pub(super) fn outbox_event_from_row(row: &impl Row) -> StoreResult<OutboxEventRow> {
-    Ok(OutboxEventRow {
-        id: row.get("id")?,
-        project_id: row.get("project_id")?,
-        trigger: row.get("trigger")?,
-        payload: row.get("payload")?,
-        created_at: row.time("created_at")?,
-        dispatched_at: row.opt_time("dispatched_at")?,
+    from_row!(row => OutboxEventRow {
+        id, project_id, trigger, payload, created_at, dispatched_at
     })
 }
 
@@ -107,4 +95,3 @@ pub(super) async fn write_outbox_event(
         uuid::Uuid::new_v4().to_string(), project_id, &outbox.trigger, &outbox.payload, ts(at))?;
     Ok(())
 }
-

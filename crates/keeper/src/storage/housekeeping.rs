@@ -138,4 +138,3 @@ impl SqlStore {
             ts(before), i64::from(limit))
     }
 }
-

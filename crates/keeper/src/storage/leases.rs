@@ -276,4 +276,3 @@ impl SqlStore {
         Ok(DisconnectOutcome::Disconnected(Box::new(row)))
     }
 }
-

@@ -10,33 +10,16 @@ use super::sql::{keyset, ots, page_of, placeholders, ts, Lock, Row, SqlStore, Tx
 use super::sqlite_receipts::ReceiptJob;
 use super::{foreign_key_not_found, Page, PageRequest, StoreError, StoreResult};
 
-/// Where an index row came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MeetingSource {
-    /// A `meeting.created` webhook.
-    Webhook,
-    /// The meeting sync (issue 5, later).
-    Sync,
-    /// The connection's personal meeting ID.
-    Pmi,
-}
-
-impl MeetingSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MeetingSource::Webhook => "webhook",
-            MeetingSource::Sync => "sync",
-            MeetingSource::Pmi => "pmi",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<MeetingSource> {
-        match s {
-            "webhook" => Some(MeetingSource::Webhook),
-            "sync" => Some(MeetingSource::Sync),
-            "pmi" => Some(MeetingSource::Pmi),
-            _ => None,
-        }
+text_enum! {
+    /// Where an index row came from.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum MeetingSource("meeting source") {
+        /// A `meeting.created` webhook.
+        Webhook = "webhook",
+        /// The meeting sync (issue 5, later).
+        Sync = "sync",
+        /// The connection's personal meeting ID.
+        Pmi = "pmi",
     }
 }
 
@@ -271,23 +254,13 @@ pub(super) const MEETING_COLUMNS: &str =
     "project_id, app_id, meeting_id, connection_id, source, topic, start_time, synced_at";
 
 fn meeting_from_row(row: &impl Row) -> StoreResult<MeetingRow> {
-    Ok(MeetingRow {
-        project_id: row.get("project_id")?,
-        app_id: row.get("app_id")?,
-        meeting_id: row.get("meeting_id")?,
-        connection_id: row.get("connection_id")?,
-        source: parse_source(&row.get::<String>("source")?)?,
-        topic: row.get("topic")?,
-        start_time: row.opt_time("start_time")?,
-        synced_at: row.time("synced_at")?,
+    from_row!(row => MeetingRow {
+        project_id, app_id, meeting_id, connection_id, source, topic, start_time, synced_at
     })
 }
 
 fn held_from_row(row: &impl Row) -> StoreResult<(MeetingSource, String)> {
-    Ok((
-        parse_source(&row.get::<String>("source")?)?,
-        row.get("connection_id")?,
-    ))
+    Ok((row.get("source")?, row.get("connection_id")?))
 }
 
 impl SqlStore {

@@ -95,24 +95,12 @@ const API_KEY_COLUMNS: &str =
     "id, project_id, name, key_hash, prefix, created_at, last_used_at, disabled_at";
 
 fn project_from_row(row: &impl Row) -> StoreResult<ProjectRow> {
-    Ok(ProjectRow {
-        id: row.get("id")?,
-        name: row.get("name")?,
-        webhook_secret: row.sealed("webhook_secret")?,
-        created_at: row.time("created_at")?,
-    })
+    from_row!(row => ProjectRow { id, name, webhook_secret, created_at })
 }
 
 fn api_key_from_row(row: &impl Row) -> StoreResult<ApiKeyRow> {
-    Ok(ApiKeyRow {
-        id: row.get("id")?,
-        project_id: row.get("project_id")?,
-        name: row.get("name")?,
-        key_hash: row.get("key_hash")?,
-        prefix: row.get("prefix")?,
-        created_at: row.time("created_at")?,
-        last_used_at: row.opt_time("last_used_at")?,
-        disabled_at: row.opt_time("disabled_at")?,
+    from_row!(row => ApiKeyRow {
+        id, project_id, name, key_hash, prefix, created_at, last_used_at, disabled_at
     })
 }
 
@@ -131,4 +119,3 @@ async fn insert_api_key_in(tx: &mut Tx, k: &ApiKeyRow) -> StoreResult<()> {
         ots(k.last_used_at), ots(k.disabled_at))?;
     Ok(())
 }
-

@@ -31,7 +31,7 @@ use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Transaction, Type};
 use tokio::sync::mpsc;
 
 use super::sqlite_receipts::{self, ReceiptJob};
-use super::{is_postgres_url, Direction, Page, PageRequest, StoreError, StoreResult};
+use super::{is_postgres_url, Direction, Page, PageRequest, Sealed, StoreError, StoreResult};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -372,7 +372,7 @@ pub(super) fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
 
 /// A point in time as both databases store it: INTEGER microseconds since the Unix
 /// epoch on SQLite, `timestamptz` on PostgreSQL. Bind with [`ts`]; read with
-/// [`Row::time`].
+/// [`Row::get`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Ts(DateTime<Utc>);
 
@@ -492,35 +492,129 @@ impl<T> Value for T where
 
 /// A result row of either database, read by column name.
 pub(super) trait Row {
-    fn get<T: Value>(&self, column: &str) -> StoreResult<T>;
+    /// A value both databases decode as it is stored.
+    fn value<T: Value>(&self, column: &str) -> StoreResult<T>;
 
-    fn time(&self, column: &str) -> StoreResult<DateTime<Utc>> {
-        Ok(self.get::<Ts>(column)?.0)
-    }
-
-    fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
-        Ok(self.get::<Option<Ts>>(column)?.map(|t| t.0))
-    }
-
-    fn sealed(&self, column: &str) -> StoreResult<super::Sealed> {
-        Ok(super::Sealed(self.get(column)?))
-    }
-
-    fn opt_sealed(&self, column: &str) -> StoreResult<Option<super::Sealed>> {
-        Ok(self.get::<Option<Vec<u8>>>(column)?.map(super::Sealed))
+    /// A column as the field type it fills ([`Column`]).
+    fn get<T: Column>(&self, column: &str) -> StoreResult<T> {
+        T::read(self, column)
     }
 }
 
 impl Row for SqliteRow {
-    fn get<T: Value>(&self, column: &str) -> StoreResult<T> {
+    fn value<T: Value>(&self, column: &str) -> StoreResult<T> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
 }
 
 impl Row for PgRow {
-    fn get<T: Value>(&self, column: &str) -> StoreResult<T> {
+    fn value<T: Value>(&self, column: &str) -> StoreResult<T> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
+}
+
+/// A field type read from one column: times through [`Ts`], sealed secrets from their
+/// bytes, [`text_enum!`]s by name, anything else as both databases decode it.
+pub(super) trait Column: Sized {
+    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self>;
+}
+
+macro_rules! stored_as_is {
+    ($($t:ty),*) => {$(
+        impl Column for $t {
+            fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
+                row.value(column)
+            }
+        }
+    )*};
+}
+
+stored_as_is!(
+    String,
+    Option<String>,
+    i64,
+    bool,
+    Vec<u8>,
+    serde_json::Value,
+    Option<serde_json::Value>
+);
+
+impl Column for DateTime<Utc> {
+    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
+        Ok(row.value::<Ts>(column)?.0)
+    }
+}
+
+impl Column for Option<DateTime<Utc>> {
+    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
+        Ok(row.value::<Option<Ts>>(column)?.map(|t| t.0))
+    }
+}
+
+impl Column for Sealed {
+    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
+        Ok(Sealed(row.value(column)?))
+    }
+}
+
+impl Column for Option<Sealed> {
+    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
+        Ok(row.value::<Option<Vec<u8>>>(column)?.map(Sealed))
+    }
+}
+
+/// `Ok($ty { … })` from `$row`: each listed field read from the column of its name
+/// ([`Row::get`]), then the fields after `;` from their expressions.
+macro_rules! from_row {
+    ($row:ident => $ty:ident { $($field:ident),* $(,)? $(; $($name:ident: $value:expr),* $(,)?)? }) => {
+        Ok($ty {
+            $($field: $crate::storage::sql::Row::get($row, stringify!($field))?,)*
+            $($($name: $value,)*)?
+        })
+    };
+}
+
+/// A public enum stored as one of a few words: `as_str`, `parse`, and [`Column`]
+/// (an unknown word is a decode error naming `$what`).
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident($what:literal) {
+            $($(#[$doc:meta])* $variant:ident = $text:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl $crate::storage::sql::Column for $name {
+            fn read<R: $crate::storage::sql::Row + ?Sized>(
+                row: &R,
+                column: &str,
+            ) -> $crate::storage::StoreResult<Self> {
+                let text: String = row.value(column)?;
+                $name::parse(&text).ok_or_else(|| {
+                    $crate::storage::sql::decode_error(format!("unknown {} {text:?}", $what))
+                })
+            }
+        }
+    };
 }
 
 /// `(comparison, order)` for keyset pagination in the cursor's direction.

@@ -192,7 +192,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, change: &MeetingIndexChange) -> StoreRe
         }
         MeetingIndexChange::Delete { app_id, meeting_id } => {
             let held = held(tx, app_id, meeting_id)?;
-            if held.is_some_and(|(source, _)| crate::domain::meetings::dropped_by_deletion(source)) {
+            if held.is_some_and(|(source, _)| crate::domain::meetings::dropped_by_deletion(source))
+            {
                 tx.prepare_cached(DELETE_MEETING)?
                     .execute(params![app_id, meeting_id])?;
             }

@@ -182,4 +182,3 @@ store_trait! {
 fn owner_from_row(row: &impl Row) -> StoreResult<(String, String)> {
     Ok((row.get("project_id")?, row.get("app_id")?))
 }
-

@@ -1,6 +1,5 @@
 //! Re-sealing every stored secret under a new key (`zoomkeeper keys rotate`).
 
-
 use super::sql::Row;
 use super::{Sealed, SealedField, StoreError, StoreResult};
 

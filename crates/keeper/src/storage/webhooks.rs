@@ -34,30 +34,13 @@ pub struct WebhookSubscriptionUpdate {
     pub is_active: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    Pending,
-    Success,
-    Failure,
-}
-
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Success => "success",
-            DeliveryStatus::Failure => "failure",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<DeliveryStatus> {
-        match s {
-            "pending" => Some(DeliveryStatus::Pending),
-            "success" => Some(DeliveryStatus::Success),
-            "failure" => Some(DeliveryStatus::Failure),
-            _ => None,
-        }
+text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum DeliveryStatus("webhook delivery status") {
+        Pending = "pending",
+        Success = "success",
+        Failure = "failure",
     }
 }
 
@@ -366,46 +349,25 @@ const DELIVERY_COLUMNS: &str = "idempotency_key, project_id, subscription_id, \"
      updated_at";
 
 fn subscription_from_row(row: &impl Row) -> StoreResult<WebhookSubscriptionRow> {
-    Ok(WebhookSubscriptionRow {
-        id: row.get("id")?,
-        project_id: row.get("project_id")?,
-        url: row.get("url")?,
+    from_row!(row => WebhookSubscriptionRow {
+        id, project_id, url, is_active, created_at, updated_at;
         triggers: serde_json::from_value(row.get("triggers")?)
             .map_err(|e| super::sql::decode_error(format!("webhook triggers: {e}")))?,
-        is_active: row.get("is_active")?,
-        created_at: row.time("created_at")?,
-        updated_at: row.time("updated_at")?,
     })
 }
 
 fn delivery_from_row(row: &impl Row) -> StoreResult<WebhookDeliveryRow> {
-    let status: String = row.get("status")?;
-    Ok(WebhookDeliveryRow {
-        idempotency_key: row.get("idempotency_key")?,
-        project_id: row.get("project_id")?,
-        subscription_id: row.get("subscription_id")?,
-        trigger: row.get("trigger")?,
-        payload: row.get("payload")?,
-        status: DeliveryStatus::parse(&status).ok_or_else(|| {
-            super::sql::decode_error(format!("unknown webhook delivery status {status:?}"))
-        })?,
-        attempt_count: row.get("attempt_count")?,
-        next_attempt_at: row.opt_time("next_attempt_at")?,
-        last_attempt_at: row.opt_time("last_attempt_at")?,
-        succeeded_at: row.opt_time("succeeded_at")?,
-        responses: row.get("responses")?,
-        lease_owner: row.get("lease_owner")?,
-        lease_until: row.opt_time("lease_until")?,
-        fence: row.get("fence")?,
-        created_at: row.time("created_at")?,
-        updated_at: row.time("updated_at")?,
+    from_row!(row => WebhookDeliveryRow {
+        idempotency_key, project_id, subscription_id, trigger, payload, status, attempt_count,
+        next_attempt_at, last_attempt_at, succeeded_at, responses, lease_owner, lease_until,
+        fence, created_at, updated_at,
     })
 }
 
 fn previous_secret_from_row(row: &impl Row) -> StoreResult<PreviousWebhookSecret> {
     Ok(PreviousWebhookSecret {
-        secret: row.sealed("previous_webhook_secret")?,
-        until: row.time("previous_webhook_secret_until")?,
+        secret: row.get("previous_webhook_secret")?,
+        until: row.get("previous_webhook_secret_until")?,
     })
 }
 
@@ -416,4 +378,3 @@ fn depths_from_row(row: &impl Row) -> StoreResult<(i64, i64)> {
 fn triggers_json(triggers: &[String]) -> serde_json::Value {
     serde_json::Value::from(triggers.to_vec())
 }
-
