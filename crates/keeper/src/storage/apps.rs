@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::sql::{after, keyset, ots, page_of, ts, Lock, Row};
+use super::sql::{after, ots, page_clause, ts, Lock, Row};
 use super::{Page, PageRequest, Sealed, StoreResult, WebhookVerification};
 
 text_enum! {
@@ -86,14 +86,10 @@ store_trait! {
 
         async fn list_apps(&self, project_id: &str, page: &PageRequest)
             -> StoreResult<Page<AppRow>> {
-            let (cmp, order) = keyset(page);
-            let items = sql!(all &mut self.conn().await?, app_from_row,
+            sql!(page &mut self.conn().await?, app_from_row, page,
                 &format!("SELECT {APP_COLUMNS}, {CONNECTION_COUNT} FROM zoom_oauth_apps a \
-                          WHERE a.project_id = $1 AND ($2 IS NULL OR (a.created_at, a.id) {cmp} ($2, $3)) \
-                          ORDER BY a.created_at {order}, a.id {order} LIMIT $4"),
-                project_id, page.cursor.as_ref().map(|c| ts(c.created_at)),
-                page.cursor.as_ref().map_or("", |c| c.id.as_str()), i64::from(page.limit) + 1)?;
-            Ok(page_of(items, page))
+                          WHERE a.project_id = $1{}", page_clause(page, "a.created_at, a.id", 2)),
+                project_id)
         }
 
         async fn count_apps(&self, project_id: &str) -> StoreResult<i64> {

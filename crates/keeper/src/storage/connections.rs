@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::events::{write_connection_event, write_outbox_event};
-use super::sql::{keyset, ots, page_of, ts, Row};
+use super::events::{write_connection_change, write_connection_event};
+use super::sql::{ots, page_clause, ts, Row};
 use super::{OutboxSource, Page, PageRequest, Sealed, StoreResult};
 
 text_enum! {
@@ -239,20 +239,15 @@ store_trait! {
 
         async fn list_connections(&self, project_id: &str, filter: &ConnectionFilter,
             page: &PageRequest) -> StoreResult<Page<ConnectionRow>> {
-            let (cmp, order) = keyset(page);
-            let items = sql!(all &mut self.conn().await?, connection_from_row,
+            sql!(page &mut self.conn().await?, connection_from_row, page,
                 &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
                           WHERE project_id = $1 \
                           AND ($2 IS NULL OR app_id = $2) AND ($3 IS NULL OR user_id = $3) \
                           AND ($4 IS NULL OR account_id = $4) AND ($5 IS NULL OR state = $5) \
-                          AND ($6 IS NULL OR deduplication_key = $6) \
-                          AND ($7 IS NULL OR (created_at, id) {cmp} ($7, $8)) \
-                          ORDER BY created_at {order}, id {order} LIMIT $9"),
+                          AND ($6 IS NULL OR deduplication_key = $6){}",
+                         page_clause(page, "created_at, id", 7)),
                 project_id, &filter.app_id, &filter.user_id, &filter.account_id,
-                filter.state.map(ConnectionState::as_str), &filter.deduplication_key,
-                page.cursor.as_ref().map(|c| ts(c.created_at)),
-                page.cursor.as_ref().map_or("", |c| c.id.as_str()), i64::from(page.limit) + 1)?;
-            Ok(page_of(items, page))
+                filter.state.map(ConnectionState::as_str), &filter.deduplication_key)
         }
 
         /// Replaces the grant of connection `id` in place (see [`GrantReplacement`]),
@@ -295,10 +290,7 @@ store_trait! {
             if grant.clear_meetings {
                 sql!(execute &mut tx, "DELETE FROM zoom_meetings WHERE connection_id = $1", id)?;
             }
-            write_connection_event(&mut tx, id, event, now).await?;
-            if let Some(outbox) = outbox {
-                write_outbox_event(&mut tx, &row.project_id, &outbox.event_for(&row), now).await?;
-            }
+            write_connection_change(&mut tx, &row, event, outbox, now).await?;
             tx.commit().await?;
             Ok(Some(row))
         }

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::sql::{keyset, page_of, ts, Row, Tx};
 use super::{
-    ConnectionEventRow, NewConnectionEvent, NewOutboxEvent, OutboxEventRow, Page, PageRequest,
-    StoreError, StoreResult,
+    ConnectionEventRow, ConnectionRow, NewConnectionEvent, OutboxEventRow, OutboxSource, Page,
+    PageRequest, StoreError, StoreResult,
 };
 
 store_trait! {
@@ -83,15 +83,22 @@ pub(super) async fn write_connection_event(
     Ok(written == 1)
 }
 
-pub(super) async fn write_outbox_event(
+/// Appends `event` to the log of connection `row` (as a write just left it) and, when
+/// given, the outbox event `outbox` makes of the row.
+pub(super) async fn write_connection_change(
     tx: &mut Tx,
-    project_id: &str,
-    outbox: &NewOutboxEvent,
+    row: &ConnectionRow,
+    event: &NewConnectionEvent,
+    outbox: Option<&dyn OutboxSource>,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    sql!(execute tx,
-        "INSERT INTO outbox_events (id, project_id, \"trigger\", payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-        uuid::Uuid::new_v4().to_string(), project_id, &outbox.trigger, &outbox.payload, ts(at))?;
+    write_connection_event(tx, &row.id, event, at).await?;
+    if let Some(outbox) = outbox.map(|o| o.event_for(row)) {
+        sql!(execute tx,
+            "INSERT INTO outbox_events (id, project_id, \"trigger\", payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            uuid::Uuid::new_v4().to_string(), &row.project_id, &outbox.trigger, &outbox.payload,
+            ts(at))?;
+    }
     Ok(())
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::connections::{
     connection_from_row, failure_to_json, scopes_to_text, CONNECTION_COLUMNS,
 };
-use super::events::{write_connection_event, write_outbox_event};
+use super::events::{write_connection_change, write_connection_event};
 use super::sql::{after, ots, ts, Lock, Span, SqlStore};
 use super::{
     ConnectionRow, DisconnectOutcome, FailureData, NewConnectionEvent, OutboxSource,
@@ -184,10 +184,7 @@ store_trait! {
             let Some(row) = row else {
                 return Ok(false);
             };
-            write_connection_event(&mut tx, id, event, now).await?;
-            if let Some(outbox) = outbox {
-                write_outbox_event(&mut tx, &row.project_id, &outbox.event_for(&row), now).await?;
-            }
+            write_connection_change(&mut tx, &row, event, outbox, now).await?;
             tx.commit().await?;
             Ok(true)
         }
@@ -268,10 +265,7 @@ impl SqlStore {
                 DisconnectOutcome::NotFound
             });
         };
-        write_connection_event(&mut tx, id, event, now).await?;
-        if let Some(outbox) = outbox {
-            write_outbox_event(&mut tx, &row.project_id, &outbox.event_for(&row), now).await?;
-        }
+        write_connection_change(&mut tx, &row, event, outbox, now).await?;
         tx.commit().await?;
         Ok(DisconnectOutcome::Disconnected(Box::new(row)))
     }

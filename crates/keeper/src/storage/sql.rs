@@ -76,8 +76,9 @@ macro_rules! query {
     ($sql:expr $(, $arg:expr)* $(,)?) => { sqlx::query($sql)$(.bind($arg))* };
 }
 
-/// One statement: `optional`, `one` or `all` rows through `$decode`; `execute` (rows
-/// affected); `scalar_one` / `scalar_optional` / `scalar_all` (type from the caller).
+/// One statement: `optional`, `one` or `all` rows through `$decode`; a `page` of them
+/// (the query ends in [`page_clause`], whose values are bound after `$arg`s); `execute`
+/// (rows affected); `scalar_one` / `scalar_optional` / `scalar_all` (type from the caller).
 macro_rules! sql {
     (optional $on:expr, $decode:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
         run!($on, |c| match query!($sql $(, $arg)*).fetch_optional(c).await {
@@ -96,6 +97,12 @@ macro_rules! sql {
             Ok(rows) => rows.iter().map($decode).collect::<$crate::storage::StoreResult<Vec<_>>>(),
             Err(e) => Err($crate::storage::StoreError::from(e)),
         })
+    };
+    (page $on:expr, $decode:expr, $page:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        sql!(all $on, $decode, $sql $(, $arg)*,
+            $page.cursor.as_ref().map(|c| $crate::storage::sql::ts(c.created_at)),
+            $page.cursor.as_ref().map_or("", |c| c.id.as_str()), i64::from($page.limit) + 1)
+        .map(|items| $crate::storage::sql::page_of(items, $page))
     };
     (execute $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
         run!($on, |c| query!($sql $(, $arg)*)
@@ -392,92 +399,52 @@ pub(super) fn after(now: DateTime<Utc>, d: Duration) -> Ts {
         .unwrap_or(DateTime::<Utc>::MAX_UTC))
 }
 
-impl Type<Sqlite> for Ts {
-    fn type_info() -> <Sqlite as Database>::TypeInfo {
-        <i64 as Type<Sqlite>>::type_info()
-    }
-    fn compatible(ty: &<Sqlite as Database>::TypeInfo) -> bool {
-        <i64 as Type<Sqlite>>::compatible(ty)
-    }
+/// `$t` is stored on `$db` as `$as`: `to` gives that value, `from` (when the type is
+/// read back) turns it into `$t`.
+macro_rules! stored_as {
+    ($t:ty, $db:ty, $as:ty, to: |$v:ident| $to:expr $(, from: |$s:ident| $from:expr)?) => {
+        impl Type<$db> for $t {
+            fn type_info() -> <$db as Database>::TypeInfo {
+                <$as as Type<$db>>::type_info()
+            }
+            fn compatible(ty: &<$db as Database>::TypeInfo) -> bool {
+                <$as as Type<$db>>::compatible(ty)
+            }
+        }
+
+        impl<'q> Encode<'q, $db> for $t {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <$db as Database>::ArgumentBuffer<'q>,
+            ) -> Result<IsNull, BoxDynError> {
+                let $v = self;
+                <$as as Encode<'q, $db>>::encode($to, buf)
+            }
+        }
+
+        $(impl<'r> Decode<'r, $db> for $t {
+            fn decode(value: <$db as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+                let $s = <$as as Decode<'r, $db>>::decode(value)?;
+                $from
+            }
+        })?
+    };
 }
 
-impl<'q> Encode<'q, Sqlite> for Ts {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        <i64 as Encode<'q, Sqlite>>::encode(self.0.timestamp_micros(), buf)
-    }
-}
-
-impl<'r> Decode<'r, Sqlite> for Ts {
-    fn decode(value: <Sqlite as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
-        let micros = <i64 as Decode<'r, Sqlite>>::decode(value)?;
-        DateTime::from_timestamp_micros(micros)
-            .map(Ts)
-            .ok_or_else(|| format!("timestamp {micros} out of range").into())
-    }
-}
-
-impl Type<Postgres> for Ts {
-    fn type_info() -> <Postgres as Database>::TypeInfo {
-        <DateTime<Utc> as Type<Postgres>>::type_info()
-    }
-    fn compatible(ty: &<Postgres as Database>::TypeInfo) -> bool {
-        <DateTime<Utc> as Type<Postgres>>::compatible(ty)
-    }
-}
-
-impl<'q> Encode<'q, Postgres> for Ts {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        <DateTime<Utc> as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
-    }
-}
-
-impl<'r> Decode<'r, Postgres> for Ts {
-    fn decode(value: <Postgres as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
-        <DateTime<Utc> as Decode<'r, Postgres>>::decode(value).map(Ts)
-    }
-}
+stored_as!(Ts, Sqlite, i64, to: |t| t.0.timestamp_micros(), from: |micros| {
+    DateTime::from_timestamp_micros(micros)
+        .map(Ts)
+        .ok_or_else(|| format!("timestamp {micros} out of range").into())
+});
+stored_as!(Ts, Postgres, DateTime<Utc>, to: |t| t.0, from: |at| Ok(Ts(at)));
 
 /// A length of time added to a stored time in SQL (`start_time + $n`): INTEGER
 /// microseconds on SQLite, an `interval` on PostgreSQL.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Span(pub Duration);
 
-impl Type<Sqlite> for Span {
-    fn type_info() -> <Sqlite as Database>::TypeInfo {
-        <i64 as Type<Sqlite>>::type_info()
-    }
-}
-
-impl<'q> Encode<'q, Sqlite> for Span {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        let micros = i64::try_from(self.0.as_micros()).unwrap_or(i64::MAX);
-        <i64 as Encode<'q, Sqlite>>::encode(micros, buf)
-    }
-}
-
-impl Type<Postgres> for Span {
-    fn type_info() -> <Postgres as Database>::TypeInfo {
-        <Duration as Type<Postgres>>::type_info()
-    }
-}
-
-impl<'q> Encode<'q, Postgres> for Span {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        <Duration as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
-    }
-}
+stored_as!(Span, Sqlite, i64, to: |s| i64::try_from(s.0.as_micros()).unwrap_or(i64::MAX));
+stored_as!(Span, Postgres, Duration, to: |s| s.0);
 
 /// A value both databases decode.
 pub(super) trait Value:
@@ -566,7 +533,11 @@ impl Column for Option<Sealed> {
 /// `Ok($ty { … })` from `$row`: each listed field read from the column of its name
 /// ([`Row::get`]), then the fields after `;` from their expressions.
 macro_rules! from_row {
-    ($row:ident => $ty:ident { $($field:ident),* $(,)? $(; $($name:ident: $value:expr),* $(,)?)? }) => {
+    (
+        $row:ident => $ty:ident {
+            $($field:ident),* $(,)? $(; $($name:ident: $value:expr),* $(,)?)?
+        }
+    ) => {
         Ok($ty {
             $($field: $crate::storage::sql::Row::get($row, stringify!($field))?,)*
             $($($name: $value,)*)?
@@ -623,6 +594,19 @@ pub(super) fn keyset(page: &PageRequest) -> (&'static str, &'static str) {
         None | Some(Direction::Older) => ("<", "DESC"),
         Some(Direction::Newer) => (">", "ASC"),
     }
+}
+
+/// The end of a newest-first page's query over rows keyed `($key)` (a time and an
+/// id): the cursor's condition on `$first` and `$first + 1`, the order, and the limit
+/// (`$first + 2`). The `page` arm of [`sql!`] binds the three.
+pub(super) fn page_clause(page: &PageRequest, key: &str, first: usize) -> String {
+    let (cmp, order) = keyset(page);
+    let (at, id, limit) = (first, first + 1, first + 2);
+    let ordered = key.replace(',', &format!(" {order},"));
+    format!(
+        " AND (${at} IS NULL OR ({key}) {cmp} (${at}, ${id})) \
+         ORDER BY {ordered} {order} LIMIT ${limit}"
+    )
 }
 
 /// A page from rows fetched one past `page.limit` in the cursor's direction.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::events::{outbox_event_from_row, OUTBOX_COLUMNS};
-use super::sql::{after, keyset, ots, page_of, ts, Lock, Row};
+use super::sql::{after, ots, page_clause, ts, Lock, Row};
 use super::{Page, PageRequest, Sealed, StoreError, StoreResult};
 
 /// The rule [`super::StoreError::Conflict`] names when a project already has the
@@ -155,14 +155,10 @@ store_trait! {
 
         async fn list_webhook_subscriptions(&self, project_id: &str, page: &PageRequest)
             -> StoreResult<Page<WebhookSubscriptionRow>> {
-            let (cmp, order) = keyset(page);
-            let items = sql!(all &mut self.conn().await?, subscription_from_row,
+            sql!(page &mut self.conn().await?, subscription_from_row, page,
                 &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions \
-                          WHERE project_id = $1 AND ($2 IS NULL OR (created_at, id) {cmp} ($2, $3)) \
-                          ORDER BY created_at {order}, id {order} LIMIT $4"),
-                project_id, page.cursor.as_ref().map(|c| ts(c.created_at)),
-                page.cursor.as_ref().map_or("", |c| c.id.as_str()), i64::from(page.limit) + 1)?;
-            Ok(page_of(items, page))
+                          WHERE project_id = $1{}", page_clause(page, "created_at, id", 2)),
+                project_id)
         }
 
         /// Applies `update` (and `updated_at = at`); `None` when there is no such row.
@@ -294,17 +290,12 @@ store_trait! {
         async fn list_webhook_deliveries(&self, project_id: &str, subscription_id: &str,
             status: Option<DeliveryStatus>, page: &PageRequest)
             -> StoreResult<Page<WebhookDeliveryRow>> {
-            let (cmp, order) = keyset(page);
-            let items = sql!(all &mut self.conn().await?, delivery_from_row,
+            sql!(page &mut self.conn().await?, delivery_from_row, page,
                 &format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
                           WHERE project_id = $1 AND subscription_id = $2 \
-                          AND ($3 IS NULL OR status = $3) \
-                          AND ($4 IS NULL OR (created_at, idempotency_key) {cmp} ($4, $5)) \
-                          ORDER BY created_at {order}, idempotency_key {order} LIMIT $6"),
-                project_id, subscription_id, status.map(DeliveryStatus::as_str),
-                page.cursor.as_ref().map(|c| ts(c.created_at)),
-                page.cursor.as_ref().map_or("", |c| c.id.as_str()), i64::from(page.limit) + 1)?;
-            Ok(page_of(items, page))
+                          AND ($3 IS NULL OR status = $3){}",
+                         page_clause(page, "created_at, idempotency_key", 4)),
+                project_id, subscription_id, status.map(DeliveryStatus::as_str))
         }
 
         /// Puts a delivery back to pending, due now, lease released (`fence + 1`, so an
