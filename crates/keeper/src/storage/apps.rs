@@ -3,33 +3,17 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::sql::{after, keyset, ots, page_of, ts, Lock, Row, SqlStore};
+use super::sql::{after, ots, page_clause, ts, Lock, Row};
 use super::{Page, PageRequest, Sealed, StoreResult, WebhookVerification};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AppKind {
-    UserLevel,
-    AccountLevel,
-}
-
-impl AppKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AppKind::UserLevel => "user_level",
-            AppKind::AccountLevel => "account_level",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AppKind> {
-        match s {
-            "user_level" => Some(AppKind::UserLevel),
-            "account_level" => Some(AppKind::AccountLevel),
-            _ => None,
-        }
+text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AppKind("app kind") {
+        UserLevel = "user_level",
+        AccountLevel = "account_level",
     }
 }
 
@@ -77,71 +61,187 @@ pub enum DeleteAppOutcome {
     HasConnections,
 }
 
-#[async_trait]
-pub trait AppStore: Send + Sync + 'static {
-    /// `Conflict { constraint: "apps_project_client_id" }` on a duplicate client_id.
-    async fn insert_app(&self, app: &AppRow) -> StoreResult<()>;
-    async fn get_app(&self, project_id: &str, id: &str) -> StoreResult<Option<AppRow>>;
-    async fn list_apps(&self, project_id: &str, page: &PageRequest) -> StoreResult<Page<AppRow>>;
-    async fn count_apps(&self, project_id: &str) -> StoreResult<i64>;
-    /// Returns the updated row, or `None` when the app does not exist in the project.
-    /// A new client secret also makes the app's re-check due now (database clock),
-    /// in the same statement ([`AppStore::claim_app_recheck`]).
-    async fn update_app_secrets(
-        &self,
-        project_id: &str,
-        id: &str,
-        update: &AppSecretsUpdate,
-        at: DateTime<Utc>,
-    ) -> StoreResult<Option<AppRow>>;
-    /// Deletes the app only if it has no connections, atomically.
-    async fn delete_app(&self, project_id: &str, id: &str) -> StoreResult<DeleteAppOutcome>;
-    /// Unscoped read for webhook ingress, which knows only the app id in its URL.
-    async fn app_by_id(&self, id: &str) -> StoreResult<Option<AppRow>>;
-    /// Moves the app's `last_verified_webhook_received_at` or
-    /// `last_unverified_webhook_received_at` forward to `at` (never back). Callers
-    /// throttle how often they call it.
-    async fn record_app_webhook_received(
-        &self,
-        app_id: &str,
-        which: WebhookVerification,
-        at: DateTime<Utc>,
-    ) -> StoreResult<()>;
-    /// Flags the app's Zoom webhooks as stopped since `since`, unless already
-    /// flagged; true when this call flagged it.
-    async fn flag_app_webhook_events_stale(
-        &self,
-        app_id: &str,
-        since: DateTime<Utc>,
-    ) -> StoreResult<bool>;
-    /// Clears the flag (a verified webhook arrived); true when it was set.
-    async fn clear_app_webhook_events_stale(&self, app_id: &str) -> StoreResult<bool>;
-    /// Claims the app whose re-check after a client secret change is due
-    /// (`recheck_due_at <= now`, database clock; oldest due first; only `app_id` when
-    /// given): sets `recheck_due_at = now + lease_for` and returns that claim. `None`
-    /// when nothing is due (or it is claimed and the lease has not run out).
-    /// Skips rows another process has locked, on PostgreSQL.
-    async fn claim_app_recheck(
-        &self,
-        app_id: Option<&str>,
-        lease_for: Duration,
-    ) -> StoreResult<Option<AppRecheckClaim>>;
-    /// Extends a claim to `now + lease_for` while `recheck_due_at` still equals
-    /// `claim.due_at`; the new claim, or `None` when a newer change (or another
-    /// process, after the lease ran out) took the row over.
-    async fn renew_app_recheck(
-        &self,
-        claim: &AppRecheckClaim,
-        lease_for: Duration,
-    ) -> StoreResult<Option<AppRecheckClaim>>;
-    /// Ends a claimed re-check while `recheck_due_at` still equals `claim.due_at`:
-    /// clears it, or with `retry_in` makes it due again then (database clock). False
-    /// (nothing written) when a newer change made it due meanwhile: that one stays.
-    async fn finish_app_recheck(
-        &self,
-        claim: &AppRecheckClaim,
-        retry_in: Option<Duration>,
-    ) -> StoreResult<bool>;
+store_trait! {
+    pub trait AppStore {
+        /// `Conflict { constraint: "apps_project_client_id" }` on a duplicate client_id.
+        async fn insert_app(&self, app: &AppRow) -> StoreResult<()> {
+            sql!(execute &mut self.conn().await?,
+                "INSERT INTO zoom_oauth_apps (id, project_id, client_id, client_secret, \
+                 webhook_secret, kind, created_at, updated_at, \
+                 last_verified_webhook_received_at, last_unverified_webhook_received_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &app.id, &app.project_id, &app.client_id, &app.client_secret.0,
+                app.webhook_secret.as_ref().map(|s| &s.0), app.kind.as_str(), ts(app.created_at),
+                ts(app.updated_at), ots(app.last_verified_webhook_received_at),
+                ots(app.last_unverified_webhook_received_at))?;
+            Ok(())
+        }
+
+        async fn get_app(&self, project_id: &str, id: &str) -> StoreResult<Option<AppRow>> {
+            sql!(optional &mut self.conn().await?, app_from_row,
+                &format!("SELECT {APP_COLUMNS}, {CONNECTION_COUNT} FROM zoom_oauth_apps a \
+                          WHERE a.project_id = $1 AND a.id = $2"),
+                project_id, id)
+        }
+
+        async fn list_apps(&self, project_id: &str, page: &PageRequest)
+            -> StoreResult<Page<AppRow>> {
+            sql!(page &mut self.conn().await?, app_from_row, page,
+                &format!("SELECT {APP_COLUMNS}, {CONNECTION_COUNT} FROM zoom_oauth_apps a \
+                          WHERE a.project_id = $1{}", page_clause(page, "a.created_at, a.id", 2)),
+                project_id)
+        }
+
+        async fn count_apps(&self, project_id: &str) -> StoreResult<i64> {
+            sql!(scalar_one &mut self.conn().await?,
+                "SELECT COUNT(*) FROM zoom_oauth_apps WHERE project_id = $1", project_id)
+        }
+
+        /// Returns the updated row, or `None` when the app does not exist in the project.
+        /// A new client secret also makes the app's re-check due now (database clock),
+        /// in the same statement ([`AppStore::claim_app_recheck`]).
+        async fn update_app_secrets(&self, project_id: &str, id: &str, update: &AppSecretsUpdate,
+            at: DateTime<Utc>) -> StoreResult<Option<AppRow>> {
+            let now = self.now().await?;
+            let mut tx = self.begin().await?;
+            let webhook_secret = update.webhook_secret.as_ref().and_then(|w| w.as_ref());
+            let updated = sql!(execute &mut tx,
+                "UPDATE zoom_oauth_apps SET \
+                 client_secret = CASE WHEN $1 THEN $2 ELSE client_secret END, \
+                 webhook_secret = CASE WHEN $3 THEN $4 ELSE webhook_secret END, \
+                 recheck_due_at = CASE WHEN $1 THEN $8 ELSE recheck_due_at END, \
+                 updated_at = $5 WHERE project_id = $6 AND id = $7",
+                update.client_secret.is_some(), update.client_secret.as_ref().map(|s| &s.0),
+                update.webhook_secret.is_some(), webhook_secret.map(|s| &s.0), ts(at), project_id,
+                id, ts(now))?;
+            if updated == 0 {
+                return Ok(None);
+            }
+            let row = sql!(one &mut tx, app_from_row,
+                &format!("SELECT {APP_COLUMNS}, {CONNECTION_COUNT} FROM zoom_oauth_apps a \
+                          WHERE a.project_id = $1 AND a.id = $2"),
+                project_id, id)?;
+            tx.commit().await?;
+            Ok(Some(row))
+        }
+
+        /// Deletes the app only if it has no connections, atomically.
+        async fn delete_app(&self, project_id: &str, id: &str) -> StoreResult<DeleteAppOutcome> {
+            let mut tx = self.begin().await?;
+            // The row lock conflicts with the key-share lock a connection insert takes on
+            // its app, so no connection can appear between the check and the delete.
+            let found: Option<String> = sql!(scalar_optional &mut tx,
+                &format!("SELECT id FROM zoom_oauth_apps WHERE project_id = $1 AND id = $2{}",
+                         self.lock(Lock::Update)),
+                project_id, id)?;
+            if found.is_none() {
+                return Ok(DeleteAppOutcome::NotFound);
+            }
+            let has_connections: bool = sql!(scalar_one &mut tx,
+                "SELECT EXISTS (SELECT 1 FROM zoom_oauth_connections WHERE app_id = $1)", id)?;
+            if has_connections {
+                return Ok(DeleteAppOutcome::HasConnections);
+            }
+            let deleted = sql!(execute &mut tx,
+                "DELETE FROM zoom_oauth_apps WHERE project_id = $1 AND id = $2", project_id, id);
+            if let Err(e) = deleted {
+                return match super::foreign_key_not_found(e) {
+                    super::StoreError::NotFound => Ok(DeleteAppOutcome::HasConnections),
+                    e => Err(e),
+                };
+            }
+            tx.commit().await?;
+            Ok(DeleteAppOutcome::Deleted)
+        }
+
+        /// Unscoped read for webhook ingress, which knows only the app id in its URL.
+        async fn app_by_id(&self, id: &str) -> StoreResult<Option<AppRow>> {
+            sql!(optional &mut self.conn().await?, app_from_row,
+                &format!("SELECT {APP_COLUMNS}, {NO_CONNECTION_COUNT} FROM zoom_oauth_apps a \
+                          WHERE a.id = $1"),
+                id)
+        }
+
+        /// Moves the app's `last_verified_webhook_received_at` or
+        /// `last_unverified_webhook_received_at` forward to `at` (never back). Callers
+        /// throttle how often they call it.
+        async fn record_app_webhook_received(&self, app_id: &str, which: WebhookVerification,
+            at: DateTime<Utc>) -> StoreResult<()> {
+            let column = webhook_timestamp_column(which);
+            sql!(execute &mut self.conn().await?,
+                &format!("UPDATE zoom_oauth_apps SET {column} = $1 \
+                          WHERE id = $2 AND ({column} IS NULL OR {column} < $1)"),
+                ts(at), app_id)?;
+            Ok(())
+        }
+
+        /// Flags the app's Zoom webhooks as stopped since `since`, unless already
+        /// flagged; true when this call flagged it.
+        async fn flag_app_webhook_events_stale(&self, app_id: &str, since: DateTime<Utc>)
+            -> StoreResult<bool> {
+            let done = sql!(execute &mut self.conn().await?,
+                "UPDATE zoom_oauth_apps SET webhook_events_stale_since = $1 \
+                 WHERE id = $2 AND webhook_events_stale_since IS NULL",
+                ts(since), app_id)?;
+            Ok(done == 1)
+        }
+
+        /// Clears the flag (a verified webhook arrived); true when it was set.
+        async fn clear_app_webhook_events_stale(&self, app_id: &str) -> StoreResult<bool> {
+            let done = sql!(execute &mut self.conn().await?,
+                "UPDATE zoom_oauth_apps SET webhook_events_stale_since = NULL \
+                 WHERE id = $1 AND webhook_events_stale_since IS NOT NULL",
+                app_id)?;
+            Ok(done == 1)
+        }
+
+        /// Claims the app whose re-check after a client secret change is due
+        /// (`recheck_due_at <= now`, database clock; oldest due first; only `app_id` when
+        /// given): sets `recheck_due_at = now + lease_for` and returns that claim. `None`
+        /// when nothing is due (or it is claimed and the lease has not run out).
+        /// Skips rows another process has locked, on PostgreSQL.
+        async fn claim_app_recheck(&self, app_id: Option<&str>, lease_for: Duration)
+            -> StoreResult<Option<AppRecheckClaim>> {
+            let now = self.now().await?;
+            let mut tx = self.begin().await?;
+            let claim = sql!(optional &mut tx, claim_from_row,
+                &format!("WITH due(due_id) AS MATERIALIZED (\
+                              SELECT id FROM zoom_oauth_apps \
+                              WHERE recheck_due_at <= $1 AND ($2 IS NULL OR id = $2) \
+                              ORDER BY recheck_due_at LIMIT 1{}) \
+                          UPDATE zoom_oauth_apps SET recheck_due_at = $3 \
+                          FROM due WHERE id = due.due_id RETURNING id, recheck_due_at",
+                         self.lock(Lock::SkipLocked)),
+                ts(now), app_id, after(now, lease_for))?;
+            tx.commit().await?;
+            Ok(claim)
+        }
+
+        /// Extends a claim to `now + lease_for` while `recheck_due_at` still equals
+        /// `claim.due_at`; the new claim, or `None` when a newer change (or another
+        /// process, after the lease ran out) took the row over.
+        async fn renew_app_recheck(&self, claim: &AppRecheckClaim, lease_for: Duration)
+            -> StoreResult<Option<AppRecheckClaim>> {
+            let now = self.now().await?;
+            sql!(optional &mut self.conn().await?, claim_from_row,
+                "UPDATE zoom_oauth_apps SET recheck_due_at = $1 \
+                 WHERE id = $2 AND recheck_due_at = $3 RETURNING id, recheck_due_at",
+                after(now, lease_for), &claim.app_id, ts(claim.due_at))
+        }
+
+        /// Ends a claimed re-check while `recheck_due_at` still equals `claim.due_at`:
+        /// clears it, or with `retry_in` makes it due again then (database clock). False
+        /// (nothing written) when a newer change made it due meanwhile: that one stays.
+        async fn finish_app_recheck(&self, claim: &AppRecheckClaim, retry_in: Option<Duration>)
+            -> StoreResult<bool> {
+            let now = self.now().await?;
+            let updated = sql!(execute &mut self.conn().await?,
+                "UPDATE zoom_oauth_apps SET recheck_due_at = $1 \
+                 WHERE id = $2 AND recheck_due_at = $3",
+                retry_in.map(|d| after(now, d)), &claim.app_id, ts(claim.due_at))?;
+            Ok(updated == 1)
+        }
+    }
 }
 
 const APP_COLUMNS: &str = "a.id, a.project_id, a.client_id, a.client_secret, a.webhook_secret, \
@@ -153,28 +253,17 @@ const CONNECTION_COUNT: &str =
 const NO_CONNECTION_COUNT: &str = "CAST(0 AS BIGINT) AS connection_count";
 
 fn app_from_row(row: &impl Row) -> StoreResult<AppRow> {
-    let kind: String = row.get("kind")?;
-    Ok(AppRow {
-        id: row.get("id")?,
-        project_id: row.get("project_id")?,
-        client_id: row.get("client_id")?,
-        client_secret: row.sealed("client_secret")?,
-        webhook_secret: row.opt_sealed("webhook_secret")?,
-        kind: AppKind::parse(&kind)
-            .ok_or_else(|| super::sql::decode_error(format!("unknown app kind {kind:?}")))?,
-        created_at: row.time("created_at")?,
-        updated_at: row.time("updated_at")?,
-        last_verified_webhook_received_at: row.opt_time("last_verified_webhook_received_at")?,
-        last_unverified_webhook_received_at: row.opt_time("last_unverified_webhook_received_at")?,
-        webhook_events_stale_since: row.opt_time("webhook_events_stale_since")?,
-        connection_count: row.get("connection_count")?,
+    from_row!(row => AppRow {
+        id, project_id, client_id, client_secret, webhook_secret, kind, created_at, updated_at,
+        last_verified_webhook_received_at, last_unverified_webhook_received_at,
+        webhook_events_stale_since, connection_count,
     })
 }
 
 fn claim_from_row(row: &impl Row) -> StoreResult<AppRecheckClaim> {
     Ok(AppRecheckClaim {
         app_id: row.get("id")?,
-        due_at: row.time("recheck_due_at")?,
+        due_at: row.get("recheck_due_at")?,
     })
 }
 
@@ -182,186 +271,5 @@ fn webhook_timestamp_column(which: WebhookVerification) -> &'static str {
     match which {
         WebhookVerification::Verified => "last_verified_webhook_received_at",
         WebhookVerification::Unverified => "last_unverified_webhook_received_at",
-    }
-}
-
-#[async_trait]
-impl AppStore for SqlStore {
-    async fn insert_app(&self, app: &AppRow) -> StoreResult<()> {
-        sql!(execute &mut self.conn().await?,
-            "INSERT INTO zoom_oauth_apps (id, project_id, client_id, client_secret, \
-             webhook_secret, kind, created_at, updated_at, last_verified_webhook_received_at, \
-             last_unverified_webhook_received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &app.id, &app.project_id, &app.client_id, &app.client_secret.0,
-            app.webhook_secret.as_ref().map(|s| &s.0), app.kind.as_str(), ts(app.created_at),
-            ts(app.updated_at), ots(app.last_verified_webhook_received_at),
-            ots(app.last_unverified_webhook_received_at))?;
-        Ok(())
-    }
-
-    async fn get_app(&self, project_id: &str, id: &str) -> StoreResult<Option<AppRow>> {
-        sql!(optional &mut self.conn().await?, app_from_row,
-            &format!("SELECT {APP_COLUMNS}, {CONNECTION_COUNT} FROM zoom_oauth_apps a \
-                      WHERE a.project_id = $1 AND a.id = $2"),
-            project_id, id)
-    }
-
-    async fn list_apps(&self, project_id: &str, page: &PageRequest) -> StoreResult<Page<AppRow>> {
-        let (cmp, order) = keyset(page);
-        let items = sql!(all &mut self.conn().await?, app_from_row,
-            &format!("SELECT {APP_COLUMNS}, {CONNECTION_COUNT} FROM zoom_oauth_apps a \
-                      WHERE a.project_id = $1 AND ($2 IS NULL OR (a.created_at, a.id) {cmp} ($2, $3)) \
-                      ORDER BY a.created_at {order}, a.id {order} LIMIT $4"),
-            project_id, page.cursor.as_ref().map(|c| ts(c.created_at)),
-            page.cursor.as_ref().map_or("", |c| c.id.as_str()), i64::from(page.limit) + 1)?;
-        Ok(page_of(items, page))
-    }
-
-    async fn count_apps(&self, project_id: &str) -> StoreResult<i64> {
-        sql!(scalar_one &mut self.conn().await?,
-            "SELECT COUNT(*) FROM zoom_oauth_apps WHERE project_id = $1", project_id)
-    }
-
-    async fn update_app_secrets(
-        &self,
-        project_id: &str,
-        id: &str,
-        update: &AppSecretsUpdate,
-        at: DateTime<Utc>,
-    ) -> StoreResult<Option<AppRow>> {
-        let now = self.now().await?;
-        let mut tx = self.begin().await?;
-        let webhook_secret = update.webhook_secret.as_ref().and_then(|w| w.as_ref());
-        let updated = sql!(execute &mut tx,
-            "UPDATE zoom_oauth_apps SET \
-             client_secret = CASE WHEN $1 THEN $2 ELSE client_secret END, \
-             webhook_secret = CASE WHEN $3 THEN $4 ELSE webhook_secret END, \
-             recheck_due_at = CASE WHEN $1 THEN $8 ELSE recheck_due_at END, \
-             updated_at = $5 WHERE project_id = $6 AND id = $7",
-            update.client_secret.is_some(), update.client_secret.as_ref().map(|s| &s.0),
-            update.webhook_secret.is_some(), webhook_secret.map(|s| &s.0), ts(at), project_id,
-            id, ts(now))?;
-        if updated == 0 {
-            return Ok(None);
-        }
-        let row = sql!(one &mut tx, app_from_row,
-            &format!("SELECT {APP_COLUMNS}, {CONNECTION_COUNT} FROM zoom_oauth_apps a \
-                      WHERE a.project_id = $1 AND a.id = $2"),
-            project_id, id)?;
-        tx.commit().await?;
-        Ok(Some(row))
-    }
-
-    async fn delete_app(&self, project_id: &str, id: &str) -> StoreResult<DeleteAppOutcome> {
-        let mut tx = self.begin().await?;
-        // The row lock conflicts with the key-share lock a connection insert takes on
-        // its app, so no connection can appear between the check and the delete.
-        let found: Option<String> = sql!(scalar_optional &mut tx,
-            &format!("SELECT id FROM zoom_oauth_apps WHERE project_id = $1 AND id = $2{}",
-                     self.lock(Lock::Update)),
-            project_id, id)?;
-        if found.is_none() {
-            return Ok(DeleteAppOutcome::NotFound);
-        }
-        let has_connections: bool = sql!(scalar_one &mut tx,
-            "SELECT EXISTS (SELECT 1 FROM zoom_oauth_connections WHERE app_id = $1)", id)?;
-        if has_connections {
-            return Ok(DeleteAppOutcome::HasConnections);
-        }
-        let deleted = sql!(execute &mut tx,
-            "DELETE FROM zoom_oauth_apps WHERE project_id = $1 AND id = $2", project_id, id);
-        if let Err(e) = deleted {
-            return match super::foreign_key_not_found(e) {
-                super::StoreError::NotFound => Ok(DeleteAppOutcome::HasConnections),
-                e => Err(e),
-            };
-        }
-        tx.commit().await?;
-        Ok(DeleteAppOutcome::Deleted)
-    }
-
-    async fn app_by_id(&self, id: &str) -> StoreResult<Option<AppRow>> {
-        sql!(optional &mut self.conn().await?, app_from_row,
-            &format!("SELECT {APP_COLUMNS}, {NO_CONNECTION_COUNT} FROM zoom_oauth_apps a \
-                      WHERE a.id = $1"),
-            id)
-    }
-
-    async fn record_app_webhook_received(
-        &self,
-        app_id: &str,
-        which: WebhookVerification,
-        at: DateTime<Utc>,
-    ) -> StoreResult<()> {
-        let column = webhook_timestamp_column(which);
-        sql!(execute &mut self.conn().await?,
-            &format!("UPDATE zoom_oauth_apps SET {column} = $1 \
-                      WHERE id = $2 AND ({column} IS NULL OR {column} < $1)"),
-            ts(at), app_id)?;
-        Ok(())
-    }
-
-    async fn flag_app_webhook_events_stale(
-        &self,
-        app_id: &str,
-        since: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let done = sql!(execute &mut self.conn().await?,
-            "UPDATE zoom_oauth_apps SET webhook_events_stale_since = $1 \
-             WHERE id = $2 AND webhook_events_stale_since IS NULL",
-            ts(since), app_id)?;
-        Ok(done == 1)
-    }
-
-    async fn clear_app_webhook_events_stale(&self, app_id: &str) -> StoreResult<bool> {
-        let done = sql!(execute &mut self.conn().await?,
-            "UPDATE zoom_oauth_apps SET webhook_events_stale_since = NULL \
-             WHERE id = $1 AND webhook_events_stale_since IS NOT NULL",
-            app_id)?;
-        Ok(done == 1)
-    }
-
-    async fn claim_app_recheck(
-        &self,
-        app_id: Option<&str>,
-        lease_for: Duration,
-    ) -> StoreResult<Option<AppRecheckClaim>> {
-        let now = self.now().await?;
-        let mut tx = self.begin().await?;
-        let claim = sql!(optional &mut tx, claim_from_row,
-            &format!("WITH due(due_id) AS MATERIALIZED (\
-                          SELECT id FROM zoom_oauth_apps \
-                          WHERE recheck_due_at <= $1 AND ($2 IS NULL OR id = $2) \
-                          ORDER BY recheck_due_at LIMIT 1{}) \
-                      UPDATE zoom_oauth_apps SET recheck_due_at = $3 \
-                      FROM due WHERE id = due.due_id RETURNING id, recheck_due_at",
-                     self.lock(Lock::SkipLocked)),
-            ts(now), app_id, after(now, lease_for))?;
-        tx.commit().await?;
-        Ok(claim)
-    }
-
-    async fn renew_app_recheck(
-        &self,
-        claim: &AppRecheckClaim,
-        lease_for: Duration,
-    ) -> StoreResult<Option<AppRecheckClaim>> {
-        let now = self.now().await?;
-        sql!(optional &mut self.conn().await?, claim_from_row,
-            "UPDATE zoom_oauth_apps SET recheck_due_at = $1 \
-             WHERE id = $2 AND recheck_due_at = $3 RETURNING id, recheck_due_at",
-            after(now, lease_for), &claim.app_id, ts(claim.due_at))
-    }
-
-    async fn finish_app_recheck(
-        &self,
-        claim: &AppRecheckClaim,
-        retry_in: Option<Duration>,
-    ) -> StoreResult<bool> {
-        let now = self.now().await?;
-        let updated = sql!(execute &mut self.conn().await?,
-            "UPDATE zoom_oauth_apps SET recheck_due_at = $1 WHERE id = $2 AND recheck_due_at = $3",
-            retry_in.map(|d| after(now, d)), &claim.app_id, ts(claim.due_at))?;
-        Ok(updated == 1)
     }
 }

@@ -2,35 +2,19 @@
 //! settings. Leases and grant write-backs are in [`super::leases`], the event log and
 //! outbox in [`super::events`].
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::events::{write_connection_event, write_outbox_event};
-use super::sql::{keyset, ots, page_of, ts, Row, SqlStore};
+use super::events::{write_connection_change, write_connection_event};
+use super::sql::{ots, page_clause, ts, Row};
 use super::{OutboxSource, Page, PageRequest, Sealed, StoreResult};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectionState {
-    Connected,
-    Disconnected,
-}
-
-impl ConnectionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectionState::Connected => "connected",
-            ConnectionState::Disconnected => "disconnected",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ConnectionState> {
-        match s {
-            "connected" => Some(ConnectionState::Connected),
-            "disconnected" => Some(ConnectionState::Disconnected),
-            _ => None,
-        }
+text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ConnectionState("connection state") {
+        Connected = "connected",
+        Disconnected = "disconnected",
     }
 }
 
@@ -197,86 +181,189 @@ pub enum DisconnectOutcome {
     NotFound,
 }
 
-#[async_trait]
-pub trait ConnectionStore: Send + Sync + 'static {
-    /// Writes the row and its `event` in one transaction.
-    /// `Conflict { constraint: "connections_app_user_id" | "connections_app_deduplication_key" }`.
-    async fn insert_connection(
-        &self,
-        row: &ConnectionRow,
-        event: &NewConnectionEvent,
-    ) -> StoreResult<()>;
-    async fn get_connection(
-        &self,
-        project_id: &str,
-        id: &str,
-    ) -> StoreResult<Option<ConnectionRow>>;
-    /// Unscoped read for workers that already hold the id from a claim.
-    async fn connection_by_id(&self, id: &str) -> StoreResult<Option<ConnectionRow>>;
-    async fn connection_by_user(
-        &self,
-        app_id: &str,
-        user_id: &str,
-    ) -> StoreResult<Option<ConnectionRow>>;
-    async fn connection_by_deduplication_key(
-        &self,
-        app_id: &str,
-        key: &str,
-    ) -> StoreResult<Option<ConnectionRow>>;
-    async fn list_connections(
-        &self,
-        project_id: &str,
-        filter: &ConnectionFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Page<ConnectionRow>>;
-    /// Replaces the grant of connection `id` in place (see [`GrantReplacement`]),
-    /// writing `event` and `outbox` in the same transaction. Returns the new row, or
-    /// `None` when it no longer exists. Conflicts as for `insert_connection`.
-    async fn replace_connection_grant(
-        &self,
-        project_id: &str,
-        id: &str,
-        grant: &GrantReplacement,
-        event: &NewConnectionEvent,
-        outbox: Option<&dyn OutboxSource>,
-    ) -> StoreResult<Option<ConnectionRow>>;
-    /// `Conflict { constraint: "connections_app_deduplication_key" }` on a taken key.
-    async fn update_connection_settings(
-        &self,
-        project_id: &str,
-        id: &str,
-        update: &ConnectionSettingsUpdate,
-    ) -> StoreResult<Option<ConnectionRow>>;
-    /// Asks for a meeting sync of connection `id` now (`next_sync_at = now`, database
-    /// clock). False when it does not exist in the project.
-    async fn schedule_connection_sync(&self, project_id: &str, id: &str) -> StoreResult<bool>;
-    /// Deletes the connection (its meetings and events go with it); returns the row
-    /// as it was, so the caller can revoke its token at Zoom. With `fence: Some(f)`
-    /// only while the fence is still `f` (the caller holds the lease).
-    async fn delete_connection(
-        &self,
-        project_id: &str,
-        id: &str,
-        fence: Option<i64>,
-    ) -> StoreResult<Option<ConnectionRow>>;
-    /// The oldest connected connection of `app_id` in Zoom account `account_id`
-    /// (account-level apps: an admin's grant covers the account's meetings).
-    async fn connection_in_account(
-        &self,
-        app_id: &str,
-        account_id: &str,
-    ) -> StoreResult<Option<ConnectionRow>>;
-    /// Connections of the project (of `app_id` only, when given) whose
-    /// `personal_meeting_url` ends in `/my/{vanity}` or has `/my/{vanity}?` (so the
-    /// path ends there), compared case-insensitively with `vanity` lowercased; at
-    /// most 20, connected ones first, then newest first. The caller still parses
-    /// each URL and compares the vanity.
-    async fn connections_by_personal_link(
-        &self,
-        project_id: &str,
-        app_id: Option<&str>,
-        vanity: &str,
-    ) -> StoreResult<Vec<ConnectionRow>>;
+store_trait! {
+    pub trait ConnectionStore {
+        /// Writes the row and its `event` in one transaction. `Conflict { constraint:
+        /// "connections_app_user_id" | "connections_app_deduplication_key" }`.
+        async fn insert_connection(&self, row: &ConnectionRow, event: &NewConnectionEvent)
+            -> StoreResult<()> {
+            let now = self.now().await?;
+            let mut tx = self.begin().await?;
+            sql!(execute &mut tx,
+                &format!("INSERT INTO zoom_oauth_connections ({CONNECTION_COLUMNS}) VALUES \
+                          ({})", super::sql::placeholders(1, 28)),
+                &row.id, &row.project_id, &row.app_id, &row.user_id, &row.account_id, &row.email,
+                &row.pmi, &row.personal_meeting_url, row.state.as_str(),
+                row.connection_failure_data.as_ref().map(failure_to_json), &row.metadata,
+                &row.deduplication_key, row.is_local_recording_token_supported,
+                row.is_onbehalf_token_supported, scopes_to_text(&row.scopes),
+                row.refresh_token.as_ref().map(|s| &s.0), row.access_token.as_ref().map(|s| &s.0),
+                ots(row.access_token_expires_at), &row.lease_owner, ots(row.lease_until), row.fence,
+                ots(row.refresh_due_at), ots(row.last_attempted_sync_at),
+                ots(row.last_successful_sync_at), ots(row.next_sync_at),
+                ots(row.last_successful_token_refresh_at), ts(row.created_at), ts(row.updated_at))?;
+            write_connection_event(&mut tx, &row.id, event, now).await?;
+            tx.commit().await
+        }
+
+        async fn get_connection(&self, project_id: &str, id: &str)
+            -> StoreResult<Option<ConnectionRow>> {
+            sql!(optional &mut self.conn().await?, connection_from_row,
+                &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+                          WHERE project_id = $1 AND id = $2"),
+                project_id, id)
+        }
+
+        /// Unscoped read for workers that already hold the id from a claim.
+        async fn connection_by_id(&self, id: &str) -> StoreResult<Option<ConnectionRow>> {
+            sql!(optional &mut self.conn().await?, connection_from_row,
+                &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections WHERE id = $1"),
+                id)
+        }
+
+        async fn connection_by_user(&self, app_id: &str, user_id: &str)
+            -> StoreResult<Option<ConnectionRow>> {
+            sql!(optional &mut self.conn().await?, connection_from_row,
+                &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+                          WHERE app_id = $1 AND user_id = $2"),
+                app_id, user_id)
+        }
+
+        async fn connection_by_deduplication_key(&self, app_id: &str, key: &str)
+            -> StoreResult<Option<ConnectionRow>> {
+            sql!(optional &mut self.conn().await?, connection_from_row,
+                &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+                          WHERE app_id = $1 AND deduplication_key = $2"),
+                app_id, key)
+        }
+
+        async fn list_connections(&self, project_id: &str, filter: &ConnectionFilter,
+            page: &PageRequest) -> StoreResult<Page<ConnectionRow>> {
+            sql!(page &mut self.conn().await?, connection_from_row, page,
+                &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+                          WHERE project_id = $1 \
+                          AND ($2 IS NULL OR app_id = $2) AND ($3 IS NULL OR user_id = $3) \
+                          AND ($4 IS NULL OR account_id = $4) AND ($5 IS NULL OR state = $5) \
+                          AND ($6 IS NULL OR deduplication_key = $6){}",
+                         page_clause(page, "created_at, id", 7)),
+                project_id, &filter.app_id, &filter.user_id, &filter.account_id,
+                filter.state.map(ConnectionState::as_str), &filter.deduplication_key)
+        }
+
+        /// Replaces the grant of connection `id` in place (see [`GrantReplacement`]),
+        /// writing `event` and `outbox` in the same transaction. Returns the new row, or
+        /// `None` when it no longer exists. Conflicts as for `insert_connection`.
+        async fn replace_connection_grant(&self, project_id: &str, id: &str,
+            grant: &GrantReplacement, event: &NewConnectionEvent, outbox: Option<&dyn OutboxSource>)
+            -> StoreResult<Option<ConnectionRow>> {
+            let now = self.now().await?;
+            let mut tx = self.begin().await?;
+            let row = sql!(optional &mut tx, connection_from_row,
+                &format!("UPDATE zoom_oauth_connections SET user_id = $1, account_id = $2, \
+                 email = $3, pmi = $4, personal_meeting_url = $5, metadata = $6, \
+                 deduplication_key = $7, is_local_recording_token_supported = $8, \
+                 is_onbehalf_token_supported = $9, scopes = $10, refresh_token = $11, \
+                 access_token = $12, access_token_expires_at = $13, refresh_due_at = $14, \
+                 next_sync_at = CASE WHEN $20 THEN next_sync_at ELSE $15 END, \
+                 state = CASE WHEN $20 THEN state ELSE 'connected' END, \
+                 connection_failure_data = \
+                     CASE WHEN $20 THEN connection_failure_data ELSE NULL END, \
+                 lease_owner = NULL, lease_until = NULL, fence = fence + 1, \
+                 last_attempted_sync_at = \
+                     CASE WHEN $16 THEN NULL ELSE last_attempted_sync_at END, \
+                 last_successful_sync_at = \
+                     CASE WHEN $16 THEN NULL ELSE last_successful_sync_at END, \
+                 updated_at = $17 \
+                 WHERE project_id = $18 AND id = $19 AND ($21 IS NULL OR fence = $21) \
+                 RETURNING {CONNECTION_COLUMNS}"),
+                &grant.user_id, &grant.account_id, &grant.email, &grant.pmi,
+                &grant.personal_meeting_url, &grant.metadata, &grant.deduplication_key,
+                grant.is_local_recording_token_supported, grant.is_onbehalf_token_supported,
+                scopes_to_text(&grant.scopes), &grant.refresh_token.0, &grant.access_token.0,
+                ts(grant.access_token_expires_at), ts(grant.refresh_due_at),
+                ots(grant.next_sync_at), grant.clear_meetings, ts(now), project_id, id,
+                grant.keep_state,
+                grant.expected_fence)?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            if grant.clear_meetings {
+                sql!(execute &mut tx, "DELETE FROM zoom_meetings WHERE connection_id = $1", id)?;
+            }
+            write_connection_change(&mut tx, &row, event, outbox, now).await?;
+            tx.commit().await?;
+            Ok(Some(row))
+        }
+
+        /// `Conflict { constraint: "connections_app_deduplication_key" }` on a taken key.
+        async fn update_connection_settings(&self, project_id: &str, id: &str,
+            update: &ConnectionSettingsUpdate) -> StoreResult<Option<ConnectionRow>> {
+            let now = self.now().await?;
+            sql!(optional &mut self.conn().await?, connection_from_row,
+                &format!("UPDATE zoom_oauth_connections SET \
+                 metadata = CASE WHEN $1 THEN $2 ELSE metadata END, \
+                 deduplication_key = CASE WHEN $3 THEN $4 ELSE deduplication_key END, \
+                 is_local_recording_token_supported = \
+                     COALESCE($5, is_local_recording_token_supported), \
+                 is_onbehalf_token_supported = COALESCE($6, is_onbehalf_token_supported), \
+                 updated_at = $7 WHERE project_id = $8 AND id = $9 RETURNING {CONNECTION_COLUMNS}"),
+                update.metadata.is_some(), update.metadata.as_ref().and_then(|m| m.as_ref()),
+                update.deduplication_key.is_some(),
+                update.deduplication_key.as_ref().and_then(|k| k.as_deref()),
+                update.is_local_recording_token_supported, update.is_onbehalf_token_supported,
+                ts(now), project_id, id)
+        }
+
+        /// Asks for a meeting sync of connection `id` now (`next_sync_at = now`, database
+        /// clock). False when it does not exist in the project.
+        async fn schedule_connection_sync(&self, project_id: &str, id: &str) -> StoreResult<bool> {
+            let now = self.now().await?;
+            let changed = sql!(execute &mut self.conn().await?,
+                "UPDATE zoom_oauth_connections SET next_sync_at = $1 \
+                 WHERE project_id = $2 AND id = $3",
+                ts(now), project_id, id)?;
+            Ok(changed == 1)
+        }
+
+        /// Deletes the connection (its meetings and events go with it); returns the row
+        /// as it was, so the caller can revoke its token at Zoom. With `fence: Some(f)`
+        /// only while the fence is still `f` (the caller holds the lease).
+        async fn delete_connection(&self, project_id: &str, id: &str, fence: Option<i64>)
+            -> StoreResult<Option<ConnectionRow>> {
+            sql!(optional &mut self.conn().await?, connection_from_row,
+                &format!("DELETE FROM zoom_oauth_connections WHERE project_id = $1 AND id = $2 \
+                          AND ($3 IS NULL OR fence = $3) RETURNING {CONNECTION_COLUMNS}"),
+                project_id, id, fence)
+        }
+
+        /// The oldest connected connection of `app_id` in Zoom account `account_id`
+        /// (account-level apps: an admin's grant covers the account's meetings).
+        async fn connection_in_account(&self, app_id: &str, account_id: &str)
+            -> StoreResult<Option<ConnectionRow>> {
+            sql!(optional &mut self.conn().await?, connection_from_row,
+                &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+                          WHERE app_id = $1 AND account_id = $2 AND state = 'connected' \
+                          ORDER BY created_at, id LIMIT 1"),
+                app_id, account_id)
+        }
+
+        /// Connections of the project (of `app_id` only, when given) whose
+        /// `personal_meeting_url` ends in `/my/{vanity}` or has `/my/{vanity}?` (so the
+        /// path ends there), compared case-insensitively with `vanity` lowercased; at
+        /// most 20, connected ones first, then newest first. The caller still parses
+        /// each URL and compares the vanity.
+        async fn connections_by_personal_link(&self, project_id: &str, app_id: Option<&str>,
+            vanity: &str) -> StoreResult<Vec<ConnectionRow>> {
+            let path = like_escaped(&format!("/my/{}", vanity.to_lowercase()));
+            sql!(all &mut self.conn().await?, connection_from_row,
+                &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
+                          WHERE project_id = $1 AND ($2 IS NULL OR app_id = $2) \
+                          AND (lower(personal_meeting_url) LIKE $3 ESCAPE '\\' \
+                               OR lower(personal_meeting_url) LIKE $4 ESCAPE '\\') \
+                          ORDER BY state = 'connected' DESC, created_at DESC, id DESC LIMIT 20"),
+                project_id, app_id, format!("%{path}"), format!("%{path}?%"))
+        }
+    }
 }
 
 pub(super) const CONNECTION_COLUMNS: &str = "id, project_id, app_id, user_id, account_id, \
@@ -287,45 +374,21 @@ pub(super) const CONNECTION_COLUMNS: &str = "id, project_id, app_id, user_id, ac
      last_successful_token_refresh_at, created_at, updated_at";
 
 pub(super) fn connection_from_row(row: &impl Row) -> StoreResult<ConnectionRow> {
-    let state: String = row.get("state")?;
     let scopes: String = row.get("scopes")?;
-    Ok(ConnectionRow {
-        id: row.get("id")?,
-        project_id: row.get("project_id")?,
-        app_id: row.get("app_id")?,
-        user_id: row.get("user_id")?,
-        account_id: row.get("account_id")?,
-        email: row.get("email")?,
-        pmi: row.get("pmi")?,
-        personal_meeting_url: row.get("personal_meeting_url")?,
-        state: ConnectionState::parse(&state).ok_or_else(|| {
-            super::sql::decode_error(format!("unknown connection state {state:?}"))
-        })?,
-        connection_failure_data: row
-            .get::<Option<serde_json::Value>>("connection_failure_data")?
-            .map(|v| {
-                serde_json::from_value(v)
-                    .map_err(|e| super::sql::decode_error(format!("connection_failure_data: {e}")))
-            })
-            .transpose()?,
-        metadata: row.get("metadata")?,
-        deduplication_key: row.get("deduplication_key")?,
-        is_local_recording_token_supported: row.get("is_local_recording_token_supported")?,
-        is_onbehalf_token_supported: row.get("is_onbehalf_token_supported")?,
+    let failure: Option<serde_json::Value> = row.get("connection_failure_data")?;
+    let failure = failure.map(|v| {
+        serde_json::from_value(v)
+            .map_err(|e| super::sql::decode_error(format!("connection_failure_data: {e}")))
+    });
+    from_row!(row => ConnectionRow {
+        id, project_id, app_id, user_id, account_id, email, pmi, personal_meeting_url, state,
+        metadata, deduplication_key, is_local_recording_token_supported,
+        is_onbehalf_token_supported, refresh_token, access_token, access_token_expires_at,
+        lease_owner, lease_until, fence, refresh_due_at, last_attempted_sync_at,
+        last_successful_sync_at, next_sync_at, last_successful_token_refresh_at, created_at,
+        updated_at;
+        connection_failure_data: failure.transpose()?,
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-        refresh_token: row.opt_sealed("refresh_token")?,
-        access_token: row.opt_sealed("access_token")?,
-        access_token_expires_at: row.opt_time("access_token_expires_at")?,
-        lease_owner: row.get("lease_owner")?,
-        lease_until: row.opt_time("lease_until")?,
-        fence: row.get("fence")?,
-        refresh_due_at: row.opt_time("refresh_due_at")?,
-        last_attempted_sync_at: row.opt_time("last_attempted_sync_at")?,
-        last_successful_sync_at: row.opt_time("last_successful_sync_at")?,
-        next_sync_at: row.opt_time("next_sync_at")?,
-        last_successful_token_refresh_at: row.opt_time("last_successful_token_refresh_at")?,
-        created_at: row.time("created_at")?,
-        updated_at: row.time("updated_at")?,
     })
 }
 
@@ -358,208 +421,4 @@ fn like_escaped(text: &str) -> String {
     text.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
-}
-
-#[async_trait]
-impl ConnectionStore for SqlStore {
-    async fn insert_connection(
-        &self,
-        row: &ConnectionRow,
-        event: &NewConnectionEvent,
-    ) -> StoreResult<()> {
-        let now = self.now().await?;
-        let mut tx = self.begin().await?;
-        sql!(execute &mut tx,
-            &format!("INSERT INTO zoom_oauth_connections ({CONNECTION_COLUMNS}) VALUES \
-                      ({})", super::sql::placeholders(1, 28)),
-            &row.id, &row.project_id, &row.app_id, &row.user_id, &row.account_id, &row.email,
-            &row.pmi, &row.personal_meeting_url, row.state.as_str(),
-            row.connection_failure_data.as_ref().map(failure_to_json), &row.metadata,
-            &row.deduplication_key, row.is_local_recording_token_supported,
-            row.is_onbehalf_token_supported, scopes_to_text(&row.scopes),
-            row.refresh_token.as_ref().map(|s| &s.0), row.access_token.as_ref().map(|s| &s.0),
-            ots(row.access_token_expires_at), &row.lease_owner, ots(row.lease_until), row.fence,
-            ots(row.refresh_due_at), ots(row.last_attempted_sync_at),
-            ots(row.last_successful_sync_at), ots(row.next_sync_at),
-            ots(row.last_successful_token_refresh_at), ts(row.created_at), ts(row.updated_at))?;
-        write_connection_event(&mut tx, &row.id, event, now).await?;
-        tx.commit().await
-    }
-
-    async fn get_connection(
-        &self,
-        project_id: &str,
-        id: &str,
-    ) -> StoreResult<Option<ConnectionRow>> {
-        sql!(optional &mut self.conn().await?, connection_from_row,
-            &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
-                      WHERE project_id = $1 AND id = $2"),
-            project_id, id)
-    }
-
-    async fn connection_by_id(&self, id: &str) -> StoreResult<Option<ConnectionRow>> {
-        sql!(optional &mut self.conn().await?, connection_from_row,
-            &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections WHERE id = $1"),
-            id)
-    }
-
-    async fn connection_by_user(
-        &self,
-        app_id: &str,
-        user_id: &str,
-    ) -> StoreResult<Option<ConnectionRow>> {
-        sql!(optional &mut self.conn().await?, connection_from_row,
-            &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
-                      WHERE app_id = $1 AND user_id = $2"),
-            app_id, user_id)
-    }
-
-    async fn connection_by_deduplication_key(
-        &self,
-        app_id: &str,
-        key: &str,
-    ) -> StoreResult<Option<ConnectionRow>> {
-        sql!(optional &mut self.conn().await?, connection_from_row,
-            &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
-                      WHERE app_id = $1 AND deduplication_key = $2"),
-            app_id, key)
-    }
-
-    async fn list_connections(
-        &self,
-        project_id: &str,
-        filter: &ConnectionFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Page<ConnectionRow>> {
-        let (cmp, order) = keyset(page);
-        let items = sql!(all &mut self.conn().await?, connection_from_row,
-            &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
-                      WHERE project_id = $1 \
-                      AND ($2 IS NULL OR app_id = $2) AND ($3 IS NULL OR user_id = $3) \
-                      AND ($4 IS NULL OR account_id = $4) AND ($5 IS NULL OR state = $5) \
-                      AND ($6 IS NULL OR deduplication_key = $6) \
-                      AND ($7 IS NULL OR (created_at, id) {cmp} ($7, $8)) \
-                      ORDER BY created_at {order}, id {order} LIMIT $9"),
-            project_id, &filter.app_id, &filter.user_id, &filter.account_id,
-            filter.state.map(ConnectionState::as_str), &filter.deduplication_key,
-            page.cursor.as_ref().map(|c| ts(c.created_at)),
-            page.cursor.as_ref().map_or("", |c| c.id.as_str()), i64::from(page.limit) + 1)?;
-        Ok(page_of(items, page))
-    }
-
-    async fn replace_connection_grant(
-        &self,
-        project_id: &str,
-        id: &str,
-        grant: &GrantReplacement,
-        event: &NewConnectionEvent,
-        outbox: Option<&dyn OutboxSource>,
-    ) -> StoreResult<Option<ConnectionRow>> {
-        let now = self.now().await?;
-        let mut tx = self.begin().await?;
-        let row = sql!(optional &mut tx, connection_from_row,
-            &format!("UPDATE zoom_oauth_connections SET user_id = $1, account_id = $2, \
-             email = $3, pmi = $4, personal_meeting_url = $5, metadata = $6, \
-             deduplication_key = $7, is_local_recording_token_supported = $8, \
-             is_onbehalf_token_supported = $9, scopes = $10, refresh_token = $11, \
-             access_token = $12, access_token_expires_at = $13, refresh_due_at = $14, \
-             next_sync_at = CASE WHEN $20 THEN next_sync_at ELSE $15 END, \
-             state = CASE WHEN $20 THEN state ELSE 'connected' END, \
-             connection_failure_data = CASE WHEN $20 THEN connection_failure_data ELSE NULL END, \
-             lease_owner = NULL, lease_until = NULL, fence = fence + 1, \
-             last_attempted_sync_at = CASE WHEN $16 THEN NULL ELSE last_attempted_sync_at END, \
-             last_successful_sync_at = CASE WHEN $16 THEN NULL ELSE last_successful_sync_at END, \
-             updated_at = $17 \
-             WHERE project_id = $18 AND id = $19 AND ($21 IS NULL OR fence = $21) \
-             RETURNING {CONNECTION_COLUMNS}"),
-            &grant.user_id, &grant.account_id, &grant.email, &grant.pmi,
-            &grant.personal_meeting_url, &grant.metadata, &grant.deduplication_key,
-            grant.is_local_recording_token_supported, grant.is_onbehalf_token_supported,
-            scopes_to_text(&grant.scopes), &grant.refresh_token.0, &grant.access_token.0,
-            ts(grant.access_token_expires_at), ts(grant.refresh_due_at), ots(grant.next_sync_at),
-            grant.clear_meetings, ts(now), project_id, id, grant.keep_state,
-            grant.expected_fence)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        if grant.clear_meetings {
-            sql!(execute &mut tx, "DELETE FROM zoom_meetings WHERE connection_id = $1", id)?;
-        }
-        write_connection_event(&mut tx, id, event, now).await?;
-        if let Some(outbox) = outbox {
-            write_outbox_event(&mut tx, &row.project_id, &outbox.event_for(&row), now).await?;
-        }
-        tx.commit().await?;
-        Ok(Some(row))
-    }
-
-    async fn update_connection_settings(
-        &self,
-        project_id: &str,
-        id: &str,
-        update: &ConnectionSettingsUpdate,
-    ) -> StoreResult<Option<ConnectionRow>> {
-        let now = self.now().await?;
-        sql!(optional &mut self.conn().await?, connection_from_row,
-            &format!("UPDATE zoom_oauth_connections SET \
-             metadata = CASE WHEN $1 THEN $2 ELSE metadata END, \
-             deduplication_key = CASE WHEN $3 THEN $4 ELSE deduplication_key END, \
-             is_local_recording_token_supported = \
-                 COALESCE($5, is_local_recording_token_supported), \
-             is_onbehalf_token_supported = COALESCE($6, is_onbehalf_token_supported), \
-             updated_at = $7 WHERE project_id = $8 AND id = $9 RETURNING {CONNECTION_COLUMNS}"),
-            update.metadata.is_some(), update.metadata.as_ref().and_then(|m| m.as_ref()),
-            update.deduplication_key.is_some(),
-            update.deduplication_key.as_ref().and_then(|k| k.as_deref()),
-            update.is_local_recording_token_supported, update.is_onbehalf_token_supported,
-            ts(now), project_id, id)
-    }
-
-    async fn schedule_connection_sync(&self, project_id: &str, id: &str) -> StoreResult<bool> {
-        let now = self.now().await?;
-        let changed = sql!(execute &mut self.conn().await?,
-            "UPDATE zoom_oauth_connections SET next_sync_at = $1 WHERE project_id = $2 AND id = $3",
-            ts(now), project_id, id)?;
-        Ok(changed == 1)
-    }
-
-    async fn delete_connection(
-        &self,
-        project_id: &str,
-        id: &str,
-        fence: Option<i64>,
-    ) -> StoreResult<Option<ConnectionRow>> {
-        sql!(optional &mut self.conn().await?, connection_from_row,
-            &format!("DELETE FROM zoom_oauth_connections WHERE project_id = $1 AND id = $2 \
-                      AND ($3 IS NULL OR fence = $3) RETURNING {CONNECTION_COLUMNS}"),
-            project_id, id, fence)
-    }
-
-    async fn connection_in_account(
-        &self,
-        app_id: &str,
-        account_id: &str,
-    ) -> StoreResult<Option<ConnectionRow>> {
-        sql!(optional &mut self.conn().await?, connection_from_row,
-            &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
-                      WHERE app_id = $1 AND account_id = $2 AND state = 'connected' \
-                      ORDER BY created_at, id LIMIT 1"),
-            app_id, account_id)
-    }
-
-    async fn connections_by_personal_link(
-        &self,
-        project_id: &str,
-        app_id: Option<&str>,
-        vanity: &str,
-    ) -> StoreResult<Vec<ConnectionRow>> {
-        let path = like_escaped(&format!("/my/{}", vanity.to_lowercase()));
-        sql!(all &mut self.conn().await?, connection_from_row,
-            &format!("SELECT {CONNECTION_COLUMNS} FROM zoom_oauth_connections \
-                      WHERE project_id = $1 AND ($2 IS NULL OR app_id = $2) \
-                      AND (lower(personal_meeting_url) LIKE $3 ESCAPE '\\' \
-                           OR lower(personal_meeting_url) LIKE $4 ESCAPE '\\') \
-                      ORDER BY state = 'connected' DESC, created_at DESC, id DESC LIMIT 20"),
-            project_id, app_id, format!("%{path}"), format!("%{path}?%"))
-    }
 }

@@ -2,60 +2,69 @@
 //! `connection_event`, `outbox_event`): both written in the transaction of their
 //! cause, by the helpers here.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::sql::{keyset, page_of, ts, Row, SqlStore, Tx};
+use super::sql::{keyset, page_of, ts, Row, Tx};
 use super::{
-    ConnectionEventRow, NewConnectionEvent, NewOutboxEvent, OutboxEventRow, Page, PageRequest,
-    StoreError, StoreResult,
+    ConnectionEventRow, ConnectionRow, NewConnectionEvent, OutboxEventRow, OutboxSource, Page,
+    PageRequest, StoreError, StoreResult,
 };
 
-#[async_trait]
-pub trait EventStore: Send + Sync + 'static {
-    /// `NotFound` when the connection does not exist.
-    async fn insert_connection_event(
-        &self,
-        connection_id: &str,
-        event: &NewConnectionEvent,
-    ) -> StoreResult<()>;
-    /// Newest first.
-    async fn list_connection_events(
-        &self,
-        project_id: &str,
-        connection_id: &str,
-        page: &PageRequest,
-    ) -> StoreResult<Page<ConnectionEventRow>>;
-    /// Newest first; for tests and the delivery worker.
-    async fn list_outbox_events(
-        &self,
-        project_id: &str,
-        limit: u32,
-    ) -> StoreResult<Vec<OutboxEventRow>>;
+store_trait! {
+    pub trait EventStore {
+        /// `NotFound` when the connection does not exist.
+        async fn insert_connection_event(&self, connection_id: &str, event: &NewConnectionEvent)
+            -> StoreResult<()> {
+            let now = self.now().await?;
+            let mut tx = self.begin().await?;
+            if !write_connection_event(&mut tx, connection_id, event, now).await? {
+                return Err(StoreError::NotFound);
+            }
+            tx.commit().await
+        }
+
+        /// Newest first.
+        async fn list_connection_events(&self, project_id: &str, connection_id: &str,
+            page: &PageRequest) -> StoreResult<Page<ConnectionEventRow>> {
+            let (cmp, order) = keyset(page);
+            let after = match &page.cursor {
+                None => None,
+                Some(c) => Some(super::parse_event_cursor_id(&c.id).ok_or_else(|| {
+                    StoreError::Database(sqlx::Error::InvalidArgument(format!(
+                        "connection event cursor id {:?} is not a number",
+                        c.id
+                    )))
+                })?),
+            };
+            let items = sql!(all &mut self.conn().await?, connection_event_from_row,
+                &format!("SELECT id, connection_id, kind, message, data, created_at \
+                          FROM connection_events WHERE project_id = $1 AND connection_id = $2 \
+                          AND ($3 IS NULL OR id {cmp} $3) ORDER BY id {order} LIMIT $4"),
+                project_id, connection_id, after, i64::from(page.limit) + 1)?;
+            Ok(page_of(items, page))
+        }
+
+        /// Newest first; for tests and the delivery worker.
+        async fn list_outbox_events(&self, project_id: &str, limit: u32)
+            -> StoreResult<Vec<OutboxEventRow>> {
+            sql!(all &mut self.conn().await?, outbox_event_from_row,
+                &format!("SELECT {OUTBOX_COLUMNS} FROM outbox_events WHERE project_id = $1 \
+                          ORDER BY created_at DESC, id DESC LIMIT $2"),
+                project_id, i64::from(limit))
+        }
+    }
 }
 
 pub(super) const OUTBOX_COLUMNS: &str =
     "id, project_id, \"trigger\", payload, created_at, dispatched_at";
 
 fn connection_event_from_row(row: &impl Row) -> StoreResult<ConnectionEventRow> {
-    Ok(ConnectionEventRow {
-        id: row.get("id")?,
-        connection_id: row.get("connection_id")?,
-        kind: row.get("kind")?,
-        message: row.get("message")?,
-        data: row.get("data")?,
-        created_at: row.time("created_at")?,
-    })
+    from_row!(row => ConnectionEventRow { id, connection_id, kind, message, data, created_at })
 }
 
 pub(super) fn outbox_event_from_row(row: &impl Row) -> StoreResult<OutboxEventRow> {
-    Ok(OutboxEventRow {
-        id: row.get("id")?,
-        project_id: row.get("project_id")?,
-        trigger: row.get("trigger")?,
-        payload: row.get("payload")?,
-        created_at: row.time("created_at")?,
-        dispatched_at: row.opt_time("dispatched_at")?,
+    from_row!(row => OutboxEventRow {
+        id, project_id, trigger, payload, created_at, dispatched_at
     })
 }
 
@@ -74,66 +83,22 @@ pub(super) async fn write_connection_event(
     Ok(written == 1)
 }
 
-pub(super) async fn write_outbox_event(
+/// Appends `event` to the log of connection `row` (as a write just left it) and, when
+/// given, the outbox event `outbox` makes of the row.
+pub(super) async fn write_connection_change(
     tx: &mut Tx,
-    project_id: &str,
-    outbox: &NewOutboxEvent,
+    row: &ConnectionRow,
+    event: &NewConnectionEvent,
+    outbox: Option<&dyn OutboxSource>,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    sql!(execute tx,
-        "INSERT INTO outbox_events (id, project_id, \"trigger\", payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-        uuid::Uuid::new_v4().to_string(), project_id, &outbox.trigger, &outbox.payload, ts(at))?;
+    write_connection_event(tx, &row.id, event, at).await?;
+    if let Some(outbox) = outbox.map(|o| o.event_for(row)) {
+        sql!(execute tx,
+            "INSERT INTO outbox_events (id, project_id, \"trigger\", payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            uuid::Uuid::new_v4().to_string(), &row.project_id, &outbox.trigger, &outbox.payload,
+            ts(at))?;
+    }
     Ok(())
-}
-
-#[async_trait]
-impl EventStore for SqlStore {
-    async fn insert_connection_event(
-        &self,
-        connection_id: &str,
-        event: &NewConnectionEvent,
-    ) -> StoreResult<()> {
-        let now = self.now().await?;
-        let mut tx = self.begin().await?;
-        if !write_connection_event(&mut tx, connection_id, event, now).await? {
-            return Err(StoreError::NotFound);
-        }
-        tx.commit().await
-    }
-
-    async fn list_connection_events(
-        &self,
-        project_id: &str,
-        connection_id: &str,
-        page: &PageRequest,
-    ) -> StoreResult<Page<ConnectionEventRow>> {
-        let (cmp, order) = keyset(page);
-        let after = match &page.cursor {
-            None => None,
-            Some(c) => Some(super::parse_event_cursor_id(&c.id).ok_or_else(|| {
-                StoreError::Database(sqlx::Error::InvalidArgument(format!(
-                    "connection event cursor id {:?} is not a number",
-                    c.id
-                )))
-            })?),
-        };
-        let items = sql!(all &mut self.conn().await?, connection_event_from_row,
-            &format!("SELECT id, connection_id, kind, message, data, created_at \
-                      FROM connection_events WHERE project_id = $1 AND connection_id = $2 \
-                      AND ($3 IS NULL OR id {cmp} $3) ORDER BY id {order} LIMIT $4"),
-            project_id, connection_id, after, i64::from(page.limit) + 1)?;
-        Ok(page_of(items, page))
-    }
-
-    async fn list_outbox_events(
-        &self,
-        project_id: &str,
-        limit: u32,
-    ) -> StoreResult<Vec<OutboxEventRow>> {
-        sql!(all &mut self.conn().await?, outbox_event_from_row,
-            &format!("SELECT {OUTBOX_COLUMNS} FROM outbox_events WHERE project_id = $1 \
-                      ORDER BY created_at DESC, id DESC LIMIT $2"),
-            project_id, i64::from(limit))
-    }
 }

@@ -4,40 +4,22 @@
 //! [`crate::domain::meetings::dropped_by_deletion`]) for every writer, this one and the
 //! SQLite receipt writer alike: SQL here only reads the row and writes.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::sql::{keyset, ots, page_of, placeholders, ts, Lock, Row, SqlStore, Tx};
 use super::sqlite_receipts::ReceiptJob;
 use super::{foreign_key_not_found, Page, PageRequest, StoreError, StoreResult};
 
-/// Where an index row came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MeetingSource {
-    /// A `meeting.created` webhook.
-    Webhook,
-    /// The meeting sync (issue 5, later).
-    Sync,
-    /// The connection's personal meeting ID.
-    Pmi,
-}
-
-impl MeetingSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MeetingSource::Webhook => "webhook",
-            MeetingSource::Sync => "sync",
-            MeetingSource::Pmi => "pmi",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<MeetingSource> {
-        match s {
-            "webhook" => Some(MeetingSource::Webhook),
-            "sync" => Some(MeetingSource::Sync),
-            "pmi" => Some(MeetingSource::Pmi),
-            _ => None,
-        }
+text_enum! {
+    /// Where an index row came from.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum MeetingSource("meeting source") {
+        /// A `meeting.created` webhook.
+        Webhook = "webhook",
+        /// The meeting sync (issue 5, later).
+        Sync = "sync",
+        /// The connection's personal meeting ID.
+        Pmi = "pmi",
     }
 }
 
@@ -149,60 +131,136 @@ pub(super) fn parse_source(s: &str) -> StoreResult<MeetingSource> {
         .ok_or_else(|| super::sql::decode_error(format!("unknown meeting source {s:?}")))
 }
 
-#[async_trait]
-pub trait MeetingStore: Send + Sync + 'static {
-    /// Records Zoom webhook `(app_id, dedupe_key)` and applies `change` in one
-    /// transaction. `Duplicate` (nothing changed) when the receipt exists already.
-    /// Errors (e.g. `NotFound` for a vanished connection) leave no receipt.
-    async fn record_webhook_receipt_and_apply(
-        &self,
-        app_id: &str,
-        dedupe_key: &str,
-        received_at: DateTime<Utc>,
-        change: &MeetingIndexChange,
-    ) -> StoreResult<ReceiptOutcome>;
-    async fn webhook_receipt_exists(&self, app_id: &str, dedupe_key: &str) -> StoreResult<bool>;
-    /// Applies one index change on its own (meeting sync, connection changes).
-    async fn apply_meeting_change(&self, change: &MeetingIndexChange) -> StoreResult<()>;
-    /// Who hosts `meeting_id` in the project: the rows of every app, or of `app_id`
-    /// only; most recently indexed first. The join-token lookup.
-    async fn meeting_hosts(
-        &self,
-        project_id: &str,
-        app_id: Option<&str>,
-        meeting_id: &str,
-    ) -> StoreResult<Vec<MeetingRow>>;
-    /// The project's index, most recently indexed (`synced_at`) first; cursors carry
-    /// `synced_at` and [`meeting_cursor_id`].
-    async fn list_meetings(
-        &self,
-        project_id: &str,
-        filter: &MeetingFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Page<MeetingRow>>;
+store_trait! {
+    pub trait MeetingStore {
+        /// Records Zoom webhook `(app_id, dedupe_key)` and applies `change` in one
+        /// transaction. `Duplicate` (nothing changed) when the receipt exists already.
+        /// Errors (e.g. `NotFound` for a vanished connection) leave no receipt.
+        async fn record_webhook_receipt_and_apply(&self, app_id: &str, dedupe_key: &str,
+            received_at: DateTime<Utc>, change: &MeetingIndexChange)
+            -> StoreResult<ReceiptOutcome> {
+            if let Some(receipts) = self.receipts() {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let job = ReceiptJob {
+                    app_id: app_id.to_owned(),
+                    dedupe_key: dedupe_key.to_owned(),
+                    received_at,
+                    change: change.clone(),
+                    reply,
+                };
+                let gone = || StoreError::Database(sqlx::Error::PoolClosed);
+                receipts.send(job).await.map_err(|_| gone())?;
+                return answer.await.map_err(|_| gone())?;
+            }
+            let mut tx = self.begin().await?;
+            // A concurrent delivery of the same event waits here on the key, then sees
+            // the first one's receipt and changes nothing.
+            let inserted = sql!(execute &mut tx,
+                "INSERT INTO zoom_webhook_receipts (app_id, dedupe_key, received_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (app_id, dedupe_key) DO NOTHING",
+                app_id, dedupe_key, ts(received_at))
+            .map_err(foreign_key_not_found)?;
+            if inserted == 0 {
+                return Ok(ReceiptOutcome::Duplicate);
+            }
+            self.apply_meeting_change_in(&mut tx, change).await?;
+            tx.commit().await?;
+            Ok(ReceiptOutcome::Applied)
+        }
+
+        async fn webhook_receipt_exists(&self, app_id: &str, dedupe_key: &str)
+            -> StoreResult<bool> {
+            sql!(scalar_one &mut self.conn().await?,
+                "SELECT EXISTS (SELECT 1 FROM zoom_webhook_receipts \
+                 WHERE app_id = $1 AND dedupe_key = $2)",
+                app_id, dedupe_key)
+        }
+
+        /// Applies one index change on its own (meeting sync, connection changes).
+        async fn apply_meeting_change(&self, change: &MeetingIndexChange) -> StoreResult<()> {
+            let mut tx = self.begin().await?;
+            self.apply_meeting_change_in(&mut tx, change).await?;
+            tx.commit().await
+        }
+
+        /// Who hosts `meeting_id` in the project: the rows of every app, or of `app_id`
+        /// only; most recently indexed first. The join-token lookup.
+        async fn meeting_hosts(&self, project_id: &str, app_id: Option<&str>, meeting_id: &str)
+            -> StoreResult<Vec<MeetingRow>> {
+            // `project_id || ''`: without statistics SQLite would walk the project's rows
+            // in synced_at order instead of using the meeting_id index.
+            sql!(all &mut self.conn().await?, meeting_from_row,
+                &format!("SELECT {MEETING_COLUMNS} FROM zoom_meetings \
+                          WHERE meeting_id = $1 AND project_id || '' = $2 \
+                          AND ($3 IS NULL OR app_id = $3) ORDER BY synced_at DESC, app_id DESC"),
+                meeting_id, project_id, app_id)
+        }
+
+        /// The project's index, most recently indexed (`synced_at`) first; cursors carry
+        /// `synced_at` and [`meeting_cursor_id`].
+        async fn list_meetings(&self, project_id: &str, filter: &MeetingFilter, page: &PageRequest)
+            -> StoreResult<Page<MeetingRow>> {
+            // Conditions only when given, so each filter can use its index.
+            let mut sql =
+                format!("SELECT {MEETING_COLUMNS} FROM zoom_meetings WHERE project_id = $1");
+            let mut n = 1;
+            let mut next = || {
+                n += 1;
+                n
+            };
+            if filter.meeting_id.is_some() {
+                sql.push_str(&format!(" AND meeting_id = ${}", next()));
+            }
+            if filter.connection_id.is_some() {
+                sql.push_str(&format!(" AND connection_id = ${}", next()));
+            }
+            let (cmp, order) = keyset(page);
+            let cursor = page.cursor.as_ref().map(meeting_cursor_key).transpose()?;
+            if cursor.is_some() {
+                let first = next();
+                next();
+                next();
+                sql.push_str(&format!(
+                    " AND (synced_at, app_id, meeting_id) {cmp} ({})",
+                    placeholders(first, 3)
+                ));
+            }
+            sql.push_str(&format!(
+                " ORDER BY synced_at {order}, app_id {order}, meeting_id {order} LIMIT ${}",
+                next()
+            ));
+            let items = run!(&mut self.conn().await?, |c| {
+                let mut q = sqlx::query(&sql).bind(project_id);
+                if let Some(meeting_id) = &filter.meeting_id {
+                    q = q.bind(meeting_id);
+                }
+                if let Some(connection_id) = &filter.connection_id {
+                    q = q.bind(connection_id);
+                }
+                if let (Some(c), Some((app_id, meeting_id))) = (&page.cursor, &cursor) {
+                    q = q.bind(ts(c.created_at)).bind(app_id).bind(meeting_id);
+                }
+                let rows = q.bind(i64::from(page.limit) + 1).fetch_all(c).await?;
+                rows.iter()
+                    .map(meeting_from_row)
+                    .collect::<StoreResult<Vec<_>>>()
+            })?;
+            Ok(page_of(items, page))
+        }
+    }
 }
 
 pub(super) const MEETING_COLUMNS: &str =
     "project_id, app_id, meeting_id, connection_id, source, topic, start_time, synced_at";
 
 fn meeting_from_row(row: &impl Row) -> StoreResult<MeetingRow> {
-    Ok(MeetingRow {
-        project_id: row.get("project_id")?,
-        app_id: row.get("app_id")?,
-        meeting_id: row.get("meeting_id")?,
-        connection_id: row.get("connection_id")?,
-        source: parse_source(&row.get::<String>("source")?)?,
-        topic: row.get("topic")?,
-        start_time: row.opt_time("start_time")?,
-        synced_at: row.time("synced_at")?,
+    from_row!(row => MeetingRow {
+        project_id, app_id, meeting_id, connection_id, source, topic, start_time, synced_at
     })
 }
 
 fn held_from_row(row: &impl Row) -> StoreResult<(MeetingSource, String)> {
-    Ok((
-        parse_source(&row.get::<String>("source")?)?,
-        row.get("connection_id")?,
-    ))
+    Ok((row.get("source")?, row.get("connection_id")?))
 }
 
 impl SqlStore {
@@ -309,126 +367,6 @@ impl SqlStore {
             MeetingIndexChange::Nothing => {}
         }
         Ok(())
-    }
-}
-
-#[async_trait]
-impl MeetingStore for SqlStore {
-    async fn record_webhook_receipt_and_apply(
-        &self,
-        app_id: &str,
-        dedupe_key: &str,
-        received_at: DateTime<Utc>,
-        change: &MeetingIndexChange,
-    ) -> StoreResult<ReceiptOutcome> {
-        if let Some(receipts) = self.receipts() {
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let job = ReceiptJob {
-                app_id: app_id.to_owned(),
-                dedupe_key: dedupe_key.to_owned(),
-                received_at,
-                change: change.clone(),
-                reply,
-            };
-            let gone = || StoreError::Database(sqlx::Error::PoolClosed);
-            receipts.send(job).await.map_err(|_| gone())?;
-            return answer.await.map_err(|_| gone())?;
-        }
-        let mut tx = self.begin().await?;
-        // A concurrent delivery of the same event waits here on the key, then sees
-        // the first one's receipt and changes nothing.
-        let inserted = sql!(execute &mut tx,
-            "INSERT INTO zoom_webhook_receipts (app_id, dedupe_key, received_at) \
-             VALUES ($1, $2, $3) ON CONFLICT (app_id, dedupe_key) DO NOTHING",
-            app_id, dedupe_key, ts(received_at))
-        .map_err(foreign_key_not_found)?;
-        if inserted == 0 {
-            return Ok(ReceiptOutcome::Duplicate);
-        }
-        self.apply_meeting_change_in(&mut tx, change).await?;
-        tx.commit().await?;
-        Ok(ReceiptOutcome::Applied)
-    }
-
-    async fn webhook_receipt_exists(&self, app_id: &str, dedupe_key: &str) -> StoreResult<bool> {
-        sql!(scalar_one &mut self.conn().await?,
-            "SELECT EXISTS (SELECT 1 FROM zoom_webhook_receipts \
-             WHERE app_id = $1 AND dedupe_key = $2)",
-            app_id, dedupe_key)
-    }
-
-    async fn apply_meeting_change(&self, change: &MeetingIndexChange) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        self.apply_meeting_change_in(&mut tx, change).await?;
-        tx.commit().await
-    }
-
-    async fn meeting_hosts(
-        &self,
-        project_id: &str,
-        app_id: Option<&str>,
-        meeting_id: &str,
-    ) -> StoreResult<Vec<MeetingRow>> {
-        // `project_id || ''`: without statistics SQLite would walk the project's rows
-        // in synced_at order instead of using the meeting_id index.
-        sql!(all &mut self.conn().await?, meeting_from_row,
-            &format!("SELECT {MEETING_COLUMNS} FROM zoom_meetings \
-                      WHERE meeting_id = $1 AND project_id || '' = $2 \
-                      AND ($3 IS NULL OR app_id = $3) ORDER BY synced_at DESC, app_id DESC"),
-            meeting_id, project_id, app_id)
-    }
-
-    async fn list_meetings(
-        &self,
-        project_id: &str,
-        filter: &MeetingFilter,
-        page: &PageRequest,
-    ) -> StoreResult<Page<MeetingRow>> {
-        // Conditions only when given, so each filter can use its index.
-        let mut sql = format!("SELECT {MEETING_COLUMNS} FROM zoom_meetings WHERE project_id = $1");
-        let mut n = 1;
-        let mut next = || {
-            n += 1;
-            n
-        };
-        if filter.meeting_id.is_some() {
-            sql.push_str(&format!(" AND meeting_id = ${}", next()));
-        }
-        if filter.connection_id.is_some() {
-            sql.push_str(&format!(" AND connection_id = ${}", next()));
-        }
-        let (cmp, order) = keyset(page);
-        let cursor = page.cursor.as_ref().map(meeting_cursor_key).transpose()?;
-        if cursor.is_some() {
-            let first = next();
-            next();
-            next();
-            sql.push_str(&format!(
-                " AND (synced_at, app_id, meeting_id) {cmp} ({})",
-                placeholders(first, 3)
-            ));
-        }
-        sql.push_str(&format!(
-            " ORDER BY synced_at {order}, app_id {order}, meeting_id {order} LIMIT ${}",
-            next()
-        ));
-        let items = run!(&mut self.conn().await?, |c| {
-            let mut q = sqlx::query(&sql).bind(project_id);
-            if let Some(meeting_id) = &filter.meeting_id {
-                q = q.bind(meeting_id);
-            }
-            if let Some(connection_id) = &filter.connection_id {
-                q = q.bind(connection_id);
-            }
-            if let (Some(c), Some((app_id, meeting_id))) = (&page.cursor, &cursor) {
-                q = q.bind(ts(c.created_at)).bind(app_id).bind(meeting_id);
-            }
-            let rows = q.bind(i64::from(page.limit) + 1).fetch_all(c).await?;
-            rows.iter()
-                .map(meeting_from_row)
-                .collect::<StoreResult<Vec<_>>>()
-        })?;
-        Ok(page_of(items, page))
     }
 }
 

@@ -51,36 +51,29 @@ pub mod postgres {
     pub type PostgresStore = super::SqlStore;
 }
 
-/// Everything storage offers; `&dyn Store` upcasts to any narrow trait.
-pub trait Store:
-    DatabaseStore
-    + ProjectStore
-    + AppStore
-    + ConnectionStore
-    + LeaseStore
-    + EventStore
-    + MeetingStore
-    + SyncStore
-    + WebhookStore
-    + HousekeepingStore
-    + VaultStore
-{
+/// `Store`, every narrow trait at once, and its blanket impl.
+macro_rules! store {
+    ($($narrow:ident),*) => {
+        /// Everything storage offers; `&dyn Store` upcasts to any narrow trait.
+        pub trait Store: $($narrow +)* {}
+
+        impl<T> Store for T where T: $($narrow +)* {}
+    };
 }
 
-impl<T> Store for T where
-    T: DatabaseStore
-        + ProjectStore
-        + AppStore
-        + ConnectionStore
-        + LeaseStore
-        + EventStore
-        + MeetingStore
-        + SyncStore
-        + WebhookStore
-        + HousekeepingStore
-        + VaultStore
-{
-}
+store!(
+    DatabaseStore,
+    ProjectStore,
+    AppStore,
+    ConnectionStore,
+    LeaseStore,
+    EventStore,
+    MeetingStore,
+    SyncStore,
+    WebhookStore,
+    HousekeepingStore,
+    VaultStore
+);
 
 /// The database itself.
 #[async_trait]
@@ -219,48 +212,22 @@ pub struct SealedField {
 
 /// The named uniqueness rules [`StoreError::Conflict`] reports: `(name, table,
 /// columns)`. PostgreSQL names its constraints exactly so; SQLite reports columns.
+#[rustfmt::skip]
 const UNIQUE_RULES: &[(&str, &str, &[&str])] = &[
     ("projects_pkey", "projects", &["id"]),
     ("projects_name", "projects", &["name"]),
     ("api_keys_pkey", "api_keys", &["id"]),
     ("api_keys_key_hash", "api_keys", &["key_hash"]),
     ("apps_pkey", "zoom_oauth_apps", &["id"]),
-    (
-        "apps_project_client_id",
-        "zoom_oauth_apps",
-        &["project_id", "client_id"],
-    ),
+    ("apps_project_client_id", "zoom_oauth_apps", &["project_id", "client_id"]),
     ("connections_pkey", "zoom_oauth_connections", &["id"]),
-    (
-        "connections_app_user_id",
-        "zoom_oauth_connections",
-        &["app_id", "user_id"],
-    ),
-    (
-        "connections_app_deduplication_key",
-        "zoom_oauth_connections",
-        &["app_id", "deduplication_key"],
-    ),
-    (
-        "meetings_app_meeting_id",
-        "zoom_meetings",
-        &["app_id", "meeting_id"],
-    ),
-    (
-        "webhook_subscriptions_pkey",
-        "webhook_subscriptions",
-        &["id"],
-    ),
-    (
-        "webhook_deliveries_pkey",
-        "webhook_deliveries",
-        &["idempotency_key"],
-    ),
-    (
-        "webhook_receipts_app_dedupe_key",
-        "zoom_webhook_receipts",
-        &["app_id", "dedupe_key"],
-    ),
+    ("connections_app_user_id", "zoom_oauth_connections", &["app_id", "user_id"]),
+    ("connections_app_deduplication_key", "zoom_oauth_connections",
+        &["app_id", "deduplication_key"]),
+    ("meetings_app_meeting_id", "zoom_meetings", &["app_id", "meeting_id"]),
+    ("webhook_subscriptions_pkey", "webhook_subscriptions", &["id"]),
+    ("webhook_deliveries_pkey", "webhook_deliveries", &["idempotency_key"]),
+    ("webhook_receipts_app_dedupe_key", "zoom_webhook_receipts", &["app_id", "dedupe_key"]),
 ];
 
 /// The rule a SQLite message (`UNIQUE constraint failed: t.a, t.b`) stands for.

@@ -1,6 +1,5 @@
 //! Projects and their API keys (DESIGN.md §3 `project`, `api_key`).
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::sql::{ots, ts, Row, SqlStore, Tx};
@@ -28,25 +27,67 @@ pub struct ApiKeyRow {
     pub disabled_at: Option<DateTime<Utc>>,
 }
 
-#[async_trait]
-pub trait ProjectStore: Send + Sync + 'static {
-    /// `Conflict { constraint: "projects_name" }` when the name is taken.
-    async fn insert_project(&self, project: &ProjectRow) -> StoreResult<()>;
-    async fn project_by_id(&self, id: &str) -> StoreResult<Option<ProjectRow>>;
-    async fn project_by_name(&self, name: &str) -> StoreResult<Option<ProjectRow>>;
-    async fn count_projects(&self) -> StoreResult<i64>;
-    /// Creates `project` and `key` atomically, but only when no project exists yet
-    /// (first start). Returns false, changing nothing, when one already exists —
-    /// safe when several processes start at once.
-    async fn bootstrap_first_project(
-        &self,
-        project: &ProjectRow,
-        key: &ApiKeyRow,
-    ) -> StoreResult<bool>;
-    async fn insert_api_key(&self, key: &ApiKeyRow) -> StoreResult<()>;
-    async fn api_key_by_hash(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyRow>>;
-    /// Records use; callers throttle how often they call it.
-    async fn touch_api_key(&self, id: &str, at: DateTime<Utc>) -> StoreResult<()>;
+store_trait! {
+    pub trait ProjectStore {
+        /// `Conflict { constraint: "projects_name" }` when the name is taken.
+        async fn insert_project(&self, project: &ProjectRow) -> StoreResult<()> {
+            let mut tx = self.begin().await?;
+            insert_project_in(&mut tx, project).await?;
+            tx.commit().await
+        }
+
+        async fn project_by_id(&self, id: &str) -> StoreResult<Option<ProjectRow>> {
+            sql!(optional &mut self.conn().await?, project_from_row,
+                &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1"), id)
+        }
+
+        async fn project_by_name(&self, name: &str) -> StoreResult<Option<ProjectRow>> {
+            sql!(optional &mut self.conn().await?, project_from_row,
+                &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE name = $1"), name)
+        }
+
+        async fn count_projects(&self) -> StoreResult<i64> {
+            sql!(scalar_one &mut self.conn().await?, "SELECT COUNT(*) FROM projects")
+        }
+
+        /// Creates `project` and `key` atomically, but only when no project exists yet
+        /// (first start). Returns false, changing nothing, when one already exists —
+        /// safe when several processes start at once.
+        async fn bootstrap_first_project(&self, project: &ProjectRow, key: &ApiKeyRow)
+            -> StoreResult<bool> {
+            let mut tx = self.begin().await?;
+            // Held until commit: the check below sees any earlier bootstrap's project.
+            SqlStore::lock_bootstrap(&mut tx).await?;
+            let exists: bool = sql!(scalar_one &mut tx, "SELECT EXISTS (SELECT 1 FROM projects)")?;
+            if exists {
+                return Ok(false);
+            }
+            insert_project_in(&mut tx, project).await?;
+            insert_api_key_in(&mut tx, key).await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+
+        async fn insert_api_key(&self, key: &ApiKeyRow) -> StoreResult<()> {
+            let mut tx = self.begin().await?;
+            insert_api_key_in(&mut tx, key).await?;
+            tx.commit().await
+        }
+
+        async fn api_key_by_hash(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyRow>> {
+            sql!(optional &mut self.conn().await?, api_key_from_row,
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"), key_hash)
+        }
+
+        /// Records use; callers throttle how often they call it.
+        async fn touch_api_key(&self, id: &str, at: DateTime<Utc>) -> StoreResult<()> {
+            sql!(execute &mut self.conn().await?,
+                "UPDATE api_keys SET last_used_at = $1 \
+                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+                ts(at), id)?;
+            Ok(())
+        }
+    }
 }
 
 const PROJECT_COLUMNS: &str = "id, name, webhook_secret, created_at";
@@ -54,24 +95,12 @@ const API_KEY_COLUMNS: &str =
     "id, project_id, name, key_hash, prefix, created_at, last_used_at, disabled_at";
 
 fn project_from_row(row: &impl Row) -> StoreResult<ProjectRow> {
-    Ok(ProjectRow {
-        id: row.get("id")?,
-        name: row.get("name")?,
-        webhook_secret: row.sealed("webhook_secret")?,
-        created_at: row.time("created_at")?,
-    })
+    from_row!(row => ProjectRow { id, name, webhook_secret, created_at })
 }
 
 fn api_key_from_row(row: &impl Row) -> StoreResult<ApiKeyRow> {
-    Ok(ApiKeyRow {
-        id: row.get("id")?,
-        project_id: row.get("project_id")?,
-        name: row.get("name")?,
-        key_hash: row.get("key_hash")?,
-        prefix: row.get("prefix")?,
-        created_at: row.time("created_at")?,
-        last_used_at: row.opt_time("last_used_at")?,
-        disabled_at: row.opt_time("disabled_at")?,
+    from_row!(row => ApiKeyRow {
+        id, project_id, name, key_hash, prefix, created_at, last_used_at, disabled_at
     })
 }
 
@@ -84,68 +113,9 @@ async fn insert_project_in(tx: &mut Tx, p: &ProjectRow) -> StoreResult<()> {
 
 async fn insert_api_key_in(tx: &mut Tx, k: &ApiKeyRow) -> StoreResult<()> {
     sql!(execute tx,
-        &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+        &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
         &k.id, &k.project_id, &k.name, &k.key_hash, &k.prefix, ts(k.created_at),
         ots(k.last_used_at), ots(k.disabled_at))?;
     Ok(())
-}
-
-#[async_trait]
-impl ProjectStore for SqlStore {
-    async fn insert_project(&self, project: &ProjectRow) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        insert_project_in(&mut tx, project).await?;
-        tx.commit().await
-    }
-
-    async fn project_by_id(&self, id: &str) -> StoreResult<Option<ProjectRow>> {
-        sql!(optional &mut self.conn().await?, project_from_row,
-            &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1"), id)
-    }
-
-    async fn project_by_name(&self, name: &str) -> StoreResult<Option<ProjectRow>> {
-        sql!(optional &mut self.conn().await?, project_from_row,
-            &format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE name = $1"), name)
-    }
-
-    async fn count_projects(&self) -> StoreResult<i64> {
-        sql!(scalar_one &mut self.conn().await?, "SELECT COUNT(*) FROM projects")
-    }
-
-    async fn bootstrap_first_project(
-        &self,
-        project: &ProjectRow,
-        key: &ApiKeyRow,
-    ) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        // Held until commit: the check below sees any earlier bootstrap's project.
-        SqlStore::lock_bootstrap(&mut tx).await?;
-        let exists: bool = sql!(scalar_one &mut tx, "SELECT EXISTS (SELECT 1 FROM projects)")?;
-        if exists {
-            return Ok(false);
-        }
-        insert_project_in(&mut tx, project).await?;
-        insert_api_key_in(&mut tx, key).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn insert_api_key(&self, key: &ApiKeyRow) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        insert_api_key_in(&mut tx, key).await?;
-        tx.commit().await
-    }
-
-    async fn api_key_by_hash(&self, key_hash: &[u8]) -> StoreResult<Option<ApiKeyRow>> {
-        sql!(optional &mut self.conn().await?, api_key_from_row,
-            &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"), key_hash)
-    }
-
-    async fn touch_api_key(&self, id: &str, at: DateTime<Utc>) -> StoreResult<()> {
-        sql!(execute &mut self.conn().await?,
-            "UPDATE api_keys SET last_used_at = $1 \
-             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
-            ts(at), id)?;
-        Ok(())
-    }
 }

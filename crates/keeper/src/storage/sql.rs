@@ -31,7 +31,7 @@ use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Transaction, Type};
 use tokio::sync::mpsc;
 
 use super::sqlite_receipts::{self, ReceiptJob};
-use super::{is_postgres_url, Direction, Page, PageRequest, StoreError, StoreResult};
+use super::{is_postgres_url, Direction, Page, PageRequest, Sealed, StoreError, StoreResult};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -76,8 +76,9 @@ macro_rules! query {
     ($sql:expr $(, $arg:expr)* $(,)?) => { sqlx::query($sql)$(.bind($arg))* };
 }
 
-/// One statement: `optional`, `one` or `all` rows through `$decode`; `execute` (rows
-/// affected); `scalar_one` / `scalar_optional` / `scalar_all` (type from the caller).
+/// One statement: `optional`, `one` or `all` rows through `$decode`; a `page` of them
+/// (the query ends in [`page_clause`], whose values are bound after `$arg`s); `execute`
+/// (rows affected); `scalar_one` / `scalar_optional` / `scalar_all` (type from the caller).
 macro_rules! sql {
     (optional $on:expr, $decode:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
         run!($on, |c| match query!($sql $(, $arg)*).fetch_optional(c).await {
@@ -97,6 +98,12 @@ macro_rules! sql {
             Err(e) => Err($crate::storage::StoreError::from(e)),
         })
     };
+    (page $on:expr, $decode:expr, $page:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        sql!(all $on, $decode, $sql $(, $arg)*,
+            $page.cursor.as_ref().map(|c| $crate::storage::sql::ts(c.created_at)),
+            $page.cursor.as_ref().map_or("", |c| c.id.as_str()), i64::from($page.limit) + 1)
+        .map(|items| $crate::storage::sql::page_of(items, $page))
+    };
     (execute $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
         run!($on, |c| query!($sql $(, $arg)*)
             .execute(c)
@@ -115,6 +122,37 @@ macro_rules! sql {
     (scalar_all $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
         run!($on, |c| sqlx::query_scalar($sql)$(.bind($arg))*
             .fetch_all(c).await.map_err($crate::storage::StoreError::from))
+    };
+}
+
+/// A store trait and its implementation for [`SqlStore`], from one text: each method
+/// is written once, its doc comment (the contract, which goes on the trait) above its
+/// signature and its SQL below.
+macro_rules! store_trait {
+    (
+        $(#[$trait_doc:meta])*
+        pub trait $name:ident {
+            $(
+                $(#[$doc:meta])*
+                async fn $method:ident($($params:tt)*) -> $ret:ty $body:block
+            )*
+        }
+    ) => {
+        $(#[$trait_doc])*
+        #[async_trait::async_trait]
+        pub trait $name: Send + Sync + 'static {
+            $(
+                $(#[$doc])*
+                async fn $method($($params)*) -> $ret;
+            )*
+        }
+
+        #[async_trait::async_trait]
+        impl $name for $crate::storage::SqlStore {
+            $(
+                async fn $method($($params)*) -> $ret $body
+            )*
+        }
     };
 }
 
@@ -341,7 +379,7 @@ pub(super) fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
 
 /// A point in time as both databases store it: INTEGER microseconds since the Unix
 /// epoch on SQLite, `timestamptz` on PostgreSQL. Bind with [`ts`]; read with
-/// [`Row::time`].
+/// [`Row::get`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Ts(DateTime<Utc>);
 
@@ -361,92 +399,52 @@ pub(super) fn after(now: DateTime<Utc>, d: Duration) -> Ts {
         .unwrap_or(DateTime::<Utc>::MAX_UTC))
 }
 
-impl Type<Sqlite> for Ts {
-    fn type_info() -> <Sqlite as Database>::TypeInfo {
-        <i64 as Type<Sqlite>>::type_info()
-    }
-    fn compatible(ty: &<Sqlite as Database>::TypeInfo) -> bool {
-        <i64 as Type<Sqlite>>::compatible(ty)
-    }
+/// `$t` is stored on `$db` as `$as`: `to` gives that value, `from` (when the type is
+/// read back) turns it into `$t`.
+macro_rules! stored_as {
+    ($t:ty, $db:ty, $as:ty, to: |$v:ident| $to:expr $(, from: |$s:ident| $from:expr)?) => {
+        impl Type<$db> for $t {
+            fn type_info() -> <$db as Database>::TypeInfo {
+                <$as as Type<$db>>::type_info()
+            }
+            fn compatible(ty: &<$db as Database>::TypeInfo) -> bool {
+                <$as as Type<$db>>::compatible(ty)
+            }
+        }
+
+        impl<'q> Encode<'q, $db> for $t {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <$db as Database>::ArgumentBuffer<'q>,
+            ) -> Result<IsNull, BoxDynError> {
+                let $v = self;
+                <$as as Encode<'q, $db>>::encode($to, buf)
+            }
+        }
+
+        $(impl<'r> Decode<'r, $db> for $t {
+            fn decode(value: <$db as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+                let $s = <$as as Decode<'r, $db>>::decode(value)?;
+                $from
+            }
+        })?
+    };
 }
 
-impl<'q> Encode<'q, Sqlite> for Ts {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        <i64 as Encode<'q, Sqlite>>::encode(self.0.timestamp_micros(), buf)
-    }
-}
-
-impl<'r> Decode<'r, Sqlite> for Ts {
-    fn decode(value: <Sqlite as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
-        let micros = <i64 as Decode<'r, Sqlite>>::decode(value)?;
-        DateTime::from_timestamp_micros(micros)
-            .map(Ts)
-            .ok_or_else(|| format!("timestamp {micros} out of range").into())
-    }
-}
-
-impl Type<Postgres> for Ts {
-    fn type_info() -> <Postgres as Database>::TypeInfo {
-        <DateTime<Utc> as Type<Postgres>>::type_info()
-    }
-    fn compatible(ty: &<Postgres as Database>::TypeInfo) -> bool {
-        <DateTime<Utc> as Type<Postgres>>::compatible(ty)
-    }
-}
-
-impl<'q> Encode<'q, Postgres> for Ts {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        <DateTime<Utc> as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
-    }
-}
-
-impl<'r> Decode<'r, Postgres> for Ts {
-    fn decode(value: <Postgres as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
-        <DateTime<Utc> as Decode<'r, Postgres>>::decode(value).map(Ts)
-    }
-}
+stored_as!(Ts, Sqlite, i64, to: |t| t.0.timestamp_micros(), from: |micros| {
+    DateTime::from_timestamp_micros(micros)
+        .map(Ts)
+        .ok_or_else(|| format!("timestamp {micros} out of range").into())
+});
+stored_as!(Ts, Postgres, DateTime<Utc>, to: |t| t.0, from: |at| Ok(Ts(at)));
 
 /// A length of time added to a stored time in SQL (`start_time + $n`): INTEGER
 /// microseconds on SQLite, an `interval` on PostgreSQL.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Span(pub Duration);
 
-impl Type<Sqlite> for Span {
-    fn type_info() -> <Sqlite as Database>::TypeInfo {
-        <i64 as Type<Sqlite>>::type_info()
-    }
-}
-
-impl<'q> Encode<'q, Sqlite> for Span {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Sqlite as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        let micros = i64::try_from(self.0.as_micros()).unwrap_or(i64::MAX);
-        <i64 as Encode<'q, Sqlite>>::encode(micros, buf)
-    }
-}
-
-impl Type<Postgres> for Span {
-    fn type_info() -> <Postgres as Database>::TypeInfo {
-        <Duration as Type<Postgres>>::type_info()
-    }
-}
-
-impl<'q> Encode<'q, Postgres> for Span {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Postgres as Database>::ArgumentBuffer<'q>,
-    ) -> Result<IsNull, BoxDynError> {
-        <Duration as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
-    }
-}
+stored_as!(Span, Sqlite, i64, to: |s| i64::try_from(s.0.as_micros()).unwrap_or(i64::MAX));
+stored_as!(Span, Postgres, Duration, to: |s| s.0);
 
 /// A value both databases decode.
 pub(super) trait Value:
@@ -461,35 +459,133 @@ impl<T> Value for T where
 
 /// A result row of either database, read by column name.
 pub(super) trait Row {
-    fn get<T: Value>(&self, column: &str) -> StoreResult<T>;
+    /// A value both databases decode as it is stored.
+    fn value<T: Value>(&self, column: &str) -> StoreResult<T>;
 
-    fn time(&self, column: &str) -> StoreResult<DateTime<Utc>> {
-        Ok(self.get::<Ts>(column)?.0)
-    }
-
-    fn opt_time(&self, column: &str) -> StoreResult<Option<DateTime<Utc>>> {
-        Ok(self.get::<Option<Ts>>(column)?.map(|t| t.0))
-    }
-
-    fn sealed(&self, column: &str) -> StoreResult<super::Sealed> {
-        Ok(super::Sealed(self.get(column)?))
-    }
-
-    fn opt_sealed(&self, column: &str) -> StoreResult<Option<super::Sealed>> {
-        Ok(self.get::<Option<Vec<u8>>>(column)?.map(super::Sealed))
+    /// A column as the field type it fills ([`Column`]).
+    fn get<T: Column>(&self, column: &str) -> StoreResult<T> {
+        T::read(self, column)
     }
 }
 
 impl Row for SqliteRow {
-    fn get<T: Value>(&self, column: &str) -> StoreResult<T> {
+    fn value<T: Value>(&self, column: &str) -> StoreResult<T> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
 }
 
 impl Row for PgRow {
-    fn get<T: Value>(&self, column: &str) -> StoreResult<T> {
+    fn value<T: Value>(&self, column: &str) -> StoreResult<T> {
         Ok(sqlx::Row::try_get(self, column)?)
     }
+}
+
+/// A field type read from one column: times through [`Ts`], sealed secrets from their
+/// bytes, [`text_enum!`]s by name, anything else as both databases decode it.
+pub(super) trait Column: Sized {
+    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self>;
+}
+
+macro_rules! stored_as_is {
+    ($($t:ty),*) => {$(
+        impl Column for $t {
+            fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
+                row.value(column)
+            }
+        }
+    )*};
+}
+
+stored_as_is!(
+    String,
+    Option<String>,
+    i64,
+    bool,
+    Vec<u8>,
+    serde_json::Value,
+    Option<serde_json::Value>
+);
+
+impl Column for DateTime<Utc> {
+    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
+        Ok(row.value::<Ts>(column)?.0)
+    }
+}
+
+impl Column for Option<DateTime<Utc>> {
+    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
+        Ok(row.value::<Option<Ts>>(column)?.map(|t| t.0))
+    }
+}
+
+impl Column for Sealed {
+    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
+        Ok(Sealed(row.value(column)?))
+    }
+}
+
+impl Column for Option<Sealed> {
+    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
+        Ok(row.value::<Option<Vec<u8>>>(column)?.map(Sealed))
+    }
+}
+
+/// `Ok($ty { … })` from `$row`: each listed field read from the column of its name
+/// ([`Row::get`]), then the fields after `;` from their expressions.
+macro_rules! from_row {
+    (
+        $row:ident => $ty:ident {
+            $($field:ident),* $(,)? $(; $($name:ident: $value:expr),* $(,)?)?
+        }
+    ) => {
+        Ok($ty {
+            $($field: $crate::storage::sql::Row::get($row, stringify!($field))?,)*
+            $($($name: $value,)*)?
+        })
+    };
+}
+
+/// A public enum stored as one of a few words: `as_str`, `parse`, and [`Column`]
+/// (an unknown word is a decode error naming `$what`).
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident($what:literal) {
+            $($(#[$doc:meta])* $variant:ident = $text:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl $crate::storage::sql::Column for $name {
+            fn read<R: $crate::storage::sql::Row + ?Sized>(
+                row: &R,
+                column: &str,
+            ) -> $crate::storage::StoreResult<Self> {
+                let text: String = row.value(column)?;
+                $name::parse(&text).ok_or_else(|| {
+                    $crate::storage::sql::decode_error(format!("unknown {} {text:?}", $what))
+                })
+            }
+        }
+    };
 }
 
 /// `(comparison, order)` for keyset pagination in the cursor's direction.
@@ -498,6 +594,19 @@ pub(super) fn keyset(page: &PageRequest) -> (&'static str, &'static str) {
         None | Some(Direction::Older) => ("<", "DESC"),
         Some(Direction::Newer) => (">", "ASC"),
     }
+}
+
+/// The end of a newest-first page's query over rows keyed `($key)` (a time and an
+/// id): the cursor's condition on `$first` and `$first + 1`, the order, and the limit
+/// (`$first + 2`). The `page` arm of [`sql!`] binds the three.
+pub(super) fn page_clause(page: &PageRequest, key: &str, first: usize) -> String {
+    let (cmp, order) = keyset(page);
+    let (at, id, limit) = (first, first + 1, first + 2);
+    let ordered = key.replace(',', &format!(" {order},"));
+    format!(
+        " AND (${at} IS NULL OR ({key}) {cmp} (${at}, ${id})) \
+         ORDER BY {ordered} {order} LIMIT ${limit}"
+    )
 }
 
 /// A page from rows fetched one past `page.limit` in the cursor's direction.

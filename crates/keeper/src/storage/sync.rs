@@ -8,12 +8,11 @@
 
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::connections::{connection_from_row, CONNECTION_COLUMNS};
 use super::events::write_connection_event;
-use super::sql::{after, ts, Lock, Row, SqlStore};
+use super::sql::{after, ts, Lock, Row};
 use super::StoreResult;
 use super::{ConnectionRow, MeetingIndexChange, MeetingRow, MeetingSource, NewConnectionEvent};
 
@@ -61,150 +60,125 @@ pub enum SyncCommit {
     LostClaim,
 }
 
-#[async_trait]
-pub trait SyncStore: Send + Sync + 'static {
-    /// Claims up to `limit` connected connections with local recording on whose
-    /// meeting sync is due (`next_sync_at` NULL or `<= now`) and whose refresh lease
-    /// is free, oldest due first, skipping locked rows on PostgreSQL. The claim sets
-    /// `next_sync_at = now + claim_for`; the returned rows carry that value, the
-    /// fence of [`SyncStore::complete_meeting_sync`] and
-    /// [`SyncStore::reschedule_meeting_sync`]. The refresh lease and `fence` are untouched.
-    async fn claim_due_syncs(
-        &self,
-        limit: u32,
-        claim_for: Duration,
-    ) -> StoreResult<Vec<ConnectionRow>>;
-    /// Writes a sync's result in one transaction, only while the connection is
-    /// connected and its `next_sync_at` still equals `done.claim`: indexes
-    /// `done.meetings` as `sync` rows of the connection where
-    /// [`crate::domain::meetings::replaces`] lets them, deletes the connection's `sync` rows
-    /// not in the set (its `webhook` rows stay), replaces its PMI row and
-    /// `pmi`/`personal_meeting_url` when `done.pmi` is given, sets
-    /// `last_attempted_sync_at = last_successful_sync_at = now`, `next_sync_at =
-    /// done.next_sync_at`, and writes `done.event`.
-    async fn complete_meeting_sync(&self, done: &CompletedSync) -> StoreResult<SyncCommit>;
-    /// A sync that did not complete: `next_sync_at = retry_at` (and
-    /// `last_attempted_sync_at = now` when `attempted`), with `event` when given,
-    /// only while `next_sync_at` still equals `claim`. False when the claim was void.
-    async fn reschedule_meeting_sync(
-        &self,
-        id: &str,
-        claim: DateTime<Utc>,
-        retry_at: DateTime<Utc>,
-        attempted: bool,
-        event: Option<&NewConnectionEvent>,
-    ) -> StoreResult<bool>;
+store_trait! {
+    pub trait SyncStore {
+        /// Claims up to `limit` connected connections with local recording on whose
+        /// meeting sync is due (`next_sync_at` NULL or `<= now`) and whose refresh lease
+        /// is free, oldest due first, skipping locked rows on PostgreSQL. The claim sets
+        /// `next_sync_at = now + claim_for`; the returned rows carry that value, the
+        /// fence of [`SyncStore::complete_meeting_sync`] and
+        /// [`SyncStore::reschedule_meeting_sync`]. The refresh lease and `fence` are untouched.
+        async fn claim_due_syncs(&self, limit: u32, claim_for: Duration)
+            -> StoreResult<Vec<ConnectionRow>> {
+            let now = self.now().await?;
+            let mut tx = self.begin().await?;
+            let claimed = sql!(all &mut tx, connection_from_row,
+                &format!("WITH due(due_id) AS MATERIALIZED (\
+                              SELECT id FROM zoom_oauth_connections \
+                              WHERE state = 'connected' AND is_local_recording_token_supported \
+                              AND (next_sync_at IS NULL OR next_sync_at <= $1) \
+                              AND (lease_until IS NULL OR lease_until < $1) \
+                              ORDER BY next_sync_at NULLS FIRST LIMIT $2{}) \
+                          UPDATE zoom_oauth_connections SET next_sync_at = $3 \
+                          FROM due WHERE id = due.due_id RETURNING {CONNECTION_COLUMNS}",
+                         self.lock(Lock::SkipLocked)),
+                ts(now), i64::from(limit), after(now, claim_for))?;
+            tx.commit().await?;
+            Ok(claimed)
+        }
+
+        /// Writes a sync's result in one transaction, only while the connection is
+        /// connected and its `next_sync_at` still equals `done.claim`: indexes
+        /// `done.meetings` as `sync` rows of the connection where
+        /// [`crate::domain::meetings::replaces`] lets them, deletes the connection's `sync` rows
+        /// not in the set (its `webhook` rows stay), replaces its PMI row and
+        /// `pmi`/`personal_meeting_url` when `done.pmi` is given, sets
+        /// `last_attempted_sync_at = last_successful_sync_at = now`, `next_sync_at =
+        /// done.next_sync_at`, and writes `done.event`.
+        async fn complete_meeting_sync(&self, done: &CompletedSync) -> StoreResult<SyncCommit> {
+            let mut tx = self.begin().await?;
+            let now = self.now().await?;
+            let owner = sql!(optional &mut tx, owner_from_row,
+                "UPDATE zoom_oauth_connections SET last_attempted_sync_at = $1, \
+                 last_successful_sync_at = $1, next_sync_at = $2 \
+                 WHERE id = $3 AND next_sync_at = $4 AND state = 'connected' \
+                 RETURNING project_id, app_id",
+                ts(now), ts(done.next_sync_at), &done.connection_id, ts(done.claim))?;
+            let Some((project_id, app_id)) = owner else {
+                return Ok(SyncCommit::LostClaim);
+            };
+            let row = |meeting_id: &str, source, topic, start_time| MeetingRow {
+                project_id: project_id.clone(),
+                app_id: app_id.clone(),
+                meeting_id: meeting_id.to_owned(),
+                connection_id: done.connection_id.clone(),
+                source,
+                topic,
+                start_time,
+                synced_at: now,
+            };
+            let (mut indexed, mut held_elsewhere) = (0, 0);
+            for m in &done.meetings {
+                let meeting = row(
+                    &m.meeting_id,
+                    MeetingSource::Sync,
+                    m.topic.clone(),
+                    m.start_time,
+                );
+                if self
+                    .index_meeting(&mut tx, &meeting, m.host_confirmed)
+                    .await?
+                {
+                    indexed += 1;
+                } else {
+                    held_elsewhere += 1;
+                }
+            }
+            let removed = sql!(execute &mut tx,
+                "DELETE FROM zoom_meetings WHERE connection_id = $1 AND source = 'sync' \
+                 AND synced_at <> $2",
+                &done.connection_id, ts(now))?;
+            if let Some(pmi) = &done.pmi {
+                let change = MeetingIndexChange::ReplacePmi {
+                    row: row(pmi, MeetingSource::Pmi, None, None),
+                    personal_meeting_url: done.personal_meeting_url.clone(),
+                };
+                self.apply_meeting_change_in(&mut tx, &change).await?;
+            }
+            write_connection_event(&mut tx, &done.connection_id, &done.event, now).await?;
+            tx.commit().await?;
+            Ok(SyncCommit::Committed {
+                indexed,
+                held_elsewhere,
+                removed,
+            })
+        }
+
+        /// A sync that did not complete: `next_sync_at = retry_at` (and
+        /// `last_attempted_sync_at = now` when `attempted`), with `event` when given,
+        /// only while `next_sync_at` still equals `claim`. False when the claim was void.
+        async fn reschedule_meeting_sync(&self, id: &str, claim: DateTime<Utc>,
+            retry_at: DateTime<Utc>, attempted: bool, event: Option<&NewConnectionEvent>)
+            -> StoreResult<bool> {
+            let now = self.now().await?;
+            let mut tx = self.begin().await?;
+            let updated = sql!(execute &mut tx,
+                "UPDATE zoom_oauth_connections SET next_sync_at = $1, \
+                 last_attempted_sync_at = CASE WHEN $2 THEN $3 ELSE last_attempted_sync_at END \
+                 WHERE id = $4 AND next_sync_at = $5",
+                ts(retry_at), attempted, ts(now), id, ts(claim))?;
+            if updated == 0 {
+                return Ok(false);
+            }
+            if let Some(event) = event {
+                write_connection_event(&mut tx, id, event, now).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        }
+    }
 }
 
 fn owner_from_row(row: &impl Row) -> StoreResult<(String, String)> {
     Ok((row.get("project_id")?, row.get("app_id")?))
-}
-
-#[async_trait]
-impl SyncStore for SqlStore {
-    async fn claim_due_syncs(
-        &self,
-        limit: u32,
-        claim_for: Duration,
-    ) -> StoreResult<Vec<ConnectionRow>> {
-        let now = self.now().await?;
-        let mut tx = self.begin().await?;
-        let claimed = sql!(all &mut tx, connection_from_row,
-            &format!("WITH due(due_id) AS MATERIALIZED (\
-                          SELECT id FROM zoom_oauth_connections \
-                          WHERE state = 'connected' AND is_local_recording_token_supported \
-                          AND (next_sync_at IS NULL OR next_sync_at <= $1) \
-                          AND (lease_until IS NULL OR lease_until < $1) \
-                          ORDER BY next_sync_at NULLS FIRST LIMIT $2{}) \
-                      UPDATE zoom_oauth_connections SET next_sync_at = $3 \
-                      FROM due WHERE id = due.due_id RETURNING {CONNECTION_COLUMNS}",
-                     self.lock(Lock::SkipLocked)),
-            ts(now), i64::from(limit), after(now, claim_for))?;
-        tx.commit().await?;
-        Ok(claimed)
-    }
-
-    async fn complete_meeting_sync(&self, done: &CompletedSync) -> StoreResult<SyncCommit> {
-        let mut tx = self.begin().await?;
-        let now = self.now().await?;
-        let owner = sql!(optional &mut tx, owner_from_row,
-            "UPDATE zoom_oauth_connections SET last_attempted_sync_at = $1, \
-             last_successful_sync_at = $1, next_sync_at = $2 \
-             WHERE id = $3 AND next_sync_at = $4 AND state = 'connected' \
-             RETURNING project_id, app_id",
-            ts(now), ts(done.next_sync_at), &done.connection_id, ts(done.claim))?;
-        let Some((project_id, app_id)) = owner else {
-            return Ok(SyncCommit::LostClaim);
-        };
-        let row = |meeting_id: &str, source, topic, start_time| MeetingRow {
-            project_id: project_id.clone(),
-            app_id: app_id.clone(),
-            meeting_id: meeting_id.to_owned(),
-            connection_id: done.connection_id.clone(),
-            source,
-            topic,
-            start_time,
-            synced_at: now,
-        };
-        let (mut indexed, mut held_elsewhere) = (0, 0);
-        for m in &done.meetings {
-            let meeting = row(
-                &m.meeting_id,
-                MeetingSource::Sync,
-                m.topic.clone(),
-                m.start_time,
-            );
-            if self
-                .index_meeting(&mut tx, &meeting, m.host_confirmed)
-                .await?
-            {
-                indexed += 1;
-            } else {
-                held_elsewhere += 1;
-            }
-        }
-        let removed = sql!(execute &mut tx,
-            "DELETE FROM zoom_meetings WHERE connection_id = $1 AND source = 'sync' \
-             AND synced_at <> $2",
-            &done.connection_id, ts(now))?;
-        if let Some(pmi) = &done.pmi {
-            let change = MeetingIndexChange::ReplacePmi {
-                row: row(pmi, MeetingSource::Pmi, None, None),
-                personal_meeting_url: done.personal_meeting_url.clone(),
-            };
-            self.apply_meeting_change_in(&mut tx, &change).await?;
-        }
-        write_connection_event(&mut tx, &done.connection_id, &done.event, now).await?;
-        tx.commit().await?;
-        Ok(SyncCommit::Committed {
-            indexed,
-            held_elsewhere,
-            removed,
-        })
-    }
-
-    async fn reschedule_meeting_sync(
-        &self,
-        id: &str,
-        claim: DateTime<Utc>,
-        retry_at: DateTime<Utc>,
-        attempted: bool,
-        event: Option<&NewConnectionEvent>,
-    ) -> StoreResult<bool> {
-        let now = self.now().await?;
-        let mut tx = self.begin().await?;
-        let updated = sql!(execute &mut tx,
-            "UPDATE zoom_oauth_connections SET next_sync_at = $1, \
-             last_attempted_sync_at = CASE WHEN $2 THEN $3 ELSE last_attempted_sync_at END \
-             WHERE id = $4 AND next_sync_at = $5",
-            ts(retry_at), attempted, ts(now), id, ts(claim))?;
-        if updated == 0 {
-            return Ok(false);
-        }
-        if let Some(event) = event {
-            write_connection_event(&mut tx, id, event, now).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
 }
