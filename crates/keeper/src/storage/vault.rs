@@ -3,16 +3,9 @@
 use super::sql::Row;
 use super::{Sealed, SealedField, StoreError, StoreResult};
 
-/// Every sealed column, in the order [`VaultStore::sealed_fields`] walks them (sorted
-/// by table, then column). The names are also the vault slots' `table` and `column`.
-pub const SEALED_COLUMNS: &[(&str, &str)] = &[
-    ("projects", "previous_webhook_secret"),
-    ("projects", "webhook_secret"),
-    ("zoom_oauth_apps", "client_secret"),
-    ("zoom_oauth_apps", "webhook_secret"),
-    ("zoom_oauth_connections", "access_token"),
-    ("zoom_oauth_connections", "refresh_token"),
-];
+/// Every sealed column, sorted by table, then column: the order
+/// [`VaultStore::sealed_fields`] walks them. Named once, in the vault.
+pub use crate::core::vault::SEALED_COLUMNS;
 
 store_trait! {
     pub trait VaultStore {
@@ -79,16 +72,4 @@ fn sealed_column_index(table: &str, column: &str) -> Option<usize> {
 
 fn id_and_value(row: &impl Row) -> StoreResult<(String, Vec<u8>)> {
     Ok((row.get("id")?, row.get("value")?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sealed_columns_are_sorted() {
-        let mut sorted = SEALED_COLUMNS.to_vec();
-        sorted.sort();
-        assert_eq!(sorted, SEALED_COLUMNS);
-    }
 }
