@@ -261,18 +261,3 @@ pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), A
         DeleteAppOutcome::HasConnections => Err(AppError::HasConnections),
     }
 }
-
-/// The app's client id and (opened) client secret, for calls to Zoom's OAuth
-/// endpoints on behalf of its connections.
-pub fn credentials(
-    keeper: &Keeper,
-    app: &AppRow,
-) -> Result<zoom::AppCredentials, crate::core::vault::VaultError> {
-    let client_secret = keeper
-        .vault
-        .open_str(Slot::app_client_secret(&app.id), &app.client_secret)?;
-    Ok(zoom::AppCredentials {
-        client_id: app.client_id.clone(),
-        client_secret,
-    })
-}

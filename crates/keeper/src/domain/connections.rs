@@ -316,7 +316,7 @@ pub async fn create(
 ) -> Result<ConnectionRow, ConnectionError> {
     let input = validate_create(&new)?;
     let app = resolve_app(keeper, project_id, new.app_id.as_deref()).await?;
-    let creds = apps::credentials(keeper, &app).map_err(internal)?;
+    let creds = grant::app_credentials(keeper, &app).map_err(internal)?;
     let keeper = Arc::clone(keeper);
     let project_id = project_id.to_owned();
     tokio::spawn(
@@ -995,7 +995,7 @@ pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), C
         .and_then(|sealed| open_logged(keeper, grant::refresh_slot(&row.id), sealed));
     if let Some(token) = token {
         match keeper.store.get_app(project_id, &row.app_id).await {
-            Ok(Some(app)) => match apps::credentials(keeper, &app) {
+            Ok(Some(app)) => match grant::app_credentials(keeper, &app) {
                 Ok(creds) => {
                     keeper
                         .zoom

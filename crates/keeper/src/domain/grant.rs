@@ -15,7 +15,7 @@ use zoom::{TokenGrant, ZoomError};
 use crate::core::jitter;
 use crate::core::vault::Slot;
 use crate::storage::{
-    ConnectionRow, DisconnectOutcome, FailureData, NewConnectionEvent, NewOutboxEvent,
+    AppRow, ConnectionRow, DisconnectOutcome, FailureData, NewConnectionEvent, NewOutboxEvent,
     OutboxSource, StoreError,
 };
 use crate::Keeper;
@@ -74,6 +74,21 @@ pub(crate) fn refresh_slot(id: &str) -> Slot<'_> {
 
 pub(crate) fn access_slot(id: &str) -> Slot<'_> {
     Slot::connection_access_token(id)
+}
+
+/// The app's client id and (opened) client secret, for calls to Zoom's OAuth
+/// endpoints on behalf of its connections.
+pub fn app_credentials(
+    keeper: &Keeper,
+    app: &AppRow,
+) -> Result<zoom::AppCredentials, crate::core::vault::VaultError> {
+    let client_secret = keeper
+        .vault
+        .open_str(Slot::app_client_secret(&app.id), &app.client_secret)?;
+    Ok(zoom::AppCredentials {
+        client_id: app.client_id.clone(),
+        client_secret,
+    })
 }
 
 /// When the token keeper must refresh a connection next: `max_age` from `now`, less

@@ -24,7 +24,9 @@ use zoom::{MeetingId, SdkRole, SdkSignature, ZoomError};
 use crate::domain::meetings::is_meeting_number;
 use crate::domain::tokens::{BrokeredCallError, TokenError, UserToken};
 use crate::storage::{AppRow, ConnectionRow, ConnectionState, PageRequest, StoreError};
-use crate::{core::outbound_url, core::signing, domain::apps, domain::webhooks, Keeper};
+use crate::{
+    core::outbound_url, core::signing, domain::apps, domain::grant, domain::webhooks, Keeper,
+};
 
 /// How long the customer's `zoom_tokens_url` has to answer.
 pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -486,7 +488,7 @@ fn sdk_signature(
     role: SdkRole,
 ) -> Result<SdkSignature, Problem> {
     const TOKEN: &str = "sdk_signature";
-    let creds = apps::credentials(keeper, app).map_err(|e| {
+    let creds = grant::app_credentials(keeper, app).map_err(|e| {
         tracing::error!(app_id = %app.id, error = %e, "an app's client secret does not open");
         problem(
             TOKEN,

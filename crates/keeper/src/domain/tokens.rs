@@ -37,7 +37,7 @@ use crate::storage::{
     ConnectionRow, ConnectionState, DisconnectOutcome, FailureData, NewConnectionEvent,
     RefreshedTokens, Sealed,
 };
-use crate::{domain::apps, Keeper};
+use crate::Keeper;
 
 /// A handed-out access token is good for at least this much longer.
 pub const MIN_VALIDITY: Duration = Duration::from_secs(120);
@@ -820,7 +820,7 @@ impl TokenBroker {
                 return Err(internal("reading a connection's app", e));
             }
         };
-        let creds = match apps::credentials(keeper, &app) {
+        let creds = match grant::app_credentials(keeper, &app) {
             Ok(c) => c,
             Err(e) => {
                 self.release(keeper, claimed, broken_retry()).await;

@@ -93,11 +93,12 @@ pub async fn open_store(database_url: &str) -> StoreResult<std::sync::Arc<dyn St
     Ok(std::sync::Arc::new(SqlStore::connect(database_url).await?))
 }
 
-/// Whether `database_url` names a PostgreSQL database (`postgres://…` or
-/// `postgresql://…`); anything else is SQLite (a `sqlite:` URL or a file path).
+/// Whether `database_url` names a PostgreSQL database
+/// ([`Database::named_by`](crate::core::config::Database::named_by), the one rule);
+/// anything else is SQLite (a `sqlite:` URL or a file path).
 pub fn is_postgres_url(database_url: &str) -> bool {
-    let lower = database_url.trim_start().to_ascii_lowercase();
-    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+    crate::core::config::Database::named_by(database_url)
+        == Some(crate::core::config::Database::Postgres)
 }
 
 /// The outgoing-webhook event a connection write records, built from the row as the

@@ -196,7 +196,9 @@ impl SqlStore {
                  process exits; give a database file path instead",
             ));
         }
-        let options = if url_or_path.starts_with("sqlite:") {
+        let options = if crate::core::config::Database::named_by(url_or_path)
+            == Some(crate::core::config::Database::Sqlite)
+        {
             SqliteConnectOptions::from_str(url_or_path)?
         } else {
             SqliteConnectOptions::new().filename(url_or_path)
