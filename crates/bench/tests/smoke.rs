@@ -51,8 +51,10 @@ async fn expected_backends() -> Vec<Backend> {
 }
 
 /// The `zoomkeeper` program whose `serve` the benches start: `ZOOMKEEPER_BIN`, or
-/// built here once by cargo (which waits for any build holding the target
-/// directory).
+/// the one cargo builds for the workspace's tests. Asking for exactly what
+/// `cargo test --workspace` builds finds it already built there (a different
+/// feature set, as `cargo build -p zoomkeeper` has, would rebuild half the
+/// dependencies); cargo waits for any build holding the target directory.
 fn zoomkeeper() -> &'static Path {
     static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
     PROGRAM.get_or_init(|| {
@@ -62,11 +64,9 @@ fn zoomkeeper() -> &'static Path {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
         let mut build = std::process::Command::new(cargo);
         build.args([
-            "build",
-            "--package",
-            "zoomkeeper",
-            "--bin",
-            "zoomkeeper",
+            "test",
+            "--workspace",
+            "--no-run",
             "--message-format=json-render-diagnostics",
         ]);
         if !cfg!(debug_assertions) {
@@ -75,12 +75,19 @@ fn zoomkeeper() -> &'static Path {
         let out = build
             .stderr(std::process::Stdio::inherit())
             .output()
-            .expect("running cargo build for zoomkeeper");
-        assert!(out.status.success(), "cargo build -p zoomkeeper failed");
+            .expect("running cargo to build zoomkeeper");
+        assert!(
+            out.status.success(),
+            "cargo test --workspace --no-run failed"
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|m| m["target"]["name"] == "zoomkeeper")
+            .filter(|m| {
+                m["target"]["name"] == "zoomkeeper"
+                    && m["target"]["kind"] == serde_json::json!(["bin"])
+                    && m["profile"]["test"] == false
+            })
             .find_map(|m| m["executable"].as_str().map(PathBuf::from))
             .expect("cargo names the zoomkeeper executable it built")
     })
