@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
+use crate::core::clock::Clock;
 use crate::core::config::{Config, Database, MasterKeySource};
 use crate::core::metrics::Metrics;
 use crate::core::rate_limit::RateLimiter;
@@ -18,6 +19,8 @@ use crate::storage::{self, Store};
 
 pub struct Keeper {
     pub config: Config,
+    /// The one clock ([`Clock`]): the store's, so domain and SQL agree on "now".
+    pub clock: Clock,
     pub store: Arc<dyn Store>,
     pub vault: Arc<Vault>,
     pub zoom: ZoomGateway,
@@ -62,6 +65,7 @@ impl Keeper {
         let rate_limiter = RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst);
         Ok(Keeper {
             config,
+            clock: store.clock().clone(),
             store,
             vault,
             zoom,

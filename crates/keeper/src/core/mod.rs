@@ -2,6 +2,7 @@
 //! telemetry, outbound URL checks, the Zoom gateway and the per-account Zoom budget,
 //! and the API rate limiter.
 
+pub mod clock;
 pub mod config;
 pub mod ids;
 pub mod jitter;

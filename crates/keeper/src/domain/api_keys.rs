@@ -92,7 +92,7 @@ pub async fn authenticate(store: &dyn Store, key: &SecretString) -> Result<Calle
     if !bool::from(row.key_hash.as_slice().ct_eq(&presented)) || row.disabled_at.is_some() {
         return Err(AuthError::Invalid);
     }
-    let now = Utc::now();
+    let now = store.clock().now();
     if row.last_used_at.is_none_or(|at| now - at >= TOUCH_INTERVAL) {
         touch(store, &row.id, now).await;
     }

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::core::ids::IdKind;
@@ -133,7 +132,7 @@ pub async fn create(keeper: &Keeper, project_id: &str, new: NewApp) -> Result<Ap
     )?;
 
     let id = IdKind::App.generate();
-    let now = Utc::now();
+    let now = keeper.clock.now();
     let row = AppRow {
         client_secret: keeper.vault.seal(
             Slot::app_client_secret(&id),
@@ -242,7 +241,7 @@ pub async fn update(
     };
     let row = keeper
         .store
-        .update_app_secrets(project_id, id, &update, Utc::now())
+        .update_app_secrets(project_id, id, &update, keeper.clock.now())
         .await?
         .ok_or(AppError::NotFound)?;
     if new_client_secret {

@@ -345,7 +345,7 @@ async fn exchange_and_store(
         .map(|v| PkceVerifier::from_string(v.expose_secret().trim().to_owned()));
     // Zoom counts the token's lifetime from when it answered; counting ours from
     // before we asked keeps our idea of the expiry on the safe side.
-    let requested_at = Utc::now();
+    let requested_at = keeper.clock.now();
     let grant = keeper
         .zoom
         .exchange_code(
@@ -572,7 +572,7 @@ impl FreshGrant<'_> {
         existing: &ConnectionRow,
         clear_meetings: bool,
     ) -> GrantReplacement {
-        let now = Utc::now();
+        let now = keeper.clock.now();
         GrantReplacement {
             user_id: self.user.id.clone(),
             account_id: self.user.account_id.clone(),
@@ -732,7 +732,7 @@ async fn upsert(
     }
 
     let id = IdKind::Connection.generate();
-    let now = Utc::now();
+    let now = keeper.clock.now();
     let placeholder = ConnectionRow {
         id: id.clone(),
         project_id: project_id.to_owned(),

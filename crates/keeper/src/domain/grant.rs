@@ -216,7 +216,7 @@ pub const BAD_CLIENT_SECRET: &str = "invalid_client";
 
 /// Why a final refresh error disconnects, in words a person can act on, and whether
 /// the user's grant survives it. `app_id`: the connection's app, named in the advice.
-pub fn final_failure(e: &ZoomError, app_id: &str) -> (FailureData, Grant) {
+pub fn final_failure(e: &ZoomError, app_id: &str, now: DateTime<Utc>) -> (FailureData, Grant) {
     let (code, error, grant) = match e {
         ZoomError::GrantRevoked { code, reason } if code == BAD_CLIENT_SECRET => (
             code.clone(),
@@ -249,7 +249,7 @@ pub fn final_failure(e: &ZoomError, app_id: &str) -> (FailureData, Grant) {
         FailureData {
             error,
             code,
-            timestamp: Utc::now(),
+            timestamp: now,
         },
         grant,
     )
@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn final_errors_are_described_without_secrets() {
-        let (f, grant) = final_failure(&revoked("invalid_grant"), "zoa_x");
+        let (f, grant) = final_failure(&revoked("invalid_grant"), "zoa_x", Utc::now());
         assert_eq!(f.code, "invalid_grant");
         assert!(f.error.contains("authorise the app again"), "{}", f.error);
         assert_eq!(grant, Grant::Gone);
@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn only_a_refused_client_secret_keeps_the_grant() {
-        let (f, grant) = final_failure(&revoked("invalid_client"), "zoa_x");
+        let (f, grant) = final_failure(&revoked("invalid_client"), "zoa_x", Utc::now());
         assert_eq!((f.code.as_str(), grant), (BAD_CLIENT_SECRET, Grant::Kept));
         assert!(f.error.contains("client secret"), "{}", f.error);
         assert!(
@@ -286,7 +286,7 @@ mod tests {
             f.error
         );
         for gone in ["invalid_grant", "unauthorized_client"] {
-            let (f, grant) = final_failure(&revoked(gone), "zoa_x");
+            let (f, grant) = final_failure(&revoked(gone), "zoa_x", Utc::now());
             assert_eq!((f.code.as_str(), grant), (gone, Grant::Gone));
             assert!(f.error.contains("authorise the app again"), "{}", f.error);
         }

@@ -502,7 +502,7 @@ fn sdk_signature(
         meeting,
         role,
         zoom::sdk_signature::DEFAULT_LIFETIME,
-        Utc::now().timestamp(),
+        keeper.clock.now().timestamp(),
     )
     .map_err(|e| {
         problem(
@@ -564,7 +564,7 @@ async fn fetch_from_callback(
             secrets.current.expose_secret(),
             secrets.previous.as_ref().map(|p| p.expose_secret()),
             &uuid::Uuid::new_v4().to_string(),
-            Utc::now().timestamp(),
+            keeper.clock.now().timestamp(),
             &payload,
         );
         let response = signed

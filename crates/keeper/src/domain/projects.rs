@@ -1,6 +1,6 @@
 //! Projects: the tenant every other object belongs to.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rand::RngCore;
 use secrecy::SecretString;
 
@@ -27,7 +27,7 @@ pub enum ProjectError {
 }
 
 /// A new project row with a fresh sealed webhook signing secret (32 random bytes).
-fn new_project_row(vault: &Vault, name: &str) -> ProjectRow {
+fn new_project_row(vault: &Vault, name: &str, now: DateTime<Utc>) -> ProjectRow {
     let id = IdKind::Project.generate();
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
@@ -36,7 +36,7 @@ fn new_project_row(vault: &Vault, name: &str) -> ProjectRow {
         id,
         name: name.to_owned(),
         webhook_secret: sealed,
-        created_at: Utc::now(),
+        created_at: now,
     }
 }
 
@@ -50,7 +50,7 @@ fn validate_name(name: &str) -> Result<&str, ProjectError> {
 
 pub async fn create(keeper: &Keeper, name: &str) -> Result<ProjectRow, ProjectError> {
     let name = validate_name(name)?;
-    let row = new_project_row(&keeper.vault, name);
+    let row = new_project_row(&keeper.vault, name, keeper.clock.now());
     match keeper.store.insert_project(&row).await {
         Ok(()) => Ok(row),
         Err(StoreError::Conflict { .. }) => Err(ProjectError::NameTaken(name.to_owned())),
@@ -80,7 +80,7 @@ pub async fn bootstrap(keeper: &Keeper) -> Result<Option<SecretString>, ProjectE
     if keeper.store.count_projects().await? > 0 {
         return Ok(None);
     }
-    let project = new_project_row(&keeper.vault, DEFAULT_PROJECT_NAME);
+    let project = new_project_row(&keeper.vault, DEFAULT_PROJECT_NAME, keeper.clock.now());
     let key = api_keys::generate(&project.id, "initial", project.created_at);
     if keeper
         .store
@@ -99,7 +99,7 @@ pub async fn create_api_key(
     project: &ProjectRow,
     name: &str,
 ) -> Result<SecretString, ProjectError> {
-    let key = api_keys::generate(&project.id, name.trim(), Utc::now());
+    let key = api_keys::generate(&project.id, name.trim(), keeper.clock.now());
     keeper.store.insert_api_key(&key.row).await?;
     Ok(key.key)
 }

@@ -518,7 +518,7 @@ impl TokenBroker {
                         let failure = FailureData {
                             error: format!("Zoom rejected an access token it had just issued (code {code}). The user must authorise the app again."),
                             code: "access_token_rejected".to_owned(),
-                            timestamp: Utc::now(),
+                            timestamp: keeper.clock.now(),
                         };
                         return Err(BrokeredCallError::Token(
                             self.disconnect_now(keeper, &row.id, access.sealed.as_ref(), failure)
@@ -803,8 +803,9 @@ impl TokenBroker {
         claimed: &ConnectionRow,
         hold: &LeaseHold,
     ) -> Result<AccessToken, TokenError> {
-        let broken_retry =
-            || Some(Utc::now() + chrono::Duration::from_std(BROKEN_RETRY).unwrap_or_default());
+        let broken_retry = || {
+            Some(keeper.clock.now() + chrono::Duration::from_std(BROKEN_RETRY).unwrap_or_default())
+        };
         let app = match keeper
             .store
             .get_app(&claimed.project_id, &claimed.app_id)
@@ -847,12 +848,12 @@ impl TokenBroker {
         };
 
         // The lifetime counts from before we asked, so our expiry is never late.
-        let requested_at = Utc::now();
+        let requested_at = keeper.clock.now();
         match keeper.zoom.refresh(&creds, &refresh_token).await {
             Ok(grant) => {
                 // Zoom always rotates; should it not, the old token stays good.
                 let new_refresh = grant.refresh_token.as_ref().unwrap_or(&refresh_token);
-                let now = Utc::now();
+                let now = keeper.clock.now();
                 let expires_at = grant::access_token_expiry(requested_at, &grant);
                 let access_sealed = keeper
                     .vault
@@ -896,7 +897,8 @@ impl TokenBroker {
                 })
             }
             Err(e) if e.is_final() => {
-                let (failure, grant) = grant::final_failure(&e, &claimed.app_id);
+                let (failure, grant) =
+                    grant::final_failure(&e, &claimed.app_id, keeper.clock.now());
                 if grant == Grant::Gone && self.reauthorised_meanwhile(keeper, claimed).await {
                     // The user authorised the app again: Zoom refused the grant the
                     // new one replaced, and the new one is stored. Nothing to end.
@@ -942,10 +944,11 @@ impl TokenBroker {
                 }
             }
             Err(e) => {
-                let wait = e
-                    .retry_after()
-                    .unwrap_or_else(|| zoom::error::backoff_delay(attempt_of(claimed)));
-                let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                let wait = e.retry_after().unwrap_or_else(|| {
+                    zoom::error::backoff_delay(attempt_of(claimed, keeper.clock.now()))
+                });
+                let retry_at =
+                    keeper.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 tracing::warn!(
                     connection_id = %claimed.id,
                     error = %e,
@@ -1081,7 +1084,7 @@ impl TokenBroker {
     async fn take_account_slot(&self, keeper: &Keeper, claimed: &ConnectionRow) -> bool {
         let lease_left = claimed
             .lease_until
-            .and_then(|until| (until - Utc::now()).to_std().ok())
+            .and_then(|until| (until - keeper.clock.now()).to_std().ok())
             .unwrap_or(Duration::ZERO);
         // The refresh renews the lease once it starts; the wait must end before it lapses.
         let budget = lease_left.saturating_sub(LEASE_MARGIN);
@@ -1092,7 +1095,8 @@ impl TokenBroker {
         {
             Ok(()) => true,
             Err(wait) => {
-                let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                let retry_at =
+                    keeper.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 self.release(keeper, claimed, Some(retry_at)).await;
                 false
             }
@@ -1136,7 +1140,7 @@ fn refreshed_since(
     if Some(sealed) == wanted.seen || Some(sealed) == wanted.rejected {
         return None;
     }
-    if expires_at <= Utc::now() + chrono::Duration::seconds(5) {
+    if expires_at <= keeper.clock.now() + chrono::Duration::seconds(5) {
         return None;
     }
     match keeper.vault.open_str(access_slot(&row.id), sealed) {
@@ -1156,7 +1160,7 @@ fn usable(keeper: &Keeper, row: &ConnectionRow, rejected: Option<&Sealed>) -> Op
     let sealed = row.access_token.as_ref()?;
     let expires_at = row.access_token_expires_at?;
     let min = chrono::Duration::from_std(MIN_VALIDITY).ok()?;
-    if expires_at < Utc::now() + min || rejected == Some(sealed) {
+    if expires_at < keeper.clock.now() + min || rejected == Some(sealed) {
         return None;
     }
     match keeper.vault.open_str(access_slot(&row.id), sealed) {
@@ -1175,9 +1179,9 @@ fn usable(keeper: &Keeper, row: &ConnectionRow, rejected: Option<&Sealed>) -> Op
 
 /// A backoff attempt number that grows with how long the refresh has been overdue,
 /// so repeated failures wait longer without keeping a counter.
-fn attempt_of(row: &ConnectionRow) -> u32 {
+fn attempt_of(row: &ConnectionRow, now: DateTime<Utc>) -> u32 {
     row.refresh_due_at
-        .map_or(0, |due| jitter::attempt_since(due, Utc::now()))
+        .map_or(0, |due| jitter::attempt_since(due, now))
 }
 
 /// A failed, non-final refresh call as a token error.

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use chrono::Utc;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretSlice};
 
@@ -118,7 +117,7 @@ pub async fn create(
     let (Some(url), Some(triggers)) = (url, triggers) else {
         return Err(SubscriptionError::Invalid(problems));
     };
-    let now = Utc::now();
+    let now = keeper.clock.now();
     let row = WebhookSubscriptionRow {
         id: IdKind::WebhookSubscription.generate(),
         project_id: project_id.to_owned(),
@@ -208,7 +207,7 @@ pub async fn update(
     }
     keeper
         .store
-        .update_webhook_subscription(project_id, id, &update, Utc::now())
+        .update_webhook_subscription(project_id, id, &update, keeper.clock.now())
         .await?
         .ok_or(SubscriptionError::NotFound)
 }
@@ -294,7 +293,7 @@ pub async fn rotate_secret(keeper: &Keeper, project_id: &str) -> Result<String, 
         let previous = keeper
             .vault
             .seal(previous_slot(project_id), old.expose_secret());
-        let until = Utc::now()
+        let until = keeper.clock.now()
             + chrono::Duration::from_std(ROTATION_GRACE).unwrap_or(chrono::Duration::zero());
         if keeper
             .store

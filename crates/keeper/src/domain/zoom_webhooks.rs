@@ -109,7 +109,7 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
             delivery.timestamp,
             delivery.signature,
             delivery.body,
-            Utc::now().timestamp(),
+            keeper.clock.now().timestamp(),
             webhook::DEFAULT_WINDOW,
         )
         .map_err(IngressError::Signature),
@@ -343,7 +343,7 @@ async fn meeting_created(
                 "no connection of this app hosts the meeting",
             ));
         };
-        let now = Utc::now();
+        let now = keeper.clock.now();
         let row = meetings::row(
             &host,
             id,
@@ -447,7 +447,7 @@ async fn meeting_deleted(
         app_id: app.id.clone(),
         meeting_id: id.to_owned(),
     };
-    apply_once(keeper, app, event, change, Utc::now()).await
+    apply_once(keeper, app, event, change, keeper.clock.now()).await
 }
 
 async fn user_updated(
@@ -468,7 +468,7 @@ async fn user_updated(
     let Some(connection) = connection else {
         return Ok(Outcome::Ignored("the user has no connection to this app"));
     };
-    let now = Utc::now();
+    let now = keeper.clock.now();
     let change = MeetingIndexChange::ReplacePmi {
         row: meetings::row(&connection, pmi, MeetingSource::Pmi, None, None, now),
         personal_meeting_url: update
@@ -520,7 +520,7 @@ async fn app_deauthorized(
             ));
         }
     }
-    let now = Utc::now();
+    let now = keeper.clock.now();
     let failure = FailureData {
         error: "The user removed the app from their Zoom account; they must authorise it again."
             .to_owned(),
@@ -622,7 +622,7 @@ async fn note_received(keeper: &Keeper, app_id: &str, which: WebhookVerification
     }
     if let Err(e) = keeper
         .store
-        .record_app_webhook_received(app_id, which, Utc::now())
+        .record_app_webhook_received(app_id, which, keeper.clock.now())
         .await
     {
         tracing::warn!(app_id = %app_id, error = %e, "cannot record when the app last received a Zoom webhook");

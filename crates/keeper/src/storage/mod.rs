@@ -15,6 +15,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::core::clock::Clock;
+
 #[macro_use]
 mod sql;
 pub mod apps;
@@ -85,6 +87,8 @@ pub trait DatabaseStore: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// The database clock; leases and due times are computed from it.
     async fn now(&self) -> StoreResult<DateTime<Utc>>;
+    /// The clock [`now`](Self::now) follows (advance it to move time in tests).
+    fn clock(&self) -> &Clock;
 }
 
 /// Opens the database named by `database_url` ([`is_postgres_url`]): the SQLite file

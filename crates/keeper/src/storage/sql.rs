@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 
 use super::sqlite_receipts::{self, ReceiptJob};
 use super::{is_postgres_url, Direction, Page, PageRequest, Sealed, StoreError, StoreResult};
+use crate::core::clock::Clock;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -162,6 +163,7 @@ macro_rules! store_trait {
 pub struct SqlStore {
     pub(super) pool: Either<SqlitePool, PgPool>,
     local: Option<Arc<Local>>,
+    clock: Clock,
 }
 
 /// What only SQLite has.
@@ -188,6 +190,7 @@ impl SqlStore {
             return Ok(SqlStore {
                 pool: Either::Postgres(pool),
                 local: None,
+                clock: Clock::system(),
             });
         }
         if url_or_path.contains(":memory:") || url_or_path.contains("mode=memory") {
@@ -231,6 +234,7 @@ impl SqlStore {
                 receipts: sqlite_receipts::spawn(&path, BUSY_TIMEOUT)?,
                 last_now: AtomicI64::new(i64::MIN),
             })),
+            clock: Clock::system(),
         })
     }
 
@@ -303,13 +307,19 @@ impl SqlStore {
         self.local.as_ref().map(|l| &l.receipts)
     }
 
-    /// The database clock, to microseconds. SQLite runs in this process, so its clock
-    /// is this process's — the one place storage reads the wall clock — made strictly
-    /// increasing, so rows written one after another never share a time.
+    /// The clock this store and everything built on it measures time on.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The database clock, to microseconds ([`Clock`]). SQLite runs in this process,
+    /// so its clock is this process's, made strictly increasing, so rows written one
+    /// after another never share a time; PostgreSQL's is the server's, moved by as
+    /// much as this store's clock was advanced.
     pub async fn now(&self) -> StoreResult<DateTime<Utc>> {
         match (&self.pool, &self.local) {
             (Either::Sqlite(_), Some(local)) => {
-                let wall = Utc::now().timestamp_micros();
+                let wall = self.clock.now().timestamp_micros();
                 let previous = local
                     .last_now
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
@@ -317,12 +327,12 @@ impl SqlStore {
                     })
                     .unwrap_or(wall);
                 let micros = wall.max(previous.saturating_add(1));
-                Ok(DateTime::from_timestamp_micros(micros).unwrap_or_else(Utc::now))
+                Ok(DateTime::from_timestamp_micros(micros).unwrap_or_else(|| self.clock.now()))
             }
             _ => {
                 let at: DateTime<Utc> =
                     sql!(scalar_one &mut self.conn().await?, "SELECT clock_timestamp()")?;
-                Ok(truncate_to_micros(at))
+                Ok(truncate_to_micros(at + self.clock.ahead()))
             }
         }
     }
@@ -366,6 +376,10 @@ impl super::DatabaseStore for SqlStore {
 
     async fn now(&self) -> StoreResult<DateTime<Utc>> {
         SqlStore::now(self).await
+    }
+
+    fn clock(&self) -> &Clock {
+        SqlStore::clock(self)
     }
 }
 

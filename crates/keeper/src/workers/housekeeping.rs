@@ -69,6 +69,7 @@ pub async fn run(keeper: Arc<Keeper>, shutdown: watch::Receiver<bool>) {
     let stopping = shutdown.clone();
     let sweeps = super::poll_loop(
         "housekeeping",
+        keeper.clock.clone(),
         shutdown.clone(),
         FIRST_RUN_AFTER,
         || jitter::around(EVERY, JITTER),
@@ -91,6 +92,7 @@ pub async fn run(keeper: Arc<Keeper>, shutdown: watch::Receiver<bool>) {
     let cursor = tokio::sync::Mutex::new(None::<String>);
     let pruning = super::poll_loop(
         "event_log_pruning",
+        keeper.clock.clone(),
         shutdown,
         PRUNE_EVERY,
         || PRUNE_EVERY,

@@ -108,6 +108,7 @@ pub async fn run(keeper: Arc<Keeper>, shutdown: watch::Receiver<bool>) {
     let stopping = shutdown.clone();
     super::poll_loop(
         "meeting_sync",
+        keeper.clock.clone(),
         shutdown,
         Duration::ZERO,
         || interval,
@@ -232,8 +233,12 @@ async fn sync_one(
                 data: None,
             });
             // Repeated failures wait longer: the longer syncs have failed, the later.
-            let wait = wait.max(zoom::error::backoff_delay(failing_for(&row)));
-            let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            let wait = wait.max(zoom::error::backoff_delay(failing_for(
+                &row,
+                keeper.clock.now(),
+            )));
+            let retry_at =
+                keeper.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
             match keeper
                 .store
                 .reschedule_meeting_sync(&row.id, claim, retry_at, true, event.as_ref())
@@ -255,7 +260,7 @@ async fn sync_one(
 async fn release(keeper: &Keeper, row: &ConnectionRow, claim: DateTime<Utc>) -> Outcome {
     if let Err(e) = keeper
         .store
-        .reschedule_meeting_sync(&row.id, claim, Utc::now(), false, None)
+        .reschedule_meeting_sync(&row.id, claim, keeper.clock.now(), false, None)
         .await
     {
         tracing::warn!(connection_id = %row.id, error = %e, "handing back a meeting sync claim failed; it expires on its own");
@@ -422,11 +427,8 @@ async fn notice_unannounced_meetings(
 
 /// A backoff attempt number that grows with how long syncs have been failing
 /// (since the last success, or since the connection was made).
-fn failing_for(row: &ConnectionRow) -> u32 {
-    jitter::attempt_since(
-        row.last_successful_sync_at.unwrap_or(row.created_at),
-        Utc::now(),
-    )
+fn failing_for(row: &ConnectionRow, now: DateTime<Utc>) -> u32 {
+    jitter::attempt_since(row.last_successful_sync_at.unwrap_or(row.created_at), now)
 }
 
 /// `now + 24 h ± 1 h`.
@@ -639,7 +641,7 @@ impl Calls<'_> {
             }
             let mut shutdown = self.shutdown.clone();
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = self.keeper.clock.sleep(wait) => {}
                 _ = shutdown.changed() => return Err(Stop::Shutdown),
             }
         }

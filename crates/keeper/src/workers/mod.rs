@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::core::clock::Clock;
 use crate::core::config::Role;
 use crate::Keeper;
 
@@ -29,11 +30,12 @@ pub enum Pass {
 }
 
 /// The one loop every worker runs: waits `first_wait`, then runs `pass` and, unless
-/// it found more work, waits `every()` before the next — until `shutdown` turns
-/// true. A pass in flight runs to its end (it may hold a rotated refresh token that
+/// it found more work, waits `every()` before the next — on `clock`, so a test that
+/// advances it wakes the worker — until `shutdown` turns true. A pass in flight runs to its end (it may hold a rotated refresh token that
 /// must be stored); a failed pass is logged and the loop goes on.
 pub async fn poll_loop<P, Fut>(
     name: &'static str,
+    clock: Clock,
     mut shutdown: watch::Receiver<bool>,
     first_wait: Duration,
     every: impl Fn() -> Duration,
@@ -47,7 +49,7 @@ pub async fn poll_loop<P, Fut>(
     loop {
         if !wait.is_zero() {
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = clock.sleep(wait) => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
         }

@@ -17,6 +17,7 @@ pub async fn run(keeper: Arc<Keeper>, shutdown: watch::Receiver<bool>) {
     let interval = keeper.config.token_keeper_interval;
     super::poll_loop(
         "recheck",
+        keeper.clock.clone(),
         shutdown,
         Duration::ZERO,
         || interval,

@@ -47,6 +47,7 @@ pub async fn run(keeper: Arc<Keeper>, shutdown: watch::Receiver<bool>) {
     let stopping = shutdown.clone();
     super::poll_loop(
         "token_keeper",
+        keeper.clock.clone(),
         shutdown,
         Duration::ZERO,
         || interval,

@@ -75,6 +75,7 @@ pub async fn run(keeper: Arc<Keeper>, shutdown: watch::Receiver<bool>) {
 pub async fn run_every(keeper: Arc<Keeper>, poll: Duration, shutdown: watch::Receiver<bool>) {
     super::poll_loop(
         "webhook_delivery",
+        keeper.clock.clone(),
         shutdown,
         Duration::ZERO,
         || poll,
@@ -149,7 +150,7 @@ async fn deliver(
     row: WebhookDeliveryRow,
 ) -> anyhow::Result<(DeliveryStatus, bool)> {
     let started = Instant::now();
-    let attempted_at = chrono::Utc::now();
+    let attempted_at = keeper.clock.now();
     let summary = attempt(keeper, &row, attempted_at.timestamp()).await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let success =

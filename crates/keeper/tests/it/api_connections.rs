@@ -902,7 +902,9 @@ async fn token_keeper_refreshes_due_connections(backend: Backend) {
         .await
         .expect("round");
     assert_eq!(round.claimed, 0, "nothing is due yet");
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.keeper
+        .clock
+        .advance(std::time::Duration::from_millis(2100));
     // Shutting down: what is claimed is handed back, not refreshed.
     let (_stopped, stopped) = tokio::sync::watch::channel(true);
     let round = keeper::token_keeper::run_once(&app.keeper, &stopped)
@@ -1344,7 +1346,9 @@ async fn token_keeper_defers_connections_of_a_rate_limited_account(backend: Back
     let (_, c) = connect_ok(&app, json!({})).await;
     let id = id_of(&c);
     let account = c["account_id"].as_str().expect("account_id").to_owned();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    app.keeper
+        .clock
+        .advance(std::time::Duration::from_millis(1100));
     // Zoom said 429 for this account two minutes' worth.
     let pause = std::time::Duration::from_secs(120);
     app.keeper
@@ -1362,7 +1366,7 @@ async fn token_keeper_defers_connections_of_a_rate_limited_account(backend: Back
     );
     let row = stored(&app, &id).await;
     assert!(row.lease_owner.is_none(), "handed back");
-    let due_in = row.refresh_due_at.expect("due") - chrono::Utc::now();
+    let due_in = row.refresh_due_at.expect("due") - app.keeper.clock.now();
     assert!(
         due_in > chrono::Duration::seconds(100) && due_in <= chrono::Duration::seconds(120),
         "due again when the pause ends, not before: {due_in}"

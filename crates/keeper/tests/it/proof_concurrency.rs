@@ -108,11 +108,13 @@ async fn two_hundred_requests_for_an_expired_token_share_one_refresh(backend: Ba
         .control()
         .set_config(&zoom_sim::SimConfig {
             access_token_ttl_s: Some(3599),
+            // Three seconds later at Zoom, and in zoomkeeper below: the token is dead.
+            clock_offset_s: Some(3),
             ..Default::default()
         })
         .await
         .expect("sim config");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.keeper.clock.advance(Duration::from_secs(3));
     let before = app.sim.control().stats().await.expect("sim stats");
     assert_eq!(before.stale_refresh_token_uses, 0);
 

@@ -1405,7 +1405,7 @@ mod connections {
             .expect("claim")
             .expect("free after release");
         assert_eq!(expired.fence, 2);
-        tokio::time::sleep(StdDuration::from_millis(500)).await;
+        s.clock().advance(StdDuration::from_millis(500));
         let second = s
             .claim_connection_lease(&c.id, "after-expiry", LEASE)
             .await

@@ -456,7 +456,7 @@ async fn a_delivery_held_by_a_dead_process_is_sent_after_its_lease_expires(backe
         .await
         .expect("round");
     assert_eq!(round.claimed, 0);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.keeper.clock.advance(Duration::from_millis(1100));
     let round = keeper::webhook_delivery::run_once(&app.keeper)
         .await
         .expect("round");
@@ -534,7 +534,7 @@ async fn metrics_count_delivery_outcomes_and_show_queue_depths(backend: Backend)
     assert_eq!(scrape(&app, &outcome("success")).await, 0);
 
     receiver.answer(200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.keeper.clock.advance(Duration::from_millis(200));
     assert_eq!(
         scrape(&app, DUE).await,
         1,

@@ -725,7 +725,7 @@ async fn a_late_deauthorization_does_not_disconnect_a_fresh_authorisation(backen
     // deauthorization this close after the first grant is about that grant);
     // Zoom's first delivery of that does not arrive.
     let deauthorized_at = created_at - chrono::Duration::milliseconds(900);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.app.keeper.clock.advance(Duration::from_millis(300));
     // They authorise it again, and only then does Zoom's retry arrive.
     let back = h.app.connect_user(CLIENT, &user, json!({})).await;
     assert_eq!(back.status, 201, "{}", back.text);
