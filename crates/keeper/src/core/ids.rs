@@ -11,6 +11,8 @@ pub enum IdKind {
     App,
     Connection,
     WebhookSubscription,
+    BotPlatform,
+    BotPlatformCall,
 }
 
 impl IdKind {
@@ -21,6 +23,8 @@ impl IdKind {
             IdKind::App => "zoa_",
             IdKind::Connection => "zoc_",
             IdKind::WebhookSubscription => "webhook_",
+            IdKind::BotPlatform => "bpl_",
+            IdKind::BotPlatformCall => "bpc_",
         }
     }
 

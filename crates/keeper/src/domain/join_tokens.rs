@@ -58,6 +58,8 @@ pub struct Problem {
     pub code: &'static str,
     /// A sentence the bot operator can act on; never holds a token.
     pub message: String,
+    /// The connection the problem is about, when one was found.
+    pub connection_id: Option<String>,
 }
 
 /// The answer. (No `Debug`: it holds tokens.)
@@ -144,45 +146,29 @@ pub async fn join_tokens(
         ));
     };
 
-    let (app_privilege, onbehalf, zak) = tokio::join!(
-        app_privilege_token(keeper, project_id, &app, &meeting.number),
-        async {
-            match &request.onbehalf_user_id {
-                Some(user) => Some(
-                    user_token(
-                        keeper,
-                        &app,
-                        user,
-                        UserToken::OnBehalf {
-                            meeting_id: Some(meeting.number.clone()),
-                        },
-                    )
-                    .await,
-                ),
-                None => None,
-            }
+    let zak_user = match request.zak_user_id {
+        Some(user) => Some(user),
+        None => keeper.store.project_default_zak_user(project_id).await?,
+    };
+    let minted = mint(
+        keeper,
+        &MintPlan {
+            project_id,
+            app: &app,
+            meeting: &meeting.number,
+            app_privilege: true,
+            onbehalf: match request.onbehalf_user_id.as_deref() {
+                Some(users) => OnBehalfOf::Users(user_list(users)),
+                None => OnBehalfOf::Nobody,
+            },
+            zak_user: zak_user.as_deref(),
         },
-        async {
-            match &request.zak_user_id {
-                Some(user) => Some(user_token(keeper, &app, user, UserToken::Zak).await),
-                None => None,
-            }
-        },
-    );
-    match app_privilege {
-        Ok(token) => out.app_privilege_token = Some(token),
-        Err(problem) => out.problems.push(problem),
-    }
-    match onbehalf {
-        Some(Ok(token)) => out.onbehalf_token = Some(token),
-        Some(Err(problem)) => out.problems.push(problem),
-        None => {}
-    }
-    match zak {
-        Some(Ok(token)) => out.zak_token = Some(token),
-        Some(Err(problem)) => out.problems.push(problem),
-        None => {}
-    }
+    )
+    .await;
+    out.app_privilege_token = minted.app_privilege_token;
+    out.onbehalf_token = minted.onbehalf_token;
+    out.zak_token = minted.zak_token;
+    out.problems.extend(minted.problems);
     keeper.metrics.record_token_request(
         "zoom_join_tokens",
         if out.problems.is_empty() {
@@ -194,8 +180,137 @@ pub async fn join_tokens(
     Ok(out)
 }
 
+/// Zoom user ids from a comma-separated list (as newer Attendee accepts several
+/// onbehalf tokens), trimmed, without empties or repeats, in order.
+pub fn user_list(users: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for user in users.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        if !out.iter().any(|u| u == user) {
+            out.push(user.to_owned());
+        }
+    }
+    out
+}
+
+/// Whose onbehalf token to mint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnBehalfOf {
+    Nobody,
+    /// Each of these Zoom users (their connections in the app), in order.
+    Users(Vec<String>),
+    /// The meeting's host, per the meeting index, when their connection has the
+    /// onbehalf capability.
+    Host,
+}
+
+/// What to mint for one meeting, and with whose credentials.
+pub struct MintPlan<'a> {
+    pub project_id: &'a str,
+    pub app: &'a AppRow,
+    /// The meeting number.
+    pub meeting: &'a str,
+    /// The local recording token, with the host's credentials.
+    pub app_privilege: bool,
+    pub onbehalf: OnBehalfOf,
+    /// The Zoom user whose connection mints the ZAK; none when `None`.
+    pub zak_user: Option<&'a str>,
+}
+
+/// What [`mint`] got. (No `Debug`: it holds tokens.)
+#[derive(Default)]
+pub struct Minted {
+    pub app_privilege_token: Option<SecretString>,
+    /// One token per user that got one, comma-separated, in the plan's order.
+    pub onbehalf_token: Option<SecretString>,
+    pub zak_token: Option<SecretString>,
+    pub problems: Vec<Problem>,
+    /// `(connection id, token name)` for every token minted.
+    pub minted_by: Vec<(String, &'static str)>,
+}
+
+/// Mints the tokens of `plan` concurrently (a joining bot is waiting). A token that
+/// cannot be had is `None` with a [`Problem`] saying why.
+pub async fn mint(keeper: &Arc<Keeper>, plan: &MintPlan<'_>) -> Minted {
+    const ONBEHALF: &str = "onbehalf_token";
+    let onbehalf = async {
+        let users = match &plan.onbehalf {
+            OnBehalfOf::Nobody => return Vec::new(),
+            OnBehalfOf::Users(users) => users.clone(),
+            OnBehalfOf::Host => match host_connection(keeper, plan, ONBEHALF).await {
+                Ok(host) if host.is_onbehalf_token_supported => vec![host.user_id],
+                Ok(host) => {
+                    return vec![Err(problem_of(
+                        &host,
+                        ONBEHALF,
+                        "capability_not_enabled",
+                        format!("No Zoom user was named for the onbehalf token, and the meeting's host (connection {}) does not have the onbehalf capability. Name the user, or turn the capability on with PATCH (is_onbehalf_token_supported: true).", host.id),
+                    ))]
+                }
+                Err(problem) => return vec![Err(problem)],
+            },
+        };
+        let meeting_id = Some(plan.meeting.to_owned());
+        futures::future::join_all(users.iter().map(|user| {
+            user_token(
+                keeper,
+                plan.app,
+                user,
+                UserToken::OnBehalf {
+                    meeting_id: meeting_id.clone(),
+                },
+            )
+        }))
+        .await
+    };
+    let (app_privilege, onbehalf, zak) = tokio::join!(
+        async {
+            if plan.app_privilege {
+                Some(app_privilege_token(keeper, plan).await)
+            } else {
+                None
+            }
+        },
+        onbehalf,
+        async {
+            match plan.zak_user {
+                Some(user) => Some(user_token(keeper, plan.app, user, UserToken::Zak).await),
+                None => None,
+            }
+        },
+    );
+    let mut out = Minted::default();
+    let mut take = |result: Result<(SecretString, String), Problem>, name: &'static str| {
+        match result {
+            Ok((token, connection_id)) => {
+                out.minted_by.push((connection_id, name));
+                Some(token)
+            }
+            Err(problem) => {
+                out.problems.push(problem);
+                None
+            }
+        }
+    };
+    out.app_privilege_token = app_privilege.and_then(|r| take(r, "app_privilege_token"));
+    out.zak_token = zak.and_then(|r| take(r, "zak_token"));
+    let onbehalf: Vec<SecretString> = onbehalf
+        .into_iter()
+        .filter_map(|r| take(r, ONBEHALF))
+        .collect();
+    if !onbehalf.is_empty() {
+        // Attendee splits on "," without trimming: no spaces.
+        let joined = onbehalf
+            .iter()
+            .map(|t| t.expose_secret())
+            .collect::<Vec<_>>()
+            .join(",");
+        out.onbehalf_token = Some(SecretString::from(joined));
+    }
+    out
+}
+
 /// The named app, or the project's only one.
-async fn resolve_app(
+pub async fn resolve_app(
     keeper: &Keeper,
     project_id: &str,
     app_id: Option<&str>,
@@ -283,6 +398,20 @@ fn problem(token: &'static str, code: &'static str, message: impl Into<String>) 
         token,
         code,
         message: message.into(),
+        connection_id: None,
+    }
+}
+
+/// [`problem`] about connection `connection`.
+fn problem_of(
+    connection: &ConnectionRow,
+    token: &'static str,
+    code: &'static str,
+    message: impl Into<String>,
+) -> Problem {
+    Problem {
+        connection_id: Some(connection.id.clone()),
+        ..problem(token, code, message)
     }
 }
 
@@ -290,40 +419,17 @@ fn problem(token: &'static str, code: &'static str, message: impl Into<String>) 
 /// hosts the meeting per the index.
 async fn app_privilege_token(
     keeper: &Arc<Keeper>,
-    project_id: &str,
-    app: &AppRow,
-    meeting: &str,
-) -> Result<SecretString, Problem> {
+    plan: &MintPlan<'_>,
+) -> Result<(SecretString, String), Problem> {
     const TOKEN: &str = "app_privilege_token";
-    let hosts = keeper
-        .store
-        .meeting_hosts(project_id, Some(&app.id), meeting)
-        .await
-        .map_err(|e| store_problem(TOKEN, e))?;
-    let Some(host) = hosts.into_iter().next() else {
-        return Err(problem(
-            TOKEN,
-            "no_host_connection",
-            format!("No connection hosts meeting {meeting}; the local recording token must be minted with the host's credentials. Connect the meeting's host (or wait for their meeting sync), or check that the app's Zoom webhook reaches zoomkeeper."),
-        ));
-    };
-    let connection = keeper
-        .store
-        .get_connection(project_id, &host.connection_id)
-        .await
-        .map_err(|e| store_problem(TOKEN, e))?
-        .ok_or_else(|| {
-            problem(
-                TOKEN,
-                "no_host_connection",
-                format!("No connection hosts meeting {meeting}; its host's connection was just deleted."),
-            )
-        })?;
+    let meeting = plan.meeting;
+    let connection = host_connection(keeper, plan, TOKEN).await?;
     if connection.state == ConnectionState::Disconnected {
         return Err(disconnected_problem(TOKEN, &connection));
     }
     if !connection.is_local_recording_token_supported {
-        return Err(problem(
+        return Err(problem_of(
+            &connection,
             TOKEN,
             "capability_not_enabled",
             format!("Connection {} hosts meeting {meeting} but does not have the local recording capability. Turn it on with PATCH (is_local_recording_token_supported: true).", connection.id),
@@ -346,8 +452,9 @@ async fn app_privilege_token(
         },
     );
     match result {
-        Ok(token) => Ok(token.token),
-        Err(BrokeredCallError::Zoom(e)) if e.is_local_recording_disabled() => Err(problem(
+        Ok(token) => Ok((token.token, connection.id)),
+        Err(BrokeredCallError::Zoom(e)) if e.is_local_recording_disabled() => Err(problem_of(
+            &connection,
             TOKEN,
             "local_recording_disabled",
             format!("Zoom refuses the local recording token for meeting {meeting}: local recording is turned off for its host (connection {}, Zoom code 3000 \"Not allowed to start local recording\"). The host, or an admin of their Zoom account, must turn on Settings → Recording → Local recording in the Zoom web portal (and allow participants to record locally); then ask again.", connection.id),
@@ -357,14 +464,50 @@ async fn app_privilege_token(
     }
 }
 
+/// The connection of the app that hosts the plan's meeting, per the meeting index.
+async fn host_connection(
+    keeper: &Keeper,
+    plan: &MintPlan<'_>,
+    token: &'static str,
+) -> Result<ConnectionRow, Problem> {
+    let meeting = plan.meeting;
+    let hosts = keeper
+        .store
+        .meeting_hosts(plan.project_id, Some(&plan.app.id), meeting)
+        .await
+        .map_err(|e| store_problem(token, e))?;
+    let Some(host) = hosts.into_iter().next() else {
+        return Err(problem(
+            token,
+            "no_host_connection",
+            format!("No connection hosts meeting {meeting}; the {} must be minted with the host's credentials. Connect the meeting's host (or wait for their meeting sync), or check that the app's Zoom webhook reaches zoomkeeper.", match token {
+                "app_privilege_token" => "local recording token",
+                _ => "onbehalf token (no user was named)",
+            }),
+        ));
+    };
+    keeper
+        .store
+        .get_connection(plan.project_id, &host.connection_id)
+        .await
+        .map_err(|e| store_problem(token, e))?
+        .ok_or_else(|| {
+            problem(
+                token,
+                "no_host_connection",
+                format!("No connection hosts meeting {meeting}; its host's connection was just deleted."),
+            )
+        })
+}
+
 /// An onbehalf token or a ZAK, minted with the credentials of the app's connection
-/// for Zoom user `user_id`.
+/// for Zoom user `user_id`; with that connection's id.
 async fn user_token(
     keeper: &Arc<Keeper>,
     app: &AppRow,
     user_id: &str,
     which: UserToken,
-) -> Result<SecretString, Problem> {
+) -> Result<(SecretString, String), Problem> {
     let token: &'static str = match which {
         UserToken::Zak => "zak_token",
         UserToken::OnBehalf { .. } => "onbehalf_token",
@@ -391,6 +534,7 @@ async fn user_token(
     }
     crate::domain::tokens::user_token(keeper, &connection.project_id, &connection.id, which)
         .await
+        .map(|minted| (minted, connection.id.clone()))
         .map_err(|e| token_problem(token, &connection, e))
 }
 
@@ -400,7 +544,8 @@ fn disconnected_problem(token: &'static str, connection: &ConnectionRow) -> Prob
         .as_ref()
         .map(|f| format!(" ({})", f.error))
         .unwrap_or_default();
-    problem(
+    problem_of(
+        connection,
         token,
         "connection_disconnected",
         format!(
@@ -411,7 +556,7 @@ fn disconnected_problem(token: &'static str, connection: &ConnectionRow) -> Prob
 }
 
 fn token_problem(token: &'static str, connection: &ConnectionRow, e: TokenError) -> Problem {
-    match e {
+    let about = match e {
         TokenError::Disconnected(failure) => {
             let mut c = connection.clone();
             c.connection_failure_data = failure.or(c.connection_failure_data);
@@ -456,11 +601,16 @@ fn token_problem(token: &'static str, connection: &ConnectionRow, e: TokenError)
             tracing::error!(connection_id = %connection.id, context = %context, "minting a join token failed");
             problem(token, "internal_error", "An internal error stopped this token; it is logged.")
         }
+    };
+    Problem {
+        connection_id: Some(connection.id.clone()),
+        ..about
     }
 }
 
 fn zoom_problem(token: &'static str, connection: &ConnectionRow, e: &ZoomError) -> Problem {
-    problem(
+    problem_of(
+        connection,
         token,
         "zoom_error",
         format!(

@@ -2,7 +2,8 @@
 //!
 //! Narrow traits per resource ([`ProjectStore`], [`AppStore`], [`ConnectionStore`],
 //! [`LeaseStore`], [`EventStore`], [`MeetingStore`], [`SyncStore`],
-//! [`WebhookStore`], [`HousekeepingStore`], [`VaultStore`]) combine into [`Store`];
+//! [`WebhookStore`], [`BotPlatformStore`], [`HousekeepingStore`], [`VaultStore`])
+//! combine into [`Store`];
 //! a domain module takes the narrow one it needs. One implementation,
 //! [`SqlStore`], runs each resource's SQL (written once, in its own file) on SQLite
 //! or PostgreSQL. Every query that reads or changes a project's objects is scoped by
@@ -20,6 +21,7 @@ use crate::core::clock::Clock;
 #[macro_use]
 mod sql;
 pub mod apps;
+pub mod bot_platforms;
 pub mod connections;
 pub mod events;
 pub mod housekeeping;
@@ -32,6 +34,7 @@ pub mod vault;
 pub mod webhooks;
 
 pub use apps::*;
+pub use bot_platforms::*;
 pub use connections::*;
 pub use events::*;
 pub use housekeeping::*;
@@ -67,6 +70,7 @@ store!(
     DatabaseStore,
     ProjectStore,
     AppStore,
+    BotPlatformStore,
     ConnectionStore,
     LeaseStore,
     EventStore,

@@ -518,6 +518,7 @@ stored_as_is!(
     i64,
     bool,
     Vec<u8>,
+    Option<Vec<u8>>,
     serde_json::Value,
     Option<serde_json::Value>
 );
