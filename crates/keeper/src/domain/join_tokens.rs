@@ -201,7 +201,7 @@ async fn resolve_app(
     app_id: Option<&str>,
 ) -> Result<AppRow, JoinTokenError> {
     if let Some(id) = app_id.map(str::trim) {
-        return match apps::get(keeper, project_id, id).await {
+        return match apps::get(&*keeper.store, project_id, id).await {
             Ok(app) => Ok(app),
             Err(apps::AppError::Store(e)) => Err(e.into()),
             Err(_) => Err(JoinTokenError::App(
