@@ -530,7 +530,7 @@ async fn fetch_from_callback(
     out: &mut JoinTokens,
 ) {
     const TOKEN: &str = "callback";
-    let secrets = match webhooks::signing_secrets(keeper, project_id).await {
+    let secrets = match webhooks::signing_secrets(&*keeper.store, &keeper.vault, project_id).await {
         Ok(secrets) => secrets,
         Err(e) => {
             tracing::error!(project_id, error = %e, "the project's signing secrets could not be read for a callback");
