@@ -83,13 +83,13 @@ async fn bench_lookup(
         .collect();
     // Warm-up: prepared statements and the page cache, as in a running service.
     for id in ids.iter().take(1_000) {
-        meetings::hosts(&setup.keeper, &setup.project_id, None, id).await?;
+        meetings::hosts(&*setup.keeper.store, &setup.project_id, None, id).await?;
     }
     let mut latencies = Vec::with_capacity(ids.len());
     let mut hits = 0usize;
     for id in &ids {
         let t = Instant::now();
-        let found = meetings::hosts(&setup.keeper, &setup.project_id, None, id).await?;
+        let found = meetings::hosts(&*setup.keeper.store, &setup.project_id, None, id).await?;
         latencies.push(t.elapsed());
         if let Some(row) = found.first() {
             let offset = id.parse::<u64>()? - FIRST_MEETING;

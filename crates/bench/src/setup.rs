@@ -104,7 +104,8 @@ impl Setup {
             ..Settings::default()
         })?;
         let keeper = Arc::new(Keeper::open(config).await?);
-        let project = projects::create(&keeper, "bench").await?;
+        let project =
+            projects::create(&*keeper.store, &keeper.vault, &keeper.clock, "bench").await?;
         Ok(Setup {
             sim,
             keeper,
@@ -128,8 +129,10 @@ impl Setup {
 
     /// An API key of the project, as the `Authorization` header value.
     pub async fn authorization(&self) -> anyhow::Result<String> {
-        let project = projects::find(&self.keeper, &self.project_id).await?;
-        let key = projects::create_api_key(&self.keeper, &project, "bench").await?;
+        let project = projects::find(&*self.keeper.store, &self.project_id).await?;
+        let key =
+            projects::create_api_key(&*self.keeper.store, &self.keeper.clock, &project, "bench")
+                .await?;
         Ok(format!("Token {}", key.expose_secret()))
     }
 

@@ -101,8 +101,10 @@ pub async fn spawn_app_with(backend: Backend, extra: Settings) -> Option<TestApp
     // The same composition root as `zoomkeeper serve`.
     let app = keeper::build(config).await.expect("the service builds");
     let keeper = app.keeper.clone();
-    let project = projects::create(&keeper, "test").await.expect("project");
-    let key = projects::create_api_key(&keeper, &project, "test")
+    let project = projects::create(&*keeper.store, &keeper.vault, &keeper.clock, "test")
+        .await
+        .expect("project");
+    let key = projects::create_api_key(&*keeper.store, &keeper.clock, &project, "test")
         .await
         .expect("api key");
     let base = app
@@ -285,10 +287,18 @@ impl TestApp {
 
     /// A second project with its own key: (project id, key).
     pub async fn other_project(&self, name: &str) -> (String, String) {
-        let project = projects::create(&self.keeper, name).await.expect("project");
-        let key = projects::create_api_key(&self.keeper, &project, "other")
-            .await
-            .expect("key");
+        let project = projects::create(
+            &*self.keeper.store,
+            &self.keeper.vault,
+            &self.keeper.clock,
+            name,
+        )
+        .await
+        .expect("project");
+        let key =
+            projects::create_api_key(&*self.keeper.store, &self.keeper.clock, &project, "other")
+                .await
+                .expect("key");
         (project.id, key.expose_secret().to_owned())
     }
 

@@ -235,14 +235,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Migrate => migrate(config).await,
                 Command::Project(ProjectCommand::Create { name }) => {
                     let keeper = Keeper::open(config).await?;
-                    let project = projects::create(&keeper, &name).await?;
+                    let project =
+                        projects::create(&*keeper.store, &keeper.vault, &keeper.clock, &name)
+                            .await?;
                     println!("{}", project.id);
                     Ok(())
                 }
                 Command::ApiKey(ApiKeyCommand::Create { project, name }) => {
                     let keeper = Keeper::open(config).await?;
-                    let project = projects::find(&keeper, &project).await?;
-                    let key = projects::create_api_key(&keeper, &project, &name).await?;
+                    let project = projects::find(&*keeper.store, &project).await?;
+                    let key =
+                        projects::create_api_key(&*keeper.store, &keeper.clock, &project, &name)
+                            .await?;
                     println!("{}", key.expose_secret());
                     Ok(())
                 }
@@ -303,7 +307,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let role = config.role;
     let shutdown = shutdown_signal();
     let app = keeper::build(config).await?;
-    if let Some(key) = projects::bootstrap(&app.keeper).await? {
+    if let Some(key) =
+        projects::bootstrap(&*app.keeper.store, &app.keeper.vault, &app.keeper.clock).await?
+    {
         println!(
             "Created project \"{}\". Its API key, shown only this once:\n\n    {}\n\nSend it as the header  Authorization: Token <key>",
             projects::DEFAULT_PROJECT_NAME,

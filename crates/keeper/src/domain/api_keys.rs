@@ -9,8 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::core::clock::Clock;
 use crate::core::ids::IdKind;
-use crate::storage::{ApiKeyRow, Store, StoreResult};
+use crate::storage::{ApiKeyRow, ProjectStore, StoreResult};
 
 pub const KEY_PREFIX: &str = "zk_";
 /// How many characters of a key are kept visible (prefix included).
@@ -82,7 +83,11 @@ pub fn parse_authorization(value: Option<&[u8]>) -> Result<SecretString, AuthErr
 }
 
 /// Checks a presented key and records its use (at most every [`TOUCH_INTERVAL`]).
-pub async fn authenticate(store: &dyn Store, key: &SecretString) -> Result<Caller, AuthError> {
+pub async fn authenticate(
+    store: &dyn ProjectStore,
+    clock: &Clock,
+    key: &SecretString,
+) -> Result<Caller, AuthError> {
     let presented = hash(key.expose_secret());
     let row = store
         .api_key_by_hash(&presented)
@@ -92,7 +97,7 @@ pub async fn authenticate(store: &dyn Store, key: &SecretString) -> Result<Calle
     if !bool::from(row.key_hash.as_slice().ct_eq(&presented)) || row.disabled_at.is_some() {
         return Err(AuthError::Invalid);
     }
-    let now = store.clock().now();
+    let now = clock.now();
     if row.last_used_at.is_none_or(|at| now - at >= TOUCH_INTERVAL) {
         touch(store, &row.id, now).await;
     }
@@ -103,7 +108,7 @@ pub async fn authenticate(store: &dyn Store, key: &SecretString) -> Result<Calle
 }
 
 /// Recording use is bookkeeping: a failure is logged, not fatal to the request.
-async fn touch(store: &dyn Store, id: &str, now: DateTime<Utc>) {
+async fn touch(store: &dyn ProjectStore, id: &str, now: DateTime<Utc>) {
     let result: StoreResult<()> = store.touch_api_key(id, now).await;
     if let Err(e) = result {
         tracing::warn!(api_key_id = id, error = %e, "could not record API key use");

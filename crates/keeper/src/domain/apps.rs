@@ -3,6 +3,10 @@
 //! Rules kept here: secrets are trimmed and must not be blank; credentials are
 //! checked against Zoom before anything is stored; client_id is unique per project
 //! and never changes; an app with connections cannot be deleted.
+//!
+//! [`get`], [`list`] and [`delete`] take the [`AppStore`] alone. [`create`] and
+//! [`update`] take the [`Keeper`]: they check credentials with Zoom through its
+//! gateway, and `update` starts the app's connection re-check, which runs on it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +18,7 @@ use crate::core::vault::Slot;
 use crate::core::zoom_gateway::CredentialCheck;
 use crate::domain::recheck;
 use crate::storage::{
-    AppKind, AppRow, AppSecretsUpdate, DeleteAppOutcome, Page, PageRequest, StoreError,
+    AppKind, AppRow, AppSecretsUpdate, AppStore, DeleteAppOutcome, Page, PageRequest, StoreError,
 };
 use crate::Keeper;
 
@@ -163,24 +167,23 @@ pub async fn create(keeper: &Keeper, project_id: &str, new: NewApp) -> Result<Ap
     }
 }
 
-pub async fn get(keeper: &Keeper, project_id: &str, id: &str) -> Result<AppRow, AppError> {
+pub async fn get(store: &dyn AppStore, project_id: &str, id: &str) -> Result<AppRow, AppError> {
     // An id of the wrong shape cannot exist; answer exactly as for a missing one.
     if !IdKind::App.matches(id) {
         return Err(AppError::NotFound);
     }
-    keeper
-        .store
+    store
         .get_app(project_id, id)
         .await?
         .ok_or(AppError::NotFound)
 }
 
 pub async fn list(
-    keeper: &Keeper,
+    store: &dyn AppStore,
     project_id: &str,
     page: &PageRequest,
 ) -> Result<Page<AppRow>, AppError> {
-    Ok(keeper.store.list_apps(project_id, page).await?)
+    Ok(store.list_apps(project_id, page).await?)
 }
 
 /// Changes an app's secrets. A new client secret is checked against Zoom first;
@@ -195,7 +198,7 @@ pub async fn update(
     id: &str,
     change: AppChange,
 ) -> Result<AppRow, AppError> {
-    let current = get(keeper, project_id, id).await?;
+    let current = get(&*keeper.store, project_id, id).await?;
     if let Some(client_id) = &change.client_id {
         if client_id.trim() != current.client_id {
             return Err(AppError::ClientIdImmutable);
@@ -250,11 +253,11 @@ pub async fn update(
     Ok(row)
 }
 
-pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), AppError> {
+pub async fn delete(store: &dyn AppStore, project_id: &str, id: &str) -> Result<(), AppError> {
     if !IdKind::App.matches(id) {
         return Err(AppError::NotFound);
     }
-    match keeper.store.delete_app(project_id, id).await? {
+    match store.delete_app(project_id, id).await? {
         DeleteAppOutcome::Deleted => Ok(()),
         DeleteAppOutcome::NotFound => Err(AppError::NotFound),
         DeleteAppOutcome::HasConnections => Err(AppError::HasConnections),

@@ -186,7 +186,7 @@ async fn resolve_app(
     app_id: Option<&str>,
 ) -> Result<AppRow, ConnectionError> {
     if let Some(id) = app_id {
-        return match apps::get(keeper, project_id, id.trim()).await {
+        return match apps::get(&*keeper.store, project_id, id.trim()).await {
             Ok(app) => Ok(app),
             Err(apps::AppError::NotFound) => Err(invalid(
                 "zoom_oauth_app_id",

@@ -316,7 +316,7 @@ pub async fn resolve_app(
     app_id: Option<&str>,
 ) -> Result<AppRow, JoinTokenError> {
     if let Some(id) = app_id.map(str::trim) {
-        return match apps::get(keeper, project_id, id).await {
+        return match apps::get(&*keeper.store, project_id, id).await {
             Ok(app) => Ok(app),
             Err(apps::AppError::Store(e)) => Err(e.into()),
             Err(_) => Err(JoinTokenError::App(
@@ -680,7 +680,7 @@ async fn fetch_from_callback(
     out: &mut JoinTokens,
 ) {
     const TOKEN: &str = "callback";
-    let secrets = match webhooks::signing_secrets(keeper, project_id).await {
+    let secrets = match webhooks::signing_secrets(&*keeper.store, &keeper.vault, project_id).await {
         Ok(secrets) => secrets,
         Err(e) => {
             tracing::error!(project_id, error = %e, "the project's signing secrets could not be read for a callback");

@@ -14,10 +14,9 @@ use chrono::{DateTime, Utc};
 
 use crate::core::ids::IdKind;
 use crate::storage::{
-    AppKind, AppRow, ConnectionRow, ConnectionState, MeetingFilter, MeetingRow, MeetingSource,
-    Page, PageRequest, StoreError,
+    AppKind, AppRow, ConnectionRow, ConnectionState, ConnectionStore, MeetingFilter, MeetingRow,
+    MeetingSource, MeetingStore, Page, PageRequest, StoreError,
 };
-use crate::Keeper;
 
 /// Longest topic kept in the index; Zoom allows 200 characters.
 pub const MAX_TOPIC_CHARS: usize = 300;
@@ -76,23 +75,20 @@ fn check_filter(input: ListFilterInput) -> Result<MeetingFilter, MeetingError> {
 
 /// `GET /api/v1/zoom_meetings`: the project's index, most recently indexed first.
 pub async fn list(
-    keeper: &Keeper,
+    store: &dyn MeetingStore,
     project_id: &str,
     input: ListFilterInput,
     page: &PageRequest,
 ) -> Result<Page<MeetingRow>, MeetingError> {
     let filter = check_filter(input)?;
-    Ok(keeper
-        .store
-        .list_meetings(project_id, &filter, page)
-        .await?)
+    Ok(store.list_meetings(project_id, &filter, page).await?)
 }
 
 /// Who hosts `meeting_id` in the project (within `app_id` when given), most recently
 /// indexed first. For join tokens: the host's credentials mint the local recording
 /// token.
 pub async fn hosts(
-    keeper: &Keeper,
+    store: &dyn MeetingStore,
     project_id: &str,
     app_id: Option<&str>,
     meeting_id: &str,
@@ -100,10 +96,7 @@ pub async fn hosts(
     if !is_meeting_number(meeting_id) {
         return Ok(Vec::new());
     }
-    keeper
-        .store
-        .meeting_hosts(project_id, app_id, meeting_id)
-        .await
+    store.meeting_hosts(project_id, app_id, meeting_id).await
 }
 
 /// Which of `app`'s connections hosts a meeting Zoom announced: the host's own
@@ -111,13 +104,12 @@ pub async fn hosts(
 /// connected grant wins over a disconnected one: the host's, the operator's, then
 /// any in the meeting's account. `None` when no connection of the app can host it.
 pub async fn host_connection(
-    keeper: &Keeper,
+    store: &dyn ConnectionStore,
     app: &AppRow,
     host_id: Option<&str>,
     operator_id: Option<&str>,
     account_id: Option<&str>,
 ) -> Result<Option<ConnectionRow>, StoreError> {
-    let store = &keeper.store;
     let host = match host_id {
         Some(h) => store.connection_by_user(&app.id, h).await?,
         None => None,

@@ -4,11 +4,11 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use secrecy::SecretString;
 
+use crate::core::clock::Clock;
 use crate::core::ids::IdKind;
 use crate::core::vault::{Slot, Vault};
 use crate::domain::api_keys;
-use crate::storage::{ProjectRow, StoreError};
-use crate::Keeper;
+use crate::storage::{ProjectRow, ProjectStore, StoreError};
 
 /// The project created on first start.
 pub const DEFAULT_PROJECT_NAME: &str = "default";
@@ -48,10 +48,15 @@ fn validate_name(name: &str) -> Result<&str, ProjectError> {
     Ok(name)
 }
 
-pub async fn create(keeper: &Keeper, name: &str) -> Result<ProjectRow, ProjectError> {
+pub async fn create(
+    store: &dyn ProjectStore,
+    vault: &Vault,
+    clock: &Clock,
+    name: &str,
+) -> Result<ProjectRow, ProjectError> {
     let name = validate_name(name)?;
-    let row = new_project_row(&keeper.vault, name, keeper.clock.now());
-    match keeper.store.insert_project(&row).await {
+    let row = new_project_row(vault, name, clock.now());
+    match store.insert_project(&row).await {
         Ok(()) => Ok(row),
         Err(StoreError::Conflict { .. }) => Err(ProjectError::NameTaken(name.to_owned())),
         Err(e) => Err(e.into()),
@@ -59,15 +64,14 @@ pub async fn create(keeper: &Keeper, name: &str) -> Result<ProjectRow, ProjectEr
 }
 
 /// Finds a project by id (`prj_…`) or, failing that, by name.
-pub async fn find(keeper: &Keeper, id_or_name: &str) -> Result<ProjectRow, ProjectError> {
+pub async fn find(store: &dyn ProjectStore, id_or_name: &str) -> Result<ProjectRow, ProjectError> {
     let wanted = id_or_name.trim();
     if IdKind::Project.matches(wanted) {
-        if let Some(p) = keeper.store.project_by_id(wanted).await? {
+        if let Some(p) = store.project_by_id(wanted).await? {
             return Ok(p);
         }
     }
-    keeper
-        .store
+    store
         .project_by_name(wanted)
         .await?
         .ok_or_else(|| ProjectError::NotFound(wanted.to_owned()))
@@ -76,17 +80,17 @@ pub async fn find(keeper: &Keeper, id_or_name: &str) -> Result<ProjectRow, Proje
 /// On an empty database, creates the `default` project with one API key and returns
 /// the key (to be shown once). Returns `None` when any project exists — also when
 /// another process won the race.
-pub async fn bootstrap(keeper: &Keeper) -> Result<Option<SecretString>, ProjectError> {
-    if keeper.store.count_projects().await? > 0 {
+pub async fn bootstrap(
+    store: &dyn ProjectStore,
+    vault: &Vault,
+    clock: &Clock,
+) -> Result<Option<SecretString>, ProjectError> {
+    if store.count_projects().await? > 0 {
         return Ok(None);
     }
-    let project = new_project_row(&keeper.vault, DEFAULT_PROJECT_NAME, keeper.clock.now());
+    let project = new_project_row(vault, DEFAULT_PROJECT_NAME, clock.now());
     let key = api_keys::generate(&project.id, "initial", project.created_at);
-    if keeper
-        .store
-        .bootstrap_first_project(&project, &key.row)
-        .await?
-    {
+    if store.bootstrap_first_project(&project, &key.row).await? {
         Ok(Some(key.key))
     } else {
         Ok(None)
@@ -95,11 +99,12 @@ pub async fn bootstrap(keeper: &Keeper) -> Result<Option<SecretString>, ProjectE
 
 /// Makes and stores a new API key for a project; returns the key, to be shown once.
 pub async fn create_api_key(
-    keeper: &Keeper,
+    store: &dyn ProjectStore,
+    clock: &Clock,
     project: &ProjectRow,
     name: &str,
 ) -> Result<SecretString, ProjectError> {
-    let key = api_keys::generate(&project.id, name.trim(), keeper.clock.now());
-    keeper.store.insert_api_key(&key.row).await?;
+    let key = api_keys::generate(&project.id, name.trim(), clock.now());
+    store.insert_api_key(&key.row).await?;
     Ok(key.key)
 }

@@ -16,14 +16,14 @@ use base64::Engine as _;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretSlice};
 
+use crate::core::clock::Clock;
 use crate::core::ids::IdKind;
 use crate::core::outbound_url::{self, OutboundUrlError};
-use crate::core::vault::Slot;
+use crate::core::vault::{Slot, Vault};
 use crate::storage::{
-    Page, PageRequest, StoreError, WebhookSubscriptionRow, WebhookSubscriptionUpdate,
-    WEBHOOK_SUBSCRIPTION_LIMIT,
+    Page, PageRequest, ProjectStore, StoreError, WebhookStore, WebhookSubscriptionRow,
+    WebhookSubscriptionUpdate, WEBHOOK_SUBSCRIPTION_LIMIT,
 };
-use crate::Keeper;
 
 /// The triggers a subscription may ask for.
 pub const TRIGGERS: &[&str] = &[STATE_CHANGE];
@@ -49,9 +49,18 @@ pub enum SubscriptionError {
     Store(#[from] StoreError),
 }
 
+/// What saving a subscription ([`create`], [`update`]) needs.
+#[derive(Clone, Copy)]
+pub struct Subscriptions<'a> {
+    pub store: &'a dyn WebhookStore,
+    pub clock: &'a Clock,
+    /// The `allow_private_callback_urls` setting ([`check_url`]).
+    pub allow_private_callback_urls: bool,
+}
+
 /// Checks a subscription URL (see the module docs); the problem as a sentence.
-pub async fn check_url(keeper: &Keeper, url: &str) -> Result<String, String> {
-    let allow_private = keeper.config.allow_private_callback_urls;
+/// `allow_private` is the `allow_private_callback_urls` setting.
+pub async fn check_url(url: &str, allow_private: bool) -> Result<String, String> {
     let checked = outbound_url::check(url, allow_private)
         .await
         .map_err(|e| match e {
@@ -101,13 +110,13 @@ fn check_triggers(triggers: &[String]) -> Result<Vec<String>, String> {
 }
 
 pub async fn create(
-    keeper: &Keeper,
+    subscriptions: Subscriptions<'_>,
     project_id: &str,
     url: &str,
     triggers: &[String],
 ) -> Result<WebhookSubscriptionRow, SubscriptionError> {
     let mut problems = BTreeMap::new();
-    let url = check_url(keeper, url)
+    let url = check_url(url, subscriptions.allow_private_callback_urls)
         .await
         .map_err(|p| problems.insert("url".to_owned(), vec![p]))
         .ok();
@@ -117,7 +126,7 @@ pub async fn create(
     let (Some(url), Some(triggers)) = (url, triggers) else {
         return Err(SubscriptionError::Invalid(problems));
     };
-    let now = keeper.clock.now();
+    let now = subscriptions.clock.now();
     let row = WebhookSubscriptionRow {
         id: IdKind::WebhookSubscription.generate(),
         project_id: project_id.to_owned(),
@@ -127,7 +136,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    match keeper
+    match subscriptions
         .store
         .insert_webhook_subscription(&row, MAX_SUBSCRIPTIONS)
         .await
@@ -141,26 +150,22 @@ pub async fn create(
 }
 
 pub async fn list(
-    keeper: &Keeper,
+    store: &dyn WebhookStore,
     project_id: &str,
     page: &PageRequest,
 ) -> Result<Page<WebhookSubscriptionRow>, SubscriptionError> {
-    Ok(keeper
-        .store
-        .list_webhook_subscriptions(project_id, page)
-        .await?)
+    Ok(store.list_webhook_subscriptions(project_id, page).await?)
 }
 
 pub async fn get(
-    keeper: &Keeper,
+    store: &dyn WebhookStore,
     project_id: &str,
     id: &str,
 ) -> Result<WebhookSubscriptionRow, SubscriptionError> {
     if !IdKind::WebhookSubscription.matches(id) {
         return Err(SubscriptionError::NotFound);
     }
-    keeper
-        .store
+    store
         .get_webhook_subscription(project_id, id)
         .await?
         .ok_or(SubscriptionError::NotFound)
@@ -175,19 +180,19 @@ pub struct SubscriptionChange {
 }
 
 pub async fn update(
-    keeper: &Keeper,
+    subscriptions: Subscriptions<'_>,
     project_id: &str,
     id: &str,
     change: SubscriptionChange,
 ) -> Result<WebhookSubscriptionRow, SubscriptionError> {
-    get(keeper, project_id, id).await?;
+    get(subscriptions.store, project_id, id).await?;
     let mut problems = BTreeMap::new();
     let mut update = WebhookSubscriptionUpdate {
         is_active: change.is_active,
         ..Default::default()
     };
     if let Some(url) = &change.url {
-        match check_url(keeper, url).await {
+        match check_url(url, subscriptions.allow_private_callback_urls).await {
             Ok(url) => update.url = Some(url),
             Err(p) => {
                 problems.insert("url".to_owned(), vec![p]);
@@ -205,22 +210,22 @@ pub async fn update(
     if !problems.is_empty() {
         return Err(SubscriptionError::Invalid(problems));
     }
-    keeper
+    subscriptions
         .store
-        .update_webhook_subscription(project_id, id, &update, keeper.clock.now())
+        .update_webhook_subscription(project_id, id, &update, subscriptions.clock.now())
         .await?
         .ok_or(SubscriptionError::NotFound)
 }
 
-pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), SubscriptionError> {
+pub async fn delete(
+    store: &dyn WebhookStore,
+    project_id: &str,
+    id: &str,
+) -> Result<(), SubscriptionError> {
     if !IdKind::WebhookSubscription.matches(id) {
         return Err(SubscriptionError::NotFound);
     }
-    if keeper
-        .store
-        .delete_webhook_subscription(project_id, id)
-        .await?
-    {
+    if store.delete_webhook_subscription(project_id, id).await? {
         Ok(())
     } else {
         Err(SubscriptionError::NotFound)
@@ -242,23 +247,23 @@ pub struct SigningSecrets {
     pub previous: Option<SecretSlice<u8>>,
 }
 
+/// The project's signing keys: the current one is on its row ([`ProjectStore`]),
+/// the previous one beside its subscriptions ([`WebhookStore`]).
 pub async fn signing_secrets(
-    keeper: &Keeper,
+    store: &(impl ProjectStore + WebhookStore + ?Sized),
+    vault: &Vault,
     project_id: &str,
 ) -> Result<SigningSecrets, SubscriptionError> {
-    let project = keeper
-        .store
+    let project = store
         .project_by_id(project_id)
         .await?
         .ok_or(SubscriptionError::NotFound)?;
-    let current = keeper
-        .vault
+    let current = vault
         .open(current_slot(project_id), &project.webhook_secret)
         .map_err(|_| SubscriptionError::Secret)?;
-    let previous = match keeper.store.previous_webhook_secret(project_id).await? {
+    let previous = match store.previous_webhook_secret(project_id).await? {
         Some(p) => Some(
-            keeper
-                .vault
+            vault
                 .open(previous_slot(project_id), &p.secret)
                 .map_err(|_| SubscriptionError::Secret)?,
         ),
@@ -268,35 +273,39 @@ pub async fn signing_secrets(
 }
 
 /// The project's current signing secret, base64 (`GET /api/v1/webhook_secret`).
-pub async fn secret_base64(keeper: &Keeper, project_id: &str) -> Result<String, SubscriptionError> {
-    let secrets = signing_secrets(keeper, project_id).await?;
+pub async fn secret_base64(
+    store: &(impl ProjectStore + WebhookStore + ?Sized),
+    vault: &Vault,
+    project_id: &str,
+) -> Result<String, SubscriptionError> {
+    let secrets = signing_secrets(store, vault, project_id).await?;
     Ok(STANDARD.encode(secrets.current.expose_secret()))
 }
 
 /// Replaces the signing secret with 32 new random bytes; the old one keeps signing
 /// beside it for [`ROTATION_GRACE`]. Returns the new secret, base64.
-pub async fn rotate_secret(keeper: &Keeper, project_id: &str) -> Result<String, SubscriptionError> {
+pub async fn rotate_secret(
+    store: &(impl ProjectStore + WebhookStore + ?Sized),
+    vault: &Vault,
+    clock: &Clock,
+    project_id: &str,
+) -> Result<String, SubscriptionError> {
     // A concurrent rotation wins the compare-and-swap; try again on top of it.
     for _ in 0..5 {
-        let project = keeper
-            .store
+        let project = store
             .project_by_id(project_id)
             .await?
             .ok_or(SubscriptionError::NotFound)?;
-        let old = keeper
-            .vault
+        let old = vault
             .open(current_slot(project_id), &project.webhook_secret)
             .map_err(|_| SubscriptionError::Secret)?;
         let mut fresh = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut fresh);
-        let new_sealed = keeper.vault.seal(current_slot(project_id), &fresh);
-        let previous = keeper
-            .vault
-            .seal(previous_slot(project_id), old.expose_secret());
-        let until = keeper.clock.now()
+        let new_sealed = vault.seal(current_slot(project_id), &fresh);
+        let previous = vault.seal(previous_slot(project_id), old.expose_secret());
+        let until = clock.now()
             + chrono::Duration::from_std(ROTATION_GRACE).unwrap_or(chrono::Duration::zero());
-        if keeper
-            .store
+        if store
             .rotate_project_webhook_secret(
                 project_id,
                 &project.webhook_secret,

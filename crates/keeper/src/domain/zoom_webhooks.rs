@@ -399,7 +399,7 @@ async fn meeting_host(
         return Ok(Some((hit, true)));
     }
     let host = meetings::host_connection(
-        keeper,
+        &*keeper.store,
         app,
         meeting.host_id.as_deref(),
         event.operator_id.as_deref(),

@@ -252,7 +252,7 @@ pub async fn list_apps(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<ListPage<AppResponse>>, ApiError> {
     let request = params.page_request(List::Apps)?;
-    let page = apps::list(&state.keeper, &caller.project_id, &request).await?;
+    let page = apps::list(&*state.keeper.store, &caller.project_id, &request).await?;
     let list_url = format!("{}{PATH}", state.public_url);
     Ok(Json(ListPage::of(
         List::Apps,
@@ -279,7 +279,7 @@ pub async fn get_app(
     caller: Caller,
     ApiPath(id): ApiPath,
 ) -> Result<Json<AppResponse>, ApiError> {
-    let row = apps::get(&state.keeper, &caller.project_id, &id).await?;
+    let row = apps::get(&*state.keeper.store, &caller.project_id, &id).await?;
     Ok(Json(AppResponse::new(&row, &state.public_url)))
 }
 
@@ -334,6 +334,6 @@ pub async fn delete_app(
     caller: Caller,
     ApiPath(id): ApiPath,
 ) -> Result<Json<DeletedResponse>, ApiError> {
-    apps::delete(&state.keeper, &caller.project_id, &id).await?;
+    apps::delete(&*state.keeper.store, &caller.project_id, &id).await?;
     Ok(Json(DeletedResponse { id, deleted: true }))
 }

@@ -20,7 +20,9 @@ impl FromRequestParts<AppState> for Caller {
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes());
         let caller = match api_keys::parse_authorization(header) {
-            Ok(key) => api_keys::authenticate(&*state.keeper.store, &key).await,
+            Ok(key) => {
+                api_keys::authenticate(&*state.keeper.store, &state.keeper.clock, &key).await
+            }
             Err(e) => Err(e),
         }
         .map_err(|e| match e {

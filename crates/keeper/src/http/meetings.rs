@@ -142,7 +142,7 @@ pub async fn list_meetings(
         meeting_id: params.meeting_id,
         connection_id: params.zoom_oauth_connection_id,
     };
-    let page = meetings::list(&state.keeper, &caller.project_id, input, &request).await?;
+    let page = meetings::list(&*state.keeper.store, &caller.project_id, input, &request).await?;
     let list_url = if filter_query.is_empty() {
         format!("{}{PATH}", state.public_url)
     } else {

@@ -16,6 +16,7 @@ use super::AppState;
 use crate::domain::api_keys::Caller;
 use crate::domain::webhooks::{self, SubscriptionChange, SubscriptionError, MAX_SUBSCRIPTIONS};
 use crate::storage::{DeliveryStatus, WebhookDeliveryRow, WebhookSubscriptionRow};
+use crate::Keeper;
 
 pub const PATH: &str = "/api/v1/webhooks";
 
@@ -35,6 +36,15 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/webhook_secret", get(get_secret))
         .route("/api/v1/webhook_secret/rotate", post(rotate_secret))
+}
+
+/// What saving a subscription needs, from the keeper.
+fn subscriptions(keeper: &Keeper) -> webhooks::Subscriptions<'_> {
+    webhooks::Subscriptions {
+        store: &*keeper.store,
+        clock: &keeper.clock,
+        allow_private_callback_urls: keeper.config.allow_private_callback_urls,
+    }
 }
 
 impl From<SubscriptionError> for ApiError {
@@ -202,8 +212,13 @@ pub async fn create_webhook(
     caller: Caller,
     ApiJson(body): ApiJson<CreateWebhookRequest>,
 ) -> Result<(StatusCode, Json<WebhookResponse>), ApiError> {
-    let row =
-        webhooks::create(&state.keeper, &caller.project_id, &body.url, &body.triggers).await?;
+    let row = webhooks::create(
+        subscriptions(&state.keeper),
+        &caller.project_id,
+        &body.url,
+        &body.triggers,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json((&row).into())))
 }
 
@@ -223,7 +238,7 @@ pub async fn list_webhooks(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<ListPage<WebhookResponse>>, ApiError> {
     let request = params.page_request(List::Webhooks)?;
-    let page = webhooks::list(&state.keeper, &caller.project_id, &request).await?;
+    let page = webhooks::list(&*state.keeper.store, &caller.project_id, &request).await?;
     let list_url = format!("{}{PATH}", state.public_url);
     Ok(Json(ListPage::of(
         List::Webhooks,
@@ -250,7 +265,7 @@ pub async fn get_webhook(
     caller: Caller,
     ApiPath(id): ApiPath,
 ) -> Result<Json<WebhookResponse>, ApiError> {
-    let row = webhooks::get(&state.keeper, &caller.project_id, &id).await?;
+    let row = webhooks::get(&*state.keeper.store, &caller.project_id, &id).await?;
     Ok(Json((&row).into()))
 }
 
@@ -277,7 +292,13 @@ pub async fn update_webhook(
         triggers: body.triggers,
         is_active: body.is_active,
     };
-    let row = webhooks::update(&state.keeper, &caller.project_id, &id, change).await?;
+    let row = webhooks::update(
+        subscriptions(&state.keeper),
+        &caller.project_id,
+        &id,
+        change,
+    )
+    .await?;
     Ok(Json((&row).into()))
 }
 
@@ -296,7 +317,7 @@ pub async fn delete_webhook(
     caller: Caller,
     ApiPath(id): ApiPath,
 ) -> Result<Json<DeletedResponse>, ApiError> {
-    webhooks::delete(&state.keeper, &caller.project_id, &id).await?;
+    webhooks::delete(&*state.keeper.store, &caller.project_id, &id).await?;
     Ok(Json(DeletedResponse { id, deleted: true }))
 }
 
@@ -329,7 +350,7 @@ pub async fn list_deliveries(
     }
     .page_request(List::WebhookDeliveries)?;
     let keeper = &state.keeper;
-    webhooks::get(keeper, &caller.project_id, &id).await?;
+    webhooks::get(&*keeper.store, &caller.project_id, &id).await?;
     let page = keeper
         .store
         .list_webhook_deliveries(&caller.project_id, &id, status, &request)
@@ -400,7 +421,12 @@ pub async fn get_secret(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<SecretResponse>, ApiError> {
-    let secret = webhooks::secret_base64(&state.keeper, &caller.project_id).await?;
+    let secret = webhooks::secret_base64(
+        &*state.keeper.store,
+        &state.keeper.vault,
+        &caller.project_id,
+    )
+    .await?;
     Ok(Json(SecretResponse { secret }))
 }
 
@@ -418,6 +444,12 @@ pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<SecretResponse>, ApiError> {
-    let secret = webhooks::rotate_secret(&state.keeper, &caller.project_id).await?;
+    let secret = webhooks::rotate_secret(
+        &*state.keeper.store,
+        &state.keeper.vault,
+        &state.keeper.clock,
+        &caller.project_id,
+    )
+    .await?;
     Ok(Json(SecretResponse { secret }))
 }

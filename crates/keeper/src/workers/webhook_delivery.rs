@@ -248,7 +248,9 @@ async fn attempt(keeper: &Keeper, row: &WebhookDeliveryRow, timestamp: i64) -> S
             return failed("internal", INTERNAL_ERROR.to_owned());
         }
     };
-    let secrets = match webhooks::signing_secrets(keeper, &row.project_id).await {
+    let secrets = match webhooks::signing_secrets(&*keeper.store, &keeper.vault, &row.project_id)
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(idempotency_key = %row.idempotency_key, error = %e, "reading a delivery's signing secrets failed");

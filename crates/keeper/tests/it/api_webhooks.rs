@@ -356,9 +356,10 @@ async fn secret_is_shown_and_rotated(backend: Backend) {
     assert_eq!(now_shown.json["secret"], new.as_str());
 
     // The old one still signs during the grace period.
-    let secrets = keeper::webhooks::signing_secrets(&app.keeper, &app.project_id)
-        .await
-        .expect("secrets");
+    let secrets =
+        keeper::webhooks::signing_secrets(&*app.keeper.store, &app.keeper.vault, &app.project_id)
+            .await
+            .expect("secrets");
     use secrecy::ExposeSecret as _;
     assert_eq!(STANDARD.encode(secrets.current.expose_secret()), new);
     assert_eq!(
