@@ -58,6 +58,8 @@ struct Inner {
     /// Apps flagged because their verified Zoom webhooks stopped while their
     /// connections kept scheduling meetings.
     webhook_events_stale: u64,
+    /// Bot platform token callbacks: (endpoint, outcome) → count.
+    bot_platform_calls: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 /// The `route` label of a request no route matched.
@@ -128,6 +130,17 @@ impl Metrics {
             .lock()
             .token_requests
             .entry((kind, outcome))
+            .or_default() += 1;
+    }
+
+    /// A bot platform's token callback: `endpoint` (`attendee_zoom_tokens`,
+    /// `recall_zak`, `recall_obf`, `recall_join_token`) and `outcome` (`minted`,
+    /// `partial`, `none`, or why it was refused: `bad_signature`, `replayed`, …).
+    pub fn record_bot_platform_call(&self, endpoint: &'static str, outcome: &'static str) {
+        *self
+            .lock()
+            .bot_platform_calls
+            .entry((endpoint, outcome))
             .or_default() += 1;
     }
 
@@ -248,6 +261,14 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "zoomkeeper_token_requests_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP zoomkeeper_bot_platform_calls_total Token callbacks of bot platforms by endpoint and outcome.\n");
+        out.push_str("# TYPE zoomkeeper_bot_platform_calls_total counter\n");
+        for ((endpoint, outcome), n) in &inner.bot_platform_calls {
+            let _ = writeln!(
+                out,
+                "zoomkeeper_bot_platform_calls_total{{endpoint=\"{endpoint}\",outcome=\"{outcome}\"}} {n}"
             );
         }
         out.push_str("# HELP zoomkeeper_zoom_revocations_total Best-effort token revocations at Zoom by outcome.\n");

@@ -51,8 +51,12 @@ pub fn sign(
 ) -> SignedRequest {
     let (x_webhook_signature, body) = sign_payload(current, payload);
     let ts = timestamp.to_string();
-    let standard =
-        |secret: &[u8]| format!("v1,{}", standard_signature(secret, webhook_id, &ts, body.as_bytes()));
+    let standard = |secret: &[u8]| {
+        format!(
+            "v1,{}",
+            standard_signature(secret, webhook_id, &ts, body.as_bytes())
+        )
+    };
     let mut webhook_signature = standard(current);
     if let Some(previous) = previous {
         webhook_signature.push(' ');
@@ -416,10 +420,16 @@ mod tests {
         let (id, ts, now) = ("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", 1_614_265_330);
         let body = br#"{"test": 2432232314}"#;
         let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
-        assert_eq!(verify_standard_webhook(&key, id, ts, body, good, now), Ok(()));
+        assert_eq!(
+            verify_standard_webhook(&key, id, ts, body, good, now),
+            Ok(())
+        );
         // Several signatures, other versions skipped, one valid: accepted.
         let several = format!("v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= v2,x {good}");
-        assert_eq!(verify_standard_webhook(&key, id, ts, body, &several, now), Ok(()));
+        assert_eq!(
+            verify_standard_webhook(&key, id, ts, body, &several, now),
+            Ok(())
+        );
         // The specification's negative vector (last character changed).
         let bad = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=";
         assert_eq!(
@@ -427,7 +437,10 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         // Five minutes either way is the edge; a second more is stale.
-        assert_eq!(verify_standard_webhook(&key, id, ts, body, good, now + 300), Ok(()));
+        assert_eq!(
+            verify_standard_webhook(&key, id, ts, body, good, now + 300),
+            Ok(())
+        );
         assert_eq!(
             verify_standard_webhook(&key, id, ts, body, good, now + 301),
             Err(SignatureError::Stale)
@@ -455,10 +468,12 @@ mod tests {
             ),
             Ok(())
         );
-        assert_eq!(standard_webhooks_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), None);
+        assert_eq!(
+            standard_webhooks_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            None
+        );
         assert_eq!(standard_webhooks_key("whsec_!!"), None);
         // Unpadded secrets are accepted, as by the reference libraries.
         assert!(standard_webhooks_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS").is_some());
     }
-
 }

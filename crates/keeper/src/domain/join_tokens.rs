@@ -94,8 +94,8 @@ pub enum JoinTokenError {
 }
 
 /// The meeting a link names, resolved.
-struct Meeting {
-    number: String,
+pub(crate) struct Meeting {
+    pub(crate) number: String,
     password: Option<String>,
     registrant_token: Option<String>,
 }
@@ -279,8 +279,8 @@ pub async fn mint(keeper: &Arc<Keeper>, plan: &MintPlan<'_>) -> Minted {
         },
     );
     let mut out = Minted::default();
-    let mut take = |result: Result<(SecretString, String), Problem>, name: &'static str| {
-        match result {
+    let mut take =
+        |result: Result<(SecretString, String), Problem>, name: &'static str| match result {
             Ok((token, connection_id)) => {
                 out.minted_by.push((connection_id, name));
                 Some(token)
@@ -289,8 +289,7 @@ pub async fn mint(keeper: &Arc<Keeper>, plan: &MintPlan<'_>) -> Minted {
                 out.problems.push(problem);
                 None
             }
-        }
-    };
+        };
     out.app_privilege_token = app_privilege.and_then(|r| take(r, "app_privilege_token"));
     out.zak_token = zak.and_then(|r| take(r, "zak_token"));
     let onbehalf: Vec<SecretString> = onbehalf
@@ -351,7 +350,7 @@ pub async fn resolve_app(
 
 /// The meeting number of a link; a `/my/{vanity}` link is the PMI of the connection
 /// whose personal meeting URL is that link (its passcode too, when the link has none).
-async fn resolve_meeting(
+pub(crate) async fn resolve_meeting(
     keeper: &Keeper,
     project_id: &str,
     app: Option<&AppRow>,

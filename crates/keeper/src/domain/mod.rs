@@ -3,7 +3,9 @@
 
 pub mod api_keys;
 pub mod apps;
+pub mod bot_platforms;
 pub mod connections;
+pub mod fields;
 pub mod grant;
 pub mod join_tokens;
 pub mod meetings;
