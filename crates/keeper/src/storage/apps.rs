@@ -132,7 +132,7 @@ store_trait! {
             // its app, so no connection can appear between the check and the delete.
             let found: Option<String> = sql!(scalar_optional &mut tx,
                 &format!("SELECT id FROM zoom_oauth_apps WHERE project_id = $1 AND id = $2{}",
-                         self.lock(Lock::Update)),
+                         self.pool.lock(Lock::Update)),
                 project_id, id)?;
             if found.is_none() {
                 return Ok(DeleteAppOutcome::NotFound);
@@ -211,7 +211,7 @@ store_trait! {
                               ORDER BY recheck_due_at LIMIT 1{}) \
                           UPDATE zoom_oauth_apps SET recheck_due_at = $3 \
                           FROM due WHERE id = due.due_id RETURNING id, recheck_due_at",
-                         self.lock(Lock::SkipLocked)),
+                         self.pool.lock(Lock::SkipLocked)),
                 ts(now), app_id, after(now, lease_for))?;
             tx.commit().await?;
             Ok(claim)

@@ -134,7 +134,7 @@ impl SqlStore {
     ) -> StoreResult<u64> {
         sql!(execute &mut self.conn().await?,
             &format!("DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} \
-                      WHERE {condition} LIMIT $2{})", self.lock(Lock::SkipLocked)),
+                      WHERE {condition} LIMIT $2{})", self.pool.lock(Lock::SkipLocked)),
             ts(before), i64::from(limit))
     }
 }

@@ -68,7 +68,7 @@ store_trait! {
                           UPDATE zoom_oauth_connections \
                           SET lease_owner = $6, lease_until = $7, fence = fence + 1 \
                           FROM due WHERE id = due.due_id RETURNING {CONNECTION_COLUMNS}",
-                         self.lock(Lock::SkipLocked)),
+                         self.pool.lock(Lock::SkipLocked)),
                 ts(now), ts(due.due_by), ts(due.meetings_until), Span(due.token_margin),
                 i64::from(limit), owner, after(now, lease_for))?;
             tx.commit().await?;
@@ -153,7 +153,7 @@ store_trait! {
                           UPDATE zoom_oauth_connections \
                           SET lease_owner = $6, lease_until = $7, fence = fence + 1 \
                           FROM due WHERE id = due.due_id RETURNING {CONNECTION_COLUMNS}",
-                         self.lock(Lock::SkipLocked)),
+                         self.pool.lock(Lock::SkipLocked)),
                 app_id, code, ts(now), after, i64::from(limit), owner,
                 super::sql::after(now, lease_for))?;
             tx.commit().await?;

@@ -276,17 +276,6 @@ impl SqlStore {
         })
     }
 
-    /// A row-locking clause to append to a `SELECT`. SQLite needs none: its
-    /// transactions begin holding the one write lock.
-    pub(super) fn lock(&self, lock: Lock) -> &'static str {
-        match (&self.pool, lock) {
-            (Either::Sqlite(_), _) => "",
-            (Either::Postgres(_), Lock::Update) => " FOR UPDATE",
-            (Either::Postgres(_), Lock::Share) => " FOR SHARE",
-            (Either::Postgres(_), Lock::SkipLocked) => " FOR UPDATE SKIP LOCKED",
-        }
-    }
-
     /// On PostgreSQL, waits in `tx` for any other first-start bootstrap to commit.
     pub(super) async fn lock_bootstrap(tx: &mut Tx) -> StoreResult<()> {
         if let Either::Postgres(t) = tx {
@@ -328,12 +317,25 @@ impl SqlStore {
     }
 }
 
-/// Row-locking clauses ([`SqlStore::lock`]).
+/// Row-locking clauses ([`Either::lock`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Lock {
     Update,
     Share,
     SkipLocked,
+}
+
+impl<S, P> Either<S, P> {
+    /// A row-locking clause to append to a `SELECT` on this pool's (or transaction's)
+    /// database. SQLite needs none: its transactions begin holding the one write lock.
+    pub(super) fn lock(&self, lock: Lock) -> &'static str {
+        match (self, lock) {
+            (Either::Sqlite(_), _) => "",
+            (Either::Postgres(_), Lock::Update) => " FOR UPDATE",
+            (Either::Postgres(_), Lock::Share) => " FOR SHARE",
+            (Either::Postgres(_), Lock::SkipLocked) => " FOR UPDATE SKIP LOCKED",
+        }
+    }
 }
 
 impl Tx {

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::connections::{connection_from_row, CONNECTION_COLUMNS};
 use super::events::write_connection_event;
+use super::meetings::{apply, index_meeting};
 use super::sql::{after, ts, Lock, Row};
 use super::StoreResult;
 use super::{ConnectionRow, MeetingIndexChange, MeetingRow, MeetingSource, NewConnectionEvent};
@@ -81,7 +82,7 @@ store_trait! {
                               ORDER BY next_sync_at NULLS FIRST LIMIT $2{}) \
                           UPDATE zoom_oauth_connections SET next_sync_at = $3 \
                           FROM due WHERE id = due.due_id RETURNING {CONNECTION_COLUMNS}",
-                         self.lock(Lock::SkipLocked)),
+                         self.pool.lock(Lock::SkipLocked)),
                 ts(now), i64::from(limit), after(now, claim_for))?;
             tx.commit().await?;
             Ok(claimed)
@@ -125,10 +126,7 @@ store_trait! {
                     m.topic.clone(),
                     m.start_time,
                 );
-                if self
-                    .index_meeting(&mut tx, &meeting, m.host_confirmed)
-                    .await?
-                {
+                if index_meeting(&mut tx, &meeting, m.host_confirmed).await? {
                     indexed += 1;
                 } else {
                     held_elsewhere += 1;
@@ -143,7 +141,7 @@ store_trait! {
                     row: row(pmi, MeetingSource::Pmi, None, None),
                     personal_meeting_url: done.personal_meeting_url.clone(),
                 };
-                self.apply_meeting_change_in(&mut tx, &change).await?;
+                apply(&mut tx, &change).await?;
             }
             write_connection_event(&mut tx, &done.connection_id, &done.event, now).await?;
             tx.commit().await?;

@@ -127,7 +127,7 @@ store_trait! {
             let mut tx = self.begin().await?;
             // The project row's lock serialises concurrent creations for one project.
             let _: Option<String> = sql!(scalar_optional &mut tx,
-                &format!("SELECT id FROM projects WHERE id = $1{}", self.lock(Lock::Update)),
+                &format!("SELECT id FROM projects WHERE id = $1{}", self.pool.lock(Lock::Update)),
                 &row.project_id)?;
             let count: i64 = sql!(scalar_one &mut tx,
                 "SELECT COUNT(*) FROM webhook_subscriptions WHERE project_id = $1",
@@ -216,7 +216,7 @@ store_trait! {
             let now = self.now().await?;
             let events = sql!(all &mut tx, outbox_event_from_row,
                 &format!("SELECT {OUTBOX_COLUMNS} FROM outbox_events WHERE dispatched_at IS NULL \
-                          ORDER BY created_at, id LIMIT $1{}", self.lock(Lock::SkipLocked)),
+                          ORDER BY created_at, id LIMIT $1{}", self.pool.lock(Lock::SkipLocked)),
                 i64::from(limit))?;
             let mut done = Dispatched::default();
             for event in &events {
@@ -261,7 +261,7 @@ store_trait! {
                           UPDATE webhook_deliveries SET lease_owner = $3, lease_until = $4, \
                           fence = fence + 1 FROM due WHERE idempotency_key = due.due_key \
                           RETURNING {DELIVERY_COLUMNS}",
-                         self.lock(Lock::SkipLocked)),
+                         self.pool.lock(Lock::SkipLocked)),
                 ts(now), i64::from(limit), owner, after(now, lease_for))?;
             tx.commit().await?;
             claimed.sort_by_key(|d| d.next_attempt_at);
