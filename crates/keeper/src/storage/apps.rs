@@ -210,7 +210,8 @@ store_trait! {
                               WHERE recheck_due_at <= $1 AND ($2 IS NULL OR id = $2) \
                               ORDER BY recheck_due_at LIMIT 1{}) \
                           UPDATE zoom_oauth_apps SET recheck_due_at = $3 \
-                          FROM due WHERE id = due.due_id RETURNING id, recheck_due_at",
+                          FROM due WHERE id = due.due_id \
+                          RETURNING id AS app_id, recheck_due_at AS due_at",
                          self.pool.lock(Lock::SkipLocked)),
                 ts(now), app_id, after(now, lease_for))?;
             tx.commit().await?;
@@ -225,7 +226,8 @@ store_trait! {
             let now = self.now().await?;
             sql!(optional &mut self.conn().await?, claim_from_row,
                 "UPDATE zoom_oauth_apps SET recheck_due_at = $1 \
-                 WHERE id = $2 AND recheck_due_at = $3 RETURNING id, recheck_due_at",
+                 WHERE id = $2 AND recheck_due_at = $3 \
+                 RETURNING id AS app_id, recheck_due_at AS due_at",
                 after(now, lease_for), &claim.app_id, ts(claim.due_at))
         }
 
@@ -261,10 +263,7 @@ fn app_from_row(row: &impl Row) -> StoreResult<AppRow> {
 }
 
 fn claim_from_row(row: &impl Row) -> StoreResult<AppRecheckClaim> {
-    Ok(AppRecheckClaim {
-        app_id: row.get("id")?,
-        due_at: row.get("recheck_due_at")?,
-    })
+    from_row!(row => AppRecheckClaim { app_id, due_at })
 }
 
 fn webhook_timestamp_column(which: WebhookVerification) -> &'static str {

@@ -111,17 +111,12 @@ macro_rules! sql {
             .map(|done| done.rows_affected())
             .map_err($crate::storage::StoreError::from))
     };
-    (scalar_one $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+    (scalar_one $($rest:tt)*) => { sql!(@scalar fetch_one $($rest)*) };
+    (scalar_optional $($rest:tt)*) => { sql!(@scalar fetch_optional $($rest)*) };
+    (scalar_all $($rest:tt)*) => { sql!(@scalar fetch_all $($rest)*) };
+    (@scalar $fetch:ident $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
         run!($on, |c| sqlx::query_scalar($sql)$(.bind($arg))*
-            .fetch_one(c).await.map_err($crate::storage::StoreError::from))
-    };
-    (scalar_optional $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
-        run!($on, |c| sqlx::query_scalar($sql)$(.bind($arg))*
-            .fetch_optional(c).await.map_err($crate::storage::StoreError::from))
-    };
-    (scalar_all $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
-        run!($on, |c| sqlx::query_scalar($sql)$(.bind($arg))*
-            .fetch_all(c).await.map_err($crate::storage::StoreError::from))
+            .$fetch(c).await.map_err($crate::storage::StoreError::from))
     };
 }
 
@@ -532,6 +527,11 @@ impl Column for Option<Sealed> {
     fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
         Ok(row.value::<Option<Vec<u8>>>(column)?.map(Sealed))
     }
+}
+
+/// Columns `a` and `b` of `row` ([`Row::get`]).
+pub(super) fn pair<A: Column, B: Column>(row: &impl Row, a: &str, b: &str) -> StoreResult<(A, B)> {
+    Ok((row.get(a)?, row.get(b)?))
 }
 
 /// `Ok($ty { … })` from `$row`: each listed field read from the column of its name

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::connections::{connection_from_row, CONNECTION_COLUMNS};
 use super::events::write_connection_event;
 use super::meetings::{apply, index_meeting};
-use super::sql::{after, ts, Lock, Row};
+use super::sql::{after, pair, ts, Lock};
 use super::StoreResult;
 use super::{ConnectionRow, MeetingIndexChange, MeetingRow, MeetingSource, NewConnectionEvent};
 
@@ -99,7 +99,8 @@ store_trait! {
         async fn complete_meeting_sync(&self, done: &CompletedSync) -> StoreResult<SyncCommit> {
             let mut tx = self.begin().await?;
             let now = self.now().await?;
-            let owner = sql!(optional &mut tx, owner_from_row,
+            let owner: Option<(String, String)> = sql!(optional &mut tx,
+                |r| pair(r, "project_id", "app_id"),
                 "UPDATE zoom_oauth_connections SET last_attempted_sync_at = $1, \
                  last_successful_sync_at = $1, next_sync_at = $2 \
                  WHERE id = $3 AND next_sync_at = $4 AND state = 'connected' \
@@ -175,8 +176,4 @@ store_trait! {
             Ok(true)
         }
     }
-}
-
-fn owner_from_row(row: &impl Row) -> StoreResult<(String, String)> {
-    Ok((row.get("project_id")?, row.get("app_id")?))
 }

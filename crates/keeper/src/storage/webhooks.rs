@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::events::{outbox_event_from_row, OUTBOX_COLUMNS};
-use super::sql::{after, ots, page_clause, ts, Lock, Row};
+use super::sql::{after, ots, page_clause, pair, ts, Lock, Row};
 use super::{Page, PageRequest, Sealed, StoreError, StoreResult};
 
 /// The rule [`super::StoreError::Conflict`] names when a project already has the
@@ -188,8 +188,8 @@ store_trait! {
             -> StoreResult<Option<PreviousWebhookSecret>> {
             let now = self.now().await?;
             sql!(optional &mut self.conn().await?, previous_secret_from_row,
-                "SELECT previous_webhook_secret, previous_webhook_secret_until FROM projects \
-                 WHERE id = $1 AND previous_webhook_secret IS NOT NULL \
+                "SELECT previous_webhook_secret AS secret, previous_webhook_secret_until AS until \
+                 FROM projects WHERE id = $1 AND previous_webhook_secret IS NOT NULL \
                  AND previous_webhook_secret_until > $2",
                 project_id, ts(now))
         }
@@ -317,7 +317,7 @@ store_trait! {
         async fn webhook_queue_depths(&self) -> StoreResult<WebhookQueueDepths> {
             let now = self.now().await?;
             let (due, undispatched): (i64, i64) = sql!(one &mut self.conn().await?,
-                depths_from_row,
+                |r| pair(r, "deliveries_due", "outbox_undispatched"),
                 "SELECT (SELECT COUNT(*) FROM webhook_deliveries \
                          WHERE status = 'pending' AND next_attempt_at <= $1) AS deliveries_due, \
                         (SELECT COUNT(*) FROM outbox_events WHERE dispatched_at IS NULL) \
@@ -356,14 +356,7 @@ fn delivery_from_row(row: &impl Row) -> StoreResult<WebhookDeliveryRow> {
 }
 
 fn previous_secret_from_row(row: &impl Row) -> StoreResult<PreviousWebhookSecret> {
-    Ok(PreviousWebhookSecret {
-        secret: row.get("previous_webhook_secret")?,
-        until: row.get("previous_webhook_secret_until")?,
-    })
-}
-
-fn depths_from_row(row: &impl Row) -> StoreResult<(i64, i64)> {
-    Ok((row.get("deliveries_due")?, row.get("outbox_undispatched")?))
+    from_row!(row => PreviousWebhookSecret { secret, until })
 }
 
 fn triggers_json(triggers: &[String]) -> serde_json::Value {
