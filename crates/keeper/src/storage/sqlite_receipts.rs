@@ -43,15 +43,6 @@ pub(super) struct ReceiptJob {
     pub reply: oneshot::Sender<StoreResult<ReceiptOutcome>>,
 }
 
-impl std::fmt::Debug for ReceiptJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReceiptJob")
-            .field("app_id", &self.app_id)
-            .field("dedupe_key", &self.dedupe_key)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Starts the writer for the database file at `path`; it ends when every sender
 /// (the store and its clones) is gone. Its connection is opened on first use.
 pub(super) fn spawn(path: &Path, busy_timeout: Duration) -> StoreResult<mpsc::Sender<ReceiptJob>> {
