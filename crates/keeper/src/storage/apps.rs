@@ -179,20 +179,18 @@ store_trait! {
         /// flagged; true when this call flagged it.
         async fn flag_app_webhook_events_stale(&self, app_id: &str, since: DateTime<Utc>)
             -> StoreResult<bool> {
-            let done = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE zoom_oauth_apps SET webhook_events_stale_since = $1 \
                  WHERE id = $2 AND webhook_events_stale_since IS NULL",
-                ts(since), app_id)?;
-            Ok(done == 1)
+                ts(since), app_id)
         }
 
         /// Clears the flag (a verified webhook arrived); true when it was set.
         async fn clear_app_webhook_events_stale(&self, app_id: &str) -> StoreResult<bool> {
-            let done = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE zoom_oauth_apps SET webhook_events_stale_since = NULL \
                  WHERE id = $1 AND webhook_events_stale_since IS NOT NULL",
-                app_id)?;
-            Ok(done == 1)
+                app_id)
         }
 
         /// Claims the app whose re-check after a client secret change is due
@@ -237,11 +235,10 @@ store_trait! {
         async fn finish_app_recheck(&self, claim: &AppRecheckClaim, retry_in: Option<Duration>)
             -> StoreResult<bool> {
             let now = self.now().await?;
-            let updated = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE zoom_oauth_apps SET recheck_due_at = $1 \
                  WHERE id = $2 AND recheck_due_at = $3",
-                retry_in.map(|d| after(now, d)), &claim.app_id, ts(claim.due_at))?;
-            Ok(updated == 1)
+                retry_in.map(|d| after(now, d)), &claim.app_id, ts(claim.due_at))
         }
     }
 }

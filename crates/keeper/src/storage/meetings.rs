@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use sqlx::{Database, Encode, Postgres, Sqlite, Type};
 
-use super::sql::{keyset, ots, page_of, placeholders, Either, Lock, Row, Ts};
+use super::sql::{keyset, ots, page_of, placeholders, Column, Either, Lock, Row, Ts};
 use super::sqlite_receipts::ReceiptJob;
 use super::{foreign_key_not_found, Page, PageRequest, StoreError, StoreResult};
 
@@ -128,11 +128,6 @@ pub(super) fn meeting_cursor_key(cursor: &super::Cursor) -> StoreResult<(String,
                 cursor.id
             )))
         })
-}
-
-pub(super) fn parse_source(s: &str) -> StoreResult<MeetingSource> {
-    MeetingSource::parse(s)
-        .ok_or_else(|| super::sql::decode_error(format!("unknown meeting source {s:?}")))
 }
 
 store_trait! {
@@ -366,7 +361,7 @@ async fn held(
 ) -> StoreResult<Option<(MeetingSource, String)>> {
     let sql = format!("{HELD}{}", tx.lock(Lock::Update));
     let held = tx.fetch(&sql, args![app_id, meeting_id]).await?;
-    held.map(|[source, by]| Ok((parse_source(&source)?, by)))
+    held.map(|[source, by]| Ok((MeetingSource::from_stored(source)?, by)))
         .transpose()
 }
 

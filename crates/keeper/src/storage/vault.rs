@@ -55,10 +55,9 @@ store_trait! {
                         field.table, field.column
                     )))
                 })?;
-            let updated = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 &format!("UPDATE {table} SET {column} = $1 WHERE id = $2 AND {column} = $3"),
-                &new_value.0, &field.row_id, &field.value.0)?;
-            Ok(updated == 1)
+                &new_value.0, &field.row_id, &field.value.0)
         }
     }
 }

@@ -177,10 +177,9 @@ store_trait! {
         /// Deletes a subscription and its deliveries; false when there is no such row.
         async fn delete_webhook_subscription(&self, project_id: &str, id: &str)
             -> StoreResult<bool> {
-            let deleted = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "DELETE FROM webhook_subscriptions WHERE project_id = $1 AND id = $2",
-                project_id, id)?;
-            Ok(deleted == 1)
+                project_id, id)
         }
 
         /// The secret the last rotation replaced, while it is still valid (`until > now`).
@@ -199,11 +198,10 @@ store_trait! {
         /// secret still equals `current`. False when another rotation came first.
         async fn rotate_project_webhook_secret(&self, project_id: &str, current: &Sealed,
             new: &Sealed, previous: &Sealed, previous_until: DateTime<Utc>) -> StoreResult<bool> {
-            let updated = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE projects SET webhook_secret = $1, previous_webhook_secret = $2, \
                  previous_webhook_secret_until = $3 WHERE id = $4 AND webhook_secret = $5",
-                &new.0, &previous.0, ts(previous_until), project_id, &current.0)?;
-            Ok(updated == 1)
+                &new.0, &previous.0, ts(previous_until), project_id, &current.0)
         }
 
         /// In one transaction: takes up to `limit` undispatched outbox events, oldest
@@ -275,15 +273,14 @@ store_trait! {
             let next = (attempt.status == DeliveryStatus::Pending)
                 .then(|| after(now, attempt.retry_in.unwrap_or_default()));
             let succeeded = (attempt.status == DeliveryStatus::Success).then_some(now);
-            let updated = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE webhook_deliveries SET status = $1, attempt_count = attempt_count + 1, \
                  next_attempt_at = $2, last_attempt_at = $3, \
                  succeeded_at = COALESCE($4, succeeded_at), responses = $5, \
                  lease_owner = NULL, lease_until = NULL, updated_at = $3 \
                  WHERE idempotency_key = $6 AND fence = $7",
                 attempt.status.as_str(), next, ts(now), ots(succeeded), &attempt.responses,
-                idempotency_key, fence)?;
-            Ok(updated == 1)
+                idempotency_key, fence)
         }
 
         /// A subscription's deliveries, newest first, optionally of one status.
@@ -303,12 +300,11 @@ store_trait! {
         async fn resend_webhook_delivery(&self, project_id: &str, idempotency_key: &str)
             -> StoreResult<bool> {
             let now = self.now().await?;
-            let updated = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, \
                  lease_owner = NULL, lease_until = NULL, fence = fence + 1, updated_at = $1 \
                  WHERE project_id = $2 AND idempotency_key = $3",
-                ts(now), project_id, idempotency_key)?;
-            Ok(updated == 1)
+                ts(now), project_id, idempotency_key)
         }
 
         /// For `/metrics`, read at scrape time: pending deliveries due now (database
