@@ -132,7 +132,7 @@ store_trait! {
             // its app, so no connection can appear between the check and the delete.
             let found: Option<String> = sql!(scalar_optional &mut tx,
                 &format!("SELECT id FROM zoom_oauth_apps WHERE project_id = $1 AND id = $2{}",
-                         self.lock(Lock::Update)),
+                         self.pool.lock(Lock::Update)),
                 project_id, id)?;
             if found.is_none() {
                 return Ok(DeleteAppOutcome::NotFound);
@@ -179,20 +179,18 @@ store_trait! {
         /// flagged; true when this call flagged it.
         async fn flag_app_webhook_events_stale(&self, app_id: &str, since: DateTime<Utc>)
             -> StoreResult<bool> {
-            let done = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE zoom_oauth_apps SET webhook_events_stale_since = $1 \
                  WHERE id = $2 AND webhook_events_stale_since IS NULL",
-                ts(since), app_id)?;
-            Ok(done == 1)
+                ts(since), app_id)
         }
 
         /// Clears the flag (a verified webhook arrived); true when it was set.
         async fn clear_app_webhook_events_stale(&self, app_id: &str) -> StoreResult<bool> {
-            let done = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE zoom_oauth_apps SET webhook_events_stale_since = NULL \
                  WHERE id = $1 AND webhook_events_stale_since IS NOT NULL",
-                app_id)?;
-            Ok(done == 1)
+                app_id)
         }
 
         /// Claims the app whose re-check after a client secret change is due
@@ -210,8 +208,9 @@ store_trait! {
                               WHERE recheck_due_at <= $1 AND ($2 IS NULL OR id = $2) \
                               ORDER BY recheck_due_at LIMIT 1{}) \
                           UPDATE zoom_oauth_apps SET recheck_due_at = $3 \
-                          FROM due WHERE id = due.due_id RETURNING id, recheck_due_at",
-                         self.lock(Lock::SkipLocked)),
+                          FROM due WHERE id = due.due_id \
+                          RETURNING id AS app_id, recheck_due_at AS due_at",
+                         self.pool.lock(Lock::SkipLocked)),
                 ts(now), app_id, after(now, lease_for))?;
             tx.commit().await?;
             Ok(claim)
@@ -225,7 +224,8 @@ store_trait! {
             let now = self.now().await?;
             sql!(optional &mut self.conn().await?, claim_from_row,
                 "UPDATE zoom_oauth_apps SET recheck_due_at = $1 \
-                 WHERE id = $2 AND recheck_due_at = $3 RETURNING id, recheck_due_at",
+                 WHERE id = $2 AND recheck_due_at = $3 \
+                 RETURNING id AS app_id, recheck_due_at AS due_at",
                 after(now, lease_for), &claim.app_id, ts(claim.due_at))
         }
 
@@ -235,11 +235,10 @@ store_trait! {
         async fn finish_app_recheck(&self, claim: &AppRecheckClaim, retry_in: Option<Duration>)
             -> StoreResult<bool> {
             let now = self.now().await?;
-            let updated = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE zoom_oauth_apps SET recheck_due_at = $1 \
                  WHERE id = $2 AND recheck_due_at = $3",
-                retry_in.map(|d| after(now, d)), &claim.app_id, ts(claim.due_at))?;
-            Ok(updated == 1)
+                retry_in.map(|d| after(now, d)), &claim.app_id, ts(claim.due_at))
         }
     }
 }
@@ -261,10 +260,7 @@ fn app_from_row(row: &impl Row) -> StoreResult<AppRow> {
 }
 
 fn claim_from_row(row: &impl Row) -> StoreResult<AppRecheckClaim> {
-    Ok(AppRecheckClaim {
-        app_id: row.get("id")?,
-        due_at: row.get("recheck_due_at")?,
-    })
+    from_row!(row => AppRecheckClaim { app_id, due_at })
 }
 
 fn webhook_timestamp_column(which: WebhookVerification) -> &'static str {

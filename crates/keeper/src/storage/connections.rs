@@ -318,11 +318,10 @@ store_trait! {
         /// clock). False when it does not exist in the project.
         async fn schedule_connection_sync(&self, project_id: &str, id: &str) -> StoreResult<bool> {
             let now = self.now().await?;
-            let changed = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE zoom_oauth_connections SET next_sync_at = $1 \
                  WHERE project_id = $2 AND id = $3",
-                ts(now), project_id, id)?;
-            Ok(changed == 1)
+                ts(now), project_id, id)
         }
 
         /// Deletes the connection (its meetings and events go with it); returns the row

@@ -27,15 +27,12 @@ store_trait! {
         async fn list_connection_events(&self, project_id: &str, connection_id: &str,
             page: &PageRequest) -> StoreResult<Page<ConnectionEventRow>> {
             let (cmp, order) = keyset(page);
-            let after = match &page.cursor {
-                None => None,
-                Some(c) => Some(super::parse_event_cursor_id(&c.id).ok_or_else(|| {
+            let after = page.cursor.as_ref().map(|c| {
+                super::parse_event_cursor_id(&c.id).ok_or_else(|| {
                     StoreError::Database(sqlx::Error::InvalidArgument(format!(
-                        "connection event cursor id {:?} is not a number",
-                        c.id
-                    )))
-                })?),
-            };
+                        "connection event cursor id {:?} is not a number", c.id)))
+                })
+            }).transpose()?;
             let items = sql!(all &mut self.conn().await?, connection_event_from_row,
                 &format!("SELECT id, connection_id, kind, message, data, created_at \
                           FROM connection_events WHERE project_id = $1 AND connection_id = $2 \
@@ -75,12 +72,11 @@ pub(super) async fn write_connection_event(
     event: &NewConnectionEvent,
     at: DateTime<Utc>,
 ) -> StoreResult<bool> {
-    let written = sql!(execute tx,
+    sql!(one_changed tx,
         "INSERT INTO connection_events (project_id, connection_id, kind, message, data, \
          created_at) SELECT project_id, id, $1, $2, $3, $4 FROM zoom_oauth_connections \
          WHERE id = $5",
-        &event.kind, &event.message, event.data.as_ref(), ts(at), connection_id)?;
-    Ok(written == 1)
+        &event.kind, &event.message, event.data.as_ref(), ts(at), connection_id)
 }
 
 /// Appends `event` to the log of connection `row` (as a write just left it) and, when

@@ -21,29 +21,16 @@ store_trait! {
         /// Deletes up to `limit` receipts received before `before`; returns how many.
         async fn delete_webhook_receipts_before(&self, before: DateTime<Utc>, limit: u32)
             -> StoreResult<u64> {
-            self.delete_some(
-                "zoom_webhook_receipts",
-                "app_id, dedupe_key",
-                "received_at < $1",
-                before,
-                limit,
-            )
-            .await
+            self.delete_some("zoom_webhook_receipts", "app_id, dedupe_key", "received_at < $1",
+                before, limit).await
         }
 
         /// Deletes up to `limit` non-PMI index rows of meetings that started before
         /// `before` (rows without a start time stay); returns how many.
         async fn delete_meetings_started_before(&self, before: DateTime<Utc>, limit: u32)
             -> StoreResult<u64> {
-            let condition = "start_time < $1 AND source <> 'pmi'";
-            self.delete_some(
-                "zoom_meetings",
-                "app_id, meeting_id",
-                condition,
-                before,
-                limit,
-            )
-            .await
+            self.delete_some("zoom_meetings", "app_id, meeting_id",
+                "start_time < $1 AND source <> 'pmi'", before, limit).await
         }
 
         /// Deletes up to `limit` finished webhook deliveries (`success` or `failure`,
@@ -54,15 +41,8 @@ store_trait! {
             // `status <> 'pending'` as written in the partial index, so SQLite uses it. On
             // PostgreSQL the locking subquery re-reads a row changed meanwhile (a resend
             // makes it pending again) and drops it if it no longer matches.
-            let condition = "status <> 'pending' AND updated_at < $1";
-            self.delete_some(
-                "webhook_deliveries",
-                "idempotency_key",
-                condition,
-                before,
-                limit,
-            )
-            .await
+            self.delete_some("webhook_deliveries", "idempotency_key",
+                "status <> 'pending' AND updated_at < $1", before, limit).await
         }
 
         /// Deletes up to `limit` outbox events fanned out before `before`; returns how
@@ -70,8 +50,7 @@ store_trait! {
         async fn delete_dispatched_outbox_events_before(&self, before: DateTime<Utc>, limit: u32)
             -> StoreResult<u64> {
             // NULL (not fanned out yet) is never `< $1`.
-            self.delete_some("outbox_events", "id", "dispatched_at < $1", before, limit)
-                .await
+            self.delete_some("outbox_events", "id", "dispatched_at < $1", before, limit).await
         }
 
         /// Event-log pruning, one step: for the next `connections` connections in id
@@ -84,14 +63,9 @@ store_trait! {
                 "SELECT id FROM zoom_oauth_connections WHERE ($1 IS NULL OR id > $1) \
                  ORDER BY id LIMIT $2",
                 after, i64::from(connections))?;
-            let Some(last) = ids.last().cloned() else {
-                return Ok(EventPruning::default());
-            };
-            if kinds.is_empty() {
-                return Ok(EventPruning {
-                    deleted: 0,
-                    next_after: (ids.len() >= connections as usize).then_some(last),
-                });
+            let next_after = ids.last().filter(|_| ids.len() >= connections as usize).cloned();
+            if ids.is_empty() || kinds.is_empty() {
+                return Ok(EventPruning { deleted: 0, next_after });
             }
             let sql = format!(
                 "DELETE FROM connection_events WHERE id IN (\
@@ -113,10 +87,7 @@ store_trait! {
                 }
                 q.execute(c).await?.rows_affected()
             });
-            Ok(EventPruning {
-                deleted,
-                next_after: (ids.len() >= connections as usize).then_some(last),
-            })
+            Ok(EventPruning { deleted, next_after })
         }
     }
 }
@@ -134,7 +105,7 @@ impl SqlStore {
     ) -> StoreResult<u64> {
         sql!(execute &mut self.conn().await?,
             &format!("DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} \
-                      WHERE {condition} LIMIT $2{})", self.lock(Lock::SkipLocked)),
+                      WHERE {condition} LIMIT $2{})", self.pool.lock(Lock::SkipLocked)),
             ts(before), i64::from(limit))
     }
 }

@@ -39,11 +39,10 @@ store_trait! {
         async fn renew_connection_lease(&self, id: &str, fence: i64, lease_for: Duration)
             -> StoreResult<bool> {
             let now = self.now().await?;
-            let renewed = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE zoom_oauth_connections SET lease_until = $1 \
                  WHERE id = $2 AND fence = $3 AND lease_owner IS NOT NULL",
-                after(now, lease_for), id, fence)?;
-            Ok(renewed == 1)
+                after(now, lease_for), id, fence)
         }
 
         /// Claims up to `limit` connected connections whose refresh is due
@@ -68,7 +67,7 @@ store_trait! {
                           UPDATE zoom_oauth_connections \
                           SET lease_owner = $6, lease_until = $7, fence = fence + 1 \
                           FROM due WHERE id = due.due_id RETURNING {CONNECTION_COLUMNS}",
-                         self.lock(Lock::SkipLocked)),
+                         self.pool.lock(Lock::SkipLocked)),
                 ts(now), ts(due.due_by), ts(due.meetings_until), Span(due.token_margin),
                 i64::from(limit), owner, after(now, lease_for))?;
             tx.commit().await?;
@@ -105,11 +104,10 @@ store_trait! {
         /// pushing `refresh_due_at` back for a retry. False when the fence moved on.
         async fn release_connection_lease(&self, id: &str, fence: i64,
             retry_at: Option<DateTime<Utc>>) -> StoreResult<bool> {
-            let released = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE zoom_oauth_connections SET lease_owner = NULL, lease_until = NULL, \
                  refresh_due_at = COALESCE($1, refresh_due_at) WHERE id = $2 AND fence = $3",
-                ots(retry_at), id, fence)?;
-            Ok(released == 1)
+                ots(retry_at), id, fence)
         }
 
         /// Marks a connected connection disconnected with `failure`, erasing its tokens
@@ -153,7 +151,7 @@ store_trait! {
                           UPDATE zoom_oauth_connections \
                           SET lease_owner = $6, lease_until = $7, fence = fence + 1 \
                           FROM due WHERE id = due.due_id RETURNING {CONNECTION_COLUMNS}",
-                         self.lock(Lock::SkipLocked)),
+                         self.pool.lock(Lock::SkipLocked)),
                 app_id, code, ts(now), after, i64::from(limit), owner,
                 super::sql::after(now, lease_for))?;
             tx.commit().await?;

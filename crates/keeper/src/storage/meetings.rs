@@ -4,9 +4,13 @@
 //! [`crate::domain::meetings::dropped_by_deletion`]) for every writer, this one and the
 //! SQLite receipt writer alike: SQL here only reads the row and writes.
 
+use std::future::Future;
+
 use chrono::{DateTime, Utc};
 
-use super::sql::{keyset, ots, page_of, placeholders, ts, Lock, Row, SqlStore, Tx};
+use sqlx::{Database, Encode, Postgres, Sqlite, Type};
+
+use super::sql::{keyset, ots, page_of, placeholders, Column, Either, Lock, Row, Ts};
 use super::sqlite_receipts::ReceiptJob;
 use super::{foreign_key_not_found, Page, PageRequest, StoreError, StoreResult};
 
@@ -126,11 +130,6 @@ pub(super) fn meeting_cursor_key(cursor: &super::Cursor) -> StoreResult<(String,
         })
 }
 
-pub(super) fn parse_source(s: &str) -> StoreResult<MeetingSource> {
-    MeetingSource::parse(s)
-        .ok_or_else(|| super::sql::decode_error(format!("unknown meeting source {s:?}")))
-}
-
 store_trait! {
     pub trait MeetingStore {
         /// Records Zoom webhook `(app_id, dedupe_key)` and applies `change` in one
@@ -153,19 +152,9 @@ store_trait! {
                 return answer.await.map_err(|_| gone())?;
             }
             let mut tx = self.begin().await?;
-            // A concurrent delivery of the same event waits here on the key, then sees
-            // the first one's receipt and changes nothing.
-            let inserted = sql!(execute &mut tx,
-                "INSERT INTO zoom_webhook_receipts (app_id, dedupe_key, received_at) \
-                 VALUES ($1, $2, $3) ON CONFLICT (app_id, dedupe_key) DO NOTHING",
-                app_id, dedupe_key, ts(received_at))
-            .map_err(foreign_key_not_found)?;
-            if inserted == 0 {
-                return Ok(ReceiptOutcome::Duplicate);
-            }
-            self.apply_meeting_change_in(&mut tx, change).await?;
+            let outcome = record_receipt(&mut tx, app_id, dedupe_key, received_at, change).await?;
             tx.commit().await?;
-            Ok(ReceiptOutcome::Applied)
+            Ok(outcome)
         }
 
         async fn webhook_receipt_exists(&self, app_id: &str, dedupe_key: &str)
@@ -179,7 +168,7 @@ store_trait! {
         /// Applies one index change on its own (meeting sync, connection changes).
         async fn apply_meeting_change(&self, change: &MeetingIndexChange) -> StoreResult<()> {
             let mut tx = self.begin().await?;
-            self.apply_meeting_change_in(&mut tx, change).await?;
+            apply(&mut tx, change).await?;
             tx.commit().await
         }
 
@@ -201,49 +190,29 @@ store_trait! {
         async fn list_meetings(&self, project_id: &str, filter: &MeetingFilter, page: &PageRequest)
             -> StoreResult<Page<MeetingRow>> {
             // Conditions only when given, so each filter can use its index.
+            let cursor = page.cursor.as_ref().map(meeting_cursor_key).transpose()?;
             let mut sql =
                 format!("SELECT {MEETING_COLUMNS} FROM zoom_meetings WHERE project_id = $1");
-            let mut n = 1;
-            let mut next = || {
-                n += 1;
-                n
-            };
-            if filter.meeting_id.is_some() {
-                sql.push_str(&format!(" AND meeting_id = ${}", next()));
-            }
-            if filter.connection_id.is_some() {
-                sql.push_str(&format!(" AND connection_id = ${}", next()));
+            let mut args = vec![Arg::from(project_id)];
+            for (column, value) in [("meeting_id", &filter.meeting_id),
+                                    ("connection_id", &filter.connection_id)] {
+                if let Some(value) = value {
+                    args.push(Arg::from(value));
+                    sql.push_str(&format!(" AND {column} = ${}", args.len()));
+                }
             }
             let (cmp, order) = keyset(page);
-            let cursor = page.cursor.as_ref().map(meeting_cursor_key).transpose()?;
-            if cursor.is_some() {
-                let first = next();
-                next();
-                next();
-                sql.push_str(&format!(
-                    " AND (synced_at, app_id, meeting_id) {cmp} ({})",
-                    placeholders(first, 3)
-                ));
+            if let (Some(c), Some((app_id, meeting_id))) = (&page.cursor, &cursor) {
+                sql.push_str(&format!(" AND (synced_at, app_id, meeting_id) {cmp} ({})",
+                                      placeholders(args.len() + 1, 3)));
+                args.extend([Arg::from(c.created_at), Arg::from(app_id), Arg::from(meeting_id)]);
             }
-            sql.push_str(&format!(
-                " ORDER BY synced_at {order}, app_id {order}, meeting_id {order} LIMIT ${}",
-                next()
-            ));
+            sql.push_str(&format!(" ORDER BY synced_at {order}, app_id {order}, \
+                                   meeting_id {order} LIMIT ${}", args.len() + 1));
+            let limit = i64::from(page.limit) + 1;
             let items = run!(&mut self.conn().await?, |c| {
-                let mut q = sqlx::query(&sql).bind(project_id);
-                if let Some(meeting_id) = &filter.meeting_id {
-                    q = q.bind(meeting_id);
-                }
-                if let Some(connection_id) = &filter.connection_id {
-                    q = q.bind(connection_id);
-                }
-                if let (Some(c), Some((app_id, meeting_id))) = (&page.cursor, &cursor) {
-                    q = q.bind(ts(c.created_at)).bind(app_id).bind(meeting_id);
-                }
-                let rows = q.bind(i64::from(page.limit) + 1).fetch_all(c).await?;
-                rows.iter()
-                    .map(meeting_from_row)
-                    .collect::<StoreResult<Vec<_>>>()
+                let rows = bound(sqlx::query(&sql), &args).bind(limit).fetch_all(c).await?;
+                rows.iter().map(meeting_from_row).collect::<StoreResult<Vec<_>>>()
             })?;
             Ok(page_of(items, page))
         }
@@ -259,115 +228,242 @@ fn meeting_from_row(row: &impl Row) -> StoreResult<MeetingRow> {
     })
 }
 
-fn held_from_row(row: &impl Row) -> StoreResult<(MeetingSource, String)> {
-    Ok((row.get("source")?, row.get("connection_id")?))
+/// The index's statements, written once for both writers: sqlx and the SQLite receipt
+/// writer (rusqlite numbers `$n` in order of first appearance, so each names its
+/// placeholders in order).
+const INSERT_RECEIPT: &str = "INSERT INTO zoom_webhook_receipts (app_id, dedupe_key, \
+     received_at) VALUES ($1, $2, $3) ON CONFLICT (app_id, dedupe_key) DO NOTHING";
+const HELD: &str = "SELECT source, connection_id FROM zoom_meetings \
+     WHERE app_id = $1 AND meeting_id = $2";
+const HOST_UNCHANGED: &str = "SELECT id, state FROM zoom_oauth_connections \
+     WHERE id = $1 AND user_id = $2 AND state = $3";
+const INSERT_MEETING: &str = "INSERT INTO zoom_meetings (project_id, app_id, meeting_id, \
+     connection_id, source, topic, start_time, synced_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (app_id, meeting_id) DO NOTHING";
+/// Only while the row is still the one read (`source`, `connection_id`).
+const REPLACE_MEETING: &str = "UPDATE zoom_meetings SET connection_id = $1, source = $2, \
+     topic = $3, start_time = $4, synced_at = $5 \
+     WHERE app_id = $6 AND meeting_id = $7 AND source = $8 AND connection_id = $9";
+const DELETE_MEETING: &str =
+    "DELETE FROM zoom_meetings WHERE app_id = $1 AND meeting_id = $2 AND source = $3";
+/// `personal_meeting_url` is kept when `$2` is NULL.
+const SET_PMI: &str = "UPDATE zoom_oauth_connections SET pmi = $1, \
+     personal_meeting_url = COALESCE($2, personal_meeting_url), updated_at = $3 WHERE id = $4";
+const DELETE_OTHER_PMI_ROWS: &str = "DELETE FROM zoom_meetings \
+     WHERE connection_id = $1 AND source = 'pmi' AND meeting_id <> $2";
+
+/// A transaction the index is changed in: sqlx's [`super::sql::Tx`], or the receipt writer's
+/// (which does its work before it returns the future, so the future is `Send`).
+pub(super) trait IndexTx {
+    /// The row-locking clause for this database ([`Lock`]).
+    fn lock(&self, lock: Lock) -> &'static str;
+    /// Rows written. A row the write refers to that is gone (a foreign key) is `NotFound`.
+    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> impl Future<Output = Written> + Send;
+    /// The first two columns, both text, of the first row.
+    fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> impl Future<Output = Fetched> + Send;
 }
 
-impl SqlStore {
-    /// Writes index row `row` when [`crate::domain::meetings::replaces`] lets it replace
-    /// the row its (app, meeting) holds (or there is none); true when written.
-    pub(super) async fn index_meeting(
-        &self,
-        tx: &mut Tx,
-        row: &MeetingRow,
-        host_confirmed: bool,
-    ) -> StoreResult<bool> {
-        // The read locks the row on PostgreSQL; a row inserted meanwhile makes the
-        // insert write nothing, and the rule is asked again about it.
-        for _ in 0..3 {
-            let held = sql!(optional &mut *tx, held_from_row,
-                &format!("SELECT source, connection_id FROM zoom_meetings \
-                          WHERE app_id = $1 AND meeting_id = $2{}", self.lock(Lock::Update)),
-                &row.app_id, &row.meeting_id)?;
-            let written = match held {
-                None => sql!(execute &mut *tx,
-                    &format!("INSERT INTO zoom_meetings ({MEETING_COLUMNS}) \
-                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                              ON CONFLICT (app_id, meeting_id) DO NOTHING"),
-                    &row.project_id, &row.app_id, &row.meeting_id, &row.connection_id,
-                    row.source.as_str(), &row.topic, ots(row.start_time), ts(row.synced_at)),
-                Some((source, by))
-                    if !crate::domain::meetings::replaces(source, &by, row, host_confirmed) =>
-                {
-                    return Ok(false)
-                }
-                Some((source, by)) => sql!(execute &mut *tx,
-                    "UPDATE zoom_meetings SET connection_id = $1, source = $2, topic = $3, \
-                     start_time = $4, synced_at = $5 \
-                     WHERE app_id = $6 AND meeting_id = $7 AND source = $8 AND connection_id = $9",
-                    &row.connection_id, row.source.as_str(), &row.topic, ots(row.start_time),
-                    ts(row.synced_at), &row.app_id, &row.meeting_id, source.as_str(), by),
-            }
-            .map_err(foreign_key_not_found)?;
-            if written == 1 {
-                return Ok(true);
+pub(super) type Written = StoreResult<u64>;
+pub(super) type Fetched = StoreResult<Option<[String; 2]>>;
+
+type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
+
+/// A value bound to an index statement.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Arg<'a> {
+    Text(Option<&'a str>),
+    Time(Option<DateTime<Utc>>),
+}
+
+/// `&[Arg]` from text (`&str`, `&String`, `Option<&str>`) and times.
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => { &[$(Arg::from($arg)),*] };
+}
+
+macro_rules! arg_from {
+    ($($t:ty => $variant:ident($v:ident => $value:expr);)*) => {$(
+        impl<'a> From<$t> for Arg<'a> {
+            fn from($v: $t) -> Self {
+                Arg::$variant($value)
             }
         }
-        Err(StoreError::Database(sqlx::Error::Protocol(
-            "the meeting index row kept changing under the write".to_owned(),
-        )))
+    )*};
+}
+
+arg_from! {
+    &'a str => Text(v => Some(v));
+    &'a String => Text(v => Some(v));
+    Option<&'a str> => Text(v => v);
+    DateTime<Utc> => Time(v => Some(v));
+    Option<DateTime<Utc>> => Time(v => v);
+}
+
+/// For any transaction lifetime, not only [`super::sql::Tx`]'s `'static`: proving the futures
+/// `Send` asks for that.
+impl IndexTx for Either<sqlx::Transaction<'_, Sqlite>, sqlx::Transaction<'_, Postgres>> {
+    fn lock(&self, lock: Lock) -> &'static str {
+        Either::lock(self, lock)
     }
 
-    /// Applies `change` in `tx` (see [`MeetingIndexChange`]).
-    pub(super) async fn apply_meeting_change_in(
-        &self,
-        tx: &mut Tx,
-        change: &MeetingIndexChange,
-    ) -> StoreResult<()> {
-        match change {
-            MeetingIndexChange::Upsert(row) => {
-                self.index_meeting(tx, row, true).await?;
-            }
-            MeetingIndexChange::UpsertIfHost {
-                row,
-                user_id,
-                state,
-            } => {
-                // Locked on PostgreSQL: a rebind or disconnect waits for this write.
-                let host: Option<String> = sql!(scalar_optional &mut *tx,
-                    &format!("SELECT id FROM zoom_oauth_connections \
-                              WHERE id = $1 AND user_id = $2 AND state = $3{}",
-                             self.lock(Lock::Share)),
-                    &row.connection_id, user_id, state.as_str())?;
-                host.ok_or(StoreError::NotFound)?;
-                self.index_meeting(tx, row, true).await?;
-            }
-            MeetingIndexChange::Delete { app_id, meeting_id } => {
-                let held = sql!(optional &mut *tx, held_from_row,
-                    &format!("SELECT source, connection_id FROM zoom_meetings \
-                              WHERE app_id = $1 AND meeting_id = $2{}", self.lock(Lock::Update)),
-                    app_id, meeting_id)?;
-                if let Some((source, _)) =
-                    held.filter(|h| crate::domain::meetings::dropped_by_deletion(h.0))
-                {
-                    sql!(execute &mut *tx,
-                        "DELETE FROM zoom_meetings \
-                         WHERE app_id = $1 AND meeting_id = $2 AND source = $3",
-                        app_id, meeting_id, source.as_str())?;
-                }
-            }
-            MeetingIndexChange::ReplacePmi {
-                row,
-                personal_meeting_url,
-            } => {
-                let updated = sql!(execute &mut *tx,
-                    "UPDATE zoom_oauth_connections SET pmi = $1, \
-                     personal_meeting_url = COALESCE($2, personal_meeting_url), updated_at = $3 \
-                     WHERE id = $4",
-                    &row.meeting_id, personal_meeting_url, ts(row.synced_at), &row.connection_id)?;
-                if updated == 0 {
-                    return Err(StoreError::NotFound);
-                }
-                sql!(execute &mut *tx,
-                    "DELETE FROM zoom_meetings WHERE connection_id = $1 AND source = 'pmi' \
-                     AND meeting_id <> $2",
-                    &row.connection_id, &row.meeting_id)?;
-                self.index_meeting(tx, row, true).await?;
-            }
-            MeetingIndexChange::Nothing => {}
-        }
-        Ok(())
+    async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Written {
+        let done = run!(self, |c| bound(sqlx::query(sql), args)
+            .execute(c)
+            .await
+            .map(|done| done.rows_affected()));
+        done.map_err(|e| foreign_key_not_found(e.into()))
     }
+
+    async fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> Fetched {
+        run!(self, |c| {
+            let row = bound(sqlx::query(sql), args).fetch_optional(c).await?;
+            let pair = row.map(|r| Ok([sqlx::Row::try_get(&r, 0)?, sqlx::Row::try_get(&r, 1)?]));
+            pair.transpose()
+        })
+    }
+}
+
+/// `query` with `args` bound, on either database.
+fn bound<'q, DB: Database>(query: Query<'q, DB>, args: &[Arg<'q>]) -> Query<'q, DB>
+where
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    Option<Ts>: Encode<'q, DB> + Type<DB>,
+{
+    args.iter().fold(query, |q, arg| match *arg {
+        Arg::Text(text) => q.bind(text),
+        Arg::Time(at) => q.bind(ots(at)),
+    })
+}
+
+/// Records Zoom webhook receipt `(app_id, dedupe_key)` in `tx` and, when it is new,
+/// applies `change` with it.
+pub(super) async fn record_receipt(
+    tx: &mut impl IndexTx,
+    app_id: &str,
+    dedupe_key: &str,
+    received_at: DateTime<Utc>,
+    change: &MeetingIndexChange,
+) -> StoreResult<ReceiptOutcome> {
+    // A concurrent delivery of the same event waits here on the key, then sees the
+    // first one's receipt and changes nothing.
+    let receipt = args![app_id, dedupe_key, received_at];
+    if tx.execute(INSERT_RECEIPT, receipt).await? == 0 {
+        return Ok(ReceiptOutcome::Duplicate);
+    }
+    apply(tx, change).await?;
+    Ok(ReceiptOutcome::Applied)
+}
+
+/// The (source, connection) of index row (app, meeting), locked on PostgreSQL.
+async fn held(
+    tx: &mut impl IndexTx,
+    app_id: &str,
+    meeting_id: &str,
+) -> StoreResult<Option<(MeetingSource, String)>> {
+    let sql = format!("{HELD}{}", tx.lock(Lock::Update));
+    let held = tx.fetch(&sql, args![app_id, meeting_id]).await?;
+    held.map(|[source, by]| Ok((MeetingSource::from_stored(source)?, by)))
+        .transpose()
+}
+
+/// Writes index row `row` when [`crate::domain::meetings::replaces`] lets it replace
+/// the row its (app, meeting) holds (or there is none); true when written.
+pub(super) async fn index_meeting(
+    tx: &mut impl IndexTx,
+    row: &MeetingRow,
+    host_confirmed: bool,
+) -> StoreResult<bool> {
+    let (source, topic) = (row.source.as_str(), row.topic.as_deref());
+    // The read locks the row on PostgreSQL; a row inserted meanwhile makes the insert
+    // write nothing, and the rule is asked again about it.
+    for _ in 0..3 {
+        let written = match held(tx, &row.app_id, &row.meeting_id).await? {
+            None => {
+                let args = args![
+                    &row.project_id,
+                    &row.app_id,
+                    &row.meeting_id,
+                    &row.connection_id,
+                    source,
+                    topic,
+                    row.start_time,
+                    row.synced_at
+                ];
+                tx.execute(INSERT_MEETING, args).await?
+            }
+            Some((was, by))
+                if !crate::domain::meetings::replaces(was, &by, row, host_confirmed) =>
+            {
+                return Ok(false)
+            }
+            Some((was, by)) => {
+                let args = args![
+                    &row.connection_id,
+                    source,
+                    topic,
+                    row.start_time,
+                    row.synced_at,
+                    &row.app_id,
+                    &row.meeting_id,
+                    was.as_str(),
+                    &by
+                ];
+                tx.execute(REPLACE_MEETING, args).await?
+            }
+        };
+        if written == 1 {
+            return Ok(true);
+        }
+    }
+    Err(StoreError::Database(sqlx::Error::Protocol(
+        "the meeting index row kept changing under the write".to_owned(),
+    )))
+}
+
+/// Applies `change` in `tx` (see [`MeetingIndexChange`]).
+pub(super) async fn apply(tx: &mut impl IndexTx, change: &MeetingIndexChange) -> StoreResult<()> {
+    match change {
+        MeetingIndexChange::Upsert(row) => {
+            index_meeting(tx, row, true).await?;
+        }
+        MeetingIndexChange::UpsertIfHost {
+            row,
+            user_id,
+            state,
+        } => {
+            // Locked on PostgreSQL: a rebind or disconnect waits for this write.
+            let sql = format!("{HOST_UNCHANGED}{}", tx.lock(Lock::Share));
+            let args = args![&row.connection_id, user_id, state.as_str()];
+            tx.fetch(&sql, args).await?.ok_or(StoreError::NotFound)?;
+            index_meeting(tx, row, true).await?;
+        }
+        MeetingIndexChange::Delete { app_id, meeting_id } => {
+            if let Some((source, _)) = held(tx, app_id, meeting_id).await? {
+                if crate::domain::meetings::dropped_by_deletion(source) {
+                    let args = args![app_id, meeting_id, source.as_str()];
+                    tx.execute(DELETE_MEETING, args).await?;
+                }
+            }
+        }
+        MeetingIndexChange::ReplacePmi {
+            row,
+            personal_meeting_url,
+        } => {
+            let args = args![
+                &row.meeting_id,
+                personal_meeting_url.as_deref(),
+                row.synced_at,
+                &row.connection_id
+            ];
+            if tx.execute(SET_PMI, args).await? == 0 {
+                return Err(StoreError::NotFound);
+            }
+            let args = args![&row.connection_id, &row.meeting_id];
+            tx.execute(DELETE_OTHER_PMI_ROWS, args).await?;
+            index_meeting(tx, row, true).await?;
+        }
+        MeetingIndexChange::Nothing => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -79,7 +79,8 @@ macro_rules! query {
 
 /// One statement: `optional`, `one` or `all` rows through `$decode`; a `page` of them
 /// (the query ends in [`page_clause`], whose values are bound after `$arg`s); `execute`
-/// (rows affected); `scalar_one` / `scalar_optional` / `scalar_all` (type from the caller).
+/// (rows affected); `one_changed` (whether exactly one row changed); `scalar_one` /
+/// `scalar_optional` / `scalar_all` (type from the caller).
 macro_rules! sql {
     (optional $on:expr, $decode:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
         run!($on, |c| match query!($sql $(, $arg)*).fetch_optional(c).await {
@@ -112,17 +113,15 @@ macro_rules! sql {
             .map(|done| done.rows_affected())
             .map_err($crate::storage::StoreError::from))
     };
-    (scalar_one $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
-        run!($on, |c| sqlx::query_scalar($sql)$(.bind($arg))*
-            .fetch_one(c).await.map_err($crate::storage::StoreError::from))
+    (one_changed $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+        sql!(execute $on, $sql $(, $arg)*).map(|changed| changed == 1)
     };
-    (scalar_optional $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
+    (scalar_one $($rest:tt)*) => { sql!(@scalar fetch_one $($rest)*) };
+    (scalar_optional $($rest:tt)*) => { sql!(@scalar fetch_optional $($rest)*) };
+    (scalar_all $($rest:tt)*) => { sql!(@scalar fetch_all $($rest)*) };
+    (@scalar $fetch:ident $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
         run!($on, |c| sqlx::query_scalar($sql)$(.bind($arg))*
-            .fetch_optional(c).await.map_err($crate::storage::StoreError::from))
-    };
-    (scalar_all $on:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
-        run!($on, |c| sqlx::query_scalar($sql)$(.bind($arg))*
-            .fetch_all(c).await.map_err($crate::storage::StoreError::from))
+            .$fetch(c).await.map_err($crate::storage::StoreError::from))
     };
 }
 
@@ -280,17 +279,6 @@ impl SqlStore {
         })
     }
 
-    /// A row-locking clause to append to a `SELECT`. SQLite needs none: its
-    /// transactions begin holding the one write lock.
-    pub(super) fn lock(&self, lock: Lock) -> &'static str {
-        match (&self.pool, lock) {
-            (Either::Sqlite(_), _) => "",
-            (Either::Postgres(_), Lock::Update) => " FOR UPDATE",
-            (Either::Postgres(_), Lock::Share) => " FOR SHARE",
-            (Either::Postgres(_), Lock::SkipLocked) => " FOR UPDATE SKIP LOCKED",
-        }
-    }
-
     /// On PostgreSQL, waits in `tx` for any other first-start bootstrap to commit.
     pub(super) async fn lock_bootstrap(tx: &mut Tx) -> StoreResult<()> {
         if let Either::Postgres(t) = tx {
@@ -338,12 +326,25 @@ impl SqlStore {
     }
 }
 
-/// Row-locking clauses ([`SqlStore::lock`]).
+/// Row-locking clauses ([`Either::lock`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Lock {
     Update,
     Share,
     SkipLocked,
+}
+
+impl<S, P> Either<S, P> {
+    /// A row-locking clause to append to a `SELECT` on this pool's (or transaction's)
+    /// database. SQLite needs none: its transactions begin holding the one write lock.
+    pub(super) fn lock(&self, lock: Lock) -> &'static str {
+        match (self, lock) {
+            (Either::Sqlite(_), _) => "",
+            (Either::Postgres(_), Lock::Update) => " FOR UPDATE",
+            (Either::Postgres(_), Lock::Share) => " FOR SHARE",
+            (Either::Postgres(_), Lock::SkipLocked) => " FOR UPDATE SKIP LOCKED",
+        }
+    }
 }
 
 impl Tx {
@@ -480,7 +481,7 @@ pub(super) trait Row {
 
     /// A column as the field type it fills ([`Column`]).
     fn get<T: Column>(&self, column: &str) -> StoreResult<T> {
-        T::read(self, column)
+        T::from_stored(self.value(column)?)
     }
 }
 
@@ -497,54 +498,48 @@ impl Row for PgRow {
 }
 
 /// A field type read from one column: times through [`Ts`], sealed secrets from their
-/// bytes, [`text_enum!`]s by name, anything else as both databases decode it.
+/// bytes, [`text_enum!`]s by name, anything else as both databases decode it; an
+/// `Option` of any of these from NULL or such a value.
 pub(super) trait Column: Sized {
-    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self>;
+    /// What both databases decode the column as.
+    type Stored: Value;
+    fn from_stored(stored: Self::Stored) -> StoreResult<Self>;
 }
 
-macro_rules! stored_as_is {
-    ($($t:ty),*) => {$(
+impl<T: Column> Column for Option<T>
+where
+    Option<T::Stored>: Value,
+{
+    type Stored = Option<T::Stored>;
+    fn from_stored(stored: Self::Stored) -> StoreResult<Self> {
+        stored.map(T::from_stored).transpose()
+    }
+}
+
+macro_rules! column_stored_as {
+    ($($t:ty: $stored:ty => |$s:ident| $value:expr;)*) => {$(
         impl Column for $t {
-            fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
-                row.value(column)
+            type Stored = $stored;
+            fn from_stored($s: $stored) -> StoreResult<Self> {
+                Ok($value)
             }
         }
     )*};
 }
 
-stored_as_is!(
-    String,
-    Option<String>,
-    i64,
-    bool,
-    Vec<u8>,
-    Option<Vec<u8>>,
-    serde_json::Value,
-    Option<serde_json::Value>
-);
-
-impl Column for DateTime<Utc> {
-    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
-        Ok(row.value::<Ts>(column)?.0)
-    }
+column_stored_as! {
+    String: String => |s| s;
+    i64: i64 => |s| s;
+    bool: bool => |s| s;
+    Vec<u8>: Vec<u8> => |s| s;
+    serde_json::Value: serde_json::Value => |s| s;
+    DateTime<Utc>: Ts => |s| s.0;
+    Sealed: Vec<u8> => |s| Sealed(s);
 }
 
-impl Column for Option<DateTime<Utc>> {
-    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
-        Ok(row.value::<Option<Ts>>(column)?.map(|t| t.0))
-    }
-}
-
-impl Column for Sealed {
-    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
-        Ok(Sealed(row.value(column)?))
-    }
-}
-
-impl Column for Option<Sealed> {
-    fn read<R: Row + ?Sized>(row: &R, column: &str) -> StoreResult<Self> {
-        Ok(row.value::<Option<Vec<u8>>>(column)?.map(Sealed))
-    }
+/// Columns `a` and `b` of `row` ([`Row::get`]).
+pub(super) fn pair<A: Column, B: Column>(row: &impl Row, a: &str, b: &str) -> StoreResult<(A, B)> {
+    Ok((row.get(a)?, row.get(b)?))
 }
 
 /// `Ok($ty { … })` from `$row`: each listed field read from the column of its name
@@ -592,11 +587,8 @@ macro_rules! text_enum {
         }
 
         impl $crate::storage::sql::Column for $name {
-            fn read<R: $crate::storage::sql::Row + ?Sized>(
-                row: &R,
-                column: &str,
-            ) -> $crate::storage::StoreResult<Self> {
-                let text: String = row.value(column)?;
+            type Stored = String;
+            fn from_stored(text: String) -> $crate::storage::StoreResult<Self> {
                 $name::parse(&text).ok_or_else(|| {
                     $crate::storage::sql::decode_error(format!("unknown {} {text:?}", $what))
                 })

@@ -11,42 +11,28 @@
 //! all. When a batch fails (one event's connection vanished, or the database did),
 //! each of its events is retried alone and gets only its own error.
 //!
-//! It applies a change as the sqlx side does (`SqlStore::apply_meeting_change_in`),
-//! asking `crate::domain::meetings` which index writes win.
+//! It records a receipt and applies its change with the sqlx side's code and SQL
+//! (`super::meetings::record_receipt`, over [`IndexTx`]).
 
+use std::future::{ready, Future};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::TransactionBehavior;
+use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, ToSql};
 use tokio::sync::{mpsc, oneshot};
 
-use super::meetings::{parse_source, MeetingIndexChange, MeetingRow, ReceiptOutcome};
+use super::meetings::{record_receipt, Arg, Fetched, IndexTx, MeetingIndexChange};
+use super::meetings::{ReceiptOutcome, Written};
+use super::sql::Lock;
 use super::{StoreError, StoreResult};
 
 /// Receipts waiting for the writer, at most; senders wait beyond it.
 const QUEUE: usize = 4_096;
 /// Receipts committed in one transaction, at most.
 const BATCH: usize = 256;
-
-const INSERT_RECEIPT: &str = "INSERT INTO zoom_webhook_receipts (app_id, dedupe_key, \
-     received_at) VALUES (?, ?, ?) ON CONFLICT (app_id, dedupe_key) DO NOTHING";
-const HELD: &str = "SELECT source, connection_id FROM zoom_meetings \
-     WHERE app_id = ? AND meeting_id = ?";
-const INSERT_MEETING: &str = "INSERT INTO zoom_meetings (project_id, app_id, meeting_id, \
-     connection_id, source, topic, start_time, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
-const REPLACE_MEETING: &str = "UPDATE zoom_meetings SET connection_id = ?, source = ?, \
-     topic = ?, start_time = ?, synced_at = ? WHERE app_id = ? AND meeting_id = ?";
-const DELETE_MEETING: &str = "DELETE FROM zoom_meetings WHERE app_id = ? AND meeting_id = ?";
-/// Binds: pmi, personal_meeting_url (kept when NULL), updated_at, connection id.
-const SET_PMI: &str = "UPDATE zoom_oauth_connections SET pmi = ?, \
-     personal_meeting_url = COALESCE(?, personal_meeting_url), updated_at = ? WHERE id = ?";
-/// Binds: connection id, Zoom user id, state. Whether a chosen host still is one.
-const HOST_UNCHANGED: &str =
-    "SELECT 1 FROM zoom_oauth_connections WHERE id = ? AND user_id = ? AND state = ?";
-/// Binds: connection id, the PMI that stays.
-const DELETE_OTHER_PMI_ROWS: &str =
-    "DELETE FROM zoom_meetings WHERE connection_id = ? AND source = 'pmi' AND meeting_id <> ?";
 
 /// One `record_webhook_receipt_and_apply` call, waiting for the writer.
 pub(super) struct ReceiptJob {
@@ -55,15 +41,6 @@ pub(super) struct ReceiptJob {
     pub received_at: DateTime<Utc>,
     pub change: MeetingIndexChange,
     pub reply: oneshot::Sender<StoreResult<ReceiptOutcome>>,
-}
-
-impl std::fmt::Debug for ReceiptJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReceiptJob")
-            .field("app_id", &self.app_id)
-            .field("dedupe_key", &self.dedupe_key)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Starts the writer for the database file at `path`; it ends when every sender
@@ -133,19 +110,17 @@ impl Writer {
     /// receipt is new (so of several jobs with one key, the first applies).
     fn write(&mut self, jobs: &[ReceiptJob]) -> StoreResult<Vec<ReceiptOutcome>> {
         let conn = self.connection()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let inserted = tx
-                .prepare_cached(INSERT_RECEIPT)?
-                .execute(params![job.app_id, job.dedupe_key, micros(job.received_at)])
-                .map_err(write_error)?;
-            if inserted == 0 {
-                outcomes.push(ReceiptOutcome::Duplicate);
-                continue;
-            }
-            apply(&tx, &job.change)?;
-            outcomes.push(ReceiptOutcome::Applied);
+            // Never waits: the writer's statements run on this thread.
+            outcomes.push(futures::executor::block_on(record_receipt(
+                &mut tx,
+                &job.app_id,
+                &job.dedupe_key,
+                job.received_at,
+                &job.change,
+            ))?);
         }
         tx.commit()?;
         Ok(outcomes)
@@ -172,102 +147,37 @@ fn open(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
     Ok(conn)
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, change: &MeetingIndexChange) -> StoreResult<()> {
-    match change {
-        MeetingIndexChange::Upsert(row) => upsert(tx, row),
-        MeetingIndexChange::UpsertIfHost {
-            row,
-            user_id,
-            state,
-        } => {
-            let unchanged = tx.prepare_cached(HOST_UNCHANGED)?.exists(params![
-                row.connection_id,
-                user_id,
-                state.as_str()
-            ])?;
-            if !unchanged {
-                return Err(StoreError::NotFound);
-            }
-            upsert(tx, row)
-        }
-        MeetingIndexChange::Delete { app_id, meeting_id } => {
-            let held = held(tx, app_id, meeting_id)?;
-            if held.is_some_and(|(source, _)| crate::domain::meetings::dropped_by_deletion(source))
-            {
-                tx.prepare_cached(DELETE_MEETING)?
-                    .execute(params![app_id, meeting_id])?;
-            }
-            Ok(())
-        }
-        MeetingIndexChange::ReplacePmi {
-            row,
-            personal_meeting_url,
-        } => {
-            let updated = tx.prepare_cached(SET_PMI)?.execute(params![
-                row.meeting_id,
-                personal_meeting_url,
-                micros(row.synced_at),
-                row.connection_id
-            ])?;
-            if updated == 0 {
-                return Err(StoreError::NotFound);
-            }
-            tx.prepare_cached(DELETE_OTHER_PMI_ROWS)?
-                .execute(params![row.connection_id, row.meeting_id])?;
-            upsert(tx, row)
-        }
-        MeetingIndexChange::Nothing => Ok(()),
+/// The writer holds the database's write lock, so the row it reads is the row it
+/// replaces: no locking clauses.
+impl IndexTx for rusqlite::Transaction<'_> {
+    fn lock(&self, _: Lock) -> &'static str {
+        ""
+    }
+
+    fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> impl Future<Output = Written> + Send {
+        let written = self
+            .prepare_cached(sql)
+            .and_then(|mut s| s.execute(params_from_iter(args)));
+        ready(written.map(|n| n as u64).map_err(write_error))
+    }
+
+    fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> impl Future<Output = Fetched> + Send {
+        let row = self.prepare_cached(sql).and_then(|mut s| {
+            s.query_row(params_from_iter(args), |r| Ok([r.get(0)?, r.get(1)?]))
+                .optional()
+        });
+        ready(row.map_err(StoreError::from))
     }
 }
 
-/// The (source, connection) of the index row (app, meeting), if there is one.
-fn held(
-    tx: &rusqlite::Transaction<'_>,
-    app_id: &str,
-    meeting_id: &str,
-) -> StoreResult<Option<(super::MeetingSource, String)>> {
-    let mut held = tx.prepare_cached(HELD)?;
-    let mut rows = held.query(params![app_id, meeting_id])?;
-    match rows.next()? {
-        None => Ok(None),
-        Some(r) => Ok(Some((parse_source(&r.get::<_, String>(0)?)?, r.get(1)?))),
+impl ToSql for Arg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match *self {
+            Arg::Text(Some(text)) => ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes())),
+            Arg::Time(Some(at)) => ToSqlOutput::Owned(Value::Integer(at.timestamp_micros())),
+            Arg::Text(None) | Arg::Time(None) => ToSqlOutput::Owned(Value::Null),
+        })
     }
-}
-
-/// Writes `row` when [`crate::domain::meetings::replaces`] lets it (the writer holds the
-/// database's write lock, so the row read is the row replaced).
-fn upsert(tx: &rusqlite::Transaction<'_>, row: &MeetingRow) -> StoreResult<()> {
-    let start_time = row.start_time.map(micros);
-    match held(tx, &row.app_id, &row.meeting_id)? {
-        None => tx.prepare_cached(INSERT_MEETING)?.execute(params![
-            row.project_id,
-            row.app_id,
-            row.meeting_id,
-            row.connection_id,
-            row.source.as_str(),
-            row.topic,
-            start_time,
-            micros(row.synced_at)
-        ]),
-        Some((source, by)) if crate::domain::meetings::replaces(source, &by, row, true) => {
-            tx.prepare_cached(REPLACE_MEETING)?.execute(params![
-                row.connection_id,
-                row.source.as_str(),
-                row.topic,
-                start_time,
-                micros(row.synced_at),
-                row.app_id,
-                row.meeting_id
-            ])
-        }
-        Some(_) => Ok(0),
-    }
-    .map_err(write_error)?;
-    Ok(())
-}
-
-fn micros(at: DateTime<Utc>) -> i64 {
-    at.timestamp_micros()
 }
 
 /// A row whose app or connection is gone breaks a foreign key: `NotFound`.

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 
 use super::connections::{connection_from_row, CONNECTION_COLUMNS};
 use super::events::write_connection_event;
-use super::sql::{after, ts, Lock, Row};
+use super::meetings::{apply, index_meeting};
+use super::sql::{after, pair, ts, Lock};
 use super::StoreResult;
 use super::{ConnectionRow, MeetingIndexChange, MeetingRow, MeetingSource, NewConnectionEvent};
 
@@ -81,7 +82,7 @@ store_trait! {
                               ORDER BY next_sync_at NULLS FIRST LIMIT $2{}) \
                           UPDATE zoom_oauth_connections SET next_sync_at = $3 \
                           FROM due WHERE id = due.due_id RETURNING {CONNECTION_COLUMNS}",
-                         self.lock(Lock::SkipLocked)),
+                         self.pool.lock(Lock::SkipLocked)),
                 ts(now), i64::from(limit), after(now, claim_for))?;
             tx.commit().await?;
             Ok(claimed)
@@ -98,7 +99,8 @@ store_trait! {
         async fn complete_meeting_sync(&self, done: &CompletedSync) -> StoreResult<SyncCommit> {
             let mut tx = self.begin().await?;
             let now = self.now().await?;
-            let owner = sql!(optional &mut tx, owner_from_row,
+            let owner: Option<(String, String)> = sql!(optional &mut tx,
+                |r| pair(r, "project_id", "app_id"),
                 "UPDATE zoom_oauth_connections SET last_attempted_sync_at = $1, \
                  last_successful_sync_at = $1, next_sync_at = $2 \
                  WHERE id = $3 AND next_sync_at = $4 AND state = 'connected' \
@@ -125,10 +127,7 @@ store_trait! {
                     m.topic.clone(),
                     m.start_time,
                 );
-                if self
-                    .index_meeting(&mut tx, &meeting, m.host_confirmed)
-                    .await?
-                {
+                if index_meeting(&mut tx, &meeting, m.host_confirmed).await? {
                     indexed += 1;
                 } else {
                     held_elsewhere += 1;
@@ -143,7 +142,7 @@ store_trait! {
                     row: row(pmi, MeetingSource::Pmi, None, None),
                     personal_meeting_url: done.personal_meeting_url.clone(),
                 };
-                self.apply_meeting_change_in(&mut tx, &change).await?;
+                apply(&mut tx, &change).await?;
             }
             write_connection_event(&mut tx, &done.connection_id, &done.event, now).await?;
             tx.commit().await?;
@@ -177,8 +176,4 @@ store_trait! {
             Ok(true)
         }
     }
-}
-
-fn owner_from_row(row: &impl Row) -> StoreResult<(String, String)> {
-    Ok((row.get("project_id")?, row.get("app_id")?))
 }

@@ -1,6 +1,6 @@
 //! Re-sealing every stored secret under a new key (`zoomkeeper keys rotate`).
 
-use super::sql::Row;
+use super::sql::pair;
 use super::{Sealed, SealedField, StoreError, StoreResult};
 
 /// Every sealed column, sorted by table, then column: the order
@@ -30,7 +30,7 @@ store_trait! {
                 if remaining <= 0 {
                     break;
                 }
-                let rows = sql!(all &mut self.conn().await?, id_and_value,
+                let rows = sql!(all &mut self.conn().await?, |r| pair(r, "id", "value"),
                     &format!("SELECT id, {column} AS value FROM {table} \
                               WHERE {column} IS NOT NULL AND ($1 IS NULL OR id > $1) \
                               ORDER BY id LIMIT $2"),
@@ -55,10 +55,9 @@ store_trait! {
                         field.table, field.column
                     )))
                 })?;
-            let updated = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 &format!("UPDATE {table} SET {column} = $1 WHERE id = $2 AND {column} = $3"),
-                &new_value.0, &field.row_id, &field.value.0)?;
-            Ok(updated == 1)
+                &new_value.0, &field.row_id, &field.value.0)
         }
     }
 }
@@ -68,8 +67,4 @@ fn sealed_column_index(table: &str, column: &str) -> Option<usize> {
     SEALED_COLUMNS
         .iter()
         .position(|(t, c)| *t == table && *c == column)
-}
-
-fn id_and_value(row: &impl Row) -> StoreResult<(String, Vec<u8>)> {
-    Ok((row.get("id")?, row.get("value")?))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::events::{outbox_event_from_row, OUTBOX_COLUMNS};
-use super::sql::{after, ots, page_clause, ts, Lock, Row};
+use super::sql::{after, ots, page_clause, pair, ts, Lock, Row};
 use super::{Page, PageRequest, Sealed, StoreError, StoreResult};
 
 /// The rule [`super::StoreError::Conflict`] names when a project already has the
@@ -127,7 +127,7 @@ store_trait! {
             let mut tx = self.begin().await?;
             // The project row's lock serialises concurrent creations for one project.
             let _: Option<String> = sql!(scalar_optional &mut tx,
-                &format!("SELECT id FROM projects WHERE id = $1{}", self.lock(Lock::Update)),
+                &format!("SELECT id FROM projects WHERE id = $1{}", self.pool.lock(Lock::Update)),
                 &row.project_id)?;
             let count: i64 = sql!(scalar_one &mut tx,
                 "SELECT COUNT(*) FROM webhook_subscriptions WHERE project_id = $1",
@@ -177,10 +177,9 @@ store_trait! {
         /// Deletes a subscription and its deliveries; false when there is no such row.
         async fn delete_webhook_subscription(&self, project_id: &str, id: &str)
             -> StoreResult<bool> {
-            let deleted = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "DELETE FROM webhook_subscriptions WHERE project_id = $1 AND id = $2",
-                project_id, id)?;
-            Ok(deleted == 1)
+                project_id, id)
         }
 
         /// The secret the last rotation replaced, while it is still valid (`until > now`).
@@ -188,8 +187,8 @@ store_trait! {
             -> StoreResult<Option<PreviousWebhookSecret>> {
             let now = self.now().await?;
             sql!(optional &mut self.conn().await?, previous_secret_from_row,
-                "SELECT previous_webhook_secret, previous_webhook_secret_until FROM projects \
-                 WHERE id = $1 AND previous_webhook_secret IS NOT NULL \
+                "SELECT previous_webhook_secret AS secret, previous_webhook_secret_until AS until \
+                 FROM projects WHERE id = $1 AND previous_webhook_secret IS NOT NULL \
                  AND previous_webhook_secret_until > $2",
                 project_id, ts(now))
         }
@@ -199,11 +198,10 @@ store_trait! {
         /// secret still equals `current`. False when another rotation came first.
         async fn rotate_project_webhook_secret(&self, project_id: &str, current: &Sealed,
             new: &Sealed, previous: &Sealed, previous_until: DateTime<Utc>) -> StoreResult<bool> {
-            let updated = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE projects SET webhook_secret = $1, previous_webhook_secret = $2, \
                  previous_webhook_secret_until = $3 WHERE id = $4 AND webhook_secret = $5",
-                &new.0, &previous.0, ts(previous_until), project_id, &current.0)?;
-            Ok(updated == 1)
+                &new.0, &previous.0, ts(previous_until), project_id, &current.0)
         }
 
         /// In one transaction: takes up to `limit` undispatched outbox events, oldest
@@ -216,7 +214,7 @@ store_trait! {
             let now = self.now().await?;
             let events = sql!(all &mut tx, outbox_event_from_row,
                 &format!("SELECT {OUTBOX_COLUMNS} FROM outbox_events WHERE dispatched_at IS NULL \
-                          ORDER BY created_at, id LIMIT $1{}", self.lock(Lock::SkipLocked)),
+                          ORDER BY created_at, id LIMIT $1{}", self.pool.lock(Lock::SkipLocked)),
                 i64::from(limit))?;
             let mut done = Dispatched::default();
             for event in &events {
@@ -261,7 +259,7 @@ store_trait! {
                           UPDATE webhook_deliveries SET lease_owner = $3, lease_until = $4, \
                           fence = fence + 1 FROM due WHERE idempotency_key = due.due_key \
                           RETURNING {DELIVERY_COLUMNS}",
-                         self.lock(Lock::SkipLocked)),
+                         self.pool.lock(Lock::SkipLocked)),
                 ts(now), i64::from(limit), owner, after(now, lease_for))?;
             tx.commit().await?;
             claimed.sort_by_key(|d| d.next_attempt_at);
@@ -275,15 +273,14 @@ store_trait! {
             let next = (attempt.status == DeliveryStatus::Pending)
                 .then(|| after(now, attempt.retry_in.unwrap_or_default()));
             let succeeded = (attempt.status == DeliveryStatus::Success).then_some(now);
-            let updated = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE webhook_deliveries SET status = $1, attempt_count = attempt_count + 1, \
                  next_attempt_at = $2, last_attempt_at = $3, \
                  succeeded_at = COALESCE($4, succeeded_at), responses = $5, \
                  lease_owner = NULL, lease_until = NULL, updated_at = $3 \
                  WHERE idempotency_key = $6 AND fence = $7",
                 attempt.status.as_str(), next, ts(now), ots(succeeded), &attempt.responses,
-                idempotency_key, fence)?;
-            Ok(updated == 1)
+                idempotency_key, fence)
         }
 
         /// A subscription's deliveries, newest first, optionally of one status.
@@ -303,12 +300,11 @@ store_trait! {
         async fn resend_webhook_delivery(&self, project_id: &str, idempotency_key: &str)
             -> StoreResult<bool> {
             let now = self.now().await?;
-            let updated = sql!(execute &mut self.conn().await?,
+            sql!(one_changed &mut self.conn().await?,
                 "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1, \
                  lease_owner = NULL, lease_until = NULL, fence = fence + 1, updated_at = $1 \
                  WHERE project_id = $2 AND idempotency_key = $3",
-                ts(now), project_id, idempotency_key)?;
-            Ok(updated == 1)
+                ts(now), project_id, idempotency_key)
         }
 
         /// For `/metrics`, read at scrape time: pending deliveries due now (database
@@ -317,7 +313,7 @@ store_trait! {
         async fn webhook_queue_depths(&self) -> StoreResult<WebhookQueueDepths> {
             let now = self.now().await?;
             let (due, undispatched): (i64, i64) = sql!(one &mut self.conn().await?,
-                depths_from_row,
+                |r| pair(r, "deliveries_due", "outbox_undispatched"),
                 "SELECT (SELECT COUNT(*) FROM webhook_deliveries \
                          WHERE status = 'pending' AND next_attempt_at <= $1) AS deliveries_due, \
                         (SELECT COUNT(*) FROM outbox_events WHERE dispatched_at IS NULL) \
@@ -356,14 +352,7 @@ fn delivery_from_row(row: &impl Row) -> StoreResult<WebhookDeliveryRow> {
 }
 
 fn previous_secret_from_row(row: &impl Row) -> StoreResult<PreviousWebhookSecret> {
-    Ok(PreviousWebhookSecret {
-        secret: row.get("previous_webhook_secret")?,
-        until: row.get("previous_webhook_secret_until")?,
-    })
-}
-
-fn depths_from_row(row: &impl Row) -> StoreResult<(i64, i64)> {
-    Ok((row.get("deliveries_due")?, row.get("outbox_undispatched")?))
+    from_row!(row => PreviousWebhookSecret { secret, until })
 }
 
 fn triggers_json(triggers: &[String]) -> serde_json::Value {
