@@ -101,7 +101,7 @@ pub struct UpdateConnectionRequest {
 }
 
 /// Tells "field absent" (outer `None`) from "field is null" (`Some(None)`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)

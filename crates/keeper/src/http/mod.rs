@@ -13,6 +13,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub mod apps;
 pub mod auth;
+pub mod bot_platforms;
 pub mod connections;
 pub mod error;
 pub mod extract;
@@ -40,6 +41,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(apps::routes())
+        .merge(bot_platforms::routes())
         .merge(connections::routes())
         .merge(join_tokens::routes())
         .merge(meetings::routes())

@@ -48,6 +48,18 @@ use super::AppState;
         super::webhooks::resend_delivery,
         super::webhooks::get_secret,
         super::webhooks::rotate_secret,
+        super::bot_platforms::create_bot_platform,
+        super::bot_platforms::list_bot_platforms,
+        super::bot_platforms::get_bot_platform,
+        super::bot_platforms::update_bot_platform,
+        super::bot_platforms::delete_bot_platform,
+        super::bot_platforms::list_calls,
+        super::bot_platforms::get_project,
+        super::bot_platforms::update_project,
+        super::bot_platforms::attendee_zoom_tokens,
+        super::bot_platforms::recall_zak,
+        super::bot_platforms::recall_obf,
+        super::bot_platforms::recall_join_token,
         healthz,
         readyz,
     ),
@@ -60,6 +72,8 @@ use super::AppState;
         (name = "Meetings", description = "The meeting → host index"),
         (name = "Zoom webhooks", description = "Where Zoom sends your apps' events"),
         (name = "Webhooks", description = "Webhooks zoomkeeper sends you, and their signing secret"),
+        (name = "Bot platforms", description = "Attendee and Recall: the URLs their bots ask for Zoom tokens, and the project's default ZAK user"),
+        (name = "Bot platform callbacks", description = "What the platforms' bots call (signed by the platform; no API key)"),
     )
 )]
 pub struct ApiDoc;

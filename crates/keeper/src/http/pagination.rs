@@ -29,6 +29,8 @@ pub enum List {
     Meetings,
     Webhooks,
     WebhookDeliveries,
+    BotPlatforms,
+    BotPlatformCalls,
 }
 
 impl List {
@@ -40,6 +42,8 @@ impl List {
             List::Meetings => "meetings",
             List::Webhooks => "webhooks",
             List::WebhookDeliveries => "webhook_deliveries",
+            List::BotPlatforms => "bot_platforms",
+            List::BotPlatformCalls => "bot_platform_calls",
         }
     }
 
@@ -48,7 +52,11 @@ impl List {
         let word =
             |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         match self {
-            List::Apps | List::Connections | List::Webhooks => word(id),
+            List::Apps
+            | List::Connections
+            | List::Webhooks
+            | List::BotPlatforms
+            | List::BotPlatformCalls => word(id),
             List::ConnectionEvents => {
                 crate::storage::connections::parse_event_cursor_id(id).is_some()
             }

@@ -2,15 +2,13 @@
 //! the log of their calls, the signed message ids seen (replays), and the project's
 //! default ZAK user. The rules are in `crate::domain::bot_platforms`.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 
 use super::sql::{page_clause, ts, Row};
 use super::{Page, PageRequest, Sealed, StoreResult};
 
 text_enum! {
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "snake_case")]
     pub enum Platform("bot platform") {
         Attendee = "attendee",
@@ -167,22 +165,24 @@ store_trait! {
             Ok(inserted == 1)
         }
 
-        /// Forgets message ids seen more than `older_than` ago and calls logged more
-        /// than `calls_older_than` ago, at most `limit` rows of each; returns how many.
-        async fn prune_bot_platform_logs(&self, older_than: Duration, calls_older_than: Duration,
-            limit: u32) -> StoreResult<u64> {
-            let now = self.now().await?;
-            let ids = sql!(execute &mut self.conn().await?,
+        /// Forgets up to `limit` message ids seen before `before`; returns how many.
+        async fn delete_bot_platform_message_ids_before(&self, before: DateTime<Utc>, limit: u32)
+            -> StoreResult<u64> {
+            sql!(execute &mut self.conn().await?,
                 "DELETE FROM bot_platform_message_ids WHERE (platform_id, message_id) IN \
                  (SELECT platform_id, message_id FROM bot_platform_message_ids \
                   WHERE seen_at < $1 ORDER BY seen_at LIMIT $2)",
-                ts(now - chrono::Duration::from_std(older_than).unwrap_or_default()), i64::from(limit))?;
-            let calls = sql!(execute &mut self.conn().await?,
+                ts(before), i64::from(limit))
+        }
+
+        /// Deletes up to `limit` calls logged before `before`; returns how many.
+        async fn delete_bot_platform_calls_before(&self, before: DateTime<Utc>, limit: u32)
+            -> StoreResult<u64> {
+            sql!(execute &mut self.conn().await?,
                 "DELETE FROM bot_platform_calls WHERE id IN \
                  (SELECT id FROM bot_platform_calls WHERE created_at < $1 \
                   ORDER BY created_at LIMIT $2)",
-                ts(now - chrono::Duration::from_std(calls_older_than).unwrap_or_default()), i64::from(limit))?;
-            Ok(ids + calls)
+                ts(before), i64::from(limit))
         }
 
         /// The Zoom user whose connection mints ZAKs when a request names none.

@@ -4,7 +4,9 @@
 //! [`PAST_MEETING_RETENTION`] ago (PMI rows and rows without a start time, i.e.
 //! recurring meetings, stay), outgoing webhook deliveries finished (`success` or
 //! `failure`) more than `webhook_delivery_retention` ago, with their attempt
-//! summaries, and outbox events fanned out more than `outbox_event_retention` ago.
+//! summaries, outbox events fanned out more than `outbox_event_retention` ago, bot
+//! platform calls older than [`BOT_PLATFORM_CALL_RETENTION`], and the signed message
+//! ids remembered for replay refusal once they are outside the timestamp window.
 //! A delivery still pending (waiting for its first attempt or a retry) and an outbox
 //! event not fanned out yet are never deleted, however old. Beside the sweep, every
 //! [`PRUNE_EVERY`] it drops routine events beyond each connection log's newest few
@@ -27,7 +29,7 @@ use tokio::sync::watch;
 
 use super::Pass;
 use crate::core::jitter;
-use crate::domain::connections;
+use crate::domain::{bot_platforms, connections};
 use crate::storage::StoreError;
 use crate::Keeper;
 
@@ -41,6 +43,8 @@ pub const PAST_MEETING_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 6
 /// Time between sweeps.
 /// How often the connections' event logs are pruned (every refresh writes an
 /// event).
+/// How long a bot platform's calls stay in its log.
+pub const BOT_PLATFORM_CALL_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 pub const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
 pub const EVERY: Duration = Duration::from_secs(10 * 60);
 /// Up to this much is added to or taken from [`EVERY`], so processes drift apart.
@@ -59,6 +63,9 @@ pub struct Sweep {
     pub meetings: u64,
     pub webhook_deliveries: u64,
     pub outbox_events: u64,
+    /// Bot platform calls past [`BOT_PLATFORM_CALL_RETENTION`] and signed message
+    /// ids past the replay window.
+    pub bot_platform_logs: u64,
     /// Shutdown began before the sweep finished; the next process carries on.
     pub interrupted: bool,
 }
@@ -111,7 +118,11 @@ pub async fn run(keeper: Arc<Keeper>, shutdown: watch::Receiver<bool>) {
 impl Sweep {
     /// Rows deleted, all kinds together.
     pub fn deleted(&self) -> u64 {
-        self.receipts + self.meetings + self.webhook_deliveries + self.outbox_events
+        self.receipts
+            + self.meetings
+            + self.webhook_deliveries
+            + self.outbox_events
+            + self.bot_platform_logs
     }
 }
 
@@ -142,6 +153,16 @@ pub async fn run_once(
     .await?;
     sweep.outbox_events = in_batches(shutdown, &mut sweep.interrupted, || {
         store.delete_dispatched_outbox_events_before(outbox_before, BATCH)
+    })
+    .await?;
+    let message_ids_before = now - bot_platforms::MESSAGE_ID_MEMORY;
+    sweep.bot_platform_logs = in_batches(shutdown, &mut sweep.interrupted, || {
+        store.delete_bot_platform_message_ids_before(message_ids_before, BATCH)
+    })
+    .await?;
+    let calls_before = now - BOT_PLATFORM_CALL_RETENTION;
+    sweep.bot_platform_logs += in_batches(shutdown, &mut sweep.interrupted, || {
+        store.delete_bot_platform_calls_before(calls_before, BATCH)
     })
     .await?;
     Ok(sweep)

@@ -8,6 +8,7 @@ mod api_meetings;
 mod api_ops;
 mod api_webhooks;
 mod app_recheck;
+mod bot_platforms;
 mod hostile_input;
 mod housekeeping;
 mod meeting_sync;
