@@ -27,7 +27,7 @@ use crate::core::ids::IdKind;
 use crate::core::signing::{self, SignatureError};
 use crate::core::vault::Slot;
 use crate::domain::fields::FieldProblems;
-use crate::domain::join_tokens::{self, MintPlan, Minted, OnBehalfOf, Problem};
+use crate::domain::join_tokens::{self, is_user_id, MintPlan, Minted, OnBehalfOf, Problem};
 use crate::domain::meetings::is_meeting_number;
 use crate::storage::{
     AppStore, BotPlatformCallRow, BotPlatformRow, BotPlatformStore, NewConnectionEvent, Page,
@@ -37,6 +37,8 @@ use crate::Keeper;
 
 const MAX_NAME_CHARS: usize = 100;
 const MAX_USER_ID_CHARS: usize = 64;
+/// Longest bot id kept in the call log.
+const MAX_BOT_ID_CHARS: usize = 100;
 const MAX_METADATA_KEY_CHARS: usize = 100;
 /// Verification keys: Attendee's are 32 bytes, Standard Webhooks' 24 to 64.
 const KEY_BYTES: std::ops::RangeInclusive<usize> = 16..=64;
@@ -360,14 +362,6 @@ fn clean_user_id(field: &str, raw: &str, problems: &mut FieldProblems) -> Option
         );
         None
     }
-}
-
-fn is_user_id(user: &str) -> bool {
-    !user.is_empty()
-        && user.len() <= MAX_USER_ID_CHARS
-        && user
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn clean_metadata_key(
@@ -735,10 +729,7 @@ async fn attendee(
     let Some(body) = body.as_object() else {
         return bad("The body must be a JSON object.");
     };
-    context.bot_id = body
-        .get("bot_id")
-        .and_then(Value::as_str)
-        .map(|b| b.chars().take(100).collect());
+    context.bot_id = body.get("bot_id").and_then(Value::as_str).map(loggable);
     match body.get("callback_type").and_then(Value::as_str) {
         Some("zoom_tokens") => {}
         _ => return bad("callback_type must be \"zoom_tokens\": this URL answers Attendee's Zoom token callback only."),
@@ -878,6 +869,7 @@ async fn recall(
     let status = match (endpoint, problem.code) {
         // Recall joins without a join token when it gets a 404.
         (Endpoint::RecallJoinToken, _) => 404,
+        (_, "invalid_user_id") => 400,
         (_, "no_connection" | "no_host_connection") => 404,
         (_, "busy") => 503,
         (_, "zoom_error") => 502,
@@ -958,6 +950,16 @@ async fn app_and_meeting(
         (None, None) => None,
     };
     Ok((app, meeting))
+}
+
+/// A bot id as the log keeps it: at most [`MAX_BOT_ID_CHARS`], control characters
+/// (NUL included, which PostgreSQL refuses) dropped.
+fn loggable(bot_id: &str) -> String {
+    bot_id
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_BOT_ID_CHARS)
+        .collect()
 }
 
 /// Whose connection mints the ZAK: the URL's `zak_user_id` (Attendee) or `user_id`

@@ -192,6 +192,16 @@ pub fn user_list(users: &str) -> Vec<String> {
     out
 }
 
+/// Whether `user` has the shape of a Zoom user id: letters, digits, `-` and `_`,
+/// at most 64 characters.
+pub fn is_user_id(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 64
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Whose onbehalf token to mint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OnBehalfOf {
@@ -511,6 +521,13 @@ async fn user_token(
         UserToken::Zak => "zak_token",
         UserToken::OnBehalf { .. } => "onbehalf_token",
     };
+    if !is_user_id(user_id.trim()) {
+        return Err(problem(
+            token,
+            "invalid_user_id",
+            "A Zoom user id is letters, digits, '-' and '_' (the id of GET /v2/users/me), at most 64 characters.",
+        ));
+    }
     let connection = keeper
         .store
         .connection_by_user(&app.id, user_id.trim())

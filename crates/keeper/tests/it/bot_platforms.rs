@@ -38,6 +38,8 @@ on_both_databases!(
     bot_platform_input_is_validated,
     the_project_default_zak_user_mints_zaks,
     zoomkeeper_does_not_launch_bots,
+    hostile_callback_input_gets_a_clear_answer,
+    join_tokens_mint_one_onbehalf_token_per_named_user,
 );
 
 const CLIENT: &str = "bots-client";
@@ -944,4 +946,130 @@ async fn zoomkeeper_does_not_launch_bots(backend: Backend) {
             .expect("error")
             .contains("/api/v1/bot_platforms"));
     }
+}
+
+async fn hostile_callback_input_gets_a_clear_answer(backend: Backend) {
+    let Some(app) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let host = zoom_user(&app).await;
+    let m = meeting(&app, &host).await;
+    connect(&app, &host, json!({})).await;
+    sync(&app).await;
+    let recall = platform(&app, json!({"platform": "recall"})).await;
+    let zak_url = recall["urls"]["zak_url"].as_str().expect("url").to_owned();
+    // NUL bytes (PostgreSQL refuses them in text), odd user ids, long bot ids.
+    for (query, status) in [
+        ("&user_id=a%00b", 400),
+        ("&user_id=%20", 400),
+        ("&user_id=a,b", 400),
+        ("&bot_id=%00x&user_id=nobody", 404),
+    ] {
+        let a = app.send(app.http.get(format!("{zak_url}{query}"))).await;
+        assert_eq!(a.status, status, "{query}: {}", a.text);
+    }
+    let obf_url = recall["urls"]["obf_token_url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    for query in [
+        "&meeting_id=%00",
+        "&meeting_id=1e9",
+        &format!("&meeting_id={m}&user_id=a,b"),
+    ] {
+        let a = app.send(app.http.get(format!("{obf_url}{query}"))).await;
+        assert_eq!(a.status, 400, "{query}: {}", a.text);
+    }
+
+    let attendee = platform(
+        &app,
+        json!({"platform": "attendee", "verification_secret": ATTENDEE_SECRET, "onbehalf_metadata_key": "who"}),
+    )
+    .await;
+    let url = attendee["urls"]["zoom_tokens_url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
+    let body = json!({
+        "bot_id": format!("bot_\u{0}{}", "x".repeat(5000)),
+        "bot_metadata": {"who": "a\u{0}b"},
+        "callback_type": "zoom_tokens",
+        "meeting_url": format!("https://zoom.us/j/{m}"),
+    })
+    .to_string();
+    let canonical = keeper::core::signing::python_canonical_json(&body).expect("json");
+    let a = attendee_post(
+        &app,
+        &format!("{url}?zak_user_id=%00"),
+        &body,
+        Some(attendee_signature(&canonical)),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert!(a.json["app_privilege_token"].is_string(), "{}", a.text);
+    let codes: Vec<&str> = a.json["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| p["code"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(codes, ["invalid_user_id", "invalid_user_id"], "{}", a.text);
+    let log = calls(&app, attendee["id"].as_str().expect("id")).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0]["bot_id"].as_str().expect("bot id").len(), 100);
+    let a = attendee_post(&app, &url, "[1, 2]", Some(attendee_signature("[1,2]"))).await;
+    a.assert_error(400, "invalid_body");
+}
+
+/// `POST /api/v1/zoom_join_tokens` takes several onbehalf users, as newer Attendee
+/// does: one token per user that gets one, comma-separated, and a problem per user
+/// that does not.
+async fn join_tokens_mint_one_onbehalf_token_per_named_user(backend: Backend) {
+    let Some(app) = app_with_zoom_app(backend).await else {
+        return;
+    };
+    let host = zoom_user(&app).await;
+    let (a_user, b_user, without) = (
+        zoom_user(&app).await,
+        zoom_user(&app).await,
+        zoom_user(&app).await,
+    );
+    let m = meeting(&app, &host).await;
+    for user in [&a_user, &b_user] {
+        connect(&app, user, json!({"is_onbehalf_token_supported": true})).await;
+    }
+    connect(&app, &without, json!({})).await;
+    let a = app
+        .send(app.request(Method::POST, "/api/v1/zoom_join_tokens").json(&json!({
+            "meeting_url": format!("https://zoom.us/j/{m}"),
+            "onbehalf_token": {"zoom_oauth_connection_user_id": format!("{a_user}, {without},{b_user},nobody,{a_user}")},
+        })))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let tokens: Vec<&str> = a.json["onbehalf_token"]
+        .as_str()
+        .expect("tokens")
+        .split(',')
+        .collect();
+    assert_eq!(tokens.len(), 2, "{}", a.text);
+    for (token, user) in tokens.iter().zip([&a_user, &b_user]) {
+        let obf = info(&app, token).await;
+        assert_eq!(
+            (obf.user_id.as_deref(), obf.meeting_id),
+            (Some(user.as_str()), Some(m))
+        );
+    }
+    let onbehalf_problems: Vec<&str> = a.json["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter(|p| p["token"] == "onbehalf_token")
+        .map(|p| p["code"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        onbehalf_problems,
+        ["capability_not_enabled", "no_connection"],
+        "{}",
+        a.text
+    );
 }

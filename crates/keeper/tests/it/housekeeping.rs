@@ -2,7 +2,8 @@
 //! and index rows of meetings long past go; recent ones, PMI rows and meetings
 //! without a start time stay; outgoing webhook deliveries finished long ago and
 //! outbox events fanned out long ago go, pending deliveries and events not fanned
-//! out stay however old; two processes sweeping at once agree; the loop stops on
+//! out stay however old; bot platform calls past their retention and signed
+//! message ids past the replay window go; two processes sweeping at once agree; the loop stops on
 //! shutdown.
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ on_both_databases!(
     old_finished_deliveries_and_fanned_out_events_go_pending_ones_stay,
     two_processes_sweeping_at_once_delete_each_row_once,
     the_loop_stops_on_shutdown,
+    old_bot_platform_calls_and_message_ids_go,
 );
 
 const CLIENT: &str = "housekeeping-client";
@@ -437,4 +439,79 @@ async fn old_finished_deliveries_and_fanned_out_events_go_pending_ones_stay(back
 
     // A second sweep finds nothing more to do.
     assert_eq!(sweep(&app).await, Sweep::default());
+}
+
+async fn old_bot_platform_calls_and_message_ids_go(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let p = app
+        .send(
+            app.request(reqwest::Method::POST, "/api/v1/bot_platforms")
+                .json(&json!({"platform": "recall"})),
+        )
+        .await;
+    assert_eq!(p.status, 201, "{}", p.text);
+    let id = p.json["id"].as_str().expect("id").to_owned();
+    let store = &app.keeper.store;
+    let now = store.now().await.expect("now");
+    let call = |call_id: &str, age: Duration| keeper::storage::BotPlatformCallRow {
+        id: call_id.to_owned(),
+        platform_id: id.clone(),
+        endpoint: "recall_zak".to_owned(),
+        status: 200,
+        outcome: "minted".to_owned(),
+        bot_id: None,
+        meeting_id: None,
+        minted: json!(["zak_token"]),
+        problems: json!([]),
+        created_at: now - chrono::Duration::from_std(age).expect("age"),
+    };
+    let old = housekeeping::BOT_PLATFORM_CALL_RETENTION + DAY;
+    store
+        .insert_bot_platform_call(&call("bpc_old0000000000001", old))
+        .await
+        .expect("call");
+    store
+        .insert_bot_platform_call(&call("bpc_new0000000000001", DAY))
+        .await
+        .expect("call");
+    assert!(store
+        .first_use_of_message_id(&id, "msg_1")
+        .await
+        .expect("first"));
+    assert!(!store
+        .first_use_of_message_id(&id, "msg_1")
+        .await
+        .expect("again"));
+
+    // Inside the replay window the id is remembered.
+    assert_eq!(sweep(&app).await.bot_platform_logs, 1);
+    assert!(!store
+        .first_use_of_message_id(&id, "msg_1")
+        .await
+        .expect("kept"));
+    let page = keeper::storage::PageRequest {
+        cursor: None,
+        limit: 10,
+    };
+    let left: Vec<String> = store
+        .list_bot_platform_calls(&id, &page)
+        .await
+        .expect("calls")
+        .items
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(left, ["bpc_new0000000000001"]);
+
+    // Past it, forgotten: the timestamp check refuses such an old request anyway.
+    app.keeper
+        .clock
+        .advance(keeper::domain::bot_platforms::MESSAGE_ID_MEMORY + Duration::from_secs(1));
+    assert_eq!(sweep(&app).await.bot_platform_logs, 1);
+    assert!(store
+        .first_use_of_message_id(&id, "msg_1")
+        .await
+        .expect("forgotten"));
 }

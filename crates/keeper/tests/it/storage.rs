@@ -498,6 +498,26 @@ async fn sealed_fields_walk_every_sealed_column_in_stable_order(s: TestStore) {
     // A connection whose tokens were erased has nothing to re-seal.
     s.insert_connection(&p1.id, &a2.id, "erased", None, None)
         .await;
+    // A bot platform's verification secret; a Recall one without a secret has none.
+    let platform = |id: &str, secret: Option<Sealed>| keeper::storage::BotPlatformRow {
+        id: id.to_owned(),
+        project_id: p2.id.clone(),
+        platform: keeper::storage::Platform::Recall,
+        name: "Recall".to_owned(),
+        verification_secret: secret,
+        query_token_hash: None,
+        zoom_oauth_app_id: None,
+        zak_user_id: None,
+        onbehalf_metadata_key: None,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    };
+    s.insert_bot_platform(&platform("bpl_signed0000000001", Some(Sealed(vec![9; 40]))))
+        .await
+        .expect("platform");
+    s.insert_bot_platform(&platform("bpl_tokenonly00000001", None))
+        .await
+        .expect("platform");
 
     let mut seen = Vec::new();
     let mut after: Option<(&'static str, &'static str, String)> = None;
@@ -524,6 +544,11 @@ async fn sealed_fields_walk_every_sealed_column_in_stable_order(s: TestStore) {
     let mut apps = [a1.id.as_str(), a2.id.as_str()];
     apps.sort();
     let expected = vec![
+        (
+            "bot_platforms",
+            "verification_secret",
+            "bpl_signed0000000001",
+        ),
         ("projects", "previous_webhook_secret", p1.id.as_str()),
         ("projects", "webhook_secret", projects[0]),
         ("projects", "webhook_secret", projects[1]),
