@@ -1,6 +1,7 @@
 //! Timing: latencies and their percentiles, timed HTTP requests, and a seeded
 //! random generator so runs can be repeated.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -83,24 +84,54 @@ pub(crate) async fn timed(
     total: usize,
     concurrency: usize,
 ) -> anyhow::Result<Latencies> {
+    let (http, call) = (http.clone(), call.clone());
+    let url = call.url.clone();
+    timed_each(
+        total,
+        concurrency,
+        move || {
+            http.request(call.method.clone(), &call.url)
+                .header("authorization", &call.auth)
+        },
+        move |status, _| {
+            anyhow::ensure!(status.is_success(), "{url} answered {status}");
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// Sends a request `build` makes afresh each time (a new signature, a new message
+/// id) `total` times, `concurrency` at once; only the send and the reading of the
+/// whole answer are timed, not the building. Fails as soon as `check` refuses an
+/// answer (its status and body).
+pub(crate) async fn timed_each<B, C>(
+    total: usize,
+    concurrency: usize,
+    build: B,
+    check: C,
+) -> anyhow::Result<Latencies>
+where
+    B: Fn() -> reqwest::RequestBuilder + Send + Sync + 'static,
+    C: Fn(reqwest::StatusCode, &[u8]) -> anyhow::Result<()> + Send + Sync + 'static,
+{
     let concurrency = concurrency.max(1);
+    let (build, check) = (Arc::new(build), Arc::new(check));
     let mut tasks = Vec::with_capacity(concurrency);
     for worker in 0..concurrency {
         let share = total / concurrency + usize::from(worker < total % concurrency);
-        let (http, call) = (http.clone(), call.clone());
+        let (build, check) = (build.clone(), check.clone());
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::with_capacity(share);
             for _ in 0..share {
+                let request = build();
                 let t = Instant::now();
-                let resp = http
-                    .request(call.method.clone(), &call.url)
-                    .header("authorization", &call.auth)
-                    .send()
-                    .await?;
+                let resp = request.send().await?;
                 let status = resp.status();
-                resp.bytes().await?;
-                anyhow::ensure!(status.is_success(), "{} answered {status}", call.url);
-                out.push(t.elapsed());
+                let body = resp.bytes().await?;
+                let took = t.elapsed();
+                check(status, &body)?;
+                out.push(took);
             }
             anyhow::Ok(out)
         }));

@@ -109,8 +109,8 @@ async fn api_bench_times_every_request_on_both_databases() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_bench_hands_out_cached_tokens_without_zoom_and_measures_serve_with_its_connections()
-{
+async fn tokens_bench_hands_out_cached_tokens_without_zoom_answers_bot_platform_callbacks_and_measures_serve_with_its_connections(
+) {
     let _turn = one_at_a_time().await;
     let BenchCommand::Tokens(args) = parse(&[
         "tokens",
@@ -146,6 +146,19 @@ async fn tokens_bench_hands_out_cached_tokens_without_zoom_and_measures_serve_wi
             );
             assert_eq!(round.zoom_calls_per_cached_token, 0.0, "{r:?}");
             assert_eq!(round.zoom_calls_per_zak_token, 1.0, "{r:?}");
+            // Each callback was answered 200 with its token (the bench fails on any
+            // other answer) and made only the mint's Zoom call.
+            assert_eq!(
+                (
+                    round.attendee.count(),
+                    round.direct_local_recording.count(),
+                    round.recall_zak.count()
+                ),
+                (10, 10, 10),
+                "{r:?}"
+            );
+            assert_eq!(round.zoom_calls_per_attendee_callback, 1.0, "{r:?}");
+            assert_eq!(round.zoom_calls_per_recall_zak_callback, 1.0, "{r:?}");
         }
         let (one, twenty) = r.idle_rss_kib.expect("the memory measurement ran");
         assert!(one > 0 && twenty > 0, "{r:?}");
