@@ -549,7 +549,7 @@ pub async fn answer(
     keeper
         .metrics
         .record_bot_platform_call(endpoint.as_str(), outcome);
-    log_call(keeper, &platform, endpoint, &answer, outcome, context).await;
+    log_call(keeper, &platform, endpoint, &answer, outcome, context);
     answer
 }
 
@@ -1007,10 +1007,11 @@ fn outcome_of(answer: &CallbackAnswer) -> &'static str {
     }
 }
 
-/// Writes the call to the platform's log and an event on each connection it used.
-/// A failed write is logged; the bot still gets its answer.
-async fn log_call(
-    keeper: &Keeper,
+/// Writes the call to the platform's log and an event on each connection it used,
+/// in the background: the bot gets its answer without waiting for the write (the
+/// log is readable a moment later). A failed write is logged.
+fn log_call(
+    keeper: &Arc<Keeper>,
     platform: &BotPlatformRow,
     endpoint: Endpoint,
     answer: &CallbackAnswer,
@@ -1040,9 +1041,6 @@ async fn log_call(
         problems: Value::Array(problems),
         created_at: keeper.clock.now(),
     };
-    if let Err(e) = keeper.store.insert_bot_platform_call(&call).await {
-        tracing::warn!(platform_id = %platform.id, error = %e, "writing a bot platform call failed");
-    }
     tracing::info!(
         platform_id = %platform.id,
         endpoint = endpoint.as_str(),
@@ -1078,29 +1076,32 @@ async fn log_call(
             ));
         }
     }
-    for (connection, what) in events {
-        let event = NewConnectionEvent {
-            kind: "bot_platform_call".to_owned(),
-            message: format!(
-                "{who} asked bot platform {} for tokens for meeting {meeting}: {}.",
-                platform.id,
-                what.join(", ")
-            ),
-            data: Some(json!({
-                "bot_platform_id": platform.id,
-                "bot_platform_call_id": call.id,
-                "bot_id": context.bot_id,
-                "meeting_id": context.meeting_id,
-            })),
-        };
-        if let Err(e) = keeper
-            .store
-            .insert_connection_event(connection, &event)
-            .await
-        {
-            tracing::warn!(connection_id = connection, error = %e, "writing a bot platform call event failed");
+    let events: Vec<(String, NewConnectionEvent)> = events
+        .into_iter()
+        .map(|(connection, what)| {
+            let event = NewConnectionEvent {
+                kind: "bot_platform_call".to_owned(),
+                message: format!(
+                    "{who} asked bot platform {} for tokens for meeting {meeting}: {}.",
+                    platform.id,
+                    what.join(", ")
+                ),
+                data: Some(json!({
+                    "bot_platform_id": platform.id,
+                    "bot_platform_call_id": call.id,
+                    "bot_id": context.bot_id,
+                    "meeting_id": context.meeting_id,
+                })),
+            };
+            (connection.to_owned(), event)
+        })
+        .collect();
+    let keeper = Arc::clone(keeper);
+    tokio::spawn(async move {
+        if let Err(e) = keeper.store.insert_bot_platform_call(&call, &events).await {
+            tracing::warn!(platform_id = %call.platform_id, error = %e, "writing a bot platform call failed");
         }
-    }
+    });
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
+use super::events::write_connection_event;
 use super::sql::{page_clause, ts, Row};
-use super::{Page, PageRequest, Sealed, StoreResult};
+use super::{NewConnectionEvent, Page, PageRequest, Sealed, StoreResult};
 
 text_enum! {
     #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -133,14 +134,21 @@ store_trait! {
             Ok(done == 1)
         }
 
-        async fn insert_bot_platform_call(&self, call: &BotPlatformCallRow) -> StoreResult<()> {
-            sql!(execute &mut self.conn().await?,
+        /// Logs a call and its events on the connections it used, in one
+        /// transaction (an event for a connection deleted meanwhile is skipped).
+        async fn insert_bot_platform_call(&self, call: &BotPlatformCallRow,
+            events: &[(String, NewConnectionEvent)]) -> StoreResult<()> {
+            let mut tx = self.begin().await?;
+            sql!(execute &mut tx,
                 &format!("INSERT INTO bot_platform_calls ({CALL_COLUMNS}) \
                           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
                 &call.id, &call.platform_id, &call.endpoint, call.status, &call.outcome,
                 &call.bot_id, &call.meeting_id, &call.minted, &call.problems,
                 ts(call.created_at))?;
-            Ok(())
+            for (connection_id, event) in events {
+                write_connection_event(&mut tx, connection_id, event, call.created_at).await?;
+            }
+            tx.commit().await
         }
 
         /// The platform's calls, newest first.

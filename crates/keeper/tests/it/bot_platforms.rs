@@ -198,15 +198,24 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-async fn calls(app: &TestApp, platform_id: &str) -> Vec<Value> {
-    let a = app
-        .send(app.request(
-            Method::GET,
-            &format!("/api/v1/bot_platforms/{platform_id}/calls"),
-        ))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.text);
-    a.json["results"].as_array().expect("results").clone()
+/// The platform's call log once it holds `n` calls (it is written just after each
+/// answer), newest first.
+async fn calls(app: &TestApp, platform_id: &str, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let a = app
+            .send(app.request(
+                Method::GET,
+                &format!("/api/v1/bot_platforms/{platform_id}/calls"),
+            ))
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        let calls = a.json["results"].as_array().expect("results").clone();
+        if calls.len() >= n || std::time::Instant::now() > deadline {
+            return calls;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn metrics(app: &TestApp) -> String {
@@ -321,7 +330,7 @@ async fn attendee_gets_each_token_from_the_right_connection(backend: Backend) {
     assert_eq!(a.json["problems"][0]["code"], "capability_not_enabled");
 
     // The platform's log and the host's events tell what happened, without tokens.
-    let log = calls(&app, p["id"].as_str().expect("id")).await;
+    let log = calls(&app, p["id"].as_str().expect("id"), 3).await;
     assert_eq!(log.len(), 3);
     assert_eq!(log[0]["outcome"], "partial");
     assert_eq!(log[2]["outcome"], "minted");
@@ -408,7 +417,7 @@ async fn attendee_requests_not_signed_by_attendee_are_refused_and_mint_nothing(b
         before,
         "nothing was minted"
     );
-    let log = calls(&app, p["id"].as_str().expect("id")).await;
+    let log = calls(&app, p["id"].as_str().expect("id"), 4).await;
     assert_eq!(log.len(), 4);
     assert!(log
         .iter()
@@ -597,7 +606,7 @@ async fn recall_signed_callbacks_answer_raw_tokens(backend: Backend) {
     assert_eq!(a.status, 404, "{}", a.text);
     assert!(a.text.contains("connect that user first"), "{}", a.text);
 
-    let log = calls(&app, p["id"].as_str().expect("id")).await;
+    let log = calls(&app, p["id"].as_str().expect("id"), 9).await;
     assert_eq!(log.len(), 9);
     assert_eq!(log[0]["endpoint"], "recall_zak");
     assert_eq!(log[0]["status"], 404);
@@ -1014,7 +1023,7 @@ async fn hostile_callback_input_gets_a_clear_answer(backend: Backend) {
         .map(|p| p["code"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(codes, ["invalid_user_id", "invalid_user_id"], "{}", a.text);
-    let log = calls(&app, attendee["id"].as_str().expect("id")).await;
+    let log = calls(&app, attendee["id"].as_str().expect("id"), 1).await;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0]["bot_id"].as_str().expect("bot id").len(), 100);
     let a = attendee_post(&app, &url, "[1, 2]", Some(attendee_signature("[1,2]"))).await;

@@ -469,11 +469,11 @@ async fn old_bot_platform_calls_and_message_ids_go(backend: Backend) {
     };
     let old = housekeeping::BOT_PLATFORM_CALL_RETENTION + DAY;
     store
-        .insert_bot_platform_call(&call("bpc_old0000000000001", old))
+        .insert_bot_platform_call(&call("bpc_old0000000000001", old), &[])
         .await
         .expect("call");
     store
-        .insert_bot_platform_call(&call("bpc_new0000000000001", DAY))
+        .insert_bot_platform_call(&call("bpc_new0000000000001", DAY), &[])
         .await
         .expect("call");
     assert!(store
