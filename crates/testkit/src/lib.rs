@@ -7,8 +7,13 @@
 //!   [`app::spawn_app`] (the real server against the simulator), [`store::TestStore`]
 //!   (a bare migrated store with row builders) and [`on_both_databases!`], which runs
 //!   one test story on SQLite and on PostgreSQL.
+//! - With the `browser` feature: [`browser::Browser`], headless Chromium through
+//!   chromedriver, with screenshots under `target/test-output/<test>/`.
 
 pub mod receiver;
+
+#[cfg(feature = "browser")]
+pub mod browser;
 
 #[cfg(feature = "app")]
 pub mod app;

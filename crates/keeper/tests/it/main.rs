@@ -9,6 +9,7 @@ mod api_ops;
 mod api_webhooks;
 mod app_recheck;
 mod bot_platforms;
+mod browser_smoke;
 mod hostile_input;
 mod housekeeping;
 mod meeting_sync;
