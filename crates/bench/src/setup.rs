@@ -230,7 +230,7 @@ impl Setup {
                     message: "The connection was created.".to_owned(),
                     data: None,
                 };
-                keeper.store.insert_connection(&row, &event).await?;
+                keeper.store.insert_connection(&row, &event, None).await?;
                 anyhow::Ok((i, row.id))
             });
             while let Some(done) = tasks.try_join_next() {

@@ -13,6 +13,7 @@ pub enum IdKind {
     WebhookSubscription,
     BotPlatform,
     BotPlatformCall,
+    ConnectSession,
 }
 
 impl IdKind {
@@ -25,6 +26,7 @@ impl IdKind {
             IdKind::WebhookSubscription => "webhook_",
             IdKind::BotPlatform => "bpl_",
             IdKind::BotPlatformCall => "bpc_",
+            IdKind::ConnectSession => "zcs_",
         }
     }
 

@@ -94,6 +94,7 @@ pub struct Slot<'a> {
 /// stores. The constructors below name them; storage reseals exactly these.
 pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("bot_platforms", "verification_secret"),
+    ("connect_sessions", "code_verifier"),
     ("projects", "previous_webhook_secret"),
     ("projects", "webhook_secret"),
     ("zoom_oauth_apps", "client_secret"),
@@ -117,34 +118,39 @@ impl<'a> Slot<'a> {
         Slot::sealed_column(0, platform_id)
     }
 
+    /// A connect session's PKCE code verifier, kept until the user comes back.
+    pub const fn connect_session_code_verifier(session_id: &'a str) -> Slot<'a> {
+        Slot::sealed_column(1, session_id)
+    }
+
     /// A project's previous webhook signing secret (kept during a rotation's grace).
     pub const fn project_previous_webhook_secret(project_id: &'a str) -> Slot<'a> {
-        Slot::sealed_column(1, project_id)
+        Slot::sealed_column(2, project_id)
     }
 
     /// A project's webhook signing secret.
     pub const fn project_webhook_secret(project_id: &'a str) -> Slot<'a> {
-        Slot::sealed_column(2, project_id)
+        Slot::sealed_column(3, project_id)
     }
 
     /// An app's Zoom client secret.
     pub const fn app_client_secret(app_id: &'a str) -> Slot<'a> {
-        Slot::sealed_column(3, app_id)
+        Slot::sealed_column(4, app_id)
     }
 
     /// An app's Zoom webhook secret token.
     pub const fn app_webhook_secret(app_id: &'a str) -> Slot<'a> {
-        Slot::sealed_column(4, app_id)
+        Slot::sealed_column(5, app_id)
     }
 
     /// A connection's access token.
     pub const fn connection_access_token(connection_id: &'a str) -> Slot<'a> {
-        Slot::sealed_column(5, connection_id)
+        Slot::sealed_column(6, connection_id)
     }
 
     /// A connection's refresh token.
     pub const fn connection_refresh_token(connection_id: &'a str) -> Slot<'a> {
-        Slot::sealed_column(6, connection_id)
+        Slot::sealed_column(7, connection_id)
     }
 }
 
@@ -1077,6 +1083,7 @@ mod tests {
     fn every_sealed_column_is_named_once_and_sorted() {
         let named = [
             Slot::bot_platform_verification_secret("x"),
+            Slot::connect_session_code_verifier("x"),
             Slot::project_previous_webhook_secret("x"),
             Slot::project_webhook_secret("x"),
             Slot::app_client_secret("x"),

@@ -58,6 +58,10 @@ pub struct NewConnection {
     /// `Some(Value::Null)` counts as absent.
     pub metadata: Option<Value>,
     pub deduplication_key: Option<String>,
+    /// Send a `state_change` webhook (state `connected`) when this creates a new
+    /// connection: the hosted connect flow's customer may never see the browser
+    /// come back.
+    pub announce_new: bool,
 }
 
 /// `PATCH`: `None` leaves a field alone; `Some(None)` clears a nullable one.
@@ -180,7 +184,8 @@ fn internal(e: impl Into<anyhow::Error>) -> ConnectionError {
 }
 
 /// Which app a create is for: the named one, or the project's only one.
-async fn resolve_app(
+/// The named app, or the project's only one; a field problem otherwise.
+pub async fn resolve_app(
     keeper: &Keeper,
     project_id: &str,
     app_id: Option<&str>,
@@ -227,6 +232,12 @@ struct CreateInput {
     onbehalf: bool,
     metadata: Option<Value>,
     deduplication_key: Option<String>,
+    announce_new: bool,
+}
+
+/// Checks a create's fields as [`create`] will, without calling Zoom.
+pub fn check_create(new: &NewConnection) -> Result<(), ConnectionError> {
+    validate_create(new).map(|_| ())
 }
 
 fn validate_create(new: &NewConnection) -> Result<CreateInput, ConnectionError> {
@@ -281,6 +292,7 @@ fn validate_create(new: &NewConnection) -> Result<CreateInput, ConnectionError> 
         onbehalf,
         metadata,
         deduplication_key,
+        announce_new: new.announce_new,
     })
 }
 
@@ -791,7 +803,11 @@ async fn upsert(
         ),
         data: Some(json!({"scopes": row.scopes})),
     };
-    match store.insert_connection(&row, &event).await {
+    let announce = fresh
+        .input
+        .announce_new
+        .then_some(&grant::StateChange as &dyn OutboxSource);
+    match store.insert_connection(&row, &event, announce).await {
         Ok(()) => Ok(Upserted::Stored(row, None)),
         // Another create for this user or key won the race: decide again (an older
         // grant that got in first is replaced, fenced, by the newer one).

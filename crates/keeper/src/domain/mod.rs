@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod apps;
 pub mod bot_platforms;
+pub mod connect_sessions;
 pub mod connections;
 pub mod fields;
 pub mod grant;

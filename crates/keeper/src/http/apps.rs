@@ -107,6 +107,9 @@ pub struct AppResponse {
     pub has_webhook_secret: bool,
     /// Paste this into the Zoom app's Event Subscription.
     pub webhook_url: String,
+    /// Add this to the Zoom app's OAuth redirect URLs (and allow list) to use
+    /// hosted connect (`POST /api/v1/zoom_oauth_connect_sessions`).
+    pub connect_redirect_url: String,
     pub connection_count: i64,
     #[schema(format = DateTime)]
     pub last_verified_webhook_received_at: Option<String>,
@@ -134,6 +137,7 @@ impl AppResponse {
             kind: row.kind.into(),
             has_webhook_secret: row.webhook_secret.is_some(),
             webhook_url: format!("{public_url}/external_webhooks/zoom/oauth_apps/{}", row.id),
+            connect_redirect_url: crate::domain::connect_sessions::callback_url(public_url),
             connection_count: row.connection_count,
             last_verified_webhook_received_at: row.last_verified_webhook_received_at.map(timestamp),
             last_unverified_webhook_received_at: row

@@ -426,6 +426,7 @@ pub async fn create_connection(
         is_onbehalf_token_supported: body.is_onbehalf_token_supported,
         metadata: body.metadata,
         deduplication_key: body.deduplication_key,
+        announce_new: false,
     };
     let row = connections::create(&state.keeper, &caller.project_id, new).await?;
     Ok((StatusCode::CREATED, Json((&row).into())))

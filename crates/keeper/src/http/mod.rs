@@ -14,6 +14,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub mod apps;
 pub mod auth;
 pub mod bot_platforms;
+pub mod connect;
 pub mod connections;
 pub mod error;
 pub mod extract;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(apps::routes())
         .merge(bot_platforms::routes())
+        .merge(connect::routes())
         .merge(connections::routes())
         .merge(join_tokens::routes())
         .merge(meetings::routes())

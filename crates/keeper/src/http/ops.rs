@@ -60,6 +60,8 @@ use super::AppState;
         super::bot_platforms::recall_zak,
         super::bot_platforms::recall_obf,
         super::bot_platforms::recall_join_token,
+        super::connect::create_session,
+        super::connect::get_session,
         healthz,
         readyz,
     ),
@@ -73,6 +75,7 @@ use super::AppState;
         (name = "Zoom webhooks", description = "Where Zoom sends your apps' events"),
         (name = "Webhooks", description = "Webhooks zoomkeeper sends you, and their signing secret"),
         (name = "Bot platforms", description = "Attendee and Recall: the URLs their bots ask for Zoom tokens, and the project's default ZAK user"),
+        (name = "Hosted connect", description = "Links that connect a user's Zoom account without your own OAuth code"),
         (name = "Bot platform callbacks", description = "What the platforms' bots call (signed by the platform; no API key)"),
     )
 )]

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::events::{write_connection_change, write_connection_event};
+use super::events::write_connection_change;
 use super::sql::{ots, page_clause, ts, Row};
 use super::{OutboxSource, Page, PageRequest, Sealed, StoreResult};
 
@@ -185,8 +185,10 @@ store_trait! {
     pub trait ConnectionStore {
         /// Writes the row and its `event` in one transaction. `Conflict { constraint:
         /// "connections_app_user_id" | "connections_app_deduplication_key" }`.
-        async fn insert_connection(&self, row: &ConnectionRow, event: &NewConnectionEvent)
-            -> StoreResult<()> {
+        /// A new connection with its `created` event, and the outgoing webhook
+        /// `outbox` makes of it (in the same transaction) when given.
+        async fn insert_connection(&self, row: &ConnectionRow, event: &NewConnectionEvent,
+            outbox: Option<&dyn OutboxSource>) -> StoreResult<()> {
             let now = self.now().await?;
             let mut tx = self.begin().await?;
             sql!(execute &mut tx,
@@ -202,7 +204,7 @@ store_trait! {
                 ots(row.refresh_due_at), ots(row.last_attempted_sync_at),
                 ots(row.last_successful_sync_at), ots(row.next_sync_at),
                 ots(row.last_successful_token_refresh_at), ts(row.created_at), ts(row.updated_at))?;
-            write_connection_event(&mut tx, &row.id, event, now).await?;
+            write_connection_change(&mut tx, row, event, outbox, now).await?;
             tx.commit().await
         }
 

@@ -2,7 +2,8 @@
 //!
 //! Narrow traits per resource ([`ProjectStore`], [`AppStore`], [`ConnectionStore`],
 //! [`LeaseStore`], [`EventStore`], [`MeetingStore`], [`SyncStore`],
-//! [`WebhookStore`], [`BotPlatformStore`], [`HousekeepingStore`], [`VaultStore`])
+//! [`WebhookStore`], [`BotPlatformStore`], [`ConnectSessionStore`],
+//! [`HousekeepingStore`], [`VaultStore`])
 //! combine into [`Store`];
 //! a domain module takes the narrow one it needs. One implementation,
 //! [`SqlStore`], runs each resource's SQL (written once, in its own file) on SQLite
@@ -22,6 +23,7 @@ use crate::core::clock::Clock;
 mod sql;
 pub mod apps;
 pub mod bot_platforms;
+pub mod connect_sessions;
 pub mod connections;
 pub mod events;
 pub mod housekeeping;
@@ -35,6 +37,7 @@ pub mod webhooks;
 
 pub use apps::*;
 pub use bot_platforms::*;
+pub use connect_sessions::*;
 pub use connections::*;
 pub use events::*;
 pub use housekeeping::*;
@@ -71,6 +74,7 @@ store!(
     ProjectStore,
     AppStore,
     BotPlatformStore,
+    ConnectSessionStore,
     ConnectionStore,
     LeaseStore,
     EventStore,

@@ -6,7 +6,8 @@
 //! `failure`) more than `webhook_delivery_retention` ago, with their attempt
 //! summaries, outbox events fanned out more than `outbox_event_retention` ago, bot
 //! platform calls older than [`BOT_PLATFORM_CALL_RETENTION`], and the signed message
-//! ids remembered for replay refusal once they are outside the timestamp window.
+//! ids remembered for replay refusal once they are outside the timestamp window, and
+//! hosted connect sessions older than [`CONNECT_SESSION_RETENTION`].
 //! A delivery still pending (waiting for its first attempt or a retry) and an outbox
 //! event not fanned out yet are never deleted, however old. Beside the sweep, every
 //! [`PRUNE_EVERY`] it drops routine events beyond each connection log's newest few
@@ -43,6 +44,8 @@ pub const PAST_MEETING_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 6
 /// Time between sweeps.
 /// How often the connections' event logs are pruned (every refresh writes an
 /// event).
+/// How long a hosted connect session stays readable (its link expires long before).
+pub const CONNECT_SESSION_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// How long a bot platform's calls stay in its log.
 pub const BOT_PLATFORM_CALL_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 pub const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
@@ -66,6 +69,8 @@ pub struct Sweep {
     /// Bot platform calls past [`BOT_PLATFORM_CALL_RETENTION`] and signed message
     /// ids past the replay window.
     pub bot_platform_logs: u64,
+    /// Hosted connect sessions created more than [`CONNECT_SESSION_RETENTION`] ago.
+    pub connect_sessions: u64,
     /// Shutdown began before the sweep finished; the next process carries on.
     pub interrupted: bool,
 }
@@ -123,6 +128,7 @@ impl Sweep {
             + self.webhook_deliveries
             + self.outbox_events
             + self.bot_platform_logs
+            + self.connect_sessions
     }
 }
 
@@ -158,6 +164,11 @@ pub async fn run_once(
     let message_ids_before = now - bot_platforms::MESSAGE_ID_MEMORY;
     sweep.bot_platform_logs = in_batches(shutdown, &mut sweep.interrupted, || {
         store.delete_bot_platform_message_ids_before(message_ids_before, BATCH)
+    })
+    .await?;
+    let sessions_before = now - CONNECT_SESSION_RETENTION;
+    sweep.connect_sessions = in_batches(shutdown, &mut sweep.interrupted, || {
+        store.delete_connect_sessions_before(sessions_before, BATCH)
     })
     .await?;
     let calls_before = now - BOT_PLATFORM_CALL_RETENTION;

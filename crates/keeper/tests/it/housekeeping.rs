@@ -20,6 +20,7 @@ on_both_databases!(
     two_processes_sweeping_at_once_delete_each_row_once,
     the_loop_stops_on_shutdown,
     old_bot_platform_calls_and_message_ids_go,
+    old_connect_sessions_go,
 );
 
 const CLIENT: &str = "housekeeping-client";
@@ -514,4 +515,37 @@ async fn old_bot_platform_calls_and_message_ids_go(backend: Backend) {
         .first_use_of_message_id(&id, "msg_1")
         .await
         .expect("forgotten"));
+}
+
+async fn old_connect_sessions_go(backend: Backend) {
+    let Some((app, _, _)) = connected(backend).await else {
+        return;
+    };
+    let create = |return_url: &str| {
+        app.send(
+            app.request(reqwest::Method::POST, "/api/v1/zoom_oauth_connect_sessions")
+                .json(&json!({"return_url": return_url})),
+        )
+    };
+    let old = create("https://example.com/old").await;
+    assert_eq!(old.status, 201, "{}", old.text);
+    let path = |a: &testkit::Answer| {
+        format!(
+            "/api/v1/zoom_oauth_connect_sessions/{}",
+            a.json["id"].as_str().expect("id")
+        )
+    };
+    app.keeper
+        .clock
+        .advance(housekeeping::CONNECT_SESSION_RETENTION + DAY);
+    let new = create("https://example.com/new").await;
+    assert_eq!(sweep(&app).await.connect_sessions, 1);
+    let gone = app
+        .send(app.request(reqwest::Method::GET, &path(&old)))
+        .await;
+    assert_eq!(gone.status, 404);
+    let kept = app
+        .send(app.request(reqwest::Method::GET, &path(&new)))
+        .await;
+    assert_eq!(kept.json["status"], "pending");
 }

@@ -10,6 +10,7 @@ mod api_webhooks;
 mod app_recheck;
 mod bot_platforms;
 mod browser_smoke;
+mod connect;
 mod hostile_input;
 mod housekeeping;
 mod meeting_sync;

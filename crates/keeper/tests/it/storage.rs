@@ -518,6 +518,28 @@ async fn sealed_fields_walk_every_sealed_column_in_stable_order(s: TestStore) {
     s.insert_bot_platform(&platform("bpl_tokenonly00000001", None))
         .await
         .expect("platform");
+    // A connect session's PKCE verifier, kept while the user is at Zoom.
+    let connect = keeper::storage::ConnectSessionRow {
+        id: "zcs_atzoom0000000001".to_owned(),
+        project_id: p2.id.clone(),
+        app_id: a1.id.clone(),
+        return_url: "https://example.com/".to_owned(),
+        metadata: None,
+        deduplication_key: None,
+        is_local_recording_token_supported: None,
+        is_onbehalf_token_supported: None,
+        token_hash: vec![1; 32],
+        state_hash: None,
+        code_verifier: Some(Sealed(vec![10; 40])),
+        status: keeper::storage::ConnectSessionStatus::Pending,
+        connection_id: None,
+        error: None,
+        error_description: None,
+        expires_at: Utc::now(),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    };
+    s.insert_connect_session(&connect).await.expect("session");
 
     let mut seen = Vec::new();
     let mut after: Option<(&'static str, &'static str, String)> = None;
@@ -549,6 +571,7 @@ async fn sealed_fields_walk_every_sealed_column_in_stable_order(s: TestStore) {
             "verification_secret",
             "bpl_signed0000000001",
         ),
+        ("connect_sessions", "code_verifier", "zcs_atzoom0000000001"),
         ("projects", "previous_webhook_secret", p1.id.as_str()),
         ("projects", "webhook_secret", projects[0]),
         ("projects", "webhook_secret", projects[1]),
@@ -825,7 +848,7 @@ mod connections {
         let mut c = connection(&p, &a, "user-1", Utc::now());
         c.deduplication_key = Some("dedupe-1".to_owned());
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
 
@@ -878,7 +901,7 @@ mod connections {
         let same_user = connection(&p, &a, "user-1", Utc::now());
         let err = s
             .store
-            .insert_connection(&same_user, &event("created"))
+            .insert_connection(&same_user, &event("created"), None)
             .await
             .expect_err("same user");
         assert_eq!(conflict_name(err), "connections_app_user_id");
@@ -886,17 +909,25 @@ mod connections {
         same_key.deduplication_key = Some("dedupe-1".to_owned());
         let err = s
             .store
-            .insert_connection(&same_key, &event("created"))
+            .insert_connection(&same_key, &event("created"), None)
             .await
             .expect_err("same key");
         assert_eq!(conflict_name(err), "connections_app_deduplication_key");
         // Without a key, any number of connections coexist.
         s.store
-            .insert_connection(&connection(&p, &a, "user-2", Utc::now()), &event("created"))
+            .insert_connection(
+                &connection(&p, &a, "user-2", Utc::now()),
+                &event("created"),
+                None,
+            )
             .await
             .expect("no key");
         s.store
-            .insert_connection(&connection(&p, &a, "user-3", Utc::now()), &event("created"))
+            .insert_connection(
+                &connection(&p, &a, "user-3", Utc::now()),
+                &event("created"),
+                None,
+            )
             .await
             .expect("no key");
         // A failed insert leaves no event behind.
@@ -919,6 +950,7 @@ mod connections {
             .insert_connection(
                 &connection(&other.id, &elsewhere.id, "user-0", Utc::now()),
                 &event("created"),
+                None,
             )
             .await
             .expect("other project");
@@ -933,7 +965,7 @@ mod connections {
             c.account_id = if i < 3 { "acct_a" } else { "acct_b" }.to_owned();
             c.deduplication_key = Some(format!("key-{i}"));
             s.store
-                .insert_connection(&c, &event("created"))
+                .insert_connection(&c, &event("created"), None)
                 .await
                 .expect("insert");
             all.push(c);
@@ -1101,7 +1133,7 @@ mod connections {
         let (p, a) = project_and_app(&s).await;
         let c = connection(&p, &a, "user-1", Utc::now());
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
         s.insert_meeting(
@@ -1221,7 +1253,7 @@ mod connections {
         // Another connection's user or key cannot be taken over.
         let other = connection(&p, &a, "user-2", Utc::now());
         s.store
-            .insert_connection(&other, &event("created"))
+            .insert_connection(&other, &event("created"), None)
             .await
             .expect("insert");
         grant.deduplication_key = None;
@@ -1256,13 +1288,13 @@ mod connections {
         let mut c = connection(&p, &a, "user-1", Utc::now() - Duration::minutes(5));
         c.deduplication_key = Some("mine".to_owned());
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
         let mut other = connection(&p, &a, "user-2", Utc::now());
         other.deduplication_key = Some("theirs".to_owned());
         s.store
-            .insert_connection(&other, &event("created"))
+            .insert_connection(&other, &event("created"), None)
             .await
             .expect("insert");
 
@@ -1341,7 +1373,7 @@ mod connections {
         let (p, a) = project_and_app(&s).await;
         let c = connection(&p, &a, "user-1", Utc::now());
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
         s.insert_meeting(&p, &a, "85012345678", &c.id, Utc::now())
@@ -1376,7 +1408,7 @@ mod connections {
         let (p, a) = project_and_app(&s).await;
         let c = connection(&p, &a, "user-1", Utc::now());
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
         let mut tasks = Vec::new();
@@ -1499,7 +1531,7 @@ mod connections {
         // A disconnected connection cannot be claimed.
         let gone = connection(&p, &a, "user-2", Utc::now());
         s.store
-            .insert_connection(&gone, &event("created"))
+            .insert_connection(&gone, &event("created"), None)
             .await
             .expect("insert");
         s.disconnect_connection(
@@ -1527,7 +1559,7 @@ mod connections {
         let (p, a) = project_and_app(&s).await;
         let c = connection(&p, &a, "user-1", Utc::now());
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
         let held = s
@@ -1573,7 +1605,7 @@ mod connections {
         let (p, a) = project_and_app(&s).await;
         let c = connection(&p, &a, "user-1", Utc::now());
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
         let held = s
@@ -1649,7 +1681,7 @@ mod connections {
         // A stale fence, or a missing connection, changes nothing.
         let other = connection(&p, &a, "user-2", Utc::now());
         s.store
-            .insert_connection(&other, &event("created"))
+            .insert_connection(&other, &event("created"), None)
             .await
             .expect("insert");
         assert!(matches!(
@@ -1694,7 +1726,7 @@ mod connections {
         let (p, a) = project_and_app(&s).await;
         let c = connection(&p, &a, "user-1", Utc::now());
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
         let at = chrono::DateTime::parse_from_rfc3339("2024-05-06T07:08:09.123456789Z")
@@ -1731,7 +1763,7 @@ mod connections {
             let mut c = connection(&p, &a, &format!("user-{i}"), now);
             c.refresh_due_at = Some(micros(now - Duration::seconds(100 - i)));
             s.store
-                .insert_connection(&c, &event("created"))
+                .insert_connection(&c, &event("created"), None)
                 .await
                 .expect("insert");
             due.push(c.id);
@@ -1742,6 +1774,7 @@ mod connections {
                 .insert_connection(
                     &connection(&p, &a, &format!("later-{i}"), now),
                     &event("created"),
+                    None,
                 )
                 .await
                 .expect("insert");
@@ -1797,13 +1830,13 @@ mod connections {
         let mut c = connection(&p, &a, "fresh-due", now);
         c.refresh_due_at = Some(micros(now - Duration::seconds(1)));
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
         let mut old = connection(&p, &a, "old-due", now);
         old.refresh_due_at = Some(micros(now - Duration::days(1)));
         s.store
-            .insert_connection(&old, &event("created"))
+            .insert_connection(&old, &event("created"), None)
             .await
             .expect("insert");
         let first = s
@@ -1822,7 +1855,7 @@ mod connections {
         let mut needy = connection(&p, &a, "needy", now);
         needy.access_token_expires_at = Some(micros(now + Duration::minutes(10)));
         s.store
-            .insert_connection(&needy, &event("created"))
+            .insert_connection(&needy, &event("created"), None)
             .await
             .expect("insert");
         s.insert_meeting(
@@ -1837,7 +1870,7 @@ mod connections {
         let mut covered = connection(&p, &a, "covered", now);
         covered.access_token_expires_at = Some(micros(now + Duration::minutes(50)));
         s.store
-            .insert_connection(&covered, &event("created"))
+            .insert_connection(&covered, &event("created"), None)
             .await
             .expect("insert");
         s.insert_meeting(
@@ -1852,7 +1885,7 @@ mod connections {
         let mut far = connection(&p, &a, "far", now);
         far.access_token_expires_at = Some(micros(now + Duration::minutes(10)));
         s.store
-            .insert_connection(&far, &event("created"))
+            .insert_connection(&far, &event("created"), None)
             .await
             .expect("insert");
         s.insert_meeting(&p, &a, "85000000003", &far.id, now + Duration::hours(3))
@@ -1861,7 +1894,7 @@ mod connections {
         let mut past = connection(&p, &a, "past", now);
         past.access_token_expires_at = Some(micros(now + Duration::minutes(10)));
         s.store
-            .insert_connection(&past, &event("created"))
+            .insert_connection(&past, &event("created"), None)
             .await
             .expect("insert");
         s.insert_meeting(&p, &a, "85000000004", &past.id, now - Duration::minutes(20))
@@ -1886,7 +1919,7 @@ mod connections {
         let (p, a) = project_and_app(&s).await;
         let c = connection(&p, &a, "user-1", Utc::now());
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
         for i in 0..5 {
@@ -2000,7 +2033,7 @@ mod connections {
         let (p, a) = project_and_app(&s).await;
         let c = connection(&p, &a, "user-1", Utc::now());
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
         let claimed = s
@@ -2191,7 +2224,7 @@ mod meeting_index {
         for (i, user) in users.iter().enumerate() {
             let c = connection(&p.id, &a.id, user, Utc::now() + Duration::seconds(i as i64));
             s.store
-                .insert_connection(&c, &event("created"))
+                .insert_connection(&c, &event("created"), None)
                 .await
                 .expect("connection");
             connections.push(c);
@@ -2227,7 +2260,7 @@ mod meeting_index {
         s.insert_app(&b).await.expect("second app");
         let cb = connection(&p, &b.id, "host-b", Utc::now());
         s.store
-            .insert_connection(&cb, &event("created"))
+            .insert_connection(&cb, &event("created"), None)
             .await
             .expect("connection of b");
 
@@ -2781,7 +2814,7 @@ mod meeting_index {
             let mut c = connection(&p, &a, user, Utc::now() + Duration::seconds(i as i64));
             c.account_id = (*account).to_owned();
             s.store
-                .insert_connection(&c, &event("created"))
+                .insert_connection(&c, &event("created"), None)
                 .await
                 .expect("connection");
             cs.push(c);
@@ -2991,7 +3024,7 @@ mod connection_upkeep {
     ) -> String {
         let c = connection(p, a, user, Utc::now());
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
         let outcome = if keep {
@@ -3022,7 +3055,7 @@ mod connection_upkeep {
         let (p, a) = project_and_app(&s).await;
         let c = connection(&p, &a, "user-1", Utc::now());
         s.store
-            .insert_connection(&c, &event("created"))
+            .insert_connection(&c, &event("created"), None)
             .await
             .expect("insert");
         let leased = s
@@ -3104,7 +3137,7 @@ mod connection_upkeep {
         disconnected(&s, &p, &other_app.id, "elsewhere", "invalid_client", true).await;
         let live = connection(&p, &a, "live", Utc::now());
         s.store
-            .insert_connection(&live, &event("created"))
+            .insert_connection(&live, &event("created"), None)
             .await
             .expect("insert");
 
@@ -3292,7 +3325,7 @@ mod connection_upkeep {
         for user in ["user-1", "user-2", "user-3"] {
             let c = connection(&p, &a, user, Utc::now());
             s.store
-                .insert_connection(&c, &event("created"))
+                .insert_connection(&c, &event("created"), None)
                 .await
                 .expect("insert");
             ids.push(c.id);
@@ -3423,7 +3456,7 @@ mod meeting_sync_store {
             c.is_local_recording_token_supported = *local_recording;
             c.personal_meeting_url = Some(format!("https://acme.zoom.us/my/{user}.Room"));
             s.store
-                .insert_connection(&c, &event("created"))
+                .insert_connection(&c, &event("created"), None)
                 .await
                 .expect("connection");
             out.push(c);
