@@ -81,6 +81,7 @@ async fn app_lifecycle(backend: Backend) {
         "kind",
         "has_webhook_secret",
         "webhook_url",
+        "connect_redirect_url",
         "connection_count",
         "last_verified_webhook_received_at",
         "last_unverified_webhook_received_at",
