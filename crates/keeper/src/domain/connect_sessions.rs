@@ -70,7 +70,9 @@ pub enum ConnectSessionError {
     Store(#[from] StoreError),
 }
 
-/// What a session's status reads as: `pending` past its expiry is `expired`.
+/// What a session's status reads as: `pending`, `completed`, `failed` or `expired`
+/// (a session still in progress past its expiry). A code being exchanged right now
+/// is still `pending`.
 pub fn status_of(row: &ConnectSessionRow, now: DateTime<Utc>) -> &'static str {
     match row.status {
         ConnectSessionStatus::Pending | ConnectSessionStatus::Exchanging
@@ -78,6 +80,16 @@ pub fn status_of(row: &ConnectSessionRow, now: DateTime<Utc>) -> &'static str {
         {
             "expired"
         }
+        ConnectSessionStatus::Exchanging => "pending",
+        status => status.as_str(),
+    }
+}
+
+/// Where the flow stands: like [`status_of`], but a code being exchanged is
+/// `exchanging`, so nothing else can start.
+fn phase(row: &ConnectSessionRow, now: DateTime<Utc>) -> &'static str {
+    match row.status {
+        ConnectSessionStatus::Pending if row.expires_at <= now => "expired",
         status => status.as_str(),
     }
 }
@@ -328,7 +340,7 @@ async fn usable(keeper: &Keeper, token: &str) -> Result<ConnectSessionRow, Refus
                 None,
             )
         })?;
-    match status_of(&session, keeper.clock.now()) {
+    match phase(&session, keeper.clock.now()) {
         "pending" => Ok(session),
         "expired" => Err(refusal(
             "session_expired",
@@ -450,7 +462,7 @@ pub async fn complete(
         .map_err(store_refusal)?
         .ok_or_else(never_issued)?;
     let now = keeper.clock.now();
-    match status_of(&session, now) {
+    match phase(&session, now) {
         "pending" => {}
         "expired" => {
             return Err(refusal(

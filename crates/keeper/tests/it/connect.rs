@@ -23,6 +23,7 @@ on_both_databases!(
     missing_scopes_are_refused,
     an_inactive_user_is_refused,
     return_urls_and_fields_are_checked_at_creation,
+    racing_callbacks_use_a_session_once,
 );
 
 /// The customer's return_url: a page on 127.0.0.1 that records each query string.
@@ -633,4 +634,36 @@ async fn return_urls_and_fields_are_checked_at_creation(backend: Backend) {
     ))
     .await
     .assert_error(404, "not_found");
+}
+
+/// Zoom's redirect arriving twice at once (a double submit, a retrying proxy): one
+/// connects, the other is told the session was used.
+async fn racing_callbacks_use_a_session_once(backend: Backend) {
+    let Some(app) = service(backend).await else {
+        return;
+    };
+    let someone = user(&app, None).await;
+    let s = new_session(&app, json!({"return_url": RETURN_URL})).await;
+    let callback = at_zoom(
+        &to_zoom(s["url"].as_str().expect("url")).await,
+        Some(&someone),
+    )
+    .await;
+    let b = browser();
+    let (x, y) = tokio::join!(hop(b.get(&callback)), hop(b.get(&callback)));
+    let outcomes: Vec<std::collections::HashMap<String, String>> = [x, y]
+        .iter()
+        .map(|h| query(h.location.as_deref().expect("redirect")))
+        .collect();
+    let connected = outcomes
+        .iter()
+        .filter(|q| q.contains_key("zoom_oauth_connection_id"))
+        .count();
+    let used = outcomes
+        .iter()
+        .filter(|q| q.get("error").map(String::as_str) == Some("session_used"))
+        .count();
+    assert_eq!((connected, used), (1, 1), "{outcomes:?}");
+    let status = session_status(&app, s["id"].as_str().expect("id")).await;
+    assert_eq!(status["status"], "completed");
 }
