@@ -165,14 +165,7 @@ pub struct DeletedResponse {
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> ApiError {
         match e {
-            AppError::Invalid(fields) => {
-                let summary = fields
-                    .iter()
-                    .map(|(f, p)| format!("{f}: {}", p.join(" ")))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                ApiError::validation("invalid_request", summary, fields)
-            }
+            AppError::Invalid(fields) => ApiError::invalid_fields(fields),
             AppError::NotFound => ApiError::NotFound {
                 what: "Zoom OAuth app",
             },

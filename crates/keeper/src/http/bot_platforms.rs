@@ -242,14 +242,7 @@ impl From<&BotPlatformCallRow> for BotPlatformCallResponse {
 impl From<BotPlatformError> for ApiError {
     fn from(e: BotPlatformError) -> ApiError {
         match e {
-            BotPlatformError::Invalid(fields) => {
-                let summary = fields
-                    .iter()
-                    .map(|(f, p)| format!("{f}: {}", p.join(" ")))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                ApiError::validation("invalid_request", summary, fields)
-            }
+            BotPlatformError::Invalid(fields) => ApiError::invalid_fields(fields),
             BotPlatformError::NotFound => ApiError::NotFound {
                 what: "bot platform",
             },

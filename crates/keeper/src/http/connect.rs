@@ -111,14 +111,7 @@ impl SessionResponse {
 impl From<ConnectSessionError> for ApiError {
     fn from(e: ConnectSessionError) -> ApiError {
         match e {
-            ConnectSessionError::Invalid(fields) => {
-                let summary = fields
-                    .iter()
-                    .map(|(f, p)| format!("{f}: {}", p.join(" ")))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                ApiError::validation("invalid_request", summary, fields)
-            }
+            ConnectSessionError::Invalid(fields) => ApiError::invalid_fields(fields),
             ConnectSessionError::NotFound => ApiError::NotFound {
                 what: "connect session",
             },

@@ -307,14 +307,7 @@ fn retry_secs(d: std::time::Duration) -> u64 {
 impl From<ConnectionError> for ApiError {
     fn from(e: ConnectionError) -> ApiError {
         match e {
-            ConnectionError::Invalid(fields) => {
-                let summary = fields
-                    .iter()
-                    .map(|(f, p)| format!("{f}: {}", p.join(" ")))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                ApiError::validation("invalid_request", summary, fields)
-            }
+            ConnectionError::Invalid(fields) => ApiError::invalid_fields(fields),
             ConnectionError::NotFound => ApiError::NotFound {
                 what: "Zoom OAuth connection",
             },

@@ -90,6 +90,16 @@ impl ApiError {
         }
     }
 
+    /// `invalid_request` for `fields`, its message every field's problems in one line.
+    pub fn invalid_fields(fields: FieldErrors) -> Self {
+        let summary = fields
+            .iter()
+            .map(|(f, p)| format!("{f}: {}", p.join(" ")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError::validation("invalid_request", summary, fields)
+    }
+
     /// A validation error about one field.
     pub fn field(field: &str, problem: impl Into<String>) -> Self {
         let problem = problem.into();

@@ -104,14 +104,7 @@ impl From<&MeetingRow> for MeetingResponse {
 impl From<MeetingError> for ApiError {
     fn from(e: MeetingError) -> ApiError {
         match e {
-            MeetingError::Invalid(fields) => {
-                let summary = fields
-                    .iter()
-                    .map(|(f, p)| format!("{f}: {}", p.join(" ")))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                ApiError::validation("invalid_request", summary, fields)
-            }
+            MeetingError::Invalid(fields) => ApiError::invalid_fields(fields),
             MeetingError::Store(e) => e.into(),
         }
     }

@@ -50,14 +50,7 @@ fn subscriptions(keeper: &Keeper) -> webhooks::Subscriptions<'_> {
 impl From<SubscriptionError> for ApiError {
     fn from(e: SubscriptionError) -> ApiError {
         match e {
-            SubscriptionError::Invalid(fields) => {
-                let summary = fields
-                    .iter()
-                    .map(|(f, p)| format!("{f}: {}", p.join(" ")))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                ApiError::validation("invalid_request", summary, fields)
-            }
+            SubscriptionError::Invalid(fields) => ApiError::invalid_fields(fields),
             SubscriptionError::NotFound => ApiError::NotFound {
                 what: "webhook subscription",
             },
