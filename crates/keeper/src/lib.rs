@@ -24,7 +24,8 @@ pub use self::core::{
     zoom_gateway,
 };
 pub use domain::{
-    api_keys, apps, connections, join_tokens, meetings, projects, tokens, webhooks, zoom_webhooks,
+    api_keys, apps, connections, join_tokens, meetings, operators, projects, tokens, webhooks,
+    zoom_webhooks,
 };
 pub use service::Keeper;
 pub use workers::{housekeeping, meeting_sync, token_keeper, webhook_delivery};

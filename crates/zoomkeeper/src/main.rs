@@ -137,6 +137,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Manage dashboard operators (the people who sign in at /dashboard).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Manage the master keys that seal secrets at rest.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -170,6 +173,19 @@ enum ApiKeyCommand {
         /// A label to tell keys apart.
         #[arg(long, default_value = "cli")]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an operator. Prints a generated one-time password alone on stdout
+    /// (shown only this once), or takes the password from stdin with --password-stdin.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of stdin instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -250,6 +266,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("{}", key.expose_secret());
                     Ok(())
                 }
+                Command::User(UserCommand::Create {
+                    email,
+                    password_stdin,
+                }) => create_operator(config, &email, password_stdin).await,
                 Command::Keys(KeysCommand::Rotate) => {
                     let done = keeper::service::rotate_master_key(&config).await?;
                     eprintln!(
@@ -294,6 +314,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+async fn create_operator(config: Config, email: &str, password_stdin: bool) -> anyhow::Result<()> {
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        Some(secrecy::SecretString::from(
+            line.trim_end_matches(['\r', '\n']).to_owned(),
+        ))
+    } else {
+        None
+    };
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    let keeper = Keeper::open(config).await?;
+    let created = keeper::operators::create(&*keeper.store, &keeper.clock, email, password, None)
+        .await
+        .map_err(|e| match e {
+            keeper::operators::OperatorError::Invalid(fields) => anyhow::anyhow!(
+                "{}",
+                fields
+                    .into_iter()
+                    .map(|(field, problems)| format!("{field}: {}", problems.join(" ")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            other => anyhow::Error::new(other),
+        })?;
+    let login = format!("{}/dashboard/login", public_url.trim_end_matches('/'));
+    match created.generated_password {
+        Some(password) => {
+            eprintln!(
+                "Created operator {}. Sign in at {login} with this password, shown only this once:",
+                created.operator.email
+            );
+            println!("{}", password.expose_secret());
+        }
+        None => eprintln!(
+            "Created operator {}. Sign in at {login}.",
+            created.operator.email
+        ),
+    }
+    Ok(())
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ pub enum IdKind {
     BotPlatform,
     BotPlatformCall,
     ConnectSession,
+    Operator,
 }
 
 impl IdKind {
@@ -27,6 +28,7 @@ impl IdKind {
             IdKind::BotPlatform => "bpl_",
             IdKind::BotPlatformCall => "bpc_",
             IdKind::ConnectSession => "zcs_",
+            IdKind::Operator => "opr_",
         }
     }
 

@@ -10,6 +10,7 @@ pub mod fields;
 pub mod grant;
 pub mod join_tokens;
 pub mod meetings;
+pub mod operators;
 pub mod projects;
 pub mod recheck;
 pub mod tokens;

@@ -2,7 +2,7 @@
 //!
 //! Narrow traits per resource ([`ProjectStore`], [`AppStore`], [`ConnectionStore`],
 //! [`LeaseStore`], [`EventStore`], [`MeetingStore`], [`SyncStore`],
-//! [`WebhookStore`], [`BotPlatformStore`], [`ConnectSessionStore`],
+//! [`WebhookStore`], [`BotPlatformStore`], [`ConnectSessionStore`], [`OperatorStore`],
 //! [`HousekeepingStore`], [`VaultStore`])
 //! combine into [`Store`];
 //! a domain module takes the narrow one it needs. One implementation,
@@ -29,6 +29,7 @@ pub mod events;
 pub mod housekeeping;
 pub mod leases;
 pub mod meetings;
+pub mod operators;
 pub mod projects;
 mod sqlite_receipts;
 pub mod sync;
@@ -43,6 +44,7 @@ pub use events::*;
 pub use housekeeping::*;
 pub use leases::*;
 pub use meetings::*;
+pub use operators::*;
 pub use projects::*;
 pub use sql::SqlStore;
 pub use sync::*;
@@ -79,6 +81,7 @@ store!(
     LeaseStore,
     EventStore,
     MeetingStore,
+    OperatorStore,
     SyncStore,
     WebhookStore,
     HousekeepingStore,
@@ -229,6 +232,7 @@ pub struct SealedField {
 const UNIQUE_RULES: &[(&str, &str, &[&str])] = &[
     ("projects_pkey", "projects", &["id"]),
     ("projects_name", "projects", &["name"]),
+    ("operators_email", "operators", &["email"]),
     ("api_keys_pkey", "api_keys", &["id"]),
     ("api_keys_key_hash", "api_keys", &["key_hash"]),
     ("apps_pkey", "zoom_oauth_apps", &["id"]),

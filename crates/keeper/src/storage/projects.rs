@@ -79,6 +79,29 @@ store_trait! {
                 &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"), key_hash)
         }
 
+        /// Every project, by name.
+        async fn list_projects(&self) -> StoreResult<Vec<ProjectRow>> {
+            sql!(all &mut self.conn().await?, project_from_row,
+                &format!("SELECT {PROJECT_COLUMNS} FROM projects ORDER BY name"))
+        }
+
+        /// The project's API keys, newest first (enabled and disabled).
+        async fn list_api_keys(&self, project_id: &str) -> StoreResult<Vec<ApiKeyRow>> {
+            sql!(all &mut self.conn().await?, api_key_from_row,
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE project_id = $1 \
+                          ORDER BY created_at DESC, id DESC"), project_id)
+        }
+
+        /// Disables the key from `at` on; false when the project has no such key.
+        /// Disabling a disabled key keeps its first time.
+        async fn disable_api_key(&self, project_id: &str, id: &str, at: DateTime<Utc>)
+            -> StoreResult<bool> {
+            sql!(one_changed &mut self.conn().await?,
+                "UPDATE api_keys SET disabled_at = COALESCE(disabled_at, $1) \
+                 WHERE project_id = $2 AND id = $3",
+                ts(at), project_id, id)
+        }
+
         /// Records use; callers throttle how often they call it.
         async fn touch_api_key(&self, id: &str, at: DateTime<Utc>) -> StoreResult<()> {
             sql!(execute &mut self.conn().await?,

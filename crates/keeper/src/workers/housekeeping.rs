@@ -71,6 +71,8 @@ pub struct Sweep {
     pub bot_platform_logs: u64,
     /// Hosted connect sessions created more than [`CONNECT_SESSION_RETENTION`] ago.
     pub connect_sessions: u64,
+    /// Dashboard sessions past their idle timeout and ended sign-in throttling windows.
+    pub operator_sessions: u64,
     /// Shutdown began before the sweep finished; the next process carries on.
     pub interrupted: bool,
 }
@@ -129,6 +131,7 @@ impl Sweep {
             + self.outbox_events
             + self.bot_platform_logs
             + self.connect_sessions
+            + self.operator_sessions
     }
 }
 
@@ -176,6 +179,7 @@ pub async fn run_once(
         store.delete_bot_platform_calls_before(calls_before, BATCH)
     })
     .await?;
+    sweep.operator_sessions = crate::domain::operators::prune(&**store, now).await?;
     Ok(sweep)
 }
 
