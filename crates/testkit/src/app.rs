@@ -49,7 +49,11 @@ pub fn captured_logs() -> String {
 }
 
 pub struct TestApp {
+    /// `public_url`: the base of the absolute URLs the service returns.
     pub base: String,
+    /// `http://{bound address}`: where requests go even when `public_url` names
+    /// another host.
+    pub listen_url: String,
     pub http: reqwest::Client,
     /// The API key of the project the helpers act as.
     pub key: String,
@@ -111,12 +115,14 @@ pub async fn spawn_app_with(backend: Backend, extra: Settings) -> Option<TestApp
         .public_url()
         .expect("the test app serves HTTP")
         .to_owned();
+    let listen_url = format!("http://{}", app.addr().expect("the test app listens"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run(async {
         let _ = stopped.await;
     }));
     Some(TestApp {
         base,
+        listen_url,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(3))
             .build()

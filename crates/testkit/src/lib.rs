@@ -7,6 +7,7 @@
 //!   [`app::spawn_app`] (the real server against the simulator), [`store::TestStore`]
 //!   (a bare migrated store with row builders) and [`on_both_databases!`], which runs
 //!   one test story on SQLite and on PostgreSQL.
+//! - [`dashboard::Dashboard`]: a signed-in dashboard session over plain HTTP.
 //! - With the `browser` feature: [`browser::Browser`], headless Chromium through
 //!   chromedriver, with screenshots under `target/test-output/<test>/`.
 
@@ -17,6 +18,8 @@ pub mod browser;
 
 #[cfg(feature = "app")]
 pub mod app;
+#[cfg(feature = "app")]
+pub mod dashboard;
 #[cfg(feature = "app")]
 pub mod pg_cluster;
 #[cfg(feature = "app")]

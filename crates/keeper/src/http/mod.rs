@@ -16,6 +16,7 @@ pub mod auth;
 pub mod bot_platforms;
 pub mod connect;
 pub mod connections;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod join_tokens;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(bot_platforms::routes())
         .merge(connect::routes())
         .merge(connections::routes())
+        .merge(dashboard::routes())
         .merge(join_tokens::routes())
         .merge(meetings::routes())
         .merge(zoom_webhooks::routes())

@@ -183,6 +183,16 @@ pub enum DisconnectOutcome {
 
 store_trait! {
     pub trait ConnectionStore {
+        /// How many of the project's connections are in each state, by state.
+        async fn count_connections_by_state(&self, project_id: &str)
+            -> StoreResult<Vec<(String, i64)>> {
+            sql!(all &mut self.conn().await?,
+                |row| super::sql::pair(row, "state", "n"),
+                "SELECT state, COUNT(*) AS n FROM zoom_oauth_connections \
+                 WHERE project_id = $1 GROUP BY state ORDER BY state",
+                project_id)
+        }
+
         /// Writes the row and its `event` in one transaction. `Conflict { constraint:
         /// "connections_app_user_id" | "connections_app_deduplication_key" }`.
         /// A new connection with its `created` event, and the outgoing webhook

@@ -11,6 +11,7 @@ mod app_recheck;
 mod bot_platforms;
 mod browser_smoke;
 mod connect;
+mod dashboard;
 mod hostile_input;
 mod housekeeping;
 mod meeting_sync;

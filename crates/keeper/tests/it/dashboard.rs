@@ -1,0 +1,349 @@
+//! The dashboard's sessions and its security (DESIGN.md §13), over plain HTTP as a
+//! browser without JavaScript uses it, on both databases. The flows in a real
+//! browser are in `dashboard_browser`.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+use testkit::dashboard::{set_cookie, sign_in, Dashboard, PASSWORD};
+use testkit::{on_both_databases, spawn_app, spawn_app_with, Backend, TestApp};
+
+on_both_databases!(signing_in_sets_a_session_cookie_a_script_cannot_read);
+async fn signing_in_sets_a_session_cookie_a_script_cannot_read(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.operator("ops@example.com", PASSWORD).await;
+    let answer = sign_in(&app, "Ops@Example.com", PASSWORD).await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    assert_eq!(Dashboard::location(&answer), "/dashboard/");
+    let cookie = set_cookie(&answer, "zk_session").expect("session cookie");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/dashboard"] {
+        assert!(cookie.contains(flag), "{flag} missing from {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+
+    let dashboard = app.dashboard_as("ops@example.com", PASSWORD).await;
+    let home = dashboard.get("/dashboard/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.text.contains("ops@example.com"), "{}", home.text);
+    assert!(!home.text.contains(&dashboard.cookie["zk_session=".len()..]));
+}
+
+#[tokio::test]
+async fn behind_https_the_session_cookie_is_secure() {
+    let extra = keeper::config::Settings {
+        public_url: Some("https://zoomkeeper.example.com".into()),
+        ..Default::default()
+    };
+    let Some(app) = spawn_app_with(Backend::Sqlite, extra).await else {
+        return;
+    };
+    app.operator("ops@example.com", PASSWORD).await;
+    let answer = sign_in(&app, "ops@example.com", PASSWORD).await;
+    assert_eq!(answer.status, 303, "{}", answer.text);
+    let cookie = set_cookie(&answer, "zk_session").expect("session cookie");
+    for flag in ["HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(cookie.contains(flag), "{flag} missing from {cookie}");
+    }
+}
+
+on_both_databases!(without_a_session_every_page_sends_the_browser_to_sign_in);
+async fn without_a_session_every_page_sends_the_browser_to_sign_in(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let root = client.get(app.url("/")).send().await.expect("GET /");
+    assert_eq!(root.status().as_u16(), 303);
+    assert_eq!(root.headers()["location"], "/dashboard/");
+    for page in ["/dashboard/", "/dashboard/api-keys", "/dashboard/operators"] {
+        let answer = client.get(app.url(page)).send().await.expect("GET");
+        assert_eq!(answer.status().as_u16(), 303, "{page}");
+        let to = answer.headers()["location"].to_str().expect("ascii");
+        assert!(to.starts_with("/dashboard/login?next="), "{page} → {to}");
+    }
+    // A forged cookie is no session.
+    let forged = client
+        .get(app.url("/dashboard/"))
+        .header(
+            "cookie",
+            "zk_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(forged.status().as_u16(), 303);
+}
+
+on_both_databases!(wrong_passwords_are_throttled_per_email_address);
+async fn wrong_passwords_are_throttled_per_email_address(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.operator("ops@example.com", PASSWORD).await;
+    for attempt in 1..=5 {
+        let answer = sign_in(&app, "ops@example.com", "not the password").await;
+        assert_eq!(answer.status, 401, "attempt {attempt}: {}", answer.text);
+        assert!(
+            answer.text.contains("Wrong email or password."),
+            "{}",
+            answer.text
+        );
+        assert!(set_cookie(&answer, "zk_session").is_none());
+    }
+    // The sixth try is refused even with the right password, and says when to retry.
+    let throttled = sign_in(&app, "ops@example.com", PASSWORD).await;
+    assert_eq!(throttled.status, 429, "{}", throttled.text);
+    assert!(
+        throttled.text.contains("Too many failed sign-ins"),
+        "{}",
+        throttled.text
+    );
+    let retry: u64 = throttled.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=900).contains(&retry), "{retry}");
+    assert!(set_cookie(&throttled, "zk_session").is_none());
+    // An unknown address is answered exactly like a known one, throttling included.
+    for _ in 1..=5 {
+        assert_eq!(
+            sign_in(&app, "nobody@example.com", "guess guess guess")
+                .await
+                .status,
+            401
+        );
+    }
+    assert_eq!(
+        sign_in(&app, "nobody@example.com", "guess guess guess")
+            .await
+            .status,
+        429
+    );
+    // Another address is not affected; the window passes.
+    app.operator("other@example.com", PASSWORD).await;
+    assert_eq!(
+        sign_in(&app, "other@example.com", PASSWORD).await.status,
+        303
+    );
+    app.keeper.clock.advance(Duration::from_secs(15 * 60 + 1));
+    assert_eq!(sign_in(&app, "ops@example.com", PASSWORD).await.status, 303);
+}
+
+on_both_databases!(a_session_ends_at_logout_and_after_its_idle_timeout);
+async fn a_session_ends_at_logout_and_after_its_idle_timeout(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let dashboard = app.dashboard().await;
+    let out = dashboard.post("/dashboard/logout", &[]).await;
+    assert_eq!(out.status, 303, "{}", out.text);
+    assert_eq!(Dashboard::location(&out), "/dashboard/login?signed_out=1");
+    let cleared = set_cookie(&out, "zk_session").expect("the cookie is cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    // The old cookie no longer signs anyone in.
+    let after = dashboard.get("/dashboard/").await;
+    assert_eq!(after.status, 303);
+
+    let dashboard = app.dashboard_as("ops@example.com", PASSWORD).await;
+    // Used within the idle timeout, it lives on.
+    app.keeper.clock.advance(Duration::from_secs(11 * 3600));
+    assert_eq!(dashboard.get("/dashboard/").await.status, 200);
+    app.keeper.clock.advance(Duration::from_secs(11 * 3600));
+    assert_eq!(dashboard.get("/dashboard/").await.status, 200);
+    // Unused for 12 hours, it has ended.
+    app.keeper.clock.advance(Duration::from_secs(12 * 3600 + 1));
+    let ended = dashboard.get("/dashboard/").await;
+    assert_eq!(ended.status, 303);
+    assert!(Dashboard::location(&ended).starts_with("/dashboard/login"));
+}
+
+on_both_databases!(api_keys_are_shown_once_and_disabled_keys_stop_working);
+async fn api_keys_are_shown_once_and_disabled_keys_stop_working(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let dashboard = app.dashboard().await;
+    let created = dashboard
+        .post("/dashboard/api-keys", &[("name", "prod bots")])
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let at = created
+        .text
+        .find("id=\"new-key\" readonly value=\"")
+        .expect("key shown")
+        + 29;
+    let key = created.text[at..]
+        .split('"')
+        .next()
+        .expect("value")
+        .to_owned();
+    assert!(key.starts_with("zk_"), "{key}");
+    let works = app
+        .send(app.request_as(&key, Method::GET, "/api/v1/zoom_oauth_apps"))
+        .await;
+    assert_eq!(works.status, 200, "{}", works.text);
+    // Never shown again.
+    let list = dashboard.get("/dashboard/api-keys").await;
+    assert!(list.text.contains("prod bots"));
+    assert!(!list.text.contains(&key));
+    // An empty name is refused next to its field, and nothing is made.
+    let refused = dashboard
+        .post("/dashboard/api-keys", &[("name", "  ")])
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.text.contains("id=\"name-error\""),
+        "{}",
+        refused.text
+    );
+
+    let id_at = list.text.find("data-key-id=\"key_").expect("row") + 13;
+    let ids: Vec<String> = list.text[id_at - 13..]
+        .split("data-key-id=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().expect("id").to_owned())
+        .collect();
+    let row_of_prod = list
+        .text
+        .split("<tr data-key-id=\"")
+        .find(|r| r.contains("prod bots"));
+    let prod_id = row_of_prod.expect("row").split('"').next().expect("id");
+    assert!(ids.iter().any(|i| i == prod_id));
+    let disabled = dashboard
+        .post(&format!("/dashboard/api-keys/{prod_id}/disable"), &[])
+        .await;
+    assert_eq!(disabled.status, 303, "{}", disabled.text);
+    let refused = app
+        .send(app.request_as(&key, Method::GET, "/api/v1/zoom_oauth_apps"))
+        .await;
+    assert_eq!(refused.status, 401);
+    // The test's own key still works.
+    assert_eq!(
+        app.send(app.request(Method::GET, "/api/v1/zoom_oauth_apps"))
+            .await
+            .status,
+        200
+    );
+}
+
+on_both_databases!(another_projects_objects_are_not_found_in_the_dashboard);
+async fn another_projects_objects_are_not_found_in_the_dashboard(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (_, other_key) = app.other_project("other").await;
+    let dashboard = app.dashboard().await;
+    // The other project's API key, by id, as the other project's own dashboard has it.
+    let other_keys = app
+        .keeper
+        .store
+        .list_api_keys(&app.other_project_id("other").await)
+        .await
+        .expect("keys");
+    let other_key_id = &other_keys[0].id;
+    let refused = dashboard
+        .post(&format!("/dashboard/api-keys/{other_key_id}/disable"), &[])
+        .await;
+    assert_eq!(refused.status, 404, "{}", refused.text);
+    let works = app
+        .send(app.request_as(&other_key, Method::GET, "/api/v1/zoom_oauth_apps"))
+        .await;
+    assert_eq!(works.status, 200, "the other project's key was disabled");
+    let malformed = dashboard
+        .post("/dashboard/api-keys/nonsense/disable", &[])
+        .await;
+    assert_eq!(malformed.status, 404);
+    // Switching to a project id that does not exist is refused too.
+    let switched = dashboard
+        .post(
+            "/dashboard/project",
+            &[("project_id", "prj_0000000000000000")],
+        )
+        .await;
+    assert_eq!(switched.status, 404);
+    let _ = json!({});
+}
+
+on_both_databases!(operators_add_operators_whose_generated_password_is_shown_once);
+async fn operators_add_operators_whose_generated_password_is_shown_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let dashboard = app.dashboard().await;
+    let added = dashboard
+        .post(
+            "/dashboard/operators",
+            &[("email", "new@example.com"), ("password", "")],
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    let at = added
+        .text
+        .find("id=\"new-password\" readonly value=\"")
+        .expect("shown")
+        + 34;
+    let password = added.text[at..]
+        .split('"')
+        .next()
+        .expect("value")
+        .to_owned();
+    assert_eq!(password.len(), 20);
+    assert_eq!(
+        sign_in(&app, "new@example.com", &password).await.status,
+        303
+    );
+    let list = dashboard.get("/dashboard/operators").await;
+    assert!(list.text.contains("new@example.com") && !list.text.contains(&password));
+    // Same rules as the command line, shown next to the fields.
+    let again = dashboard
+        .post(
+            "/dashboard/operators",
+            &[("email", "NEW@example.com"), ("password", "")],
+        )
+        .await;
+    assert_eq!(again.status, 400, "{}", again.text);
+    assert!(again.text.contains("already exists"), "{}", again.text);
+    let short = dashboard
+        .post(
+            "/dashboard/operators",
+            &[("email", "x@example.com"), ("password", "short")],
+        )
+        .await;
+    assert_eq!(short.status, 400);
+    assert!(
+        short.text.contains("id=\"password-error\""),
+        "{}",
+        short.text
+    );
+    assert!(
+        short.text.contains("at least 12 characters"),
+        "{}",
+        short.text
+    );
+}
+
+/// Helper shared by tests: the app's other project id.
+trait OtherProjectId {
+    async fn other_project_id(&self, name: &str) -> String;
+}
+
+impl OtherProjectId for TestApp {
+    async fn other_project_id(&self, name: &str) -> String {
+        self.keeper
+            .store
+            .list_projects()
+            .await
+            .expect("projects")
+            .into_iter()
+            .find(|p| p.name == name)
+            .expect("project")
+            .id
+    }
+}
