@@ -12,6 +12,8 @@ mod bot_platforms;
 mod browser_smoke;
 mod connect;
 mod dashboard;
+mod dashboard_apps;
+mod dashboard_webhooks;
 mod hostile_input;
 mod housekeeping;
 mod meeting_sync;

@@ -31,8 +31,14 @@ use super::AppState;
 use crate::domain::operators::{self, Session};
 use crate::storage::ProjectRow;
 
+mod apps;
 mod auth;
+mod bot_platforms;
+mod connect_sessions;
+mod connections;
+mod meetings;
 mod settings;
+mod webhooks;
 
 /// Where the dashboard lives.
 pub const ROOT: &str = "/dashboard";
@@ -53,6 +59,12 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/static/dashboard.js", get(script))
         .merge(auth::routes())
         .merge(settings::routes())
+        .merge(apps::routes())
+        .merge(connections::routes())
+        .merge(meetings::routes())
+        .merge(webhooks::routes())
+        .merge(bot_platforms::routes())
+        .merge(connect_sessions::routes())
         .route("/dashboard/{*rest}", any(no_such_page))
         .layer(middleware::from_fn(secure_headers))
 }

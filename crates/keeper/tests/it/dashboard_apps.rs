@@ -1,0 +1,1 @@
+//! Dashboard pages for apps, connections and meetings (being built).

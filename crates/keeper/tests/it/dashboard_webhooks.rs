@@ -1,0 +1,1 @@
+//! Dashboard pages for webhooks, bot platforms and connect links (being built).
