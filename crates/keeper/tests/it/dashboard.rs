@@ -347,3 +347,234 @@ impl OtherProjectId for TestApp {
             .id
     }
 }
+
+/// Every `<form method="post">` action in `html` (entities decoded).
+fn post_actions(html: &str) -> Vec<String> {
+    html.split("<form")
+        .skip(1)
+        .filter_map(|tag| {
+            let tag = &tag[..tag.find('>')?];
+            if !tag.contains("method=\"post\"") {
+                return None;
+            }
+            let at = tag.find("action=\"")? + 8;
+            Some(tag[at..].split('"').next()?.replace("&amp;", "&"))
+        })
+        .collect()
+}
+
+/// Every dashboard link in `html` (entities decoded), without fragments.
+fn dashboard_links(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let link = rest.split('"').next()?.replace("&amp;", "&");
+            let link = link.split('#').next()?.to_owned();
+            (link.starts_with("/dashboard/") && !link.starts_with("/dashboard/static/"))
+                .then_some(link)
+        })
+        .collect()
+}
+
+/// What the pages must not contain under the CSP: inline script, inline handlers,
+/// inline styles, assets from elsewhere.
+fn assert_csp_clean(path: &str, answer: &testkit::Answer) {
+    let csp = answer.headers["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{path}: {csp}"
+    );
+    assert_eq!(answer.headers["x-frame-options"], "DENY", "{path}");
+    let html = answer.text.to_lowercase();
+    for script in html.split("<script").skip(1) {
+        let tag = &script[..script.find('>').expect("tag ends")];
+        assert!(
+            tag.contains("src=\"/dashboard/static/"),
+            "{path}: inline script"
+        );
+    }
+    assert!(!html.contains(" style="), "{path}: inline style");
+    for handler in [
+        " onclick=",
+        " onload=",
+        " onsubmit=",
+        " onchange=",
+        " onerror=",
+    ] {
+        assert!(!html.contains(handler), "{path}: inline handler {handler}");
+    }
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http://cdn"),
+        "{path}"
+    );
+}
+
+/// A project with one of everything, so every page and form exists.
+async fn seeded(backend: Backend) -> Option<TestApp> {
+    let extra = keeper::config::Settings {
+        allow_private_callback_urls: Some(true),
+        ..Default::default()
+    };
+    let app = spawn_app_with(backend, extra).await?;
+    let zoa = app.new_app("crawl-client").await;
+    app.connect("crawl-client", json!({})).await;
+    let webhook = app
+        .send(app.request(Method::POST, "/api/v1/webhooks").json(&json!({
+            "url": "http://127.0.0.1:9/hook",
+            "triggers": ["zoom_oauth_connection.state_change"],
+        })))
+        .await;
+    assert_eq!(webhook.status, 201, "{}", webhook.text);
+    let platform = app
+        .send(
+            app.request(Method::POST, "/api/v1/bot_platforms")
+                .json(&json!({
+                    "platform": "recall",
+                })),
+        )
+        .await;
+    assert_eq!(platform.status, 201, "{}", platform.text);
+    let session = app
+        .send(
+            app.request(Method::POST, "/api/v1/zoom_oauth_connect_sessions")
+                .json(&json!({
+                    "zoom_oauth_app_id": zoa["id"],
+                    "return_url": "https://app.example.com/done",
+                })),
+        )
+        .await;
+    assert_eq!(session.status, 201, "{}", session.text);
+    Some(app)
+}
+
+on_both_databases!(every_form_refuses_a_missing_or_wrong_csrf_token_and_no_page_breaks_the_csp);
+async fn every_form_refuses_a_missing_or_wrong_csrf_token_and_no_page_breaks_the_csp(
+    backend: Backend,
+) {
+    let Some(app) = seeded(backend).await else {
+        return;
+    };
+    let dashboard = app.dashboard().await;
+    // Walk every page reachable from the overview (one of each kind of link path).
+    let mut queue = vec!["/dashboard/".to_owned()];
+    let mut seen = std::collections::BTreeSet::new();
+    let mut actions = std::collections::BTreeSet::new();
+    while let Some(path) = queue.pop() {
+        let shape: String = path.split('?').next().unwrap_or_default().to_owned();
+        if !seen.insert(shape) || seen.len() > 60 {
+            continue;
+        }
+        let page = dashboard.get(&path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.text);
+        assert_csp_clean(&path, &page);
+        actions.extend(post_actions(&page.text));
+        queue.extend(dashboard_links(&page.text));
+    }
+    for expected in [
+        "/dashboard/logout",
+        "/dashboard/project",
+        "/dashboard/projects",
+        "/dashboard/operators",
+        "/dashboard/api-keys",
+    ] {
+        assert!(
+            actions.contains(expected),
+            "{expected} not found in {actions:?}"
+        );
+    }
+    let before = snapshot(&app).await;
+    for action in &actions {
+        let missing = dashboard.post_raw(action, &[("name", "x")]).await;
+        assert_eq!(
+            missing.status, 403,
+            "{action} without a token: {}",
+            missing.text
+        );
+        assert!(missing.text.contains("nothing was changed"), "{action}");
+        let wrong = dashboard
+            .post_raw(
+                action,
+                &[
+                    ("csrf", "d3JvbmcgdG9rZW4gd3JvbmcgdG9rZW4gd3Jvbmc"),
+                    ("name", "x"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            wrong.status, 403,
+            "{action} with a wrong token: {}",
+            wrong.text
+        );
+    }
+    // Another session's token is wrong for this one.
+    app.operator("second@example.com", PASSWORD).await;
+    let second = app.dashboard_as("second@example.com", PASSWORD).await;
+    let crossed = dashboard
+        .post_raw(
+            "/dashboard/api-keys",
+            &[("csrf", second.csrf.as_str()), ("name", "x")],
+        )
+        .await;
+    assert_eq!(crossed.status, 403);
+    assert_eq!(
+        snapshot(&app).await,
+        before,
+        "a refused form changed something"
+    );
+    // Still signed in: the refused logout did not sign out.
+    assert_eq!(dashboard.get("/dashboard/").await.status, 200);
+    // The sign-in form is protected the same way.
+    let client = reqwest::Client::new();
+    let forged = client
+        .post(app.url("/dashboard/login"))
+        .form(&[("email", "ops@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(forged.status().as_u16(), 403);
+}
+
+/// What the project holds, as the API shows it.
+async fn snapshot(app: &TestApp) -> Vec<String> {
+    let mut state = Vec::new();
+    for path in [
+        "/api/v1/zoom_oauth_apps?page_size=100",
+        "/api/v1/zoom_oauth_connections?page_size=100",
+        "/api/v1/webhooks?page_size=100",
+        "/api/v1/bot_platforms?page_size=100",
+        "/api/v1/webhook_secret",
+        "/api/v1/project",
+    ] {
+        let answer = app.send(app.request(Method::GET, path)).await;
+        assert_eq!(answer.status, 200, "{path}");
+        state.push(answer.text);
+    }
+    let keys = app
+        .keeper
+        .store
+        .list_api_keys(&app.project_id)
+        .await
+        .expect("keys");
+    state.push(format!(
+        "{:?}",
+        keys.iter()
+            .map(|k| (k.id.clone(), k.disabled_at))
+            .collect::<Vec<_>>()
+    ));
+    state.push(format!(
+        "{}",
+        app.keeper.store.list_operators().await.expect("ops").len()
+    ));
+    state.push(format!(
+        "{}",
+        app.keeper
+            .store
+            .list_projects()
+            .await
+            .expect("projects")
+            .len()
+    ));
+    state
+}
