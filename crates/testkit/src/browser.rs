@@ -189,6 +189,58 @@ impl Browser {
             .unwrap_or_else(|e| panic!("reading the text of {css:?}: {e}"))
     }
 
+    /// Waits until the text of the first element matching `css` contains `needle`
+    /// (the page may change it itself, e.g. a live region); returns that text.
+    pub async fn wait_for_text(&self, css: &str, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = match self.client().find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text.contains(needle) {
+                return text;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{css:?} did not come to contain {needle:?} within {WAIT:?}; it reads {text:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The current value of the input matching `css`.
+    pub async fn value(&self, css: &str) -> String {
+        self.find(css)
+            .await
+            .prop("value")
+            .await
+            .unwrap_or_else(|e| panic!("reading the value of {css:?}: {e}"))
+            .unwrap_or_default()
+    }
+
+    /// Chooses the option with `value` in the select matching `css`.
+    pub async fn select(&self, css: &str, value: &str) {
+        self.find(css)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|e| panic!("choosing {value:?} in {css:?}: {e}"));
+    }
+
+    /// Accepts the confirmation dialog the page opened (waits for it).
+    pub async fn accept_dialog(&self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.client().accept_alert().await {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => panic!("no dialog to accept: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     /// Saves a PNG of the viewport as `NN-<name>.png` in [`Browser::out_dir`] and
     /// returns its path (also printed, so a developer can find it).
     pub async fn screenshot(&mut self, name: &str) -> PathBuf {

@@ -384,6 +384,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let backend = app.keeper.store.backend();
+    if let Some(public_url) = app.public_url() {
+        if app.keeper.store.list_operators().await?.is_empty() {
+            println!(
+                "Dashboard: {public_url}/dashboard/ — add the first operator with\n\n    \
+                 zoomkeeper user create --email you@example.com\n"
+            );
+        }
+    }
     match (app.addr(), app.public_url()) {
         (Some(addr), Some(public_url)) => {
             tracing::info!(%addr, public_url, backend, role = ?role, "zoomkeeper listening")
