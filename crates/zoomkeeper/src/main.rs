@@ -1,5 +1,7 @@
 //! `zoomkeeper`: the command line wiring the crates together (DESIGN.md §2).
 
+mod demo;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -145,6 +147,9 @@ enum Command {
     Keys(KeysCommand),
     /// Run the Zoom simulator (on `--listen`, default 127.0.0.1:9000).
     Sim,
+    /// Try zoomkeeper: the server, the Zoom simulator and sample data in a temporary
+    /// directory, with a walkthrough of curl commands; Ctrl-C removes it all.
+    Demo,
     /// Measure the service on this machine.
     #[cfg(feature = "bench")]
     #[command(subcommand)]
@@ -228,6 +233,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
             zoom_sim::serve(listen).await
         }
+        Command::Demo => demo::run().await,
         #[cfg(feature = "bench")]
         Command::Bench(command) => {
             telemetry::init_with_writer(keeper::config::LogFormat::Text, std::io::sink);
@@ -310,7 +316,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Bench(_) => unreachable!("handled above"),
                 #[cfg(not(feature = "bench"))]
                 Command::Bench { .. } => unreachable!("handled above"),
-                Command::Sim => unreachable!("handled above"),
+                Command::Sim | Command::Demo => unreachable!("handled above"),
             }
         }
     }

@@ -3,6 +3,7 @@
 //! beside the only tests that can name that executable (`CARGO_BIN_EXE_zoomkeeper`).
 
 mod cli;
+mod demo;
 mod proof_processes;
 mod proof_webhook_delivery;
 mod support;
