@@ -147,6 +147,72 @@ fn first_serve_prints_one_key_once_and_a_second_start_keeps_the_data() {
 }
 
 #[test]
+fn user_create_prints_a_one_time_password_alone_or_takes_one_from_stdin() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out: Output = zoomkeeper(dir.path())
+        .args(["user", "create", "--email", "Ops@Example.com"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let password = String::from_utf8(out.stdout).expect("utf-8");
+    let password = password.trim_end();
+    assert_eq!(password.len(), 20, "the password alone: {password:?}");
+    assert!(!password.contains(char::is_whitespace));
+    let told = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        told.contains("ops@example.com") && told.contains("/dashboard/login"),
+        "{told}"
+    );
+    assert!(
+        !told.contains(password),
+        "the password goes to stdout only: {told}"
+    );
+
+    let with_stdin = |email: &str, password: &str| {
+        let mut child = zoomkeeper(dir.path())
+            .args(["user", "create", "--email", email, "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runs");
+        use std::io::Write as _;
+        writeln!(child.stdin.take().expect("stdin"), "{password}").expect("writes");
+        child.wait_with_output().expect("exits")
+    };
+    let chosen = with_stdin("second@example.com", "a long enough password");
+    assert!(
+        chosen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&chosen.stderr)
+    );
+    assert!(
+        chosen.stdout.is_empty(),
+        "nothing to print when the password was given"
+    );
+
+    for (email, password, sentence) in [
+        ("ops@example.com", "another long password", "already exists"),
+        ("third@example.com", "short", "at least 12 characters"),
+        (
+            "not-an-email",
+            "a long enough password",
+            "Enter an email address",
+        ),
+    ] {
+        let refused = with_stdin(email, password);
+        assert!(!refused.status.success(), "{email}");
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains(sentence), "{email}: {err}");
+        assert!(!err.contains(password) || password == "short", "{err}");
+    }
+}
+
+#[test]
 fn bad_configuration_fails_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = zoomkeeper(dir.path())
