@@ -889,6 +889,8 @@ pub struct FilterInput {
     pub account_id: Option<String>,
     pub state: Option<String>,
     pub deduplication_key: Option<String>,
+    /// `key=value`: connections whose metadata has this key with this value.
+    pub metadata: Option<String>,
 }
 
 pub async fn list(
@@ -905,12 +907,27 @@ pub async fn list(
                 .ok_or_else(|| invalid("state", "Must be connected or disconnected."))?,
         ),
     };
+    let metadata = match non_blank(filter.metadata) {
+        None => None,
+        Some(m) => match m.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Some((key.trim().to_owned(), value.trim().to_owned()))
+            }
+            _ => {
+                return Err(invalid(
+                    "metadata",
+                    "Write key=value, e.g. customer=acme: connections whose metadata has this key with this value.",
+                ))
+            }
+        },
+    };
     let filter = ConnectionFilter {
         app_id: non_blank(filter.app_id),
         user_id: non_blank(filter.user_id),
         account_id: non_blank(filter.account_id),
         state,
         deduplication_key: non_blank(filter.deduplication_key),
+        metadata,
     };
     Ok(keeper
         .store

@@ -130,7 +130,7 @@ pub struct AppResponse {
 }
 
 impl AppResponse {
-    fn new(row: &AppRow, public_url: &str) -> AppResponse {
+    pub(crate) fn new(row: &AppRow, public_url: &str) -> AppResponse {
         AppResponse {
             id: row.id.clone(),
             client_id: row.client_id.clone(),

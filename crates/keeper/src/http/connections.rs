@@ -452,6 +452,7 @@ pub async fn list_connections(
         account_id: params.account_id,
         state: params.state,
         deduplication_key: params.deduplication_key,
+        metadata: None,
     };
     let page = connections::list(&state.keeper, &caller.project_id, filter, &request).await?;
     let list_url = if filter_query.is_empty() {

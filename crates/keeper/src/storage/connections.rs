@@ -75,6 +75,8 @@ pub struct ConnectionFilter {
     pub account_id: Option<String>,
     pub state: Option<ConnectionState>,
     pub deduplication_key: Option<String>,
+    /// `(key, value)`: the metadata has this key with this value.
+    pub metadata: Option<(String, String)>,
 }
 
 /// A fresh grant from a code exchange, replacing an existing connection's identity,
@@ -256,10 +258,18 @@ store_trait! {
                           WHERE project_id = $1 \
                           AND ($2 IS NULL OR app_id = $2) AND ($3 IS NULL OR user_id = $3) \
                           AND ($4 IS NULL OR account_id = $4) AND ($5 IS NULL OR state = $5) \
-                          AND ($6 IS NULL OR deduplication_key = $6){}",
-                         page_clause(page, "created_at, id", 7)),
+                          AND ($6 IS NULL OR deduplication_key = $6) \
+                          AND ($7 IS NULL OR {}){}",
+                         // The one dialect arm here: the databases' JSON functions differ.
+                         match self.pool {
+                             super::sql::Either::Sqlite(_) => "EXISTS (SELECT 1 FROM \
+                                 json_each(metadata) AS m WHERE m.key = $7 AND m.value = $8)",
+                             super::sql::Either::Postgres(_) => "metadata ->> $7 = $8",
+                         },
+                         page_clause(page, "created_at, id", 9)),
                 project_id, &filter.app_id, &filter.user_id, &filter.account_id,
-                filter.state.map(ConnectionState::as_str), &filter.deduplication_key)
+                filter.state.map(ConnectionState::as_str), &filter.deduplication_key,
+                filter.metadata.as_ref().map(|(k, _)| k), filter.metadata.as_ref().map(|(_, v)| v))
         }
 
         /// Replaces the grant of connection `id` in place (see [`GrantReplacement`]),
