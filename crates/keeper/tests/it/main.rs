@@ -13,6 +13,7 @@ mod browser_smoke;
 mod connect;
 mod dashboard;
 mod dashboard_apps;
+mod dashboard_browser;
 mod dashboard_webhooks;
 mod hostile_input;
 mod housekeeping;
