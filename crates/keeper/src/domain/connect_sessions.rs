@@ -25,7 +25,8 @@ use crate::core::vault::Slot;
 use crate::domain::connections::{self, ConnectionError, NewConnection};
 use crate::domain::fields::FieldProblems;
 use crate::storage::{
-    AppRow, ConnectSessionOutcome, ConnectSessionRow, ConnectSessionStatus, ProjectRow, StoreError,
+    AppRow, ConnectSessionOutcome, ConnectSessionRow, ConnectSessionStatus, Page, PageRequest,
+    ProjectRow, StoreError,
 };
 use crate::Keeper;
 
@@ -207,6 +208,15 @@ pub async fn get(
         .get_connect_session(project_id, id)
         .await?
         .ok_or(ConnectSessionError::NotFound)
+}
+
+/// The project's sessions, newest first.
+pub async fn list(
+    keeper: &Keeper,
+    project_id: &str,
+    page: &PageRequest,
+) -> Result<Page<ConnectSessionRow>, ConnectSessionError> {
+    Ok(keeper.store.list_connect_sessions(project_id, page).await?)
 }
 
 /// `return_url`: an absolute http(s) URL without credentials or a fragment.

@@ -21,8 +21,8 @@ use crate::core::ids::IdKind;
 use crate::core::outbound_url::{self, OutboundUrlError};
 use crate::core::vault::{Slot, Vault};
 use crate::storage::{
-    Page, PageRequest, ProjectStore, StoreError, WebhookStore, WebhookSubscriptionRow,
-    WebhookSubscriptionUpdate, WEBHOOK_SUBSCRIPTION_LIMIT,
+    DeliveryStatus, Page, PageRequest, ProjectStore, StoreError, WebhookDeliveryRow, WebhookStore,
+    WebhookSubscriptionRow, WebhookSubscriptionUpdate, WEBHOOK_SUBSCRIPTION_LIMIT,
 };
 
 /// The triggers a subscription may ask for.
@@ -41,6 +41,8 @@ pub enum SubscriptionError {
     Invalid(BTreeMap<String, Vec<String>>),
     #[error("not found")]
     NotFound,
+    #[error("no such delivery")]
+    DeliveryNotFound,
     #[error("the project already has {MAX_SUBSCRIPTIONS} webhook subscriptions")]
     TooMany,
     #[error("the signing secret could not be opened")]
@@ -229,6 +231,51 @@ pub async fn delete(
         Ok(())
     } else {
         Err(SubscriptionError::NotFound)
+    }
+}
+
+/// A deliveries filter as given (`pending`, `success`, `failure`; blank: all).
+pub fn delivery_status(text: Option<&str>) -> Result<Option<DeliveryStatus>, SubscriptionError> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => DeliveryStatus::parse(s).map(Some).ok_or_else(|| {
+            SubscriptionError::Invalid(BTreeMap::from([(
+                "status".to_owned(),
+                vec!["Must be one of pending, success, failure.".to_owned()],
+            )]))
+        }),
+    }
+}
+
+/// A subscription's deliveries, newest first, optionally of one status.
+pub async fn deliveries(
+    store: &dyn WebhookStore,
+    project_id: &str,
+    subscription_id: &str,
+    status: Option<DeliveryStatus>,
+    page: &PageRequest,
+) -> Result<Page<WebhookDeliveryRow>, SubscriptionError> {
+    get(store, project_id, subscription_id).await?;
+    Ok(store
+        .list_webhook_deliveries(project_id, subscription_id, status, page)
+        .await?)
+}
+
+/// Sends a delivery again: back to pending, due now, same idempotency key (the
+/// delivery worker makes the attempt). Returns the key, hyphenated.
+pub async fn resend(
+    store: &dyn WebhookStore,
+    project_id: &str,
+    idempotency_key: &str,
+) -> Result<String, SubscriptionError> {
+    let key = uuid::Uuid::parse_str(idempotency_key)
+        .map_err(|_| SubscriptionError::DeliveryNotFound)?
+        .hyphenated()
+        .to_string();
+    if store.resend_webhook_delivery(project_id, &key).await? {
+        Ok(key)
+    } else {
+        Err(SubscriptionError::DeliveryNotFound)
     }
 }
 

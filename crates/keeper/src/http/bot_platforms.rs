@@ -147,7 +147,7 @@ pub struct BotPlatformResponse {
 }
 
 impl BotPlatformResponse {
-    fn new(written: &Written, public_url: &str) -> BotPlatformResponse {
+    pub(crate) fn new(written: &Written, public_url: &str) -> BotPlatformResponse {
         let row = &written.row;
         let base = format!("{public_url}/bot_platforms/{}", row.id);
         let token = written.query_token.as_ref().map(|t| t.expose_secret());

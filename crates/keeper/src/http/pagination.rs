@@ -31,6 +31,7 @@ pub enum List {
     WebhookDeliveries,
     BotPlatforms,
     BotPlatformCalls,
+    ConnectSessions,
 }
 
 impl List {
@@ -44,6 +45,7 @@ impl List {
             List::WebhookDeliveries => "webhook_deliveries",
             List::BotPlatforms => "bot_platforms",
             List::BotPlatformCalls => "bot_platform_calls",
+            List::ConnectSessions => "connect_sessions",
         }
     }
 
@@ -56,7 +58,8 @@ impl List {
             | List::Connections
             | List::Webhooks
             | List::BotPlatforms
-            | List::BotPlatformCalls => word(id),
+            | List::BotPlatformCalls
+            | List::ConnectSessions => word(id),
             List::ConnectionEvents => {
                 crate::storage::connections::parse_event_cursor_id(id).is_some()
             }
@@ -262,6 +265,7 @@ mod tests {
             List::Meetings,
             List::Webhooks,
             List::WebhookDeliveries,
+            List::ConnectSessions,
         ] {
             assert_eq!(decode_cursor(other, &text), None, "{other:?}");
         }

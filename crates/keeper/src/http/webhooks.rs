@@ -39,7 +39,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// What saving a subscription needs, from the keeper.
-fn subscriptions(keeper: &Keeper) -> webhooks::Subscriptions<'_> {
+pub(crate) fn subscriptions(keeper: &Keeper) -> webhooks::Subscriptions<'_> {
     webhooks::Subscriptions {
         store: &*keeper.store,
         clock: &keeper.clock,
@@ -53,6 +53,9 @@ impl From<SubscriptionError> for ApiError {
             SubscriptionError::Invalid(fields) => ApiError::invalid_fields(fields),
             SubscriptionError::NotFound => ApiError::NotFound {
                 what: "webhook subscription",
+            },
+            SubscriptionError::DeliveryNotFound => ApiError::NotFound {
+                what: "webhook delivery",
             },
             SubscriptionError::TooMany => ApiError::Conflict {
                 code: "too_many_webhooks",
@@ -331,23 +334,20 @@ pub async fn list_deliveries(
     ApiPath(id): ApiPath,
     ApiQuery(params): ApiQuery<DeliveryListParams>,
 ) -> Result<Json<ListPage<DeliveryResponse>>, ApiError> {
-    let status = match params.status.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
-            ApiError::field("status", "Must be one of pending, success, failure.")
-        })?),
-    };
+    let status = webhooks::delivery_status(params.status.as_deref())?;
     let request = ListParams {
         cursor: params.cursor,
         page_size: params.page_size,
     }
     .page_request(List::WebhookDeliveries)?;
-    let keeper = &state.keeper;
-    webhooks::get(&*keeper.store, &caller.project_id, &id).await?;
-    let page = keeper
-        .store
-        .list_webhook_deliveries(&caller.project_id, &id, status, &request)
-        .await?;
+    let page = webhooks::deliveries(
+        &*state.keeper.store,
+        &caller.project_id,
+        &id,
+        status,
+        &request,
+    )
+    .await?;
     let mut list_url = format!("{}{PATH}/{id}/deliveries", state.public_url);
     if let Some(status) = status {
         list_url.push_str("?status=");
@@ -378,21 +378,7 @@ pub async fn resend_delivery(
     caller: Caller,
     ApiPath(key): ApiPath,
 ) -> Result<(StatusCode, Json<ResendResponse>), ApiError> {
-    let not_found = ApiError::NotFound {
-        what: "webhook delivery",
-    };
-    let Ok(parsed) = uuid::Uuid::parse_str(&key) else {
-        return Err(not_found);
-    };
-    let key = parsed.hyphenated().to_string();
-    if !state
-        .keeper
-        .store
-        .resend_webhook_delivery(&caller.project_id, &key)
-        .await?
-    {
-        return Err(not_found);
-    }
+    let key = webhooks::resend(&*state.keeper.store, &caller.project_id, &key).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(ResendResponse {

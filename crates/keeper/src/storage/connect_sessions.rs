@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::sql::{ts, Row};
-use super::{Sealed, StoreResult};
+use super::sql::{page_clause, ts, Row};
+use super::{Page, PageRequest, Sealed, StoreResult};
 
 text_enum! {
     #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -80,6 +80,15 @@ store_trait! {
                 &format!("SELECT {COLUMNS} FROM connect_sessions \
                           WHERE project_id = $1 AND id = $2"),
                 project_id, id)
+        }
+
+        /// A project's sessions, newest first.
+        async fn list_connect_sessions(&self, project_id: &str, page: &PageRequest)
+            -> StoreResult<Page<ConnectSessionRow>> {
+            sql!(page &mut self.conn().await?, session_from_row, page,
+                &format!("SELECT {COLUMNS} FROM connect_sessions WHERE project_id = $1{}",
+                    page_clause(page, "created_at, id", 2)),
+                project_id)
         }
 
         /// The session whose link token hashes to `token_hash`.
