@@ -484,6 +484,8 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token_and_no_page_breaks_the
             "{expected} not found in {actions:?}"
         );
     }
+    app.operator("second@example.com", PASSWORD).await;
+    let second = app.dashboard_as("second@example.com", PASSWORD).await;
     let before = snapshot(&app).await;
     for action in &actions {
         let missing = dashboard.post_raw(action, &[("name", "x")]).await;
@@ -509,8 +511,6 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token_and_no_page_breaks_the
         );
     }
     // Another session's token is wrong for this one.
-    app.operator("second@example.com", PASSWORD).await;
-    let second = app.dashboard_as("second@example.com", PASSWORD).await;
     let crossed = dashboard
         .post_raw(
             "/dashboard/api-keys",

@@ -104,6 +104,7 @@ async fn an_operator_walks_through_the_dashboard(backend: Backend) {
     // An outgoing webhook to our receiver.
     browser.goto(&format!("{base}/dashboard/webhooks")).await;
     browser.fill("input[name=url]", &receiver.url()).await;
+    // The one trigger there is comes ticked.
     browser.click("#add-webhook").await;
     browser
         .wait_for_text("main", "zoom_oauth_connection.state_change")
@@ -121,7 +122,7 @@ async fn an_operator_walks_through_the_dashboard(backend: Backend) {
             &format!("{base}/dashboard/connections"),
         )
         .await;
-    browser.click("#create-connect-session").await;
+    browser.click("#create-connect-link").await;
     let link = browser.value("#connect-url").await;
     assert!(link.contains("/connect/"), "{link}");
     browser.screenshot("connect-link").await;
@@ -168,7 +169,7 @@ async fn an_operator_walks_through_the_dashboard(backend: Backend) {
     let delivered = receiver.wait_for(2, Duration::from_secs(30)).await;
     assert_eq!(delivered.len(), 2);
     browser.goto(subscription_page.as_str()).await;
-    browser.wait_for_text("main", "delivered").await;
+    browser.wait_for_text("#deliveries-region", "success").await;
     browser.screenshot("deliveries").await;
     browser.click("button[id^=resend-]").await;
     receiver.wait_for(3, Duration::from_secs(30)).await;
