@@ -268,7 +268,6 @@ async fn another_projects_objects_are_not_found_in_the_dashboard(backend: Backen
         )
         .await;
     assert_eq!(switched.status, 404);
-    let _ = json!({});
 }
 
 on_both_databases!(operators_add_operators_whose_generated_password_is_shown_once);

@@ -14,6 +14,7 @@ on_both_databases!(
     connections_are_filtered_as_the_api_filters_them,
     a_connection_page_shows_its_log_and_a_masked_test_token,
     a_disconnected_connection_shows_why,
+    a_connection_is_edited_and_mints_each_kind_of_test_token,
     meeting_lookup_shows_the_host_and_what_a_bot_would_get,
 );
 
@@ -589,6 +590,141 @@ async fn a_connection_page_shows_its_log_and_a_masked_test_token(backend: Backen
     // The events list pages like the API's.
     let paged = page(&dashboard, &format!("{path}?page_size=1")).await;
     assert_eq!(paged.text.matches("data-event-kind=").count(), 1);
+}
+
+async fn a_connection_is_edited_and_mints_each_kind_of_test_token(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.new_app(CLIENT).await;
+    let (_, id) = connect(&app, CLIENT, json!({"metadata": {"team": "sales"}})).await;
+    // Another connection of the app holds this deduplication key.
+    connect(&app, CLIENT, json!({"deduplication_key": "taken"})).await;
+    let dashboard = app.dashboard().await;
+    let path = format!("/dashboard/connections/{id}");
+    let edit = format!("{path}/edit");
+    let before = app.connection(&id).await;
+
+    // Refusals show the API's sentences next to their fields and change nothing.
+    for (fields, field, status) in [
+        (
+            vec![
+                ("metadata", "{not json"),
+                ("is_local_recording_token_supported", "true"),
+            ],
+            "metadata",
+            400,
+        ),
+        (
+            vec![
+                ("metadata", "[1, 2]"),
+                ("is_local_recording_token_supported", "true"),
+            ],
+            "metadata",
+            400,
+        ),
+        (
+            vec![
+                ("metadata", ""),
+                ("deduplication_key", "taken"),
+                ("is_local_recording_token_supported", "true"),
+            ],
+            "",
+            409,
+        ),
+        // Both capabilities off is refused as in the API.
+        (vec![("metadata", "")], "", 400),
+    ] {
+        let refused = dashboard.post(&edit, &fields).await;
+        assert_eq!(refused.status, status, "{fields:?}: {}", refused.text);
+        assert_clean(&refused);
+        assert!(
+            refused.text.contains("id=\"edit-error\""),
+            "{}",
+            refused.text
+        );
+        if !field.is_empty() {
+            assert!(
+                refused.text.contains(&format!("id=\"{field}-error\"")),
+                "{}",
+                refused.text
+            );
+        }
+        assert_eq!(
+            app.connection(&id).await,
+            before,
+            "{fields:?} changed the connection"
+        );
+    }
+
+    let saved = dashboard
+        .post(
+            &edit,
+            &[
+                ("metadata", r#"{"team": "support", "seat": "4"}"#),
+                ("deduplication_key", "crm-42"),
+                ("is_local_recording_token_supported", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.text);
+    assert_eq!(Dashboard::location(&saved), format!("{path}?saved=1"));
+    let after = app.connection(&id).await;
+    assert_eq!(after["metadata"], json!({"team": "support", "seat": "4"}));
+    assert_eq!(after["deduplication_key"], "crm-42");
+    // Emptied fields clear.
+    let cleared = dashboard
+        .post(
+            &edit,
+            &[
+                ("metadata", " "),
+                ("is_local_recording_token_supported", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(cleared.status, 303, "{}", cleared.text);
+    let after = app.connection(&id).await;
+    assert_eq!(after["metadata"], Value::Null);
+    assert_eq!(after["deduplication_key"], Value::Null);
+
+    // A ZAK: minted, masked, no expiry from Zoom; an unknown kind is refused.
+    let zak = dashboard.post(&path, &[("kind", "zak")]).await;
+    assert_eq!(zak.status, 200, "{}", zak.text);
+    assert_eq!(element(&zak.text, "minted-kind"), "zak_token");
+    assert!(element(&zak.text, "minted-masked").contains('…'));
+    let api_zak = app
+        .send(app.request(
+            Method::POST,
+            &format!("/api/v1/zoom_oauth_connections/{id}/zak_token"),
+        ))
+        .await;
+    assert_eq!(api_zak.status, 200, "{}", api_zak.text);
+    assert!(!zak
+        .text
+        .contains(api_zak.json["token"].as_str().expect("token")));
+    // Onbehalf is off for this connection: the API's sentence.
+    let onbehalf = dashboard.post(&path, &[("kind", "onbehalf")]).await;
+    assert_eq!(onbehalf.status, 400, "{}", onbehalf.text);
+    assert!(
+        onbehalf.text.contains("id=\"action-error\""),
+        "{}",
+        onbehalf.text
+    );
+    let unknown = dashboard.post(&path, &[("kind", "everything")]).await;
+    assert_eq!(unknown.status, 400);
+    assert!(
+        unknown.text.contains("access_token, zak or onbehalf"),
+        "{}",
+        unknown.text
+    );
+    // An unknown connection cannot be edited.
+    let missing = dashboard
+        .post(
+            "/dashboard/connections/zoc_0000000000000000/edit",
+            &[("metadata", "")],
+        )
+        .await;
+    assert_eq!(missing.status, 404);
 }
 
 async fn a_disconnected_connection_shows_why(backend: Backend) {

@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
             get(connection_page).post(mint_test_token),
         )
         .route("/dashboard/connections/{id}/sync", post(sync))
+        .route("/dashboard/connections/{id}/edit", post(edit))
         .route("/dashboard/connections/{id}/delete", post(delete))
 }
 
@@ -207,7 +208,8 @@ async fn connections_page(
 /// What "Mint a test token" got: never the token itself.
 struct MintOutcome {
     kind: &'static str,
-    expires_at: When,
+    /// Rendered `<time>`, or "—" when Zoom gives no expiry (ZAK, onbehalf).
+    expires_at: String,
     /// The first characters and the length.
     masked: String,
     refreshed: bool,
@@ -234,6 +236,8 @@ struct ConnectionPage {
     events: Vec<ConnectionEventRow>,
     pager: Pager,
     minted: Option<MintOutcome>,
+    edit: EditValues,
+    edit_errors: FormErrors,
     /// The API's sentence for a refused action (test token, sync).
     action_error: Option<String>,
     notice: Option<&'static str>,
@@ -275,6 +279,9 @@ struct ConnectionQuery {
     /// Set by the redirect after a sync was scheduled.
     #[serde(default)]
     synced: Option<String>,
+    /// Set by the redirect after an edit was saved.
+    #[serde(default)]
+    saved: Option<String>,
 }
 
 struct Shown {
@@ -282,6 +289,55 @@ struct Shown {
     minted: Option<MintOutcome>,
     action_error: Option<String>,
     notice: Option<&'static str>,
+    /// A refused edit: what was typed and what is wrong with it.
+    edit: Option<(EditValues, FormErrors)>,
+}
+
+impl Shown {
+    fn ok(notice: Option<&'static str>) -> Shown {
+        Shown {
+            status: StatusCode::OK,
+            minted: None,
+            action_error: None,
+            notice,
+            edit: None,
+        }
+    }
+
+    fn refused(e: ApiError) -> Shown {
+        let (status, errors) = refused(e);
+        Shown {
+            status,
+            minted: None,
+            action_error: errors.message,
+            notice: None,
+            edit: None,
+        }
+    }
+}
+
+/// The edit form's values.
+#[derive(Debug, Default)]
+struct EditValues {
+    metadata: String,
+    deduplication_key: String,
+    local_recording: bool,
+    onbehalf: bool,
+}
+
+impl EditValues {
+    fn of(row: &ConnectionRow) -> EditValues {
+        EditValues {
+            metadata: row
+                .metadata
+                .as_ref()
+                .and_then(|m| serde_json::to_string_pretty(m).ok())
+                .unwrap_or_default(),
+            deduplication_key: row.deduplication_key.clone().unwrap_or_default(),
+            local_recording: row.is_local_recording_token_supported,
+            onbehalf: row.is_onbehalf_token_supported,
+        }
+    }
 }
 
 async fn connection_view(
@@ -320,10 +376,15 @@ async fn connection_view(
     let app = apps::get(&*keeper.store, signed.project_id(), &connection.app_id)
         .await
         .ok();
+    let (edit, edit_errors) = shown
+        .edit
+        .unwrap_or_else(|| (EditValues::of(&connection), FormErrors::none()));
     render(
         shown.status,
         ConnectionPage {
             layout: signed.layout("connections"),
+            edit,
+            edit_errors,
             connection,
             app,
             events: page.items,
@@ -345,56 +406,149 @@ async fn connection_page(
         Ok(query) => query,
         Err(e) => return signed.error(e),
     };
-    let notice = query
-        .synced
-        .is_some()
-        .then_some("A meeting sync is scheduled; the meeting sync worker runs it shortly.");
-    let shown = Shown {
-        status: StatusCode::OK,
-        minted: None,
-        action_error: None,
-        notice,
+    let notice = if query.synced.is_some() {
+        Some("A meeting sync is scheduled; the meeting sync worker runs it shortly.")
+    } else if query.saved.is_some() {
+        Some("Saved.")
+    } else {
+        None
     };
-    connection_view(&state, &signed, &id, &query, shown).await
+    connection_view(&state, &signed, &id, &query, Shown::ok(notice)).await
 }
 
 #[derive(Deserialize)]
 struct Nothing {}
 
-/// "Mint a test token": an access token through the API's token path
-/// (`POST …/access_token`); the answer shows its kind, expiry and a masked form.
+#[derive(Deserialize)]
+struct MintForm {
+    /// `access_token` (the default), `zak` or `onbehalf`.
+    #[serde(default)]
+    kind: String,
+}
+
+/// "Mint a test token": an access token, a ZAK or an onbehalf token through the
+/// API's token paths; the answer shows its kind, expiry (when Zoom gives one) and a
+/// masked form, never the token.
 async fn mint_test_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<Nothing>,
+    posted: Posted<MintForm>,
 ) -> Response {
-    let signed = posted.signed;
-    let shown = match tokens::access_token(&state.keeper, signed.project_id(), &id).await {
-        Ok(token) => Shown {
-            status: StatusCode::OK,
-            minted: Some(MintOutcome {
+    let Posted { signed, form } = posted;
+    let keeper = &state.keeper;
+    let project = signed.project_id();
+    let minted = match form.kind.as_str() {
+        "" | "access_token" => tokens::access_token(keeper, project, &id)
+            .await
+            .map(|token| MintOutcome {
                 kind: "access_token",
-                expires_at: When(token.expires_at),
+                expires_at: when(Some(token.expires_at)),
                 masked: masked(token.token.expose_secret()),
                 refreshed: token.refreshed,
             }),
-            action_error: None,
-            notice: None,
+        "zak" | "onbehalf" => {
+            let (which, kind) = if form.kind == "zak" {
+                (tokens::UserToken::Zak, "zak_token")
+            } else {
+                (
+                    tokens::UserToken::OnBehalf { meeting_id: None },
+                    "onbehalf_token",
+                )
+            };
+            tokens::user_token(keeper, project, &id, which)
+                .await
+                .map(|token| MintOutcome {
+                    kind,
+                    expires_at: when(None),
+                    masked: masked(token.expose_secret()),
+                    refreshed: false,
+                })
+        }
+        _ => {
+            let refused = ApiError::field("kind", "Must be access_token, zak or onbehalf.");
+            let shown = Shown::refused(refused);
+            return connection_view(&state, &signed, &id, &ConnectionQuery::default(), shown).await;
+        }
+    };
+    let shown = match minted {
+        Ok(outcome) => Shown {
+            minted: Some(outcome),
+            ..Shown::ok(None)
         },
         Err(tokens::TokenError::NotFound) => {
             return signed.error(tokens::TokenError::NotFound.into())
         }
-        Err(e) => {
-            let (status, errors) = refused(e.into());
-            Shown {
-                status,
-                minted: None,
-                action_error: errors.message,
-                notice: None,
-            }
-        }
+        Err(e) => Shown::refused(e.into()),
     };
     connection_view(&state, &signed, &id, &ConnectionQuery::default(), shown).await
+}
+
+#[derive(Deserialize)]
+struct EditForm {
+    #[serde(default)]
+    metadata: String,
+    #[serde(default)]
+    deduplication_key: String,
+    /// A ticked checkbox sends its value; an unticked one sends nothing.
+    #[serde(default)]
+    is_local_recording_token_supported: Option<String>,
+    #[serde(default)]
+    is_onbehalf_token_supported: Option<String>,
+}
+
+/// The API's `PATCH …/{id}`: metadata (a JSON object, or empty to clear it), the
+/// deduplication key (empty clears it) and the two capabilities.
+async fn edit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    posted: Posted<EditForm>,
+) -> Response {
+    let Posted { signed, form } = posted;
+    let values = EditValues {
+        metadata: form.metadata.clone(),
+        deduplication_key: form.deduplication_key.clone(),
+        local_recording: form.is_local_recording_token_supported.is_some(),
+        onbehalf: form.is_onbehalf_token_supported.is_some(),
+    };
+    let metadata = match form.metadata.trim() {
+        "" => Ok(None),
+        text => serde_json::from_str::<serde_json::Value>(text)
+            .map(Some)
+            .map_err(|e| {
+                ApiError::field(
+                    "metadata",
+                    format!("Enter a JSON object, or leave it empty to clear it ({e})."),
+                )
+            }),
+    };
+    let result = match metadata {
+        Ok(metadata) => {
+            let key = form.deduplication_key.trim();
+            let change = connections::ConnectionChange {
+                metadata: Some(metadata),
+                deduplication_key: Some((!key.is_empty()).then(|| key.to_owned())),
+                is_local_recording_token_supported: Some(values.local_recording),
+                is_onbehalf_token_supported: Some(values.onbehalf),
+            };
+            connections::update(&state.keeper, signed.project_id(), &id, change)
+                .await
+                .map_err(ApiError::from)
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => see_other(&format!("/dashboard/connections/{id}?saved=1")),
+        Err(e @ ApiError::NotFound { .. }) => signed.error(e),
+        Err(e) => {
+            let (status, errors) = refused(e);
+            let shown = Shown {
+                status,
+                edit: Some((values, errors)),
+                ..Shown::ok(None)
+            };
+            connection_view(&state, &signed, &id, &ConnectionQuery::default(), shown).await
+        }
+    }
 }
 
 async fn sync(
@@ -409,13 +563,7 @@ async fn sync(
             signed.error(connections::ConnectionError::NotFound.into())
         }
         Err(e) => {
-            let (status, errors) = refused(e.into());
-            let shown = Shown {
-                status,
-                minted: None,
-                action_error: errors.message,
-                notice: None,
-            };
+            let shown = Shown::refused(e.into());
             connection_view(&state, &signed, &id, &ConnectionQuery::default(), shown).await
         }
     }
@@ -436,13 +584,7 @@ async fn delete(
             signed.error(connections::ConnectionError::NotFound.into())
         }
         Err(e) => {
-            let (status, errors) = refused(e.into());
-            let shown = Shown {
-                status,
-                minted: None,
-                action_error: errors.message,
-                notice: None,
-            };
+            let shown = Shown::refused(e.into());
             connection_view(&state, &signed, &id, &ConnectionQuery::default(), shown).await
         }
     }
