@@ -16,7 +16,7 @@ const MAX_NAME_CHARS: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
-    #[error("a project name must be 1 to {MAX_NAME_CHARS} characters, not blank")]
+    #[error("a project name must be 1 to {MAX_NAME_CHARS} characters, not blank, without control characters")]
     InvalidName,
     #[error("a project named {0:?} already exists")]
     NameTaken(String),
@@ -42,7 +42,7 @@ fn new_project_row(vault: &Vault, name: &str, now: DateTime<Utc>) -> ProjectRow 
 
 fn validate_name(name: &str) -> Result<&str, ProjectError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.contains(char::is_control) {
         return Err(ProjectError::InvalidName);
     }
     Ok(name)

@@ -157,7 +157,7 @@ fn syntax_error(e: &serde_json::Error) -> ApiError {
     ApiError::InvalidJson { detail }
 }
 
-const NUL_PROBLEM: &str = "Must not contain the NUL character (U+0000).";
+pub(crate) const NUL_PROBLEM: &str = "Must not contain the NUL character (U+0000).";
 
 /// The first key or string holding NUL: (its field path, the problem).
 fn find_nul(value: &serde_json::Value, path: &str) -> Option<(String, &'static str)> {

@@ -577,3 +577,104 @@ async fn snapshot(app: &TestApp) -> Vec<String> {
     ));
     state
 }
+
+/// Every `<form method="post">` in `html`: its action and the names of its fields.
+fn post_forms(html: &str) -> Vec<(String, Vec<String>)> {
+    html.split("<form")
+        .skip(1)
+        .filter_map(|rest| {
+            let body = &rest[..rest.find("</form>").unwrap_or(rest.len())];
+            let action = post_actions(&format!("<form{body}")).into_iter().next()?;
+            let mut names: Vec<String> = body
+                .split("name=\"")
+                .skip(1)
+                .filter_map(|n| n.split('"').next().map(str::to_owned))
+                .filter(|n| n != "csrf")
+                .collect();
+            names.sort();
+            names.dedup();
+            Some((action, names))
+        })
+        .collect()
+}
+
+on_both_databases!(no_form_value_makes_a_server_error);
+async fn no_form_value_makes_a_server_error(backend: Backend) {
+    let Some(app) = seeded(backend).await else {
+        return;
+    };
+    let dashboard = app.dashboard().await;
+    let mut queue = vec!["/dashboard/".to_owned()];
+    let mut seen = std::collections::BTreeSet::new();
+    let mut forms = std::collections::BTreeMap::new();
+    while let Some(path) = queue.pop() {
+        let shape: String = path.split('?').next().unwrap_or_default().to_owned();
+        if !seen.insert(shape) || seen.len() > 60 {
+            continue;
+        }
+        let page = dashboard.get(&path).await;
+        for (action, names) in post_forms(&page.text) {
+            forms.entry(action).or_insert(names);
+        }
+        queue.extend(dashboard_links(&page.text));
+    }
+    forms.remove("/dashboard/logout");
+    assert!(forms.len() >= 15, "{forms:?}");
+    let long = "x".repeat(20_000);
+    // PostgreSQL refuses NUL in text; the rest probe lengths, types and encodings.
+    let hostile = [
+        "\0",
+        "a\0b",
+        &long,
+        "-1",
+        "1e309",
+        "{\"a\":",
+        "☃ \u{202e}",
+        " ",
+    ];
+    for (action, names) in &forms {
+        for value in hostile {
+            let fields: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), value)).collect();
+            let answer = dashboard.post(action, &fields).await;
+            assert!(
+                answer.status < 500,
+                "{action} with {:?}: {} {}",
+                value.chars().take(12).collect::<String>(),
+                answer.status,
+                answer.text
+            );
+        }
+    }
+    // The query strings of the list pages too.
+    for page in [
+        "/dashboard/connections",
+        "/dashboard/meetings",
+        "/dashboard/webhooks",
+        "/dashboard/connect-sessions",
+    ] {
+        for query in [
+            "?state=%00",
+            "?cursor=%00",
+            "?page_size=%00",
+            "?zoom_oauth_app_id=%00&user_id=%00",
+            "?metadata=%00%3D%00",
+        ] {
+            let answer = dashboard.get(&format!("{page}{query}")).await;
+            assert!(
+                answer.status < 500,
+                "{page}{query}: {} {}",
+                answer.status,
+                answer.text
+            );
+        }
+    }
+    // Sign-in with hostile values is refused, never a server error.
+    for value in hostile {
+        let answer = sign_in(&app, value, value).await;
+        assert!(
+            answer.status < 500,
+            "sign-in with {value:?}: {}",
+            answer.status
+        );
+    }
+}

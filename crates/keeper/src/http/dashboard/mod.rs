@@ -66,6 +66,7 @@ pub fn routes() -> Router<AppState> {
         .merge(bot_platforms::routes())
         .merge(connect_sessions::routes())
         .route("/dashboard/{*rest}", any(no_such_page))
+        .layer(middleware::from_fn(refuse_nul_in_query))
         .layer(middleware::from_fn(secure_headers))
 }
 
@@ -90,6 +91,20 @@ async fn secure_headers(request: Request, next: Next) -> Response {
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
+}
+
+/// A query holding NUL is refused before any page reads it, as the API refuses it:
+/// PostgreSQL cannot compare text holding NUL.
+async fn refuse_nul_in_query(request: Request, next: Next) -> Response {
+    let query = request.uri().query().unwrap_or("");
+    if form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        return bare_error(
+            StatusCode::BAD_REQUEST,
+            "A parameter of this address holds the NUL character (U+0000), which nothing here \
+             accepts. Remove it and try again.",
+        );
+    }
+    next.run(request).await
 }
 
 async fn stylesheet() -> Response {
@@ -341,6 +356,11 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
             .unwrap_or_default();
         if !operators::csrf_matches(&signed.session, &presented) {
             return Err(csrf_refused(Some(&signed)));
+        }
+        if let Some((field, _)) =
+            form_urlencoded::parse(&bytes).find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(signed.error(ApiError::field(&field, super::extract::NUL_PROBLEM)));
         }
         match serde_urlencoded::from_bytes::<T>(&bytes) {
             Ok(form) => Ok(Posted { signed, form }),

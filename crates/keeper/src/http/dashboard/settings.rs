@@ -82,7 +82,7 @@ impl From<ProjectError> for ApiError {
         match e {
             ProjectError::InvalidName => ApiError::field(
                 "name",
-                "A project name must be 1 to 100 characters, not blank.",
+                "A project name must be 1 to 100 characters, not blank, without control characters.",
             ),
             ProjectError::NameTaken(name) => ApiError::Conflict {
                 code: "project_name_taken",
@@ -311,11 +311,15 @@ struct ApiKeyForm {
 async fn create_api_key(State(state): State<AppState>, posted: Posted<ApiKeyForm>) -> Response {
     let Posted { signed, form } = posted;
     let name = form.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_KEY_NAME_CHARS || name.contains('\0') {
+    if name.is_empty()
+        || name.chars().count() > MAX_KEY_NAME_CHARS
+        || name.contains(char::is_control)
+    {
         let (status, errors) = refused(ApiError::field(
             "name",
             format!(
-                "Name the key (1 to {MAX_KEY_NAME_CHARS} characters) so you can tell it apart."
+                "Name the key (1 to {MAX_KEY_NAME_CHARS} characters, no control characters) so \
+                 you can tell it apart."
             ),
         ));
         return api_keys_view(&state, &signed, status, form.name, errors, None).await;
