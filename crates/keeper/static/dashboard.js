@@ -59,7 +59,11 @@ function liveRegions() {
       if (document.visibilityState !== "visible") return;
       if (region.contains(document.activeElement) && document.activeElement !== document.body) return;
       try {
-        const response = await fetch(window.location.href, { credentials: "same-origin" });
+        const response = await fetch(window.location.href, {
+          credentials: "same-origin",
+          // Not a person's use: the session still ends after its idle timeout.
+          headers: { "X-Zoomkeeper-Refresh": "1" },
+        });
         if (!response.ok) return;
         const html = new DOMParser().parseFromString(await response.text(), "text/html");
         const fresh = html.getElementById(region.id);

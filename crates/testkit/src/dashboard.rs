@@ -10,7 +10,8 @@ use crate::app::{Answer, TestApp};
 /// The password [`TestApp::dashboard`] gives its operator.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// A signed-in browser session.
+/// A signed-in browser session (a clone is another tab of it).
+#[derive(Clone)]
 pub struct Dashboard<'a> {
     pub app: &'a TestApp,
     client: reqwest::Client,
@@ -18,11 +19,19 @@ pub struct Dashboard<'a> {
     pub cookie: String,
     /// The session's CSRF token, as the pages carry it.
     pub csrf: String,
+    /// The project the session shows, as every form names it.
+    pub project: String,
 }
 
 /// The value of the first `name="csrf"` input in `html`.
 pub fn csrf_in(html: &str) -> Option<String> {
-    let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    input_value(html, "csrf")
+}
+
+/// The value of the first input named `name` in `html`.
+pub fn input_value(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = html.find(&marker)? + marker.len();
     let rest = &html[at..];
     Some(rest[..rest.find('"')?].to_owned())
 }
@@ -97,7 +106,7 @@ impl TestApp {
     /// A new operator `ops@example.com`, signed in, looking at this app's project.
     pub async fn dashboard(&self) -> Dashboard<'_> {
         self.operator("ops@example.com", PASSWORD).await;
-        let dashboard = self.dashboard_as("ops@example.com", PASSWORD).await;
+        let mut dashboard = self.dashboard_as("ops@example.com", PASSWORD).await;
         let switched = dashboard
             .post(
                 "/dashboard/project",
@@ -105,6 +114,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(switched.status, 303, "{}", switched.text);
+        dashboard.project = self.project_id.clone();
         dashboard
     }
 
@@ -118,10 +128,12 @@ impl TestApp {
             client: client(),
             cookie,
             csrf: String::new(),
+            project: String::new(),
         };
         let home = dashboard.get("/dashboard/").await;
         assert_eq!(home.status, 200, "{}", home.text);
         dashboard.csrf = csrf_in(&home.text).expect("pages carry the CSRF token");
+        dashboard.project = input_value(&home.text, "project").expect("forms name their project");
         dashboard
     }
 }
@@ -139,9 +151,26 @@ impl Dashboard<'_> {
         .await
     }
 
-    /// Posts a form with the session's CSRF token.
+    /// A GET as the page's own script makes it to refresh a live region.
+    pub async fn refresh(&self, path: &str) -> Answer {
+        Answer::read(
+            self.client
+                .get(at(self.app, path))
+                .header(COOKIE, &self.cookie)
+                .header("x-zoomkeeper-refresh", "1")
+                .send()
+                .await
+                .expect("GET"),
+        )
+        .await
+    }
+
+    /// Posts a form with the session's CSRF token and project, as its pages make them.
     pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
-        let mut all = vec![("csrf", self.csrf.as_str())];
+        let mut all = vec![
+            ("csrf", self.csrf.as_str()),
+            ("project", self.project.as_str()),
+        ];
         all.extend_from_slice(fields);
         self.post_raw(path, &all).await
     }

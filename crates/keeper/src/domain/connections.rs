@@ -154,6 +154,17 @@ fn check_metadata(value: &Value, problems: &mut Problems) {
         problems.add("metadata", "Every value must be a string.");
         return;
     }
+    // PostgreSQL cannot store NUL in jsonb; JSON can spell it `\u0000`.
+    if object
+        .iter()
+        .any(|(k, v)| k.contains('\0') || v.as_str().is_some_and(|v| v.contains('\0')))
+    {
+        problems.add(
+            "metadata",
+            "Keys and values must not contain the NUL character (U+0000).",
+        );
+        return;
+    }
     let chars = value.to_string().chars().count();
     if chars > MAX_METADATA_CHARS {
         problems.add(

@@ -54,6 +54,9 @@ pub enum LoginError {
         retry_after_secs.div_ceil(60)
     )]
     Throttled { retry_after_secs: u64 },
+    /// Every password-hashing slot stayed busy (a flood of sign-ins).
+    #[error("The server is busy checking other sign-ins; try again in a few seconds.")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -103,9 +106,27 @@ fn generate_password() -> SecretString {
     SecretString::from(URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// Password hashes computed at once, process-wide: each takes 19 MiB and a core for
+/// tens of milliseconds, so a flood of sign-ins (each with a new address, which
+/// per-address throttling does not slow) must queue rather than take the machine.
+const HASHING_SLOTS: usize = 2;
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASHING_SLOTS);
+/// How long a sign-in waits for a hashing slot before it is answered "busy".
+const HASHING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A hashing slot, or `None` when none came free within [`HASHING_WAIT`].
+async fn hashing_slot() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    tokio::time::timeout(HASHING_WAIT, HASHING.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
 /// argon2id with the crate's defaults (19 MiB, 2 passes: OWASP's recommendation),
 /// off the async threads.
 async fn hash_password(password: SecretString) -> Result<String, StoreError> {
+    // Operators are made by operators and on the command line: waiting is fine.
+    let _slot = HASHING.acquire().await;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         Argon2::default()
@@ -117,9 +138,13 @@ async fn hash_password(password: SecretString) -> Result<String, StoreError> {
     .map_err(|e| StoreError::Database(sqlx::Error::Protocol(format!("argon2: {e}"))))
 }
 
-/// Whether `password` matches `hash`; false for a malformed hash.
-async fn verify_password(password: SecretString, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+/// Whether `password` matches `hash` (false for a malformed hash); `Busy` when no
+/// hashing slot came free in time.
+async fn verify_password(password: SecretString, hash: String) -> Result<bool, LoginError> {
+    let Some(_slot) = hashing_slot().await else {
+        return Err(LoginError::Busy);
+    };
+    Ok(tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash).is_ok_and(|parsed| {
             Argon2::default()
                 .verify_password(password.expose_secret().as_bytes(), &parsed)
@@ -127,7 +152,7 @@ async fn verify_password(password: SecretString, hash: String) -> bool {
         })
     })
     .await
-    .unwrap_or(false)
+    .unwrap_or(false))
 }
 
 /// A hash no password matches, verified for unknown email addresses so an unknown
@@ -213,9 +238,10 @@ fn throttle_key(email: &str) -> String {
     format!("email:{}", email.trim().to_lowercase())
 }
 
-/// Signs an operator in. Five failures for one email address within 15 minutes
-/// refuse further attempts for that address until the window ends — whether or not
-/// the address belongs to an operator, so throttling reveals nothing.
+/// Signs an operator in. Five attempts for one email address within 15 minutes
+/// without a success refuse further attempts for that address until the window
+/// ends — whether or not the address belongs to an operator, so throttling reveals
+/// nothing.
 pub async fn login(
     store: &dyn OperatorStore,
     clock: &Clock,
@@ -229,14 +255,16 @@ pub async fn login(
     }
     let now = clock.now();
     let key = throttle_key(email);
-    let window_after = now - THROTTLE_WINDOW;
-    if let Some((failures, started)) = store.login_failures(&key, window_after).await? {
-        if failures >= MAX_FAILURES {
-            let retry_after = (started + THROTTLE_WINDOW - now).num_seconds().max(1);
-            return Err(LoginError::Throttled {
-                retry_after_secs: u64::try_from(retry_after).unwrap_or(1),
-            });
-        }
+    // Counted before the password is looked at, in one statement: concurrent
+    // attempts cannot all see a count under the limit.
+    let (attempts, started) = store
+        .count_login_attempt(&key, now, now - THROTTLE_WINDOW)
+        .await?;
+    if attempts > MAX_FAILURES {
+        let retry_after = (started + THROTTLE_WINDOW - now).num_seconds().max(1);
+        return Err(LoginError::Throttled {
+            retry_after_secs: u64::try_from(retry_after).unwrap_or(1),
+        });
     }
     let operator = if password.expose_secret().len() > MAX_PASSWORD_BYTES {
         None
@@ -248,9 +276,8 @@ pub async fn login(
     let hash = operator
         .as_ref()
         .map_or_else(|| DECOY_HASH.to_owned(), |o| o.password_hash.clone());
-    let verified = verify_password(password, hash).await && operator.is_some();
+    let verified = verify_password(password, hash).await? && operator.is_some();
     let Some(operator) = operator.filter(|_| verified) else {
-        store.record_login_failure(&key, now, window_after).await?;
         return Err(LoginError::Invalid);
     };
     store.clear_login_failures(&key).await?;
@@ -278,12 +305,14 @@ pub async fn login(
     })
 }
 
-/// The live session whose cookie holds `token`, recording its use; `None` when there
-/// is none or it has ended (an ended session is deleted).
+/// The live session whose cookie holds `token`; `None` when there is none or it has
+/// ended (an ended session is deleted). `used` records a person's use, which keeps
+/// the session from idling out; a page refreshing itself is not one.
 pub async fn session(
     store: &dyn OperatorStore,
     clock: &Clock,
     token: &str,
+    used: bool,
 ) -> Result<Option<Session>, StoreError> {
     let hash = token_hash(token);
     let Some(row) = store.operator_session(&hash).await? else {
@@ -294,7 +323,7 @@ pub async fn session(
         store.delete_operator_session(&hash).await?;
         return Ok(None);
     }
-    if now - row.last_seen_at >= TOUCH_INTERVAL {
+    if used && now - row.last_seen_at >= TOUCH_INTERVAL {
         store.touch_operator_session(&hash, now).await?;
     }
     Ok(Some(Session {

@@ -115,31 +115,23 @@ store_trait! {
                 "DELETE FROM operator_sessions WHERE last_seen_at < $1", ts(before))
         }
 
-        /// The failures counted for `key` in a window that started after
-        /// `window_after`.
-        async fn login_failures(&self, key: &str, window_after: DateTime<Utc>)
-            -> StoreResult<Option<(i64, DateTime<Utc>)>> {
-            sql!(optional &mut self.conn().await?,
+        /// Counts one sign-in attempt for `key` — in the current window, or starting a
+        /// new one at `now` when the current one started at or before `window_after` —
+        /// and returns the attempts counted in the window and when it started. One
+        /// statement, so concurrent attempts each get their own count.
+        async fn count_login_attempt(&self, key: &str, now: DateTime<Utc>,
+            window_after: DateTime<Utc>) -> StoreResult<(i64, DateTime<Utc>)> {
+            sql!(one &mut self.conn().await?,
                 |row| super::sql::pair(row, "failures", "window_started_at"),
-                "SELECT failures, window_started_at FROM login_failures \
-                 WHERE key = $1 AND window_started_at > $2",
-                key, ts(window_after))
-        }
-
-        /// Counts one failure for `key`: in the current window, or starting a new one
-        /// at `now` when the current one started at or before `window_after`.
-        async fn record_login_failure(&self, key: &str, now: DateTime<Utc>,
-            window_after: DateTime<Utc>) -> StoreResult<()> {
-            sql!(execute &mut self.conn().await?,
                 "INSERT INTO login_failures (key, failures, window_started_at) \
                  VALUES ($1, 1, $2) \
                  ON CONFLICT (key) DO UPDATE SET \
                  failures = CASE WHEN login_failures.window_started_at > $3 \
                      THEN login_failures.failures + 1 ELSE 1 END, \
                  window_started_at = CASE WHEN login_failures.window_started_at > $3 \
-                     THEN login_failures.window_started_at ELSE $2 END",
-                key, ts(now), ts(window_after))?;
-            Ok(())
+                     THEN login_failures.window_started_at ELSE $2 END \
+                 RETURNING failures, window_started_at",
+                key, ts(now), ts(window_after))
         }
 
         async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {

@@ -157,6 +157,12 @@ async fn a_session_ends_at_logout_and_after_its_idle_timeout(backend: Backend) {
     assert_eq!(dashboard.get("/dashboard/").await.status, 200);
     app.keeper.clock.advance(Duration::from_secs(11 * 3600));
     assert_eq!(dashboard.get("/dashboard/").await.status, 200);
+    // A page refreshing itself does not keep the session alive.
+    app.keeper.clock.advance(Duration::from_secs(11 * 3600));
+    assert_eq!(dashboard.refresh("/dashboard/").await.status, 200);
+    app.keeper.clock.advance(Duration::from_secs(3600 + 1));
+    assert_eq!(dashboard.refresh("/dashboard/").await.status, 303);
+    let dashboard = app.dashboard_as("ops@example.com", PASSWORD).await;
     // Unused for 12 hours, it has ended.
     app.keeper.clock.advance(Duration::from_secs(12 * 3600 + 1));
     let ended = dashboard.get("/dashboard/").await;
@@ -589,7 +595,7 @@ fn post_forms(html: &str) -> Vec<(String, Vec<String>)> {
                 .split("name=\"")
                 .skip(1)
                 .filter_map(|n| n.split('"').next().map(str::to_owned))
-                .filter(|n| n != "csrf")
+                .filter(|n| n != "csrf" && n != "project")
                 .collect();
             names.sort();
             names.dedup();
@@ -677,4 +683,73 @@ async fn no_form_value_makes_a_server_error(backend: Backend) {
             answer.status
         );
     }
+}
+
+on_both_databases!(concurrent_wrong_passwords_get_five_tries_between_them);
+async fn concurrent_wrong_passwords_get_five_tries_between_them(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    app.operator("ops@example.com", PASSWORD).await;
+    let tries = (0..20).map(|_| sign_in(&app, "ops@example.com", "not the password"));
+    let answers = futures::future::join_all(tries).await;
+    let refused = answers.iter().filter(|a| a.status == 401).count();
+    let throttled = answers.iter().filter(|a| a.status == 429).count();
+    assert_eq!(
+        refused + throttled,
+        20,
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        refused, 5,
+        "five guesses between them, however many at once"
+    );
+    assert_eq!(sign_in(&app, "ops@example.com", PASSWORD).await.status, 429);
+}
+
+on_both_databases!(a_form_made_for_another_project_changes_nothing);
+async fn a_form_made_for_another_project_changes_nothing(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let (other_id, _) = app.other_project("prod").await;
+    let tab_a = app.dashboard().await;
+    // Another tab of the same session switches to "prod".
+    let mut tab_b = tab_a.clone();
+    let switched = tab_b
+        .post("/dashboard/project", &[("project_id", other_id.as_str())])
+        .await;
+    assert_eq!(switched.status, 303);
+    tab_b.project = other_id.clone();
+    // Tab A's page was made for the test project: its form is refused.
+    let refused = tab_a
+        .post("/dashboard/api-keys", &[("name", "meant for test")])
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(
+        refused.text.contains("nothing was changed"),
+        "{}",
+        refused.text
+    );
+    for project in [&app.project_id, &other_id] {
+        let keys = app.keeper.store.list_api_keys(project).await.expect("keys");
+        assert!(keys.iter().all(|k| k.name != "meant for test"));
+    }
+    // Reloaded, the form names prod and works there.
+    let made = tab_b
+        .post("/dashboard/api-keys", &[("name", "meant for prod")])
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let keys = app
+        .keeper
+        .store
+        .list_api_keys(&other_id)
+        .await
+        .expect("keys");
+    assert!(keys.iter().any(|k| k.name == "meant for prod"));
+    // A sign-in or a next address with a control character is no server error.
+    let next = tab_b.get("/dashboard/login?next=/dashboard/%01").await;
+    assert_eq!(next.status, 303);
+    assert_eq!(Dashboard::location(&next), "/dashboard/");
 }

@@ -822,6 +822,8 @@ async fn meeting_lookup_shows_the_host_and_what_a_bot_would_get(backend: Backend
     assert_eq!(element(&found.text, "token-app_privilege_token"), "minted");
     assert_eq!(element(&found.text, "token-sdk_signature"), "minted");
     assert!(found.text.contains("id=\"no-problems\""), "{}", found.text);
+    // The pasted link comes back without its query: the passcode is not on the page.
+    assert!(!found.text.contains("s3cret"), "{}", found.text);
     // The same request through the API: what it hands out is not on the page.
     let api = app
         .send(

@@ -215,6 +215,21 @@ async fn login(
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             response
         }
+        Err(e @ LoginError::Busy) => {
+            let mut response = login_form(
+                &state,
+                &headers,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &next,
+                &form.email,
+                Some(e.to_string()),
+                None,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(5u32));
+            response
+        }
         Err(LoginError::Store(e)) => {
             tracing::error!(error = %e, "signing in failed");
             login_form(

@@ -137,10 +137,18 @@ async fn page(
     signed: &Signed,
     query: ListQuery,
     status: StatusCode,
-    form: LookupForm,
+    mut form: LookupForm,
     form_errors: FormErrors,
     lookup: Option<Lookup>,
 ) -> Response {
+    // A pasted link may carry the passcode (`pwd`) or, for a start link, a ZAK: the
+    // answer shows the link without its query.
+    form.meeting_url = form
+        .meeting_url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let apps = match project_apps(state, signed).await {
         Ok(apps) => apps,
         Err(e) => return signed.error(e),

@@ -45,6 +45,8 @@ pub const ROOT: &str = "/dashboard";
 /// The session cookie: a random token, `HttpOnly`, `SameSite=Lax`, `Path=/dashboard`,
 /// `Secure` when `public_url` is https.
 pub const SESSION_COOKIE: &str = "zk_session";
+/// Sent by the script when it refreshes a live region (see `dashboard.js`).
+const REFRESH_HEADER: &str = "x-zoomkeeper-refresh";
 /// The name of every form's CSRF field.
 pub const CSRF_FIELD: &str = "csrf";
 
@@ -250,7 +252,9 @@ impl FromRequestParts<AppState> for Signed {
             return Err(sign_in());
         };
         let keeper = &state.keeper;
-        let session = operators::session(&*keeper.store, &keeper.clock, &token)
+        // The script's refresh of a live region is not a person using the session.
+        let used = !parts.headers.contains_key(REFRESH_HEADER);
+        let session = operators::session(&*keeper.store, &keeper.clock, &token, used)
             .await
             .map_err(|e| internal(e.into()))?;
         let Some(mut session) = session else {
@@ -311,13 +315,24 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Signed {
     }
 }
 
-/// A form POST from a signed-in operator whose CSRF token matched, with its fields
-/// (`T`, from `application/x-www-form-urlencoded`; the `csrf` field is not part of
-/// `T`). Missing or wrong token: 403, nothing done.
+/// A form POST from a signed-in operator whose CSRF token matched, made for the
+/// project the session shows, with its fields (`T`, from
+/// `application/x-www-form-urlencoded`; the `csrf` and `project` fields are not part
+/// of `T`). Missing or wrong token: 403; another project: 409; nothing done.
 pub struct Posted<T> {
     pub signed: Signed,
     pub form: T,
 }
+
+/// Every form's field naming the project it was made for.
+pub const PROJECT_FIELD: &str = "project";
+/// Forms that do not act on the session's project.
+const PROJECT_FREE_FORMS: &[&str] = &[
+    "/dashboard/project",
+    "/dashboard/logout",
+    "/dashboard/projects",
+    "/dashboard/operators",
+];
 
 /// Largest form body read.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -356,6 +371,25 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
             .unwrap_or_default();
         if !operators::csrf_matches(&signed.session, &presented) {
             return Err(csrf_refused(Some(&signed)));
+        }
+        // A form acts on the project it was made for: another tab may have switched
+        // the session to another project since.
+        if !PROJECT_FREE_FORMS.contains(&parts.uri.path()) {
+            let made_for = form_urlencoded::parse(&bytes)
+                .find(|(k, _)| k == PROJECT_FIELD)
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            if made_for != signed.project.id {
+                return Err(signed.error(ApiError::Conflict {
+                    code: "project_switched",
+                    message: format!(
+                        "This form was made for another project than the one this session now \
+                         shows ({}), probably switched in another tab, so nothing was changed. \
+                         Reload the page and try again.",
+                        signed.project.name
+                    ),
+                }));
+            }
         }
         if let Some((field, _)) =
             form_urlencoded::parse(&bytes).find(|(k, v)| k.contains('\0') || v.contains('\0'))
@@ -557,8 +591,8 @@ pub fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n)
             if n.starts_with("/dashboard/")
-                && !n.starts_with("//")
-                && !n.contains(['\\', '\r', '\n']) =>
+                && !n.contains(['\\'])
+                && !n.contains(char::is_control) =>
         {
             n
         }
@@ -588,6 +622,8 @@ mod tests {
             Some("/api/v1/apps"),
             Some("/dashboard/\r\nSet-Cookie: x"),
             Some("/dashboard/\\evil"),
+            Some("/dashboard/\u{1}"),
+            Some("/dashboard/\u{7f}"),
         ] {
             assert_eq!(safe_next(bad), "/dashboard/", "{bad:?}");
         }
