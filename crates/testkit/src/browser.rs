@@ -181,12 +181,35 @@ impl Browser {
 
     /// The rendered text of the first element matching the CSS selector, once it
     /// appears.
+    /// An element replaced while it is read (the page navigated or refreshed it) is
+    /// found again.
     pub async fn text(&self, css: &str) -> String {
-        self.find(css)
-            .await
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("reading the text of {css:?}: {e}"))
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("reading the text of {css:?}: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Waits until the page's path ends with `suffix` (a click's navigation may still
+    /// be under way when the click returns).
+    pub async fn wait_for_path(&self, suffix: &str) -> url::Url {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let url = self.current_url().await;
+            if url.path().ends_with(suffix) {
+                return url;
+            }
+            if Instant::now() > deadline {
+                panic!("the page did not come to {suffix:?} within {WAIT:?}; it is at {url}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits until the text of the first element matching `css` contains `needle`
