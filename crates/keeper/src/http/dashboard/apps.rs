@@ -9,10 +9,11 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use secrecy::SecretString;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::{refused, render, see_other, when, FormErrors, Layout, Posted, Signed, When};
+use super::{
+    read_query, refused, render, see_other, when, FormErrors, Layout, Pager, Posted, Signed, When,
+};
 use crate::domain::apps::{self, AppChange, NewApp};
 use crate::http::apps::AppResponse;
 use crate::http::error::ApiError;
@@ -25,30 +26,6 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/apps", get(apps_page).post(create_app))
         .route("/dashboard/apps/{id}", get(app_page).post(update_app))
         .route("/dashboard/apps/{id}/delete", post(delete_app))
-}
-
-/// The query of a dashboard page, read as the API reads its own: an unreadable one
-/// is a 400 page with the reason (`signed.error`), never a bare rejection.
-pub(super) fn read_query<T: DeserializeOwned>(raw: Option<String>) -> Result<T, ApiError> {
-    serde_urlencoded::from_str(raw.as_deref().unwrap_or("")).map_err(|e| ApiError::BadRequest {
-        code: "invalid_query",
-        message: format!("The address's query could not be read: {e}."),
-    })
-}
-
-/// `next` and `previous` links of a list page, relative to the dashboard.
-pub(super) struct Pager {
-    pub next: Option<String>,
-    pub previous: Option<String>,
-}
-
-impl<T> From<&ListPage<T>> for Pager {
-    fn from(page: &ListPage<T>) -> Pager {
-        Pager {
-            next: page.next.clone(),
-            previous: page.previous.clone(),
-        }
-    }
 }
 
 /// `client_secret` is where a person fixes a credential Zoom refused; the API names
@@ -148,7 +125,7 @@ async fn apps_page(
     signed: Signed,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let params: ListParams = match read_query(query) {
+    let params: ListParams = match read_query(query.as_deref()) {
         Ok(params) => params,
         Err(e) => return signed.error(e),
     };

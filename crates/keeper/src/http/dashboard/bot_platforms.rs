@@ -11,7 +11,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::webhooks::{page_query, Fields, Pager};
+use super::webhooks::Fields;
+use super::{read_query, Pager};
 use super::{refused, render, see_other, FormErrors, Layout, Posted, Signed, When};
 use crate::domain::apps;
 use crate::domain::bot_platforms::{self, BotPlatformChange, NewBotPlatform, Written};
@@ -108,7 +109,7 @@ async fn platforms_view(
     zak_errors: FormErrors,
 ) -> Response {
     let store = &*state.keeper.store;
-    let params: ListParams = match page_query(raw_query) {
+    let params: ListParams = match read_query(raw_query) {
         Ok(p) => p,
         Err(e) => return signed.error(e),
     };
@@ -143,7 +144,7 @@ async fn platforms_view(
         status,
         PlatformsPage {
             layout: signed.layout("bot_platforms"),
-            pager: Pager::of(&listed),
+            pager: Pager::from(&listed),
             platforms: listed.results,
             apps,
             form,
@@ -446,7 +447,7 @@ async fn platform_view(
             Err(e) => return signed.error(e.into()),
         },
     };
-    let params: ListParams = match page_query(raw_query) {
+    let params: ListParams = match read_query(raw_query) {
         Ok(p) => p,
         Err(e) => return signed.error(e),
     };
@@ -491,7 +492,7 @@ async fn platform_view(
             apps,
             form,
             errors,
-            pager: Pager::of(&listed),
+            pager: Pager::from(&listed),
             calls: listed.results,
         },
     )

@@ -12,7 +12,8 @@ use axum::routing::get;
 use axum::Router;
 
 use super::bot_platforms::app_choices;
-use super::webhooks::{page_query, Fields, Pager};
+use super::webhooks::Fields;
+use super::{read_query, Pager};
 use super::{refused, render, FormErrors, Layout, Posted, Signed, When};
 use crate::domain::connect_sessions::{self, NewConnectSession, DEFAULT_EXPIRES_IN};
 use crate::http::error::ApiError;
@@ -95,7 +96,7 @@ async fn sessions_view(
     created: Option<CreatedLink>,
 ) -> Response {
     let keeper = &state.keeper;
-    let params: ListParams = match page_query(raw_query) {
+    let params: ListParams = match read_query(raw_query) {
         Ok(p) => p,
         Err(e) => return signed.error(e),
     };
@@ -147,7 +148,7 @@ async fn sessions_view(
             form,
             errors,
             created,
-            pager: Pager::of(&listed),
+            pager: Pager::from(&listed),
             sessions: listed.results,
             callback_url: connect_sessions::callback_url(&state.public_url),
         },

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::apps::{read_query, Pager};
+use super::{read_query, Pager};
 use super::{refused, render, see_other, when, FormErrors, Layout, Posted, Signed, When};
 use crate::domain::apps;
 use crate::domain::connections::{self, FilterInput};
@@ -146,7 +146,7 @@ async fn connections_page(
     signed: Signed,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let query: ListQuery = match read_query(raw) {
+    let query: ListQuery = match read_query(raw.as_deref()) {
         Ok(query) => query,
         Err(e) => return signed.error(e),
     };
@@ -402,7 +402,7 @@ async fn connection_page(
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let query: ConnectionQuery = match read_query(raw) {
+    let query: ConnectionQuery = match read_query(raw.as_deref()) {
         Ok(query) => query,
         Err(e) => return signed.error(e),
     };

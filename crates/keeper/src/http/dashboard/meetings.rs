@@ -18,7 +18,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::apps::{read_query, Pager};
+use super::{read_query, Pager};
 use super::{refused, render, when, FormErrors, Layout, Posted, Signed, When};
 use crate::domain::join_tokens::{self, JoinTokenRequest, JoinTokens};
 use crate::domain::meetings::{self, is_meeting_number, ListFilterInput};
@@ -218,7 +218,7 @@ async fn meetings_page(
     signed: Signed,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let query: ListQuery = match read_query(raw) {
+    let query: ListQuery = match read_query(raw.as_deref()) {
         Ok(query) => query,
         Err(e) => return signed.error(e),
     };

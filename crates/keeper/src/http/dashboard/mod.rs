@@ -581,6 +581,33 @@ pub fn when(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "—".to_owned(), |t| When(t).to_string())
 }
 
+/// A page's query (`cursor`, `page_size`, filters); one that cannot be read is a
+/// 400 with the reason.
+pub fn read_query<T: DeserializeOwned + Default>(raw: Option<&str>) -> Result<T, ApiError> {
+    match raw {
+        None | Some("") => Ok(T::default()),
+        Some(raw) => serde_urlencoded::from_str(raw).map_err(|e| ApiError::BadRequest {
+            code: "invalid_query",
+            message: format!("The address's query could not be read: {e}."),
+        }),
+    }
+}
+
+/// `next` and `previous` links of a list page, relative to the dashboard.
+pub struct Pager {
+    pub next: Option<String>,
+    pub previous: Option<String>,
+}
+
+impl<T> From<&super::pagination::ListPage<T>> for Pager {
+    fn from(page: &super::pagination::ListPage<T>) -> Pager {
+        Pager {
+            next: page.next.clone(),
+            previous: page.previous.clone(),
+        }
+    }
+}
+
 /// Percent-encodes `text` for a query value.
 pub fn urlencode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()

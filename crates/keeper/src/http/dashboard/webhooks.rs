@@ -7,11 +7,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{refused, render, see_other, when, FormErrors, Layout, Posted, Signed, When};
+use super::{
+    read_query, refused, render, see_other, when, FormErrors, Layout, Pager, Posted, Signed, When,
+};
 use crate::domain::webhooks::{self, SubscriptionChange, ROTATION_GRACE, TRIGGERS};
 use crate::http::error::ApiError;
 use crate::http::pagination::{List, ListPage, ListParams};
@@ -47,18 +48,6 @@ pub fn routes() -> Router<AppState> {
 // ---------------------------------------------------------------------------
 // Shared by this section's pages and its siblings (bot platforms, connect links).
 
-/// A page's query (`cursor`, `page_size`, filters); one that cannot be read is a
-/// 400 with the reason.
-pub(super) fn page_query<T: DeserializeOwned + Default>(raw: Option<&str>) -> Result<T, ApiError> {
-    match raw {
-        None | Some("") => Ok(T::default()),
-        Some(raw) => serde_urlencoded::from_str(raw).map_err(|e| ApiError::BadRequest {
-            code: "invalid_query",
-            message: format!("The address's query could not be read: {e}."),
-        }),
-    }
-}
-
 /// A posted form as its name/value pairs, for forms with repeated names
 /// (checkboxes) and fields whose absence means something (an unticked box).
 #[derive(Deserialize)]
@@ -87,21 +76,6 @@ impl Fields {
     /// Whether `name` was sent (a ticked checkbox).
     pub(super) fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(k, _)| k == name)
-    }
-}
-
-/// `next`/`previous` links of a page of a dashboard list.
-pub(super) struct Pager {
-    pub next: Option<String>,
-    pub previous: Option<String>,
-}
-
-impl Pager {
-    pub(super) fn of<T>(page: &ListPage<T>) -> Pager {
-        Pager {
-            next: page.next.clone(),
-            previous: page.previous.clone(),
-        }
     }
 }
 
@@ -164,7 +138,7 @@ async fn webhooks_view(
     errors: FormErrors,
     secret: Option<ShownSecret>,
 ) -> Response {
-    let params: ListParams = match page_query(raw_query) {
+    let params: ListParams = match read_query(raw_query) {
         Ok(p) => p,
         Err(e) => return signed.error(e),
     };
@@ -188,7 +162,7 @@ async fn webhooks_view(
         status,
         WebhooksPage {
             layout: signed.layout("webhooks"),
-            pager: Pager::of(&listed),
+            pager: Pager::from(&listed),
             subscriptions: listed.results,
             url: form.0,
             triggers: trigger_boxes(&form.1),
@@ -399,7 +373,7 @@ async fn webhook_view(
         Ok(s) => s,
         Err(e) => return signed.error(e.into()),
     };
-    let query: DeliveriesQuery = match page_query(raw_query) {
+    let query: DeliveriesQuery = match read_query(raw_query) {
         Ok(q) => q,
         Err(e) => return signed.error(e),
     };
@@ -448,7 +422,7 @@ async fn webhook_view(
             triggers: trigger_boxes(&form.triggers),
             is_active: form.is_active,
             errors,
-            pager: Pager::of(&listed),
+            pager: Pager::from(&listed),
             deliveries: listed.results,
             status_filter: filter.map(|f| f.as_str().to_owned()).unwrap_or_default(),
             statuses: &["pending", "success", "failure"],
