@@ -21,5 +21,6 @@ mod meeting_sync;
 mod no_connection_dies;
 mod proof_concurrency;
 mod storage;
+mod storage_operators;
 mod webhook_delivery;
 mod zoom_webhooks;
