@@ -265,6 +265,9 @@ pub struct ConnectionListParams {
     /// `connected` or `disconnected`.
     pub state: Option<String>,
     pub deduplication_key: Option<String>,
+    /// `key=value`: connections whose metadata has this key with this value.
+    #[param(example = "customer=acme")]
+    pub metadata: Option<String>,
 }
 
 impl ConnectionListParams {
@@ -277,6 +280,7 @@ impl ConnectionListParams {
             ("account_id", &self.account_id),
             ("state", &self.state),
             ("deduplication_key", &self.deduplication_key),
+            ("metadata", &self.metadata),
         ] {
             if let Some(v) = value.as_deref().filter(|v| !v.trim().is_empty()) {
                 q.append_pair(name, v);
@@ -452,7 +456,7 @@ pub async fn list_connections(
         account_id: params.account_id,
         state: params.state,
         deduplication_key: params.deduplication_key,
-        metadata: None,
+        metadata: params.metadata,
     };
     let page = connections::list(&state.keeper, &caller.project_id, filter, &request).await?;
     let list_url = if filter_query.is_empty() {

@@ -480,7 +480,11 @@ async fn list_filters_and_pagination(backend: Backend) {
     let mut ids = Vec::new();
     let mut users = Vec::new();
     for i in 0..5 {
-        let (user, c) = connect_ok(&app, json!({"deduplication_key": format!("k{i}")})).await;
+        let (user, c) = connect_ok(
+            &app,
+            json!({"deduplication_key": format!("k{i}"), "metadata": {"tier": if i % 2 == 0 { "gold" } else { "free" }}}),
+        )
+        .await;
         ids.push(id_of(&c));
         users.push(user);
     }
@@ -531,6 +535,23 @@ async fn list_filters_and_pagination(backend: Backend) {
         0
     );
     assert_eq!(filtered(&app, "state=connected".into()).await.len(), 5);
+    // Metadata: the key must hold the value (connections 0, 2 and 4 are gold).
+    assert_eq!(
+        filtered(&app, "metadata=tier%3Dgold".into()).await,
+        vec![ids[0].clone(), ids[2].clone(), ids[4].clone()]
+    );
+    assert_eq!(filtered(&app, "metadata=gold%3Dtier".into()).await.len(), 0);
+    let m = app
+        .send(app.request(
+            Method::GET,
+            "/api/v1/zoom_oauth_connections?metadata=tier%3Dfree&page_size=1",
+        ))
+        .await;
+    let next = m.json["next"].as_str().expect("next link");
+    assert!(next.contains("metadata=tier%3Dfree"), "{next}");
+    app.send(app.request(Method::GET, "/api/v1/zoom_oauth_connections?metadata=tier"))
+        .await
+        .assert_error(400, "invalid_request");
     assert_eq!(filtered(&app, "state=disconnected".into()).await.len(), 0);
     // Filters survive pagination links.
     let a = app
