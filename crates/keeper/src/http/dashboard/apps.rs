@@ -294,13 +294,10 @@ async fn update_app(
     }
 }
 
-#[derive(Deserialize)]
-struct Nothing {}
-
 async fn delete_app(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<Nothing>,
+    posted: Posted<super::NoFields>,
 ) -> Response {
     let signed = posted.signed;
     match apps::delete(&*state.keeper.store, signed.project_id(), &id).await {

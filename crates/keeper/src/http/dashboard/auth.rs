@@ -245,10 +245,7 @@ async fn login(
     }
 }
 
-#[derive(Deserialize)]
-struct Nothing {}
-
-async fn logout(State(state): State<AppState>, posted: Posted<Nothing>) -> Response {
+async fn logout(State(state): State<AppState>, posted: Posted<super::NoFields>) -> Response {
     let keeper = &state.keeper;
     if let Err(e) = operators::logout(&*keeper.store, &posted.signed.session).await {
         return posted.signed.error(ApiError::from(e));

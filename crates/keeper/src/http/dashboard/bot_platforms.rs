@@ -14,13 +14,12 @@ use serde_json::Value;
 use super::webhooks::Fields;
 use super::{read_query, Pager};
 use super::{refused, render, see_other, FormErrors, Layout, Posted, Signed, When};
-use crate::domain::apps;
 use crate::domain::bot_platforms::{self, BotPlatformChange, NewBotPlatform, Written};
 use crate::http::bot_platforms::BotPlatformResponse;
 use crate::http::error::ApiError;
-use crate::http::pagination::{List, ListPage, ListParams, MAX_PAGE_SIZE};
+use crate::http::pagination::{List, ListPage, ListParams};
 use crate::http::AppState;
-use crate::storage::{BotPlatformCallRow, BotPlatformRow, PageRequest, Platform};
+use crate::storage::{BotPlatformCallRow, BotPlatformRow, Platform};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -42,19 +41,13 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// The project's apps for a select: `(id, client_id)`, newest first (the first
-/// page of the largest size).
+/// The project's apps for a select: `(id, client_id)`, newest first.
 pub(super) async fn app_choices(
     state: &AppState,
     signed: &Signed,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let first = PageRequest {
-        cursor: None,
-        limit: MAX_PAGE_SIZE,
-    };
-    let page = apps::list(&*state.keeper.store, signed.project_id(), &first).await?;
-    Ok(page
-        .items
+    Ok(super::project_apps(state, signed)
+        .await?
         .into_iter()
         .map(|a| (a.id, a.client_id))
         .collect())
@@ -577,13 +570,10 @@ async fn update_platform(
     }
 }
 
-#[derive(Deserialize)]
-struct Nothing {}
-
 async fn delete_platform(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<Nothing>,
+    posted: Posted<super::NoFields>,
 ) -> Response {
     let signed = posted.signed;
     match bot_platforms::delete(&*state.keeper.store, signed.project_id(), &id).await {

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{read_query, Pager};
+use super::{project_apps, read_query, Pager};
 use super::{refused, render, see_other, when, FormErrors, Layout, Posted, Signed, When};
 use crate::domain::apps;
 use crate::domain::connections::{self, FilterInput};
@@ -23,7 +23,7 @@ use crate::domain::tokens;
 use crate::http::error::ApiError;
 use crate::http::pagination::{List, ListPage, ListParams};
 use crate::http::AppState;
-use crate::storage::{AppRow, ConnectionEventRow, ConnectionRow, PageRequest};
+use crate::storage::{AppRow, ConnectionEventRow, ConnectionRow};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -37,19 +37,6 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/connections/{id}/sync", post(sync))
         .route("/dashboard/connections/{id}/edit", post(edit))
         .route("/dashboard/connections/{id}/delete", post(delete))
-}
-
-/// The project's apps (the first 100, newest first), for filters and names.
-async fn project_apps(state: &AppState, signed: &Signed) -> Result<Vec<AppRow>, ApiError> {
-    let request = PageRequest {
-        cursor: None,
-        limit: crate::http::pagination::MAX_PAGE_SIZE,
-    };
-    Ok(
-        apps::list(&*state.keeper.store, signed.project_id(), &request)
-            .await?
-            .items,
-    )
 }
 
 /// Metadata as compact JSON, or "—".
@@ -417,9 +404,6 @@ async fn connection_page(
 }
 
 #[derive(Deserialize)]
-struct Nothing {}
-
-#[derive(Deserialize)]
 struct MintForm {
     /// `access_token` (the default), `zak` or `onbehalf`.
     #[serde(default)]
@@ -554,7 +538,7 @@ async fn edit(
 async fn sync(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<Nothing>,
+    posted: Posted<super::NoFields>,
 ) -> Response {
     let signed = posted.signed;
     match connections::schedule_sync(&state.keeper, signed.project_id(), &id).await {
@@ -572,7 +556,7 @@ async fn sync(
 async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<Nothing>,
+    posted: Posted<super::NoFields>,
 ) -> Response {
     let signed = posted.signed;
     match connections::delete(&state.keeper, signed.project_id(), &id).await {

@@ -18,14 +18,14 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{read_query, Pager};
+use super::{project_apps, read_query, Pager};
 use super::{refused, render, when, FormErrors, Layout, Posted, Signed, When};
 use crate::domain::join_tokens::{self, JoinTokenRequest, JoinTokens};
 use crate::domain::meetings::{self, is_meeting_number, ListFilterInput};
 use crate::http::error::ApiError;
-use crate::http::pagination::{List, ListPage, ListParams, MAX_PAGE_SIZE};
+use crate::http::pagination::{List, ListPage, ListParams};
 use crate::http::AppState;
-use crate::storage::{meeting_cursor_id, AppRow, ConnectionRow, MeetingRow, PageRequest};
+use crate::storage::{meeting_cursor_id, AppRow, ConnectionRow, MeetingRow};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/dashboard/meetings", get(meetings_page).post(look_up))
@@ -117,19 +117,6 @@ impl MeetingsPage {
     fn maybe(&self, t: impl Borrow<Option<DateTime<Utc>>>) -> String {
         when(*t.borrow())
     }
-}
-
-/// The project's apps (the first 100), for the lookup's app choice.
-async fn project_apps(state: &AppState, signed: &Signed) -> Result<Vec<AppRow>, ApiError> {
-    let request = PageRequest {
-        cursor: None,
-        limit: MAX_PAGE_SIZE,
-    };
-    Ok(
-        crate::domain::apps::list(&*state.keeper.store, signed.project_id(), &request)
-            .await?
-            .items,
-    )
 }
 
 async fn page(

@@ -581,6 +581,27 @@ pub fn when(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(|| "—".to_owned(), |t| When(t).to_string())
 }
 
+/// The project's apps for selects, filters and names: the first page of the largest
+/// size, newest first.
+pub async fn project_apps(
+    state: &AppState,
+    signed: &Signed,
+) -> Result<Vec<crate::storage::AppRow>, ApiError> {
+    let first = crate::storage::PageRequest {
+        cursor: None,
+        limit: super::pagination::MAX_PAGE_SIZE,
+    };
+    Ok(
+        crate::domain::apps::list(&*state.keeper.store, signed.project_id(), &first)
+            .await?
+            .items,
+    )
+}
+
+/// A form with no fields of its own (only the CSRF token and project).
+#[derive(serde::Deserialize)]
+pub struct NoFields {}
+
 /// A page's query (`cursor`, `page_size`, filters); one that cannot be read is a
 /// 400 with the reason.
 pub fn read_query<T: DeserializeOwned + Default>(raw: Option<&str>) -> Result<T, ApiError> {

@@ -342,13 +342,10 @@ async fn create_api_key(State(state): State<AppState>, posted: Posted<ApiKeyForm
     }
 }
 
-#[derive(Deserialize)]
-struct Nothing {}
-
 async fn disable_api_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<Nothing>,
+    posted: Posted<super::NoFields>,
 ) -> Response {
     let signed = posted.signed;
     let keeper = &state.keeper;

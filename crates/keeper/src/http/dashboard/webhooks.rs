@@ -222,10 +222,7 @@ async fn create_webhook(State(state): State<AppState>, posted: Posted<Fields>) -
     }
 }
 
-#[derive(Deserialize)]
-struct Nothing {}
-
-async fn reveal_secret(State(state): State<AppState>, posted: Posted<Nothing>) -> Response {
+async fn reveal_secret(State(state): State<AppState>, posted: Posted<super::NoFields>) -> Response {
     let signed = posted.signed;
     let keeper = &state.keeper;
     match webhooks::secret_base64(&*keeper.store, &keeper.vault, signed.project_id()).await {
@@ -248,7 +245,7 @@ async fn reveal_secret(State(state): State<AppState>, posted: Posted<Nothing>) -
     }
 }
 
-async fn rotate_secret(State(state): State<AppState>, posted: Posted<Nothing>) -> Response {
+async fn rotate_secret(State(state): State<AppState>, posted: Posted<super::NoFields>) -> Response {
     let signed = posted.signed;
     let keeper = &state.keeper;
     let rotated = webhooks::rotate_secret(
@@ -486,7 +483,7 @@ async fn update_webhook(
 async fn delete_webhook(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<Nothing>,
+    posted: Posted<super::NoFields>,
 ) -> Response {
     let signed = posted.signed;
     match webhooks::delete(&*state.keeper.store, signed.project_id(), &id).await {
@@ -500,7 +497,7 @@ async fn delete_webhook(
 async fn resend_delivery(
     State(state): State<AppState>,
     Path((id, key)): Path<(String, String)>,
-    posted: Posted<Nothing>,
+    posted: Posted<super::NoFields>,
 ) -> Response {
     let signed = posted.signed;
     let store = &*state.keeper.store;
