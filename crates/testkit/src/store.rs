@@ -249,6 +249,7 @@ pub fn app(project_id: &str, client_id: &str, created_at: DateTime<Utc>) -> AppR
         last_verified_webhook_received_at: None,
         last_unverified_webhook_received_at: None,
         webhook_events_stale_since: None,
+        webhook_last_validation_at: None,
         connection_count: 0,
     }
 }
@@ -293,6 +294,7 @@ pub fn connection(
         last_successful_token_refresh_at: None,
         created_at,
         updated_at: created_at,
+        sync_requested_at: None,
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::sql::{after, ots, page_clause, ts, Lock, Row};
+use super::sql::{after, before, keyset, ots, page_clause, page_of, ts, Lock, Row};
 use super::{Page, PageRequest, Sealed, StoreResult, WebhookVerification};
 
 text_enum! {
@@ -32,8 +32,39 @@ pub struct AppRow {
     /// When the app's verified Zoom webhooks stopped while its connections kept
     /// scheduling meetings; `None` while they arrive.
     pub webhook_events_stale_since: Option<DateTime<Utc>>,
+    /// When Zoom last validated the app's event notification endpoint URL.
+    pub webhook_last_validation_at: Option<DateTime<Utc>>,
     /// Filled by reads (`get_app`, `list_apps`); ignored by writes.
     pub connection_count: i64,
+}
+
+/// Filters of an app list; `None` matches everything, ranges are inclusive.
+#[derive(Debug, Clone, Default)]
+pub struct AppFilter {
+    pub client_id: Option<String>,
+    pub kind: Option<AppKind>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub validated_after: Option<DateTime<Utc>>,
+    pub validated_before: Option<DateTime<Utc>>,
+}
+
+/// One line of an app's log ([`AppStore::list_app_events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppEventRow {
+    pub id: i64,
+    pub app_id: String,
+    pub kind: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Filters of the project's app log; ranges are inclusive.
+#[derive(Debug, Clone, Default)]
+pub struct AppEventFilter {
+    pub app_id: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
 }
 
 /// A change to an app's secrets. `None` leaves a field alone;
@@ -77,6 +108,84 @@ store_trait! {
             Ok(())
         }
 
+        /// The project's apps matching `filter`, newest first.
+        async fn list_apps_filtered(&self, project_id: &str, filter: &AppFilter,
+            page: &PageRequest) -> StoreResult<Page<AppRow>> {
+            sql!(page &mut self.conn().await?, app_from_row, page,
+                &format!("SELECT {APP_COLUMNS}, {CONNECTION_COUNT} FROM zoom_oauth_apps a \
+                          WHERE a.project_id = $1 AND ($2 IS NULL OR a.client_id = $2) \
+                          AND ($3 IS NULL OR a.kind = $3) \
+                          AND ($4 IS NULL OR a.created_at >= $4) \
+                          AND ($5 IS NULL OR a.created_at <= $5) \
+                          AND ($6 IS NULL OR a.webhook_last_validation_at >= $6) \
+                          AND ($7 IS NULL OR a.webhook_last_validation_at <= $7){}",
+                         page_clause(page, "a.created_at, a.id", 8)),
+                project_id, &filter.client_id, filter.kind.map(AppKind::as_str),
+                ots(filter.created_after), ots(filter.created_before),
+                ots(filter.validated_after), ots(filter.validated_before))
+        }
+
+        /// Records that Zoom validated the app's event notification endpoint URL now
+        /// (database clock), with a line in the app's log.
+        async fn record_app_url_validation(&self, project_id: &str, app_id: &str,
+            message: &str) -> StoreResult<()> {
+            let now = self.now().await?;
+            let mut tx = self.begin().await?;
+            sql!(execute &mut tx,
+                "UPDATE zoom_oauth_apps SET webhook_last_validation_at = $1 WHERE id = $2",
+                ts(now), app_id)?;
+            sql!(execute &mut tx,
+                "INSERT INTO app_events (project_id, app_id, kind, message, created_at) \
+                 VALUES ($1, $2, 'url_validated', $3, $4)",
+                project_id, app_id, message, ts(now))?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        /// Adds a line to the app's log (database clock). With `once_per`, only when
+        /// the log has no line of this `kind` newer than that; true when written.
+        async fn add_app_event(&self, project_id: &str, app_id: &str, kind: &str, message: &str,
+            once_per: Option<Duration>) -> StoreResult<bool> {
+            let now = self.now().await?;
+            let since = once_per.map(|d| before(now, d));
+            sql!(one_changed &mut self.conn().await?,
+                "INSERT INTO app_events (project_id, app_id, kind, message, created_at) \
+                 SELECT $1, $2, $3, $4, $5 WHERE $6 IS NULL OR NOT EXISTS (\
+                     SELECT 1 FROM app_events WHERE app_id = $2 AND kind = $3 \
+                     AND created_at > $6)",
+                project_id, app_id, kind, message, ts(now), since)
+        }
+
+        /// The project's app log matching `filter`, newest first; cursors carry the
+        /// line's id.
+        async fn list_app_events(&self, project_id: &str, filter: &AppEventFilter,
+            page: &PageRequest) -> StoreResult<Page<AppEventRow>> {
+            let (cmp, order) = keyset(page);
+            let after_id = page.cursor.as_ref().map(|c| {
+                super::parse_event_cursor_id(&c.id).ok_or_else(|| {
+                    super::StoreError::Database(sqlx::Error::InvalidArgument(format!(
+                        "app event cursor id {:?} is not a number", c.id)))
+                })
+            }).transpose()?;
+            let items = sql!(all &mut self.conn().await?, app_event_from_row,
+                &format!("SELECT id, app_id, kind, message, created_at FROM app_events \
+                          WHERE project_id = $1 AND ($2 IS NULL OR app_id = $2) \
+                          AND ($3 IS NULL OR created_at >= $3) \
+                          AND ($4 IS NULL OR created_at <= $4) \
+                          AND ($5 IS NULL OR id {cmp} $5) ORDER BY id {order} LIMIT $6"),
+                project_id, &filter.app_id, ots(filter.created_after),
+                ots(filter.created_before), after_id, i64::from(page.limit) + 1)?;
+            Ok(page_of(items, page))
+        }
+
+        /// Deletes app log lines older than `before`, at most `limit`; how many.
+        async fn prune_app_events(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+            sql!(execute &mut self.conn().await?,
+                "DELETE FROM app_events WHERE id IN (SELECT id FROM app_events \
+                 WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+                ts(before), i64::from(limit))
+        }
+
         async fn get_app(&self, project_id: &str, id: &str) -> StoreResult<Option<AppRow>> {
             sql!(optional &mut self.conn().await?, app_from_row,
                 &format!("SELECT {APP_COLUMNS}, {CONNECTION_COUNT} FROM zoom_oauth_apps a \
@@ -86,10 +195,7 @@ store_trait! {
 
         async fn list_apps(&self, project_id: &str, page: &PageRequest)
             -> StoreResult<Page<AppRow>> {
-            sql!(page &mut self.conn().await?, app_from_row, page,
-                &format!("SELECT {APP_COLUMNS}, {CONNECTION_COUNT} FROM zoom_oauth_apps a \
-                          WHERE a.project_id = $1{}", page_clause(page, "a.created_at, a.id", 2)),
-                project_id)
+            self.list_apps_filtered(project_id, &AppFilter::default(), page).await
         }
 
         async fn count_apps(&self, project_id: &str) -> StoreResult<i64> {
@@ -245,7 +351,8 @@ store_trait! {
 
 const APP_COLUMNS: &str = "a.id, a.project_id, a.client_id, a.client_secret, a.webhook_secret, \
      a.kind, a.created_at, a.updated_at, a.last_verified_webhook_received_at, \
-     a.last_unverified_webhook_received_at, a.webhook_events_stale_since";
+     a.last_unverified_webhook_received_at, a.webhook_events_stale_since, \
+     a.webhook_last_validation_at";
 const CONNECTION_COUNT: &str =
     "(SELECT COUNT(*) FROM zoom_oauth_connections c WHERE c.app_id = a.id) AS connection_count";
 /// Webhook ingress does not need the count, which costs a scan of the connections.
@@ -255,8 +362,12 @@ fn app_from_row(row: &impl Row) -> StoreResult<AppRow> {
     from_row!(row => AppRow {
         id, project_id, client_id, client_secret, webhook_secret, kind, created_at, updated_at,
         last_verified_webhook_received_at, last_unverified_webhook_received_at,
-        webhook_events_stale_since, connection_count,
+        webhook_events_stale_since, webhook_last_validation_at, connection_count,
     })
+}
+
+fn app_event_from_row(row: &impl Row) -> StoreResult<AppEventRow> {
+    from_row!(row => AppEventRow { id, app_id, kind, message, created_at })
 }
 
 fn claim_from_row(row: &impl Row) -> StoreResult<AppRecheckClaim> {

@@ -65,6 +65,9 @@ pub struct ConnectionRow {
     pub last_successful_token_refresh_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When a meeting sync was last asked for (on connect, on re-authorisation, on
+    /// request); see [`MeetingSyncStatus`].
+    pub sync_requested_at: Option<DateTime<Utc>>,
 }
 
 /// Filters of `GET /api/v1/zoom_oauth_connections`; `None` matches everything.
@@ -77,6 +80,76 @@ pub struct ConnectionFilter {
     pub deduplication_key: Option<String>,
     /// `(key, value)`: the metadata has this key with this value.
     pub metadata: Option<(String, String)>,
+    /// Created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created at or before this time.
+    pub created_before: Option<DateTime<Utc>>,
+    pub meeting_sync_status: Option<MeetingSyncStatus>,
+}
+
+text_enum! {
+    /// Where a connection's meeting sync stands (Recall's `meeting_sync_status`).
+    /// The rule is [`MeetingSyncStatus::of`]; [`MeetingSyncStatus::condition`] is the
+    /// same rule in SQL, for filtering, and a storage test holds them together.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum MeetingSyncStatus("meeting sync status") {
+        /// No sync was ever asked for or attempted (e.g. without the local
+        /// recording capability, which is what syncs are for).
+        NotStarted = "not_started",
+        /// A sync was asked for after the last attempt and the connection is
+        /// connected: the meeting sync worker will run it (or is running it).
+        InProgress = "in_progress",
+        /// The last attempt succeeded and nothing newer was asked for.
+        Completed = "completed",
+        /// The last attempt failed, or a sync was asked for while the connection
+        /// is disconnected (it cannot run).
+        Failed = "failed",
+    }
+}
+
+impl MeetingSyncStatus {
+    /// The status of `row`.
+    pub fn of(row: &ConnectionRow) -> MeetingSyncStatus {
+        let attempted = row.last_attempted_sync_at;
+        let pending = row
+            .sync_requested_at
+            .is_some_and(|requested| attempted.is_none_or(|a| requested > a));
+        if pending {
+            return if row.state == ConnectionState::Connected {
+                MeetingSyncStatus::InProgress
+            } else {
+                MeetingSyncStatus::Failed
+            };
+        }
+        match (attempted, row.last_successful_sync_at) {
+            (None, _) => MeetingSyncStatus::NotStarted,
+            (Some(a), Some(ok)) if ok >= a => MeetingSyncStatus::Completed,
+            (Some(_), _) => MeetingSyncStatus::Failed,
+        }
+    }
+
+    /// [`MeetingSyncStatus::of`] as a condition on a `zoom_oauth_connections` row.
+    fn condition(self) -> String {
+        // A sync asked for after the last attempt (never NULL).
+        const PENDING: &str = "(sync_requested_at IS NOT NULL AND (last_attempted_sync_at IS NULL \
+             OR sync_requested_at > last_attempted_sync_at))";
+        match self {
+            MeetingSyncStatus::InProgress => format!("({PENDING} AND state = 'connected')"),
+            MeetingSyncStatus::NotStarted => {
+                format!("(NOT {PENDING} AND last_attempted_sync_at IS NULL)")
+            }
+            MeetingSyncStatus::Completed => format!(
+                "(NOT {PENDING} AND last_attempted_sync_at IS NOT NULL \
+                 AND last_successful_sync_at >= last_attempted_sync_at)"
+            ),
+            MeetingSyncStatus::Failed => format!(
+                "(({PENDING} AND state <> 'connected') OR (NOT {PENDING} \
+                 AND last_attempted_sync_at IS NOT NULL AND (last_successful_sync_at IS NULL \
+                 OR last_successful_sync_at < last_attempted_sync_at)))"
+            ),
+        }
+    }
 }
 
 /// A fresh grant from a code exchange, replacing an existing connection's identity,
@@ -205,7 +278,7 @@ store_trait! {
             let mut tx = self.begin().await?;
             sql!(execute &mut tx,
                 &format!("INSERT INTO zoom_oauth_connections ({CONNECTION_COLUMNS}) VALUES \
-                          ({})", super::sql::placeholders(1, 28)),
+                          ({})", super::sql::placeholders(1, 29)),
                 &row.id, &row.project_id, &row.app_id, &row.user_id, &row.account_id, &row.email,
                 &row.pmi, &row.personal_meeting_url, row.state.as_str(),
                 row.connection_failure_data.as_ref().map(failure_to_json), &row.metadata,
@@ -215,7 +288,8 @@ store_trait! {
                 ots(row.access_token_expires_at), &row.lease_owner, ots(row.lease_until), row.fence,
                 ots(row.refresh_due_at), ots(row.last_attempted_sync_at),
                 ots(row.last_successful_sync_at), ots(row.next_sync_at),
-                ots(row.last_successful_token_refresh_at), ts(row.created_at), ts(row.updated_at))?;
+                ots(row.last_successful_token_refresh_at), ts(row.created_at), ts(row.updated_at),
+                ots(row.sync_requested_at))?;
             write_connection_change(&mut tx, row, event, outbox, now).await?;
             tx.commit().await
         }
@@ -259,17 +333,22 @@ store_trait! {
                           AND ($2 IS NULL OR app_id = $2) AND ($3 IS NULL OR user_id = $3) \
                           AND ($4 IS NULL OR account_id = $4) AND ($5 IS NULL OR state = $5) \
                           AND ($6 IS NULL OR deduplication_key = $6) \
-                          AND ($7 IS NULL OR {}){}",
+                          AND ($7 IS NULL OR {}) \
+                          AND ($9 IS NULL OR created_at >= $9) \
+                          AND ($10 IS NULL OR created_at <= $10){}{}",
                          // The one dialect arm here: the databases' JSON functions differ.
                          match self.pool {
                              super::sql::Either::Sqlite(_) => "EXISTS (SELECT 1 FROM \
                                  json_each(metadata) AS m WHERE m.key = $7 AND m.value = $8)",
                              super::sql::Either::Postgres(_) => "metadata ->> $7 = $8",
                          },
-                         page_clause(page, "created_at, id", 9)),
+                         filter.meeting_sync_status
+                             .map_or(String::new(), |s| format!(" AND {}", s.condition())),
+                         page_clause(page, "created_at, id", 11)),
                 project_id, &filter.app_id, &filter.user_id, &filter.account_id,
                 filter.state.map(ConnectionState::as_str), &filter.deduplication_key,
-                filter.metadata.as_ref().map(|(k, _)| k), filter.metadata.as_ref().map(|(_, v)| v))
+                filter.metadata.as_ref().map(|(k, _)| k), filter.metadata.as_ref().map(|(_, v)| v),
+                ots(filter.created_after), ots(filter.created_before))
         }
 
         /// Replaces the grant of connection `id` in place (see [`GrantReplacement`]),
@@ -287,6 +366,8 @@ store_trait! {
                  is_onbehalf_token_supported = $9, scopes = $10, refresh_token = $11, \
                  access_token = $12, access_token_expires_at = $13, refresh_due_at = $14, \
                  next_sync_at = CASE WHEN $20 THEN next_sync_at ELSE $15 END, \
+                 sync_requested_at = \
+                     CASE WHEN $20 OR $15 IS NULL THEN sync_requested_at ELSE $15 END, \
                  state = CASE WHEN $20 THEN state ELSE 'connected' END, \
                  connection_failure_data = \
                      CASE WHEN $20 THEN connection_failure_data ELSE NULL END, \
@@ -341,7 +422,7 @@ store_trait! {
         async fn schedule_connection_sync(&self, project_id: &str, id: &str) -> StoreResult<bool> {
             let now = self.now().await?;
             sql!(one_changed &mut self.conn().await?,
-                "UPDATE zoom_oauth_connections SET next_sync_at = $1 \
+                "UPDATE zoom_oauth_connections SET next_sync_at = $1, sync_requested_at = $1 \
                  WHERE project_id = $2 AND id = $3",
                 ts(now), project_id, id)
         }
@@ -392,7 +473,7 @@ pub(super) const CONNECTION_COLUMNS: &str = "id, project_id, app_id, user_id, ac
      deduplication_key, is_local_recording_token_supported, is_onbehalf_token_supported, \
      scopes, refresh_token, access_token, access_token_expires_at, lease_owner, lease_until, \
      fence, refresh_due_at, last_attempted_sync_at, last_successful_sync_at, next_sync_at, \
-     last_successful_token_refresh_at, created_at, updated_at";
+     last_successful_token_refresh_at, created_at, updated_at, sync_requested_at";
 
 pub(super) fn connection_from_row(row: &impl Row) -> StoreResult<ConnectionRow> {
     let scopes: String = row.get("scopes")?;
@@ -407,7 +488,7 @@ pub(super) fn connection_from_row(row: &impl Row) -> StoreResult<ConnectionRow> 
         is_onbehalf_token_supported, refresh_token, access_token, access_token_expires_at,
         lease_owner, lease_until, fence, refresh_due_at, last_attempted_sync_at,
         last_successful_sync_at, next_sync_at, last_successful_token_refresh_at, created_at,
-        updated_at;
+        updated_at, sync_requested_at;
         connection_failure_data: failure.transpose()?,
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
     })

@@ -4,11 +4,19 @@
 
 use chrono::{DateTime, Utc};
 
-use super::sql::{keyset, page_of, ts, Row, Tx};
+use super::sql::{keyset, ots, page_of, ts, Row, Tx};
 use super::{
     ConnectionEventRow, ConnectionRow, NewConnectionEvent, OutboxEventRow, OutboxSource, Page,
     PageRequest, StoreError, StoreResult,
 };
+
+/// Filters of the project's connection logs; ranges are inclusive.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionEventFilter {
+    pub connection_id: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
 
 store_trait! {
     pub trait EventStore {
@@ -38,6 +46,30 @@ store_trait! {
                           FROM connection_events WHERE project_id = $1 AND connection_id = $2 \
                           AND ($3 IS NULL OR id {cmp} $3) ORDER BY id {order} LIMIT $4"),
                 project_id, connection_id, after, i64::from(page.limit) + 1)?;
+            Ok(page_of(items, page))
+        }
+
+        /// The connection logs of the whole project matching `filter`, newest first;
+        /// cursors carry the event's id.
+        async fn list_project_connection_events(&self, project_id: &str,
+            filter: &ConnectionEventFilter, page: &PageRequest)
+            -> StoreResult<Page<ConnectionEventRow>> {
+            let (cmp, order) = keyset(page);
+            let after = page.cursor.as_ref().map(|c| {
+                super::parse_event_cursor_id(&c.id).ok_or_else(|| {
+                    StoreError::Database(sqlx::Error::InvalidArgument(format!(
+                        "connection event cursor id {:?} is not a number", c.id)))
+                })
+            }).transpose()?;
+            let items = sql!(all &mut self.conn().await?, connection_event_from_row,
+                &format!("SELECT id, connection_id, kind, message, data, created_at \
+                          FROM connection_events WHERE project_id = $1 \
+                          AND ($2 IS NULL OR connection_id = $2) \
+                          AND ($3 IS NULL OR created_at >= $3) \
+                          AND ($4 IS NULL OR created_at <= $4) \
+                          AND ($5 IS NULL OR id {cmp} $5) ORDER BY id {order} LIMIT $6"),
+                project_id, &filter.connection_id, ots(filter.created_after),
+                ots(filter.created_before), after, i64::from(page.limit) + 1)?;
             Ok(page_of(items, page))
         }
 

@@ -48,6 +48,10 @@ pub struct MeetingRow {
 pub struct MeetingFilter {
     pub meeting_id: Option<String>,
     pub connection_id: Option<String>,
+    /// Indexed (`synced_at`) at or after this time.
+    pub synced_after: Option<DateTime<Utc>>,
+    /// Indexed (`synced_at`) at or before this time.
+    pub synced_before: Option<DateTime<Utc>>,
 }
 
 /// A change to the index, applied alone ([`MeetingStore::apply_meeting_change`]) or
@@ -199,6 +203,12 @@ store_trait! {
                 if let Some(value) = value {
                     args.push(Arg::from(value));
                     sql.push_str(&format!(" AND {column} = ${}", args.len()));
+                }
+            }
+            for (comparison, value) in [(">=", filter.synced_after), ("<=", filter.synced_before)] {
+                if let Some(value) = value {
+                    args.push(Arg::from(value));
+                    sql.push_str(&format!(" AND synced_at {comparison} ${}", args.len()));
                 }
             }
             let (cmp, order) = keyset(page);

@@ -416,6 +416,14 @@ pub(super) fn after(now: DateTime<Utc>, d: Duration) -> Ts {
         .unwrap_or(DateTime::<Utc>::MAX_UTC))
 }
 
+/// `now - d` as a bindable time, saturating.
+pub(super) fn before(now: DateTime<Utc>, d: Duration) -> Ts {
+    let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    ts(now
+        .checked_sub_signed(d)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC))
+}
+
 /// `$t` is stored on `$db` as `$as`: `to` gives that value, `from` (when the type is
 /// read back) turns it into `$t`.
 macro_rules! stored_as {

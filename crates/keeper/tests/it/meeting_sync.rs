@@ -94,6 +94,7 @@ async fn index_of(app: &TestApp, connection_id: &str) -> Vec<MeetingRow> {
                 &MeetingFilter {
                     meeting_id: None,
                     connection_id: Some(connection_id.to_owned()),
+                    ..MeetingFilter::default()
                 },
                 &PageRequest {
                     cursor: cursor.clone(),

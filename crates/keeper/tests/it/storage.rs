@@ -2698,6 +2698,7 @@ mod meeting_index {
                 &MeetingFilter {
                     meeting_id: None,
                     connection_id: Some(cs[1].id.clone()),
+                    ..MeetingFilter::default()
                 },
                 &PageRequest {
                     cursor: None,
@@ -2717,6 +2718,7 @@ mod meeting_index {
                 &MeetingFilter {
                     meeting_id: Some("100000004".into()),
                     connection_id: None,
+                    ..MeetingFilter::default()
                 },
                 &PageRequest {
                     cursor: None,
