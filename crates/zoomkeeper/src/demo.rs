@@ -270,6 +270,7 @@ async fn seed(
                 deduplication_key: None,
                 // Announced like a hosted connect, so the receiver has deliveries to show.
                 announce_new: true,
+                capabilities_from_scopes: false,
             },
         )
         .await

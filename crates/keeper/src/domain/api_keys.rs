@@ -82,6 +82,20 @@ pub fn parse_authorization(value: Option<&[u8]>) -> Result<SecretString, AuthErr
     Ok(SecretString::from(key.to_owned()))
 }
 
+/// Like [`parse_authorization`], but the `Token ` scheme may also be left out (a
+/// bare key), as Recall's API allows.
+pub fn parse_authorization_scheme_optional(
+    value: Option<&[u8]>,
+) -> Result<SecretString, AuthError> {
+    let value = value.ok_or(AuthError::Missing)?;
+    let text = std::str::from_utf8(value).map_err(|_| AuthError::Malformed)?;
+    let bare = text.trim();
+    if !bare.is_empty() && !bare.contains(char::is_whitespace) {
+        return Ok(SecretString::from(bare.to_owned()));
+    }
+    parse_authorization(Some(value))
+}
+
 /// Checks a presented key and records its use (at most every [`TOUCH_INTERVAL`]).
 pub async fn authenticate(
     store: &dyn ProjectStore,

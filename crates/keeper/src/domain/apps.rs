@@ -18,7 +18,8 @@ use crate::core::vault::Slot;
 use crate::core::zoom_gateway::CredentialCheck;
 use crate::domain::recheck;
 use crate::storage::{
-    AppKind, AppRow, AppSecretsUpdate, AppStore, DeleteAppOutcome, Page, PageRequest, StoreError,
+    AppEventFilter, AppEventRow, AppFilter, AppKind, AppRow, AppSecretsUpdate, AppStore,
+    DeleteAppOutcome, Page, PageRequest, StoreError,
 };
 use crate::Keeper;
 
@@ -156,10 +157,35 @@ pub async fn create(keeper: &Keeper, project_id: &str, new: NewApp) -> Result<Ap
         last_verified_webhook_received_at: None,
         last_unverified_webhook_received_at: None,
         webhook_events_stale_since: None,
+        webhook_last_validation_at: None,
         connection_count: 0,
     };
     match keeper.store.insert_app(&row).await {
-        Ok(()) => Ok(row),
+        Ok(()) => {
+            let kind = match row.kind {
+                AppKind::UserLevel => "user-level",
+                AppKind::AccountLevel => "account-level",
+            };
+            let message = format!(
+                "App added ({kind}, client ID {}); Zoom accepted its client credentials.{}",
+                row.client_id,
+                if row.webhook_secret.is_some() {
+                    ""
+                } else {
+                    " It has no webhook secret yet: local recording tokens need the meeting index that Zoom's webhooks keep."
+                }
+            );
+            note(
+                &*keeper.store,
+                project_id,
+                &row.id,
+                "created",
+                &message,
+                None,
+            )
+            .await;
+            Ok(row)
+        }
         Err(StoreError::Conflict {
             constraint: "apps_project_client_id",
         }) => Err(AppError::DuplicateClientId),
@@ -176,6 +202,45 @@ pub async fn get(store: &dyn AppStore, project_id: &str, id: &str) -> Result<App
         .get_app(project_id, id)
         .await?
         .ok_or(AppError::NotFound)
+}
+
+/// The project's apps matching `filter`, newest first.
+pub async fn list_where(
+    store: &dyn AppStore,
+    project_id: &str,
+    filter: &AppFilter,
+    page: &PageRequest,
+) -> Result<Page<AppRow>, AppError> {
+    Ok(store.list_apps_filtered(project_id, filter, page).await?)
+}
+
+/// The project's app log matching `filter`, newest first.
+pub async fn log(
+    store: &dyn AppStore,
+    project_id: &str,
+    filter: &AppEventFilter,
+    page: &PageRequest,
+) -> Result<Page<AppEventRow>, AppError> {
+    Ok(store.list_app_events(project_id, filter, page).await?)
+}
+
+/// Writes a line to app `app_id`'s log (a sentence a person can act on, never a
+/// secret); with `once_per`, only if no line of this `kind` is newer than that.
+/// Best effort: the log explains, it decides nothing.
+pub async fn note(
+    store: &dyn AppStore,
+    project_id: &str,
+    app_id: &str,
+    kind: &str,
+    message: &str,
+    once_per: Option<std::time::Duration>,
+) {
+    if let Err(e) = store
+        .add_app_event(project_id, app_id, kind, message, once_per)
+        .await
+    {
+        tracing::warn!(app_id = %app_id, kind, error = %e, "writing a line of an app's log failed");
+    }
 }
 
 pub async fn list(
@@ -248,7 +313,19 @@ pub async fn update(
         .await?
         .ok_or(AppError::NotFound)?;
     if new_client_secret {
+        note(&*keeper.store, project_id, id, "client_secret_changed",
+            "Client secret changed; Zoom accepted it. Connections disconnected because Zoom refused the previous one are re-checked with it.",
+            None).await;
         recheck::start_now(keeper.clone(), row.id.clone());
+    }
+    match &update.webhook_secret {
+        Some(Some(_)) => note(&*keeper.store, project_id, id, "webhook_secret_changed",
+            "Webhook secret (Zoom's Secret Token) changed; Zoom's webhooks are verified with it from now on.",
+            None).await,
+        Some(None) => note(&*keeper.store, project_id, id, "webhook_secret_removed",
+            "Webhook secret removed: Zoom's webhooks to this app are refused until one is set.",
+            None).await,
+        None => {}
     }
     Ok(row)
 }

@@ -131,6 +131,7 @@ pub async fn create(
         metadata: new.metadata.clone(),
         deduplication_key: new.deduplication_key.clone(),
         announce_new: true,
+        capabilities_from_scopes: false,
     };
     if let Err(ConnectionError::Invalid(fields)) = connections::check_create(&as_create) {
         for (field, messages) in fields {
@@ -557,6 +558,7 @@ pub async fn complete(
         metadata: session.metadata.clone(),
         deduplication_key: session.deduplication_key.clone(),
         announce_new: true,
+        capabilities_from_scopes: false,
     };
     match connections::create(keeper, &session.project_id, new).await {
         Ok(connection) => {

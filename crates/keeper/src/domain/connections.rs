@@ -17,11 +17,12 @@ use zoom::{PkceVerifier, TokenGrant, ZoomError, ZoomUser};
 
 use crate::core::ids::IdKind;
 use crate::core::vault::Slot;
+use crate::domain::tokens::{self, BrokeredCallError, TokenError};
 use crate::domain::{apps, grant};
 use crate::storage::{
-    AppRow, ConnectionEventRow, ConnectionFilter, ConnectionRow, ConnectionSettingsUpdate,
-    ConnectionState, FailureData, GrantReplacement, NewConnectionEvent, OutboxSource, Page,
-    PageRequest, Sealed, StoreError,
+    AppRow, ConnectionEventFilter, ConnectionEventRow, ConnectionFilter, ConnectionRow,
+    ConnectionSettingsUpdate, ConnectionState, FailureData, GrantReplacement, MeetingSyncStatus,
+    NewConnectionEvent, OutboxSource, Page, PageRequest, Sealed, StoreError,
 };
 use crate::Keeper;
 
@@ -62,6 +63,9 @@ pub struct NewConnection {
     /// connection: the hosted connect flow's customer may never see the browser
     /// come back.
     pub announce_new: bool,
+    /// Turn on every capability the granted scopes cover (at least one must be),
+    /// instead of the ones asked for: what `/api/v2` does, whose requests name none.
+    pub capabilities_from_scopes: bool,
 }
 
 /// `PATCH`: `None` leaves a field alone; `Some(None)` clears a nullable one.
@@ -385,6 +389,16 @@ async fn exchange_and_store(
             detail: "the token endpoint answered without a refresh token".to_owned(),
         }));
     };
+    let mut input = input;
+    if new.capabilities_from_scopes {
+        let local_recording = missing_scopes(&grant.scopes, true, false).is_empty();
+        let onbehalf = missing_scopes(&grant.scopes, false, true).is_empty();
+        // With neither, the local recording scopes are the ones reported missing.
+        if local_recording || onbehalf {
+            input.local_recording = local_recording;
+            input.onbehalf = onbehalf;
+        }
+    }
     let missing = missing_scopes(&grant.scopes, input.local_recording, input.onbehalf);
     // Whose grant this is: without the user there is no connection to keep it on.
     let user = match identify(keeper, &grant).await {
@@ -785,6 +799,7 @@ async fn upsert(
         last_successful_token_refresh_at: None,
         created_at: now,
         updated_at: now,
+        sync_requested_at: None,
     };
     let r = fresh.replacement(keeper, &id, &placeholder, false);
     let row = ConnectionRow {
@@ -803,6 +818,7 @@ async fn upsert(
         access_token_expires_at: Some(r.access_token_expires_at),
         refresh_due_at: Some(r.refresh_due_at),
         next_sync_at: r.next_sync_at,
+        sync_requested_at: r.next_sync_at,
         last_successful_token_refresh_at: Some(now),
         ..placeholder
     };
@@ -902,6 +918,9 @@ pub struct FilterInput {
     pub deduplication_key: Option<String>,
     /// `key=value`: connections whose metadata has this key with this value.
     pub metadata: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub meeting_sync_status: Option<MeetingSyncStatus>,
 }
 
 pub async fn list(
@@ -939,6 +958,9 @@ pub async fn list(
         state,
         deduplication_key: non_blank(filter.deduplication_key),
         metadata,
+        created_after: filter.created_after,
+        created_before: filter.created_before,
+        meeting_sync_status: filter.meeting_sync_status,
     };
     Ok(keeper
         .store
@@ -1059,6 +1081,98 @@ pub async fn delete(keeper: &Keeper, project_id: &str, id: &str) -> Result<(), C
     Ok(())
 }
 
+/// What [`validate`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    /// Zoom accepted the grant: the connection is connected.
+    Healthy,
+    /// It was disconnected by a bad client secret (its grant kept) and Zoom accepts
+    /// the grant again: connected again, with a `state_change` webhook.
+    Reconnected,
+    /// The grant is gone (now, or before): disconnected; the user must authorise
+    /// the app again.
+    Disconnected,
+}
+
+/// Checks with Zoom, now, that connection `id`'s grant works, and re-enables it if
+/// it was disconnected only because Zoom refused the app's client secret (its grant
+/// was kept) and Zoom accepts it again (Recall's `validate/`). A connected
+/// connection is checked by reading its Zoom user with its access token (through
+/// the broker: refreshed if needed; a refused grant disconnects it, as anywhere).
+/// The outcome is written to the connection's log.
+pub async fn validate(
+    keeper: &Arc<Keeper>,
+    project_id: &str,
+    id: &str,
+) -> Result<Validation, TokenError> {
+    let row = match get(keeper, project_id, id).await {
+        Ok(row) => row,
+        Err(ConnectionError::NotFound) => return Err(TokenError::NotFound),
+        Err(e) => return Err(TokenError::Internal(format!("reading the connection: {e}"))),
+    };
+    let kept_grant = row
+        .connection_failure_data
+        .as_ref()
+        .is_some_and(|f| f.code == grant::BAD_CLIENT_SECRET);
+    let validation = match row.state {
+        ConnectionState::Connected => {
+            let checked = tokens::with_access_token(keeper, &row, |token| {
+                let keeper = Arc::clone(keeper);
+                async move { keeper.zoom.me(&token).await }
+            })
+            .await;
+            match checked {
+                Ok(_) => Validation::Healthy,
+                // The broker disconnected it and logged why.
+                Err(BrokeredCallError::Token(TokenError::Disconnected(_))) => {
+                    Validation::Disconnected
+                }
+                Err(BrokeredCallError::Token(e)) => return Err(e),
+                Err(BrokeredCallError::Zoom(e)) => return Err(tokens::zoom_call_error(e)),
+            }
+        }
+        ConnectionState::Disconnected if kept_grant => {
+            let claimed = claim_for_change(keeper, id).await.map_err(|e| match e {
+                ConnectionError::NotFound => TokenError::NotFound,
+                ConnectionError::Busy => TokenError::Busy,
+                e => TokenError::Internal(format!("claiming the connection: {e}")),
+            })?;
+            match tokens::refresh_claimed(keeper, &claimed).await {
+                Ok(_) if claimed.state == ConnectionState::Disconnected => Validation::Reconnected,
+                Ok(_) => Validation::Healthy,
+                Err(TokenError::Disconnected(_)) => Validation::Disconnected,
+                Err(e) => return Err(e),
+            }
+        }
+        ConnectionState::Disconnected => Validation::Disconnected,
+    };
+    let message = match validation {
+        Validation::Healthy => "Validated on request: Zoom accepted the grant.".to_owned(),
+        Validation::Reconnected => {
+            "Validated on request: Zoom accepts the grant again; the connection is connected again."
+                .to_owned()
+        }
+        Validation::Disconnected => {
+            let why = get(keeper, project_id, id)
+                .await
+                .ok()
+                .and_then(|r| r.connection_failure_data)
+                .map(|f| f.error)
+                .unwrap_or_default();
+            format!("Validated on request: the authorisation is gone, so the connection stays disconnected. {why}").trim_end().to_owned()
+        }
+    };
+    let event = NewConnectionEvent {
+        kind: "validated".to_owned(),
+        message,
+        data: None,
+    };
+    if let Err(e) = keeper.store.insert_connection_event(id, &event).await {
+        tracing::warn!(connection_id = %id, error = %e, "recording a validation in the connection's log failed");
+    }
+    Ok(validation)
+}
+
 /// `POST …/{id}/sync`: asks for a meeting sync now (the meeting sync worker runs it).
 pub async fn schedule_sync(
     keeper: &Keeper,
@@ -1081,6 +1195,19 @@ pub async fn schedule_sync(
     } else {
         Err(ConnectionError::NotFound)
     }
+}
+
+/// The connection logs of the whole project matching `filter`, newest first.
+pub async fn log(
+    keeper: &Keeper,
+    project_id: &str,
+    filter: &ConnectionEventFilter,
+    page: &PageRequest,
+) -> Result<Page<ConnectionEventRow>, ConnectionError> {
+    Ok(keeper
+        .store
+        .list_project_connection_events(project_id, filter, page)
+        .await?)
 }
 
 pub async fn events(

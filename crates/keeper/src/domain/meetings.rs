@@ -40,6 +40,8 @@ pub use zoom::meeting_url::is_meeting_number;
 pub struct ListFilterInput {
     pub meeting_id: Option<String>,
     pub connection_id: Option<String>,
+    pub synced_after: Option<DateTime<Utc>>,
+    pub synced_before: Option<DateTime<Utc>>,
 }
 
 fn check_filter(input: ListFilterInput) -> Result<MeetingFilter, MeetingError> {
@@ -67,6 +69,8 @@ fn check_filter(input: ListFilterInput) -> Result<MeetingFilter, MeetingError> {
         Ok(MeetingFilter {
             meeting_id,
             connection_id,
+            synced_after: input.synced_after,
+            synced_before: input.synced_before,
         })
     } else {
         Err(MeetingError::Invalid(problems))
@@ -267,6 +271,7 @@ mod tests {
         let ok = check_filter(ListFilterInput {
             meeting_id: Some(" 85746065432 ".into()),
             connection_id: Some("zoc_abcdefghijklmnop".into()),
+            ..ListFilterInput::default()
         })
         .expect("valid");
         assert_eq!(ok.meeting_id.as_deref(), Some("85746065432"));
@@ -280,6 +285,7 @@ mod tests {
             let err = check_filter(ListFilterInput {
                 meeting_id: Some(bad.into()),
                 connection_id: None,
+                ..ListFilterInput::default()
             });
             assert!(
                 matches!(&err, Err(MeetingError::Invalid(f)) if f.contains_key("meeting_id")),
@@ -289,6 +295,7 @@ mod tests {
         let err = check_filter(ListFilterInput {
             meeting_id: None,
             connection_id: Some("zoa_abcdefghijklmnop".into()),
+            ..ListFilterInput::default()
         });
         assert!(
             matches!(&err, Err(MeetingError::Invalid(f)) if f.contains_key("zoom_oauth_connection_id"))
@@ -296,6 +303,7 @@ mod tests {
         let empty = check_filter(ListFilterInput {
             meeting_id: Some("".into()),
             connection_id: Some("  ".into()),
+            ..ListFilterInput::default()
         })
         .expect("blank filters are no filters");
         assert!(empty.meeting_id.is_none() && empty.connection_id.is_none());

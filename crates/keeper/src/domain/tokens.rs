@@ -1196,7 +1196,7 @@ fn refresh_call_error(e: ZoomError, wait: Duration) -> TokenError {
 }
 
 /// A failed REST token call (zak, onbehalf) as a token error.
-fn zoom_call_error(e: ZoomError) -> TokenError {
+pub fn zoom_call_error(e: ZoomError) -> TokenError {
     match e {
         ZoomError::RateLimited { retry_after } => TokenError::RateLimited {
             retry_after: retry_after.unwrap_or_else(|| zoom::error::backoff_delay(0)),

@@ -138,7 +138,20 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
                 tracing::info!(app_id = %app.id, reason = %reason, "Zoom webhook refused");
             }
         }
-        note_received(keeper, &app.id, WebhookVerification::Unverified).await;
+        if note_received(keeper, &app.id, WebhookVerification::Unverified).await {
+            crate::domain::apps::note(
+                &*keeper.store,
+                &app.project_id,
+                &app.id,
+                "unverified_webhook",
+                &match &e {
+                    IngressError::NoWebhookSecret => "A Zoom webhook was refused: this app has no webhook secret. Set it to the Secret Token of the Zoom app's Event Subscription.".to_owned(),
+                    _ => "A Zoom webhook was refused: its signature does not verify with this app's webhook secret (or it is older than 5 minutes). If Zoom sent it, copy the Secret Token from the Zoom app's Event Subscription into the app's webhook_secret again.".to_owned(),
+                },
+                Some(UNVERIFIED_LOG_EVERY),
+            )
+            .await;
+        }
         return Err(e);
     }
     let Some(secret) = secret else {
@@ -176,6 +189,17 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
                 return Err(IngressError::InvalidEvent(format!(
                     "payload.plainToken is longer than {MAX_PLAIN_TOKEN_CHARS} characters."
                 )));
+            }
+            if let Err(e) = keeper
+                .store
+                .record_app_url_validation(
+                    &app.project_id,
+                    &app.id,
+                    "Zoom validated the app's event notification endpoint URL.",
+                )
+                .await
+            {
+                tracing::warn!(app_id = %app.id, error = %e, "recording a Zoom URL validation failed");
             }
             Outcome::UrlValidation(webhook::url_validation_response(
                 secret.expose_secret(),
@@ -612,13 +636,18 @@ async fn granted_since(
 }
 
 /// Moves the app's webhook timestamp, throttled; a failure is logged, never fatal.
-async fn note_received(keeper: &Keeper, app_id: &str, which: WebhookVerification) {
+/// Refused webhooks make at most one line in the app's log this often.
+const UNVERIFIED_LOG_EVERY: Duration = Duration::from_secs(3600);
+
+/// Moves the app's webhook timestamp forward, at most once per
+/// [`TIMESTAMP_INTERVAL`] per process; true when this call was that once.
+async fn note_received(keeper: &Keeper, app_id: &str, which: WebhookVerification) -> bool {
     if !keeper
         .ingress
         .timestamps
         .first_in_ttl((app_id.to_owned(), which), Instant::now())
     {
-        return;
+        return false;
     }
     if let Err(e) = keeper
         .store
@@ -627,6 +656,7 @@ async fn note_received(keeper: &Keeper, app_id: &str, which: WebhookVerification
     {
         tracing::warn!(app_id = %app_id, error = %e, "cannot record when the app last received a Zoom webhook");
     }
+    true
 }
 
 #[cfg(test)]

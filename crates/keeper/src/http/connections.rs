@@ -424,6 +424,7 @@ pub async fn create_connection(
         metadata: body.metadata,
         deduplication_key: body.deduplication_key,
         announce_new: false,
+        capabilities_from_scopes: false,
     };
     let row = connections::create(&state.keeper, &caller.project_id, new).await?;
     Ok((StatusCode::CREATED, Json((&row).into())))
@@ -457,6 +458,7 @@ pub async fn list_connections(
         state: params.state,
         deduplication_key: params.deduplication_key,
         metadata: params.metadata,
+        ..FilterInput::default()
     };
     let page = connections::list(&state.keeper, &caller.project_id, filter, &request).await?;
     let list_url = if filter_query.is_empty() {

@@ -134,6 +134,7 @@ pub async fn list_meetings(
     let input = ListFilterInput {
         meeting_id: params.meeting_id,
         connection_id: params.zoom_oauth_connection_id,
+        ..ListFilterInput::default()
     };
     let page = meetings::list(&*state.keeper.store, &caller.project_id, input, &request).await?;
     let list_url = if filter_query.is_empty() {

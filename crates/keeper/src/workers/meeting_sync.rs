@@ -404,6 +404,18 @@ async fn notice_unannounced_meetings(
         }
     }
     keeper.metrics.record_webhook_events_stale();
+    crate::domain::apps::note(
+        &*keeper.store,
+        &app.project_id,
+        &app.id,
+        "webhook_events_stale",
+        &format!(
+            "Zoom has sent no verified webhook since {} while this app's connections kept scheduling meetings that no webhook announced; Zoom stops an app's events after its last failed retry. Check the Event Subscription's endpoint URL and Secret Token in the Zoom app, revalidate it, and ask Zoom support to resume the events.",
+            last.map_or_else(|| "the connection was made".to_owned(), |l| l.to_rfc3339())
+        ),
+        None,
+    )
+    .await;
     let message = format!(
         "Zoom listed {} meeting{} of this connection that no verified Zoom webhook announced; the app has received none since {}. Zoom stops an app's events after its last failed retry: check the app's Event Subscription and ask Zoom support to resume its events. Until then meetings are found by the daily meeting sync only.",
         unannounced.len(),

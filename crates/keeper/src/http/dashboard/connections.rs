@@ -98,6 +98,7 @@ impl ListQuery {
             state: text(&self.state),
             deduplication_key: text(&self.deduplication_key),
             metadata: text(&self.metadata),
+            ..FilterInput::default()
         }
     }
 }

@@ -149,6 +149,7 @@ async fn page(
         let input = ListFilterInput {
             meeting_id: Some(query.meeting_id.clone()),
             connection_id: Some(query.zoom_oauth_connection_id.clone()),
+            ..ListFilterInput::default()
         };
         let page =
             meetings::list(&*state.keeper.store, signed.project_id(), input, &request).await?;
