@@ -25,6 +25,16 @@ pub struct ErrorBody {
     pub fields: Option<FieldErrors>,
 }
 
+/// What an error response said, kept on the response (as an extension) so an API
+/// with another error shape can render the same error its own way
+/// ([`super::api_v2`]'s `{"detail": …}`).
+#[derive(Debug, Clone)]
+pub struct RenderedError {
+    pub message: String,
+    pub code: &'static str,
+    pub fields: Option<FieldErrors>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("Missing Authorization header")]
@@ -181,15 +191,21 @@ impl IntoResponse for ApiError {
             ApiError::ZoomUnavailable => Some(ZOOM_UNAVAILABLE_RETRY_AFTER_SECS),
             _ => None,
         };
-        let body = ErrorBody {
-            error: self.to_string(),
-            code: self.code().to_owned(),
+        let rendered = RenderedError {
+            message: self.to_string(),
+            code: self.code(),
             fields: match self {
                 ApiError::Validation { fields, .. } => Some(fields),
                 _ => None,
             },
         };
+        let body = ErrorBody {
+            error: rendered.message.clone(),
+            code: rendered.code.to_owned(),
+            fields: rendered.fields.clone(),
+        };
         let mut response = (status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(rendered);
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

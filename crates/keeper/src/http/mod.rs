@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub mod api_v2;
 pub mod apps;
 pub mod auth;
 pub mod bot_platforms;
@@ -42,6 +43,7 @@ pub struct AppState {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(api_v2::routes())
         .merge(apps::routes())
         .merge(bot_platforms::routes())
         .merge(connect::routes())
@@ -56,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(oversize::refuse_oversized))
         .layer(middleware::from_fn(refuse_long_uri))
+        .layer(middleware::from_fn(api_v2::recall_errors))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(oversize::drain_unread))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

@@ -62,10 +62,30 @@ use super::AppState;
         super::bot_platforms::recall_join_token,
         super::connect::create_session,
         super::connect::get_session,
+        super::api_v2::apps::create_app,
+        super::api_v2::apps::list_apps,
+        super::api_v2::apps::get_app,
+        super::api_v2::apps::update_app,
+        super::api_v2::apps::delete_app,
+        super::api_v2::credentials::create_credential,
+        super::api_v2::credentials::list_credentials,
+        super::api_v2::credentials::get_credential,
+        super::api_v2::credentials::delete_credential,
+        super::api_v2::credentials::access_token,
+        super::api_v2::credentials::sync_meetings,
+        super::api_v2::credentials::validate,
+        super::api_v2::mappings::list_mappings,
+        super::api_v2::logs::list_credential_logs,
+        super::api_v2::logs::list_app_logs,
         healthz,
         readyz,
     ),
-    components(schemas(ErrorBody, Status, super::zoom_webhooks::UrlValidationAnswer)),
+    components(schemas(
+        ErrorBody,
+        super::api_v2::RecallErrorBody,
+        Status,
+        super::zoom_webhooks::UrlValidationAnswer
+    )),
     modifiers(&ApiKeyAuth),
     tags(
         (name = "Zoom OAuth apps", description = "Your Zoom apps' credentials"),
@@ -77,6 +97,7 @@ use super::AppState;
         (name = "Bot platforms", description = "Attendee and Recall: the URLs their bots ask for Zoom tokens, and the project's default ZAK user"),
         (name = "Hosted connect", description = "Links that connect a user's Zoom account without your own OAuth code"),
         (name = "Bot platform callbacks", description = "What the platforms' bots call (signed by the platform; no API key)"),
+        (name = super::api_v2::TAG, description = "Recall.ai's managed Zoom OAuth API (`/api/v2`), for code written against Recall: the same apps and connections (Recall's credentials) under Recall's shapes — UUID ids, trailing slashes, `{\"detail\": …}` errors"),
     )
 )]
 pub struct ApiDoc;
@@ -93,17 +114,25 @@ impl Modify for ApiKeyAuth {
                 "`Token <api key>`",
             ))),
         );
-        // Every operation behind an API key can answer 401: said once, here.
-        let unauthorized = ResponseBuilder::new()
-            .description("Missing or invalid API key")
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            )
-            .build();
-        for item in openapi.paths.paths.values_mut() {
+        // Every operation behind an API key can answer 401: said once, here, in
+        // the error shape of the operation's API.
+        let unauthorized = |schema: &str| {
+            ResponseBuilder::new()
+                .description("Missing or invalid API key")
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(schema)))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let unauthorized = unauthorized(if super::api_v2::is_recall_path(path) {
+                "RecallErrorBody"
+            } else {
+                "ErrorBody"
+            });
             for operation in [
                 &mut item.get,
                 &mut item.put,

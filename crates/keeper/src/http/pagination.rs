@@ -32,6 +32,7 @@ pub enum List {
     BotPlatforms,
     BotPlatformCalls,
     ConnectSessions,
+    AppEvents,
 }
 
 impl List {
@@ -46,6 +47,7 @@ impl List {
             List::BotPlatforms => "bot_platforms",
             List::BotPlatformCalls => "bot_platform_calls",
             List::ConnectSessions => "connect_sessions",
+            List::AppEvents => "app_events",
         }
     }
 
@@ -60,7 +62,7 @@ impl List {
             | List::BotPlatforms
             | List::BotPlatformCalls
             | List::ConnectSessions => word(id),
-            List::ConnectionEvents => {
+            List::ConnectionEvents | List::AppEvents => {
                 crate::storage::connections::parse_event_cursor_id(id).is_some()
             }
             List::Meetings => crate::storage::meetings::parse_meeting_cursor_id(id).is_some(),

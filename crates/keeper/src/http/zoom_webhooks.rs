@@ -16,6 +16,7 @@ use zoom::webhook::{SignatureError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use super::AppState;
+use crate::core::ids::IdKind;
 use crate::domain::zoom_webhooks::{self, Delivery, IngressError, Outcome};
 
 pub const PATH: &str = "/external_webhooks/zoom/oauth_apps/{app_id}";
@@ -103,7 +104,7 @@ fn error_response(e: IngressError) -> Response {
     post, path = "/external_webhooks/zoom/oauth_apps/{app_id}", tag = "Zoom webhooks",
     params(("app_id" = String, Path, description = "App id (`zoa_…`); the app's `webhook_url` ends with it")),
     request_body(content = String, content_type = "application/json",
-        description = "A Zoom event, signed with `x-zm-signature` and `x-zm-request-timestamp`. Also answered at `/api/v2/zoom-oauth-apps/{app_id}/webhook`."),
+        description = "A Zoom event, signed with `x-zm-signature` and `x-zm-request-timestamp`. Also answered at `/api/v2/zoom-oauth-apps/{app_id}/webhook`, where the app is named by its `zoa_` id or its `/api/v2` UUID."),
     responses(
         (status = 200, description = "Verified: applied, a duplicate, or ignored; `endpoint.url_validation` gets `{plainToken, encryptedToken}`", body = WebhookAnswer),
         (status = 400, description = "Verified, but the event cannot be read (`invalid_zoom_event`)", body = ErrorBody),
@@ -131,6 +132,11 @@ pub async fn receive_webhook(
             .into_response()
         }
     };
+    // `/api/v2` names apps by UUID: the app's `webhook_url` there carries it.
+    let app_id = uuid::Uuid::try_parse(&app_id)
+        .ok()
+        .and_then(|uuid| IdKind::App.from_uuid(uuid))
+        .unwrap_or(app_id);
     let delivery = Delivery {
         app_id: &app_id,
         timestamp: header(&headers, TIMESTAMP_HEADER),

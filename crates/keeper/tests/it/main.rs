@@ -6,6 +6,7 @@ mod api_connections;
 mod api_join_tokens;
 mod api_meetings;
 mod api_ops;
+mod api_v2;
 mod api_webhooks;
 mod app_recheck;
 mod bot_platforms;
