@@ -224,6 +224,7 @@ impl Setup {
                     last_successful_token_refresh_at: Some(now),
                     created_at: now,
                     updated_at: now,
+                    access_token_callback_url: None,
                 };
                 let event = NewConnectionEvent {
                     kind: "created".to_owned(),

@@ -293,6 +293,7 @@ pub fn connection(
         last_successful_token_refresh_at: None,
         created_at,
         updated_at: created_at,
+        access_token_callback_url: None,
     }
 }
 

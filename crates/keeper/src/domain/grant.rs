@@ -339,6 +339,7 @@ mod tests {
             last_successful_token_refresh_at: None,
             created_at: now,
             updated_at: now,
+            access_token_callback_url: None,
         };
         let e = state_change_event(&row);
         assert_eq!(e.trigger, "zoom_oauth_connection.state_change");
