@@ -413,8 +413,7 @@ fn jwt_shaped(
     issued_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 ) -> String {
-    use base64::Engine as _;
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
     let claims = serde_json::json!({
         "ver": 9,
         "uid": user_id,
