@@ -495,6 +495,14 @@ async fn sealed_fields_walk_every_sealed_column_in_stable_order(s: TestStore) {
             Some(&Sealed(vec![8; 40])),
         )
         .await;
+    // A customer-managed connection's callback URL is sealed too.
+    s.overwrite_sealed(
+        "zoom_oauth_connections",
+        "access_token_callback_url",
+        &c,
+        &[11; 40],
+    )
+    .await;
     // A connection whose tokens were erased has nothing to re-seal.
     s.insert_connection(&p1.id, &a2.id, "erased", None, None)
         .await;
@@ -579,6 +587,11 @@ async fn sealed_fields_walk_every_sealed_column_in_stable_order(s: TestStore) {
         ("zoom_oauth_apps", "client_secret", apps[1]),
         ("zoom_oauth_apps", "webhook_secret", a1.id.as_str()),
         ("zoom_oauth_connections", "access_token", c.as_str()),
+        (
+            "zoom_oauth_connections",
+            "access_token_callback_url",
+            c.as_str(),
+        ),
         ("zoom_oauth_connections", "refresh_token", c.as_str()),
     ];
     assert_eq!(keys, expected);
