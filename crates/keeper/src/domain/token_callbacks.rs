@@ -145,15 +145,13 @@ pub async fn fetch(keeper: &Keeper, url: &str) -> Result<CallbackToken, FetchErr
         Err(_) => return Err(FetchError::Failed(timed_out())),
     };
     let token = one_token(&body).map_err(FetchError::Failed)?;
-    let expires_at = expiry(token.expose_secret(), keeper.clock.now()).map_err(FetchError::Failed)?;
+    let expires_at =
+        expiry(token.expose_secret(), keeper.clock.now()).map_err(FetchError::Failed)?;
     Ok(CallbackToken { token, expires_at })
 }
 
 fn timed_out() -> String {
-    format!(
-        "it did not answer within {} s",
-        CALLBACK_TIMEOUT.as_secs()
-    )
+    format!("it did not answer within {} s", CALLBACK_TIMEOUT.as_secs())
 }
 
 /// The `GET` itself; the body read whole, within the size limit.
@@ -394,7 +392,10 @@ pub async fn create_from_callback(
 }
 
 /// Opens a customer-managed connection's callback URL.
-pub(crate) fn open_url(keeper: &Keeper, row: &ConnectionRow) -> Option<Result<SecretString, String>> {
+pub(crate) fn open_url(
+    keeper: &Keeper,
+    row: &ConnectionRow,
+) -> Option<Result<SecretString, String>> {
     let sealed = row.access_token_callback_url.as_ref()?;
     Some(
         keeper
@@ -431,7 +432,9 @@ mod tests {
         let why = expiry(&short, now).expect_err("too short");
         assert!(why.contains("expires in 119 s"), "{why}");
         let old = jwt(json!({"exp": now.timestamp() - 10}));
-        assert!(expiry(&old, now).expect_err("expired").contains("expired 10 s ago"));
+        assert!(expiry(&old, now)
+            .expect_err("expired")
+            .contains("expired 10 s ago"));
     }
 
     #[test]
@@ -459,10 +462,14 @@ mod tests {
         );
         assert!(one_token(b"").expect_err("empty").contains("empty"));
         assert!(one_token(b" \n ").expect_err("blank").contains("empty"));
-        assert!(one_token(b"a b").expect_err("two").contains("several words"));
+        assert!(one_token(b"a b")
+            .expect_err("two")
+            .contains("several words"));
         assert!(one_token(br#"{"access_token":"x"}"#)
             .expect_err("json")
             .contains("JSON"));
-        assert!(one_token(&[0xff, 0xfe]).expect_err("bytes").contains("UTF-8"));
+        assert!(one_token(&[0xff, 0xfe])
+            .expect_err("bytes")
+            .contains("UTF-8"));
     }
 }

@@ -1019,7 +1019,10 @@ impl TokenBroker {
             Ok(url) => url,
             Err(e) => {
                 self.release(keeper, claimed, None).await;
-                return Err(internal("opening a connection's access_token_callback_url", e));
+                return Err(internal(
+                    "opening a connection's access_token_callback_url",
+                    e,
+                ));
             }
         };
         let fetched = match token_callbacks::fetch(keeper, url.expose_secret()).await {
@@ -1050,7 +1053,10 @@ impl TokenBroker {
             }
             Err(e) => {
                 self.release(keeper, claimed, None).await;
-                Err(internal("storing a token from an access_token_callback_url", e))
+                Err(internal(
+                    "storing a token from an access_token_callback_url",
+                    e,
+                ))
             }
         }
     }

@@ -35,6 +35,7 @@ on_both_databases!(
     a_second_connection_for_the_same_user_is_refused_and_changes_nothing,
     the_token_keeper_never_touches_a_callback_connection,
     deleting_a_callback_connection_revokes_nothing_at_zoom,
+    an_authorization_code_for_the_user_turns_it_into_an_ordinary_connection,
 );
 
 const CLIENT: &str = "callback-client";
@@ -170,7 +171,10 @@ async fn oauth_token(app: &TestApp, form: &[(&str, &str)]) -> CustomerGrant {
     assert_eq!(a.status, 200, "{}", a.text);
     CustomerGrant {
         access: a.json["access_token"].as_str().expect("access").to_owned(),
-        refresh: a.json["refresh_token"].as_str().expect("refresh").to_owned(),
+        refresh: a.json["refresh_token"]
+            .as_str()
+            .expect("refresh")
+            .to_owned(),
     }
 }
 
@@ -306,7 +310,10 @@ async fn connection_count(app: &TestApp) -> usize {
 }
 
 fn no_secret_in(text: &str) {
-    assert!(!text.contains(URL_SECRET), "the URL's secret leaked: {text}");
+    assert!(
+        !text.contains(URL_SECRET),
+        "the URL's secret leaked: {text}"
+    );
     assert!(!text.contains("zoom-token?"), "the URL leaked: {text}");
 }
 
@@ -331,11 +338,14 @@ async fn the_callbacks_token_is_handed_out_and_cached(backend: Backend) {
     let a = app.access_token(&row.id).await;
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.json["token"], grant.access.as_str());
-    let expires_at = chrono::DateTime::parse_from_rfc3339(
-        a.json["expires_at"].as_str().expect("expires_at"),
-    )
-    .expect("RFC 3339");
-    assert_eq!(expires_at.timestamp(), exp_of(&grant.access), "the JWT's exp");
+    let expires_at =
+        chrono::DateTime::parse_from_rfc3339(a.json["expires_at"].as_str().expect("expires_at"))
+            .expect("RFC 3339");
+    assert_eq!(
+        expires_at.timestamp(),
+        exp_of(&grant.access),
+        "the JWT's exp"
+    );
     assert_eq!(customer.calls(), 1, "the cached token is handed out");
     assert_eq!(app.event_kinds(&row.id).await, vec!["created"]);
 
@@ -418,7 +428,9 @@ async fn zak_meeting_sync_and_join_tokens_work_with_a_callback_connection(backen
         .await
         .expect("created");
 
-    let zak = app.connection_call(Method::POST, &row.id, "/zak_token").await;
+    let zak = app
+        .connection_call(Method::POST, &row.id, "/zak_token")
+        .await;
     assert_eq!(zak.status, 200, "{}", zak.text);
     let info = |token: Value| {
         let app = &app;
@@ -432,7 +444,10 @@ async fn zak_meeting_sync_and_join_tokens_work_with_a_callback_connection(backen
         }
     };
     let z = info(zak.json["token"].clone()).await;
-    assert_eq!((z.token_type.as_str(), z.user_id.as_deref()), ("zak", Some(user.as_str())));
+    assert_eq!(
+        (z.token_type.as_str(), z.user_id.as_deref()),
+        ("zak", Some(user.as_str()))
+    );
 
     // Meeting sync indexes the user's meeting with the callback's token.
     let (_stop, stopping) = tokio::sync::watch::channel(false);
@@ -471,13 +486,21 @@ async fn a_token_zoom_rejects_is_fetched_once_more_and_then_fails_clearly(backen
     // token (a newer authorisation), and the customer serves the new one.
     let second = customer_grant(&app, &user).await;
     customer.serve(&second.access);
-    let zak = app.connection_call(Method::POST, &row.id, "/zak_token").await;
+    let zak = app
+        .connection_call(Method::POST, &row.id, "/zak_token")
+        .await;
     assert_eq!(zak.status, 200, "{}", zak.text);
-    assert_eq!(customer.calls(), 2, "asked once more after Zoom's rejection");
+    assert_eq!(
+        customer.calls(),
+        2,
+        "asked once more after Zoom's rejection"
+    );
 
     // Again, but the customer keeps serving the token Zoom now rejects.
     customer_grant(&app, &user).await;
-    let zak = app.connection_call(Method::POST, &row.id, "/zak_token").await;
+    let zak = app
+        .connection_call(Method::POST, &row.id, "/zak_token")
+        .await;
     zak.assert_error(502, "zoom_refused");
     assert!(
         zak.text
@@ -507,7 +530,10 @@ async fn callback_failures_are_clear_errors_and_never_disconnect(backend: Backen
         (Reply::Body(String::new()), "its answer was empty"),
         (Reply::Body("  \n".into()), "its answer was empty"),
         (Reply::Body("one two".into()), "several words"),
-        (Reply::Body(json!({"token": "x"}).to_string()), "its answer is JSON"),
+        (
+            Reply::Body(json!({"token": "x"}).to_string()),
+            "its answer is JSON",
+        ),
         (Reply::Body("x".repeat(9 * 1024)), "longer than 8 KiB"),
         (Reply::Body(jwt_expiring_at(soon)), "expires in"),
         (Reply::Hang, "did not answer within 5 s"),
@@ -517,7 +543,9 @@ async fn callback_failures_are_clear_errors_and_never_disconnect(backend: Backen
         let a = app.access_token(&row.id).await;
         a.assert_error(502, "zoom_refused");
         assert!(
-            a.text.contains("The access_token_callback_url did not return a usable Zoom access token"),
+            a.text.contains(
+                "The access_token_callback_url did not return a usable Zoom access token"
+            ),
             "{}",
             a.text
         );
@@ -547,7 +575,10 @@ async fn callback_failures_are_clear_errors_and_never_disconnect(backend: Backen
     };
     assert!(message.contains("it answered HTTP 500"), "{message}");
     let api = ApiError::from(e);
-    assert_eq!((api.status().as_u16(), api.code()), (400, "access_token_callback_failed"));
+    assert_eq!(
+        (api.status().as_u16(), api.code()),
+        (400, "access_token_callback_failed")
+    );
     customer.reply(Reply::Body(jwt_expiring_at(soon)));
     let e = create(&app, &customer.url(), true, false)
         .await
@@ -573,7 +604,11 @@ async fn private_and_malformed_urls_are_refused(backend: Backend) {
             .unwrap_or_else(|| panic!("{fields:?}")),
         other => panic!("{other:?}"),
     };
-    let p = problems(create(&app, &customer.url(), true, false).await.expect_err("private"));
+    let p = problems(
+        create(&app, &customer.url(), true, false)
+            .await
+            .expect_err("private"),
+    );
     assert!(p[0].contains("allow_private_callback_urls"), "{p:?}");
     no_secret_in(&p[0]);
     let long = format!("https://example.com/?t={}", "a".repeat(200));
@@ -598,9 +633,7 @@ async fn private_and_malformed_urls_are_refused(backend: Backend) {
     assert_eq!(connection_count(&app).await, 0);
 }
 
-async fn a_second_connection_for_the_same_user_is_refused_and_changes_nothing(
-    backend: Backend,
-) {
+async fn a_second_connection_for_the_same_user_is_refused_and_changes_nothing(backend: Backend) {
     let Some((app, customer)) = setup(backend).await else {
         return;
     };
@@ -619,7 +652,10 @@ async fn a_second_connection_for_the_same_user_is_refused_and_changes_nothing(
         other => panic!("{other:?}"),
     }
     let api = ApiError::from(e);
-    assert_eq!((api.status().as_u16(), api.code()), (409, "zoom_user_already_connected"));
+    assert_eq!(
+        (api.status().as_u16(), api.code()),
+        (409, "zoom_user_already_connected")
+    );
     let after = stored(&app, &first.id).await;
     assert_eq!(
         (after.access_token, after.updated_at, after.fence),
@@ -668,7 +704,10 @@ async fn the_token_keeper_never_touches_a_callback_connection(backend: Backend) 
     assert_eq!(customer.calls(), 1, "only the create asked the callback");
     assert_eq!(app.sim_stats().await.refresh_grants, 1, "the ordinary one");
     assert_eq!(app.event_kinds(&row.id).await, vec!["created"]);
-    assert!(app.event_kinds(&coded).await.contains(&"token_refreshed".to_owned()));
+    assert!(app
+        .event_kinds(&coded)
+        .await
+        .contains(&"token_refreshed".to_owned()));
     let kept = stored(&app, &row.id).await;
     assert_eq!(kept.state, ConnectionState::Connected);
     assert!(kept.lease_owner.is_none());
@@ -696,4 +735,24 @@ async fn deleting_a_callback_connection_revokes_nothing_at_zoom(backend: Backend
         .expect("known");
     assert_eq!(info.status, "active", "the customer's grant lives on");
     assert_eq!(customer.calls(), 1);
+}
+
+async fn an_authorization_code_for_the_user_turns_it_into_an_ordinary_connection(backend: Backend) {
+    let Some((app, customer)) = setup(backend).await else {
+        return;
+    };
+    let (user, _, row) = connected(&app, &customer).await;
+    // `/api/v1`'s create upserts by Zoom user: the grant zoomkeeper now holds is
+    // where the tokens come from, and the callback is dropped.
+    let a = app.connect_user(CLIENT, &user, json!({})).await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.json["id"], row.id.as_str());
+    let now = stored(&app, &row.id).await;
+    assert!(now.access_token_callback_url.is_none());
+    assert!(now.refresh_token.is_some());
+    app.keeper.clock.advance(Duration::from_secs(3600));
+    let a = app.access_token(&row.id).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(app.sim_stats().await.refresh_grants, 1, "refreshed by us");
+    assert_eq!(customer.calls(), 1, "the callback is not asked any more");
 }
