@@ -225,6 +225,7 @@ impl Setup {
                     created_at: now,
                     updated_at: now,
                     sync_requested_at: None,
+                    access_token_callback_url: None,
                 };
                 let event = NewConnectionEvent {
                     kind: "created".to_owned(),

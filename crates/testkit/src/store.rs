@@ -295,6 +295,7 @@ pub fn connection(
         created_at,
         updated_at: created_at,
         sync_requested_at: None,
+        access_token_callback_url: None,
     }
 }
 

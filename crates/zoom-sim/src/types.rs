@@ -246,6 +246,11 @@ pub struct SimConfig {
     /// Shifts the simulator's clock (token and code expiry, timestamps), default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_offset_s: Option<i64>,
+    /// Issue access tokens shaped like Zoom's real ones: JWTs whose payload carries
+    /// `exp` (Unix seconds, on the simulator's clock), `iat` and `uid`. Default false
+    /// (opaque `zsim_at_…` tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_access_tokens: Option<bool>,
 }
 
 /// `PUT /_sim/faults` — replaces the whole fault set; all `None` clears it.

@@ -100,6 +100,7 @@ pub const SEALED_COLUMNS: &[(&str, &str)] = &[
     ("zoom_oauth_apps", "client_secret"),
     ("zoom_oauth_apps", "webhook_secret"),
     ("zoom_oauth_connections", "access_token"),
+    ("zoom_oauth_connections", "access_token_callback_url"),
     ("zoom_oauth_connections", "refresh_token"),
 ];
 
@@ -148,9 +149,15 @@ impl<'a> Slot<'a> {
         Slot::sealed_column(6, connection_id)
     }
 
+    /// A customer-managed connection's `access_token_callback_url` (its query
+    /// string carries the customer's secret).
+    pub const fn connection_access_token_callback_url(connection_id: &'a str) -> Slot<'a> {
+        Slot::sealed_column(7, connection_id)
+    }
+
     /// A connection's refresh token.
     pub const fn connection_refresh_token(connection_id: &'a str) -> Slot<'a> {
-        Slot::sealed_column(7, connection_id)
+        Slot::sealed_column(8, connection_id)
     }
 }
 
@@ -1089,6 +1096,7 @@ mod tests {
             Slot::app_client_secret("x"),
             Slot::app_webhook_secret("x"),
             Slot::connection_access_token("x"),
+            Slot::connection_access_token_callback_url("x"),
             Slot::connection_refresh_token("x"),
         ]
         .map(|slot| (slot.table, slot.column));

@@ -93,6 +93,18 @@ pub enum ConnectionError {
     ZoomUserNotActive(String),
     #[error("another connection of this app has this deduplication_key")]
     DeduplicationKeyTaken,
+    /// A customer-managed connection was asked for a Zoom user who already has a
+    /// connection to this app (one per app and user); nothing was changed.
+    #[error("Zoom user {user_id} already has connection {connection_id} to this app")]
+    UserAlreadyConnected {
+        user_id: String,
+        connection_id: String,
+    },
+    /// A customer-managed connection's `access_token_callback_url` gave no usable
+    /// access token. The sentence names what the customer must fix; it never holds
+    /// the URL or a token.
+    #[error("{0}")]
+    TokenCallbackFailed(String),
     /// A newer authorisation of the same Zoom user replaced this one at Zoom before
     /// it could be stored (Zoom keeps one grant per app and user).
     #[error("a newer authorisation of this Zoom user replaced this one")]
@@ -116,16 +128,16 @@ pub enum ConnectionError {
 }
 
 #[derive(Default)]
-struct Problems(BTreeMap<String, Vec<String>>);
+pub(crate) struct Problems(BTreeMap<String, Vec<String>>);
 
 impl Problems {
-    fn add(&mut self, field: &str, problem: impl Into<String>) {
+    pub(crate) fn add(&mut self, field: &str, problem: impl Into<String>) {
         self.0
             .entry(field.to_owned())
             .or_default()
             .push(problem.into());
     }
-    fn into_result(self) -> Result<(), ConnectionError> {
+    pub(crate) fn into_result(self) -> Result<(), ConnectionError> {
         if self.0.is_empty() {
             Ok(())
         } else {
@@ -134,7 +146,7 @@ impl Problems {
     }
 }
 
-fn invalid(field: &str, problem: impl Into<String>) -> ConnectionError {
+pub(crate) fn invalid(field: &str, problem: impl Into<String>) -> ConnectionError {
     let mut p = Problems::default();
     p.add(field, problem);
     ConnectionError::Invalid(p.0)
@@ -142,7 +154,7 @@ fn invalid(field: &str, problem: impl Into<String>) -> ConnectionError {
 
 /// Checks `metadata`: a non-empty object of string values, at most
 /// [`MAX_METADATA_CHARS`] as JSON.
-fn check_metadata(value: &Value, problems: &mut Problems) {
+pub(crate) fn check_metadata(value: &Value, problems: &mut Problems) {
     let Some(object) = value.as_object() else {
         problems.add("metadata", "Must be a JSON object or null.");
         return;
@@ -194,7 +206,7 @@ fn clean_deduplication_key(raw: &str, problems: &mut Problems) -> Option<String>
     Some(key.to_owned())
 }
 
-fn internal(e: impl Into<anyhow::Error>) -> ConnectionError {
+pub(crate) fn internal(e: impl Into<anyhow::Error>) -> ConnectionError {
     ConnectionError::Internal(e.into())
 }
 
@@ -800,6 +812,7 @@ async fn upsert(
         created_at: now,
         updated_at: now,
         sync_requested_at: None,
+        access_token_callback_url: None,
     };
     let r = fresh.replacement(keeper, &id, &placeholder, false);
     let row = ConnectionRow {
@@ -999,10 +1012,16 @@ pub async fn update(
         );
     }
     problems.into_result()?;
-    // Turning a capability on needs the scopes the user granted to cover it.
+    // Turning a capability on needs the scopes the user granted to cover it. A
+    // customer-managed connection's scopes are unknown (its tokens come from the
+    // customer): Zoom itself refuses a call its token does not cover.
     let turning_on_local = local && !current.is_local_recording_token_supported;
     let turning_on_onbehalf = onbehalf && !current.is_onbehalf_token_supported;
-    let missing = missing_scopes(&current.scopes, turning_on_local, turning_on_onbehalf);
+    let missing = if current.access_token_callback_url.is_some() {
+        Vec::new()
+    } else {
+        missing_scopes(&current.scopes, turning_on_local, turning_on_onbehalf)
+    };
     if !missing.is_empty() {
         return Err(ConnectionError::MissingScopes(missing));
     }
@@ -1025,7 +1044,8 @@ pub async fn update(
 }
 
 /// Deletes the connection and its meeting index, then revokes its grant at Zoom
-/// (best effort: logged and counted, never a failure of the delete). Revoking ends
+/// (best effort: logged and counted, never a failure of the delete). A
+/// customer-managed connection holds no grant: nothing is revoked. Revoking ends
 /// the user's authorisation of the app, which is what a delete means; it is done
 /// under the connection's lease, so the token revoked is the one stored (no refresh
 /// can rotate it between the read and the revoke).

@@ -340,6 +340,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             sync_requested_at: None,
+            access_token_callback_url: None,
         };
         let e = state_change_event(&row);
         assert_eq!(e.trigger, "zoom_oauth_connection.state_change");

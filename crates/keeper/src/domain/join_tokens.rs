@@ -598,6 +598,11 @@ fn token_problem(token: &'static str, connection: &ConnectionRow, e: TokenError)
             "zoom_error",
             format!("Zoom refused the token for connection {}: {reason}", connection.id),
         ),
+        TokenError::CallbackFailed(reason) => problem(
+            token,
+            "callback_failed",
+            format!("Connection {}: {reason}", connection.id),
+        ),
         TokenError::Busy | TokenError::LostFence => problem(
             token,
             "busy",

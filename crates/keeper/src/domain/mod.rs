@@ -13,6 +13,7 @@ pub mod meetings;
 pub mod operators;
 pub mod projects;
 pub mod recheck;
+pub mod token_callbacks;
 pub mod tokens;
 pub mod webhooks;
 pub mod zoom_webhooks;

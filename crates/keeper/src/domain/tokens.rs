@@ -19,6 +19,12 @@
 //!
 //! The token keeper ([`crate::workers::token_keeper`]) refreshes through [`TokenBroker::refresh_claimed`],
 //! the same code path as on-demand refreshes.
+//!
+//! A customer-managed connection ([`crate::domain::token_callbacks`]) gets its tokens
+//! from its `access_token_callback_url` instead, through the same lease and single
+//! flight: it is never refreshed or revoked at Zoom (we hold no grant), never claimed
+//! by the token keeper, and never disconnected because its callback failed or gave a
+//! token Zoom rejected — the request fails with [`TokenError::CallbackFailed`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +39,7 @@ use zoom::{UserTokenType, ZoomError};
 use crate::core::ids::IdKind;
 use crate::core::jitter;
 use crate::domain::grant::{self, access_slot, refresh_slot, Grant, BAD_CLIENT_SECRET};
+use crate::domain::token_callbacks;
 use crate::storage::{
     ConnectionRow, ConnectionState, DisconnectOutcome, FailureData, NewConnectionEvent,
     RefreshedTokens, Sealed,
@@ -153,6 +160,10 @@ pub enum TokenError {
     /// A refresh's write-back found that another process took the lease over.
     #[error("another process took over the refresh")]
     LostFence,
+    /// A customer-managed connection's `access_token_callback_url` gave no usable
+    /// token. A sentence naming what the customer must fix; no URL, no token.
+    #[error("{0}")]
+    CallbackFailed(String),
     /// Logged where it happened; the text carries no secret.
     #[error("internal error: {0}")]
     Internal(String),
@@ -163,7 +174,9 @@ impl TokenError {
     fn is_temporary(&self) -> bool {
         matches!(
             self,
-            TokenError::RateLimited { .. } | TokenError::ZoomUnavailable(_)
+            TokenError::RateLimited { .. }
+                | TokenError::ZoomUnavailable(_)
+                | TokenError::CallbackFailed(_)
         )
     }
 
@@ -178,6 +191,7 @@ impl TokenError {
             TokenError::ZoomUnavailable(_) => "zoom_unavailable",
             TokenError::ZoomRefused(_) => "zoom_refused",
             TokenError::Busy | TokenError::LostFence => "busy",
+            TokenError::CallbackFailed(_) => "callback_failed",
             TokenError::Internal(_) => "internal_error",
         }
     }
@@ -485,6 +499,28 @@ impl TokenBroker {
         loop {
             match call(access.token.clone()).await {
                 Ok(value) => return Ok(value),
+                Err(ZoomError::AccessTokenRejected { code, .. })
+                    if row.access_token_callback_url.is_some() =>
+                {
+                    // The customer holds the grant: ask its callback once more; a
+                    // second rejection is the callback's to fix, not a lost grant.
+                    if retried {
+                        return Err(BrokeredCallError::Token(TokenError::CallbackFailed(
+                            token_callbacks::failure_sentence(&format!(
+                                "Zoom rejected the access token it returned (Zoom code {code}); it must return a current access token of the user"
+                            )),
+                        )));
+                    }
+                    retried = true;
+                    let current = self
+                        .read_scoped(keeper, &row.project_id, &row.id)
+                        .await
+                        .map_err(BrokeredCallError::Token)?;
+                    access = self
+                        .token_for(keeper, &current, access.sealed.as_ref())
+                        .await
+                        .map_err(BrokeredCallError::Token)?;
+                }
                 Err(ZoomError::AccessTokenRejected { code, .. }) => {
                     if (access.refreshed || retried) && !waited_for_reauthorisation {
                         // A re-authorisation of the user kills the tokens it replaces
@@ -803,6 +839,9 @@ impl TokenBroker {
         claimed: &ConnectionRow,
         hold: &LeaseHold,
     ) -> Result<AccessToken, TokenError> {
+        if let Some(url) = token_callbacks::open_url(keeper, claimed) {
+            return self.fetch_claimed(keeper, claimed, url).await;
+        }
         let broken_retry = || {
             Some(keeper.clock.now() + chrono::Duration::from_std(BROKEN_RETRY).unwrap_or_default())
         };
@@ -963,6 +1002,61 @@ impl TokenBroker {
                 }
                 self.release(keeper, claimed, Some(retry_at)).await;
                 Err(refresh_call_error(e, wait))
+            }
+        }
+    }
+
+    /// A customer-managed connection's "refresh": asks its callback (`url`, opened)
+    /// and stores the token under the claim's fence. A failure releases the lease
+    /// and changes nothing else: the connection stays as it is.
+    async fn fetch_claimed(
+        &self,
+        keeper: &Keeper,
+        claimed: &ConnectionRow,
+        url: Result<SecretString, String>,
+    ) -> Result<AccessToken, TokenError> {
+        let url = match url {
+            Ok(url) => url,
+            Err(e) => {
+                self.release(keeper, claimed, None).await;
+                return Err(internal(
+                    "opening a connection's access_token_callback_url",
+                    e,
+                ));
+            }
+        };
+        let fetched = match token_callbacks::fetch(keeper, url.expose_secret()).await {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                self.release(keeper, claimed, None).await;
+                tracing::warn!(connection_id = %claimed.id, "a customer-managed connection's callback gave no usable token");
+                return Err(TokenError::CallbackFailed(e.sentence()));
+            }
+        };
+        let sealed = keeper
+            .vault
+            .seal_str(access_slot(&claimed.id), fetched.token.expose_secret());
+        match keeper
+            .store
+            .store_callback_token(&claimed.id, claimed.fence, &sealed, fetched.expires_at)
+            .await
+        {
+            Ok(true) => Ok(AccessToken {
+                token: fetched.token,
+                expires_at: fetched.expires_at,
+                refreshed: true,
+                sealed: Some(sealed),
+            }),
+            Ok(false) => {
+                keeper.metrics.record_lease_conflict();
+                Err(TokenError::LostFence)
+            }
+            Err(e) => {
+                self.release(keeper, claimed, None).await;
+                Err(internal(
+                    "storing a token from an access_token_callback_url",
+                    e,
+                ))
             }
         }
     }

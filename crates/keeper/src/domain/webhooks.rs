@@ -63,6 +63,15 @@ pub struct Subscriptions<'a> {
 /// Checks a subscription URL (see the module docs); the problem as a sentence.
 /// `allow_private` is the `allow_private_callback_urls` setting.
 pub async fn check_url(url: &str, allow_private: bool) -> Result<String, String> {
+    Ok(checked_url(url, allow_private).await?.url.to_string())
+}
+
+/// [`check_url`]'s rule for every URL a customer gives us to call (subscriptions,
+/// token callbacks), with the addresses the request must be pinned to.
+pub async fn checked_url(
+    url: &str,
+    allow_private: bool,
+) -> Result<outbound_url::CheckedUrl, String> {
     let checked = outbound_url::check(url, allow_private)
         .await
         .map_err(|e| match e {
@@ -77,7 +86,7 @@ pub async fn check_url(url: &str, allow_private: bool) -> Result<String, String>
                 .to_owned(),
         );
     }
-    Ok(checked.url.to_string())
+    Ok(checked)
 }
 
 fn capitalised(s: &str) -> String {

@@ -342,6 +342,14 @@ impl From<ConnectionError> for ApiError {
                 code: "deduplication_key_taken",
                 message: "Another connection of this app already has this deduplication_key.".to_owned(),
             },
+            ConnectionError::UserAlreadyConnected { user_id, connection_id } => ApiError::Conflict {
+                code: "zoom_user_already_connected",
+                message: format!("Zoom user {user_id} already has a connection to this app ({connection_id}); a user has one connection per app. Delete that one first to connect the user another way."),
+            },
+            ConnectionError::TokenCallbackFailed(message) => ApiError::BadRequest {
+                code: "access_token_callback_failed",
+                message,
+            },
             ConnectionError::Disconnected(failure) => TokenError::Disconnected(failure).into(),
             ConnectionError::LocalRecordingOff => ApiError::BadRequest {
                 code: "capability_not_enabled",
@@ -391,6 +399,8 @@ impl From<TokenError> for ApiError {
             TokenError::Busy | TokenError::LostFence => ApiError::Busy {
                 message: "This connection's token is being refreshed by another instance; try again shortly.".to_owned(),
             },
+            // 502: the customer's callback stands where Zoom's token endpoint would.
+            TokenError::CallbackFailed(message) => ApiError::CallbackFailed { message },
             TokenError::Internal(context) => ApiError::Internal(anyhow::anyhow!(context)),
         }
     }

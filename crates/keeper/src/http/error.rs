@@ -81,6 +81,9 @@ pub enum ApiError {
     /// outage (e.g. a missing permission). The message is Zoom's, scrubbed.
     #[error("{message}")]
     ZoomRefused { message: String },
+    /// The customer's `access_token_callback_url` gave no usable token.
+    #[error("{message}")]
+    CallbackFailed { message: String },
     /// The object is busy with work elsewhere; retry shortly.
     #[error("{message}")]
     Busy { message: String },
@@ -133,7 +136,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::ZoomUnavailable | ApiError::ZoomRefused { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::ZoomUnavailable
+            | ApiError::ZoomRefused { .. }
+            | ApiError::CallbackFailed { .. } => StatusCode::BAD_GATEWAY,
             ApiError::ZoomRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -159,6 +164,7 @@ impl ApiError {
             ApiError::ZoomUnavailable => "zoom_unavailable",
             ApiError::ZoomRateLimited { .. } => "zoom_rate_limited",
             ApiError::ZoomRefused { .. } => "zoom_refused",
+            ApiError::CallbackFailed { .. } => "access_token_callback_failed",
             ApiError::Busy { .. } => "busy",
             ApiError::NotReady { .. } => "not_ready",
             ApiError::Internal(_) => "internal_error",

@@ -68,6 +68,10 @@ pub struct ConnectionRow {
     /// When a meeting sync was last asked for (on connect, on re-authorisation, on
     /// request); see [`MeetingSyncStatus`].
     pub sync_requested_at: Option<DateTime<Utc>>,
+    /// A customer-managed connection's URL its access tokens come from (it then has
+    /// no refresh token); sealed under slot (`zoom_oauth_connections`,
+    /// `access_token_callback_url`, id).
+    pub access_token_callback_url: Option<Sealed>,
 }
 
 /// Filters of `GET /api/v1/zoom_oauth_connections`; `None` matches everything.
@@ -153,7 +157,9 @@ impl MeetingSyncStatus {
 }
 
 /// A fresh grant from a code exchange, replacing an existing connection's identity,
-/// tokens and settings in place (same id). State becomes `connected`, failure data
+/// tokens and settings in place (same id). A customer-managed connection becomes an
+/// ordinary one: its `access_token_callback_url` is dropped (the grant's refresh
+/// token is where its tokens come from now). State becomes `connected`, failure data
 /// is cleared, the lease is released and the fence bumped (so an in-flight refresh
 /// of the old grant cannot write back).
 #[derive(Debug, Clone)]
@@ -278,7 +284,7 @@ store_trait! {
             let mut tx = self.begin().await?;
             sql!(execute &mut tx,
                 &format!("INSERT INTO zoom_oauth_connections ({CONNECTION_COLUMNS}) VALUES \
-                          ({})", super::sql::placeholders(1, 29)),
+                          ({})", super::sql::placeholders(1, 30)),
                 &row.id, &row.project_id, &row.app_id, &row.user_id, &row.account_id, &row.email,
                 &row.pmi, &row.personal_meeting_url, row.state.as_str(),
                 row.connection_failure_data.as_ref().map(failure_to_json), &row.metadata,
@@ -289,7 +295,7 @@ store_trait! {
                 ots(row.refresh_due_at), ots(row.last_attempted_sync_at),
                 ots(row.last_successful_sync_at), ots(row.next_sync_at),
                 ots(row.last_successful_token_refresh_at), ts(row.created_at), ts(row.updated_at),
-                ots(row.sync_requested_at))?;
+                ots(row.sync_requested_at), row.access_token_callback_url.as_ref().map(|s| &s.0))?;
             write_connection_change(&mut tx, row, event, outbox, now).await?;
             tx.commit().await
         }
@@ -365,6 +371,7 @@ store_trait! {
                  deduplication_key = $7, is_local_recording_token_supported = $8, \
                  is_onbehalf_token_supported = $9, scopes = $10, refresh_token = $11, \
                  access_token = $12, access_token_expires_at = $13, refresh_due_at = $14, \
+                 access_token_callback_url = NULL, \
                  next_sync_at = CASE WHEN $20 THEN next_sync_at ELSE $15 END, \
                  sync_requested_at = \
                      CASE WHEN $20 OR $15 IS NULL THEN sync_requested_at ELSE $15 END, \
@@ -473,7 +480,8 @@ pub(super) const CONNECTION_COLUMNS: &str = "id, project_id, app_id, user_id, ac
      deduplication_key, is_local_recording_token_supported, is_onbehalf_token_supported, \
      scopes, refresh_token, access_token, access_token_expires_at, lease_owner, lease_until, \
      fence, refresh_due_at, last_attempted_sync_at, last_successful_sync_at, next_sync_at, \
-     last_successful_token_refresh_at, created_at, updated_at, sync_requested_at";
+     last_successful_token_refresh_at, created_at, updated_at, sync_requested_at, \
+     access_token_callback_url";
 
 pub(super) fn connection_from_row(row: &impl Row) -> StoreResult<ConnectionRow> {
     let scopes: String = row.get("scopes")?;
@@ -488,7 +496,7 @@ pub(super) fn connection_from_row(row: &impl Row) -> StoreResult<ConnectionRow> 
         is_onbehalf_token_supported, refresh_token, access_token, access_token_expires_at,
         lease_owner, lease_until, fence, refresh_due_at, last_attempted_sync_at,
         last_successful_sync_at, next_sync_at, last_successful_token_refresh_at, created_at,
-        updated_at, sync_requested_at;
+        updated_at, sync_requested_at, access_token_callback_url;
         connection_failure_data: failure.transpose()?,
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
     })

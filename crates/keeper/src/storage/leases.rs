@@ -12,7 +12,7 @@ use super::events::{write_connection_change, write_connection_event};
 use super::sql::{after, ots, ts, Lock, Span, SqlStore};
 use super::{
     ConnectionRow, DisconnectOutcome, FailureData, NewConnectionEvent, OutboxSource,
-    RefreshedTokens, StoreResult,
+    RefreshedTokens, Sealed, StoreResult,
 };
 
 store_trait! {
@@ -48,6 +48,8 @@ store_trait! {
         /// Claims up to `limit` connected connections whose refresh is due
         /// ([`crate::domain::tokens::refresh_due`] at the database clock, `ahead_of_meetings`),
         /// oldest due first, skipping leased ones (and locked ones, on PostgreSQL).
+        /// Customer-managed connections (with an `access_token_callback_url`) are never
+        /// claimed: there is no grant of ours to refresh.
         async fn claim_due_refreshes(&self, owner: &str, limit: u32, lease_for: Duration,
             ahead_of_meetings: Duration) -> StoreResult<Vec<ConnectionRow>> {
             let now = self.now().await?;
@@ -57,6 +59,7 @@ store_trait! {
                 &format!("WITH due(due_id) AS MATERIALIZED (\
                               SELECT c.id FROM zoom_oauth_connections c \
                               WHERE c.state = 'connected' \
+                              AND c.access_token_callback_url IS NULL \
                               AND (c.lease_until IS NULL OR c.lease_until < $1) \
                               AND (c.refresh_due_at IS NULL OR c.refresh_due_at <= $2 OR EXISTS (\
                                   SELECT 1 FROM zoom_meetings m WHERE m.connection_id = c.id \
@@ -98,6 +101,21 @@ store_trait! {
             }
             tx.commit().await?;
             Ok(true)
+        }
+
+        /// Writes an access token fetched from a customer-managed connection's
+        /// `access_token_callback_url` (no refresh token, no due time) and releases the
+        /// lease, only `WHERE id AND fence` and while the connection still has a
+        /// callback; false (nothing written) otherwise.
+        async fn store_callback_token(&self, id: &str, fence: i64, access_token: &Sealed,
+            expires_at: DateTime<Utc>) -> StoreResult<bool> {
+            let now = self.now().await?;
+            sql!(one_changed &mut self.conn().await?,
+                "UPDATE zoom_oauth_connections SET access_token = $1, \
+                 access_token_expires_at = $2, last_successful_token_refresh_at = $3, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $3 \
+                 WHERE id = $4 AND fence = $5 AND access_token_callback_url IS NOT NULL",
+                &access_token.0, ts(expires_at), ts(now), id, fence)
         }
 
         /// Releases the lease without writing tokens (temporary failure), optionally

@@ -11,6 +11,7 @@ mod api_webhooks;
 mod app_recheck;
 mod bot_platforms;
 mod browser_smoke;
+mod callback_connections;
 mod connect;
 mod dashboard;
 mod dashboard_apps;

@@ -495,6 +495,14 @@ async fn sealed_fields_walk_every_sealed_column_in_stable_order(s: TestStore) {
             Some(&Sealed(vec![8; 40])),
         )
         .await;
+    // A customer-managed connection's callback URL is sealed too.
+    s.overwrite_sealed(
+        "zoom_oauth_connections",
+        "access_token_callback_url",
+        &c,
+        &[11; 40],
+    )
+    .await;
     // A connection whose tokens were erased has nothing to re-seal.
     s.insert_connection(&p1.id, &a2.id, "erased", None, None)
         .await;
@@ -579,6 +587,11 @@ async fn sealed_fields_walk_every_sealed_column_in_stable_order(s: TestStore) {
         ("zoom_oauth_apps", "client_secret", apps[1]),
         ("zoom_oauth_apps", "webhook_secret", a1.id.as_str()),
         ("zoom_oauth_connections", "access_token", c.as_str()),
+        (
+            "zoom_oauth_connections",
+            "access_token_callback_url",
+            c.as_str(),
+        ),
         ("zoom_oauth_connections", "refresh_token", c.as_str()),
     ];
     assert_eq!(keys, expected);
@@ -719,6 +732,21 @@ async fn rotation_reseals_everything_under_the_new_key(s: TestStore) {
         .await;
     s.overwrite_sealed("zoom_oauth_connections", "access_token", &c, &access.0)
         .await;
+    let callback_url = old_vault.seal_str(
+        Slot {
+            table: "zoom_oauth_connections",
+            column: "access_token_callback_url",
+            row_id: &c,
+        },
+        "https://tokens.example.com/zoom?auth_token=s3cret",
+    );
+    s.overwrite_sealed(
+        "zoom_oauth_connections",
+        "access_token_callback_url",
+        &c,
+        &callback_url.0,
+    )
+    .await;
 
     // Step 1: a new active key; old values still open with the saved ring.
     let new_id = ring.add_new_active_key();
@@ -734,8 +762,8 @@ async fn rotation_reseals_everything_under_the_new_key(s: TestStore) {
         "client-secret"
     );
 
-    // Step 2: re-seal. Five values change; a second run changes none.
-    assert_eq!(reseal_all(&*s.store, &during).await.expect("reseal"), 5);
+    // Step 2: re-seal. Six values change; a second run changes none.
+    assert_eq!(reseal_all(&*s.store, &during).await.expect("reseal"), 6);
     assert_eq!(reseal_all(&*s.store, &during).await.expect("re-run"), 0);
 
     // Step 3: retire the old key. Everything opens with the new key alone…
@@ -744,7 +772,7 @@ async fn rotation_reseals_everything_under_the_new_key(s: TestStore) {
     let after = Keyring::load_or_create(&key_file).expect("reload").vault();
     assert_eq!(after.active_key_id(), new_id);
     let fields = s.sealed_fields(None, 100).await.expect("fields");
-    assert_eq!(fields.len(), 5);
+    assert_eq!(fields.len(), 6);
     let expected: std::collections::HashMap<(&str, &str), &[u8]> = [
         (("projects", "webhook_secret"), &[42u8; 32][..]),
         (("zoom_oauth_apps", "client_secret"), b"client-secret"),
@@ -754,6 +782,10 @@ async fn rotation_reseals_everything_under_the_new_key(s: TestStore) {
             b"refresh-token",
         ),
         (("zoom_oauth_connections", "access_token"), b"access-token"),
+        (
+            ("zoom_oauth_connections", "access_token_callback_url"),
+            b"https://tokens.example.com/zoom?auth_token=s3cret",
+        ),
     ]
     .into_iter()
     .collect();

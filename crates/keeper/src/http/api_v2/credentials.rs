@@ -16,6 +16,7 @@ use super::{
 };
 use crate::core::ids::IdKind;
 use crate::domain::connections::{self, ConnectionError, FilterInput, NewConnection};
+use crate::domain::token_callbacks::{self, NewCallbackConnection};
 use crate::domain::tokens::{self, TokenError};
 use crate::http::apps::timestamp;
 use crate::http::error::{ApiError, FieldErrors};
@@ -23,6 +24,7 @@ use crate::http::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::http::pagination::List;
 use crate::http::AppState;
 use crate::storage::{ConnectionRow, ConnectionState, MeetingSyncStatus};
+use crate::Keeper;
 
 pub const PATH: &str = "/api/v2/zoom-oauth-credentials/";
 const WHAT: &str = "Zoom OAuth credential";
@@ -125,8 +127,8 @@ pub struct RecallCredential {
     pub zoomkeeper_id: String,
 }
 
-impl From<&ConnectionRow> for RecallCredential {
-    fn from(row: &ConnectionRow) -> Self {
+impl RecallCredential {
+    pub fn new(row: &ConnectionRow, keeper: &Keeper) -> RecallCredential {
         RecallCredential {
             id: uuid_of(IdKind::Connection, &row.id),
             oauth_app: uuid_of(IdKind::App, &row.app_id),
@@ -136,7 +138,7 @@ impl From<&ConnectionRow> for RecallCredential {
             },
             user_id: Some(row.user_id.clone()).filter(|u| !u.is_empty()),
             account_id: Some(row.account_id.clone()).filter(|a| !a.is_empty()),
-            access_token_callback_url: None,
+            access_token_callback_url: token_callbacks::shown_url(keeper, row),
             meeting_sync_status: MeetingSyncStatus::of(row),
             created_at: timestamp(row.created_at),
             zoomkeeper_id: row.id.clone(),
@@ -152,6 +154,19 @@ pub struct CredentialConflictBody {
     /// The Zoom user whose credential already exists.
     pub conflicting_zoom_user_id: Option<String>,
     pub conflicting_zoom_account_id: Option<String>,
+}
+
+/// Recall's 400 for a second credential of a Zoom user in the app.
+fn conflict(user_id: String) -> Response {
+    let body = CredentialConflictBody {
+        detail: format!(
+            "A Zoom OAuth Credential already exists for this OAuth App and Zoom user (user_id: {user_id}). A Zoom OAuth App can have at most one Zoom OAuth Credential per authorized Zoom user: find it with ?user_id={user_id}, and delete it first to register this one instead."
+        ),
+        code: "zoom_user_already_connected".to_owned(),
+        conflicting_zoom_user_id: Some(user_id),
+        conflicting_zoom_account_id: None,
+    };
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
 /// `{"token", "expires_at"}`: a Zoom access token good for at least 120 s.
@@ -281,12 +296,23 @@ pub async fn create_credential(
                 .await
                 .map_err(|e| credential_error(e).into_response())?
         }
-        (None, Some(_url)) => {
-            return Err(ApiError::field(
-                "access_token_callback_url",
-                "Credentials whose tokens come from your server are not available yet; send authorization_code.",
-            )
-            .into_response())
+        (None, Some(url)) => {
+            let new = NewCallbackConnection {
+                app_id: Some(app_id),
+                url,
+                metadata: None,
+                is_local_recording_token_supported: true,
+                is_onbehalf_token_supported: true,
+            };
+            match token_callbacks::create_from_callback(&state.keeper, &caller.project_id, new)
+                .await
+            {
+                Ok(row) => row,
+                Err(ConnectionError::UserAlreadyConnected { user_id, .. }) => {
+                    return Err(conflict(user_id))
+                }
+                Err(e) => return Err(credential_error(e).into_response()),
+            }
         }
         (Some(_), Some(_)) => {
             return Err(ApiError::BadRequest {
@@ -303,7 +329,10 @@ pub async fn create_credential(
             .into_response())
         }
     };
-    Ok((StatusCode::CREATED, Json((&row).into())))
+    Ok((
+        StatusCode::CREATED,
+        Json(RecallCredential::new(&row, &state.keeper)),
+    ))
 }
 
 /// List Zoom OAuth Credentials.
@@ -363,7 +392,7 @@ pub async fn list_credentials(
         &asked,
         page,
         |c| (c.created_at, c.id.clone()),
-        |row| RecallCredential::from(row),
+        |row| RecallCredential::new(row, &state.keeper),
     )))
 }
 
@@ -387,7 +416,7 @@ pub async fn get_credential(
     let row = connections::get(&state.keeper, &caller.project_id, &id)
         .await
         .map_err(credential_error)?;
-    Ok(Json((&row).into()))
+    Ok(Json(RecallCredential::new(&row, &state.keeper)))
 }
 
 /// Delete Zoom OAuth Credential: ends the user's authorisation of the app (the
