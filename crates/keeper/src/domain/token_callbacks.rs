@@ -406,6 +406,48 @@ pub(crate) fn open_url(
     )
 }
 
+/// How `row`'s callback URL is shown back (Recall's `access_token_callback_url`):
+/// the customer puts secrets in its query string, so only the scheme, host, port,
+/// path and the query's parameter names are shown, each value as `***`; user info
+/// and fragment are dropped. `None` for a connection without a callback.
+pub fn shown_url(keeper: &Keeper, row: &ConnectionRow) -> Option<String> {
+    let sealed = row.access_token_callback_url.as_ref()?;
+    let url = match keeper.vault.open_str(url_slot(&row.id), sealed) {
+        Ok(url) => url,
+        Err(e) => {
+            tracing::error!(connection_id = %row.id, error = %e, "a sealed access_token_callback_url does not open");
+            return Some("***".to_owned());
+        }
+    };
+    let Ok(mut url) = url::Url::parse(url.expose_secret()) else {
+        return Some("***".to_owned());
+    };
+    let names: Vec<String> = url
+        .query_pairs()
+        .map(|(name, _)| name.into_owned())
+        .collect();
+    if names.is_empty() {
+        url.set_query(None);
+    } else {
+        let query = names
+            .iter()
+            .map(|name| {
+                format!(
+                    "{}=***",
+                    form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        url.set_query(Some(&query));
+    }
+    // Cannot fail for the http(s) URLs a callback has.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_fragment(None);
+    Some(url.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,46 +515,4 @@ mod tests {
             .expect_err("bytes")
             .contains("UTF-8"));
     }
-}
-
-/// How `row`'s callback URL is shown back (Recall's `access_token_callback_url`):
-/// the customer puts secrets in its query string, so only the scheme, host, port,
-/// path and the query's parameter names are shown, each value as `***`; user info
-/// and fragment are dropped. `None` for a connection without a callback.
-pub fn shown_url(keeper: &Keeper, row: &ConnectionRow) -> Option<String> {
-    let sealed = row.access_token_callback_url.as_ref()?;
-    let url = match keeper.vault.open_str(url_slot(&row.id), sealed) {
-        Ok(url) => url,
-        Err(e) => {
-            tracing::error!(connection_id = %row.id, error = %e, "a sealed access_token_callback_url does not open");
-            return Some("***".to_owned());
-        }
-    };
-    let Ok(mut url) = url::Url::parse(url.expose_secret()) else {
-        return Some("***".to_owned());
-    };
-    let names: Vec<String> = url
-        .query_pairs()
-        .map(|(name, _)| name.into_owned())
-        .collect();
-    if names.is_empty() {
-        url.set_query(None);
-    } else {
-        let query = names
-            .iter()
-            .map(|name| {
-                format!(
-                    "{}=***",
-                    form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        url.set_query(Some(&query));
-    }
-    // Cannot fail for the http(s) URLs a callback has.
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.set_fragment(None);
-    Some(url.to_string())
 }
