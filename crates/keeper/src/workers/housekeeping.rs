@@ -7,7 +7,8 @@
 //! summaries, outbox events fanned out more than `outbox_event_retention` ago, bot
 //! platform calls older than [`BOT_PLATFORM_CALL_RETENTION`], and the signed message
 //! ids remembered for replay refusal once they are outside the timestamp window, and
-//! hosted connect sessions older than [`CONNECT_SESSION_RETENTION`].
+//! hosted connect sessions older than [`CONNECT_SESSION_RETENTION`], and lines of
+//! the apps' logs older than [`APP_EVENT_RETENTION`].
 //! A delivery still pending (waiting for its first attempt or a retry) and an outbox
 //! event not fanned out yet are never deleted, however old. Beside the sweep, every
 //! [`PRUNE_EVERY`] it drops routine events beyond each connection log's newest few
@@ -41,14 +42,16 @@ pub const RECEIPT_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// How long after its start a one-off meeting stays indexed (a bot may join a
 /// meeting that runs late or is restarted the next day).
 pub const PAST_MEETING_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
-/// Time between sweeps.
-/// How often the connections' event logs are pruned (every refresh writes an
-/// event).
 /// How long a hosted connect session stays readable (its link expires long before).
 pub const CONNECT_SESSION_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// How long a bot platform's calls stay in its log.
 pub const BOT_PLATFORM_CALL_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// How long a line stays in an app's log (`/api/v2/zoom-oauth-app-logs/`).
+pub const APP_EVENT_RETENTION: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+/// How often the connections' event logs are pruned (every refresh writes an
+/// event).
 pub const PRUNE_EVERY: Duration = Duration::from_secs(5 * 60);
+/// Time between sweeps.
 pub const EVERY: Duration = Duration::from_secs(10 * 60);
 /// Up to this much is added to or taken from [`EVERY`], so processes drift apart.
 pub const JITTER: Duration = Duration::from_secs(60);
@@ -73,6 +76,8 @@ pub struct Sweep {
     pub connect_sessions: u64,
     /// Dashboard sessions past their idle timeout and ended sign-in throttling windows.
     pub operator_sessions: u64,
+    /// App log lines written more than [`APP_EVENT_RETENTION`] ago.
+    pub app_events: u64,
     /// Shutdown began before the sweep finished; the next process carries on.
     pub interrupted: bool,
 }
@@ -177,6 +182,11 @@ pub async fn run_once(
     let calls_before = now - BOT_PLATFORM_CALL_RETENTION;
     sweep.bot_platform_logs += in_batches(shutdown, &mut sweep.interrupted, || {
         store.delete_bot_platform_calls_before(calls_before, BATCH)
+    })
+    .await?;
+    let app_events_before = now - APP_EVENT_RETENTION;
+    sweep.app_events = in_batches(shutdown, &mut sweep.interrupted, || {
+        store.prune_app_events(app_events_before, BATCH)
     })
     .await?;
     sweep.operator_sessions = crate::domain::operators::prune(&**store, now).await?;

@@ -3,7 +3,8 @@
 //! without a start time stay; outgoing webhook deliveries finished long ago and
 //! outbox events fanned out long ago go, pending deliveries and events not fanned
 //! out stay however old; bot platform calls past their retention and signed
-//! message ids past the replay window go; two processes sweeping at once agree; the loop stops on
+//! message ids past the replay window go; app log lines past their retention go;
+//! two processes sweeping at once agree; the loop stops on
 //! shutdown.
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ on_both_databases!(
     the_loop_stops_on_shutdown,
     old_bot_platform_calls_and_message_ids_go,
     old_connect_sessions_go,
+    old_app_log_lines_go,
 );
 
 const CLIENT: &str = "housekeeping-client";
@@ -548,4 +550,33 @@ async fn old_connect_sessions_go(backend: Backend) {
         .send(app.request(reqwest::Method::GET, &path(&new)))
         .await;
     assert_eq!(kept.json["status"], "pending");
+}
+
+/// The kinds of the project's app log lines, newest first.
+async fn app_log(app: &TestApp) -> Vec<String> {
+    app.send(app.request(reqwest::Method::GET, "/api/v2/zoom-oauth-app-logs/"))
+        .await
+        .json["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|l| l["kind"].as_str().expect("kind").to_owned())
+        .collect()
+}
+
+async fn old_app_log_lines_go(backend: Backend) {
+    let Some((app, zoa, _)) = connected(backend).await else {
+        return;
+    };
+    assert_eq!(app_log(&app).await, ["created"]);
+    app.keeper
+        .clock
+        .advance(housekeeping::APP_EVENT_RETENTION + DAY);
+    app.zoom_app(CLIENT, "another-secret").await;
+    let patched = app
+        .patch_app(&zoa, json!({"client_secret": "another-secret"}))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(sweep(&app).await.app_events, 1);
+    assert_eq!(app_log(&app).await, ["client_secret_changed"]);
 }
