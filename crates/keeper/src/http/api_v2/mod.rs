@@ -18,7 +18,7 @@ use axum::http::{header, request::Parts, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -193,27 +193,33 @@ pub fn time_filter(field: &str, text: Option<&str>) -> Result<Option<DateTime<Ut
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(Some(t.with_timezone(&Utc)));
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(Some(t.and_utc()));
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        if let Some(t) = d.and_hms_opt(0, 0, 0) {
-            return Ok(Some(t.and_utc()));
-        }
-    }
-    Err(ApiError::field(
-        field,
-        "Must be an ISO 8601 date-time such as 2024-05-01T12:00:00Z, or a date such as 2024-05-01.",
-    ))
+    let parsed = DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            [
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M",
+            ]
+            .iter()
+            .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+            .map(|t| t.and_utc())
+        })
+        .or_else(|| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        })
+        // Years both databases can compare (PostgreSQL stops at 4713 BC).
+        .filter(|t| (1..=9999).contains(&t.year()));
+    parsed.map(Some).ok_or_else(|| {
+        ApiError::field(
+            field,
+            "Must be an ISO 8601 date-time from the years 1 to 9999, such as 2024-05-01T12:00:00Z, or a date such as 2024-05-01.",
+        )
+    })
 }
 
 /// Paging parameters of every `/api/v2` list.
@@ -428,7 +434,11 @@ mod tests {
         assert_eq!(t("2024-05-01T12:00:00.5").timestamp_millis() % 1000, 500);
         assert_eq!(t("2024-05-01").to_rfc3339(), "2024-05-01T00:00:00+00:00");
         assert_eq!(time_filter("x", Some(" ")).expect("blank is absent"), None);
+        assert!(time_filter("x", Some("0001-01-01")).is_ok());
+        assert!(time_filter("x", Some("9999-12-31T23:59:59Z")).is_ok());
         for bad in [
+            "-5000-01-01",
+            "+20000-01-01",
             "yesterday",
             "2024-13-01",
             "1714564800",
