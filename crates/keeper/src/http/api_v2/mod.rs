@@ -18,7 +18,7 @@ use axum::http::{header, request::Parts, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -188,13 +188,24 @@ fn parse_id(kind: IdKind, text: &str) -> Parsed {
 
 /// A time filter (`created_at_after=…`): ISO 8601 as Recall's filters take it — a
 /// date-time with `Z` or an offset, a date-time without one (UTC), or a date
-/// (midnight UTC).
+/// (midnight UTC) — in the years 1 to 9999 (Recall's range; PostgreSQL cannot
+/// compare a time before 4713 BC, which chrono would read from `-5000-01-01`).
 pub fn time_filter(field: &str, text: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
+    parse_time(text)
+        .filter(|t| (1..=9999).contains(&t.year()))
+        .map(Some)
+        .ok_or_else(|| ApiError::field(
+            field,
+            "Must be an ISO 8601 date-time such as 2024-05-01T12:00:00Z, or a date such as 2024-05-01.",
+        ))
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(Some(t.with_timezone(&Utc)));
+        return Some(t.with_timezone(&Utc));
     }
     for format in [
         "%Y-%m-%dT%H:%M:%S%.f",
@@ -202,18 +213,11 @@ pub fn time_filter(field: &str, text: Option<&str>) -> Result<Option<DateTime<Ut
         "%Y-%m-%dT%H:%M",
     ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(Some(t.and_utc()));
+            return Some(t.and_utc());
         }
     }
-    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        if let Some(t) = d.and_hms_opt(0, 0, 0) {
-            return Ok(Some(t.and_utc()));
-        }
-    }
-    Err(ApiError::field(
-        field,
-        "Must be an ISO 8601 date-time such as 2024-05-01T12:00:00Z, or a date such as 2024-05-01.",
-    ))
+    let d = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    d.and_hms_opt(0, 0, 0).map(|t| t.and_utc())
 }
 
 /// Paging parameters of every `/api/v2` list.
@@ -433,6 +437,9 @@ mod tests {
             "2024-13-01",
             "1714564800",
             "2024-05-01T25:00:00Z",
+            "-5000-01-01",
+            "+10000-01-01",
+            "0000-12-31T23:59:59Z",
         ] {
             assert!(time_filter("x", Some(bad)).is_err(), "{bad}");
         }
