@@ -29,6 +29,7 @@ const SEED: u64 = 0x0016_5eed;
 /// Requests in flight at once.
 const CONCURRENCY: usize = 6;
 const CLIENT: &str = "hostile-client";
+const SECOND_CLIENT: &str = "hostile-client-2";
 const THEIR_CLIENT: &str = "their-hostile-client";
 
 fn secret_of(client_id: &str) -> String {
@@ -69,6 +70,8 @@ struct World {
     their_app_v1: String,
     their_cred_uuid: String,
     their_cred_v1: String,
+    /// Cursors from real pages of the lists (and one tampered with).
+    cursors: Vec<String>,
 }
 
 /// A request to send, and what it may be answered.
@@ -279,6 +282,7 @@ fn hostile_query_values(w: &World) -> Vec<String> {
         "y".repeat(7_000),
         "-1".into(),
         "0".into(),
+        "1".into(),
         "101".into(),
         "99999999999999999999999".into(),
         "1e309".into(),
@@ -531,6 +535,13 @@ fn probes(op: &Op, w: &World, rng: &mut StdRng, secrets: &mut BTreeSet<String>) 
                 queries.push(format!("{name}={value}"));
             }
         }
+        if op.query.iter().any(|q| q == "cursor") {
+            for cursor in &w.cursors {
+                queries.push(format!("cursor={cursor}"));
+                queries.push(format!("cursor={cursor}&ordering=created_at&page_size=100"));
+                queries.push(format!("cursor={cursor}&ordering=-synced_at"));
+            }
+        }
         let keep = if op.id.is_some() { 0.3 } else { 1.0 };
         for query in queries {
             if rng.gen_bool(keep) {
@@ -643,14 +654,29 @@ fn check(probe: &Probe, a: &Answer, secrets: &BTreeSet<String>) -> Result<(), St
             return fail("not JSON");
         }
         if a.json.get("error").is_some()
-            || !a.json["detail"]
+            || a.json["detail"]
                 .as_str()
-                .is_some_and(|d| d.trim().len() > 10)
+                .is_none_or(|d| d.trim().len() <= 10)
         {
             return fail("not Recall's error shape");
         }
     } else {
         return fail("neither a 2xx nor a 4xx");
+    }
+    // A list's links keep the filters and ordering asked for.
+    let asked = |link: &str| -> BTreeSet<(String, String)> {
+        let query = link.split_once('?').map_or("", |(_, q)| q);
+        form_urlencoded::parse(query.as_bytes())
+            .filter(|(name, _)| name != "cursor" && name != "page_size")
+            .map(|(n, v)| (n.into_owned(), v.into_owned()))
+            .collect()
+    };
+    for link in ["next", "previous"] {
+        if let Some(url) = a.json[link].as_str() {
+            if asked(url) != asked(&probe.path) || !url.contains("cursor=") {
+                return fail(&format!("{link} link {url:.200} loses the query"));
+            }
+        }
     }
     match secrets.iter().find(|s| a.text.contains(s.as_str())) {
         Some(secret) => fail(&format!("{secret} echoed")),
@@ -688,10 +714,41 @@ async fn no_hostile_request_breaks_api_v2_or_changes_anything(backend: Backend) 
     let key = app.key.clone();
     let zoa = recall_app(&app, &key, CLIENT).await;
     let cred = credential(&app, &key, CLIENT, &text(&zoa, "id")).await;
+    // A second app and its log line, so that lists have second pages.
+    recall_app(&app, &key, SECOND_CLIENT).await;
     let (_, their_key) = app.other_project("elsewhere").await;
     let their_zoa = recall_app(&app, &their_key, THEIR_CLIENT).await;
     let their_cred = credential(&app, &their_key, THEIR_CLIENT, &text(&their_zoa, "id")).await;
+    // A next page of each list that has one, as its link gives it.
+    let mut cursors = Vec::new();
+    for list in [
+        "zoom-oauth-credential-logs",
+        "zoom-oauth-app-logs",
+        "zoom-oauth-credentials",
+        "zoom-oauth-apps",
+        "zoom-meetings-to-credentials",
+    ] {
+        let field = if list.starts_with("zoom-meetings") {
+            "synced_at"
+        } else {
+            "created_at"
+        };
+        for ordering in [String::new(), format!("&ordering={field}")] {
+            let path = format!("/api/v2/{list}/?page_size=1{ordering}");
+            let a = app.send(app.request(Method::GET, &path)).await;
+            assert_eq!(a.status, 200, "{path}: {}", a.text);
+            if let Some(next) = a.json["next"].as_str() {
+                let cursor = next.split("cursor=").nth(1).expect("a cursor");
+                cursors.push(cursor.split('&').next().expect("cursor").to_owned());
+            }
+        }
+    }
+    assert!(cursors.len() >= 2, "{cursors:?}");
+    let mut tampered = cursors[0].clone().into_bytes();
+    tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+    cursors.push(String::from_utf8(tampered).expect("ASCII"));
     let w = World {
+        cursors,
         app_uuid: text(&zoa, "id"),
         app_v1: text(&zoa, "zoomkeeper_id"),
         cred_uuid: text(&cred, "id"),
@@ -704,13 +761,15 @@ async fn no_hostile_request_breaks_api_v2_or_changes_anything(backend: Backend) 
     };
     let mine_before = snapshot(&app, &key).await;
     let theirs_before = snapshot(&app, &w.their_key).await;
-    assert_eq!(mine_before.len(), 4, "{mine_before:?}");
+    assert_eq!(mine_before.len(), 6, "{mine_before:?}");
 
     let doc = app.send(app.http.get(app.url("/openapi.json"))).await.json;
     let ops = operations(&doc);
     assert!(ops.len() >= 15, "{ops:?}");
     let mut secrets: BTreeSet<String> = [
         secret_of(CLIENT),
+        secret_of(SECOND_CLIENT),
+        webhook_secret_of(SECOND_CLIENT),
         secret_of(THEIR_CLIENT),
         webhook_secret_of(CLIENT),
         webhook_secret_of(THEIR_CLIENT),
