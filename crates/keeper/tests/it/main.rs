@@ -7,6 +7,7 @@ mod api_join_tokens;
 mod api_meetings;
 mod api_ops;
 mod api_v2;
+mod api_v2_hostile;
 mod api_webhooks;
 mod app_recheck;
 mod bot_platforms;
