@@ -275,9 +275,11 @@ pub struct SimFaults {
     pub retry_after_http_date: Option<bool>,
     /// Per-second limit per Zoom account for Light endpoints (`/users/me`, the token
     /// endpoints, the local recording token); overrides `rate_limit_per_s` for them.
+    /// [`SimFaults::zoom_pro`] sets Zoom's Pro limits for all three categories.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_light_per_s: Option<u32>,
-    /// Per-second limit per Zoom account for Medium endpoints (the meeting lists).
+    /// Per-second limit per Zoom account for Medium endpoints (`GET /users` and the
+    /// meeting lists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_medium_per_s: Option<u32>,
     /// Per-second limit per Zoom account for Heavy endpoints (none that zoomkeeper
@@ -292,8 +294,9 @@ pub struct SimFaults {
     /// ISO 8601 date for the daily limit (Zoom's documented example).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<SimRetryAfter>,
-    /// The next N meeting-list page tokens presented are refused as expired (as
-    /// though their 15 minutes had passed); counts down as they are refused.
+    /// The next N page tokens presented to the meeting lists or to `GET /users` are
+    /// refused as expired (as though their 15 minutes had passed); counts down as they
+    /// are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expire_next_page_tokens: Option<u32>,
     /// `app_deauthorized` is signed with the app's client secret instead of its
@@ -313,6 +316,34 @@ pub struct SimFaults {
     /// Only requests whose path starts with one of these are faulted (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paths: Option<Vec<String>>,
+}
+
+impl SimFaults {
+    /// Zoom's per-second limits for a Pro account, per account and per category:
+    /// Light 30/s, Medium 20/s, Heavy 10/s (developers.zoom.us/docs/commerce/rate-limits/,
+    /// "Rate limits by account type"). Pro has no daily limit on Light or Medium
+    /// endpoints (its 30,000/day is shared by Heavy and Resource-intensive ones, which
+    /// the simulator does not serve), so `daily_limit` stays unset. Nothing else is
+    /// faulted. Not the default: a simulator starts with no limits at all.
+    pub fn zoom_pro() -> SimFaults {
+        SimFaults {
+            rate_limit_light_per_s: Some(30),
+            rate_limit_medium_per_s: Some(20),
+            rate_limit_heavy_per_s: Some(10),
+            ..SimFaults::default()
+        }
+    }
+
+    /// Zoom's per-second limits for Business, Education, Enterprise and Partner
+    /// accounts ("Business+"): Light 80/s, Medium 60/s, Heavy 40/s (same page).
+    pub fn zoom_business() -> SimFaults {
+        SimFaults {
+            rate_limit_light_per_s: Some(80),
+            rate_limit_medium_per_s: Some(60),
+            rate_limit_heavy_per_s: Some(40),
+            ..SimFaults::default()
+        }
+    }
 }
 
 /// The forms of `Retry-After` Zoom has been seen to send on a 429.
