@@ -217,6 +217,42 @@ pub struct SimMeetingCreated {
     pub join_url: String,
 }
 
+/// `POST /_sim/accounts`: an account with an admin and `members` members, each user
+/// (the admin too) with `meetings_per_user` scheduled meetings (type 2, one hour, the
+/// k-th starting k days from now), in one call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimAccount {
+    /// Generated when absent; an existing account gets the new users added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The admin, as `POST /_sim/users` takes it; `role` defaults to `admin` (`owner`
+    /// allowed, `member` refused) and `account_id`, when given, must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SimUser>,
+    /// Members (role `member`, active, everything generated), at most 20,000.
+    #[serde(default)]
+    pub members: u32,
+    /// At most 200,000 meetings in all: (members + 1) × meetings_per_user.
+    #[serde(default)]
+    pub meetings_per_user: u32,
+    /// Send `meeting.created` for every meeting. Default false: none is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_webhooks: Option<bool>,
+}
+
+/// Answer of `POST /_sim/accounts`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SimAccountCreated {
+    pub account_id: String,
+    pub admin_id: String,
+    /// The members, in creation order (the order of `GET /v2/users`); not the admin.
+    pub user_ids: Vec<String>,
+    /// Every new user's meeting numbers (the admin's included), by user id, earliest
+    /// first.
+    pub meeting_ids: BTreeMap<String, Vec<u64>>,
+}
+
 /// `POST /_sim/users/{id}/deauthorize`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -380,6 +416,10 @@ pub struct SimTokenInfo {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bypass_waiting_room: Option<bool>,
+    /// The user whose grant minted the token: `user_id` itself, except for a ZAK or
+    /// onbehalf token an account admin minted for another user of the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minted_by: Option<String>,
 }
 
 /// `POST /_sim/tokens/{token}/join`.
