@@ -23,6 +23,7 @@ pub(crate) fn router() -> Router<Sim> {
             post(url_validation),
         )
         .route("/_sim/users", post(create_user).get(list_users))
+        .route("/_sim/accounts", post(create_account))
         .route("/_sim/users/{id}", patch(patch_user))
         .route("/_sim/users/{id}/meetings", post(create_meeting))
         .route("/_sim/users/{id}/deauthorize", post(deauthorize))
@@ -87,6 +88,13 @@ async fn url_validation(State(sim): State<Sim>, Path(client_id): Path<String>) -
 async fn create_user(State(sim): State<Sim>, raw: Bytes) -> Answer {
     let u: SimUser = body(&raw)?;
     let created = sim.lock().create_user(&u)?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn create_account(State(sim): State<Sim>, raw: Bytes) -> Answer {
+    let a: SimAccount = body(&raw)?;
+    let (created, jobs) = sim.lock().create_account(&a)?;
+    webhooks::dispatch(&sim, jobs);
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 

@@ -93,6 +93,13 @@ impl SimControl {
             .await
     }
 
+    /// `POST /_sim/accounts`: an admin, `members` members and `meetings_per_user`
+    /// meetings each, in one call (no `meeting.created` unless `send_webhooks`).
+    pub async fn create_account(&self, account: &SimAccount) -> anyhow::Result<SimAccountCreated> {
+        self.json(self.request(Method::POST, &["accounts"])?.json(account))
+            .await
+    }
+
     /// `GET /_sim/users`, in creation order.
     pub async fn users(&self) -> anyhow::Result<Vec<SimUserCreated>> {
         self.json(self.request(Method::GET, &["users"])?).await

@@ -44,11 +44,14 @@ pub(crate) enum Category {
 }
 
 impl Category {
-    /// Zoom's label for the endpoints the simulator serves: the meeting lists are
-    /// Medium ("create, read and update multiple resources at once"), every other
-    /// one reads a single resource and is Light. No Heavy endpoint is served.
+    /// Zoom's label for the endpoints the simulator serves: "List users" (`GET
+    /// /users`) and the meeting lists are Medium ("create, read and update multiple
+    /// resources at once"); every other one reads a single resource and is Light ("Get
+    /// a user's token", the local recording token, `/users/me`). No Heavy endpoint is
+    /// served.
     fn of(path: &str) -> Category {
-        if path.starts_with("/v2/users/") && path.ends_with("/meetings") {
+        let path = path.trim_end_matches('/');
+        if path == "/v2/users" || (path.starts_with("/v2/users/") && path.ends_with("/meetings")) {
             Category::Medium
         } else {
             Category::Light

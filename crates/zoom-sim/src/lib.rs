@@ -27,6 +27,17 @@
 //!   setting is off → 400 code 3000 "Not allowed to start local recording"; an inactive or
 //!   pending user → 400 code 1001 on every endpoint but `/users/me`, which answers with
 //!   `status` so the caller can decide.
+//! - Account admins (DESIGN.md §15): `GET /v2/users`, another user's
+//!   `/v2/users/{id}/meetings` and `/v2/users/{id}/token`, and the local recording token
+//!   of another host's meeting need the endpoint's admin scope (`…:admin`, or the
+//!   classic admin name) *and* a caller who is the owner or an admin of that account,
+//!   through an `account_level` app (Zoom offers admin scopes to admin-managed apps
+//!   only). Missing admin scope → 400 4711 naming the admin scopes; a member, or a
+//!   user-level app → 400 code 200 "No permission."; a user unknown or of another
+//!   account → 404 1001 "User does not exist: {id}."; the local recording token keeps
+//!   Zoom's 400 3000 "Cannot access meeting info." for every refusal. A ZAK/onbehalf
+//!   token minted for another user names that user, and `/_sim/tokens/{token}` shows
+//!   the admin in `minted_by`.
 //! - Webhooks about a user go to apps that user (or, for account-level apps, anyone in
 //!   the account) has authorized; success is exactly 200 or 204.
 //! - Rate limits apply to `/v2` only, keyed by the token's Zoom account.
@@ -59,8 +70,10 @@ use tokio::task::JoinHandle;
 pub use control_client::SimControl;
 pub use types::*;
 pub use world::{
-    DEFAULT_SCOPES, LOCAL_RECORDING_SCOPES, ONBEHALF_SCOPES, SCOPES_LIST_MEETINGS,
-    SCOPES_LOCAL_RECORDING, SCOPES_USERS_ME, SCOPES_USER_TOKEN, SCOPES_ZAK,
+    ACCOUNT_LEVEL_SCOPES, DEFAULT_SCOPES, LOCAL_RECORDING_SCOPES, ONBEHALF_SCOPES,
+    SCOPES_LIST_MEETINGS, SCOPES_LIST_MEETINGS_ADMIN, SCOPES_LIST_USERS, SCOPES_LOCAL_RECORDING,
+    SCOPES_LOCAL_RECORDING_ADMIN, SCOPES_USERS_ME, SCOPES_USER_TOKEN, SCOPES_USER_TOKEN_ADMIN,
+    SCOPES_ZAK,
 };
 
 /// A running simulator. Dropping it stops the server too.

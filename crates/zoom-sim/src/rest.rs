@@ -97,13 +97,49 @@ pub(crate) async fn my_token(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
+    token_for(sim, headers, "me".into(), q)
+}
+
+pub(crate) async fn user_token(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    token_for(sim, headers, user_id, q)
+}
+
+fn token_for(sim: Sim, headers: HeaderMap, user_ref: String, q: Option<String>) -> Response {
     let q = match query(q) {
         Ok(q) => q,
         Err(e) => return e.into_response(),
     };
     let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
     with_caller(&sim, &headers, |w, c| {
-        w.user_token(c, get("type"), get("meeting_id"), get("ttl"))
+        w.user_token(c, &user_ref, get("type"), get("meeting_id"), get("ttl"))
+    })
+}
+
+/// `GET /users` ("List users").
+pub(crate) async fn list_users(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let q = match query(q) {
+        Ok(q) => q,
+        Err(e) => return e.into_response(),
+    };
+    let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    with_caller(&sim, &headers, |w, c| {
+        w.list_users(
+            c,
+            get("status"),
+            get("role_id"),
+            get("page_size"),
+            get("page_number"),
+            get("next_page_token"),
+        )
     })
 }
 

@@ -59,11 +59,13 @@ pub(crate) fn router(sim: Sim) -> Router {
         )
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
+        .route("/v2/users", get(rest::list_users))
         .route("/v2/users/me", get(rest::users_me))
         .route("/v2/users/me/meetings", get(rest::my_meetings))
         .route("/v2/users/me/token", get(rest::my_token))
         .route("/v2/users/me/zak", get(rest::my_zak))
         .route("/v2/users/{user_id}/meetings", get(rest::user_meetings))
+        .route("/v2/users/{user_id}/token", get(rest::user_token))
         .route(
             "/v2/meetings/{meeting_id}/jointoken/local_recording",
             get(rest::local_recording_token),

@@ -217,6 +217,42 @@ pub struct SimMeetingCreated {
     pub join_url: String,
 }
 
+/// `POST /_sim/accounts`: an account with an admin and `members` members, each user
+/// (the admin too) with `meetings_per_user` scheduled meetings (type 2, one hour, the
+/// k-th starting k days from now), in one call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimAccount {
+    /// Generated when absent; an existing account gets the new users added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The admin, as `POST /_sim/users` takes it; `role` defaults to `admin` (`owner`
+    /// allowed, `member` refused) and `account_id`, when given, must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SimUser>,
+    /// Members (role `member`, active, everything generated), at most 20,000.
+    #[serde(default)]
+    pub members: u32,
+    /// At most 200,000 meetings in all: (members + 1) × meetings_per_user.
+    #[serde(default)]
+    pub meetings_per_user: u32,
+    /// Send `meeting.created` for every meeting. Default false: none is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_webhooks: Option<bool>,
+}
+
+/// Answer of `POST /_sim/accounts`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SimAccountCreated {
+    pub account_id: String,
+    pub admin_id: String,
+    /// The members, in creation order (the order of `GET /v2/users`); not the admin.
+    pub user_ids: Vec<String>,
+    /// Every new user's meeting numbers (the admin's included), by user id, earliest
+    /// first.
+    pub meeting_ids: BTreeMap<String, Vec<u64>>,
+}
+
 /// `POST /_sim/users/{id}/deauthorize`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,9 +311,11 @@ pub struct SimFaults {
     pub retry_after_http_date: Option<bool>,
     /// Per-second limit per Zoom account for Light endpoints (`/users/me`, the token
     /// endpoints, the local recording token); overrides `rate_limit_per_s` for them.
+    /// [`SimFaults::zoom_pro`] sets Zoom's Pro limits for all three categories.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_light_per_s: Option<u32>,
-    /// Per-second limit per Zoom account for Medium endpoints (the meeting lists).
+    /// Per-second limit per Zoom account for Medium endpoints (`GET /users` and the
+    /// meeting lists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_medium_per_s: Option<u32>,
     /// Per-second limit per Zoom account for Heavy endpoints (none that zoomkeeper
@@ -292,8 +330,9 @@ pub struct SimFaults {
     /// ISO 8601 date for the daily limit (Zoom's documented example).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<SimRetryAfter>,
-    /// The next N meeting-list page tokens presented are refused as expired (as
-    /// though their 15 minutes had passed); counts down as they are refused.
+    /// The next N page tokens presented to the meeting lists or to `GET /users` are
+    /// refused as expired (as though their 15 minutes had passed); counts down as they
+    /// are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expire_next_page_tokens: Option<u32>,
     /// `app_deauthorized` is signed with the app's client secret instead of its
@@ -313,6 +352,34 @@ pub struct SimFaults {
     /// Only requests whose path starts with one of these are faulted (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paths: Option<Vec<String>>,
+}
+
+impl SimFaults {
+    /// Zoom's per-second limits for a Pro account, per account and per category:
+    /// Light 30/s, Medium 20/s, Heavy 10/s (developers.zoom.us/docs/commerce/rate-limits/,
+    /// "Rate limits by account type"). Pro has no daily limit on Light or Medium
+    /// endpoints (its 30,000/day is shared by Heavy and Resource-intensive ones, which
+    /// the simulator does not serve), so `daily_limit` stays unset. Nothing else is
+    /// faulted. Not the default: a simulator starts with no limits at all.
+    pub fn zoom_pro() -> SimFaults {
+        SimFaults {
+            rate_limit_light_per_s: Some(30),
+            rate_limit_medium_per_s: Some(20),
+            rate_limit_heavy_per_s: Some(10),
+            ..SimFaults::default()
+        }
+    }
+
+    /// Zoom's per-second limits for Business, Education, Enterprise and Partner
+    /// accounts ("Business+"): Light 80/s, Medium 60/s, Heavy 40/s (same page).
+    pub fn zoom_business() -> SimFaults {
+        SimFaults {
+            rate_limit_light_per_s: Some(80),
+            rate_limit_medium_per_s: Some(60),
+            rate_limit_heavy_per_s: Some(40),
+            ..SimFaults::default()
+        }
+    }
 }
 
 /// The forms of `Retry-After` Zoom has been seen to send on a 429.
@@ -349,6 +416,10 @@ pub struct SimTokenInfo {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bypass_waiting_room: Option<bool>,
+    /// The user whose grant minted the token: `user_id` itself, except for a ZAK or
+    /// onbehalf token an account admin minted for another user of the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minted_by: Option<String>,
 }
 
 /// `POST /_sim/tokens/{token}/join`.

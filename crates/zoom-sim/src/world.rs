@@ -68,10 +68,49 @@ pub const SCOPES_USER_TOKEN: &[&str] = &[
     "user:read:admin",
 ];
 
+// The admin variants: with one of these, an owner or admin of the account may act for
+// the account's other users (an account-level app). Zoom's API reference lists them per
+// endpoint next to the non-admin ones.
+
+/// `GET /users` ("List users": granular `user:read:list_users:admin`, classic
+/// `user:read:admin`; developers.zoom.us/docs/api/users/#tag/users/GET/users). There is
+/// no non-admin variant.
+pub const SCOPES_LIST_USERS: &[&str] = &["user:read:list_users:admin", "user:read:admin"];
+/// `GET /users/{userId}/meetings` for a user other than the caller ("List meetings":
+/// `meeting:read:list_meetings:admin`, classic `meeting:read:admin`).
+pub const SCOPES_LIST_MEETINGS_ADMIN: &[&str] =
+    &["meeting:read:list_meetings:admin", "meeting:read:admin"];
+/// `GET /users/{userId}/token` for a user other than the caller ("Get a user's token":
+/// `user:read:token:admin`, classic `user:read:admin`).
+pub const SCOPES_USER_TOKEN_ADMIN: &[&str] = &["user:read:token:admin", "user:read:admin"];
+/// `GET /meetings/{meetingId}/jointoken/local_recording` for a meeting the caller does
+/// not host ("Get a meeting's join token for local recording":
+/// `meeting:read:local_recording_token:admin`, classic
+/// `meeting_token:read:admin:local_recording`).
+pub const SCOPES_LOCAL_RECORDING_ADMIN: &[&str] = &[
+    "meeting:read:local_recording_token:admin",
+    "meeting_token:read:admin:local_recording",
+];
+/// What an account-level app asks its admin to grant (DESIGN.md §15): every endpoint
+/// above, for any user of the account.
+pub const ACCOUNT_LEVEL_SCOPES: &[&str] = &[
+    "user:read:user:admin",
+    "user:read:list_users:admin",
+    "meeting:read:list_meetings:admin",
+    "meeting:read:local_recording_token:admin",
+    "user:read:zak:admin",
+    "user:read:token:admin",
+];
+
 /// Zoom's webhook retry delays, in seconds, before scaling.
 pub const WEBHOOK_RETRY_DELAYS_S: [f64; 3] = [300.0, 1200.0, 3600.0];
 /// Zoom revalidates a validated endpoint every 72 hours (scaled like the retries).
 pub const WEBHOOK_REVALIDATION_S: f64 = 72.0 * 3600.0;
+
+/// Most members `POST /_sim/accounts` creates in one call.
+pub const MAX_ACCOUNT_MEMBERS: u32 = 20_000;
+/// Most meetings `POST /_sim/accounts` creates in one call.
+pub const MAX_ACCOUNT_MEETINGS: u64 = 200_000;
 
 /// Longest configurable token or code lifetime: ten years.
 const MAX_TTL_S: u64 = 10 * 365 * 24 * 3600;
@@ -161,6 +200,50 @@ pub struct User {
 }
 
 impl User {
+    /// Zoom's `role_name` and `role_id` of the three built-in roles.
+    fn role(&self) -> (&'static str, &'static str) {
+        match self.role {
+            SimUserRole::Owner => ("Owner", "0"),
+            SimUserRole::Admin => ("Admin", "1"),
+            SimUserRole::Member => ("Member", "2"),
+        }
+    }
+
+    fn is_admin(&self) -> bool {
+        matches!(self.role, SimUserRole::Owner | SimUserRole::Admin)
+    }
+
+    fn status_str(&self) -> &'static str {
+        status_str(self.status)
+    }
+
+    /// An element of `users` in "List users" (the fields of Zoom's example answer, no
+    /// optional `include_fields`).
+    fn list_object(&self) -> Value {
+        json!({
+            "id": self.id,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "display_name": format!("{} {}", self.first_name, self.last_name),
+            "email": self.email,
+            "type": 2,
+            "pmi": self.pmi,
+            "timezone": self.timezone,
+            "verified": 1,
+            "dept": "",
+            "created_at": rfc3339(self.created_at),
+            "user_created_at": rfc3339(self.created_at),
+            "last_login_time": rfc3339(self.created_at),
+            "last_client_version": "",
+            "language": "en-US",
+            "phone_number": "",
+            "status": self.status_str(),
+            "role_id": self.role().1,
+            "group_ids": [],
+            "im_group_ids": [],
+        })
+    }
+
     pub fn personal_meeting_url(&self) -> String {
         format!(
             "https://us05web.zoom.us/j/{}?pwd={}",
@@ -317,6 +400,9 @@ struct Token {
     expires_at: DateTime<Utc>,
     state: TokenState,
     bypass_waiting_room: Option<bool>,
+    /// The user whose grant minted it: the token's own user, or an account admin who
+    /// minted a ZAK or onbehalf token for another user of the account.
+    minted_by: Option<String>,
 }
 
 /// The successful answer of `/oauth/token`.
@@ -361,6 +447,8 @@ pub struct World {
     pub stats: SimStats,
     apps: HashMap<String, App>,
     users: HashMap<String, User>,
+    /// Each user's PMI, to the user's id (PMIs and meeting numbers never collide).
+    pmis: HashMap<u64, String>,
     meetings: BTreeMap<u64, Meeting>,
     codes: HashMap<String, Code>,
     grants: HashMap<u64, Grant>,
@@ -597,7 +685,7 @@ impl World {
     // ---- users and meetings --------------------------------------------------------
 
     fn pmi_taken(&self, pmi: u64) -> bool {
-        self.users.values().any(|u| u.pmi == pmi) || self.meetings.contains_key(&pmi)
+        self.pmis.contains_key(&pmi) || self.meetings.contains_key(&pmi)
     }
 
     fn fresh_number(&self, min: u64, max: u64) -> u64 {
@@ -629,7 +717,6 @@ impl World {
                 ));
             }
         }
-        let seq = self.next_seq();
         let account_id = u.account_id.clone().unwrap_or_else(|| random_alnum(22));
         let account_has_users = self.users.values().any(|x| x.account_id == account_id);
         let role = u.role.unwrap_or(if account_has_users {
@@ -637,6 +724,18 @@ impl World {
         } else {
             SimUserRole::Owner
         });
+        Ok(self.insert_user(id, account_id, role, u))
+    }
+
+    /// Adds a user whose id and PMI (when given) were checked to be free.
+    fn insert_user(
+        &mut self,
+        id: String,
+        account_id: String,
+        role: SimUserRole,
+        u: &SimUser,
+    ) -> SimUserCreated {
+        let seq = self.next_seq();
         let user = User {
             seq,
             email: u
@@ -658,8 +757,101 @@ impl World {
             account_id,
         };
         let public = user.public();
+        self.pmis.insert(user.pmi, id.clone());
         self.users.insert(id, user);
-        Ok(public)
+        public
+    }
+
+    /// `POST /_sim/accounts`: an account's admin, `members` members and
+    /// `meetings_per_user` meetings for each of them (the admin included), at once.
+    /// Checks everything before changing anything; `meeting.created` is sent only
+    /// when `send_webhooks` is true.
+    pub fn create_account(
+        &mut self,
+        a: &SimAccount,
+    ) -> Result<(SimAccountCreated, Vec<WebhookJob>), ApiError> {
+        if a.members > MAX_ACCOUNT_MEMBERS {
+            return Err(ApiError::control(
+                400,
+                format!("members must be at most {MAX_ACCOUNT_MEMBERS}"),
+            ));
+        }
+        let meetings = (u64::from(a.members) + 1) * u64::from(a.meetings_per_user);
+        if meetings > MAX_ACCOUNT_MEETINGS {
+            return Err(ApiError::control(
+                400,
+                format!(
+                    "(members + 1) × meetings_per_user is {meetings}; at most {MAX_ACCOUNT_MEETINGS} meetings per call"
+                ),
+            ));
+        }
+        let mut admin = a.admin.clone().unwrap_or_default();
+        let account_id = match (&a.account_id, &admin.account_id) {
+            (Some(x), Some(y)) if x != y => {
+                return Err(ApiError::control(
+                    400,
+                    "admin.account_id differs from account_id; give one of them",
+                ))
+            }
+            (Some(x), _) | (None, Some(x)) => x.clone(),
+            (None, None) => random_alnum(22),
+        };
+        if account_id.trim().is_empty() {
+            return Err(ApiError::control(400, "account_id must not be empty"));
+        }
+        if admin.role == Some(SimUserRole::Member) {
+            return Err(ApiError::control(
+                400,
+                "admin.role must be owner or admin (default admin)",
+            ));
+        }
+        admin.account_id = Some(account_id.clone());
+        admin.role = Some(admin.role.unwrap_or(SimUserRole::Admin));
+        // The only step that can fail (a taken id or PMI); nothing has changed before it.
+        let admin = self.create_user(&admin)?;
+        let mut user_ids = Vec::with_capacity(a.members as usize);
+        for _ in 0..a.members {
+            let id = loop {
+                let id = random_alnum(22);
+                if !self.users.contains_key(&id) {
+                    break id;
+                }
+            };
+            self.insert_user(
+                id.clone(),
+                account_id.clone(),
+                SimUserRole::Member,
+                &SimUser::default(),
+            );
+            user_ids.push(id);
+        }
+        let now = self.now();
+        let notify = a.send_webhooks.unwrap_or(false);
+        let mut jobs = Vec::new();
+        let mut meeting_ids = BTreeMap::new();
+        for host in std::iter::once(&admin.id).chain(&user_ids) {
+            let mut ids = Vec::with_capacity(a.meetings_per_user as usize);
+            for k in 0..a.meetings_per_user {
+                let m = SimMeeting {
+                    topic: Some(format!("Meeting {} of {host}", k + 1)),
+                    start_time: Some(now + Duration::days(i64::from(k) + 1)),
+                    ..SimMeeting::default()
+                };
+                let (created, sent) = self.add_meeting(host, &m, notify)?;
+                ids.push(created.id);
+                jobs.extend(sent);
+            }
+            meeting_ids.insert(host.clone(), ids);
+        }
+        Ok((
+            SimAccountCreated {
+                account_id,
+                admin_id: admin.id,
+                user_ids,
+                meeting_ids,
+            },
+            jobs,
+        ))
     }
 
     /// Users in creation order.
@@ -704,6 +896,10 @@ impl World {
         if let Some(on) = p.local_recording {
             updated.local_recording = on;
         }
+        if updated.pmi != user.pmi {
+            self.pmis.remove(&user.pmi);
+            self.pmis.insert(updated.pmi, id.to_owned());
+        }
         self.users.insert(id.to_owned(), updated.clone());
         let mut jobs = Vec::new();
         if updated.pmi != user.pmi {
@@ -725,6 +921,17 @@ impl World {
         &mut self,
         user_id: &str,
         m: &SimMeeting,
+    ) -> Result<(SimMeetingCreated, Vec<WebhookJob>), ApiError> {
+        self.add_meeting(user_id, m, true)
+    }
+
+    /// Schedules a meeting; with `notify`, `meeting.created` goes to the apps installed
+    /// for its host.
+    fn add_meeting(
+        &mut self,
+        user_id: &str,
+        m: &SimMeeting,
+        notify: bool,
     ) -> Result<(SimMeetingCreated, Vec<WebhookJob>), ApiError> {
         let Some(host) = self.users.get(user_id).cloned() else {
             return Err(ApiError::control(404, format!("no user {user_id}")));
@@ -783,6 +990,10 @@ impl World {
             host_id: host.id.clone(),
             join_url: meeting.join_url(),
         };
+        if !notify {
+            self.meetings.insert(id, meeting);
+            return Ok((created, Vec::new()));
+        }
         // `meeting.created` carries the password and the settings (Zoom's TypeScript
         // SDK zoom/rivet-javascript, `MeetingCreatedEvent`).
         let mut object = meeting.object();
@@ -1360,6 +1571,7 @@ impl World {
             Token {
                 kind,
                 client_id: client_id.to_owned(),
+                minted_by: user_id.clone(),
                 user_id,
                 account_id,
                 grant,
@@ -1523,6 +1735,7 @@ impl World {
             scopes: t.scopes.clone(),
             status: status.into(),
             bypass_waiting_room: t.bypass_waiting_room,
+            minted_by: t.minted_by.clone(),
         })
     }
 
@@ -1596,18 +1809,180 @@ impl World {
         Ok(user)
     }
 
+    /// Whether the caller may act for the other users of their account, as Zoom decides
+    /// it: the grant holds one of the endpoint's admin scopes (`admin_scopes`; missing →
+    /// 400 code 4711 naming them), and its user is the account's owner or an admin (not →
+    /// 400 code 200 "No permission."). Zoom offers admin scopes to admin-managed apps
+    /// only; here that is an `account_level` app, and a user-level app is refused like a
+    /// member.
+    fn check_account_admin(
+        &self,
+        caller: &Caller,
+        me: &User,
+        admin_scopes: &[&str],
+    ) -> Result<(), ApiError> {
+        if !scopes_satisfy(&caller.scopes, admin_scopes) {
+            return Err(missing_scopes(admin_scopes));
+        }
+        let account_level = self
+            .apps
+            .get(&caller.client_id)
+            .is_some_and(|a| a.kind == SimAppKind::AccountLevel);
+        if !account_level || !me.is_admin() {
+            return Err(ApiError::new(400, 200, "No permission."));
+        }
+        Ok(())
+    }
+
+    /// The user a `/users/{userId}/…` path names (`me`, the caller's id or email, or
+    /// another user's id or email). Another user needs [`Self::check_account_admin`] and
+    /// must belong to the caller's account; an unknown user, or one of another account,
+    /// is 404 code 1001 "User does not exist: {userId}." (Zoom does not tell an admin
+    /// about other accounts' users).
+    fn path_user<'a>(
+        &'a self,
+        caller: &Caller,
+        me: &'a User,
+        user_ref: &str,
+        admin_scopes: &[&str],
+    ) -> Result<&'a User, ApiError> {
+        if user_ref == "me" || user_ref == me.id || user_ref.eq_ignore_ascii_case(&me.email) {
+            return Ok(me);
+        }
+        let not_found = || ApiError::new(404, 1001, format!("User does not exist: {user_ref}."));
+        let other = self
+            .users
+            .get(user_ref)
+            .or_else(|| {
+                self.users
+                    .values()
+                    .find(|u| u.email.eq_ignore_ascii_case(user_ref))
+            })
+            .ok_or_else(not_found)?;
+        self.check_account_admin(caller, me, admin_scopes)?;
+        if other.account_id != me.account_id {
+            return Err(not_found());
+        }
+        Ok(other)
+    }
+
+    /// `GET /users` ("List users", developers.zoom.us/docs/api/users/#tag/users/GET/users):
+    /// the caller's account's users, only to its owner or an admin through an admin grant
+    /// ([`SCOPES_LIST_USERS`]). `status` is `active` (default), `inactive` or `pending`;
+    /// `role_id` filters by role (`0` owner, `1` admin, `2` member); `page_size` defaults
+    /// to 30 and is capped at 300 (Zoom's pagination guide: "Up to 300 items per page";
+    /// devforum.zoom.us/t/68825: "larger page sizes up to 300 results"); `page_number`
+    /// (from 1) or `next_page_token` (15 minutes) pick the page. An answer to a
+    /// `next_page_token` carries no `page_count`/`page_number`, as in Zoom's own
+    /// example (devforum.zoom.us/t/68825, "Handling paginated responses").
+    pub fn list_users(
+        &mut self,
+        caller: &Caller,
+        status: Option<&str>,
+        role_id: Option<&str>,
+        page_size: Option<&str>,
+        page_number: Option<&str>,
+        next_page_token: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let account = {
+            let me = self.active_caller(caller, SCOPES_LIST_USERS)?;
+            self.check_account_admin(caller, me, SCOPES_LIST_USERS)?;
+            me.account_id.clone()
+        };
+        let expired = || ApiError::new(400, 300, "The next page token is invalid or expired.");
+        if next_page_token.is_some() {
+            if let Some(n) = self.faults.expire_next_page_tokens.filter(|n| *n > 0) {
+                self.faults.expire_next_page_tokens = Some(n - 1);
+                return Err(expired());
+            }
+        }
+        let status_name = status.unwrap_or("active");
+        let status = match status_name {
+            "active" => SimUserStatus::Active,
+            "inactive" => SimUserStatus::Inactive,
+            "pending" => SimUserStatus::Pending,
+            other => {
+                return Err(ApiError::new(
+                    400,
+                    300,
+                    format!("Invalid field: status={other}."),
+                ))
+            }
+        };
+        let page_size: usize = match page_size {
+            None => 30,
+            Some(s) => s
+                .parse::<usize>()
+                .map_err(|_| ApiError::new(400, 300, "Invalid field: page_size."))?
+                .clamp(1, MAX_USERS_PAGE_SIZE),
+        };
+        let mut users: Vec<&User> = self
+            .users
+            .values()
+            .filter(|u| {
+                u.account_id == account
+                    && u.status == status
+                    && role_id.is_none_or(|r| u.role().1 == r)
+            })
+            .collect();
+        users.sort_by_key(|u| u.seq);
+        let scope = format!(
+            "users-{status_name}-{}",
+            role_id.map(token_part).unwrap_or_default()
+        );
+        let token_owner = format!("account/{account}");
+        let now = self.now();
+        let (offset, page) = match (next_page_token, page_number) {
+            (Some(t), _) => {
+                let (offset, issued) =
+                    decode_page_token(t, &token_owner, &scope).ok_or_else(expired)?;
+                if now.timestamp() - issued > PAGE_TOKEN_TTL_S {
+                    return Err(expired());
+                }
+                (offset, None)
+            }
+            (None, n) => {
+                let n = match n {
+                    None => 1,
+                    Some(n) => n
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| ApiError::new(400, 300, "Invalid field: page_number."))?,
+                };
+                (n.saturating_sub(1).saturating_mul(page_size), Some(n))
+            }
+        };
+        let total = users.len();
+        let listed: Vec<Value> = users
+            .iter()
+            .skip(offset)
+            .take(page_size)
+            .map(|u| u.list_object())
+            .collect();
+        let next = offset + listed.len();
+        let next_token = if next < total {
+            encode_page_token(&token_owner, &scope, next, now.timestamp())
+        } else {
+            String::new()
+        };
+        let mut answer = json!({
+            "page_size": page_size,
+            "total_records": total,
+            "next_page_token": next_token,
+            "users": listed,
+        });
+        if let Some(n) = page {
+            answer["page_count"] = json!(total.div_ceil(page_size));
+            answer["page_number"] = json!(n);
+        }
+        Ok(answer)
+    }
+
     pub fn users_me(&self, caller: &Caller) -> Result<Value, ApiError> {
         let u = self.caller_user(caller, SCOPES_USERS_ME)?;
-        let (role_name, role_id) = match u.role {
-            SimUserRole::Owner => ("Owner", "0"),
-            SimUserRole::Admin => ("Admin", "1"),
-            SimUserRole::Member => ("Member", "2"),
-        };
-        let status = match u.status {
-            SimUserStatus::Active => "active",
-            SimUserStatus::Inactive => "inactive",
-            SimUserStatus::Pending => "pending",
-        };
+        let (role_name, role_id) = u.role();
+        let status = u.status_str();
         Ok(json!({
             "id": u.id,
             "first_name": u.first_name,
@@ -1651,27 +2026,9 @@ impl World {
             }
         }
         let me = self.active_caller(caller, SCOPES_LIST_MEETINGS)?;
-        let target =
-            if user_ref == "me" || user_ref == me.id || user_ref.eq_ignore_ascii_case(&me.email) {
-                me
-            } else {
-                let other = self
-                    .users
-                    .values()
-                    .find(|u| u.id == user_ref || u.email.eq_ignore_ascii_case(user_ref))
-                    .ok_or_else(|| {
-                        ApiError::new(404, 1001, format!("User does not exist: {user_ref}."))
-                    })?;
-                let app_kind = self
-                    .apps
-                    .get(&caller.client_id)
-                    .map(|a| a.kind)
-                    .unwrap_or_default();
-                if app_kind != SimAppKind::AccountLevel || other.account_id != me.account_id {
-                    return Err(ApiError::new(400, 200, "No permission."));
-                }
-                other
-            };
+        // Another user's meetings: "List meetings" with `meeting:read:list_meetings:admin`
+        // (classic `meeting:read:admin`), by the account's owner or an admin.
+        let target = self.path_user(caller, me, user_ref, SCOPES_LIST_MEETINGS_ADMIN)?;
         let list_type = list_type.unwrap_or("scheduled");
         let now = self.now();
         let ends = |m: &Meeting| {
@@ -1764,26 +2121,21 @@ impl World {
         let meeting_id: u64 = meeting_ref.trim().parse().map_err(|_| not_found())?;
         let host_id = match self.meetings.get(&meeting_id) {
             Some(m) => m.host_id.clone(),
-            None => self
-                .users
-                .values()
-                .find(|u| u.pmi == meeting_id)
-                .map(|u| u.id.clone())
-                .ok_or_else(not_found)?,
+            None => self.pmis.get(&meeting_id).cloned().ok_or_else(not_found)?,
         };
+        // Another host's meeting: "Get a meeting's join token for local recording" with
+        // `meeting:read:local_recording_token:admin` (classic
+        // `meeting_token:read:admin:local_recording`), by the owner or an admin of the
+        // host's account. Anyone else gets Zoom's 3000.
         let allowed = host_id == me.id || {
-            let app_kind = self
-                .apps
-                .get(&caller.client_id)
-                .map(|a| a.kind)
-                .unwrap_or_default();
             let same_account = self
                 .users
                 .get(&host_id)
                 .is_some_and(|h| h.account_id == me.account_id);
-            app_kind == SimAppKind::AccountLevel
-                && same_account
-                && matches!(me.role, SimUserRole::Owner | SimUserRole::Admin)
+            same_account
+                && self
+                    .check_account_admin(caller, &me, SCOPES_LOCAL_RECORDING_ADMIN)
+                    .is_ok()
         };
         if !allowed {
             return Err(ApiError::new(400, 3000, "Cannot access meeting info."));
@@ -1812,14 +2164,17 @@ impl World {
         Ok(json!({"token": token, "expire_in": LOCAL_RECORDING_TOKEN_TTL_S}))
     }
 
-    /// `GET /users/me/token?type=zak|onbehalf[&meeting_id=][&ttl=]` ("Get a user's
-    /// token"): needs `user:read:token` or classic `user:read` ([`SCOPES_USER_TOKEN`]);
-    /// the ZAK scopes do not open it. A ZAK lives `ttl` seconds (default two hours,
+    /// `GET /users/{userId}/token?type=zak|onbehalf[&meeting_id=][&ttl=]` ("Get a user's
+    /// token", developers.zoom.us/docs/api/users/#tag/users/GET/users/{userId}/token):
+    /// needs `user:read:token` or classic `user:read` ([`SCOPES_USER_TOKEN`]), and for a
+    /// user other than the caller an admin scope ([`SCOPES_USER_TOKEN_ADMIN`]) held by the
+    /// owner or an admin of that user's account; the ZAK scopes do not open it. A ZAK lives `ttl` seconds (default two hours,
     /// at most a year); an onbehalf token lives two hours, is bound to `meeting_id`
     /// when one is given, and works for one join.
     pub fn user_token(
         &mut self,
         caller: &Caller,
+        user_ref: &str,
         token_type: Option<&str>,
         meeting_id: Option<&str>,
         ttl: Option<&str>,
@@ -1836,7 +2191,16 @@ impl World {
             }
             None => return Err(ApiError::new(400, 300, "Invalid field: type.")),
         };
-        let me = self.active_caller(caller, SCOPES_USER_TOKEN)?.clone();
+        let me = self.active_caller(caller, SCOPES_USER_TOKEN)?;
+        // Another user's token: `user:read:token:admin` (classic `user:read:admin`), by the
+        // owner or an admin of that user's account; the user must be active.
+        let target = self
+            .path_user(caller, me, user_ref, SCOPES_USER_TOKEN_ADMIN)?
+            .clone();
+        let minted_by = me.id.clone();
+        if target.status != SimUserStatus::Active {
+            return Err(inactive_user(&target));
+        }
         let meeting = match (kind, meeting_id.filter(|m| !m.is_empty())) {
             (TokenKind::Onbehalf, Some(m)) => Some(
                 m.trim()
@@ -1857,13 +2221,16 @@ impl World {
         let token = self.mint(
             kind,
             &caller.client_id,
-            Some(me.id.clone()),
-            Some(me.account_id.clone()),
+            Some(target.id.clone()),
+            Some(target.account_id.clone()),
             None,
             meeting,
             Vec::new(),
             ttl_s,
         );
+        if let Some(t) = self.tokens.get_mut(&token) {
+            t.minted_by = Some(minted_by);
+        }
         Ok(json!({"token": token}))
     }
 
@@ -1958,6 +2325,16 @@ fn inactive_user(u: &User) -> ApiError {
 
 /// Zoom's Meeting API: "The expiration period for this token is 15 minutes."
 const PAGE_TOKEN_TTL_S: i64 = 15 * 60;
+/// The largest `page_size` of "List users" (see [`World::list_users`]).
+pub const MAX_USERS_PAGE_SIZE: usize = 300;
+
+fn status_str(s: SimUserStatus) -> &'static str {
+    match s {
+        SimUserStatus::Active => "active",
+        SimUserStatus::Inactive => "inactive",
+        SimUserStatus::Pending => "pending",
+    }
+}
 
 fn encode_page_token(user_id: &str, list_type: &str, offset: usize, issued: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("{offset}:{issued}:{list_type}:{user_id}"))

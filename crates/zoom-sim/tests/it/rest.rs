@@ -664,7 +664,14 @@ async fn account_admin_of_an_account_level_app_may_get_the_local_recording_token
         .unwrap();
     let path = format!("/v2/meetings/{}/jointoken/local_recording", meeting.id);
 
-    let admin_t = zoom.connect(&admin.id, None).await;
+    // The admin's grant holds the admin scopes (the default grant alone does not do:
+    // see the `accounts` tests).
+    let admin_t = zoom
+        .connect(
+            &admin.id,
+            Some("meeting:read:local_recording_token:admin meeting:read:list_meetings:admin"),
+        )
+        .await;
     assert_eq!(
         zoom.get(&path, &admin_t.access).await.status,
         StatusCode::OK
