@@ -35,9 +35,26 @@ pub struct ZoomUser {
     pub personal_meeting_url: Option<String>,
     #[serde(default)]
     pub display_name: Option<String>,
+    /// `Owner`, `Admin`, `Member`, or the name of a custom role.
+    #[serde(default)]
+    pub role_name: Option<String>,
+    /// `0` owner, `1` admin, `2` member; other ids are custom roles.
+    #[serde(default, deserialize_with = "opt_lenient_string")]
+    pub role_id: Option<String>,
 }
 
 impl ZoomUser {
+    /// Whether the user has Zoom's built-in Member role: no admin rights over their
+    /// account. Owners, admins and custom roles (whose rights Zoom enforces call by
+    /// call) are not.
+    pub fn is_plain_member(&self) -> bool {
+        self.role_id.as_deref() == Some("2")
+            || self
+                .role_name
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case("member"))
+    }
+
     /// Zoom omits `status` for some account types; only an explicit
     /// non-`active` status counts as inactive.
     pub fn is_active(&self) -> bool {

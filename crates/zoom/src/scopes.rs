@@ -87,6 +87,48 @@ pub const ANY_ZAK: Need = Need {
     ],
 };
 
+/// `GET /users` (an account's users): admin only.
+pub const LIST_USERS_ADMIN: Need = Need {
+    scope: "user:read:list_users:admin",
+    accepted: &["user:read:list_users:admin", "user:read:admin"],
+};
+/// `GET /users/{userId}` of another user of the account.
+pub const READ_USER_ADMIN: Need = Need {
+    scope: "user:read:user:admin",
+    accepted: &["user:read:user:admin", "user:read:admin"],
+};
+/// `GET /users/{userId}/meetings` of another user of the account.
+pub const LIST_MEETINGS_ADMIN: Need = Need {
+    scope: "meeting:read:list_meetings:admin",
+    accepted: &["meeting:read:list_meetings:admin", "meeting:read:admin"],
+};
+/// `GET /meetings/{meetingId}/jointoken/local_recording` of any meeting of the account.
+pub const LOCAL_RECORDING_TOKEN_ADMIN: Need = Need {
+    scope: "meeting:read:local_recording_token:admin",
+    accepted: &[
+        "meeting:read:local_recording_token:admin",
+        "meeting_token:read:admin:local_recording",
+    ],
+};
+/// `GET /users/{userId}/token?type=zak|onbehalf` for another user of the account.
+pub const USER_TOKEN_ADMIN: Need = Need {
+    scope: "user:read:token:admin",
+    accepted: &["user:read:token:admin", "user:read:admin"],
+};
+
+/// What an account-level grant needs to serve local recording for the whole
+/// account: its users, each one's meetings, local recording tokens for any of them,
+/// and ZAKs of any user (DESIGN.md §15).
+pub const ACCOUNT_LOCAL_RECORDING: &[Need] = &[
+    READ_USER_ADMIN,
+    LIST_USERS_ADMIN,
+    LIST_MEETINGS_ADMIN,
+    LOCAL_RECORDING_TOKEN_ADMIN,
+    USER_TOKEN_ADMIN,
+];
+/// What an account-level grant needs to mint onbehalf tokens for any user.
+pub const ACCOUNT_ONBEHALF: &[Need] = &[READ_USER_ADMIN, USER_TOKEN_ADMIN];
+
 /// What the local recording capability needs: the user, their meetings (for the
 /// meeting index), the local recording token, and a ZAK.
 pub const LOCAL_RECORDING: &[Need] = &[READ_USER, ANY_ZAK, LIST_MEETINGS, LOCAL_RECORDING_TOKEN];
@@ -116,13 +158,35 @@ pub fn zak_endpoint(granted: &[String]) -> ZakEndpoint {
 /// The granular names of the scopes the capabilities asked for need and `granted`
 /// lacks, each once, in a stable order.
 pub fn missing(granted: &[String], local_recording: bool, onbehalf: bool) -> Vec<&'static str> {
+    missing_of(
+        granted,
+        local_recording.then_some(LOCAL_RECORDING),
+        onbehalf.then_some(ONBEHALF),
+    )
+}
+
+/// [`missing`] for an account-level grant: the `:admin` scopes of
+/// [`ACCOUNT_LOCAL_RECORDING`] and [`ACCOUNT_ONBEHALF`].
+pub fn missing_for_account(
+    granted: &[String],
+    local_recording: bool,
+    onbehalf: bool,
+) -> Vec<&'static str> {
+    missing_of(
+        granted,
+        local_recording.then_some(ACCOUNT_LOCAL_RECORDING),
+        onbehalf.then_some(ACCOUNT_ONBEHALF),
+    )
+}
+
+fn missing_of(
+    granted: &[String],
+    local_recording: Option<&[Need]>,
+    onbehalf: Option<&[Need]>,
+) -> Vec<&'static str> {
     let mut needs: Vec<Need> = Vec::new();
-    if local_recording {
-        needs.extend(LOCAL_RECORDING);
-    }
-    if onbehalf {
-        needs.extend(ONBEHALF);
-    }
+    needs.extend(local_recording.unwrap_or_default());
+    needs.extend(onbehalf.unwrap_or_default());
     let mut missing: Vec<&'static str> = Vec::new();
     for need in needs {
         if !need.granted_by(granted) && !missing.contains(&need.scope) {
@@ -150,6 +214,49 @@ mod tests {
             "user:read:token",
         ]);
         assert!(missing(&all, true, true).is_empty());
+    }
+
+    #[test]
+    fn an_account_grant_needs_the_admin_scopes() {
+        let user_level = scopes(&[
+            "user:read:user",
+            "user:read:zak",
+            "meeting:read:list_meetings",
+            "meeting:read:local_recording_token",
+            "user:read:token",
+        ]);
+        assert_eq!(
+            missing_for_account(&user_level, true, true),
+            vec![
+                "user:read:user:admin",
+                "user:read:list_users:admin",
+                "meeting:read:list_meetings:admin",
+                "meeting:read:local_recording_token:admin",
+                "user:read:token:admin",
+            ]
+        );
+        let granular = scopes(&[
+            "user:read:user:admin",
+            "user:read:list_users:admin",
+            "meeting:read:list_meetings:admin",
+            "meeting:read:local_recording_token:admin",
+            "user:read:token:admin",
+        ]);
+        assert!(missing_for_account(&granular, true, true).is_empty());
+        let classic = scopes(&[
+            "user:read:admin",
+            "meeting:read:admin",
+            "meeting_token:read:admin:local_recording",
+        ]);
+        assert!(missing_for_account(&classic, true, true).is_empty());
+        assert_eq!(
+            missing_for_account(&scopes(&["user:read:admin"]), true, false),
+            vec![
+                "meeting:read:list_meetings:admin",
+                "meeting:read:local_recording_token:admin"
+            ]
+        );
+        assert!(missing_for_account(&scopes(&["user:read:admin"]), false, true).is_empty());
     }
 
     #[test]

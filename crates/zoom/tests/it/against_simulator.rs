@@ -954,4 +954,25 @@ fn the_scope_table_agrees_with_the_simulators() {
     let onbehalf = set(zoom_sim::ONBEHALF_SCOPES);
     assert!(scopes::missing(&onbehalf, false, true).is_empty());
     assert_eq!(zoom_sim::DEFAULT_SCOPES, zoom_sim::LOCAL_RECORDING_SCOPES);
+    // An account-level grant's calls for other users of the account (DESIGN.md §15).
+    let admin_pairs: [(scopes::Need, &[&str]); 4] = [
+        (scopes::LIST_USERS_ADMIN, zoom_sim::SCOPES_LIST_USERS),
+        (
+            scopes::LIST_MEETINGS_ADMIN,
+            zoom_sim::SCOPES_LIST_MEETINGS_ADMIN,
+        ),
+        (scopes::USER_TOKEN_ADMIN, zoom_sim::SCOPES_USER_TOKEN_ADMIN),
+        (
+            scopes::LOCAL_RECORDING_TOKEN_ADMIN,
+            zoom_sim::SCOPES_LOCAL_RECORDING_ADMIN,
+        ),
+    ];
+    for (need, sim) in admin_pairs {
+        let ours: BTreeSet<&str> = need.accepted.iter().copied().collect();
+        let theirs: BTreeSet<&str> = sim.iter().copied().collect();
+        assert_eq!(ours, theirs, "{}", need.scope);
+    }
+    let account = set(zoom_sim::ACCOUNT_LEVEL_SCOPES);
+    assert!(scopes::missing_for_account(&account, true, true).is_empty());
+    assert!(!scopes::missing_for_account(&local, true, false).is_empty());
 }
