@@ -20,7 +20,7 @@ use crate::core::vault::Slot;
 use crate::domain::tokens::{self, BrokeredCallError, TokenError};
 use crate::domain::{apps, grant};
 use crate::storage::{
-    AppRow, ConnectionEventFilter, ConnectionEventRow, ConnectionFilter, ConnectionRow,
+    AppKind, AppRow, ConnectionEventFilter, ConnectionEventRow, ConnectionFilter, ConnectionRow,
     ConnectionSettingsUpdate, ConnectionState, FailureData, GrantReplacement, MeetingSyncStatus,
     NewConnectionEvent, OutboxSource, Page, PageRequest, Sealed, StoreError,
 };
@@ -37,15 +37,21 @@ const UPSERT_ATTEMPTS: usize = 8;
 /// Pause before trying again to store a grant after a database failure.
 const STORE_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The scopes needed for the capabilities asked for that `granted` does not cover
-/// (granular names, in a stable order), from the one scope table in
-/// [`zoom::scopes`].
+/// The scopes a connection of an app of `kind` needs for the capabilities asked for
+/// that `granted` does not cover (granular names, in a stable order), from the one
+/// scope table in [`zoom::scopes`]: an account-level grant needs the `:admin` ones.
 pub fn missing_scopes(
+    kind: AppKind,
     granted: &[String],
     local_recording: bool,
     onbehalf: bool,
 ) -> Vec<&'static str> {
-    zoom::scopes::missing(granted, local_recording, onbehalf)
+    match kind {
+        AppKind::UserLevel => zoom::scopes::missing(granted, local_recording, onbehalf),
+        AppKind::AccountLevel => {
+            zoom::scopes::missing_for_account(granted, local_recording, onbehalf)
+        }
+    }
 }
 
 /// What `POST /api/v1/zoom_oauth_connections` carries. (No `Debug`: it holds a code.)
@@ -89,6 +95,10 @@ pub enum ConnectionError {
     AuthorizationCodeRejected(String),
     #[error("the grant lacks scopes")]
     MissingScopes(Vec<&'static str>),
+    /// An account-level app was authorised by a user without admin rights over
+    /// the account.
+    #[error("an account-level app needs an account admin's authorisation")]
+    NotAccountAdmin,
     #[error("the Zoom user is not active")]
     ZoomUserNotActive(String),
     #[error("another connection of this app has this deduplication_key")]
@@ -403,15 +413,20 @@ async fn exchange_and_store(
     };
     let mut input = input;
     if new.capabilities_from_scopes {
-        let local_recording = missing_scopes(&grant.scopes, true, false).is_empty();
-        let onbehalf = missing_scopes(&grant.scopes, false, true).is_empty();
+        let local_recording = missing_scopes(app.kind, &grant.scopes, true, false).is_empty();
+        let onbehalf = missing_scopes(app.kind, &grant.scopes, false, true).is_empty();
         // With neither, the local recording scopes are the ones reported missing.
         if local_recording || onbehalf {
             input.local_recording = local_recording;
             input.onbehalf = onbehalf;
         }
     }
-    let missing = missing_scopes(&grant.scopes, input.local_recording, input.onbehalf);
+    let missing = missing_scopes(
+        app.kind,
+        &grant.scopes,
+        input.local_recording,
+        input.onbehalf,
+    );
     // Whose grant this is: without the user there is no connection to keep it on.
     let user = match identify(keeper, &grant).await {
         Ok(user) => user,
@@ -438,7 +453,9 @@ async fn exchange_and_store(
         refresh_token: &refresh_token,
         input: &input,
     };
-    let refusal = if !missing.is_empty() {
+    let refusal = if app.kind == AppKind::AccountLevel && user.is_plain_member() {
+        Some(ConnectionError::NotAccountAdmin)
+    } else if !missing.is_empty() {
         Some(ConnectionError::MissingScopes(missing))
     } else if !user.is_active() {
         Some(ConnectionError::ZoomUserNotActive(
@@ -1020,7 +1037,12 @@ pub async fn update(
     let missing = if current.access_token_callback_url.is_some() {
         Vec::new()
     } else {
-        missing_scopes(&current.scopes, turning_on_local, turning_on_onbehalf)
+        let kind = keeper
+            .store
+            .get_app(project_id, &current.app_id)
+            .await?
+            .map_or(AppKind::UserLevel, |app| app.kind);
+        missing_scopes(kind, &current.scopes, turning_on_local, turning_on_onbehalf)
     };
     if !missing.is_empty() {
         return Err(ConnectionError::MissingScopes(missing));

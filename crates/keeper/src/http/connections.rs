@@ -326,6 +326,10 @@ impl From<ConnectionError> for ApiError {
                     missing.join(", ")
                 ),
             },
+            ConnectionError::NotAccountAdmin => ApiError::BadRequest {
+                code: "not_account_admin",
+                message: "This app is account-level: it serves every user of a Zoom account, so an owner or admin of that account must authorise it. The user who authorised it is a member; ask an account admin to authorise the app.".to_owned(),
+            },
             ConnectionError::ZoomUserNotActive(status) => ApiError::BadRequest {
                 code: "zoom_user_not_active",
                 message: format!(

@@ -1,6 +1,7 @@
 //! The keeper's integration tests, one binary: the real server on port 0 against the
 //! in-process Zoom simulator, on SQLite and on PostgreSQL (harness: `testkit`).
 
+mod account_level;
 mod api_apps;
 mod api_connections;
 mod api_join_tokens;

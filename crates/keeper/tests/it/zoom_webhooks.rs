@@ -17,6 +17,7 @@ on_both_databases!(
     deauthorization_disconnects_the_connection_once,
     url_validation_is_answered,
     account_level_app_indexes_account_meetings_to_a_connected_grant,
+    deauthorising_the_admin_disconnects_the_account_connection_once,
     replayed_events_are_applied_once_and_id_types_are_read_alike,
     hostile_webhooks_change_nothing,
     a_late_deauthorization_does_not_disconnect_a_fresh_authorisation,
@@ -87,6 +88,24 @@ async fn connect(h: &Hooked) -> (String, String) {
     let (user, a) = h.app.connect(CLIENT, json!({})).await;
     assert_eq!(a.status, 201, "{}", a.text);
     (user, a.json["id"].as_str().expect("id").to_owned())
+}
+
+/// Connects `user` to the account-level app with the admin scopes it needs;
+/// returns the connection id.
+async fn connect_admin(h: &Hooked, user: &str) -> String {
+    let scopes = zoom_sim::ACCOUNT_LEVEL_SCOPES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let code = h.app.auth_code(CLIENT, user, Some(scopes)).await;
+    let a = h
+        .app
+        .create_connection(
+            json!({"authorization_code": code, "redirect_uri": testkit::REDIRECT_URI}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    a.json["id"].as_str().expect("id").to_owned()
 }
 
 /// Waits until the simulator has delivered `count` `event` webhooks (each answered,
@@ -343,7 +362,9 @@ async fn account_level_app_indexes_account_meetings_to_a_connected_grant(backend
     let Some(h) = hooked(backend, SimAppKind::AccountLevel).await else {
         return;
     };
-    let (admin, admin_conn) = connect(&h).await;
+    // A new user is the owner of a new account.
+    let admin = h.app.zoom_user(None).await;
+    let admin_conn = connect_admin(&h, &admin).await;
     let account = h
         .app
         .sim
@@ -378,10 +399,20 @@ async fn account_level_app_indexes_account_meetings_to_a_connected_grant(backend
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["zoom_oauth_connection_id"], admin_conn.as_str());
 
-    // Once the colleague connects too, their own meetings are theirs.
-    let c = h.app.connect_user(CLIENT, &colleague, json!({})).await;
-    assert_eq!(c.status, 201, "{}", c.text);
-    let own = c.json["id"].as_str().expect("id").to_owned();
+    // Once the colleague, an admin too, connects, their own meetings are theirs.
+    h.app
+        .sim
+        .control()
+        .update_user(
+            &colleague,
+            &SimUserPatch {
+                role: Some(zoom_sim::SimUserRole::Admin),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("promote");
+    let own = connect_admin(&h, &colleague).await;
     let m2 = h
         .app
         .sim
@@ -1019,4 +1050,39 @@ async fn an_app_whose_zoom_events_stopped_is_flagged_until_they_resume(backend: 
     let cleared = h.app.get_app(&h.zoa).await.json;
     assert!(cleared["webhook_events_stale_since"].is_null(), "{cleared}");
     assert!(cleared["webhook_events_problem"].is_null(), "{cleared}");
+}
+
+async fn deauthorising_the_admin_disconnects_the_account_connection_once(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::AccountLevel).await else {
+        return;
+    };
+    let admin = h.app.zoom_user(None).await;
+    let conn = connect_admin(&h, &admin).await;
+    h.app
+        .sim
+        .control()
+        .deauthorize(&admin, CLIENT)
+        .await
+        .expect("deauthorize");
+    let d = delivered(&h, "app_deauthorized", 1).await;
+    assert_eq!(d[0].last_status_code, Some(200), "{d:?}");
+    let c = h.app.connection(&conn).await;
+    assert_eq!(c["state"], "disconnected");
+    assert_eq!(c["connection_failure_data"]["code"], "app_deauthorized");
+    assert!(
+        c["connection_failure_data"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("authorise it again")),
+        "{c}"
+    );
+    let outbox = h
+        .app
+        .keeper
+        .store
+        .list_outbox_events(&h.app.project_id, 100)
+        .await
+        .expect("outbox");
+    assert_eq!(outbox.len(), 1, "one state change");
+    assert_eq!(outbox[0].payload["data"]["state"], "disconnected");
+    assert_eq!(outbox[0].payload["user_id"], admin.as_str());
 }

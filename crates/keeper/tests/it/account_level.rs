@@ -1,0 +1,167 @@
+//! Account-level apps (DESIGN.md §15), on SQLite and PostgreSQL against the
+//! simulator: who may authorise one, and with which scopes.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use testkit::{on_both_databases, spawn_app, Answer, Backend, TestApp, REDIRECT_URI};
+use zoom_sim::{SimApp, SimAppKind, SimUser, SimUserRole};
+
+on_both_databases!(
+    a_member_cannot_authorise_an_account_level_app,
+    an_account_grant_needs_the_admin_scopes,
+    an_admin_with_the_admin_scopes_connects_the_account,
+);
+
+const CLIENT: &str = "account-client";
+
+/// A service with one account-level app; returns it and the app's id.
+async fn started(backend: Backend) -> Option<(TestApp, String)> {
+    let app = spawn_app(backend).await?;
+    let secret = format!("secret-of-{CLIENT}");
+    app.sim
+        .control()
+        .create_app(&SimApp {
+            client_id: CLIENT.into(),
+            client_secret: secret.clone(),
+            kind: Some(SimAppKind::AccountLevel),
+            ..Default::default()
+        })
+        .await
+        .expect("sim app");
+    let a = app
+        .create_app(json!({"client_id": CLIENT, "client_secret": secret, "kind": "account_level"}))
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    let id = a.json["id"].as_str().expect("id").to_owned();
+    Some((app, id))
+}
+
+fn scopes(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+async fn authorise(app: &TestApp, user: &str, granted: Vec<String>) -> Answer {
+    let code = app.auth_code(CLIENT, user, Some(granted)).await;
+    app.create_connection(json!({"authorization_code": code, "redirect_uri": REDIRECT_URI}))
+        .await
+}
+
+/// A user of `role` in a new account with an owner; returns the user's id.
+async fn user_in_account(app: &TestApp, role: SimUserRole) -> String {
+    let owner = app.zoom_user(None).await;
+    let account = app
+        .sim
+        .control()
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .find(|u| u.id == owner)
+        .expect("owner")
+        .account_id;
+    app.sim
+        .control()
+        .create_user(&SimUser {
+            account_id: Some(account),
+            role: Some(role),
+            ..Default::default()
+        })
+        .await
+        .expect("user")
+        .id
+}
+
+async fn connections(app: &TestApp) -> Vec<Value> {
+    let a = app
+        .send(app.request(Method::GET, "/api/v1/zoom_oauth_connections"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.json["results"].as_array().expect("results").clone()
+}
+
+async fn a_member_cannot_authorise_an_account_level_app(backend: Backend) {
+    let Some((app, _)) = started(backend).await else {
+        return;
+    };
+    let member = user_in_account(&app, SimUserRole::Member).await;
+    let a = authorise(&app, &member, scopes(zoom_sim::ACCOUNT_LEVEL_SCOPES)).await;
+    a.assert_error(400, "not_account_admin");
+    assert!(
+        a.json["error"].as_str().expect("error").contains("admin"),
+        "{}",
+        a.text
+    );
+    assert!(connections(&app).await.is_empty(), "nothing stored");
+    // Through /api/v2 the same answer, in Recall's shape.
+    let uuid = app
+        .send(app.request(Method::GET, "/api/v2/zoom-oauth-apps/"))
+        .await
+        .json["results"][0]["id"]
+        .as_str()
+        .expect("uuid")
+        .to_owned();
+    let code = app
+        .auth_code(
+            CLIENT,
+            &member,
+            Some(scopes(zoom_sim::ACCOUNT_LEVEL_SCOPES)),
+        )
+        .await;
+    let v2 = app
+        .send(
+            app.request(Method::POST, "/api/v2/zoom-oauth-credentials/")
+                .json(&json!({"oauth_app": uuid,
+                    "authorization_code": {"code": code, "redirect_uri": REDIRECT_URI}})),
+        )
+        .await;
+    assert_eq!(v2.status, 400, "{}", v2.text);
+    assert_eq!(v2.json["code"], "not_account_admin");
+    assert!(v2.json["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("admin")));
+    assert!(connections(&app).await.is_empty());
+}
+
+async fn an_account_grant_needs_the_admin_scopes(backend: Backend) {
+    let Some((app, _)) = started(backend).await else {
+        return;
+    };
+    let admin = user_in_account(&app, SimUserRole::Admin).await;
+    let user_level = testkit::scopes_asked_for(&json!({"is_onbehalf_token_supported": true}));
+    let a = authorise(&app, &admin, user_level).await;
+    a.assert_error(400, "missing_scopes");
+    let message = a.json["error"].as_str().expect("error");
+    for scope in [
+        "user:read:list_users:admin",
+        "meeting:read:list_meetings:admin",
+        "meeting:read:local_recording_token:admin",
+    ] {
+        assert!(message.contains(scope), "{scope} in {message}");
+    }
+    assert!(connections(&app).await.is_empty());
+}
+
+async fn an_admin_with_the_admin_scopes_connects_the_account(backend: Backend) {
+    let Some((app, zoa)) = started(backend).await else {
+        return;
+    };
+    // Granular admin scopes, and the classic admin names.
+    let granular = user_in_account(&app, SimUserRole::Admin).await;
+    let a = authorise(&app, &granular, scopes(zoom_sim::ACCOUNT_LEVEL_SCOPES)).await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    assert_eq!(a.json["zoom_oauth_app_id"], zoa.as_str());
+    assert_eq!(a.json["is_local_recording_token_supported"], true);
+    let classic = user_in_account(&app, SimUserRole::Owner).await;
+    let b = authorise(
+        &app,
+        &classic,
+        scopes(&[
+            "user:read:admin",
+            "meeting:read:admin",
+            "meeting_token:read:admin:local_recording",
+        ]),
+    )
+    .await;
+    assert_eq!(b.status, 201, "{}", b.text);
+    assert_eq!(connections(&app).await.len(), 2);
+}
