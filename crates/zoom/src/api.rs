@@ -261,6 +261,18 @@ impl ZoomClient {
         access_token: &SecretString,
         token_type: &UserTokenType,
     ) -> Result<SecretString, ZoomError> {
+        self.user_token_of(access_token, "me", token_type).await
+    }
+
+    /// `GET /users/{userId}/token?type=…`: a token of `user_id` (`me` for the
+    /// grant's own user). For another user of the account Zoom needs an admin's
+    /// grant with `user:read:token:admin`; a user outside the account is 404.
+    pub async fn user_token_of(
+        &self,
+        access_token: &SecretString,
+        user_id: &str,
+        token_type: &UserTokenType,
+    ) -> Result<SecretString, ZoomError> {
         let mut query = Vec::new();
         match token_type {
             UserTokenType::Zak => query.push(("type", "zak")),
@@ -273,7 +285,7 @@ impl ZoomClient {
             }
         }
         let answer = self
-            .get(access_token, &["users", "me", "token"], &query)
+            .get(access_token, &["users", user_id, "token"], &query)
             .await?;
         let body: TokenBody = answer.json()?;
         Ok(SecretString::from(body.token))

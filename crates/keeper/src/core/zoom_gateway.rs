@@ -158,6 +158,24 @@ impl ZoomGateway {
             .await
     }
 
+    /// `GET /users/{userId}/token`: a token of another user of the grant's account.
+    pub async fn user_token_of(
+        &self,
+        access_token: &SecretString,
+        user_id: &str,
+        token_type: &UserTokenType,
+    ) -> Result<SecretString, ZoomError> {
+        let endpoint = match token_type {
+            UserTokenType::Zak => "users_id_token_zak",
+            UserTokenType::OnBehalf { .. } => "users_id_token_onbehalf",
+        };
+        self.counted(
+            endpoint,
+            self.client.user_token_of(access_token, user_id, token_type),
+        )
+        .await
+    }
+
     /// `GET /users/me/zak`: a ZAK for grants without `/users/me/token` scopes.
     pub async fn zak(&self, access_token: &SecretString) -> Result<SecretString, ZoomError> {
         self.counted("users_me_zak", self.client.zak(access_token))

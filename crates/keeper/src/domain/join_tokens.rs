@@ -23,7 +23,9 @@ use zoom::{MeetingId, SdkRole, SdkSignature, ZoomError};
 
 use crate::domain::meetings::is_meeting_number;
 use crate::domain::tokens::{BrokeredCallError, TokenError, UserToken};
-use crate::storage::{AppRow, ConnectionRow, ConnectionState, PageRequest, StoreError};
+use crate::storage::{
+    AppKind, AppRow, ConnectionFilter, ConnectionRow, ConnectionState, PageRequest, StoreError,
+};
 use crate::{
     core::outbound_url, core::signing, domain::apps, domain::grant, domain::webhooks, Keeper,
 };
@@ -528,23 +530,38 @@ async fn user_token(
             "A Zoom user id is letters, digits, '-' and '_' (the id of GET /v2/users/me), at most 64 characters.",
         ));
     }
-    let connection = keeper
+    let own = keeper
         .store
         .connection_by_user(&app.id, user_id.trim())
         .await
         .map_err(|e| store_problem(token, e))?
-        .filter(|c| c.project_id == app.project_id)
-        .ok_or_else(|| {
-            problem(
-                token,
-                "no_connection",
-                format!(
-                    "No connection of app {} has the Zoom user id {:?}; connect that user first.",
-                    app.id,
-                    user_id.chars().take(64).collect::<String>()
-                ),
-            )
-        })?;
+        .filter(|c| c.project_id == app.project_id);
+    // The user's own connection wins; an account-level app's account connections
+    // (an admin's grant) serve every other user of their account.
+    let own_usable = own
+        .as_ref()
+        .is_some_and(|c| c.state == ConnectionState::Connected);
+    if app.kind == AppKind::AccountLevel && !own_usable {
+        if let Some(minted) = account_user_token(keeper, app, user_id.trim(), &which).await? {
+            return Ok(minted);
+        }
+    }
+    let connection = own.ok_or_else(|| {
+        problem(
+            token,
+            "no_connection",
+            format!(
+                "No connection of app {} has the Zoom user id {:?}{}; connect that user first.",
+                app.id,
+                user_id.chars().take(64).collect::<String>(),
+                if app.kind == AppKind::AccountLevel {
+                    ", and none of its account connections has that user in its account"
+                } else {
+                    ""
+                }
+            ),
+        )
+    })?;
     if connection.state == ConnectionState::Disconnected {
         return Err(disconnected_problem(token, &connection));
     }
@@ -552,6 +569,62 @@ async fn user_token(
         .await
         .map(|minted| (minted, connection.id.clone()))
         .map_err(|e| token_problem(token, &connection, e))
+}
+
+/// How many of an account-level app's account connections a token for another
+/// user is tried with (one per Zoom account; a customer has a handful).
+const ACCOUNT_CONNECTIONS_TRIED: u32 = 20;
+
+/// A token of `user_id` minted with one of `app`'s connected account connections,
+/// one per Zoom account, through `GET /users/{userId}/token`: the first account
+/// Zoom finds the user in. `None` when no account has them.
+async fn account_user_token(
+    keeper: &Arc<Keeper>,
+    app: &AppRow,
+    user_id: &str,
+    which: &UserToken,
+) -> Result<Option<(SecretString, String)>, Problem> {
+    let token: &'static str = match which {
+        UserToken::Zak => "zak_token",
+        UserToken::OnBehalf { .. } => "onbehalf_token",
+    };
+    let filter = ConnectionFilter {
+        app_id: Some(app.id.clone()),
+        state: Some(ConnectionState::Connected),
+        ..ConnectionFilter::default()
+    };
+    let page = keeper
+        .store
+        .list_connections(
+            &app.project_id,
+            &filter,
+            &PageRequest {
+                cursor: None,
+                limit: ACCOUNT_CONNECTIONS_TRIED,
+            },
+        )
+        .await
+        .map_err(|e| store_problem(token, e))?;
+    let mut accounts = std::collections::HashSet::new();
+    for connection in page.items {
+        if connection.user_id == user_id || !accounts.insert(connection.account_id.clone()) {
+            continue;
+        }
+        match crate::domain::tokens::user_token_of(
+            keeper,
+            &connection.project_id,
+            &connection.id,
+            user_id,
+            which.clone(),
+        )
+        .await
+        {
+            Ok(minted) => return Ok(Some((minted, connection.id.clone()))),
+            Err(TokenError::UserNotInAccount) => {}
+            Err(e) => return Err(token_problem(token, &connection, e)),
+        }
+    }
+    Ok(None)
 }
 
 fn disconnected_problem(token: &'static str, connection: &ConnectionRow) -> Problem {
@@ -607,6 +680,14 @@ fn token_problem(token: &'static str, connection: &ConnectionRow, e: TokenError)
             token,
             "busy",
             format!("Connection {}'s access token is being refreshed by another instance; retry shortly.", connection.id),
+        ),
+        TokenError::UserNotInAccount => problem(
+            token,
+            "no_connection",
+            format!(
+                "The Zoom user is not a user of the account of connection {}.",
+                connection.id
+            ),
         ),
         TokenError::InvalidMeetingId => problem(
             token,

@@ -144,6 +144,9 @@ pub enum TokenError {
     CapabilityNotEnabled(&'static str),
     #[error("meeting_id must be a Zoom meeting number: 9 to 11 digits")]
     InvalidMeetingId,
+    /// Zoom knows no such user in the account of the account-level connection.
+    #[error("the Zoom user is not a user of this connection's account")]
+    UserNotInAccount,
     /// Zoom asked us to slow down; try again after `retry_after`.
     #[error("Zoom rate limit reached")]
     RateLimited { retry_after: Duration },
@@ -187,6 +190,7 @@ impl TokenError {
             TokenError::Disconnected(_) => "connection_disconnected",
             TokenError::CapabilityNotEnabled(_) => "capability_not_enabled",
             TokenError::InvalidMeetingId => "invalid_meeting_id",
+            TokenError::UserNotInAccount => "user_not_in_account",
             TokenError::RateLimited { .. } => "zoom_rate_limited",
             TokenError::ZoomUnavailable(_) => "zoom_unavailable",
             TokenError::ZoomRefused(_) => "zoom_refused",
@@ -322,7 +326,25 @@ pub async fn user_token(
 ) -> Result<SecretString, TokenError> {
     keeper
         .tokens
-        .user_token(keeper, project_id, id, which)
+        .user_token(keeper, project_id, id, which, None)
+        .await
+}
+
+/// An onbehalf token or a ZAK of Zoom user `user_id`, another user of the account
+/// of account-level connection `id`, minted with that connection's (an admin's)
+/// grant through `GET /users/{userId}/token` (DESIGN.md §15). Zoom answers
+/// [`TokenError::NotFound`]-like 404s for a user outside the account: the caller
+/// tries the app's next account connection.
+pub async fn user_token_of(
+    keeper: &Arc<Keeper>,
+    project_id: &str,
+    id: &str,
+    user_id: &str,
+    which: UserToken,
+) -> Result<SecretString, TokenError> {
+    keeper
+        .tokens
+        .user_token(keeper, project_id, id, which, Some(user_id))
         .await
 }
 
@@ -419,9 +441,12 @@ impl TokenBroker {
         project_id: &str,
         id: &str,
         which: UserToken,
+        of_user: Option<&str>,
     ) -> Result<SecretString, TokenError> {
         let kind = which.kind();
-        let result = self.user_token_inner(keeper, project_id, id, which).await;
+        let result = self
+            .user_token_inner(keeper, project_id, id, which, of_user)
+            .await;
         keeper.metrics.record_token_request(
             kind,
             match &result {
@@ -438,6 +463,7 @@ impl TokenBroker {
         project_id: &str,
         id: &str,
         which: UserToken,
+        of_user: Option<&str>,
     ) -> Result<SecretString, TokenError> {
         let token_type = match &which {
             UserToken::Zak => UserTokenType::Zak,
@@ -462,19 +488,23 @@ impl TokenBroker {
         // A ZAK comes from whichever endpoint the grant's scopes open (Zoom's scope
         // table): `type=zak` needs user:read:token or user:read, `/users/me/zak`
         // needs user:read:zak or user_zak:read.
-        let via_me_zak = token_type == UserTokenType::Zak
+        let via_me_zak = of_user.is_none()
+            && token_type == UserTokenType::Zak
             && zoom::scopes::zak_endpoint(&row.scopes) == zoom::scopes::ZakEndpoint::MeZak;
         let token_type = &token_type;
         self.with_access_token(keeper, &row, |token| async move {
-            if via_me_zak {
-                keeper.zoom.zak(&token).await
-            } else {
-                keeper.zoom.user_token(&token, token_type).await
+            match of_user {
+                Some(user) => keeper.zoom.user_token_of(&token, user, token_type).await,
+                None if via_me_zak => keeper.zoom.zak(&token).await,
+                None => keeper.zoom.user_token(&token, token_type).await,
             }
         })
         .await
         .map_err(|e| match e {
             BrokeredCallError::Token(e) => e,
+            BrokeredCallError::Zoom(ZoomError::NotFound { .. }) if of_user.is_some() => {
+                TokenError::UserNotInAccount
+            }
             BrokeredCallError::Zoom(e) => zoom_call_error(e),
         })
     }

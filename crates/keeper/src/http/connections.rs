@@ -383,6 +383,9 @@ impl From<TokenError> for ApiError {
                 code: "capability_not_enabled",
                 message: format!("This connection does not have the {capability} capability. Turn it on with PATCH (is_{capability}_token_supported: true) first."),
             },
+            TokenError::UserNotInAccount => ApiError::NotFound {
+                what: "Zoom user in this connection's account",
+            },
             TokenError::InvalidMeetingId => {
                 let mut fields = FieldErrors::new();
                 fields.insert(

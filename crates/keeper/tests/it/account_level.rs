@@ -1,18 +1,21 @@
 //! Account-level apps (DESIGN.md §15), on SQLite and PostgreSQL against the
-//! simulator: who may authorise one, and with which scopes.
+//! simulator: who may authorise one, and with which scopes; what a bot gets for a
+//! meeting of a user of the account who never connected.
 
 use reqwest::Method;
 use serde_json::{json, Value};
 use testkit::{on_both_databases, spawn_app, Answer, Backend, TestApp, REDIRECT_URI};
-use zoom_sim::{SimApp, SimAppKind, SimUser, SimUserRole};
+use zoom_sim::{SimApp, SimAppKind, SimAppPatch, SimMeeting, SimUser, SimUserRole};
 
 on_both_databases!(
     a_member_cannot_authorise_an_account_level_app,
     an_account_grant_needs_the_admin_scopes,
     an_admin_with_the_admin_scopes_connects_the_account,
+    a_bot_gets_every_token_for_a_members_meeting_from_the_admins_grant,
 );
 
 const CLIENT: &str = "account-client";
+const WEBHOOK_SECRET: &str = "whsec-of-account-client";
 
 /// A service with one account-level app; returns it and the app's id.
 async fn started(backend: Backend) -> Option<(TestApp, String)> {
@@ -29,10 +32,24 @@ async fn started(backend: Backend) -> Option<(TestApp, String)> {
         .await
         .expect("sim app");
     let a = app
-        .create_app(json!({"client_id": CLIENT, "client_secret": secret, "kind": "account_level"}))
+        .create_app(json!({"client_id": CLIENT, "client_secret": secret,
+            "webhook_secret": WEBHOOK_SECRET, "kind": "account_level"}))
         .await;
     assert_eq!(a.status, 201, "{}", a.text);
     let id = a.json["id"].as_str().expect("id").to_owned();
+    // Zoom's events for the app reach the service.
+    app.sim
+        .control()
+        .update_app(
+            CLIENT,
+            &SimAppPatch {
+                webhook_url: Some(a.json["webhook_url"].as_str().expect("url").to_owned()),
+                webhook_secret: Some(WEBHOOK_SECRET.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("point the sim app's webhooks at the service");
     Some((app, id))
 }
 
@@ -164,4 +181,121 @@ async fn an_admin_with_the_admin_scopes_connects_the_account(backend: Backend) {
     .await;
     assert_eq!(b.status, 201, "{}", b.text);
     assert_eq!(connections(&app).await.len(), 2);
+}
+
+async fn a_bot_gets_every_token_for_a_members_meeting_from_the_admins_grant(backend: Backend) {
+    let Some((app, _)) = started(backend).await else {
+        return;
+    };
+    let sim = app.sim.control();
+    let account = sim
+        .create_account(&zoom_sim::SimAccount {
+            members: 2,
+            meetings_per_user: 0,
+            ..Default::default()
+        })
+        .await
+        .expect("account");
+    let (admin, member) = (account.admin_id.clone(), account.user_ids[0].clone());
+    let code = app
+        .auth_code(CLIENT, &admin, Some(scopes(zoom_sim::ACCOUNT_LEVEL_SCOPES)))
+        .await;
+    let c = app
+        .create_connection(
+            json!({"authorization_code": code, "redirect_uri": REDIRECT_URI,
+            "is_onbehalf_token_supported": true}),
+        )
+        .await;
+    assert_eq!(c.status, 201, "{}", c.text);
+    let account_connection = c.json["id"].as_str().expect("id").to_owned();
+
+    // The member (never connected) schedules a meeting; Zoom's webhook indexes it to
+    // the account connection.
+    let meeting = sim
+        .create_meeting(&member, &SimMeeting::default())
+        .await
+        .expect("meeting");
+    let mut indexed = Value::Null;
+    for _ in 0..200 {
+        let a = app
+            .send(app.request(
+                Method::GET,
+                &format!("/api/v1/zoom_meetings?meeting_id={}", meeting.id),
+            ))
+            .await;
+        if let Some(row) = a.json["results"].as_array().and_then(|r| r.first()) {
+            indexed = row.clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        indexed["zoom_oauth_connection_id"],
+        account_connection.as_str()
+    );
+
+    // The bot asks for all three tokens as that member.
+    let a = app
+        .send(
+            app.request(Method::POST, "/api/v1/zoom_join_tokens")
+                .json(&json!({
+                    "meeting_url": meeting.join_url,
+                    "onbehalf_token": {"zoom_oauth_connection_user_id": member},
+                    "zak_token": {"zoom_oauth_connection_user_id": member},
+                })),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json["problems"], json!([]), "{}", a.text);
+    let info = |field: &str| {
+        let token = a.json[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field}: {}", a.text))
+            .to_owned();
+        let sim = app.sim.control();
+        async move {
+            sim.token_info(&token)
+                .await
+                .expect("lookup")
+                .expect("a sim token")
+        }
+    };
+    let recording = info("app_privilege_token").await;
+    assert_eq!(recording.token_type, "local_recording");
+    assert_eq!(recording.meeting_id, Some(meeting.id));
+    let onbehalf = info("onbehalf_token").await;
+    assert_eq!(onbehalf.token_type, "onbehalf");
+    assert_eq!(onbehalf.user_id.as_deref(), Some(member.as_str()));
+    assert_eq!(onbehalf.minted_by.as_deref(), Some(admin.as_str()));
+    let zak = info("zak_token").await;
+    assert_eq!(zak.token_type, "zak");
+    assert_eq!(zak.user_id.as_deref(), Some(member.as_str()));
+
+    // A user of another account: no token, and the problem says why.
+    let stranger = app.zoom_user(None).await;
+    let b = app
+        .send(
+            app.request(Method::POST, "/api/v1/zoom_join_tokens")
+                .json(&json!({
+                    "meeting_url": meeting.join_url,
+                    "zak_token": {"zoom_oauth_connection_user_id": stranger},
+                })),
+        )
+        .await;
+    assert_eq!(b.status, 200, "{}", b.text);
+    assert_eq!(b.json["zak_token"], Value::Null);
+    let problem = b.json["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .find(|p| p["token"] == "zak_token")
+        .expect("a zak problem")
+        .clone();
+    assert_eq!(problem["code"], "no_connection");
+    assert!(
+        problem["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("account")),
+        "{problem}"
+    );
 }
