@@ -177,6 +177,27 @@ pub fn decode_cursor(list: List, text: &str) -> Option<Cursor> {
     })
 }
 
+/// The link to the page of `list` (at `list_url`, possibly with a query of filters)
+/// that goes from the row at `position` in `direction`, `limit` rows long.
+pub fn page_link(
+    list: List,
+    list_url: &str,
+    limit: u32,
+    (created_at, id): (DateTime<Utc>, String),
+    direction: Direction,
+) -> String {
+    let cursor = encode_cursor(
+        list,
+        &Cursor {
+            created_at,
+            id,
+            direction,
+        },
+    );
+    let separator = if list_url.contains('?') { '&' } else { '?' };
+    format!("{list_url}{separator}cursor={cursor}&page_size={limit}")
+}
+
 /// `next` and `previous` links for a page served for `request`. `list_url` is the
 /// absolute URL of the list, possibly with a query of filters (kept in the links);
 /// `position` gives an item's sort key.
@@ -188,20 +209,7 @@ fn links<T>(
     position: impl Fn(&T) -> (DateTime<Utc>, String),
 ) -> (Option<String>, Option<String>) {
     let link = |item: &T, direction: Direction| {
-        let (created_at, id) = position(item);
-        let cursor = encode_cursor(
-            list,
-            &Cursor {
-                created_at,
-                id,
-                direction,
-            },
-        );
-        let separator = if list_url.contains('?') { '&' } else { '?' };
-        format!(
-            "{list_url}{separator}cursor={cursor}&page_size={}",
-            request.limit
-        )
+        page_link(list, list_url, request.limit, position(item), direction)
     };
     let (Some(first), Some(last)) = (page.items.first(), page.items.last()) else {
         return (None, None);

@@ -353,10 +353,9 @@ pub async fn list_credentials(
     ApiQuery(params): ApiQuery<CredentialFilterParams>,
 ) -> Result<Json<RecallPage<RecallCredential>>, ApiError> {
     let asked = params.paging.page_request(LISTING)?;
-    let app_id = match id_filter(IdKind::App, "oauth_app", params.oauth_app.as_deref())? {
-        IdFilter::Any => None,
-        IdFilter::Is(id) => Some(id),
-        IdFilter::Nothing => return Ok(Json(RecallPage::empty())),
+    let Some(app_id) = id_filter(IdKind::App, "oauth_app", params.oauth_app.as_deref())?.matching()
+    else {
+        return Ok(Json(RecallPage::empty()));
     };
     let state_filter = match params.status.as_deref().map(str::trim) {
         None | Some("") => None,

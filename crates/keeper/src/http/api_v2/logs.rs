@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    id_filter, list_url, route_both, time_filter, uuid_of, IdFilter, Listing, RecallCaller,
-    RecallErrorBody, RecallListParams, RecallPage, TAG,
+    id_filter, list_url, route_both, time_filter, uuid_of, Listing, RecallCaller, RecallErrorBody,
+    RecallListParams, RecallPage, TAG,
 };
 use crate::core::ids::IdKind;
 use crate::domain::{apps, connections};
@@ -136,14 +136,13 @@ pub async fn list_credential_logs(
     ApiQuery(params): ApiQuery<CredentialLogFilterParams>,
 ) -> Result<Json<RecallPage<CredentialLog>>, ApiError> {
     let asked = params.paging.page_request(CREDENTIAL_LOG_LISTING)?;
-    let connection_id = match id_filter(
+    let Some(connection_id) = id_filter(
         IdKind::Connection,
         "credential",
         params.credential.as_deref(),
-    )? {
-        IdFilter::Any => None,
-        IdFilter::Is(id) => Some(id),
-        IdFilter::Nothing => return Ok(Json(RecallPage::empty())),
+    )?
+    .matching() else {
+        return Ok(Json(RecallPage::empty()));
     };
     let filter = ConnectionEventFilter {
         connection_id,
@@ -181,10 +180,9 @@ pub async fn list_app_logs(
     ApiQuery(params): ApiQuery<AppLogFilterParams>,
 ) -> Result<Json<RecallPage<AppLog>>, ApiError> {
     let asked = params.paging.page_request(APP_LOG_LISTING)?;
-    let app_id = match id_filter(IdKind::App, "oauth_app", params.oauth_app.as_deref())? {
-        IdFilter::Any => None,
-        IdFilter::Is(id) => Some(id),
-        IdFilter::Nothing => return Ok(Json(RecallPage::empty())),
+    let Some(app_id) = id_filter(IdKind::App, "oauth_app", params.oauth_app.as_deref())?.matching()
+    else {
+        return Ok(Json(RecallPage::empty()));
     };
     let filter = AppEventFilter {
         app_id,

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    id_filter, list_url, route_both, time_filter, uuid_of, IdFilter, Listing, RecallCaller,
-    RecallErrorBody, RecallListParams, RecallPage, TAG,
+    id_filter, list_url, route_both, time_filter, uuid_of, Listing, RecallCaller, RecallErrorBody,
+    RecallListParams, RecallPage, TAG,
 };
 use crate::core::ids::IdKind;
 use crate::domain::meetings::{self, ListFilterInput};
@@ -92,14 +92,13 @@ pub async fn list_mappings(
     ApiQuery(params): ApiQuery<MappingFilterParams>,
 ) -> Result<Json<RecallPage<MeetingToCredential>>, ApiError> {
     let asked = params.paging.page_request(LISTING)?;
-    let connection_id = match id_filter(
+    let Some(connection_id) = id_filter(
         IdKind::Connection,
         "credential",
         params.credential.as_deref(),
-    )? {
-        IdFilter::Any => None,
-        IdFilter::Is(id) => Some(id),
-        IdFilter::Nothing => return Ok(Json(RecallPage::empty())),
+    )?
+    .matching() else {
+        return Ok(Json(RecallPage::empty()));
     };
     let input = ListFilterInput {
         meeting_id: params.meeting_id,

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, FieldErrors, RenderedError};
-use super::pagination::{decode_cursor, encode_cursor, List, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::pagination::{decode_cursor, page_link, List, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use super::AppState;
 use crate::core::ids::IdKind;
 use crate::domain::api_keys::{self, Caller};
@@ -152,6 +152,18 @@ pub enum IdFilter {
     Is(String),
     /// A UUID that no object of this kind can have: nothing matches.
     Nothing,
+}
+
+impl IdFilter {
+    /// The id to filter by (`None`: any), or `None` when nothing can match (the
+    /// list is empty without asking the database).
+    pub fn matching(self) -> Option<Option<String>> {
+        match self {
+            IdFilter::Any => Some(None),
+            IdFilter::Is(id) => Some(Some(id)),
+            IdFilter::Nothing => None,
+        }
+    }
 }
 
 /// The filter `field=text` on objects of `kind`; a value that is not a UUID is a 400.
@@ -348,19 +360,12 @@ impl<T> RecallPage<T> {
         // Storage pages come newest first.
         let mut items = page.items;
         let link = |item: &R, direction: Direction| {
-            let (created_at, id) = position(item);
-            let cursor = encode_cursor(
+            page_link(
                 list,
-                &Cursor {
-                    created_at,
-                    id,
-                    direction,
-                },
-            );
-            let separator = if list_url.contains('?') { '&' } else { '?' };
-            format!(
-                "{list_url}{separator}cursor={cursor}&page_size={}",
-                asked.request.limit
+                list_url,
+                asked.request.limit,
+                position(item),
+                direction,
             )
         };
         let travelled = asked.request.cursor.as_ref().map(|c| c.direction);
