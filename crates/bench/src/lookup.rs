@@ -162,6 +162,7 @@ async fn load_meetings(setup: &Setup, connection_ids: &[String], n: u64) -> anyh
                         _ => None,
                     },
                     host_confirmed: true,
+                    host_user_id: Some(row.user_id.clone()),
                 })
                 .collect();
             let done = CompletedSync {

@@ -249,8 +249,16 @@ pub async fn mint(keeper: &Arc<Keeper>, plan: &MintPlan<'_>) -> Minted {
             OnBehalfOf::Nobody => return Vec::new(),
             OnBehalfOf::Users(users) => users.clone(),
             OnBehalfOf::Host => match host_connection(keeper, plan, ONBEHALF).await {
-                Ok(host) if host.is_onbehalf_token_supported => vec![host.user_id],
-                Ok(host) => {
+                // The host's own token. A meeting of an account-level app is
+                // indexed to an account connection (an admin's grant); the index
+                // names its host, whose token that connection mints ([`user_token`]).
+                Ok((host, host_user)) if host.is_onbehalf_token_supported => {
+                    match host_user {
+                        Some(user) if plan.app.kind == AppKind::AccountLevel => vec![user],
+                        _ => vec![host.user_id],
+                    }
+                }
+                Ok((host, _)) => {
                     return vec![Err(problem_of(
                         &host,
                         ONBEHALF,
@@ -434,7 +442,7 @@ async fn app_privilege_token(
 ) -> Result<(SecretString, String), Problem> {
     const TOKEN: &str = "app_privilege_token";
     let meeting = plan.meeting;
-    let connection = host_connection(keeper, plan, TOKEN).await?;
+    let (connection, _) = host_connection(keeper, plan, TOKEN).await?;
     if connection.state == ConnectionState::Disconnected {
         return Err(disconnected_problem(TOKEN, &connection));
     }
@@ -475,12 +483,13 @@ async fn app_privilege_token(
     }
 }
 
-/// The connection of the app that hosts the plan's meeting, per the meeting index.
+/// The connection of the app that hosts the plan's meeting, per the meeting index,
+/// and the Zoom user the index names as the host (when it does).
 async fn host_connection(
     keeper: &Keeper,
     plan: &MintPlan<'_>,
     token: &'static str,
-) -> Result<ConnectionRow, Problem> {
+) -> Result<(ConnectionRow, Option<String>), Problem> {
     let meeting = plan.meeting;
     let hosts = keeper
         .store
@@ -497,7 +506,7 @@ async fn host_connection(
             }),
         ));
     };
-    keeper
+    let connection = keeper
         .store
         .get_connection(plan.project_id, &host.connection_id)
         .await
@@ -508,7 +517,8 @@ async fn host_connection(
                 "no_host_connection",
                 format!("No connection hosts meeting {meeting}; its host's connection was just deleted."),
             )
-        })
+        })?;
+    Ok((connection, host.host_user_id))
 }
 
 /// An onbehalf token or a ZAK, minted with the credentials of the app's connection

@@ -220,6 +220,7 @@ pub fn row(
         topic: clean_topic(topic),
         start_time,
         synced_at: now,
+        host_user_id: None,
     }
 }
 
@@ -239,6 +240,7 @@ mod tests {
             topic: None,
             start_time: None,
             synced_at: at,
+            host_user_id: None,
         };
         use MeetingSource::{Pmi, Sync, Webhook};
         // A PMI row: only a PMI replaces it, whoever writes and whatever Zoom says.

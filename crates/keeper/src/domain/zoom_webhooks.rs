@@ -368,7 +368,7 @@ async fn meeting_created(
             ));
         };
         let now = keeper.clock.now();
-        let row = meetings::row(
+        let mut row = meetings::row(
             &host,
             id,
             MeetingSource::Webhook,
@@ -376,6 +376,12 @@ async fn meeting_created(
             meetings::indexed_start_time(meeting.start_time.as_deref(), meeting.meeting_type),
             now,
         );
+        row.host_user_id = meeting
+            .host_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|h| crate::domain::join_tokens::is_user_id(h))
+            .map(str::to_owned);
         // Written only if the host is still that user's connection and in the
         // state it was chosen in; otherwise NotFound.
         let change = MeetingIndexChange::UpsertIfHost {

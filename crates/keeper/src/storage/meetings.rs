@@ -41,6 +41,9 @@ pub struct MeetingRow {
     /// for recurring meetings, whose first occurrence says nothing about the next.
     pub start_time: Option<DateTime<Utc>>,
     pub synced_at: DateTime<Utc>,
+    /// The Zoom user who hosts it, when Zoom said (a webhook's `host_id`, a
+    /// listing's host); `None` for rows indexed before this was kept.
+    pub host_user_id: Option<String>,
 }
 
 /// Filters of `GET /api/v1/zoom_meetings`; `None` matches everything.
@@ -230,11 +233,13 @@ store_trait! {
 }
 
 pub(super) const MEETING_COLUMNS: &str =
-    "project_id, app_id, meeting_id, connection_id, source, topic, start_time, synced_at";
+    "project_id, app_id, meeting_id, connection_id, source, topic, start_time, synced_at, \
+     host_user_id";
 
 fn meeting_from_row(row: &impl Row) -> StoreResult<MeetingRow> {
     from_row!(row => MeetingRow {
-        project_id, app_id, meeting_id, connection_id, source, topic, start_time, synced_at
+        project_id, app_id, meeting_id, connection_id, source, topic, start_time, synced_at,
+        host_user_id
     })
 }
 
@@ -248,12 +253,12 @@ const HELD: &str = "SELECT source, connection_id FROM zoom_meetings \
 const HOST_UNCHANGED: &str = "SELECT id, state FROM zoom_oauth_connections \
      WHERE id = $1 AND user_id = $2 AND state = $3";
 const INSERT_MEETING: &str = "INSERT INTO zoom_meetings (project_id, app_id, meeting_id, \
-     connection_id, source, topic, start_time, synced_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-     ON CONFLICT (app_id, meeting_id) DO NOTHING";
+     connection_id, source, topic, start_time, synced_at, host_user_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (app_id, meeting_id) DO NOTHING";
 /// Only while the row is still the one read (`source`, `connection_id`).
 const REPLACE_MEETING: &str = "UPDATE zoom_meetings SET connection_id = $1, source = $2, \
-     topic = $3, start_time = $4, synced_at = $5 \
-     WHERE app_id = $6 AND meeting_id = $7 AND source = $8 AND connection_id = $9";
+     topic = $3, start_time = $4, synced_at = $5, host_user_id = $6 \
+     WHERE app_id = $7 AND meeting_id = $8 AND source = $9 AND connection_id = $10";
 const DELETE_MEETING: &str =
     "DELETE FROM zoom_meetings WHERE app_id = $1 AND meeting_id = $2 AND source = $3";
 /// `personal_meeting_url` is kept when `$2` is NULL.
@@ -396,7 +401,8 @@ pub(super) async fn index_meeting(
                     source,
                     topic,
                     row.start_time,
-                    row.synced_at
+                    row.synced_at,
+                    row.host_user_id.as_deref()
                 ];
                 tx.execute(INSERT_MEETING, args).await?
             }
@@ -412,6 +418,7 @@ pub(super) async fn index_meeting(
                     topic,
                     row.start_time,
                     row.synced_at,
+                    row.host_user_id.as_deref(),
                     &row.app_id,
                     &row.meeting_id,
                     was.as_str(),

@@ -27,6 +27,8 @@ pub struct SyncedMeeting {
     /// Zoom's listing names the connection's user as the host (`host_id`). Only
     /// then may the row take over a `webhook` row of another connection.
     pub host_confirmed: bool,
+    /// The Zoom user the listing names as the host.
+    pub host_user_id: Option<String>,
 }
 
 /// A successful sync, committed in one transaction while the claim holds.
@@ -109,7 +111,7 @@ store_trait! {
             let Some((project_id, app_id)) = owner else {
                 return Ok(SyncCommit::LostClaim);
             };
-            let row = |meeting_id: &str, source, topic, start_time| MeetingRow {
+            let row = |meeting_id: &str, source, topic, start_time, host_user_id| MeetingRow {
                 project_id: project_id.clone(),
                 app_id: app_id.clone(),
                 meeting_id: meeting_id.to_owned(),
@@ -118,6 +120,7 @@ store_trait! {
                 topic,
                 start_time,
                 synced_at: now,
+                host_user_id,
             };
             let (mut indexed, mut held_elsewhere) = (0, 0);
             for m in &done.meetings {
@@ -126,6 +129,7 @@ store_trait! {
                     MeetingSource::Sync,
                     m.topic.clone(),
                     m.start_time,
+                    m.host_user_id.clone(),
                 );
                 if index_meeting(&mut tx, &meeting, m.host_confirmed).await? {
                     indexed += 1;
@@ -139,7 +143,7 @@ store_trait! {
                 &done.connection_id, ts(now))?;
             if let Some(pmi) = &done.pmi {
                 let change = MeetingIndexChange::ReplacePmi {
-                    row: row(pmi, MeetingSource::Pmi, None, None),
+                    row: row(pmi, MeetingSource::Pmi, None, None, None),
                     personal_meeting_url: done.personal_meeting_url.clone(),
                 };
                 apply(&mut tx, &change).await?;

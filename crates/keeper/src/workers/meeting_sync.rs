@@ -572,6 +572,7 @@ impl Listing {
             topic: meeting.topic.map(|t| t.chars().take(300).collect()),
             start_time,
             host_confirmed,
+            host_user_id: host_confirmed.then(|| row.user_id.clone()),
         });
     }
 }

@@ -271,6 +271,32 @@ async fn a_bot_gets_every_token_for_a_members_meeting_from_the_admins_grant(back
     assert_eq!(zak.token_type, "zak");
     assert_eq!(zak.user_id.as_deref(), Some(member.as_str()));
 
+    // Recall's bot asks for an onbehalf token naming nobody: it is the meeting's
+    // host's (the member's), minted with the admin's grant.
+    let platform = app
+        .send(
+            app.request(Method::POST, "/api/v1/bot_platforms")
+                .json(&json!({"platform": "recall"})),
+        )
+        .await;
+    assert_eq!(platform.status, 201, "{}", platform.text);
+    let obf_url = platform.json["urls"]["obf_token_url"]
+        .as_str()
+        .expect("obf url")
+        .to_owned();
+    let obf = app
+        .send(app.http.get(format!("{obf_url}&meeting_id={}", meeting.id)))
+        .await;
+    assert_eq!(obf.status, 200, "{}", obf.text);
+    let who = sim
+        .token_info(obf.text.trim())
+        .await
+        .expect("lookup")
+        .expect("a sim token");
+    assert_eq!(who.token_type, "onbehalf");
+    assert_eq!(who.user_id.as_deref(), Some(member.as_str()));
+    assert_eq!(who.minted_by.as_deref(), Some(admin.as_str()));
+
     // A user of another account: no token, and the problem says why.
     let stranger = app.zoom_user(None).await;
     let b = app

@@ -226,6 +226,7 @@ async fn pmi_and_personal_link_meetings_use_the_pmi_owner(backend: Backend) {
                 topic: None,
                 start_time: None,
                 synced_at: chrono::Utc::now(),
+                host_user_id: None,
             },
             personal_meeting_url: Some("https://acme.zoom.us/my/host.room?pwd=roompass".into()),
         })
@@ -322,6 +323,7 @@ async fn every_missing_token_is_null_with_a_precise_problem(backend: Backend) {
             topic: None,
             start_time: None,
             synced_at: chrono::Utc::now(),
+            host_user_id: None,
         }))
         .await
         .expect("index row");
@@ -790,6 +792,7 @@ async fn a_personal_link_is_found_among_many_newer_lookalikes(backend: Backend) 
                         topic: None,
                         start_time: None,
                         synced_at: chrono::Utc::now(),
+                        host_user_id: None,
                     },
                     personal_meeting_url: Some(url),
                 })

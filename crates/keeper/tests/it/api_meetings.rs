@@ -43,6 +43,7 @@ async fn index(app: &TestApp, zoa: &str, connection_id: &str, meeting_id: &str, 
         topic: Some(format!("Meeting {meeting_id}")),
         start_time: Some(Utc::now() + Duration::days(1)),
         synced_at: Utc::now() - Duration::seconds(age_s),
+        host_user_id: None,
     };
     app.keeper
         .store

@@ -67,6 +67,7 @@ async fn index(
         topic: None,
         start_time: start.map(|d| if ago { now - d } else { now + d }),
         synced_at: now,
+        host_user_id: None,
     };
     let change = if source == MeetingSource::Pmi {
         MeetingIndexChange::ReplacePmi {

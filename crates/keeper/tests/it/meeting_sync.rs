@@ -225,6 +225,7 @@ async fn a_resync_replaces_sync_rows_and_keeps_webhook_rows(backend: Backend) {
             topic: Some("from a webhook".into()),
             start_time: None,
             synced_at: chrono::Utc::now(),
+            host_user_id: None,
         }))
         .await
         .expect("webhook row");
@@ -437,6 +438,7 @@ async fn a_pmi_row_and_another_hosts_webhook_row_are_not_taken(backend: Backend)
         topic: None,
         start_time: None,
         synced_at: chrono::Utc::now(),
+        host_user_id: None,
     };
     for (meeting, source) in [
         (alices[0], MeetingSource::Pmi),

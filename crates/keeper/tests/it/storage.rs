@@ -2279,6 +2279,7 @@ mod meeting_index {
             topic: Some(format!("meeting {id}")),
             start_time: Some(micros(Utc::now() + Duration::hours(1))),
             synced_at: micros(synced_at),
+            host_user_id: None,
         }
     }
 
@@ -3504,6 +3505,7 @@ mod meeting_sync_store {
             topic: Some(format!("topic {id}")),
             start_time: Some(Utc::now() + Duration::hours(1)),
             host_confirmed,
+            host_user_id: None,
         }
     }
 
@@ -3529,6 +3531,7 @@ mod meeting_sync_store {
             topic: None,
             start_time: None,
             synced_at: Utc::now() - Duration::minutes(5),
+            host_user_id: None,
         }))
         .await
         .expect("index row");
