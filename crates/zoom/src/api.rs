@@ -161,6 +161,21 @@ pub struct MeetingPage {
     pub meetings: Vec<ZoomMeeting>,
 }
 
+/// One page of `GET /users` ("List users"): the active users of the grant's
+/// account, which Zoom shows only to an owner or admin with `user:read:list_users:admin`
+/// (or the classic `user:read:admin`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserPage {
+    /// The token of the next page; `None` (Zoom sends `""`) on the last page.
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+    /// Users in the whole listing, as Zoom counts them.
+    #[serde(default, deserialize_with = "opt_lenient_u64")]
+    pub total_records: Option<u64>,
+    #[serde(default)]
+    pub users: Vec<ZoomUser>,
+}
+
 impl ZoomClient {
     /// `GET /users/me`.
     pub async fn me(&self, access_token: &SecretString) -> Result<ZoomUser, ZoomError> {
@@ -223,6 +238,25 @@ impl ZoomClient {
             .get(access_token, &["users", user_id, "meetings"], &query)
             .await?;
         let mut page: MeetingPage = answer.json()?;
+        page.next_page_token = page.next_page_token.filter(|t| !t.is_empty());
+        Ok(page)
+    }
+
+    /// One page (300 users) of the grant's account's active users (`GET /users`).
+    /// `next_page_token` is the previous page's (they live 15 minutes); an empty
+    /// token counts as none.
+    pub async fn list_users_page(
+        &self,
+        access_token: &SecretString,
+        next_page_token: Option<&str>,
+    ) -> Result<UserPage, ZoomError> {
+        let page_size = MAX_PAGE_SIZE.to_string();
+        let mut query = vec![("status", "active"), ("page_size", page_size.as_str())];
+        if let Some(token) = next_page_token.filter(|t| !t.is_empty()) {
+            query.push(("next_page_token", token));
+        }
+        let answer = self.get(access_token, &["users"], &query).await?;
+        let mut page: UserPage = answer.json()?;
         page.next_page_token = page.next_page_token.filter(|t| !t.is_empty());
         Ok(page)
     }

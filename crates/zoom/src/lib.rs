@@ -13,7 +13,8 @@ mod types;
 pub mod webhook;
 
 pub use api::{
-    LocalRecordingToken, MeetingListType, MeetingPage, UserTokenType, ZoomMeeting, ZoomUser,
+    LocalRecordingToken, MeetingListType, MeetingPage, UserPage, UserTokenType, ZoomMeeting,
+    ZoomUser,
 };
 pub use client::{ZoomClient, ZoomConfig, DEFAULT_TIMEOUT};
 pub use error::ZoomError;

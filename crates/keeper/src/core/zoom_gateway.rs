@@ -8,7 +8,7 @@ use std::future::Future;
 use secrecy::SecretString;
 use zoom::{
     AppCredentials, LocalRecordingToken, MeetingListType, MeetingPage, PkceVerifier, TokenGrant,
-    UserTokenType, ZoomClient, ZoomConfig, ZoomError, ZoomUser,
+    UserPage, UserTokenType, ZoomClient, ZoomConfig, ZoomError, ZoomUser,
 };
 
 use crate::core::metrics::Metrics;
@@ -182,17 +182,37 @@ impl ZoomGateway {
             .await
     }
 
-    /// One page of the token's user's meetings (meeting sync).
+    /// One page of a user's meetings (meeting sync): `me` for the token's own user,
+    /// or another user of an admin's account.
     pub async fn list_meetings_page(
         &self,
         access_token: &SecretString,
+        user_id: &str,
         list_type: MeetingListType,
         next_page_token: Option<&str>,
     ) -> Result<MeetingPage, ZoomError> {
+        let endpoint = if user_id == "me" {
+            "users_me_meetings"
+        } else {
+            "users_id_meetings"
+        };
         self.counted(
-            "users_me_meetings",
+            endpoint,
             self.client
-                .list_meetings_page(access_token, "me", list_type, next_page_token),
+                .list_meetings_page(access_token, user_id, list_type, next_page_token),
+        )
+        .await
+    }
+
+    /// One page of the admin's account's active users (account meeting sync).
+    pub async fn list_users_page(
+        &self,
+        access_token: &SecretString,
+        next_page_token: Option<&str>,
+    ) -> Result<UserPage, ZoomError> {
+        self.counted(
+            "users",
+            self.client.list_users_page(access_token, next_page_token),
         )
         .await
     }
