@@ -63,6 +63,10 @@ impl Keeper {
         )
         .context("building the Zoom HTTP client")?;
         let rate_limiter = RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst);
+        let zoom_accounts = ZoomAccountLimits::new(
+            config.zoom_account_requests_per_second,
+            config.zoom_account_requests_per_second,
+        );
         Ok(Keeper {
             config,
             clock: store.clock().clone(),
@@ -72,7 +76,7 @@ impl Keeper {
             metrics,
             rate_limiter,
             tokens: TokenBroker::new(),
-            zoom_accounts: ZoomAccountLimits::default(),
+            zoom_accounts,
             ingress: IngressCaches::default(),
         })
     }

@@ -92,6 +92,10 @@ struct SettingFlags {
     /// Keep outbox events this long after they were fanned out [default: 7d].
     #[arg(long, global = true)]
     outbox_event_retention: Option<String>,
+    /// Zoom calls a second per Zoom account for background work (token keeper,
+    /// meeting sync), per process [default: 10].
+    #[arg(long, global = true)]
+    zoom_account_requests_per_second: Option<u32>,
 }
 
 impl SettingFlags {
@@ -117,6 +121,7 @@ impl SettingFlags {
             token_lease_duration: self.token_lease_duration.clone(),
             webhook_delivery_retention: self.webhook_delivery_retention.clone(),
             outbox_event_retention: self.outbox_event_retention.clone(),
+            zoom_account_requests_per_second: self.zoom_account_requests_per_second,
         }
     }
 

@@ -46,6 +46,9 @@ pub struct Settings {
     pub webhook_delivery_retention: Option<String>,
     /// How long an outbox event is kept after it was fanned out to deliveries, e.g. `7d`.
     pub outbox_event_retention: Option<String>,
+    /// Zoom calls a second per Zoom account that background work (token keeper,
+    /// meeting sync) may make, per process.
+    pub zoom_account_requests_per_second: Option<u32>,
 }
 
 /// Every setting name, as used in TOML and (upper-cased, `ZOOMKEEPER_` prefixed) in
@@ -71,6 +74,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "token_lease_duration",
     "webhook_delivery_retention",
     "outbox_event_retention",
+    "zoom_account_requests_per_second",
 ];
 
 /// Which database a `database_url` names: the one rule, used by configuration,
@@ -178,6 +182,15 @@ impl Settings {
                 "token_lease_duration" => s.token_lease_duration = Some(value),
                 "webhook_delivery_retention" => s.webhook_delivery_retention = Some(value),
                 "outbox_event_retention" => s.outbox_event_retention = Some(value),
+                "zoom_account_requests_per_second" => {
+                    s.zoom_account_requests_per_second =
+                        Some(value.trim().parse().map_err(|_| {
+                            invalid(
+                            "zoom_account_requests_per_second",
+                            "ZOOMKEEPER_ZOOM_ACCOUNT_REQUESTS_PER_SECOND must be a whole number",
+                        )
+                        })?)
+                }
                 // Unknown names are reported by `unknown_env_names`, not refused:
                 // tools and tests share the prefix.
                 _ => {}
@@ -236,6 +249,9 @@ impl Settings {
                 .webhook_delivery_retention
                 .or(lower.webhook_delivery_retention),
             outbox_event_retention: self.outbox_event_retention.or(lower.outbox_event_retention),
+            zoom_account_requests_per_second: self
+                .zoom_account_requests_per_second
+                .or(lower.zoom_account_requests_per_second),
         }
     }
 }
@@ -323,6 +339,9 @@ pub struct Config {
     /// Housekeeping deletes an outbox event this long after it was fanned out; one not
     /// fanned out yet is never deleted.
     pub outbox_event_retention: Duration,
+    /// Zoom calls a second per Zoom account for background work, per process (also
+    /// the burst).
+    pub zoom_account_requests_per_second: u32,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -341,6 +360,9 @@ pub const DEFAULT_TOKEN_LEASE_DURATION: &str = "15s";
 pub const DEFAULT_WEBHOOK_DELIVERY_RETENTION: &str = "30d";
 /// A fanned-out event lives on in its deliveries; a week is left for debugging.
 pub const DEFAULT_OUTBOX_EVENT_RETENTION: &str = "7d";
+/// Zoom's lowest per-second limit (Heavy APIs on a Pro account), shared with every
+/// other client of the account; Business accounts may raise it (Medium 60/s).
+pub const DEFAULT_ZOOM_ACCOUNT_REQUESTS_PER_SECOND: u32 = 10;
 /// Retention periods shorter than this are refused: likely a unit mistake.
 const MIN_RETENTION: Duration = Duration::from_secs(60 * 60);
 /// And longer than this (ten years): the cutoff must stay a date.
@@ -519,6 +541,15 @@ impl Config {
                 .as_deref()
                 .unwrap_or(DEFAULT_OUTBOX_EVENT_RETENTION),
         )?;
+        let zoom_account_requests_per_second = s
+            .zoom_account_requests_per_second
+            .unwrap_or(DEFAULT_ZOOM_ACCOUNT_REQUESTS_PER_SECOND);
+        if !(1..=1000).contains(&zoom_account_requests_per_second) {
+            return Err(invalid(
+                "zoom_account_requests_per_second",
+                "must be from 1 to 1000 (Zoom's per-second limits are 10 to 80 per account)",
+            ));
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -539,6 +570,7 @@ impl Config {
             token_lease_duration,
             webhook_delivery_retention,
             outbox_event_retention,
+            zoom_account_requests_per_second,
         })
     }
 }
@@ -790,6 +822,41 @@ mod tests {
             let err = Config::resolve(settings).expect_err(bad);
             assert!(err.to_string().starts_with(&format!("{setting}:")), "{err}");
         }
+    }
+
+    #[test]
+    fn the_zoom_account_budget_is_a_rate_from_1_to_1000() {
+        let c = Config::resolve(Settings::default()).expect("defaults");
+        assert_eq!(c.zoom_account_requests_per_second, 10);
+        let env = Settings::from_env([(
+            "ZOOMKEEPER_ZOOM_ACCOUNT_REQUESTS_PER_SECOND".to_owned(),
+            "60".to_owned(),
+        )])
+        .expect("env parses");
+        assert_eq!(
+            Config::resolve(env)
+                .expect("valid")
+                .zoom_account_requests_per_second,
+            60
+        );
+        for bad in ["0", "1001"] {
+            let err = Config::resolve(Settings {
+                zoom_account_requests_per_second: Some(bad.parse().expect("number")),
+                ..Settings::default()
+            })
+            .expect_err(bad);
+            assert!(
+                err.to_string()
+                    .starts_with("zoom_account_requests_per_second:"),
+                "{err}"
+            );
+        }
+        let err = Settings::from_env([(
+            "ZOOMKEEPER_ZOOM_ACCOUNT_REQUESTS_PER_SECOND".to_owned(),
+            "fast".to_owned(),
+        )])
+        .expect_err("not a number");
+        assert!(err.to_string().contains("whole number"), "{err}");
     }
 
     #[test]
