@@ -177,6 +177,7 @@ async fn load_meetings(setup: &Setup, connection_ids: &[String], n: u64) -> anyh
                     message: "Bench meetings indexed.".to_owned(),
                     data: None,
                 },
+                ends_account_pass: false,
             };
             let permit = gate.clone().acquire_owned().await?;
             let keeper = setup.keeper.clone();

@@ -296,6 +296,9 @@ pub fn connection(
         updated_at: created_at,
         sync_requested_at: None,
         access_token_callback_url: None,
+        sync_pass_started_at: None,
+        sync_users_done: None,
+        sync_users_total: None,
     }
 }
 

@@ -110,6 +110,13 @@ pub enum ConnectionError {
         user_id: String,
         connection_id: String,
     },
+    /// A customer-managed connection was asked for an account-level app whose Zoom
+    /// account already has a connection (one per app and account); nothing was changed.
+    #[error("Zoom account {account_id} already has connection {connection_id} to this app")]
+    AccountAlreadyConnected {
+        account_id: String,
+        connection_id: String,
+    },
     /// A customer-managed connection's `access_token_callback_url` gave no usable
     /// access token. The sentence names what the customer must fix; it never holds
     /// the URL or a token.
@@ -830,6 +837,9 @@ async fn upsert(
         updated_at: now,
         sync_requested_at: None,
         access_token_callback_url: None,
+        sync_pass_started_at: None,
+        sync_users_done: None,
+        sync_users_total: None,
     };
     let r = fresh.replacement(keeper, &id, &placeholder, false);
     let row = ConnectionRow {

@@ -341,6 +341,9 @@ mod tests {
             updated_at: now,
             sync_requested_at: None,
             access_token_callback_url: None,
+            sync_pass_started_at: None,
+            sync_users_done: None,
+            sync_users_total: None,
         };
         let e = state_change_event(&row);
         assert_eq!(e.trigger, "zoom_oauth_connection.state_change");

@@ -39,7 +39,7 @@ use crate::domain::connections::{
     check_metadata, internal, invalid, resolve_app, ConnectionError, Problems,
 };
 use crate::domain::{tokens::MIN_VALIDITY, webhooks};
-use crate::storage::{ConnectionRow, ConnectionState, NewConnectionEvent, StoreError};
+use crate::storage::{AppKind, ConnectionRow, ConnectionState, NewConnectionEvent, StoreError};
 use crate::Keeper;
 
 /// Longest `access_token_callback_url` (Recall's limit).
@@ -330,6 +330,22 @@ pub async fn create_from_callback(
     if let Some(existing) = keeper.store.connection_by_user(&app.id, &user.id).await? {
         return Err(already(existing));
     }
+    if app.kind == AppKind::AccountLevel {
+        // The token must be an admin's, and the account have no connection yet.
+        if user.is_plain_member() {
+            return Err(ConnectionError::NotAccountAdmin);
+        }
+        if let Some(existing) = keeper
+            .store
+            .connection_in_account(&app.id, &user.account_id)
+            .await?
+        {
+            return Err(ConnectionError::AccountAlreadyConnected {
+                account_id: existing.account_id,
+                connection_id: existing.id,
+            });
+        }
+    }
 
     let id = IdKind::Connection.generate();
     let now = keeper.clock.now();
@@ -368,6 +384,9 @@ pub async fn create_from_callback(
         created_at: now,
         updated_at: now,
         access_token_callback_url: Some(keeper.vault.seal_str(url_slot(&id), &url)),
+        sync_pass_started_at: None,
+        sync_users_done: None,
+        sync_users_total: None,
     };
     let event = NewConnectionEvent {
         kind: "created".to_owned(),

@@ -183,6 +183,27 @@ pub struct ConnectionResponse {
     pub last_successful_sync_at: Option<String>,
     #[schema(format = DateTime)]
     pub last_attempted_sync_at: Option<String>,
+    /// An account-level connection's account-wide meeting sync: how far the pass
+    /// under way (or the last one) got. Null for connections that sync only their
+    /// own user's meetings.
+    pub account_sync: Option<AccountSyncResponse>,
+}
+
+/// How far an account-wide meeting sync has read the Zoom account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountSyncResponse {
+    /// A pass is under way (it resumes where it stopped after a rate limit or a
+    /// restart); false once it completed.
+    pub in_progress: bool,
+    /// Users whose meetings the pass has read.
+    #[schema(example = 120)]
+    pub users_done: i64,
+    /// Active users of the Zoom account, once the pass has listed them.
+    #[schema(example = 1000)]
+    pub users_total: Option<i64>,
+    /// When the pass under way began.
+    #[schema(format = DateTime)]
+    pub started_at: Option<String>,
 }
 
 impl From<&ConnectionRow> for ConnectionResponse {
@@ -205,6 +226,12 @@ impl From<&ConnectionRow> for ConnectionResponse {
             updated_at: timestamp(row.updated_at),
             last_successful_sync_at: row.last_successful_sync_at.map(timestamp),
             last_attempted_sync_at: row.last_attempted_sync_at.map(timestamp),
+            account_sync: row.sync_users_done.map(|users_done| AccountSyncResponse {
+                in_progress: row.sync_pass_started_at.is_some(),
+                users_done,
+                users_total: row.sync_users_total,
+                started_at: row.sync_pass_started_at.map(timestamp),
+            }),
         }
     }
 }
@@ -349,6 +376,10 @@ impl From<ConnectionError> for ApiError {
             ConnectionError::UserAlreadyConnected { user_id, connection_id } => ApiError::Conflict {
                 code: "zoom_user_already_connected",
                 message: format!("Zoom user {user_id} already has a connection to this app ({connection_id}); a user has one connection per app. Delete that one first to connect the user another way."),
+            },
+            ConnectionError::AccountAlreadyConnected { account_id, connection_id } => ApiError::Conflict {
+                code: "zoom_account_already_connected",
+                message: format!("Zoom account {account_id} already has a connection to this account-level app ({connection_id}); an account has one. Delete that one first to connect the account another way."),
             },
             ConnectionError::TokenCallbackFailed(message) => ApiError::BadRequest {
                 code: "access_token_callback_failed",

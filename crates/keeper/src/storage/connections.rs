@@ -72,6 +72,13 @@ pub struct ConnectionRow {
     /// no refresh token); sealed under slot (`zoom_oauth_connections`,
     /// `access_token_callback_url`, id).
     pub access_token_callback_url: Option<Sealed>,
+    /// When the account-wide meeting sync pass under way began (account-level
+    /// connections; `None` when no pass is under way). Set by the meeting sync only.
+    pub sync_pass_started_at: Option<DateTime<Utc>>,
+    /// Users of the Zoom account read by the pass under way, or by the last one.
+    pub sync_users_done: Option<i64>,
+    /// Users of the Zoom account the pass under way (or the last one) found.
+    pub sync_users_total: Option<i64>,
 }
 
 /// Filters of `GET /api/v1/zoom_oauth_connections`; `None` matches everything.
@@ -101,8 +108,9 @@ text_enum! {
         /// No sync was ever asked for or attempted (e.g. without the local
         /// recording capability, which is what syncs are for).
         NotStarted = "not_started",
-        /// A sync was asked for after the last attempt and the connection is
-        /// connected: the meeting sync worker will run it (or is running it).
+        /// A sync was asked for after the last attempt, or an account-wide pass is
+        /// under way, and the connection is connected: the meeting sync worker will
+        /// run it (or is running it).
         InProgress = "in_progress",
         /// The last attempt succeeded and nothing newer was asked for.
         Completed = "completed",
@@ -116,9 +124,12 @@ impl MeetingSyncStatus {
     /// The status of `row`.
     pub fn of(row: &ConnectionRow) -> MeetingSyncStatus {
         let attempted = row.last_attempted_sync_at;
+        // A sync asked for after the last attempt, or an account-wide pass under way
+        // (it spans several attempts).
         let pending = row
             .sync_requested_at
-            .is_some_and(|requested| attempted.is_none_or(|a| requested > a));
+            .is_some_and(|requested| attempted.is_none_or(|a| requested > a))
+            || row.sync_pass_started_at.is_some();
         if pending {
             return if row.state == ConnectionState::Connected {
                 MeetingSyncStatus::InProgress
@@ -135,9 +146,11 @@ impl MeetingSyncStatus {
 
     /// [`MeetingSyncStatus::of`] as a condition on a `zoom_oauth_connections` row.
     fn condition(self) -> String {
-        // A sync asked for after the last attempt (never NULL).
-        const PENDING: &str = "(sync_requested_at IS NOT NULL AND (last_attempted_sync_at IS NULL \
-             OR sync_requested_at > last_attempted_sync_at))";
+        // A sync asked for after the last attempt, or an account-wide pass under way
+        // (never NULL).
+        const PENDING: &str =
+            "((sync_requested_at IS NOT NULL AND (last_attempted_sync_at IS NULL \
+             OR sync_requested_at > last_attempted_sync_at)) OR sync_pass_started_at IS NOT NULL)";
         match self {
             MeetingSyncStatus::InProgress => format!("({PENDING} AND state = 'connected')"),
             MeetingSyncStatus::NotStarted => {
@@ -283,7 +296,7 @@ store_trait! {
             let now = self.now().await?;
             let mut tx = self.begin().await?;
             sql!(execute &mut tx,
-                &format!("INSERT INTO zoom_oauth_connections ({CONNECTION_COLUMNS}) VALUES \
+                &format!("INSERT INTO zoom_oauth_connections ({INSERTED_COLUMNS}) VALUES \
                           ({})", super::sql::placeholders(1, 30)),
                 &row.id, &row.project_id, &row.app_id, &row.user_id, &row.account_id, &row.email,
                 &row.pmi, &row.personal_meeting_url, row.state.as_str(),
@@ -475,13 +488,24 @@ store_trait! {
     }
 }
 
-pub(super) const CONNECTION_COLUMNS: &str = "id, project_id, app_id, user_id, account_id, \
-     email, pmi, personal_meeting_url, state, connection_failure_data, metadata, \
-     deduplication_key, is_local_recording_token_supported, is_onbehalf_token_supported, \
-     scopes, refresh_token, access_token, access_token_expires_at, lease_owner, lease_until, \
-     fence, refresh_due_at, last_attempted_sync_at, last_successful_sync_at, next_sync_at, \
-     last_successful_token_refresh_at, created_at, updated_at, sync_requested_at, \
-     access_token_callback_url";
+/// The columns a new connection is written with…
+macro_rules! inserted_columns {
+    () => {
+        "id, project_id, app_id, user_id, account_id, \
+         email, pmi, personal_meeting_url, state, connection_failure_data, metadata, \
+         deduplication_key, is_local_recording_token_supported, is_onbehalf_token_supported, \
+         scopes, refresh_token, access_token, access_token_expires_at, lease_owner, lease_until, \
+         fence, refresh_due_at, last_attempted_sync_at, last_successful_sync_at, next_sync_at, \
+         last_successful_token_refresh_at, created_at, updated_at, sync_requested_at, \
+         access_token_callback_url"
+    };
+}
+const INSERTED_COLUMNS: &str = inserted_columns!();
+/// …and those read: with the account sync's progress, which only the meeting sync writes.
+pub(super) const CONNECTION_COLUMNS: &str = concat!(
+    inserted_columns!(),
+    ", sync_pass_started_at, sync_users_done, sync_users_total"
+);
 
 pub(super) fn connection_from_row(row: &impl Row) -> StoreResult<ConnectionRow> {
     let scopes: String = row.get("scopes")?;
@@ -496,7 +520,8 @@ pub(super) fn connection_from_row(row: &impl Row) -> StoreResult<ConnectionRow> 
         is_onbehalf_token_supported, refresh_token, access_token, access_token_expires_at,
         lease_owner, lease_until, fence, refresh_due_at, last_attempted_sync_at,
         last_successful_sync_at, next_sync_at, last_successful_token_refresh_at, created_at,
-        updated_at, sync_requested_at, access_token_callback_url;
+        updated_at, sync_requested_at, access_token_callback_url, sync_pass_started_at,
+        sync_users_done, sync_users_total;
         connection_failure_data: failure.transpose()?,
         scopes: scopes.split_whitespace().map(str::to_owned).collect(),
     })

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use super::connections::{connection_from_row, CONNECTION_COLUMNS};
 use super::events::write_connection_event;
 use super::meetings::{apply, index_meeting};
-use super::sql::{after, pair, ts, Lock};
+use super::sql::{after, ots, pair, ts, Lock, Row as _};
 use super::StoreResult;
 use super::{ConnectionRow, MeetingIndexChange, MeetingRow, MeetingSource, NewConnectionEvent};
 
@@ -45,6 +45,20 @@ pub struct CompletedSync {
     pub personal_meeting_url: Option<String>,
     pub next_sync_at: DateTime<Utc>,
     pub event: NewConnectionEvent,
+    /// The end of an account-wide pass ([`SyncStore::stage_account_user`]): its
+    /// staging is cleared and `sync_pass_started_at` unset in the same transaction.
+    pub ends_account_pass: bool,
+}
+
+/// An account-wide meeting sync pass under way (DESIGN.md §15), as
+/// [`SyncStore::resume_account_sync_pass`] found or began it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSyncPass {
+    pub started_at: DateTime<Utc>,
+    /// Whether this call began it (no pass was under way, or it was too old).
+    pub began: bool,
+    /// Users whose meetings the pass has read.
+    pub users_done: std::collections::HashSet<String>,
 }
 
 /// What `complete_meeting_sync` did.
@@ -148,6 +162,15 @@ store_trait! {
                 };
                 apply(&mut tx, &change).await?;
             }
+            if done.ends_account_pass {
+                sql!(execute &mut tx,
+                    "DELETE FROM account_sync_users WHERE connection_id = $1", &done.connection_id)?;
+                sql!(execute &mut tx,
+                    "DELETE FROM account_sync_meetings WHERE connection_id = $1", &done.connection_id)?;
+                sql!(execute &mut tx,
+                    "UPDATE zoom_oauth_connections SET sync_pass_started_at = NULL WHERE id = $1",
+                    &done.connection_id)?;
+            }
             write_connection_event(&mut tx, &done.connection_id, &done.event, now).await?;
             tx.commit().await?;
             Ok(SyncCommit::Committed {
@@ -155,6 +178,106 @@ store_trait! {
                 held_elsewhere,
                 removed,
             })
+        }
+
+        /// The account-wide pass of connection `id`, while its claim holds (`None`
+        /// otherwise): the one under way if it began after `fresh_after`, else a new
+        /// one (its staging emptied, `sync_users_done = 0`, `sync_users_total` unset).
+        async fn resume_account_sync_pass(&self, id: &str, claim: DateTime<Utc>,
+            fresh_after: DateTime<Utc>) -> StoreResult<Option<AccountSyncPass>> {
+            let now = self.now().await?;
+            let mut tx = self.begin().await?;
+            let began = sql!(one_changed &mut tx,
+                "UPDATE zoom_oauth_connections SET sync_pass_started_at = $1, \
+                 sync_users_done = 0, sync_users_total = NULL \
+                 WHERE id = $2 AND next_sync_at = $3 AND state = 'connected' \
+                 AND (sync_pass_started_at IS NULL OR sync_pass_started_at <= $4)",
+                ts(now), id, ts(claim), ts(fresh_after))?;
+            if began {
+                sql!(execute &mut tx, "DELETE FROM account_sync_users WHERE connection_id = $1", id)?;
+                sql!(execute &mut tx, "DELETE FROM account_sync_meetings WHERE connection_id = $1", id)?;
+            }
+            let started_at: Option<DateTime<Utc>> = sql!(optional &mut tx,
+                |r| r.get("sync_pass_started_at"),
+                "SELECT sync_pass_started_at FROM zoom_oauth_connections \
+                 WHERE id = $1 AND next_sync_at = $2 AND state = 'connected' \
+                 AND sync_pass_started_at IS NOT NULL",
+                id, ts(claim))?;
+            let Some(started_at) = started_at else {
+                return Ok(None);
+            };
+            let users_done: Vec<String> = sql!(scalar_all &mut tx,
+                "SELECT user_id FROM account_sync_users WHERE connection_id = $1", id)?;
+            tx.commit().await?;
+            Ok(Some(AccountSyncPass {
+                started_at,
+                began,
+                users_done: users_done.into_iter().collect(),
+            }))
+        }
+
+        /// Records that the pass read `user_id`'s meetings (staged, each under the
+        /// first user who listed it), with `users_total` users in the account, in one
+        /// transaction while the claim holds; false (nothing written) when it does not.
+        /// A user already recorded changes nothing.
+        async fn stage_account_user(&self, id: &str, claim: DateTime<Utc>, user_id: &str,
+            users_total: i64, meetings: &[SyncedMeeting]) -> StoreResult<bool> {
+            let mut tx = self.begin().await?;
+            let held = sql!(one_changed &mut tx,
+                "UPDATE zoom_oauth_connections SET sync_users_total = $1 \
+                 WHERE id = $2 AND next_sync_at = $3 AND state = 'connected' \
+                 AND sync_pass_started_at IS NOT NULL",
+                users_total, id, ts(claim))?;
+            if !held {
+                return Ok(false);
+            }
+            let new = sql!(one_changed &mut tx,
+                "INSERT INTO account_sync_users (connection_id, user_id) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+                id, user_id)?;
+            if new {
+                sql!(execute &mut tx,
+                    "UPDATE zoom_oauth_connections SET sync_users_done = sync_users_done + 1 \
+                     WHERE id = $1",
+                    id)?;
+                for m in meetings {
+                    sql!(execute &mut tx,
+                        "INSERT INTO account_sync_meetings (connection_id, meeting_id, \
+                         host_user_id, host_confirmed, topic, start_time) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                        id, &m.meeting_id, m.host_user_id.as_deref().unwrap_or(user_id),
+                        m.host_confirmed, &m.topic, ots(m.start_time))?;
+                }
+            }
+            tx.commit().await?;
+            Ok(true)
+        }
+
+        /// The meetings connection `id`'s pass has staged, by meeting id.
+        async fn staged_account_meetings(&self, id: &str) -> StoreResult<Vec<SyncedMeeting>> {
+            sql!(all &mut self.conn().await?,
+                |r| Ok(SyncedMeeting {
+                    meeting_id: r.get("meeting_id")?,
+                    topic: r.get("topic")?,
+                    start_time: r.get("start_time")?,
+                    host_confirmed: r.get("host_confirmed")?,
+                    host_user_id: Some(r.get("host_user_id")?),
+                }),
+                "SELECT meeting_id, host_user_id, host_confirmed, topic, start_time \
+                 FROM account_sync_meetings WHERE connection_id = $1 ORDER BY meeting_id",
+                id)
+        }
+
+        /// Zoom users of app `app_id` with their own connected connection that mints
+        /// local recording tokens, other than connection `except`: their meetings are
+        /// theirs to index, not an account connection's.
+        async fn users_with_own_connection(&self, app_id: &str, except: &str)
+            -> StoreResult<std::collections::HashSet<String>> {
+            let users: Vec<String> = sql!(scalar_all &mut self.conn().await?,
+                "SELECT user_id FROM zoom_oauth_connections WHERE app_id = $1 AND id <> $2 \
+                 AND state = 'connected' AND is_local_recording_token_supported",
+                app_id, except)?;
+            Ok(users.into_iter().collect())
         }
 
         /// A sync that did not complete: `next_sync_at = retry_at` (and

@@ -42,13 +42,16 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde_json::json;
 use tokio::sync::watch;
-use zoom::{MeetingListType, ZoomError, ZoomMeeting};
+use zoom::{MeetingListType, ZoomError, ZoomMeeting, ZoomUser};
 
 use super::Pass;
 use crate::core::jitter;
 use crate::domain::meetings::is_meeting_number;
 use crate::domain::tokens::{BrokeredCallError, TokenError};
-use crate::storage::{CompletedSync, ConnectionRow, NewConnectionEvent, SyncCommit, SyncedMeeting};
+use crate::storage::{
+    AppKind, CompletedSync, ConnectionRow, NewConnectionEvent, StoreError, SyncCommit,
+    SyncedMeeting,
+};
 use crate::Keeper;
 
 /// Connections claimed per round.
@@ -91,6 +94,8 @@ fn is_expired_page_token(e: &ZoomError) -> bool {
 pub struct Round {
     pub claimed: usize,
     pub synced: usize,
+    /// Account-wide passes that read part of the account and resume soon.
+    pub paused: usize,
     /// Rescheduled for a retry.
     pub failed: usize,
     /// The grant was gone; the broker disconnected the connection.
@@ -118,6 +123,7 @@ pub async fn run(keeper: Arc<Keeper>, shutdown: watch::Receiver<bool>) {
                 tracing::info!(
                     claimed = round.claimed,
                     synced = round.synced,
+                    paused = round.paused,
                     failed = round.failed,
                     disconnected = round.disconnected,
                     lost = round.lost,
@@ -153,6 +159,7 @@ pub async fn run_once(
     for outcome in outcomes {
         match outcome {
             Outcome::Synced => round.synced += 1,
+            Outcome::Paused => round.paused += 1,
             Outcome::Failed => round.failed += 1,
             Outcome::Disconnected => round.disconnected += 1,
             Outcome::Lost => round.lost += 1,
@@ -164,6 +171,8 @@ pub async fn run_once(
 
 enum Outcome {
     Synced,
+    /// An account-wide pass stopped short after some progress and resumes soon.
+    Paused,
     Failed,
     Disconnected,
     Lost,
@@ -182,6 +191,17 @@ enum Stop {
         refusal: Option<String>,
     },
     Shutdown,
+    /// An account-wide pass made progress and stopped short (its budget, a rate
+    /// limit, an outage): due again after `wait`, without the failure backoff. What
+    /// it read is kept ([`crate::storage::SyncStore::stage_account_user`]).
+    Paused {
+        wait: Duration,
+        reason: String,
+        users_done: usize,
+        users_total: usize,
+    },
+    /// The claim was void at a write (a newer request, a re-bind, a disconnect).
+    Lost,
 }
 
 /// What Zoom said, before it is written.
@@ -196,6 +216,16 @@ struct Listing {
     personal_meeting_url: Option<String>,
     /// When Zoom says each indexed meeting was made (those it says).
     created: Vec<DateTime<Utc>>,
+    /// Set when this was an account-wide pass.
+    account: Option<AccountSummary>,
+}
+
+/// What an account-wide pass read.
+#[derive(Debug, Default)]
+struct AccountSummary {
+    users: usize,
+    /// Meetings of hosts with their own connection in the app, left to it.
+    left_to_own_connections: u64,
 }
 
 async fn sync_one(
@@ -212,10 +242,29 @@ async fn sync_one(
         return release(keeper, &row, claim).await;
     }
     let started = Instant::now();
-    match fetch(keeper, &row, started, shutdown).await {
+    let account_wide = match syncs_account(keeper, &row).await {
+        Ok(account_wide) => account_wide,
+        Err(e) => {
+            tracing::warn!(connection_id = %row.id, error = %e, "reading a connection's app failed; the sync runs again when its claim expires");
+            return Outcome::Failed;
+        }
+    };
+    let fetched = if account_wide {
+        fetch_account(keeper, &row, claim, started, shutdown).await
+    } else {
+        fetch(keeper, &row, started, shutdown).await
+    };
+    match fetched {
         Ok(listing) => commit(keeper, &row, claim, listing).await,
         Err(Stop::Disconnected) => Outcome::Disconnected,
         Err(Stop::Shutdown) => release(keeper, &row, claim).await,
+        Err(Stop::Lost) => lost(keeper, &row),
+        Err(Stop::Paused {
+            wait,
+            reason,
+            users_done,
+            users_total,
+        }) => pause(keeper, &row, claim, wait, &reason, users_done, users_total).await,
         Err(Stop::Retry {
             wait,
             reason,
@@ -256,6 +305,41 @@ async fn sync_one(
     }
 }
 
+/// An account-wide pass that stopped short after some progress: due again after
+/// `wait`, with a line in the connection's log saying how far it got.
+async fn pause(
+    keeper: &Keeper,
+    row: &ConnectionRow,
+    claim: DateTime<Utc>,
+    wait: Duration,
+    reason: &str,
+    users_done: usize,
+    users_total: usize,
+) -> Outcome {
+    tracing::info!(connection_id = %row.id, users_done, users_total, reason, resume_in_s = wait.as_secs(), "account meeting sync paused");
+    let event = NewConnectionEvent {
+        kind: "sync_paused".to_owned(),
+        message: format!(
+            "Meeting sync paused after reading {users_done} of {users_total} users of the Zoom account ({reason}); it resumes where it stopped in {} s.",
+            wait.as_secs().max(1)
+        ),
+        data: Some(json!({"users_done": users_done, "users_total": users_total})),
+    };
+    let resume_at = keeper.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
+    match keeper
+        .store
+        .reschedule_meeting_sync(&row.id, claim, resume_at, true, Some(&event))
+        .await
+    {
+        Ok(true) => Outcome::Paused,
+        Ok(false) => lost(keeper, row),
+        Err(e) => {
+            tracing::warn!(connection_id = %row.id, error = %e, "rescheduling a paused meeting sync failed; it resumes when its claim expires");
+            Outcome::Paused
+        }
+    }
+}
+
 /// Hands an unstarted claim back: due again at once, nothing recorded.
 async fn release(keeper: &Keeper, row: &ConnectionRow, claim: DateTime<Utc>) -> Outcome {
     if let Err(e) = keeper
@@ -289,10 +373,29 @@ async fn commit(
     };
     let found = listing.meetings.len();
     let created = std::mem::take(&mut listing.created);
-    let mut message = format!(
-        "Meeting sync completed: {found} meeting{} found.",
-        if found == 1 { "" } else { "s" }
-    );
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let mut message = match &listing.account {
+        Some(account) => format!(
+            "Meeting sync completed: {} user{} of the Zoom account read, {found} meeting{} found.",
+            account.users,
+            plural(account.users),
+            plural(found)
+        ),
+        None => format!(
+            "Meeting sync completed: {found} meeting{} found.",
+            plural(found)
+        ),
+    };
+    if let Some(account) = listing
+        .account
+        .as_ref()
+        .filter(|a| a.left_to_own_connections > 0)
+    {
+        message.push_str(&format!(
+            " {} left to their hosts' own connections.",
+            account.left_to_own_connections
+        ));
+    }
     if listing.skipped_invalid > 0 {
         message.push_str(&format!(
             " {} skipped: not meeting numbers.",
@@ -316,12 +419,15 @@ async fn commit(
                 "skipped_invalid": listing.skipped_invalid,
                 "hosted_by_others": listing.hosted_by_others,
                 "pmi": listing.pmi,
+                "users": listing.account.as_ref().map(|a| a.users),
+                "left_to_own_connections": listing.account.as_ref().map(|a| a.left_to_own_connections),
             })),
         },
         meetings: listing.meetings.into_values().collect(),
         pmi: listing.pmi,
         personal_meeting_url: listing.personal_meeting_url,
         next_sync_at: next_daily_sync(now),
+        ends_account_pass: listing.account.is_some(),
     };
     match keeper.store.complete_meeting_sync(&done).await {
         Ok(SyncCommit::Committed {
@@ -448,6 +554,23 @@ pub fn next_daily_sync(now: DateTime<Utc>) -> DateTime<Utc> {
     jitter::after(now, jitter::around(EVERY, JITTER))
 }
 
+/// Whether `row` syncs its whole Zoom account: it is the account's connection of an
+/// account-level app (the oldest connected one, the one join tokens use). Any other
+/// connection syncs its own user's meetings.
+async fn syncs_account(keeper: &Keeper, row: &ConnectionRow) -> Result<bool, StoreError> {
+    let Some(app) = keeper.store.app_by_id(&row.app_id).await? else {
+        return Ok(false);
+    };
+    if app.kind != AppKind::AccountLevel {
+        return Ok(false);
+    }
+    let account = keeper
+        .store
+        .connection_in_account(&row.app_id, &row.account_id)
+        .await?;
+    Ok(account.is_some_and(|c| c.id == row.id))
+}
+
 /// Reads the user's meetings and PMI from Zoom.
 async fn fetch(
     keeper: &Arc<Keeper>,
@@ -456,82 +579,8 @@ async fn fetch(
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Listing, Stop> {
     let mut listing = Listing::default();
-    let mut calls = Calls {
-        keeper,
-        row,
-        started,
-        shutdown,
-        rate_limit_retries: 0,
-        outage_retries: 0,
-    };
-    for list_type in [MeetingListType::Upcoming, MeetingListType::Scheduled] {
-        let mut next: Option<String> = None;
-        let mut restarts = 0;
-        for page_number in 0.. {
-            if page_number >= MAX_PAGES {
-                return Err(Stop::Retry {
-                    wait: REFUSED_RETRY,
-                    reason: format!(
-                        "the {} meeting list did not end after {MAX_PAGES} pages",
-                        list_type.as_str()
-                    ),
-                    refusal: None,
-                });
-            }
-            let token = next.clone();
-            let page = calls
-                .call(|access| {
-                    let token = token.clone();
-                    async move {
-                        match keeper
-                            .zoom
-                            .list_meetings_page(&access, list_type, token.as_deref())
-                            .await
-                        {
-                            Err(e) if token.is_some() && is_expired_page_token(&e) => Ok(None),
-                            other => other.map(Some),
-                        }
-                    }
-                })
-                .await?;
-            let Some(page) = page else {
-                // Zoom's page tokens live 15 minutes: start the list again (what
-                // was already read stays; the listing is deduplicated by id).
-                restarts += 1;
-                if restarts > MAX_LIST_RESTARTS {
-                    return Err(Stop::Retry {
-                        wait: Duration::from_secs(60),
-                        reason: format!(
-                            "the {} meeting list's page token expired {restarts} times",
-                            list_type.as_str()
-                        ),
-                        refusal: None,
-                    });
-                }
-                tracing::info!(
-                    connection_id = %row.id,
-                    list = list_type.as_str(),
-                    "Zoom's meeting-list page token expired; the list is read again from its first page"
-                );
-                next = None;
-                continue;
-            };
-            for meeting in page.meetings {
-                listing.add(row, meeting);
-            }
-            match page.next_page_token {
-                Some(t) if Some(&t) == next.as_ref() => {
-                    return Err(Stop::Retry {
-                        wait: REFUSED_RETRY,
-                        reason: "Zoom returned the same page token twice".to_owned(),
-                        refusal: None,
-                    })
-                }
-                Some(t) => next = Some(t),
-                None => break,
-            }
-        }
-    }
+    let mut calls = Calls::new(keeper, row, started, shutdown);
+    read_meetings(&mut calls, "me", &row.user_id, &mut listing).await?;
     let me = calls
         .call(|access| async move { keeper.zoom.me(&access).await })
         .await?;
@@ -540,19 +589,280 @@ async fn fetch(
     Ok(listing)
 }
 
+/// A pass that began this long ago is begun again rather than resumed (Zoom's
+/// daily limit may hold one for up to a day).
+const PASS_RESUMABLE_FOR: chrono::Duration = chrono::Duration::hours(72);
+
+/// An account-wide pass (DESIGN.md §15): every active user of the Zoom account
+/// (`GET /users`) and each one's meetings (`/users/{id}/meetings`, upcoming and
+/// scheduled) plus their PMI, each user's recorded as it is read, so a pass that
+/// stops (budget, rate limit, restart) resumes with the users it has not read.
+/// When every user is read, the listing is what the pass staged, less the
+/// meetings of hosts with their own connection in the app (theirs to index).
+async fn fetch_account(
+    keeper: &Arc<Keeper>,
+    row: &ConnectionRow,
+    claim: DateTime<Utc>,
+    started: Instant,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Listing, Stop> {
+    let now = keeper.clock.now();
+    let pass = keeper
+        .store
+        .resume_account_sync_pass(&row.id, claim, now - PASS_RESUMABLE_FOR)
+        .await
+        .map_err(store_stop)?
+        .ok_or(Stop::Lost)?;
+    let mut calls = Calls::new(keeper, row, started, shutdown);
+    let mut users_done = pass.users_done.len();
+    let mut users_total = None;
+    let mut read_now = 0usize;
+    // Pauses after progress in this claim; anything else is a failed attempt.
+    let paused = |stop: Stop, users_done: usize, users_total: Option<usize>, read_now| match stop {
+        Stop::Retry {
+            wait,
+            reason,
+            refusal: None,
+        } if read_now > 0 => Stop::Paused {
+            wait,
+            reason,
+            users_done,
+            users_total: users_total.unwrap_or(users_done),
+        },
+        other => other,
+    };
+    let users = read_users(&mut calls)
+        .await
+        .map_err(|stop| paused(stop, users_done, None, read_now))?;
+    let total = users.len();
+    users_total = users_total.or(Some(total));
+    if pass.began {
+        let event = NewConnectionEvent {
+            kind: "sync_started".to_owned(),
+            message: format!(
+                "Account meeting sync started: reading the meetings of {total} user{} of the Zoom account.",
+                if total == 1 { "" } else { "s" }
+            ),
+            data: Some(json!({"users_total": total})),
+        };
+        if let Err(e) = keeper.store.insert_connection_event(&row.id, &event).await {
+            tracing::warn!(connection_id = %row.id, error = %e, "writing a sync_started event failed");
+        }
+    }
+    let total_i64 = i64::try_from(total).unwrap_or(i64::MAX);
+    for user in users.iter().filter(|u| !pass.users_done.contains(&u.id)) {
+        let mut listing = Listing::default();
+        // The admin's own meetings need no admin rights.
+        let as_whom = if user.id == row.user_id {
+            "me"
+        } else {
+            user.id.as_str()
+        };
+        read_meetings(&mut calls, as_whom, &user.id, &mut listing)
+            .await
+            .map_err(|stop| paused(stop, users_done, users_total, read_now))?;
+        // A member's personal meeting room is theirs too; the admin's own PMI is
+        // the connection's (`GET /users/me` below).
+        if user.id != row.user_id {
+            if let Some(pmi) = user.pmi.as_deref().filter(|p| is_meeting_number(p)) {
+                listing
+                    .meetings
+                    .entry(pmi.to_owned())
+                    .or_insert_with(|| SyncedMeeting {
+                        meeting_id: pmi.to_owned(),
+                        topic: None,
+                        start_time: None,
+                        host_confirmed: true,
+                        host_user_id: Some(user.id.clone()),
+                    });
+            }
+        }
+        let meetings: Vec<SyncedMeeting> = listing.meetings.into_values().collect();
+        let held = keeper
+            .store
+            .stage_account_user(&row.id, claim, &user.id, total_i64, &meetings)
+            .await
+            .map_err(store_stop)?;
+        if !held {
+            return Err(Stop::Lost);
+        }
+        users_done += 1;
+        read_now += 1;
+    }
+    let me = calls
+        .call(|access| async move { keeper.zoom.me(&access).await })
+        .await
+        .map_err(|stop| paused(stop, users_done, users_total, read_now))?;
+    let own = keeper
+        .store
+        .users_with_own_connection(&row.app_id, &row.id)
+        .await
+        .map_err(store_stop)?;
+    let staged = keeper
+        .store
+        .staged_account_meetings(&row.id)
+        .await
+        .map_err(store_stop)?;
+    let mut listing = Listing::default();
+    let mut left_to_own_connections = 0;
+    for meeting in staged {
+        if meeting
+            .host_user_id
+            .as_ref()
+            .is_some_and(|h| own.contains(h))
+        {
+            left_to_own_connections += 1;
+            continue;
+        }
+        listing.meetings.insert(meeting.meeting_id.clone(), meeting);
+    }
+    listing.pmi = me.pmi.filter(|p| is_meeting_number(p));
+    listing.personal_meeting_url = me.personal_meeting_url.filter(|u| !u.trim().is_empty());
+    listing.account = Some(AccountSummary {
+        users: total,
+        left_to_own_connections,
+    });
+    Ok(listing)
+}
+
+/// A storage failure in the middle of a sync: tried again later.
+fn store_stop(e: StoreError) -> Stop {
+    Stop::Retry {
+        wait: Duration::from_secs(60),
+        reason: format!("the database failed: {e}"),
+        refusal: None,
+    }
+}
+
+/// The account's active users, deduplicated by id.
+async fn read_users(calls: &mut Calls<'_>) -> Result<Vec<ZoomUser>, Stop> {
+    let keeper = calls.keeper;
+    let users = read_list(calls, "user list", |access, token| async move {
+        let page = keeper
+            .zoom
+            .list_users_page(&access, token.as_deref())
+            .await?;
+        Ok((page.users, page.next_page_token))
+    })
+    .await?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(users
+        .into_iter()
+        .filter(|u| !u.id.trim().is_empty() && seen.insert(u.id.clone()))
+        .collect())
+}
+
+/// User `as_whom`'s (`me`, or a user id) upcoming and scheduled meetings into
+/// `listing`, keeping those `host` hosts.
+async fn read_meetings(
+    calls: &mut Calls<'_>,
+    as_whom: &str,
+    host: &str,
+    listing: &mut Listing,
+) -> Result<(), Stop> {
+    let keeper = calls.keeper;
+    for list_type in [MeetingListType::Upcoming, MeetingListType::Scheduled] {
+        let what = format!("{} meeting list", list_type.as_str());
+        let meetings = read_list(calls, &what, |access, token| async move {
+            let page = keeper
+                .zoom
+                .list_meetings_page(&access, as_whom, list_type, token.as_deref())
+                .await?;
+            Ok((page.meetings, page.next_page_token))
+        })
+        .await?;
+        for meeting in meetings {
+            listing.add(host, meeting);
+        }
+    }
+    Ok(())
+}
+
+/// Every page of one of Zoom's paged lists, through [`Calls::call`]: `page` reads
+/// the page a token names (the first for `None`) and returns its items and the
+/// next token. Zoom's page tokens live 15 minutes: an expired one starts the list
+/// again (what was read stays; callers deduplicate).
+async fn read_list<T, F, Fut>(
+    calls: &mut Calls<'_>,
+    what: &str,
+    mut page: F,
+) -> Result<Vec<T>, Stop>
+where
+    F: FnMut(secrecy::SecretString, Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), ZoomError>>,
+{
+    let mut items = Vec::new();
+    let mut next: Option<String> = None;
+    let mut restarts = 0;
+    for page_number in 0.. {
+        if page_number >= MAX_PAGES {
+            return Err(Stop::Retry {
+                wait: REFUSED_RETRY,
+                reason: format!("the {what} did not end after {MAX_PAGES} pages"),
+                refusal: None,
+            });
+        }
+        let token = next.clone();
+        let got = calls
+            .call(|access| {
+                let token = token.clone();
+                let had_token = token.is_some();
+                let read = page(access, token);
+                async move {
+                    match read.await {
+                        Err(e) if had_token && is_expired_page_token(&e) => Ok(None),
+                        other => other.map(Some),
+                    }
+                }
+            })
+            .await?;
+        let Some((page_items, next_token)) = got else {
+            restarts += 1;
+            if restarts > MAX_LIST_RESTARTS {
+                return Err(Stop::Retry {
+                    wait: Duration::from_secs(60),
+                    reason: format!("the {what}'s page token expired {restarts} times"),
+                    refusal: None,
+                });
+            }
+            tracing::info!(
+                connection_id = %calls.row.id,
+                list = what,
+                "Zoom's page token expired; the list is read again from its first page"
+            );
+            next = None;
+            continue;
+        };
+        items.extend(page_items);
+        match next_token {
+            Some(t) if Some(&t) == next.as_ref() => {
+                return Err(Stop::Retry {
+                    wait: REFUSED_RETRY,
+                    reason: "Zoom returned the same page token twice".to_owned(),
+                    refusal: None,
+                })
+            }
+            Some(t) => next = Some(t),
+            None => break,
+        }
+    }
+    Ok(items)
+}
+
 impl Listing {
-    fn add(&mut self, row: &ConnectionRow, meeting: ZoomMeeting) {
+    /// Adds a listed meeting if `host` hosts it (as far as Zoom says).
+    fn add(&mut self, host: &str, meeting: ZoomMeeting) {
         let id = meeting.meeting_id();
         if !is_meeting_number(&id) {
             self.skipped_invalid += 1;
             return;
         }
         let host_confirmed = match meeting.host_id.as_deref().map(str::trim) {
-            Some(host) if !host.is_empty() && host != row.user_id => {
+            Some(listed) if !listed.is_empty() && listed != host => {
                 self.hosted_by_others += 1;
                 return;
             }
-            Some(host) => !host.is_empty(),
+            Some(listed) => !listed.is_empty(),
             None => false,
         };
         // Recurring meetings: the listed start says nothing about the next occurrence
@@ -572,7 +882,7 @@ impl Listing {
             topic: meeting.topic.map(|t| t.chars().take(300).collect()),
             start_time,
             host_confirmed,
-            host_user_id: host_confirmed.then(|| row.user_id.clone()),
+            host_user_id: host_confirmed.then(|| host.to_owned()),
         });
     }
 }
@@ -588,7 +898,23 @@ struct Calls<'a> {
     outage_retries: u32,
 }
 
-impl Calls<'_> {
+impl<'a> Calls<'a> {
+    fn new(
+        keeper: &'a Arc<Keeper>,
+        row: &'a ConnectionRow,
+        started: Instant,
+        shutdown: &'a watch::Receiver<bool>,
+    ) -> Calls<'a> {
+        Calls {
+            keeper,
+            row,
+            started,
+            shutdown,
+            rate_limit_retries: 0,
+            outage_retries: 0,
+        }
+    }
+
     async fn call<T, F, Fut>(&mut self, mut call: F) -> Result<T, Stop>
     where
         F: FnMut(secrecy::SecretString) -> Fut,

@@ -2,16 +2,29 @@
 //! simulator: who may authorise one, and with which scopes; what a bot gets for a
 //! meeting of a user of the account who never connected.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use keeper::config::Settings;
+use keeper::meeting_sync::{self, Round};
 use reqwest::Method;
 use serde_json::{json, Value};
-use testkit::{on_both_databases, spawn_app, Answer, Backend, TestApp, REDIRECT_URI};
-use zoom_sim::{SimApp, SimAppKind, SimAppPatch, SimMeeting, SimUser, SimUserRole};
+use testkit::{on_both_databases, spawn_app_with, Answer, Backend, TestApp, REDIRECT_URI};
+use zoom_sim::{
+    SimAccount, SimAccountCreated, SimApp, SimAppKind, SimAppPatch, SimFaults, SimMeeting, SimUser,
+    SimUserRole,
+};
+
+use super::meeting_sync::index_of;
 
 on_both_databases!(
     a_member_cannot_authorise_an_account_level_app,
     an_account_grant_needs_the_admin_scopes,
     an_admin_with_the_admin_scopes_connects_the_account,
     a_bot_gets_every_token_for_a_members_meeting_from_the_admins_grant,
+    the_account_sync_indexes_every_users_meetings_under_zoom_rate_limits,
+    the_account_sync_resumes_after_a_long_rate_limit_and_after_a_crash,
+    a_users_own_connection_keeps_their_meetings,
 );
 
 const CLIENT: &str = "account-client";
@@ -19,7 +32,11 @@ const WEBHOOK_SECRET: &str = "whsec-of-account-client";
 
 /// A service with one account-level app; returns it and the app's id.
 async fn started(backend: Backend) -> Option<(TestApp, String)> {
-    let app = spawn_app(backend).await?;
+    started_with(backend, Settings::default()).await
+}
+
+async fn started_with(backend: Backend, settings: Settings) -> Option<(TestApp, String)> {
+    let app = spawn_app_with(backend, settings).await?;
     let secret = format!("secret-of-{CLIENT}");
     app.sim
         .control()
@@ -324,4 +341,433 @@ async fn a_bot_gets_every_token_for_a_members_meeting_from_the_admins_grant(back
             .is_some_and(|m| m.contains("account")),
         "{problem}"
     );
+}
+
+/// A simulated account of an admin and `members` members with `meetings` meetings
+/// each (no webhooks: only the meeting sync can find them), and the admin's
+/// connection; returns the account and the connection's id.
+async fn account_connected(
+    app: &TestApp,
+    members: u32,
+    meetings: u32,
+) -> (SimAccountCreated, String) {
+    let account = app
+        .sim
+        .control()
+        .create_account(&SimAccount {
+            members,
+            meetings_per_user: meetings,
+            ..Default::default()
+        })
+        .await
+        .expect("account");
+    let code = app
+        .auth_code(
+            CLIENT,
+            &account.admin_id,
+            Some(scopes(zoom_sim::ACCOUNT_LEVEL_SCOPES)),
+        )
+        .await;
+    let a = app
+        .create_connection(
+            json!({"authorization_code": code, "redirect_uri": REDIRECT_URI,
+            "is_onbehalf_token_supported": true}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.text);
+    (account, a.json["id"].as_str().expect("id").to_owned())
+}
+
+async fn sync_round(app: &TestApp) -> Round {
+    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    meeting_sync::run_once(&app.keeper, &stopping)
+        .await
+        .expect("sync round")
+}
+
+/// Every meeting the simulator made for the account's users (PMIs aside), by id,
+/// with its host.
+fn made(account: &SimAccountCreated) -> BTreeMap<String, String> {
+    account
+        .meeting_ids
+        .iter()
+        .flat_map(|(host, ids)| ids.iter().map(move |id| (id.to_string(), host.clone())))
+        .collect()
+}
+
+/// What the connection's index holds: meeting id → host user id.
+async fn indexed(app: &TestApp, connection_id: &str) -> BTreeMap<String, String> {
+    index_of(app, connection_id)
+        .await
+        .into_iter()
+        .map(|m| (m.meeting_id, m.host_user_id.unwrap_or_default()))
+        .collect()
+}
+
+async fn calls_to(app: &TestApp, endpoint: &str) -> u64 {
+    let stats = app.sim.control().stats().await.expect("stats");
+    stats
+        .api_calls_by_endpoint
+        .get(endpoint)
+        .copied()
+        .unwrap_or_else(|| panic!("no {endpoint} in {:?}", stats.api_calls_by_endpoint))
+}
+
+const LIST_USERS: &str = "GET /v2/users";
+const LIST_MEETINGS: &str = "GET /v2/users/{user_id}/meetings";
+
+async fn the_account_sync_indexes_every_users_meetings_under_zoom_rate_limits(backend: Backend) {
+    // The service allows itself more than Zoom does (Business accounts: Medium APIs
+    // 60/s), so Zoom's 429s are met and waited out too.
+    let settings = Settings {
+        zoom_account_requests_per_second: Some(90),
+        ..Settings::default()
+    };
+    let Some((app, _)) = started_with(backend, settings).await else {
+        return;
+    };
+    app.sim
+        .control()
+        .set_faults(&SimFaults::zoom_business())
+        .await
+        .expect("faults");
+    // 1 admin + 320 members: two pages of users (Zoom lists 300 a page).
+    let (account, connection) = account_connected(&app, 320, 2).await;
+    let expected = made(&account);
+    assert_eq!(expected.len(), 321 * 2);
+
+    let round = sync_round(&app).await;
+    assert_eq!(round.synced, 1, "{round:?}");
+    let index = indexed(&app, &connection).await;
+    for (meeting, host) in &expected {
+        assert_eq!(index.get(meeting), Some(host), "meeting {meeting}");
+    }
+    // And every member's personal meeting room, hosted by the member.
+    let users = app.sim.control().users().await.expect("users");
+    for member in &account.user_ids {
+        let pmi = users
+            .iter()
+            .find(|u| &u.id == member)
+            .map(|u| u.pmi)
+            .expect("a pmi");
+        assert_eq!(index.get(&pmi.to_string()), Some(member), "pmi of {member}");
+    }
+    // Each user's meetings read once (upcoming and scheduled), the users in two
+    // pages; Zoom's counts include the calls it refused with a 429.
+    let stats = app.sim.control().stats().await.expect("stats");
+    assert!(stats.rate_limited > 0, "Zoom's limit was met: {stats:?}");
+    let users_lists = calls_to(&app, LIST_USERS).await;
+    assert!(
+        (2..=2 + stats.rate_limited).contains(&users_lists),
+        "{users_lists}"
+    );
+    let meeting_lists = calls_to(&app, LIST_MEETINGS).await;
+    assert!(
+        (640..=640 + stats.rate_limited).contains(&meeting_lists),
+        "{meeting_lists}"
+    );
+
+    // What a person reads: the progress on the connection, and its log.
+    let c = app.connection(&connection).await;
+    assert_eq!(
+        c["account_sync"],
+        json!({"in_progress": false, "users_done": 321, "users_total": 321, "started_at": null})
+    );
+    assert!(c["last_successful_sync_at"].is_string(), "{c}");
+    let kinds = app.event_kinds(&connection).await;
+    assert_eq!(kinds[0], "sync_completed", "{kinds:?}");
+    assert!(kinds.contains(&"sync_started".to_owned()), "{kinds:?}");
+    let events = app
+        .send(app.request(
+            Method::GET,
+            &format!("/api/v1/zoom_oauth_connections/{connection}/events"),
+        ))
+        .await;
+    let completed = events.json["results"][0]["message"]
+        .as_str()
+        .expect("message");
+    assert!(
+        completed.contains("321 users of the Zoom account read"),
+        "{completed}"
+    );
+    let v2 = app
+        .send(app.request(
+            Method::GET,
+            &format!("/api/v2/zoom-oauth-credentials/{connection}/"),
+        ))
+        .await;
+    assert_eq!(v2.json["meeting_sync_status"], "completed", "{}", v2.text);
+
+    // A bot gets a local recording token for a member's meeting that only the sync
+    // found, minted with the admin's grant.
+    let member = &account.user_ids[250];
+    let meeting = account.meeting_ids[member][0];
+    let a = app
+        .send(
+            app.request(Method::POST, "/api/v1/zoom_join_tokens")
+                .json(&json!({
+                    "meeting_url": format!("https://zoom.us/j/{meeting}"),
+                    "onbehalf_token": {"zoom_oauth_connection_user_id": member},
+                    "zak_token": {"zoom_oauth_connection_user_id": member},
+                })),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json["problems"], json!([]), "{}", a.text);
+    let recording = app
+        .sim
+        .control()
+        .token_info(a.json["app_privilege_token"].as_str().expect("token"))
+        .await
+        .expect("lookup")
+        .expect("a sim token");
+    assert_eq!(recording.token_type, "local_recording");
+    assert_eq!(recording.meeting_id, Some(meeting));
+    assert_eq!(
+        recording.minted_by.as_deref(),
+        Some(account.admin_id.as_str())
+    );
+    let onbehalf = app
+        .sim
+        .control()
+        .token_info(a.json["onbehalf_token"].as_str().expect("token"))
+        .await
+        .expect("lookup")
+        .expect("a sim token");
+    assert_eq!(onbehalf.user_id.as_deref(), Some(member.as_str()));
+    let zak = app
+        .sim
+        .control()
+        .token_info(a.json["zak_token"].as_str().expect("zak"))
+        .await
+        .expect("lookup")
+        .expect("a sim token");
+    assert_eq!(
+        (zak.token_type.as_str(), zak.user_id.as_deref()),
+        ("zak", Some(member.as_str()))
+    );
+
+    // The next day's pass drops the meetings of a user who left the account.
+    let gone = account.user_ids[0].clone();
+    app.sim
+        .control()
+        .update_user(
+            &gone,
+            &zoom_sim::SimUserPatch {
+                status: Some(zoom_sim::SimUserStatus::Inactive),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("deactivate");
+    app.keeper.clock.advance(Duration::from_secs(26 * 3600));
+    let round = sync_round(&app).await;
+    assert_eq!(round.synced, 1, "{round:?}");
+    let index = indexed(&app, &connection).await;
+    assert!(
+        index.values().all(|host| host != &gone),
+        "the departed user's meetings are gone"
+    );
+    assert_eq!(
+        app.connection(&connection).await["account_sync"]["users_total"],
+        320
+    );
+}
+
+async fn the_account_sync_resumes_after_a_long_rate_limit_and_after_a_crash(backend: Backend) {
+    let settings = Settings {
+        zoom_account_requests_per_second: Some(200),
+        ..Settings::default()
+    };
+    let Some((app, _)) = started_with(backend, settings).await else {
+        return;
+    };
+    let (account, connection) = account_connected(&app, 40, 1).await;
+
+    // Zoom's daily limit strikes after 30 calls: its Retry-After (tomorrow) is too
+    // long to wait, so the pass pauses with what it read.
+    app.sim
+        .control()
+        .set_faults(&SimFaults {
+            daily_limit: Some(30),
+            ..SimFaults::default()
+        })
+        .await
+        .expect("faults");
+    let round = sync_round(&app).await;
+    assert_eq!(round.paused, 1, "{round:?}");
+    let progress = app.connection(&connection).await["account_sync"].clone();
+    assert_eq!(progress["in_progress"], true, "{progress}");
+    assert_eq!(progress["users_total"], 41, "{progress}");
+    let done_first = progress["users_done"].as_i64().expect("users_done");
+    assert!((1..41).contains(&done_first), "{progress}");
+    assert_eq!(app.event_kinds(&connection).await[0], "sync_paused");
+    assert!(
+        indexed(&app, &connection).await.is_empty(),
+        "nothing is indexed before the pass is whole"
+    );
+    let v2 = app
+        .send(app.request(
+            Method::GET,
+            &format!("/api/v2/zoom-oauth-credentials/{connection}/"),
+        ))
+        .await;
+    assert_eq!(v2.json["meeting_sync_status"], "in_progress", "{}", v2.text);
+
+    // A new day at Zoom; the process crashes part-way through the resumed pass
+    // (slow answers let it be caught in the middle).
+    app.sim
+        .control()
+        .set_faults(&SimFaults {
+            latency_ms: Some(15),
+            ..SimFaults::default()
+        })
+        .await
+        .expect("faults");
+    app.keeper.clock.advance(Duration::from_secs(24 * 3600));
+    let lists_before = calls_to(&app, LIST_MEETINGS).await;
+    let keeper = app.keeper.clone();
+    let running = tokio::spawn(async move {
+        let (_stop, stopping) = tokio::sync::watch::channel(false);
+        meeting_sync::run_once(&keeper, &stopping).await
+    });
+    let mut done_at_crash = done_first;
+    for _ in 0..2_000 {
+        done_at_crash = app.connection(&connection).await["account_sync"]["users_done"]
+            .as_i64()
+            .expect("users_done");
+        if done_at_crash >= done_first + 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running.abort();
+    let _ = running.await;
+    assert!(
+        done_at_crash >= done_first + 5 && done_at_crash < 41,
+        "{done_at_crash}"
+    );
+
+    // Another process takes over once the dead one's claim has expired, and reads
+    // only the users nobody read yet (at most the one the crash interrupted again).
+    app.sim
+        .control()
+        .set_faults(&SimFaults::default())
+        .await
+        .expect("faults");
+    assert_eq!(sync_round(&app).await.claimed, 0, "the claim still holds");
+    app.keeper
+        .clock
+        .advance(meeting_sync::CLAIM + Duration::from_secs(1));
+    let round = sync_round(&app).await;
+    assert_eq!(round.synced, 1, "{round:?}");
+    let lists = calls_to(&app, LIST_MEETINGS).await - lists_before;
+    // The admin's own lists are "me" calls; each member is two lists.
+    let members_left = 40 - (done_first - 1).max(0) as u64;
+    assert!(
+        lists <= (members_left + 1) * 2,
+        "{lists} list calls for {members_left} members left"
+    );
+    let index = indexed(&app, &connection).await;
+    for (meeting, host) in made(&account) {
+        assert_eq!(index.get(&meeting), Some(&host), "meeting {meeting}");
+    }
+    let c = app.connection(&connection).await;
+    assert_eq!(c["account_sync"]["in_progress"], false, "{c}");
+    assert_eq!(c["account_sync"]["users_done"], 41, "{c}");
+}
+
+async fn a_users_own_connection_keeps_their_meetings(backend: Backend) {
+    let Some((app, _)) = started_with(backend, Settings::default()).await else {
+        return;
+    };
+    let (account, connection) = account_connected(&app, 3, 2).await;
+    // A second admin of the account connects too: their own connection syncs (and
+    // mints for) their meetings; the account's connection syncs the rest.
+    let sim = app.sim.control();
+    let colleague = sim
+        .create_user(&SimUser {
+            account_id: Some(account.account_id.clone()),
+            role: Some(SimUserRole::Admin),
+            ..Default::default()
+        })
+        .await
+        .expect("admin")
+        .id;
+    let theirs: BTreeSet<String> = [
+        sim.create_meeting(&colleague, &SimMeeting::default())
+            .await
+            .expect("meeting")
+            .id
+            .to_string(),
+        sim.create_meeting(&colleague, &SimMeeting::default())
+            .await
+            .expect("meeting")
+            .id
+            .to_string(),
+    ]
+    .into();
+    let own = authorise(&app, &colleague, scopes(zoom_sim::ACCOUNT_LEVEL_SCOPES)).await;
+    assert_eq!(own.status, 201, "{}", own.text);
+    let own_id = own.json["id"].as_str().expect("id").to_owned();
+    // Webhooks of the colleague's meetings may have indexed them already; the syncs
+    // decide. (A claim skips a connection whose refresh lease is briefly held.)
+    let mut synced = 0;
+    for _ in 0..20 {
+        synced += sync_round(&app).await.synced;
+        if synced == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(synced, 2);
+    let account_index = indexed(&app, &connection).await;
+    let own_index = indexed(&app, &own_id).await;
+    for meeting in &theirs {
+        assert_eq!(own_index.get(meeting), Some(&colleague), "{meeting}");
+        assert!(!account_index.contains_key(meeting), "{meeting}");
+    }
+    for (meeting, host) in made(&account) {
+        assert_eq!(account_index.get(&meeting), Some(&host), "{meeting}");
+    }
+    assert!(
+        app.connection(&connection).await["account_sync"]["users_total"] == 5,
+        "the colleague is a user of the account"
+    );
+    let message = app
+        .send(app.request(
+            Method::GET,
+            &format!("/api/v1/zoom_oauth_connections/{connection}/events"),
+        ))
+        .await
+        .json["results"][0]["message"]
+        .as_str()
+        .expect("message")
+        .to_owned();
+    assert!(
+        message.contains("left to their hosts' own connections"),
+        "{message}"
+    );
+
+    // The colleague's connection goes (deleted): the next account pass takes
+    // their meetings, and a bot still gets a token for them.
+    let d = app
+        .send(app.request(
+            Method::DELETE,
+            &format!("/api/v1/zoom_oauth_connections/{own_id}"),
+        ))
+        .await;
+    assert!(d.status < 300, "{}", d.text);
+    let s = app
+        .send(app.request(
+            Method::POST,
+            &format!("/api/v1/zoom_oauth_connections/{connection}/sync"),
+        ))
+        .await;
+    assert!(s.status < 300, "{}", s.text);
+    assert_eq!(sync_round(&app).await.synced, 1);
+    let account_index = indexed(&app, &connection).await;
+    for meeting in &theirs {
+        assert_eq!(account_index.get(meeting), Some(&colleague), "{meeting}");
+    }
 }

@@ -137,6 +137,7 @@ async fn connection_lifecycle(backend: Backend) {
         "updated_at",
         "last_successful_sync_at",
         "last_attempted_sync_at",
+        "account_sync",
     ]
     .into();
     assert_eq!(keys, expected);

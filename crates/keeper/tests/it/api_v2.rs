@@ -712,7 +712,7 @@ async fn meeting_sync_status_filter_agrees_with_what_is_shown(backend: Backend) 
         return;
     };
     let mut made = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..8 {
         let (_, c) = connected(&app, &zoa).await;
         made.push(str_of(&c, "zoomkeeper_id"));
     }
@@ -724,6 +724,9 @@ async fn meeting_sync_status_filter_agrees_with_what_is_shown(backend: Backend) 
         "sync_requested_at = NULL, last_attempted_sync_at = created_at, last_successful_sync_at = created_at",
         "sync_requested_at = NULL, last_attempted_sync_at = created_at, last_successful_sync_at = NULL",
         "sync_requested_at = created_at, last_attempted_sync_at = created_at, last_successful_sync_at = created_at",
+        // An account-wide pass under way spans attempts.
+        "sync_requested_at = created_at, last_attempted_sync_at = created_at, last_successful_sync_at = NULL, sync_pass_started_at = created_at",
+        "sync_requested_at = NULL, last_attempted_sync_at = NULL, last_successful_sync_at = NULL, sync_pass_started_at = created_at, state = 'disconnected'",
     ];
     let statements: Vec<String> = made
         .iter()
@@ -752,7 +755,9 @@ async fn meeting_sync_status_filter_agrees_with_what_is_shown(backend: Backend) 
             "failed",
             "completed",
             "failed",
-            "completed"
+            "completed",
+            "in_progress",
+            "failed"
         ]
     );
     for status in ["not_started", "in_progress", "completed", "failed"] {

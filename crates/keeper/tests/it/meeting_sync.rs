@@ -82,7 +82,7 @@ async fn round(app: &TestApp) -> Round {
 }
 
 /// The whole index of one connection.
-async fn index_of(app: &TestApp, connection_id: &str) -> Vec<MeetingRow> {
+pub(crate) async fn index_of(app: &TestApp, connection_id: &str) -> Vec<MeetingRow> {
     let mut all = Vec::new();
     let mut cursor = None;
     loop {

@@ -3518,6 +3518,7 @@ mod meeting_sync_store {
             personal_meeting_url: pmi.map(|p| format!("https://zoom.us/j/{p}")),
             next_sync_at: Utc::now() + Duration::hours(24),
             event: event("sync_completed"),
+            ends_account_pass: false,
         }
     }
 
@@ -3807,6 +3808,169 @@ mod meeting_sync_store {
         assert_eq!(s.claim_due_syncs(10, CLAIM).await.expect("claim").len(), 1);
     }
 
+    pub async fn an_account_pass_is_staged_under_its_claim_and_resumed_or_begun_again(
+        s: TestStore,
+    ) {
+        let later = Some(Utc::now() + Duration::hours(5));
+        let (_, app_id, cs) = setup(
+            &s,
+            "account",
+            &[("admin", None, true), ("own", later, true)],
+        )
+        .await;
+        let claimed = s.claim_due_syncs(1, CLAIM).await.expect("claim").remove(0);
+        assert_eq!(claimed.id, cs[0].id);
+        let claim = claimed.next_sync_at.expect("claim");
+        let long_ago = Utc::now() - Duration::days(3);
+        let pass = s
+            .resume_account_sync_pass(&claimed.id, claim, long_ago)
+            .await
+            .expect("pass")
+            .expect("the claim holds");
+        assert!(pass.began && pass.users_done.is_empty());
+        let meeting = |id: &str, host: &str| SyncedMeeting {
+            meeting_id: id.to_owned(),
+            topic: Some(format!("topic {id}")),
+            start_time: None,
+            host_confirmed: true,
+            host_user_id: Some(host.to_owned()),
+        };
+        assert!(s
+            .stage_account_user(&claimed.id, claim, "u1", 3, &[meeting("900000001", "u1")])
+            .await
+            .expect("stage"));
+        // A user staged twice counts once; a meeting listed twice is staged once.
+        assert!(s
+            .stage_account_user(&claimed.id, claim, "u1", 3, &[meeting("900000009", "u1")])
+            .await
+            .expect("stage"));
+        assert!(s
+            .stage_account_user(
+                &claimed.id,
+                claim,
+                "u2",
+                3,
+                &[meeting("900000002", "u2"), meeting("900000001", "u2")]
+            )
+            .await
+            .expect("stage"));
+        let row = s
+            .connection_by_id(&claimed.id)
+            .await
+            .expect("read")
+            .expect("row");
+        assert_eq!(
+            (row.sync_users_done, row.sync_users_total),
+            (Some(2), Some(3))
+        );
+        assert!(row.sync_pass_started_at.is_some());
+        let staged = s
+            .staged_account_meetings(&claimed.id)
+            .await
+            .expect("staged");
+        assert_eq!(
+            staged
+                .iter()
+                .map(|m| (m.meeting_id.as_str(), m.host_user_id.as_deref()))
+                .collect::<Vec<_>>(),
+            [("900000001", Some("u1")), ("900000002", Some("u2"))]
+        );
+
+        // The same pass resumes under a new claim with the users it read.
+        assert!(s
+            .reschedule_meeting_sync(&claimed.id, claim, Utc::now(), true, None)
+            .await
+            .expect("pause"));
+        let again = s.claim_due_syncs(1, CLAIM).await.expect("claim").remove(0);
+        let claim2 = again.next_sync_at.expect("claim");
+        let resumed = s
+            .resume_account_sync_pass(&again.id, claim2, long_ago)
+            .await
+            .expect("pass")
+            .expect("held");
+        assert!(!resumed.began);
+        assert_eq!(resumed.started_at, pass.started_at);
+        assert_eq!(
+            resumed.users_done,
+            ["u1".to_owned(), "u2".to_owned()].into()
+        );
+        // A void claim writes nothing.
+        assert!(s
+            .resume_account_sync_pass(&again.id, claim, long_ago)
+            .await
+            .expect("pass")
+            .is_none());
+        assert!(!s
+            .stage_account_user(&again.id, claim, "u3", 3, &[meeting("900000003", "u3")])
+            .await
+            .expect("stage"));
+        assert_eq!(
+            s.staged_account_meetings(&again.id)
+                .await
+                .expect("staged")
+                .len(),
+            2
+        );
+
+        // Completing the pass clears its staging and keeps the counts.
+        let mut finished = done(&again, staged, None);
+        finished.ends_account_pass = true;
+        assert!(matches!(
+            s.complete_meeting_sync(&finished).await.expect("complete"),
+            SyncCommit::Committed { indexed: 2, .. }
+        ));
+        let row = s
+            .connection_by_id(&again.id)
+            .await
+            .expect("read")
+            .expect("row");
+        assert!(row.sync_pass_started_at.is_none());
+        assert_eq!(
+            (row.sync_users_done, row.sync_users_total),
+            (Some(2), Some(3))
+        );
+        assert!(s
+            .staged_account_meetings(&again.id)
+            .await
+            .expect("staged")
+            .is_empty());
+
+        // A pass that began before `fresh_after` is begun again, empty.
+        s.reschedule_meeting_sync(&again.id, finished.next_sync_at, Utc::now(), true, None)
+            .await
+            .expect("due");
+        let third = s.claim_due_syncs(1, CLAIM).await.expect("claim").remove(0);
+        let claim3 = third.next_sync_at.expect("claim");
+        let p1 = s
+            .resume_account_sync_pass(&third.id, claim3, long_ago)
+            .await
+            .expect("pass")
+            .expect("held");
+        assert!(p1.began);
+        s.stage_account_user(&third.id, claim3, "u1", 3, &[meeting("900000001", "u1")])
+            .await
+            .expect("stage");
+        let p2 = s
+            .resume_account_sync_pass(&third.id, claim3, Utc::now() + Duration::seconds(1))
+            .await
+            .expect("pass")
+            .expect("held");
+        assert!(p2.began && p2.users_done.is_empty());
+        assert!(s
+            .staged_account_meetings(&third.id)
+            .await
+            .expect("staged")
+            .is_empty());
+
+        // Users with their own connected connection (local recording on), not this one.
+        assert_eq!(
+            s.users_with_own_connection(&app_id, &cs[0].id)
+                .await
+                .expect("users"),
+            ["own".to_owned()].into()
+        );
+    }
+
     pub async fn personal_links_are_found_case_insensitively_within_the_project(s: TestStore) {
         let (p, a, _) = setup(&s, "links", &[("alice", None, true), ("bob", None, true)]).await;
         let (other, _, _) = setup(&s, "elsewhere", &[("alice", None, true)]).await;
@@ -3853,6 +4017,7 @@ mod meeting_sync_store_tests {
         completion_replaces_sync_rows_keeps_webhook_rows_and_never_takes_a_pmi,
         a_failed_sync_is_rescheduled_under_its_claim,
         personal_links_are_found_case_insensitively_within_the_project,
+        an_account_pass_is_staged_under_its_claim_and_resumed_or_begun_again,
     );
 }
 

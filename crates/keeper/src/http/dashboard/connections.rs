@@ -235,6 +235,21 @@ impl ConnectionPage {
     fn metadata(&self) -> String {
         metadata_text(&self.connection)
     }
+    /// How far the account-wide meeting sync read the Zoom account.
+    fn account_sync(&self) -> String {
+        let c = &self.connection;
+        let done = c.sync_users_done.unwrap_or(0);
+        let of = c
+            .sync_users_total
+            .map_or_else(String::new, |total| format!(" of {total}"));
+        match c.sync_pass_started_at {
+            Some(started) => format!(
+                "in progress: {done}{of} users read (started {})",
+                started.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            None => format!("last pass read {done}{of} users"),
+        }
+    }
     fn scopes(&self) -> String {
         if self.connection.scopes.is_empty() {
             "—".to_owned()
