@@ -37,6 +37,7 @@ on_both_databases!(
     deleting_a_callback_connection_revokes_nothing_at_zoom,
     an_authorization_code_for_the_user_turns_it_into_an_ordinary_connection,
     a_callback_credential_through_api_v2,
+    an_account_level_callback_credential_is_an_admins_and_one_per_account,
     api_v2_refuses_a_private_callback_url_unless_allowed,
 );
 
@@ -156,13 +157,17 @@ struct CustomerGrant {
 }
 
 async fn oauth_token(app: &TestApp, form: &[(&str, &str)]) -> CustomerGrant {
+    oauth_token_of(app, CLIENT, form).await
+}
+
+async fn oauth_token_of(app: &TestApp, client: &str, form: &[(&str, &str)]) -> CustomerGrant {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form)
         .finish();
     let a = Answer::read(
         app.http
             .post(format!("{}/oauth/token", app.sim.url()))
-            .basic_auth(CLIENT, Some(format!("secret-of-{CLIENT}")))
+            .basic_auth(client, Some(format!("secret-of-{client}")))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body)
             .send()
@@ -849,6 +854,113 @@ async fn a_callback_credential_through_api_v2(backend: Backend) {
         failed.text
     );
     assert!(!failed.text.contains(URL_SECRET));
+}
+
+/// For an account-managed app Recall allows one credential per authorized Zoom
+/// account, and its 400 names the account (`conflicting_zoom_account_id`, Recall's
+/// `ZoomOAuthCredentialBadRequest` schema); the token must be an admin's.
+async fn an_account_level_callback_credential_is_an_admins_and_one_per_account(backend: Backend) {
+    let Some((app, customer)) = setup(backend).await else {
+        return;
+    };
+    const ACCOUNT_CLIENT: &str = "callback-account-client";
+    let sim = app.sim.control();
+    sim.create_app(&zoom_sim::SimApp {
+        client_id: ACCOUNT_CLIENT.into(),
+        client_secret: format!("secret-of-{ACCOUNT_CLIENT}"),
+        kind: Some(zoom_sim::SimAppKind::AccountLevel),
+        ..Default::default()
+    })
+    .await
+    .expect("sim app");
+    let made = app
+        .create_app(json!({"client_id": ACCOUNT_CLIENT,
+            "client_secret": format!("secret-of-{ACCOUNT_CLIENT}"), "kind": "account_level"}))
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let v2_app = app
+        .send(app.request(
+            Method::GET,
+            &format!(
+                "/api/v2/zoom-oauth-apps/{}/",
+                made.json["id"].as_str().expect("id")
+            ),
+        ))
+        .await;
+    let oauth_app = v2_app.json["id"].as_str().expect("uuid").to_owned();
+    let account = sim
+        .create_account(&zoom_sim::SimAccount {
+            members: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("account");
+    let other_admin = sim
+        .create_user(&zoom_sim::SimUser {
+            account_id: Some(account.account_id.clone()),
+            role: Some(zoom_sim::SimUserRole::Admin),
+            ..Default::default()
+        })
+        .await
+        .expect("admin")
+        .id;
+    let grant_of = |user: String| {
+        let app = &app;
+        async move {
+            let scopes = zoom_sim::ACCOUNT_LEVEL_SCOPES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+            let code = app.auth_code(ACCOUNT_CLIENT, &user, Some(scopes)).await;
+            oauth_token_of(
+                app,
+                ACCOUNT_CLIENT,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", REDIRECT_URI),
+                ],
+            )
+            .await
+        }
+    };
+    let body = json!({"oauth_app": oauth_app, "access_token_callback_url": customer.url()});
+
+    // A member's token is refused: an account-level credential is an admin's.
+    customer.serve(&grant_of(account.user_ids[0].clone()).await.access);
+    let member = create_v2(&app, body.clone()).await;
+    assert_eq!(member.status, 400, "{}", member.text);
+    assert_eq!(member.json["code"], "not_account_admin", "{}", member.text);
+
+    customer.serve(&grant_of(account.admin_id.clone()).await.access);
+    let first = create_v2(&app, body.clone()).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.json["account_id"], account.account_id.as_str());
+
+    // Another admin of the same account: Recall's account conflict, nothing stored.
+    customer.serve(&grant_of(other_admin).await.access);
+    let again = create_v2(&app, body).await;
+    assert_eq!(again.status, 400, "{}", again.text);
+    assert_eq!(
+        again.json["conflicting_zoom_account_id"],
+        account.account_id.as_str()
+    );
+    assert_eq!(again.json["conflicting_zoom_user_id"], Value::Null);
+    assert_eq!(again.json["code"], "zoom_account_already_connected");
+    assert!(
+        again.json["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&account.account_id) && d.contains("at most one")),
+        "{}",
+        again.text
+    );
+    let all = app
+        .send(app.request(
+            Method::GET,
+            &format!("/api/v2/zoom-oauth-credentials/?oauth_app={oauth_app}"),
+        ))
+        .await;
+    assert_eq!(all.json["results"].as_array().expect("results").len(), 1);
 }
 
 async fn api_v2_refuses_a_private_callback_url_unless_allowed(backend: Backend) {

@@ -169,6 +169,19 @@ fn conflict(user_id: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(body)).into_response()
 }
 
+/// Recall's 400 for a second credential of a Zoom account in an account-level app.
+fn account_conflict(account_id: String) -> Response {
+    let body = CredentialConflictBody {
+        detail: format!(
+            "A Zoom OAuth Credential already exists for this OAuth App and Zoom account (account_id: {account_id}). An account-level Zoom OAuth App can have at most one Zoom OAuth Credential per authorized Zoom account: find it with ?account_id={account_id}, and delete it first to register this one instead."
+        ),
+        code: "zoom_account_already_connected".to_owned(),
+        conflicting_zoom_user_id: None,
+        conflicting_zoom_account_id: Some(account_id),
+    };
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
 /// `{"token", "expires_at"}`: a Zoom access token good for at least 120 s.
 #[derive(Serialize, ToSchema)]
 pub struct RecallAccessToken {
@@ -310,6 +323,9 @@ pub async fn create_credential(
                 Ok(row) => row,
                 Err(ConnectionError::UserAlreadyConnected { user_id, .. }) => {
                     return Err(conflict(user_id))
+                }
+                Err(ConnectionError::AccountAlreadyConnected { account_id, .. }) => {
+                    return Err(account_conflict(account_id))
                 }
                 Err(e) => return Err(credential_error(e).into_response()),
             }
