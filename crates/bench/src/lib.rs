@@ -10,6 +10,7 @@ use std::path::Path;
 
 use clap::Subcommand;
 
+pub mod account_sync;
 pub mod api;
 pub mod chaos;
 pub mod deliveries;
@@ -35,6 +36,9 @@ pub enum BenchCommand {
     Webhooks(webhooks::WebhooksArgs),
     /// Meeting → host lookups (the join-token path) with 1,000,000 indexed meetings.
     Lookup(lookup::LookupArgs),
+    /// The meeting sync of an account-level connection whose Zoom account has
+    /// 1,000 users: time and Zoom calls at a Pro account's rate limits.
+    AccountSync(account_sync::AccountSyncArgs),
     /// Token storms, re-authorisations, deauthorisations and kills against two
     /// `serve` processes on PostgreSQL; prints connections lost and stale
     /// refresh-token uses, and fails unless both are 0.
@@ -51,6 +55,7 @@ pub async fn run(command: BenchCommand, zoomkeeper: &Path) -> anyhow::Result<()>
         BenchCommand::Deliveries(args) => deliveries::run(args).await.map(drop),
         BenchCommand::Webhooks(args) => webhooks::run(args).await.map(drop),
         BenchCommand::Lookup(args) => lookup::run(args).await.map(drop),
+        BenchCommand::AccountSync(args) => account_sync::run(args).await.map(drop),
         BenchCommand::Chaos(args) => chaos::run(args, zoomkeeper).await.map(drop),
     }
 }

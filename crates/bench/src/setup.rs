@@ -80,6 +80,16 @@ pub(crate) struct Setup {
 
 impl Setup {
     pub async fn start(backend: Backend, database_url: &str, dir: &Path) -> anyhow::Result<Setup> {
+        Setup::start_with(backend, database_url, dir, Settings::default()).await
+    }
+
+    /// [`Setup::start`] with `extra` settings over the benches' own.
+    pub async fn start_with(
+        backend: Backend,
+        database_url: &str,
+        dir: &Path,
+        extra: Settings,
+    ) -> anyhow::Result<Setup> {
         let sim = zoom_sim::Simulator::start().await?;
         sim.control()
             .create_app(&zoom_sim::SimApp {
@@ -89,7 +99,7 @@ impl Setup {
             })
             .await?;
         let master_key_file = dir.join(format!("{backend}.key"));
-        let config = Config::resolve(Settings {
+        let config = Config::resolve(extra.over(Settings {
             listen: Some("127.0.0.1:0".into()),
             data_dir: Some(dir.to_owned()),
             database_url: Some(database_url.to_owned()),
@@ -102,7 +112,7 @@ impl Setup {
             // Webhook receivers are on loopback.
             allow_private_callback_urls: Some(true),
             ..Settings::default()
-        })?;
+        }))?;
         let keeper = Arc::new(Keeper::open(config).await?);
         let project =
             projects::create(&*keeper.store, &keeper.vault, &keeper.clock, "bench").await?;
@@ -139,14 +149,26 @@ impl Setup {
     /// The simulator's app, created as `POST /api/v1/zoom_oauth_apps` does (the
     /// credentials are checked with Zoom).
     pub async fn create_app(&self, webhook_secret: Option<&str>) -> anyhow::Result<AppRow> {
+        self.create_app_of(CLIENT_ID, CLIENT_SECRET, AppKind::UserLevel, webhook_secret)
+            .await
+    }
+
+    /// An app of the simulator's app `client_id`, created as the API does.
+    pub async fn create_app_of(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        kind: AppKind,
+        webhook_secret: Option<&str>,
+    ) -> anyhow::Result<AppRow> {
         apps::create(
             &self.keeper,
             &self.project_id,
             apps::NewApp {
-                client_id: CLIENT_ID.into(),
-                client_secret: SecretString::from(CLIENT_SECRET),
+                client_id: client_id.into(),
+                client_secret: SecretString::from(client_secret),
                 webhook_secret: webhook_secret.map(SecretString::from),
-                kind: AppKind::UserLevel,
+                kind,
             },
         )
         .await
@@ -226,6 +248,9 @@ impl Setup {
                     updated_at: now,
                     sync_requested_at: None,
                     access_token_callback_url: None,
+                    sync_pass_started_at: None,
+                    sync_users_done: None,
+                    sync_users_total: None,
                 };
                 let event = NewConnectionEvent {
                     kind: "created".to_owned(),
@@ -256,6 +281,28 @@ pub(crate) struct Serving {
 }
 
 impl Serving {
+    /// `POST /api/v1/zoom_oauth_connections` with an authorization code of `app_id`,
+    /// as `auth` (an API key's header value); returns the connection's id.
+    pub async fn connect(&self, auth: &str, app_id: &str, code: &str) -> anyhow::Result<String> {
+        let connection: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/api/v1/zoom_oauth_connections", self.base))
+            .header("authorization", auth)
+            .json(&serde_json::json!({
+                "zoom_oauth_app_id": app_id,
+                "authorization_code": code,
+                "redirect_uri": REDIRECT_URI,
+            }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(connection["id"]
+            .as_str()
+            .context("connection id")?
+            .to_owned())
+    }
+
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.task.await.context("server task")?

@@ -124,20 +124,7 @@ async fn bench_backend(
             ..Default::default()
         })
         .await?;
-    let connection: serde_json::Value = http
-        .post(format!("{base}/api/v1/zoom_oauth_connections"))
-        .header("authorization", &auth)
-        .json(&serde_json::json!({
-            "zoom_oauth_app_id": app.id,
-            "authorization_code": code,
-            "redirect_uri": REDIRECT_URI,
-        }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let id = connection["id"].as_str().context("connection id")?;
+    let id = &serving.connect(&auth, &app.id, &code).await?;
     let access_url = format!("{base}/api/v1/zoom_oauth_connections/{id}/access_token");
     let zak_url = format!("{base}/api/v1/zoom_oauth_connections/{id}/zak_token");
     // The direct Zoom call zak_token makes, for the baseline.
