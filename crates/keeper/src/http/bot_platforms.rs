@@ -548,6 +548,7 @@ fn render(answer: CallbackAnswer, json_errors: bool) -> Response {
                         error: message,
                         code: code.to_owned(),
                         fields: None,
+                        detail: None,
                     }),
                 )
                     .into_response()
@@ -720,6 +721,7 @@ async fn no_bots() -> Response {
             error: "zoomkeeper does not launch bots. Launch them on your bot platform (Attendee or Recall) and point its Zoom token URL at zoomkeeper: create a bot platform with POST /api/v1/bot_platforms and paste the URLs it shows into the bot's settings.".to_owned(),
             code: "bots_not_launched_here".to_owned(),
             fields: None,
+            detail: None,
         }),
     )
         .into_response()

@@ -11,7 +11,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::apps::{timestamp, DeletedResponse};
-use super::error::{ApiError, ErrorBody, FieldErrors};
+use super::error::{ApiError, ErrorBody, FieldErrors, ZOOM_OAUTH_CONNECTION};
 use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use super::pagination::{List, ListPage, ListParams};
 use super::AppState;
@@ -340,7 +340,7 @@ impl From<ConnectionError> for ApiError {
         match e {
             ConnectionError::Invalid(fields) => ApiError::invalid_fields(fields),
             ConnectionError::NotFound => ApiError::NotFound {
-                what: "Zoom OAuth connection",
+                what: ZOOM_OAUTH_CONNECTION,
             },
             ConnectionError::AuthorizationCodeRejected(reason) => ApiError::BadRequest {
                 code: "authorization_code_rejected",
@@ -401,7 +401,7 @@ impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> ApiError {
         match e {
             TokenError::NotFound => ApiError::NotFound {
-                what: "Zoom OAuth connection",
+                what: ZOOM_OAUTH_CONNECTION,
             },
             TokenError::Disconnected(failure) => ApiError::Conflict {
                 code: "connection_disconnected",

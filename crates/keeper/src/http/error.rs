@@ -23,6 +23,10 @@ pub struct ErrorBody {
     /// For validation errors: each offending field and what is wrong with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<FieldErrors>,
+    /// On a 401, the sentence of `error` again: Attendee (Django REST framework)
+    /// puts it under `detail`, and its clients read it there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// What an error response said, kept on the response (as an extension) so an API
@@ -44,7 +48,7 @@ pub enum ApiError {
     #[error("Invalid or disabled API key")]
     InvalidApiKey,
     /// The object does not exist in the caller's project (or never could: wrong id shape).
-    #[error("No {what} with this id exists in your project.")]
+    #[error("{}", not_found_sentence(.what))]
     NotFound { what: &'static str },
     #[error("No route for this path. The API lives under /api/v1; see /docs.")]
     NoRoute,
@@ -92,6 +96,20 @@ pub enum ApiError {
     /// Anything unexpected. The cause is logged; the client gets a generic message.
     #[error("Internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+/// What `NotFound` names for a Zoom OAuth connection of `/api/v1`.
+pub const ZOOM_OAUTH_CONNECTION: &str = "Zoom OAuth connection";
+
+/// `NotFound`'s sentence. A connection's is Attendee's, word for word (its clients
+/// may match it): `{"error": "Zoom OAuth Connection not found"}` from
+/// attendee-labs/attendee `bots/zoom_oauth_connections_api_views.py`.
+fn not_found_sentence(what: &str) -> String {
+    if what == ZOOM_OAUTH_CONNECTION {
+        "Zoom OAuth Connection not found".to_owned()
+    } else {
+        format!("No {what} with this id exists in your project.")
+    }
 }
 
 impl ApiError {
@@ -205,12 +223,20 @@ impl IntoResponse for ApiError {
                 _ => None,
             },
         };
+        let unauthorized = status == StatusCode::UNAUTHORIZED;
         let body = ErrorBody {
             error: rendered.message.clone(),
             code: rendered.code.to_owned(),
             fields: rendered.fields.clone(),
+            detail: unauthorized.then(|| rendered.message.clone()),
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if unauthorized {
+            // The scheme a client must use (RFC 9110 §11.6.1), as Attendee sends it.
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+        }
         response.extensions_mut().insert(rendered);
         if let Some(secs) = retry_after {
             response

@@ -59,6 +59,7 @@ fn unauthorized(code: &str, error: String) -> Response {
         error,
         code: code.to_owned(),
         fields: None,
+        detail: None,
     };
     (StatusCode::UNAUTHORIZED, Json(body)).into_response()
 }

@@ -11,6 +11,7 @@ mod api_v2;
 mod api_v2_hostile;
 mod api_webhooks;
 mod app_recheck;
+mod attendee_compat;
 mod bot_platforms;
 mod browser_smoke;
 mod callback_connections;
