@@ -769,6 +769,7 @@ async fn attendee(
             app_privilege: true,
             onbehalf,
             zak_user: zak_user.as_deref(),
+            recording_connection: None,
         },
     )
     .await;
@@ -816,6 +817,7 @@ async fn recall(
         app_privilege: false,
         onbehalf: OnBehalfOf::Nobody,
         zak_user: None,
+        recording_connection: None,
     };
     let zak;
     match endpoint {
@@ -912,7 +914,8 @@ async fn app_and_meeting(
                 "The database could not be read; retry shortly.",
             )
         }
-        E::Internal(why) => {
+        // Bot platform URLs name no connection; kept with the other internal cases.
+        E::Connection(why) | E::Internal(why) => {
             tracing::error!(why, "a bot platform callback failed");
             refused(
                 500,

@@ -27,7 +27,8 @@ use crate::storage::{
     AppKind, AppRow, ConnectionFilter, ConnectionRow, ConnectionState, PageRequest, StoreError,
 };
 use crate::{
-    core::outbound_url, core::signing, domain::apps, domain::grant, domain::webhooks, Keeper,
+    core::ids::IdKind, core::outbound_url, core::signing, domain::apps, domain::grant,
+    domain::webhooks, Keeper,
 };
 
 /// How long the customer's `zoom_tokens_url` has to answer.
@@ -47,6 +48,9 @@ pub struct JoinTokenRequest {
     pub zak_user_id: Option<String>,
     pub sdk_role: Option<SdkRole>,
     pub zoom_tokens_url: Option<String>,
+    /// The connection to mint the local recording token with, instead of the
+    /// meeting's host per the meeting index (Attendee's `zoom_oauth_connection_id`).
+    pub recording_connection_id: Option<String>,
 }
 
 /// Why a token is missing.
@@ -89,6 +93,9 @@ pub enum JoinTokenError {
     /// `zoom_oauth_app_id` is missing or wrong; carries the sentence for the field.
     #[error("{0}")]
     App(String),
+    /// `zoom_oauth_connection_id` is not a connection id; carries the sentence.
+    #[error("{0}")]
+    Connection(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -109,6 +116,13 @@ pub async fn join_tokens(
 ) -> Result<JoinTokens, JoinTokenError> {
     let link = zoom::meeting_url::parse(&request.meeting_url)
         .map_err(|e| JoinTokenError::InvalidMeetingUrl(e.to_string()))?;
+    if let Some(id) = &request.recording_connection_id {
+        if !IdKind::Connection.matches(id) {
+            return Err(JoinTokenError::Connection(
+                "Must be a connection id (zoc_ and 16 letters or digits), as GET /api/v1/zoom_oauth_connections lists them.".to_owned(),
+            ));
+        }
+    }
     let callback = request
         .zoom_tokens_url
         .as_deref()
@@ -164,6 +178,7 @@ pub async fn join_tokens(
                 None => OnBehalfOf::Nobody,
             },
             zak_user: zak_user.as_deref(),
+            recording_connection: request.recording_connection_id.as_deref(),
         },
     )
     .await;
@@ -226,6 +241,9 @@ pub struct MintPlan<'a> {
     pub onbehalf: OnBehalfOf,
     /// The Zoom user whose connection mints the ZAK; none when `None`.
     pub zak_user: Option<&'a str>,
+    /// The connection that mints the local recording token, when the caller names
+    /// one; otherwise the host's, from the meeting index.
+    pub recording_connection: Option<&'a str>,
 }
 
 /// What [`mint`] got. (No `Debug`: it holds tokens.)
@@ -442,7 +460,11 @@ async fn app_privilege_token(
 ) -> Result<(SecretString, String), Problem> {
     const TOKEN: &str = "app_privilege_token";
     let meeting = plan.meeting;
-    let (connection, _) = host_connection(keeper, plan, TOKEN).await?;
+    let named = plan.recording_connection.is_some();
+    let connection = match plan.recording_connection {
+        Some(id) => named_connection(keeper, plan, id, TOKEN).await?,
+        None => host_connection(keeper, plan, TOKEN).await?.0,
+    };
     if connection.state == ConnectionState::Disconnected {
         return Err(disconnected_problem(TOKEN, &connection));
     }
@@ -478,8 +500,46 @@ async fn app_privilege_token(
             "local_recording_disabled",
             format!("Zoom refuses the local recording token for meeting {meeting}: local recording is turned off for its host (connection {}, Zoom code 3000 \"Not allowed to start local recording\"). The host, or an admin of their Zoom account, must turn on Settings → Recording → Local recording in the Zoom web portal (and allow participants to record locally); then ask again.", connection.id),
         )),
+        // Zoom mints it only with its host's (or an admin's) credentials.
+        Err(BrokeredCallError::Zoom(
+            e @ (ZoomError::Forbidden { .. } | ZoomError::NotFound { .. }),
+        )) if named => Err(problem_of(
+            &connection,
+            TOKEN,
+            "not_meeting_host",
+            format!("Zoom refuses the local recording token for meeting {meeting} with connection {}, the one named in zoom_oauth_connection_id: it does not host the meeting ({}). Name the host's connection, or leave zoom_oauth_connection_id out to use the host's connection from the meeting index.", connection.id, e.description()),
+        )),
         Err(BrokeredCallError::Zoom(e)) => Err(zoom_problem(TOKEN, &connection, &e)),
         Err(BrokeredCallError::Token(e)) => Err(token_problem(TOKEN, &connection, e)),
+    }
+}
+
+/// The connection a bot named (`zoom_oauth_connection_id`): one of the project's,
+/// of the plan's app.
+async fn named_connection(
+    keeper: &Keeper,
+    plan: &MintPlan<'_>,
+    id: &str,
+    token: &'static str,
+) -> Result<ConnectionRow, Problem> {
+    let found = keeper
+        .store
+        .get_connection(plan.project_id, id)
+        .await
+        .map_err(|e| store_problem(token, e))?;
+    match found {
+        Some(c) if c.app_id == plan.app.id => Ok(c),
+        Some(c) => Err(problem_of(
+            &c,
+            token,
+            "no_connection",
+            format!("Connection {id} (zoom_oauth_connection_id) belongs to app {}, not to app {} that this request uses. Name a connection of that app, or send its zoom_oauth_app_id.", c.app_id, plan.app.id),
+        )),
+        None => Err(problem(
+            token,
+            "no_connection",
+            format!("No connection {id} (zoom_oauth_connection_id) exists in your project."),
+        )),
     }
 }
 

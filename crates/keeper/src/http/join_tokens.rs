@@ -43,6 +43,13 @@ pub struct JoinTokensRequest {
     /// Fetch the tokens from your own server instead.
     #[serde(default)]
     pub callback_settings: Option<CallbackSettings>,
+    /// Mint the local recording token with this connection instead of the meeting's
+    /// host from the meeting index. Zoom mints it only for its host (or an admin of
+    /// the host's account): otherwise the token is null with a `not_meeting_host`
+    /// problem.
+    #[serde(default)]
+    #[schema(example = "zoc_a1b2c3d4e5f6g7h8")]
+    pub zoom_oauth_connection_id: Option<String>,
 }
 
 /// Which connection mints a user token.
@@ -165,6 +172,9 @@ impl From<JoinTokenError> for ApiError {
                 format!("No connection's personal meeting URL is /my/{vanity}; connect that user (their meeting sync stores it) or send the meeting's /j/ link."),
             ),
             JoinTokenError::App(message) => field_error("invalid_request", "zoom_oauth_app_id", message),
+            JoinTokenError::Connection(message) => {
+                field_error("invalid_request", "zoom_oauth_connection_id", message)
+            }
             JoinTokenError::Store(e) => e.into(),
             JoinTokenError::Internal(context) => ApiError::Internal(anyhow::anyhow!(context)),
         }
@@ -196,6 +206,7 @@ pub async fn create_join_tokens(
         zak_user_id: body.zak_token.map(|s| s.zoom_oauth_connection_user_id),
         sdk_role: body.sdk_signature.map(|s| s.role),
         zoom_tokens_url: body.callback_settings.map(|c| c.zoom_tokens_url),
+        recording_connection_id: body.zoom_oauth_connection_id,
     };
     let tokens = join_tokens::join_tokens(&state.keeper, &caller.project_id, request).await?;
     Ok(Json(tokens.into()))

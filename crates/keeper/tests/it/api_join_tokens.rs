@@ -24,6 +24,7 @@ on_both_databases!(
     plain_http_callbacks_are_refused_by_default,
     a_personal_link_is_found_among_many_newer_lookalikes,
     a_host_with_local_recording_off_gets_a_problem_naming_the_setting,
+    a_named_connection_mints_the_local_recording_token_without_the_index,
 );
 
 const CLIENT: &str = "join-client";
@@ -886,5 +887,85 @@ async fn a_host_with_local_recording_off_gets_a_problem_naming_the_setting(backe
     assert_eq!(
         info(&app, &a.json["app_privilege_token"]).await.token_type,
         "local_recording"
+    );
+}
+
+/// Attendee's older guide lets a bot name its connection (`zoom_oauth_connection_id`):
+/// the local recording token is minted with it, the meeting index aside; Zoom
+/// refuses it to a connection that does not host the meeting.
+async fn a_named_connection_mints_the_local_recording_token_without_the_index(backend: Backend) {
+    let Some((app, _)) = app_with(backend, Settings::default()).await else {
+        return;
+    };
+    let (host, _) = zoom_user(&app).await;
+    let (other, _) = zoom_user(&app).await;
+    let host_connection = connect(&app, &host, json!({})).await;
+    let other_connection = connect(&app, &other, json!({})).await;
+    // Made after the connection, with no webhook and no sync: the index knows nothing.
+    let m = meeting(&app, &host).await;
+    let url = format!("https://zoom.us/j/{m}");
+    let unnamed = join(&app, json!({"meeting_url": url})).await;
+    assert_eq!(unnamed.json["app_privilege_token"], Value::Null);
+    assert_eq!(problems(&unnamed)[0].1, "no_host_connection");
+
+    let named = join(
+        &app,
+        json!({"meeting_url": url, "zoom_oauth_connection_id": host_connection}),
+    )
+    .await;
+    assert_eq!(named.status, 200, "{}", named.text);
+    assert_eq!(named.json["problems"], json!([]), "{}", named.text);
+    let token = info(&app, &named.json["app_privilege_token"]).await;
+    assert_eq!(token.token_type, "local_recording");
+    assert_eq!(token.meeting_id, Some(m));
+    assert_eq!(token.user_id.as_deref(), Some(host.as_str()));
+
+    // Not the host: Zoom says no, and the problem says what to do.
+    let wrong = join(
+        &app,
+        json!({"meeting_url": url, "zoom_oauth_connection_id": other_connection}),
+    )
+    .await;
+    assert_eq!(wrong.status, 200, "{}", wrong.text);
+    assert_eq!(wrong.json["app_privilege_token"], Value::Null);
+    let (token, code, message) = problems(&wrong).remove(0);
+    assert_eq!(
+        (token.as_str(), code.as_str()),
+        ("app_privilege_token", "not_meeting_host")
+    );
+    assert!(
+        message.contains(&other_connection) && message.contains("host"),
+        "{message}"
+    );
+
+    // Unknown, another project's, and malformed ids.
+    let unknown = join(
+        &app,
+        json!({"meeting_url": url, "zoom_oauth_connection_id": "zoc_AAAAAAAAAAAAAAAA"}),
+    )
+    .await;
+    assert_eq!(problems(&unknown)[0].1, "no_connection");
+    for bad in [
+        json!("zoc_short"),
+        json!(""),
+        json!(7),
+        json!("zoc_AAAA\u{0}AAAAAAAAAAA"),
+    ] {
+        let a = join(
+            &app,
+            json!({"meeting_url": url, "zoom_oauth_connection_id": bad}),
+        )
+        .await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.text);
+    }
+    let malformed = join(
+        &app,
+        json!({"meeting_url": url, "zoom_oauth_connection_id": "nope"}),
+    )
+    .await;
+    assert!(
+        malformed.json["fields"]["zoom_oauth_connection_id"].is_array(),
+        "{}",
+        malformed.text
     );
 }

@@ -273,6 +273,7 @@ async fn look_up(State(state): State<AppState>, posted: Posted<LookupForm>) -> R
         zak_user_id: given(&form.zak_user_id),
         sdk_role,
         zoom_tokens_url: None,
+        recording_connection_id: None,
     };
     let answer = match join_tokens::join_tokens(&state.keeper, signed.project_id(), request).await {
         Ok(answer) => answer,
