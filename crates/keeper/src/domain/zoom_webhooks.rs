@@ -4,7 +4,8 @@
 //! authentication; a refused signature changes nothing but the app's
 //! `last_unverified_webhook_received_at`; each app's webhook timestamps are written
 //! at most every [`TIMESTAMP_INTERVAL`] per process; which events change what
-//! (`meeting.created`, `meeting.deleted`, `user.updated` with a PMI,
+//! (`meeting.created`, `meeting.started` of a meeting the index does not know,
+//! `meeting.deleted`, `user.updated` with a PMI,
 //! `app_deauthorized`; everything else is ignored); a redelivered event (same
 //! [`zoom::webhook::WebhookEvent::dedupe_key`]) is applied once, its receipt written
 //! in the same transaction as its change. Nothing here calls Zoom: Zoom wants an
@@ -47,6 +48,7 @@ const MAX_PERSONAL_MEETING_URL_CHARS: usize = 2_000;
 const ACTED_ON: &[&str] = &[
     "endpoint.url_validation",
     "meeting.created",
+    "meeting.started",
     "meeting.deleted",
     "user.updated",
     "app_deauthorized",
@@ -208,6 +210,9 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
         }
         ZoomEvent::MeetingCreated(meeting) => {
             meeting_created(keeper, &app, &event, meeting).await?
+        }
+        ZoomEvent::MeetingStarted(meeting) => {
+            meeting_started(keeper, &app, &event, meeting).await?
         }
         ZoomEvent::MeetingDeleted(meeting) => {
             meeting_deleted(keeper, &app, &event, meeting, delivery.body).await?
@@ -404,6 +409,31 @@ async fn meeting_created(
         }
         return outcome_of(written);
     }
+}
+
+/// `meeting.started` of a meeting the index does not know (an instant meeting, one
+/// made before the app was installed, one whose `meeting.created` was lost) indexes
+/// it to its host's connection as `meeting.created` would, so a bot that joins at
+/// the start still gets a local recording token. A meeting the index knows is left
+/// where it is.
+async fn meeting_started(
+    keeper: &Keeper,
+    app: &AppRow,
+    event: &WebhookEvent,
+    meeting: &MeetingObject,
+) -> Result<Outcome, IngressError> {
+    let id = meeting_number(&meeting.id, "payload.object.id")?;
+    let known = keeper
+        .store
+        .meeting_hosts(&app.project_id, Some(&app.id), id)
+        .await
+        .map_err(|e| internal("reading the meeting index", e))?;
+    if !known.is_empty() {
+        return Ok(Outcome::Ignored(
+            "the meeting index already knows the meeting",
+        ));
+    }
+    meeting_created(keeper, app, event, meeting).await
 }
 
 /// The connection hosting the meeting ([`meetings::host_connection`]); the host's

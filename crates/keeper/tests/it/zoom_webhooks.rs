@@ -25,6 +25,7 @@ on_both_databases!(
     deleting_one_occurrence_keeps_the_recurring_meeting_indexed,
     a_refused_deauthorization_is_counted_and_the_next_refresh_disconnects,
     an_app_whose_zoom_events_stopped_is_flagged_until_they_resume,
+    a_meeting_the_index_does_not_know_is_indexed_when_it_starts,
 );
 
 const CLIENT: &str = "hook-client";
@@ -1085,4 +1086,72 @@ async fn deauthorising_the_admin_disconnects_the_account_connection_once(backend
     assert_eq!(outbox.len(), 1, "one state change");
     assert_eq!(outbox[0].payload["data"]["state"], "disconnected");
     assert_eq!(outbox[0].payload["user_id"], admin.as_str());
+}
+
+/// `meeting.started` (Zoom's "Meeting has been started": `payload.object` with `id`,
+/// `uuid`, `host_id`, `topic`, `type`, `start_time`, no `operator_id`) of an instant
+/// meeting the index never heard of indexes it to its host's connection; one the
+/// index knows stays where it is.
+async fn a_meeting_the_index_does_not_know_is_indexed_when_it_starts(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    let (user, conn) = connect(&h).await;
+    let started = |id: u64, host: &str| {
+        json!({
+            "event": "meeting.started",
+            "event_ts": now_s() * 1000,
+            "payload": {
+                "account_id": "acct",
+                "object": {"id": id, "uuid": "started==", "host_id": host,
+                           "topic": "Instant meeting", "type": 1,
+                           "start_time": "2026-12-02T15:00:00Z", "duration": 0}
+            }
+        })
+    };
+    // A meeting Zoom knows whose meeting.created never reached the index.
+    let id = h
+        .app
+        .sim
+        .control()
+        .create_meeting(&user, &SimMeeting::default())
+        .await
+        .expect("meeting")
+        .id;
+    delivered(&h, "meeting.created", 1).await;
+    h.app
+        .execute_sql(&[&format!(
+            "DELETE FROM zoom_meetings WHERE meeting_id = '{id}'"
+        )])
+        .await;
+    assert!(meetings(&h.app, &format!("?meeting_id={id}"))
+        .await
+        .is_empty());
+    let a = post_event(&h, &started(id, &user)).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let rows = meetings(&h.app, &format!("?meeting_id={id}")).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["zoom_oauth_connection_id"], conn.as_str());
+    assert_eq!(rows[0]["source"], "webhook");
+    // A bot joining now gets its local recording token.
+    let t = h
+        .app
+        .send(
+            h.app
+                .request(Method::POST, "/api/v1/zoom_join_tokens")
+                .json(&json!({"meeting_url": format!("https://zoom.us/j/{id}")})),
+        )
+        .await;
+    assert!(t.json["app_privilege_token"].is_string(), "{}", t.text);
+
+    // A known meeting is not moved by another host's start.
+    let (other, _) = connect(&h).await;
+    let b = post_event(&h, &started(id, &other)).await;
+    assert_eq!(b.status, 200, "{}", b.text);
+    let rows = meetings(&h.app, &format!("?meeting_id={id}")).await;
+    assert_eq!(rows[0]["zoom_oauth_connection_id"], conn.as_str());
+    // A host with no connection: nothing indexed.
+    let c = post_event(&h, &started(987654321, "nobody-here")).await;
+    assert_eq!(c.status, 200, "{}", c.text);
+    assert!(meetings(&h.app, "?meeting_id=987654321").await.is_empty());
 }
