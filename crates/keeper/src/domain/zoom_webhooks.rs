@@ -225,6 +225,133 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
     Ok(outcome)
 }
 
+/// At the shared URL, apps with a connection in the event's Zoom account tried first…
+pub const SHARED_ACCOUNT_CANDIDATES: u32 = 16;
+/// …then apps with a webhook secret, oldest first: an event naming no account (URL
+/// validation), or one whose account no app has a connection in yet.
+pub const SHARED_FALLBACK_CANDIDATES: u32 = 64;
+
+/// One webhook at the shared URL (`/api/v1/zoom_oauth/webhooks`, Attendee's older
+/// guide: one URL for every app), which names no app: the app is the one whose
+/// webhook secret verifies the signature.
+///
+/// Work per request is bounded however many apps exist: the headers' shape and the
+/// timestamp's freshness are checked before anything is read; then at most
+/// [`SHARED_ACCOUNT_CANDIDATES`] apps with a connection in the body's
+/// `payload.account_id` (read from the unverified body only to pick candidates), and
+/// if none verifies, at most [`SHARED_FALLBACK_CANDIDATES`] apps with a webhook
+/// secret, each costing one HMAC-SHA256 of the body (at most 1 MiB) with its opened
+/// secret reused for 5 s, compared in constant time. An event no candidate verifies
+/// is refused (401) and counted, never guessed. Apps whose secrets verify are each
+/// handed the event as at their own URL (two apps sharing a secret both get it; the
+/// index is per app).
+pub async fn receive_shared(
+    keeper: &Keeper,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Result<Outcome, IngressError> {
+    let now = keeper.clock.now().timestamp();
+    let verifies = |secret: &str| {
+        webhook::verify(
+            secret,
+            timestamp,
+            signature,
+            body,
+            now,
+            webhook::DEFAULT_WINDOW,
+        )
+    };
+    // Missing, malformed or stale headers fail before any secret is read.
+    if let Err(e) = verifies("") {
+        if e != SignatureError::Mismatch {
+            keeper.metrics.record_zoom_webhook_refused("shared_url");
+            return Err(IngressError::Signature(e));
+        }
+    }
+    let account = shared_account_id(body);
+    let rounds = [
+        (account.as_deref(), SHARED_ACCOUNT_CANDIDATES),
+        (None, SHARED_FALLBACK_CANDIDATES),
+    ];
+    let mut tried = std::collections::HashSet::new();
+    let mut matched = Vec::new();
+    for (account, limit) in rounds {
+        if account.is_none() && limit == SHARED_ACCOUNT_CANDIDATES {
+            continue;
+        }
+        let ids = keeper
+            .store
+            .apps_for_shared_webhook(account, limit)
+            .await
+            .map_err(|e| internal("finding the apps of a shared-URL Zoom webhook", e))?;
+        for id in ids {
+            if !tried.insert(id.clone()) {
+                continue;
+            }
+            let (_, secret, _) = match app_and_secret(keeper, &id, true).await {
+                Ok(found) => found,
+                // Deleted since it was listed.
+                Err(IngressError::AppNotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            if secret.is_some_and(|s| verifies(s.expose_secret()).is_ok()) {
+                matched.push(id);
+            }
+        }
+        if !matched.is_empty() {
+            break;
+        }
+    }
+    if matched.is_empty() {
+        keeper.metrics.record_zoom_webhook_refused("shared_url");
+        tracing::info!(
+            candidates = tried.len(),
+            "a Zoom webhook at the shared URL verifies with no app's webhook secret; refused"
+        );
+        return Err(IngressError::Signature(SignatureError::Mismatch));
+    }
+    let mut outcome: Option<Outcome> = None;
+    for app_id in &matched {
+        let this = receive(
+            keeper,
+            Delivery {
+                app_id,
+                timestamp,
+                signature,
+                body,
+            },
+        )
+        .await?;
+        outcome = Some(match (outcome, this) {
+            (Some(Outcome::UrlValidation(first)), _) => Outcome::UrlValidation(first),
+            (_, validation @ Outcome::UrlValidation(_)) => validation,
+            (Some(Outcome::Applied), _) | (_, Outcome::Applied) => Outcome::Applied,
+            (Some(Outcome::Ignored(why)), _) => Outcome::Ignored(why),
+            (_, other) => other,
+        });
+    }
+    outcome.ok_or_else(|| internal("a shared-URL webhook", anyhow::anyhow!("no outcome")))
+}
+
+/// `payload.account_id` of an unverified body: used only to choose which apps'
+/// secrets to try.
+fn shared_account_id(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        payload: Option<Payload>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        account_id: Option<String>,
+    }
+    serde_json::from_slice::<Envelope>(body)
+        .ok()?
+        .payload?
+        .account_id
+        .filter(|a| !a.is_empty() && a.len() <= 64 && !a.contains('\0'))
+}
+
 /// The `event` of a body whose signature was refused, to label what was refused;
 /// never acted on.
 fn unverified_event_name(body: &[u8]) -> Option<String> {

@@ -39,6 +39,7 @@ use super::AppState;
         super::join_tokens::create_join_tokens,
         super::meetings::list_meetings,
         super::zoom_webhooks::receive_webhook,
+        super::zoom_webhooks::receive_shared_webhook,
         super::webhooks::create_webhook,
         super::webhooks::list_webhooks,
         super::webhooks::get_webhook,

@@ -23,10 +23,14 @@ pub const PATH: &str = "/external_webhooks/zoom/oauth_apps/{app_id}";
 /// Attendee's path for the same endpoint.
 pub const ALIAS: &str = "/api/v2/zoom-oauth-apps/{app_id}/webhook";
 
+/// One URL for every app (Attendee's older guide): the app is found by its secret.
+pub const SHARED_PATH: &str = "/api/v1/zoom_oauth/webhooks";
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(PATH, post(receive_webhook))
         .route(ALIAS, post(receive_webhook))
+        .route(SHARED_PATH, post(receive_shared_webhook))
 }
 
 /// The answer to every verified event but `endpoint.url_validation`.
@@ -120,18 +124,9 @@ pub async fn receive_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
+    let body = match read_body(body) {
         Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::PayloadTooLarge.into_response()
-        }
-        Err(_) => {
-            return ApiError::BadRequest {
-                code: "unreadable_body",
-                message: "The request body could not be read.".to_owned(),
-            }
-            .into_response()
-        }
+        Err(refused) => return refused.into_response(),
     };
     // `/api/v2` names apps by UUID: the app's `webhook_url` there carries it.
     let app_id = uuid::Uuid::try_parse(&app_id)
@@ -144,7 +139,57 @@ pub async fn receive_webhook(
         signature: header(&headers, SIGNATURE_HEADER),
         body: &body,
     };
-    match zoom_webhooks::receive(&state.keeper, delivery).await {
+    answer(zoom_webhooks::receive(&state.keeper, delivery).await)
+}
+
+/// Receive a Zoom webhook for whichever app's webhook secret verifies it.
+#[utoipa::path(
+    post, path = "/api/v1/zoom_oauth/webhooks", tag = "Zoom webhooks",
+    request_body(content = String, content_type = "application/json",
+        description = "A Zoom event, signed with `x-zm-signature` and `x-zm-request-timestamp`. One URL for every app: the event is handled for the app (or apps) whose webhook secret verifies its signature, as at that app's own `webhook_url`. Apps with a connection in the event's Zoom account are tried first (at most 16), then apps with a webhook secret (at most 64, oldest first); an installation with more apps should give Zoom each app's own URL."),
+    responses(
+        (status = 200, description = "Verified: applied, a duplicate, or ignored; `endpoint.url_validation` gets `{plainToken, encryptedToken}`", body = WebhookAnswer),
+        (status = 400, description = "Verified, but the event cannot be read (`invalid_zoom_event`)", body = ErrorBody),
+        (status = 401, description = "Signature missing, malformed or stale, or no app's webhook secret verifies it", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+    )
+)]
+pub async fn receive_shared_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match read_body(body) {
+        Ok(body) => body,
+        Err(refused) => return refused.into_response(),
+    };
+    answer(
+        zoom_webhooks::receive_shared(
+            &state.keeper,
+            header(&headers, TIMESTAMP_HEADER),
+            header(&headers, SIGNATURE_HEADER),
+            &body,
+        )
+        .await,
+    )
+}
+
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    match body {
+        Ok(body) => Ok(body),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(ApiError::PayloadTooLarge)
+        }
+        Err(_) => Err(ApiError::BadRequest {
+            code: "unreadable_body",
+            message: "The request body could not be read.".to_owned(),
+        }),
+    }
+}
+
+/// The answer to a received webhook.
+fn answer(received: Result<Outcome, IngressError>) -> Response {
+    match received {
         Ok(Outcome::UrlValidation(answer)) => Json(UrlValidationAnswer {
             plain_token: answer.plain_token,
             encrypted_token: answer.encrypted_token,

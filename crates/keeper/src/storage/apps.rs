@@ -268,6 +268,26 @@ store_trait! {
                 id)
         }
 
+        /// Apps that a webhook at the shared URL (no app in it) may be for, by id:
+        /// with `account_id`, apps with a webhook secret and a connection in that Zoom
+        /// account; without, apps with a webhook secret, oldest first. At most `limit`.
+        async fn apps_for_shared_webhook(&self, account_id: Option<&str>, limit: u32)
+            -> StoreResult<Vec<String>> {
+            let limit = i64::from(limit);
+            match account_id {
+                Some(account) => sql!(scalar_all &mut self.conn().await?,
+                    "SELECT DISTINCT c.app_id FROM zoom_oauth_connections c \
+                     JOIN zoom_oauth_apps a ON a.id = c.app_id \
+                     WHERE c.account_id = $1 AND a.webhook_secret IS NOT NULL \
+                     ORDER BY c.app_id LIMIT $2",
+                    account, limit),
+                None => sql!(scalar_all &mut self.conn().await?,
+                    "SELECT id FROM zoom_oauth_apps WHERE webhook_secret IS NOT NULL \
+                     ORDER BY created_at, id LIMIT $1",
+                    limit),
+            }
+        }
+
         /// Moves the app's `last_verified_webhook_received_at` or
         /// `last_unverified_webhook_received_at` forward to `at` (never back). Callers
         /// throttle how often they call it.

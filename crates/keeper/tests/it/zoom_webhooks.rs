@@ -26,6 +26,7 @@ on_both_databases!(
     a_refused_deauthorization_is_counted_and_the_next_refresh_disconnects,
     an_app_whose_zoom_events_stopped_is_flagged_until_they_resume,
     a_meeting_the_index_does_not_know_is_indexed_when_it_starts,
+    the_shared_url_hands_each_event_to_the_app_whose_secret_verifies_it,
 );
 
 const CLIENT: &str = "hook-client";
@@ -1154,4 +1155,122 @@ async fn a_meeting_the_index_does_not_know_is_indexed_when_it_starts(backend: Ba
     let c = post_event(&h, &started(987654321, "nobody-here")).await;
     assert_eq!(c.status, 200, "{}", c.text);
     assert!(meetings(&h.app, "?meeting_id=987654321").await.is_empty());
+}
+
+/// Attendee's older guide points Zoom at one URL for every app,
+/// `{base}/api/v1/zoom_oauth/webhooks`: the app is the one whose webhook secret
+/// verifies the signature (Zoom's documented scheme: `v0=` + hex HMAC-SHA256 of
+/// `v0:{x-zm-request-timestamp}:{body}`), and nothing is guessed.
+async fn the_shared_url_hands_each_event_to_the_app_whose_secret_verifies_it(backend: Backend) {
+    let Some(h) = hooked(backend, SimAppKind::UserLevel).await else {
+        return;
+    };
+    const OTHER: &str = "hook-client-2";
+    const OTHER_SECRET: &str = "whsec-of-hook-client-2";
+    let (user, conn) = connect(&h).await;
+    let account = h.app.connection(&conn).await["account_id"]
+        .as_str()
+        .expect("account")
+        .to_owned();
+    h.app
+        .sim
+        .control()
+        .create_app(&SimApp {
+            client_id: OTHER.into(),
+            client_secret: format!("secret-of-{OTHER}"),
+            ..Default::default()
+        })
+        .await
+        .expect("sim app");
+    let other = h
+        .app
+        .create_app(
+            json!({"client_id": OTHER, "client_secret": format!("secret-of-{OTHER}"),
+            "webhook_secret": OTHER_SECRET}),
+        )
+        .await;
+    assert_eq!(other.status, 201, "{}", other.text);
+    let shared = h.app.url("/api/v1/zoom_oauth/webhooks");
+    let post = |body: Value, secret: &'static str, ts: i64| {
+        let shared = shared.clone();
+        let app = &h.app;
+        async move {
+            app.post_zoom_event(&shared, body.to_string().as_bytes(), secret, ts)
+                .await
+        }
+    };
+
+    // URL validation: each app's own answer, under its own secret.
+    let validation = json!({"event": "endpoint.url_validation", "event_ts": now_s() * 1000,
+        "payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"}});
+    for secret in [WEBHOOK_SECRET, OTHER_SECRET] {
+        let a = post(validation.clone(), secret, now_s()).await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        let expected = zoom::webhook::url_validation_response(secret, "qgg8vlvZRS6UYooatFL8Aw");
+        assert_eq!(a.json["encryptedToken"], expected.encrypted_token.as_str());
+    }
+
+    // A meeting of the first app's user, its account named (the account's apps are
+    // tried first) and not (every app with a secret is).
+    let mut named = meeting_created(now_s() * 1000, &user, json!(923456789));
+    named["payload"]["account_id"] = json!(account);
+    let a = post(named, WEBHOOK_SECRET, now_s()).await;
+    assert_eq!(
+        (a.status, a.json["outcome"].as_str()),
+        (200, Some("applied")),
+        "{}",
+        a.text
+    );
+    let b = post(
+        meeting_created(now_s() * 1000 + 1, &user, json!(923456790)),
+        WEBHOOK_SECRET,
+        now_s(),
+    )
+    .await;
+    assert_eq!(
+        (b.status, b.json["outcome"].as_str()),
+        (200, Some("applied")),
+        "{}",
+        b.text
+    );
+    for id in ["923456789", "923456790"] {
+        let rows = meetings(&h.app, &format!("?meeting_id={id}")).await;
+        assert_eq!(
+            rows[0]["zoom_oauth_connection_id"],
+            conn.as_str(),
+            "{rows:?}"
+        );
+        assert_eq!(rows[0]["zoom_oauth_app_id"], h.zoa.as_str());
+    }
+
+    // No app's secret, a stale timestamp, no signature: refused, nothing indexed.
+    let refused_before = h.app.keeper.metrics.zoom_webhooks_refused("shared_url");
+    let forged = post(
+        meeting_created(now_s() * 1000 + 2, &user, json!(923456791)),
+        "guessed",
+        now_s(),
+    )
+    .await;
+    forged.assert_error(401, "invalid_zoom_signature");
+    let stale = post(
+        meeting_created(now_s() * 1000 + 3, &user, json!(923456792)),
+        WEBHOOK_SECRET,
+        now_s() - 3_600,
+    )
+    .await;
+    stale.assert_error(401, "stale_zoom_timestamp");
+    let unsigned = h
+        .app
+        .send(h.app.http.post(&shared).body(validation.to_string()))
+        .await;
+    assert_eq!(unsigned.status, 401, "{}", unsigned.text);
+    assert_eq!(
+        h.app.keeper.metrics.zoom_webhooks_refused("shared_url"),
+        refused_before + 3
+    );
+    for id in ["923456791", "923456792"] {
+        assert!(meetings(&h.app, &format!("?meeting_id={id}"))
+            .await
+            .is_empty());
+    }
 }
