@@ -16,7 +16,7 @@ use secrecy::ExposeSecret;
 #[derive(Parser)]
 #[command(
     name = "zoomkeeper",
-    version,
+    version = env!("ZOOMKEEPER_VERSION"),
     about = "A self-hosted Zoom OAuth vault and token broker for meeting bots."
 )]
 struct Cli {

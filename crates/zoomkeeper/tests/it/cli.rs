@@ -410,3 +410,27 @@ fn keys_rotate_and_retire_while_serve_runs_lose_no_secret() {
     assert_eq!(get(&addr), third, "everything opens after a restart");
     stop_quietly(serve);
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = run_ok(dir.path(), &["--version"]);
+    let line = out.trim();
+    assert!(
+        line.starts_with(&format!(
+            "zoomkeeper {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{line}"
+    );
+    let commit = line
+        .rsplit_once("(commit ")
+        .and_then(|(_, c)| c.strip_suffix(')'))
+        .expect("a commit");
+    // This test runs from a git checkout (CI clones the repository).
+    let hex = commit.trim_end_matches("-dirty");
+    assert!(
+        hex.len() == 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{line}"
+    );
+}
