@@ -45,7 +45,16 @@ impl Keeper {
             .migrate()
             .await
             .context("applying database migrations")?;
+        if let MasterKeySource::File(path) = &config.master_key {
+            if !path.exists() && store.count_projects().await? > 0 {
+                anyhow::bail!(
+                    "the master key file {} is missing, but the database holds secrets sealed under a master key: a new key would open none of them. Put back the key file these secrets were sealed with (restore it with the database backup), or point master_key_file at it",
+                    path.display()
+                );
+            }
+        }
         let vault = load_vault(&config)?;
+        check_vault_opens_the_database(&*store, &vault).await?;
         Keeper::from_parts(config, store, Arc::new(vault))
     }
 
@@ -80,6 +89,27 @@ impl Keeper {
             ingress: IngressCaches::default(),
         })
     }
+}
+
+/// Refuses to run with a keyring that cannot open what the database holds (a
+/// database restored without its key file, another installation's key), which would
+/// otherwise fail every request that needs a secret: one project's sealed secret is
+/// opened as a sample.
+async fn check_vault_opens_the_database(store: &dyn Store, vault: &Vault) -> anyhow::Result<()> {
+    let Some(project) = store.list_projects().await?.into_iter().next() else {
+        return Ok(());
+    };
+    vault
+        .open(
+            crate::core::vault::Slot::project_webhook_secret(&project.id),
+            &project.webhook_secret,
+        )
+        .map(drop)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the master key does not open the secrets in this database ({e}): this is not the key they were sealed with. Use the key file (or master_key) that belongs to this database, e.g. the one backed up with it"
+            )
+        })
 }
 
 /// Opens the configured database without migrating it.

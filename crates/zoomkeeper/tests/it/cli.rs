@@ -434,3 +434,47 @@ fn version_names_the_commit_it_was_built_from() {
         "{line}"
     );
 }
+
+/// A database restored without its key file (or with another installation's) is
+/// refused at start with a sentence saying what to put back, instead of a service
+/// whose every secret fails to open; a missing file is not replaced by a new key.
+#[test]
+fn a_database_without_its_master_key_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    run_ok(dir.path(), &["project", "create", "acme"]);
+    let key_file = dir.path().join("zoomkeeper-data").join("master.key");
+    let key = std::fs::read(&key_file).expect("the generated key file");
+    std::fs::remove_file(&key_file).expect("remove the key");
+
+    let missing = zoomkeeper(dir.path())
+        .args(["project", "create", "other"])
+        .output()
+        .expect("runs");
+    assert!(!missing.status.success());
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        said.contains("master key file") && said.contains("missing"),
+        "{said}"
+    );
+    assert!(!key_file.exists(), "no new key was made");
+
+    // Another installation's key.
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    run_ok(elsewhere.path(), &["project", "create", "acme"]);
+    std::fs::copy(
+        elsewhere.path().join("zoomkeeper-data").join("master.key"),
+        &key_file,
+    )
+    .expect("copy the wrong key");
+    let wrong = zoomkeeper(dir.path())
+        .args(["project", "create", "other"])
+        .output()
+        .expect("runs");
+    assert!(!wrong.status.success());
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(said.contains("does not open"), "{said}");
+
+    // The right key back: it works again.
+    std::fs::write(&key_file, key).expect("restore the key");
+    run_ok(dir.path(), &["project", "create", "other"]);
+}
