@@ -177,19 +177,34 @@ pub async fn healthz() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
-/// The database is reachable.
+/// How long `/readyz` waits for the database.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The database is reachable (it answers within 2 s).
 #[utoipa::path(get, path = "/readyz", tag = "Operations",
     responses(
         (status = 200, description = "Ready", body = Status),
         (status = 503, description = "Database unreachable", body = ErrorBody),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
-    match state.keeper.store.ping().await {
-        Ok(()) => Ok(Json(Status { status: "ok" })),
-        Err(e) => {
+    // Health checkers time out in a few seconds: a database that does not answer
+    // within READY_WITHIN is unreachable, rather than a probe that hangs for the
+    // pool's 10 s acquire timeout.
+    match tokio::time::timeout(READY_WITHIN, state.keeper.store.ping()).await {
+        Ok(Ok(())) => Ok(Json(Status { status: "ok" })),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check: database unreachable");
             Err(ApiError::NotReady {
                 reason: "the database is unreachable",
+            })
+        }
+        Err(_) => {
+            tracing::warn!(
+                within_s = READY_WITHIN.as_secs(),
+                "readiness check: the database did not answer in time"
+            );
+            Err(ApiError::NotReady {
+                reason: "the database did not answer within 2 s",
             })
         }
     }
