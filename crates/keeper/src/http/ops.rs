@@ -6,6 +6,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -115,25 +117,51 @@ impl Modify for ApiKeyAuth {
                 "`Token <api key>`",
             ))),
         );
-        // Every operation behind an API key can answer 401: said once, here, in
-        // the error shape of the operation's API.
-        let unauthorized = |schema: &str| {
-            ResponseBuilder::new()
-                .description("Missing or invalid API key")
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name(schema)))
-                        .build(),
-                )
-                .build()
+        // The answers any operation of a kind can give are said once, here, in the
+        // error shape of the operation's API: 401 and 429 behind an API key, 413 and
+        // 415 for JSON bodies, 503 where a token may be refreshing elsewhere, and a
+        // default for anything else.
+        let retry_after = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::Integer))
+            .description(Some("Seconds to wait before trying again."))
+            .build();
+        let error = |schema: &str, description: &str, retry: bool| {
+            let mut response = ResponseBuilder::new().description(description).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(schema)))
+                    .build(),
+            );
+            if retry {
+                response = response.header("Retry-After", retry_after.clone());
+            }
+            response.build()
         };
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let unauthorized = unauthorized(if super::api_v2::is_recall_path(path) {
+            let schema = if super::api_v2::is_recall_path(path) {
                 "RecallErrorBody"
             } else {
                 "ErrorBody"
-            });
+            };
+            let unauthorized = error(schema, "Missing or invalid API key", false);
+            let rate_limited = error(
+                schema,
+                "`rate_limited`: too many requests for this project (or `zoom_rate_limited`: Zoom's limit); retry after `Retry-After`",
+                true,
+            );
+            let too_large = error(schema, "`payload_too_large`: the body is over 1 MiB", false);
+            let not_json = error(
+                schema,
+                "`unsupported_media_type`: send the body as JSON (`Content-Type: application/json`)",
+                false,
+            );
+            let busy = error(
+                schema,
+                "`busy`: the connection's token is being refreshed by another process; retry after `Retry-After`",
+                true,
+            );
+            let other = error(schema, "Any other error, in the error shape", false);
+            let mints_tokens = path.contains("token");
             for operation in [
                 &mut item.get,
                 &mut item.put,
@@ -144,12 +172,41 @@ impl Modify for ApiKeyAuth {
             .into_iter()
             .flatten()
             {
-                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
-                    operation
-                        .responses
-                        .responses
-                        .entry("401".to_owned())
-                        .or_insert_with(|| unauthorized.clone().into());
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let json_body = operation
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|b| b.content.contains_key("application/json"));
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, response: &utoipa::openapi::Response| {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| response.clone().into());
+                };
+                if secured {
+                    add("401", &unauthorized);
+                    add("429", &rate_limited);
+                    if mints_tokens {
+                        add("503", &busy);
+                    }
+                }
+                if operation.request_body.is_some() {
+                    add("413", &too_large);
+                }
+                if secured && json_body {
+                    add("415", &not_json);
+                }
+                add("default", &other);
+                // An operation's own 429 and 503 wait for Retry-After too.
+                for status in ["429", "503"] {
+                    if let Some(utoipa::openapi::RefOr::T(response)) =
+                        operation.responses.responses.get_mut(status)
+                    {
+                        response
+                            .headers
+                            .entry("Retry-After".to_owned())
+                            .or_insert_with(|| retry_after.clone());
+                    }
                 }
             }
         }

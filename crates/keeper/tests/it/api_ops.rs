@@ -153,6 +153,43 @@ async fn openapi_document_and_docs_page() {
     assert!(doc.json["components"]["schemas"]["AppResponse"].is_object());
     assert!(doc.json["components"]["securitySchemes"]["api_key"].is_object());
 
+    // Every answer an operation can give is documented: 401 and 429 (with
+    // Retry-After) behind an API key, 413/415 for JSON bodies, 503 on token
+    // endpoints, and a default error.
+    let mut secured = 0;
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            let responses = op["responses"].as_object().expect("responses");
+            let has = |status: &str| responses.contains_key(status);
+            assert!(has("default"), "{method} {path}: no default");
+            let is_secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            if !is_secured {
+                continue;
+            }
+            secured += 1;
+            assert!(
+                has("401") && has("429"),
+                "{method} {path}: {:?}",
+                responses.keys()
+            );
+            assert!(
+                responses["429"]["headers"]["Retry-After"].is_object(),
+                "{method} {path}: 429 without Retry-After"
+            );
+            if op["requestBody"]["content"]["application/json"].is_object() {
+                assert!(
+                    has("413") && has("415"),
+                    "{method} {path}: {:?}",
+                    responses.keys()
+                );
+            }
+            if path.contains("token") {
+                assert!(has("503"), "{method} {path}: {:?}", responses.keys());
+            }
+        }
+    }
+    assert!(secured > 30, "{secured} secured operations");
+
     let page = app.http.get(app.url("/docs/")).send().await.expect("docs");
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
