@@ -22,6 +22,7 @@ pub struct ErrorBody {
     pub code: String,
     /// For validation errors: each offending field and what is wrong with it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, Vec<String>>>)]
     pub fields: Option<FieldErrors>,
     /// On a 401, the sentence of `error` again: Attendee (Django REST framework)
     /// puts it under `detail`, and its clients read it there.

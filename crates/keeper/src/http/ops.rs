@@ -90,7 +90,9 @@ use super::AppState;
         super::zoom_webhooks::UrlValidationAnswer
     )),
     modifiers(&ApiKeyAuth),
+    servers((url = "/", description = "This zoomkeeper (its `public_url`)")),
     tags(
+        (name = "Operations", description = "Health, readiness and this document; `/metrics` (Prometheus text) and `/docs` (this document, browsable) are left out of it"),
         (name = "Zoom OAuth apps", description = "Your Zoom apps' credentials"),
         (name = "Zoom OAuth connections", description = "Zoom users' grants to your apps"),
         (name = "Tokens", description = "Zoom tokens minted from a connection"),

@@ -189,6 +189,28 @@ async fn openapi_document_and_docs_page() {
         }
     }
     assert!(secured > 30, "{secured} secured operations");
+    // No component is named after a Rust type; every tag used is declared.
+    let schemas = doc.json["components"]["schemas"]
+        .as_object()
+        .expect("schemas");
+    for rust in ["BTreeMap", "HashMap", "Vec", "Option"] {
+        assert!(!schemas.contains_key(rust), "component {rust}");
+    }
+    let declared: Vec<&str> = doc.json["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for item in paths.values() {
+        for op in item.as_object().expect("path item").values() {
+            for tag in op["tags"].as_array().into_iter().flatten() {
+                let tag = tag.as_str().expect("tag");
+                assert!(declared.contains(&tag), "tag {tag} is not declared");
+            }
+        }
+    }
+    assert!(doc.json["servers"].is_array());
 
     let page = app.http.get(app.url("/docs/")).send().await.expect("docs");
     assert_eq!(page.status(), 200);

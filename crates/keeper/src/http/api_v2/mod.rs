@@ -74,6 +74,7 @@ pub struct RecallErrorBody {
     pub code: String,
     /// For validation errors: each offending field and what is wrong with it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, Vec<String>>>)]
     pub fields: Option<FieldErrors>,
 }
 
