@@ -164,8 +164,7 @@ pub struct ConnectionResponse {
     pub account_id: String,
     pub email: Option<String>,
     pub pmi: Option<String>,
-    /// `connected` or `disconnected`.
-    #[schema(example = "connected")]
+    #[schema(value_type = super::schema_enums::ConnectionStateDoc, example = "connected")]
     pub state: String,
     #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub metadata: Option<Value>,
@@ -289,7 +288,7 @@ pub struct ConnectionListParams {
     /// Zoom's user id.
     pub user_id: Option<String>,
     pub account_id: Option<String>,
-    /// `connected` or `disconnected`.
+    #[param(value_type = Option<super::schema_enums::ConnectionStateDoc>)]
     pub state: Option<String>,
     pub deduplication_key: Option<String>,
     /// `key=value`: connections whose metadata has this key with this value.

@@ -25,6 +25,7 @@ pub mod meetings;
 pub mod ops;
 pub mod oversize;
 pub mod pagination;
+pub mod schema_enums;
 pub mod webhooks;
 pub mod zoom_webhooks;
 

@@ -78,7 +78,7 @@ pub struct CreateWebhookRequest {
     /// Where deliveries are POSTed: an absolute https:// URL on a public address.
     #[schema(example = "https://example.com/zoomkeeper/webhooks")]
     pub url: String,
-    /// Known triggers: `zoom_oauth_connection.state_change`.
+    #[schema(value_type = Vec<super::schema_enums::TriggerDoc>, min_items = 1)]
     pub triggers: Vec<String>,
 }
 
@@ -89,6 +89,7 @@ pub struct UpdateWebhookRequest {
     #[serde(default)]
     pub url: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<super::schema_enums::TriggerDoc>>)]
     pub triggers: Option<Vec<String>>,
     /// Inactive subscriptions get no new deliveries.
     #[serde(default)]
@@ -101,6 +102,7 @@ pub struct WebhookResponse {
     #[schema(example = "webhook_a1b2c3d4e5f6g7h8")]
     pub id: String,
     pub url: String,
+    #[schema(value_type = Vec<super::schema_enums::TriggerDoc>)]
     pub triggers: Vec<String>,
     pub is_active: bool,
     #[schema(format = DateTime)]
@@ -127,8 +129,9 @@ impl From<&WebhookSubscriptionRow> for WebhookResponse {
 pub struct DeliveryResponse {
     /// Also `payload.idempotency_key` and the `webhook-id` header.
     pub idempotency_key: String,
+    #[schema(value_type = super::schema_enums::TriggerDoc)]
     pub trigger: String,
-    /// `pending`, `success` or `failure`.
+    #[schema(value_type = super::schema_enums::DeliveryStatusDoc)]
     pub status: String,
     pub attempt_count: i64,
     #[schema(format = DateTime)]
@@ -173,7 +176,8 @@ pub struct DeliveryListParams {
     /// Items per page, 1 to 100 (default 25).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub page_size: Option<String>,
-    /// Only deliveries with this status: `pending`, `success` or `failure`.
+    /// Only deliveries with this status.
+    #[param(value_type = Option<super::schema_enums::DeliveryStatusDoc>)]
     pub status: Option<String>,
 }
 
@@ -189,6 +193,7 @@ pub struct SecretResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ResendResponse {
     pub idempotency_key: String,
+    #[schema(value_type = super::schema_enums::DeliveryStatusDoc)]
     pub status: String,
 }
 

@@ -211,6 +211,39 @@ async fn openapi_document_and_docs_page() {
         }
     }
     assert!(doc.json["servers"].is_array());
+    // The enums are the server's own words.
+    let words = |schema: &str| -> Vec<String> {
+        schemas[schema]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema} is an enum: {}", schemas[schema]))
+            .iter()
+            .map(|w| w.as_str().expect("a word").to_owned())
+            .collect()
+    };
+    use keeper::storage::{ConnectionState, DeliveryStatus};
+    assert_eq!(
+        words("ConnectionState"),
+        [ConnectionState::Connected, ConnectionState::Disconnected].map(|s| s.as_str())
+    );
+    assert_eq!(
+        words("DeliveryStatus"),
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Success,
+            DeliveryStatus::Failure
+        ]
+        .map(|s| s.as_str())
+    );
+    assert_eq!(words("WebhookTrigger"), keeper::webhooks::TRIGGERS);
+    assert_eq!(
+        paths["/api/v1/zoom_oauth_connections/{id}"]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ConnectionResponse"
+    );
+    assert_eq!(
+        schemas["ConnectionResponse"]["properties"]["state"]["$ref"],
+        "#/components/schemas/ConnectionState"
+    );
 
     let page = app.http.get(app.url("/docs/")).send().await.expect("docs");
     assert_eq!(page.status(), 200);
