@@ -707,11 +707,31 @@ async fn a_users_own_connection_keeps_their_meetings(backend: Backend) {
             .to_string(),
     ]
     .into();
+    // Zoom's meeting.created for them reaches the service first (before the
+    // colleague connects, so the account's connection indexes them): a late one
+    // would be a newer event than the syncs below, and the latest event wins.
+    for meeting in &theirs {
+        let mut seen = false;
+        for _ in 0..400 {
+            let a = app
+                .send(app.request(
+                    Method::GET,
+                    &format!("/api/v1/zoom_meetings?meeting_id={meeting}"),
+                ))
+                .await;
+            if a.json["results"].as_array().is_some_and(|r| !r.is_empty()) {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(seen, "meeting.created of {meeting} was indexed");
+    }
     let own = authorise(&app, &colleague, scopes(zoom_sim::ACCOUNT_LEVEL_SCOPES)).await;
     assert_eq!(own.status, 201, "{}", own.text);
     let own_id = own.json["id"].as_str().expect("id").to_owned();
-    // Webhooks of the colleague's meetings may have indexed them already; the syncs
-    // decide. (A claim skips a connection whose refresh lease is briefly held.)
+    // The syncs decide whose the meetings are. (A claim skips a connection whose
+    // refresh lease is briefly held.)
     let mut synced = 0;
     for _ in 0..20 {
         synced += sync_round(&app).await.synced;
