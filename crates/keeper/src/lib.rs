@@ -82,6 +82,13 @@ impl App {
         self.server.as_ref().map(Server::public_url)
     }
 
+    /// Wraps the whole router, outermost, before serving: how the tests check every
+    /// response against the OpenAPI document.
+    pub fn wrap_router(mut self, wrap: impl FnOnce(axum::Router) -> axum::Router) -> App {
+        self.server = self.server.map(|server| server.wrap_router(wrap));
+        self
+    }
+
     /// Serves (when the role does) until `shutdown` completes or serving fails,
     /// then stops the workers and waits until they have finished what they hold.
     pub async fn run(

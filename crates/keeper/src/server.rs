@@ -52,6 +52,14 @@ impl Server {
         &self.public_url
     }
 
+    /// The same server with its router wrapped by `wrap`.
+    pub fn wrap_router(self, wrap: impl FnOnce(axum::Router) -> axum::Router) -> Server {
+        Server {
+            router: wrap(self.router),
+            ..self
+        }
+    }
+
     /// Serves until `shutdown` completes, then finishes in-flight requests.
     pub async fn run(
         self,

@@ -62,6 +62,8 @@ pub struct TestApp {
     pub database_url: String,
     pub keeper: Arc<Keeper>,
     pub sim: zoom_sim::Simulator,
+    /// What the server sent that its OpenAPI document does not describe.
+    pub contract: crate::contract::Violations,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -70,6 +72,14 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        let violations = self.contract.take();
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!(
+                "{} response(s) did not match the OpenAPI document:\n{}",
+                violations.len(),
+                violations.join("\n")
+            );
         }
     }
 }
@@ -103,7 +113,11 @@ pub async fn spawn_app_with(backend: Backend, extra: Settings) -> Option<TestApp
     });
     let config = Config::resolve(settings).expect("valid test config");
     // The same composition root as `zoomkeeper serve`.
-    let app = keeper::build(config).await.expect("the service builds");
+    let contract = crate::contract::Violations::default();
+    let app = keeper::build(config)
+        .await
+        .expect("the service builds")
+        .wrap_router(|router| crate::contract::wrap(router, contract.clone()));
     let keeper = app.keeper.clone();
     let project = projects::create(&*keeper.store, &keeper.vault, &keeper.clock, "test")
         .await
@@ -133,6 +147,7 @@ pub async fn spawn_app_with(backend: Backend, extra: Settings) -> Option<TestApp
         database_url,
         keeper,
         sim,
+        contract,
         stop: Some(stop),
         _dir: dir,
     })

@@ -7,6 +7,8 @@
 //!   [`app::spawn_app`] (the real server against the simulator), [`store::TestStore`]
 //!   (a bare migrated store with row builders) and [`on_both_databases!`], which runs
 //!   one test story on SQLite and on PostgreSQL.
+//!   Every response such a server sends is checked against its OpenAPI document
+//!   ([`contract`]); what does not match fails the test.
 //! - [`dashboard::Dashboard`]: a signed-in dashboard session over plain HTTP.
 //! - With the `browser` feature: [`browser::Browser`], headless Chromium through
 //!   chromedriver, with screenshots under `target/test-output/<test>/`.
@@ -18,6 +20,8 @@ pub mod browser;
 
 #[cfg(feature = "app")]
 pub mod app;
+#[cfg(feature = "app")]
+pub mod contract;
 #[cfg(feature = "app")]
 pub mod dashboard;
 #[cfg(feature = "app")]

@@ -63,10 +63,13 @@ impl From<AppKind> for Kind {
 /// Body of `POST /api/v1/zoom_oauth_apps`. (No `Debug`: it holds secrets.)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"client_id": "AbCdEfGhIjKlMnOpQrSt", "client_secret": "<the app's client secret>", "webhook_secret": "<the Event Subscription's Secret Token>", "kind": "user_level"}))]
 pub struct CreateAppRequest {
     /// The app's Client ID from the Zoom App Marketplace.
+    #[schema(min_length = 1)]
     pub client_id: String,
     /// The app's Client Secret; checked against Zoom before it is stored.
+    #[schema(min_length = 1)]
     pub client_secret: String,
     /// The app's Secret Token for Event Subscriptions; needed for local recording tokens.
     #[serde(default)]
@@ -79,6 +82,7 @@ pub struct CreateAppRequest {
 /// Body of `PATCH /api/v1/zoom_oauth_apps/{id}`. (No `Debug`: it holds secrets.)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"webhook_secret": "<the new Secret Token>"}))]
 pub struct UpdateAppRequest {
     /// Cannot change; accepted only when equal to the current value.
     #[serde(default)]
@@ -99,16 +103,20 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 
 /// A Zoom OAuth app. Secrets are never returned.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "zoa_a1b2c3d4e5f6g7h8", "client_id": "AbCdEfGhIjKlMnOpQrSt", "kind": "user_level", "has_webhook_secret": true, "webhook_url": "https://zoomkeeper.example.com/external_webhooks/zoom/oauth_apps/zoa_a1b2c3d4e5f6g7h8", "connect_redirect_url": "https://zoomkeeper.example.com/connect/zoom/callback", "connection_count": 12, "last_verified_webhook_received_at": "2026-12-01T09:30:00Z", "last_unverified_webhook_received_at": null, "webhook_events_stale_since": null, "webhook_events_problem": null, "created_at": "2026-12-01T09:30:00Z", "updated_at": "2026-12-01T09:30:00Z"}))]
 pub struct AppResponse {
     #[schema(example = "zoa_a1b2c3d4e5f6g7h8")]
+    #[schema(pattern = "^zoa_[A-Za-z0-9]{16}$")]
     pub id: String,
     pub client_id: String,
     pub kind: Kind,
     pub has_webhook_secret: bool,
     /// Paste this into the Zoom app's Event Subscription.
+    #[schema(format = "uri")]
     pub webhook_url: String,
     /// Add this to the Zoom app's OAuth redirect URLs (and allow list) to use
     /// hosted connect (`POST /api/v1/zoom_oauth_connect_sessions`).
+    #[schema(format = "uri")]
     pub connect_redirect_url: String,
     pub connection_count: i64,
     #[schema(format = DateTime)]
@@ -157,6 +165,7 @@ impl AppResponse {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "zoa_a1b2c3d4e5f6g7h8", "deleted": true}))]
 pub struct DeletedResponse {
     pub id: String,
     pub deleted: bool,

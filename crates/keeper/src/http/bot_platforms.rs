@@ -56,6 +56,7 @@ pub fn routes() -> Router<AppState> {
 /// Body of `POST /api/v1/bot_platforms`. (No `Debug`: it holds a secret.)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"platform": "attendee", "verification_secret": "<the webhook secret Attendee shows>", "zoom_oauth_app_id": "zoa_a1b2c3d4e5f6g7h8", "onbehalf_metadata_key": "zoom_user_id"}))]
 pub struct CreateBotPlatformRequest {
     pub platform: Platform,
     /// Defaults to the platform's name.
@@ -84,6 +85,7 @@ pub struct CreateBotPlatformRequest {
 /// it holds a secret.)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Attendee (production)", "zak_user_id": "z8yCxjabcdEFGHfp8uQ"}))]
 pub struct UpdateBotPlatformRequest {
     #[serde(default)]
     pub name: Option<String>,
@@ -108,25 +110,32 @@ pub struct UpdateBotPlatformRequest {
 pub struct BotPlatformUrls {
     /// Attendee: the bot's `callback_settings.zoom_tokens_url`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri")]
     pub zoom_tokens_url: Option<String>,
     /// Recall: the bot's `zoom.zak_url`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri")]
     pub zak_url: Option<String>,
     /// Recall: the bot's `zoom.obf_token_url`; add `meeting_id=<meeting number>`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri")]
     pub obf_token_url: Option<String>,
     /// Recall: the bot's `zoom.join_token_url`; add `meeting_id=<meeting number>`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri")]
     pub join_token_url: Option<String>,
 }
 
 /// A bot platform. The verification secret is never returned.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "bpl_M4n5B6v7C8x9Z0a1", "platform": "attendee", "name": "Attendee", "verification": "attendee_signature", "zoom_oauth_app_id": "zoa_a1b2c3d4e5f6g7h8", "zak_user_id": null, "onbehalf_metadata_key": "zoom_user_id", "query_token": null, "urls": {"zoom_tokens_url": "https://zoomkeeper.example.com/bot_platforms/bpl_M4n5B6v7C8x9Z0a1/attendee/zoom_tokens", "zak_url": null, "obf_token_url": null, "join_token_url": null}, "created_at": "2026-12-01T09:30:00Z", "updated_at": "2026-12-01T09:30:00Z"}))]
 pub struct BotPlatformResponse {
     #[schema(example = "bpl_a1b2c3d4e5f6g7h8")]
+    #[schema(pattern = "^bpl_[A-Za-z0-9]{16}$")]
     pub id: String,
     pub platform: Platform,
     pub name: String,
+    #[schema(pattern = "^zoa_[A-Za-z0-9]{16}$")]
     pub zoom_oauth_app_id: Option<String>,
     pub zak_user_id: Option<String>,
     pub onbehalf_metadata_key: Option<String>,
@@ -201,8 +210,10 @@ impl BotPlatformResponse {
 
 /// One token callback a platform made. Never holds a token.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "bpc_Zx9Yw8Vu7Ts6Rq5P", "endpoint": "attendee_zoom_tokens", "status": 200, "outcome": "partial", "bot_id": "bot_3hfnZk1Qq1A2B3C4", "meeting_id": "85746065432", "minted": ["zak_token", "app_privilege_token"], "problems": [{"token": "onbehalf_token", "code": "capability_not_enabled", "message": "Connection zoc_q7w8e9r0t1y2u3i4 does not allow onbehalf tokens: set is_onbehalf_token_supported to true."}], "created_at": "2026-12-01T09:30:00Z"}))]
 pub struct BotPlatformCallResponse {
     #[schema(example = "bpc_a1b2c3d4e5f6g7h8")]
+    #[schema(pattern = "^bpc_[A-Za-z0-9]{16}$")]
     pub id: String,
     /// `attendee_zoom_tokens`, `recall_zak`, `recall_obf` or `recall_join_token`.
     pub endpoint: String,
@@ -217,7 +228,7 @@ pub struct BotPlatformCallResponse {
     #[schema(value_type = Vec<String>)]
     pub minted: Value,
     /// Why a token is missing or the request was refused: `[{token, code, message}]`.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<super::schema_enums::CallProblemDoc>)]
     pub problems: Value,
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -410,6 +421,7 @@ pub async fn list_calls(
 
 /// The caller's project.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "prj_P1o2I3u4Y5t6R7e8", "default_zak_user_id": "z8yCxjabcdEFGHfp8uQ"}))]
 pub struct ProjectResponse {
     #[schema(example = "prj_a1b2c3d4e5f6g7h8")]
     pub id: String,
@@ -421,6 +433,7 @@ pub struct ProjectResponse {
 /// Body of `PATCH /api/v1/project`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"default_zak_user_id": "z8yCxjabcdEFGHfp8uQ"}))]
 pub struct UpdateProjectRequest {
     /// A Zoom user id, or `null` to clear it.
     #[serde(default, deserialize_with = "present")]
@@ -496,13 +509,14 @@ fn callback_request(headers: &HeaderMap, query: Option<String>, body: Bytes) -> 
 /// Attendee's answer: the four tokens as JSON (each a string or null), plus
 /// `problems` (Attendee ignores keys it does not know).
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"zak_token": "<ZAK>", "join_token": null, "app_privilege_token": "<local recording token>", "onbehalf_token": null, "problems": [{"token": "onbehalf_token", "code": "no_connection", "message": "No connected connection of app zoa_a1b2c3d4e5f6g7h8 for Zoom user z8yCxjabcdEFGHfp8uQ."}]}))]
 pub struct AttendeeTokensResponse {
     pub zak_token: Option<String>,
     pub join_token: Option<String>,
     pub app_privilege_token: Option<String>,
     pub onbehalf_token: Option<String>,
     /// Why a token is null: `[{token, code, message}]`.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<super::join_tokens::ProblemResponse>)]
     pub problems: Value,
 }
 
@@ -590,7 +604,8 @@ fn render(answer: CallbackAnswer, json_errors: bool) -> Response {
         ("onbehalf_user_id" = Option<String>, Query, description = "Zoom user id(s), comma-separated, to mint onbehalf tokens for"),
         ("zak_user_id" = Option<String>, Query, description = "Zoom user id whose connection mints the ZAK"),
     ),
-    request_body(content = Object, description = "Attendee's callback payload"),
+    request_body(content = Object, description = "Attendee's callback payload",
+        example = json!({"bot_id": "bot_3hfnZk1Qq1A2B3C4", "bot_metadata": {"zoom_user_id": "z8yCxjabcdEFGHfp8uQ"}, "callback_type": "zoom_tokens", "meeting_url": "https://us05web.zoom.us/j/85746065432?pwd=AbCdEf123"})),
     responses(
         (status = 200, description = "The tokens", body = AttendeeTokensResponse),
         (status = 400, description = "Not Attendee's zoom_tokens callback, or no meeting link", body = ErrorBody),

@@ -37,14 +37,17 @@ pub fn routes() -> Router<AppState> {
 /// Body of `POST /api/v1/zoom_oauth_connect_sessions`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"return_url": "https://app.example.com/zoom/connected", "zoom_oauth_app_id": "zoa_a1b2c3d4e5f6g7h8", "metadata": {"customer_id": "cus_123"}, "deduplication_key": "user-42", "expires_in": 1800}))]
 pub struct CreateSessionRequest {
     /// The app the user authorises; else the project's only app.
     #[serde(default)]
+    #[schema(pattern = "^zoa_[A-Za-z0-9]{16}$")]
     pub zoom_oauth_app_id: Option<String>,
     /// Where the user is sent back: an http(s) URL. zoomkeeper adds
     /// `zoom_oauth_connection_id` and `session_id`, or `error`, `error_description`
     /// and `session_id`.
     #[schema(example = "https://app.example.com/zoom/connected")]
+    #[schema(format = "uri", min_length = 1)]
     pub return_url: String,
     /// Stored on the connection, as in `POST /api/v1/zoom_oauth_connections`.
     #[serde(default)]
@@ -62,17 +65,24 @@ pub struct CreateSessionRequest {
 
 /// A connect session.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "zcs_L9k8J7h6G5f4D3s2", "url": "https://zoomkeeper.example.com/connect/zct_Q1w2E3r4T5y6U7i8O9p0", "status": "pending", "zoom_oauth_app_id": "zoa_a1b2c3d4e5f6g7h8", "return_url": "https://app.example.com/zoom/connected", "zoom_oauth_connection_id": null, "error": null, "error_description": null, "metadata": {"customer_id": "cus_123"}, "deduplication_key": "user-42", "is_local_recording_token_supported": null, "is_onbehalf_token_supported": null, "expires_at": "2026-12-01T10:00:00Z", "created_at": "2026-12-01T09:30:00Z"}))]
 pub struct SessionResponse {
     #[schema(example = "zcs_a1b2c3d4e5f6g7h8")]
+    #[schema(pattern = "^zcs_[A-Za-z0-9]{16}$")]
     pub id: String,
     /// The link to send the user to; shown only when the session is created.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri")]
     pub url: Option<String>,
     /// `pending`, `completed`, `failed` or `expired`.
+    #[schema(value_type = super::schema_enums::SessionStatusDoc)]
     pub status: &'static str,
+    #[schema(pattern = "^zoa_[A-Za-z0-9]{16}$")]
     pub zoom_oauth_app_id: String,
+    #[schema(format = "uri")]
     pub return_url: String,
     /// Set when `completed`.
+    #[schema(pattern = "^zoc_[A-Za-z0-9]{16}$")]
     pub zoom_oauth_connection_id: Option<String>,
     /// Set when `failed`: a snake_case code and a sentence.
     pub error: Option<String>,

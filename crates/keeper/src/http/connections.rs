@@ -55,13 +55,17 @@ pub fn routes() -> Router<AppState> {
 /// Body of `POST /api/v1/zoom_oauth_connections`. (No `Debug`: it holds a code.)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"authorization_code": "<the code Zoom sent to your redirect URI>", "redirect_uri": "https://app.example.com/zoom/callback", "zoom_oauth_app_id": "zoa_a1b2c3d4e5f6g7h8", "metadata": {"customer_id": "cus_123"}, "deduplication_key": "user-42", "is_onbehalf_token_supported": true}))]
 pub struct CreateConnectionRequest {
     /// The `code` Zoom sent to your redirect URI. Works once, within 5 minutes.
+    #[schema(min_length = 1)]
     pub authorization_code: String,
     /// Exactly the redirect_uri of the authorize request.
+    #[schema(min_length = 1)]
     pub redirect_uri: String,
     /// Which app the user authorised; may be left out when the project has exactly one.
     #[serde(default)]
+    #[schema(pattern = "^zoa_[A-Za-z0-9]{16}$")]
     pub zoom_oauth_app_id: Option<String>,
     /// The PKCE code verifier, when the authorize request carried a challenge.
     #[serde(default)]
@@ -74,7 +78,7 @@ pub struct CreateConnectionRequest {
     pub is_onbehalf_token_supported: Option<bool>,
     /// A non-empty object of string values, at most 1,000 characters as JSON.
     #[serde(default)]
-    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    #[schema(schema_with = non_empty_metadata)]
     pub metadata: Option<Value>,
     /// Unique per app. A create with a key already used by a connection of another
     /// Zoom user re-binds that connection to the new user.
@@ -85,6 +89,7 @@ pub struct CreateConnectionRequest {
 /// Body of `PATCH /api/v1/zoom_oauth_connections/{id}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"is_onbehalf_token_supported": true, "metadata": {"customer_id": "cus_123", "plan": "team"}}))]
 pub struct UpdateConnectionRequest {
     /// New metadata, or null to remove it.
     #[serde(default, deserialize_with = "present")]
@@ -110,6 +115,7 @@ pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 /// Body of `POST …/{id}/onbehalf_token` (may be left out).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"meeting_id": "85746065432"}))]
 pub struct OnbehalfTokenRequest {
     /// The meeting the bot will join (9 to 11 digits), as text or a number.
     #[serde(default, deserialize_with = "meeting_number")]
@@ -155,9 +161,12 @@ impl From<&FailureData> for FailureDataResponse {
 
 /// A Zoom OAuth connection. Tokens are never returned here.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "zoc_q7w8e9r0t1y2u3i4", "zoom_oauth_app_id": "zoa_a1b2c3d4e5f6g7h8", "user_id": "z8yCxjabcdEFGHfp8uQ", "account_id": "AbCdEfGhIjKlMnOpQrStUv", "email": "ada@example.com", "state": "connected", "connection_failure_data": null, "is_local_recording_token_supported": true, "is_onbehalf_token_supported": true, "scopes": ["meeting:read:list_meetings", "user:read:zak", "meeting:read:local_recording_token"], "metadata": {"customer_id": "cus_123"}, "deduplication_key": "user-42", "pmi": "4155551234", "last_attempted_sync_at": "2026-12-01T09:30:00Z", "last_successful_sync_at": "2026-12-01T09:30:00Z", "account_sync": null, "created_at": "2026-12-01T09:30:00Z", "updated_at": "2026-12-01T09:30:00Z"}))]
 pub struct ConnectionResponse {
     #[schema(example = "zoc_a1b2c3d4e5f6g7h8")]
+    #[schema(pattern = "^zoc_[A-Za-z0-9]{16}$")]
     pub id: String,
+    #[schema(pattern = "^zoa_[A-Za-z0-9]{16}$")]
     pub zoom_oauth_app_id: String,
     /// Zoom's user id.
     pub user_id: String,
@@ -237,9 +246,11 @@ impl From<&ConnectionRow> for ConnectionResponse {
 
 /// A line of a connection's log.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 981, "kind": "token_refreshed", "message": "Zoom issued a new access token; the rotated refresh token was saved.", "data": null, "created_at": "2026-12-01T09:30:00Z"}))]
 pub struct ConnectionEventResponse {
     pub id: i64,
     /// `created`, `reconnected`, `rebound`, `token_refreshed`, `disconnected`, …
+    #[schema(value_type = super::schema_enums::ConnectionEventKindDoc)]
     pub kind: String,
     pub message: String,
     #[schema(value_type = Option<Object>)]
@@ -262,6 +273,7 @@ impl From<&ConnectionEventRow> for ConnectionEventResponse {
 
 /// A Zoom access token. (No `Debug`: it holds the token.)
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"token": "<Zoom access token>", "expires_at": "2026-12-01T10:29:00Z"}))]
 pub struct AccessTokenResponse {
     pub token: String,
     /// Valid until then; at least 120 s from the answer.
@@ -271,6 +283,7 @@ pub struct AccessTokenResponse {
 
 /// A token minted by Zoom. (No `Debug`: it holds the token.)
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"token": "<ZAK or onbehalf token>"}))]
 pub struct TokenResponse {
     pub token: String,
 }
@@ -621,9 +634,24 @@ pub async fn list_events(
     )))
 }
 
+/// `metadata` on create: a non-empty object of strings, or null.
+fn non_empty_metadata() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .min_properties(Some(1))
+        .description(Some(
+            "A non-empty object of string values, at most 1,000 characters as JSON.",
+        ))
+        .build()
+}
+
 /// Accepted sync request.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "zoc_q7w8e9r0t1y2u3i4", "status": "scheduled"}))]
 pub struct SyncScheduled {
+    #[schema(pattern = "^zoc_[A-Za-z0-9]{16}$")]
     pub id: String,
     /// Always `scheduled`: the meeting sync worker picks it up.
     #[schema(example = "scheduled")]

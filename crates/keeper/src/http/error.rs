@@ -13,6 +13,7 @@ pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": "Invalid or disabled API key", "code": "invalid_api_key", "detail": "Invalid or disabled API key"}))]
 pub struct ErrorBody {
     /// A sentence a person can act on.
     #[schema(example = "Invalid or disabled API key")]

@@ -23,13 +23,16 @@ pub fn routes() -> Router<AppState> {
 /// Body of `POST /api/v1/zoom_join_tokens`. (No `Debug`: a start link may carry a ZAK.)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"meeting_url": "https://us05web.zoom.us/j/85746065432?pwd=AbCdEf123", "zoom_oauth_app_id": "zoa_a1b2c3d4e5f6g7h8", "zak_token": {"zoom_oauth_connection_user_id": "z8yCxjabcdEFGHfp8uQ"}, "sdk_signature": {"role": 0}}))]
 pub struct JoinTokensRequest {
     /// The Zoom link the bot will join: `/j/`, `/s/`, `/w/`, `/wc/…`, `/my/{vanity}`,
     /// or `zoommtg://` / `zoomus://`.
     #[schema(example = "https://us02web.zoom.us/j/85746065432?pwd=abc")]
+    #[schema(min_length = 1)]
     pub meeting_url: String,
     /// May be left out when the project has exactly one app.
     #[serde(default)]
+    #[schema(pattern = "^zoa_[A-Za-z0-9]{16}$")]
     pub zoom_oauth_app_id: Option<String>,
     /// Mint an onbehalf token with this user's connection.
     #[serde(default)]
@@ -49,6 +52,7 @@ pub struct JoinTokensRequest {
     /// problem.
     #[serde(default)]
     #[schema(example = "zoc_a1b2c3d4e5f6g7h8")]
+    #[schema(pattern = "^zoc_[A-Za-z0-9]{16}$")]
     pub zoom_oauth_connection_id: Option<String>,
 }
 
@@ -101,14 +105,17 @@ pub struct ProblemResponse {
     /// `capability_not_enabled`, `zoom_error`, `busy`, `callback_url_refused`,
     /// `callback_failed`, `internal_error`.
     #[schema(example = "no_host_connection")]
+    #[schema(value_type = super::schema_enums::ProblemCodeDoc)]
     pub code: String,
     pub message: String,
 }
 
 /// Everything a bot needs to join. (No `Debug`: it holds tokens.)
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"meeting_id": "85746065432", "meeting_password": "AbCdEf123", "registrant_token": null, "app_privilege_token": "<local recording token>", "zak_token": "<ZAK>", "onbehalf_token": null, "join_token": null, "sdk_signature": {"jwt": "<Meeting SDK JWT>", "expires_at": "2026-12-01T11:30:00Z"}, "problems": []}))]
 pub struct JoinTokensResponse {
     #[schema(example = "85746065432")]
+    #[schema(pattern = "^[1-9][0-9]{8,10}$")]
     pub meeting_id: Option<String>,
     pub meeting_password: Option<String>,
     /// The link's `tk`.

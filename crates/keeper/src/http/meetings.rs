@@ -67,10 +67,14 @@ pub enum Source {
 
 /// One meeting and the connection that hosts it.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"meeting_id": "85746065432", "zoom_oauth_app_id": "zoa_a1b2c3d4e5f6g7h8", "zoom_oauth_connection_id": "zoc_q7w8e9r0t1y2u3i4", "source": "webhook", "topic": "Weekly sync", "start_time": "2026-12-01T09:30:00Z", "synced_at": "2026-12-01T09:30:00Z"}))]
 pub struct MeetingResponse {
     #[schema(example = "85746065432")]
+    #[schema(pattern = "^[1-9][0-9]{8,10}$")]
     pub meeting_id: String,
+    #[schema(pattern = "^zoa_[A-Za-z0-9]{16}$")]
     pub zoom_oauth_app_id: String,
+    #[schema(pattern = "^zoc_[A-Za-z0-9]{16}$")]
     pub zoom_oauth_connection_id: String,
     pub source: Source,
     pub topic: Option<String>,

@@ -6,6 +6,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use serde_json::json;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -127,11 +128,20 @@ impl Modify for ApiKeyAuth {
             .schema(ObjectBuilder::new().schema_type(Type::Integer))
             .description(Some("Seconds to wait before trying again."))
             .build();
-        let error = |schema: &str, description: &str, retry: bool| {
+        let recall_shape = |schema: &str, example: serde_json::Value| {
+            // `/api/v2` answers `{detail, code}`; the rest `{error, code}`.
+            if schema == "RecallErrorBody" {
+                serde_json::json!({"detail": example["error"], "code": example["code"]})
+            } else {
+                example
+            }
+        };
+        let error = |schema: &str, description: &str, retry: bool, example: serde_json::Value| {
             let mut response = ResponseBuilder::new().description(description).content(
                 "application/json",
                 ContentBuilder::new()
                     .schema(Some(Ref::from_schema_name(schema)))
+                    .example(Some(recall_shape(schema, example)))
                     .build(),
             );
             if retry {
@@ -139,30 +149,63 @@ impl Modify for ApiKeyAuth {
             }
             response.build()
         };
+        // Zoom's event URL is also served at Recall's path, as the same operation.
+        if let Some(item) = openapi.paths.paths.get(super::zoom_webhooks::PATH) {
+            let mut alias = item.clone();
+            if let Some(post) = alias.post.as_mut() {
+                post.operation_id = Some("receive_webhook_at_v2_path".to_owned());
+                post.summary = Some(
+                    "Zoom's events for one app, at the path Recall's apps give Zoom".to_owned(),
+                );
+            }
+            openapi
+                .paths
+                .paths
+                .insert(super::zoom_webhooks::ALIAS.to_owned(), alias);
+        }
+        add_page_examples(components);
         for (path, item) in openapi.paths.paths.iter_mut() {
             let schema = if super::api_v2::is_recall_path(path) {
                 "RecallErrorBody"
             } else {
                 "ErrorBody"
             };
-            let unauthorized = error(schema, "Missing or invalid API key", false);
+            let unauthorized = error(
+                schema,
+                "Missing or invalid API key",
+                false,
+                json!({"error": "Invalid or disabled API key", "code": "invalid_api_key", "detail": "Invalid or disabled API key"}),
+            );
             let rate_limited = error(
                 schema,
                 "`rate_limited`: too many requests for this project (or `zoom_rate_limited`: Zoom's limit); retry after `Retry-After`",
                 true,
+                json!({"error": "Too many requests for this project; retry in 1 s.", "code": "rate_limited"}),
             );
-            let too_large = error(schema, "`payload_too_large`: the body is over 1 MiB", false);
+            let too_large = error(
+                schema,
+                "`payload_too_large`: the body is over 1 MiB",
+                false,
+                json!({"error": "The request body must be at most 1 MiB.", "code": "payload_too_large"}),
+            );
             let not_json = error(
                 schema,
                 "`unsupported_media_type`: send the body as JSON (`Content-Type: application/json`)",
                 false,
+                json!({"error": "Send the request body as JSON with the header Content-Type: application/json.", "code": "unsupported_media_type"}),
             );
             let busy = error(
                 schema,
                 "`busy`: the connection's token is being refreshed by another process; retry after `Retry-After`",
                 true,
+                json!({"error": "Another process is refreshing this connection's token; retry after Retry-After.", "code": "busy"}),
             );
-            let other = error(schema, "Any other error, in the error shape", false);
+            let other = error(
+                schema,
+                "Any other error, in the error shape",
+                false,
+                json!({"error": "Internal error", "code": "internal_error"}),
+            );
             let mints_tokens = path.contains("token");
             for operation in [
                 &mut item.get,
@@ -199,8 +242,14 @@ impl Modify for ApiKeyAuth {
                     add("415", &not_json);
                 }
                 add("default", &other);
-                // An operation's own 429 and 503 wait for Retry-After too.
-                for status in ["429", "503"] {
+                // An operation's own 429, and 503 where a token is being refreshed,
+                // wait for Retry-After too (`/readyz`'s 503 does not).
+                let retried: &[&str] = if mints_tokens {
+                    &["429", "503"]
+                } else {
+                    &["429"]
+                };
+                for &status in retried {
                     if let Some(utoipa::openapi::RefOr::T(response)) =
                         operation.responses.responses.get_mut(status)
                     {
@@ -215,6 +264,37 @@ impl Modify for ApiKeyAuth {
     }
 }
 
+/// A list page's example is one page holding its item's example: the pages are
+/// generic (`ListPage<T>`, `RecallPage<T>`), so their examples are composed here.
+fn add_page_examples(components: &mut utoipa::openapi::Components) {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+    let pages: Vec<(String, String)> = components
+        .schemas
+        .keys()
+        .filter_map(|name| {
+            let (kind, item) = name.split_once('_')?;
+            matches!(kind, "ListPage" | "RecallPage").then(|| (name.clone(), item.to_owned()))
+        })
+        .collect();
+    for (page, item) in pages {
+        let Some(RefOr::T(Schema::Object(item))) = components.schemas.get(&item) else {
+            continue;
+        };
+        let Some(example) = item.example.clone() else {
+            continue;
+        };
+        let next = if page.starts_with("RecallPage") {
+            "https://zoomkeeper.example.com/api/v2/list/?cursor=cD0yMDI2LTEyLTAx"
+        } else {
+            "https://zoomkeeper.example.com/api/v1/list?cursor=eyJjIjoiMjAyNi0xMi0wMSJ9"
+        };
+        if let Some(RefOr::T(Schema::Object(page))) = components.schemas.get_mut(&page) {
+            page.example = Some(json!({"next": next, "previous": null, "results": [example]}));
+        }
+    }
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
@@ -224,6 +304,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
 pub struct Status {
     #[schema(example = "ok")]
     pub status: &'static str,

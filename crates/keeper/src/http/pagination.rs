@@ -319,8 +319,10 @@ mod tests {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ListPage<T> {
     /// Link to the next (older) page, or null.
+    #[schema(required = true, format = "uri")]
     pub next: Option<String>,
     /// Link to the previous (newer) page, or null.
+    #[schema(required = true, format = "uri")]
     pub previous: Option<String>,
     pub results: Vec<T>,
 }

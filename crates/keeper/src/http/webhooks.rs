@@ -74,9 +74,11 @@ impl From<SubscriptionError> for ApiError {
 /// Body of `POST /api/v1/webhooks`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"url": "https://example.com/zoomkeeper/webhooks", "triggers": ["zoom_oauth_connection.state_change"]}))]
 pub struct CreateWebhookRequest {
     /// Where deliveries are POSTed: an absolute https:// URL on a public address.
     #[schema(example = "https://example.com/zoomkeeper/webhooks")]
+    #[schema(format = "uri", min_length = 1)]
     pub url: String,
     #[schema(value_type = Vec<super::schema_enums::TriggerDoc>, min_items = 1)]
     pub triggers: Vec<String>,
@@ -85,6 +87,7 @@ pub struct CreateWebhookRequest {
 /// Body of `PATCH /api/v1/webhooks/{id}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"is_active": false}))]
 pub struct UpdateWebhookRequest {
     #[serde(default)]
     pub url: Option<String>,
@@ -98,9 +101,12 @@ pub struct UpdateWebhookRequest {
 
 /// A webhook subscription.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "webhook_K2j3H4g5F6d7S8a9", "url": "https://example.com/zoomkeeper/webhooks", "triggers": ["zoom_oauth_connection.state_change"], "is_active": true, "created_at": "2026-12-01T09:30:00Z", "updated_at": "2026-12-01T09:30:00Z"}))]
 pub struct WebhookResponse {
     #[schema(example = "webhook_a1b2c3d4e5f6g7h8")]
+    #[schema(pattern = "^webhook_[A-Za-z0-9]{16}$")]
     pub id: String,
+    #[schema(format = "uri")]
     pub url: String,
     #[schema(value_type = Vec<super::schema_enums::TriggerDoc>)]
     pub triggers: Vec<String>,
@@ -126,6 +132,7 @@ impl From<&WebhookSubscriptionRow> for WebhookResponse {
 
 /// One delivery of an event to a subscription.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"idempotency_key": "7f9c2ba4-e88f-4d27-8c1b-3f6a2c8d9e01", "trigger": "zoom_oauth_connection.state_change", "status": "success", "attempt_count": 1, "payload": {"idempotency_key": "7f9c2ba4-e88f-4d27-8c1b-3f6a2c8d9e01", "trigger": "zoom_oauth_connection.state_change", "data": {"id": "zoc_q7w8e9r0t1y2u3i4", "state": "disconnected"}}, "responses": [{"attempt": 1, "attempted_at": "2026-12-01T09:30:00Z", "status_code": 200, "latency_ms": 84, "body": "ok"}], "last_attempt_at": "2026-12-01T09:30:00Z", "next_attempt_at": null, "succeeded_at": "2026-12-01T09:30:00Z"}))]
 pub struct DeliveryResponse {
     /// Also `payload.idempotency_key` and the `webhook-id` header.
     pub idempotency_key: String,
@@ -183,6 +190,7 @@ pub struct DeliveryListParams {
 
 /// The project's webhook signing secret.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"secret": "<32 bytes, base64>"}))]
 pub struct SecretResponse {
     /// 32 bytes, base64. HMAC-SHA256 key for `X-Webhook-Signature` and
     /// `webhook-signature` (Standard Webhooks: use it as `whsec_<secret>`).
@@ -191,6 +199,7 @@ pub struct SecretResponse {
 
 /// Answer of a resend.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"idempotency_key": "7f9c2ba4-e88f-4d27-8c1b-3f6a2c8d9e01", "status": "pending"}))]
 pub struct ResendResponse {
     pub idempotency_key: String,
     #[schema(value_type = super::schema_enums::DeliveryStatusDoc)]

@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WebhookAnswer {
     /// `applied`, `duplicate` (received before; nothing changed) or `ignored`.
+    #[schema(value_type = super::schema_enums::WebhookOutcomeDoc)]
     pub outcome: &'static str,
     /// Why nothing changed, for `ignored`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -51,6 +52,59 @@ pub struct UrlValidationAnswer {
     /// Hex HMAC-SHA256 of plainToken under the app's webhook secret.
     #[serde(rename = "encryptedToken")]
     pub encrypted_token: String,
+}
+
+/// What Zoom answers with: a verified event's outcome, or the URL-validation answer.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[schema(example = json!({"outcome": "applied"}))]
+#[allow(dead_code)]
+pub enum ZoomWebhookReply {
+    Handled(WebhookAnswer),
+    UrlValidation(UrlValidationAnswer),
+}
+
+/// The headers Zoom signs each event with.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct ZoomSignature {
+    /// `v0=` and the hex HMAC-SHA256, under the app's webhook secret, of
+    /// `v0:{x-zm-request-timestamp}:{body}`.
+    #[param(
+        rename = "x-zm-signature",
+        example = "v0=5d41402abc4b2a76b9719d911017c592"
+    )]
+    signature: String,
+    /// When Zoom signed the event, in seconds since the epoch; older than 5 minutes
+    /// is refused.
+    #[param(rename = "x-zm-request-timestamp", example = "1764000000")]
+    timestamp: String,
+}
+
+/// A Zoom event as Zoom posts it (documentation only: the handler reads the bytes,
+/// since the signature covers them exactly).
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "event": "meeting.created",
+    "event_ts": 1_764_000_000_000_i64,
+    "payload": {
+        "account_id": "AAAAAAAAAAAAAAAAAAAAAA",
+        "operator_id": "z8yCxjabcdEFGHfp8uQ",
+        "object": {"id": 85746065432_i64, "host_id": "z8yCxjabcdEFGHfp8uQ", "topic": "Weekly sync", "type": 2}
+    }
+}))]
+#[allow(dead_code)]
+pub struct ZoomEvent {
+    /// The event's name: `meeting.created`, `meeting.started`, `endpoint.url_validation`, …
+    event: String,
+    /// When Zoom sent it, in milliseconds since the epoch (an integer).
+    #[schema(value_type = Value)]
+    event_ts: Option<serde_json::Value>,
+    /// The event's object, as Zoom documents it for that event. Events zoomkeeper
+    /// does not act on are answered `ignored` whatever their payload holds.
+    #[schema(value_type = Value)]
+    payload: Option<serde_json::Value>,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -107,11 +161,14 @@ fn error_response(e: IngressError) -> Response {
 /// Receive a Zoom webhook.
 #[utoipa::path(
     post, path = "/external_webhooks/zoom/oauth_apps/{app_id}", tag = "Zoom webhooks",
-    params(("app_id" = String, Path, description = "App id (`zoa_…`); the app's `webhook_url` ends with it")),
-    request_body(content = String, content_type = "application/json",
+    params(
+        ("app_id" = String, Path, description = "App id (`zoa_…`); the app's `webhook_url` ends with it"),
+        ZoomSignature,
+    ),
+    request_body(content = ZoomEvent, content_type = "application/json",
         description = "A Zoom event, signed with `x-zm-signature` and `x-zm-request-timestamp`. Also answered at `/api/v2/zoom-oauth-apps/{app_id}/webhook`, where the app is named by its `zoa_` id or its `/api/v2` UUID."),
     responses(
-        (status = 200, description = "Verified: applied, a duplicate, or ignored; `endpoint.url_validation` gets `{plainToken, encryptedToken}`", body = WebhookAnswer),
+        (status = 200, description = "Verified: applied, a duplicate, or ignored; `endpoint.url_validation` gets `{plainToken, encryptedToken}`", body = ZoomWebhookReply),
         (status = 400, description = "Verified, but the event cannot be read (`invalid_zoom_event`)", body = ErrorBody),
         (status = 401, description = "Signature missing, malformed, stale or wrong, or the app has no webhook secret", body = ErrorBody),
         (status = 404, description = "No such app", body = ErrorBody),
@@ -145,10 +202,11 @@ pub async fn receive_webhook(
 /// Receive a Zoom webhook for whichever app's webhook secret verifies it.
 #[utoipa::path(
     post, path = "/api/v1/zoom_oauth/webhooks", tag = "Zoom webhooks",
-    request_body(content = String, content_type = "application/json",
+    params(ZoomSignature),
+    request_body(content = ZoomEvent, content_type = "application/json",
         description = "A Zoom event, signed with `x-zm-signature` and `x-zm-request-timestamp`. One URL for every app: the event is handled for the app (or apps) whose webhook secret verifies its signature, as at that app's own `webhook_url`. Apps with a connection in the event's Zoom account are tried first (at most 16), then apps with a webhook secret (at most 64, oldest first); an installation with more apps should give Zoom each app's own URL."),
     responses(
-        (status = 200, description = "Verified: applied, a duplicate, or ignored; `endpoint.url_validation` gets `{plainToken, encryptedToken}`", body = WebhookAnswer),
+        (status = 200, description = "Verified: applied, a duplicate, or ignored; `endpoint.url_validation` gets `{plainToken, encryptedToken}`", body = ZoomWebhookReply),
         (status = 400, description = "Verified, but the event cannot be read (`invalid_zoom_event`)", body = ErrorBody),
         (status = 401, description = "Signature missing, malformed or stale, or no app's webhook secret verifies it", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),

@@ -414,3 +414,17 @@ async fn readyz_answers_503_when_the_database_is_gone() {
         200
     );
 }
+
+/// A client generator (and `/docs`) shows the document's examples as what to send
+/// and what comes back: each must be valid under its own schema, and every JSON
+/// body, request or response, must show one.
+#[test]
+fn every_body_in_the_document_has_an_example_its_schema_accepts() {
+    let problems = testkit::contract::document().example_problems();
+    assert!(
+        problems.is_empty(),
+        "{} problem(s) with the document's examples:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}

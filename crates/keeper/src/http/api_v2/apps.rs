@@ -41,12 +41,15 @@ pub fn routes() -> Router<AppState> {
 
 /// Body of `POST /api/v2/zoom-oauth-apps/`. (No `Debug`: it holds secrets.)
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"kind": "user_level", "client_id": "AbCdEfGhIjKlMnOpQrSt", "client_secret": "<the app's client secret>", "webhook_secret": "<the Event Subscription's Secret Token>"}))]
 pub struct CreateRecallAppRequest {
     pub kind: Kind,
     /// The app's Client ID from the Zoom App Marketplace.
     #[schema(max_length = 200)]
+    #[schema(min_length = 1)]
     pub client_id: String,
     /// The app's Client Secret; checked against Zoom before it is stored.
+    #[schema(min_length = 1)]
     pub client_secret: String,
     /// The app's Secret Token for Event Subscriptions.
     pub webhook_secret: String,
@@ -54,6 +57,7 @@ pub struct CreateRecallAppRequest {
 
 /// Body of `PATCH /api/v2/zoom-oauth-apps/{id}/`. (No `Debug`: it holds secrets.)
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"webhook_secret": "<the new Secret Token>"}))]
 pub struct UpdateRecallAppRequest {
     /// A new client secret, checked against Zoom like on create.
     #[serde(default)]
@@ -70,8 +74,10 @@ pub struct UpdateRecallAppRequest {
 /// reference lists `client_secret` and `webhook_secret` in responses; zoomkeeper
 /// never sends a secret back).
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "a10b2c3d-4e5f-8a6b-8c7d-8e9f0a1b2c3d", "kind": "user_level", "client_id": "AbCdEfGhIjKlMnOpQrSt", "created_at": "2026-12-01T09:30:00Z", "webhook_last_validation": "2026-12-01T09:30:00Z", "webhook_url": "https://zoomkeeper.example.com/api/v2/zoom-oauth-apps/a10b2c3d-4e5f-8a6b-8c7d-8e9f0a1b2c3d/webhook", "zoomkeeper_id": "zoa_a1b2c3d4e5f6g7h8"}))]
 pub struct RecallApp {
     #[schema(example = "a10b2c3d-4e5f-8a6b-8c7d-8e9f0a1b2c3d")]
+    #[schema(format = "uuid")]
     pub id: String,
     pub kind: Kind,
     pub client_id: String,
@@ -81,9 +87,11 @@ pub struct RecallApp {
     #[schema(format = DateTime)]
     pub created_at: String,
     /// Paste this into the Zoom app's Event Subscription (zoomkeeper addition).
+    #[schema(format = "uri")]
     pub webhook_url: String,
     /// The same app's id in `/api/v1` (zoomkeeper addition).
     #[schema(example = "zoa_a1b2c3d4e5f6g7h8")]
+    #[schema(pattern = "^zoa_[A-Za-z0-9]{16}$")]
     pub zoomkeeper_id: String,
 }
 

@@ -68,8 +68,10 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, ToSchema)]
 pub struct AuthorizationCode {
     /// The `code` Zoom sent to your redirect URI. Works once, within 5 minutes.
+    #[schema(min_length = 1)]
     pub code: String,
     /// Exactly the redirect_uri of the authorize request, trailing slash included.
+    #[schema(min_length = 1)]
     pub redirect_uri: String,
     /// The PKCE code verifier, when the authorize request carried a challenge.
     #[serde(default)]
@@ -80,9 +82,11 @@ pub struct AuthorizationCode {
 /// `authorization_code` (zoomkeeper keeps the grant) or `access_token_callback_url`
 /// (your server keeps it and hands out access tokens). (No `Debug`: it holds a code.)
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"oauth_app": "a10b2c3d-4e5f-8a6b-8c7d-8e9f0a1b2c3d", "authorization_code": {"code": "<the code Zoom sent to your redirect URI>", "redirect_uri": "https://app.example.com/zoom/callback"}}))]
 pub struct CreateCredentialRequest {
     /// The app's UUID.
     #[schema(example = "a10b2c3d-4e5f-8a6b-8c7d-8e9f0a1b2c3d")]
+    #[schema(format = "uuid")]
     pub oauth_app: String,
     #[serde(default)]
     pub authorization_code: Option<AuthorizationCode>,
@@ -90,6 +94,7 @@ pub struct CreateCredentialRequest {
     /// user whenever it needs one; at most 200 characters.
     #[serde(default)]
     #[schema(max_length = 200)]
+    #[schema(format = "uri")]
     pub access_token_callback_url: Option<String>,
 }
 
@@ -104,10 +109,13 @@ pub enum CredentialStatus {
 
 /// A Zoom OAuth credential as Recall shows it.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "c10b2c3d-4e5f-8a6b-8c7d-8e9f0a1b2c3d", "oauth_app": "a10b2c3d-4e5f-8a6b-8c7d-8e9f0a1b2c3d", "user_id": "z8yCxjabcdEFGHfp8uQ", "account_id": "AbCdEfGhIjKlMnOpQrStUv", "status": "healthy", "meeting_sync_status": "completed", "access_token_callback_url": null, "created_at": "2026-12-01T09:30:00Z", "zoomkeeper_id": "zoc_q7w8e9r0t1y2u3i4"}))]
 pub struct RecallCredential {
     #[schema(example = "c10b2c3d-4e5f-8a6b-8c7d-8e9f0a1b2c3d")]
+    #[schema(format = "uuid")]
     pub id: String,
     /// The app's UUID.
+    #[schema(format = "uuid")]
     pub oauth_app: String,
     pub status: CredentialStatus,
     /// The Zoom user who authorised the app.
@@ -124,6 +132,7 @@ pub struct RecallCredential {
     pub created_at: String,
     /// The same credential's id in `/api/v1` (a zoomkeeper addition).
     #[schema(example = "zoc_a1b2c3d4e5f6g7h8")]
+    #[schema(pattern = "^zoc_[A-Za-z0-9]{16}$")]
     pub zoomkeeper_id: String,
 }
 
@@ -148,6 +157,7 @@ impl RecallCredential {
 
 /// Recall's answer to a second credential for a Zoom user who has one.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"detail": "A Zoom OAuth Credential already exists for this OAuth App and Zoom user (user_id: z8yCxjabcdEFGHfp8uQ). A Zoom OAuth App can have at most one Zoom OAuth Credential per authorized Zoom user: find it with ?user_id=z8yCxjabcdEFGHfp8uQ, and delete it first to register this one instead.", "code": "zoom_user_already_connected", "conflicting_zoom_user_id": "z8yCxjabcdEFGHfp8uQ", "conflicting_zoom_account_id": null}))]
 pub struct CredentialConflictBody {
     pub detail: String,
     pub code: String,
@@ -184,6 +194,7 @@ fn account_conflict(account_id: String) -> Response {
 
 /// `{"token", "expires_at"}`: a Zoom access token good for at least 120 s.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"token": "<Zoom access token>", "expires_at": "2026-12-01T10:29:00Z"}))]
 pub struct RecallAccessToken {
     pub token: String,
     #[schema(format = DateTime)]

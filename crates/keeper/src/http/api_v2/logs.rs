@@ -42,8 +42,10 @@ pub fn routes() -> Router<AppState> {
 
 /// One line of a credential's log.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"credential": "c10b2c3d-4e5f-8a6b-8c7d-8e9f0a1b2c3d", "kind": "token_refreshed", "message": "Zoom issued a new access token; the rotated refresh token was saved.", "created_at": "2026-12-01T09:30:00Z"}))]
 pub struct CredentialLog {
     /// The credential's UUID.
+    #[schema(format = "uuid")]
     pub credential: String,
     /// What happened, in a sentence a person can act on.
     #[schema(max_length = 2000)]
@@ -52,6 +54,7 @@ pub struct CredentialLog {
     pub created_at: String,
     /// What kind of line it is, e.g. `created`, `token_refreshed`, `disconnected`
     /// (a zoomkeeper addition).
+    #[schema(value_type = super::super::schema_enums::ConnectionEventKindDoc)]
     pub kind: String,
 }
 
@@ -68,8 +71,10 @@ impl From<&ConnectionEventRow> for CredentialLog {
 
 /// One line of an app's log.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"oauth_app": "a10b2c3d-4e5f-8a6b-8c7d-8e9f0a1b2c3d", "kind": "url_validated", "message": "Zoom validated this app's event notification endpoint URL.", "created_at": "2026-12-01T09:30:00Z"}))]
 pub struct AppLog {
     /// The app's UUID.
+    #[schema(format = "uuid")]
     pub oauth_app: String,
     /// What happened, in a sentence a person can act on.
     #[schema(max_length = 2000)]
@@ -78,6 +83,7 @@ pub struct AppLog {
     pub created_at: String,
     /// What kind of line it is, e.g. `created`, `url_validated`,
     /// `unverified_webhook` (a zoomkeeper addition).
+    #[schema(value_type = super::super::schema_enums::AppLogKindDoc)]
     pub kind: String,
 }
 

@@ -35,11 +35,13 @@ pub fn routes() -> Router<AppState> {
 /// A meeting and the credential whose user hosts it: a bot sent to this meeting
 /// gets its local recording token from that credential.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"meeting_id": 85746065432_i64, "credential": "c10b2c3d-4e5f-8a6b-8c7d-8e9f0a1b2c3d", "synced_at": "2026-12-01T09:30:00Z"}))]
 pub struct MeetingToCredential {
     /// Zoom's meeting number.
     #[schema(example = 85746065432_i64)]
     pub meeting_id: i64,
     /// The credential's UUID.
+    #[schema(format = "uuid")]
     pub credential: String,
     /// When the meeting was indexed (by the meeting sync or a Zoom webhook).
     #[schema(format = DateTime)]

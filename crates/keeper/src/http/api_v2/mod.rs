@@ -65,6 +65,7 @@ pub fn is_recall_path(path: &str) -> bool {
 
 /// An error of `/api/v2` as Recall's clients read it.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"detail": "No Zoom OAuth credential with this id exists in your project.", "code": "not_found"}))]
 pub struct RecallErrorBody {
     /// A sentence a person can act on.
     #[schema(example = "No Zoom OAuth credential with this id exists in your project.")]
@@ -330,8 +331,10 @@ impl RecallListParams {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecallPage<T> {
     /// Link to the next page, or null.
+    #[schema(required = true, format = "uri")]
     pub next: Option<String>,
     /// Link to the previous page, or null.
+    #[schema(required = true, format = "uri")]
     pub previous: Option<String>,
     pub results: Vec<T>,
 }
