@@ -157,13 +157,12 @@ impl Document {
                 }
                 let mut literal = 0;
                 for (part, segment) in parts.iter().zip(&segments) {
-                    if part.starts_with('{') && part.ends_with('}') {
-                        if segment.is_empty() {
-                            return None;
-                        }
-                    } else if part == segment {
+                    // Any segment, even an empty one, matches a parameter: the
+                    // server takes it as a (wrong) id.
+                    let parameter = part.starts_with('{') && part.ends_with('}');
+                    if part == segment {
                         literal += 1;
-                    } else {
+                    } else if !parameter {
                         return None;
                     }
                 }

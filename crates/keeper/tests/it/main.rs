@@ -25,6 +25,7 @@ mod housekeeping;
 mod meeting_sync;
 mod no_connection_dies;
 mod proof_concurrency;
+mod schema_fuzz;
 mod storage;
 mod storage_operators;
 mod webhook_delivery;
