@@ -223,12 +223,21 @@ fn clean_deduplication_key(raw: &str, problems: &mut Problems) -> Option<String>
     Some(key.to_owned())
 }
 
+/// An id quoted back in a sentence: at most 40 characters of it, printable only.
+fn loggable_id(id: &str) -> String {
+    id.trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(40)
+        .collect()
+}
+
 pub(crate) fn internal(e: impl Into<anyhow::Error>) -> ConnectionError {
     ConnectionError::Internal(e.into())
 }
 
-/// Which app a create is for: the named one, or the project's only one.
-/// The named app, or the project's only one; a field problem otherwise.
+/// The app a create is for: the named one, or the project's only one; a field
+/// problem otherwise.
 pub async fn resolve_app(
     keeper: &Keeper,
     project_id: &str,
@@ -237,9 +246,13 @@ pub async fn resolve_app(
     if let Some(id) = app_id {
         return match apps::get(&*keeper.store, project_id, id.trim()).await {
             Ok(app) => Ok(app),
+            // Attendee's sentences (bots/zoom_oauth_connections_api_utils.py).
             Err(apps::AppError::NotFound) => Err(invalid(
                 "zoom_oauth_app_id",
-                "No Zoom OAuth app with this id exists in your project.",
+                &format!(
+                    "Zoom OAuth App with id {} does not exist in this project.",
+                    loggable_id(id)
+                ),
             )),
             Err(apps::AppError::Store(e)) => Err(e.into()),
             Err(e) => Err(internal(e)),
@@ -258,7 +271,7 @@ pub async fn resolve_app(
     match page.items.len() {
         0 => Err(invalid(
             "zoom_oauth_app_id",
-            "This project has no Zoom OAuth app yet. Create one with POST /api/v1/zoom_oauth_apps first.",
+            "No Zoom OAuth App found in this project. Please add a Zoom OAuth App first (POST /api/v1/zoom_oauth_apps).",
         )),
         1 if !page.has_more => Ok(page.items.into_iter().next().ok_or_else(|| {
             internal(anyhow::anyhow!("a page of one app had no app"))

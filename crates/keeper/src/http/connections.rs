@@ -356,13 +356,19 @@ impl From<ConnectionError> for ApiError {
             },
             ConnectionError::AuthorizationCodeRejected(reason) => ApiError::BadRequest {
                 code: "authorization_code_rejected",
-                message: format!("Zoom rejected the authorization code ({reason}). A code works once and for 5 minutes, and redirect_uri must be exactly the one of the authorize request; have the user authorise again."),
+                message: format!("Error exchanging access code for tokens. Please check that the authorization code and redirect URI are correct. Zoom said: {reason}. A code works once and for 5 minutes, and redirect_uri must be exactly the one of the authorize request; have the user authorise again."),
             },
             ConnectionError::MissingScopes(missing) => ApiError::BadRequest {
                 code: "missing_scopes",
+                // Attendee's sentence, its list written as Python's repr (sorted:
+                // Attendee's own order varies).
                 message: format!(
-                    "The user granted the app too few scopes for the capabilities asked for. Missing: {}. Add them to the app in the Zoom App Marketplace and have the user authorise again.",
-                    missing.join(", ")
+                    "The authorization is missing the following required scopes: [{}]. Add them to the app in the Zoom App Marketplace and have the user authorise again.",
+                    {
+                        let mut missing = missing;
+                        missing.sort();
+                        missing.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
+                    }
                 ),
             },
             ConnectionError::NotAccountAdmin => ApiError::BadRequest {
@@ -372,7 +378,7 @@ impl From<ConnectionError> for ApiError {
             ConnectionError::ZoomUserNotActive(status) => ApiError::BadRequest {
                 code: "zoom_user_not_active",
                 message: format!(
-                    "The Zoom user is not active (status {}). Only active Zoom users can be connected.",
+                    "The user is not active. Its Zoom status is {}; only active Zoom users can be connected.",
                     if status.is_empty() { "unknown" } else { &status }
                 ),
             },

@@ -185,7 +185,12 @@ async fn app_is_inferred_only_when_the_project_has_exactly_one(backend: Backend)
         .create_connection(json!({"authorization_code": code, "redirect_uri": REDIRECT_URI}))
         .await;
     none.assert_error(400, "invalid_request");
-    assert!(none.text.contains("no Zoom OAuth app"), "{}", none.text);
+    assert!(
+        none.text
+            .contains("No Zoom OAuth App found in this project"),
+        "{}",
+        none.text
+    );
 
     // Exactly one: inferred.
     let zoa = id_of(&app.new_app(CLIENT).await);

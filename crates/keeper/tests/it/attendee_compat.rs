@@ -4,16 +4,22 @@
 //!   sentences under `detail`, and `WWW-Authenticate: Token`;
 //! - `bots/zoom_oauth_connections_api_views.py` lines 159–160 and 186–187: GET and
 //!   DELETE of an unknown (or another project's) connection answer 404
-//!   `{"error":"Zoom OAuth Connection not found"}`.
+//!   `{"error":"Zoom OAuth Connection not found"}`;
+//! - `bots/zoom_oauth_connections_api_utils.py` lines 57–107: the sentences a create
+//!   answers when the app is unknown or missing, the code exchange fails, scopes are
+//!   missing or the user is not active (zoomkeeper adds what to do after them), and
+//!   `bots/serializers.py`' DRF field message "This field is required.".
 //!
 //! zoomkeeper keeps its own `error` and `code` beside them.
 
 use reqwest::Method;
-use testkit::{on_both_databases, spawn_app, Backend};
+use serde_json::json;
+use testkit::{on_both_databases, spawn_app, Backend, REDIRECT_URI};
 
 on_both_databases!(
     the_401s_carry_attendees_detail_and_scheme,
     an_unknown_connection_is_attendees_404,
+    a_refused_create_reads_as_attendees,
 );
 
 const CONNECTIONS: &str = "/api/v1/zoom_oauth_connections";
@@ -78,4 +84,89 @@ async fn an_unknown_connection_is_attendees_404(backend: Backend) {
     }
     // The owner still has it.
     assert_eq!(app.connection(&theirs).await["id"], theirs.as_str());
+}
+
+async fn a_refused_create_reads_as_attendees(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let sentence = |a: &testkit::Answer| a.json["error"].as_str().unwrap_or_default().to_owned();
+
+    // No app in the project yet (utils 64–66).
+    let code = json!({"authorization_code": "abc", "redirect_uri": REDIRECT_URI});
+    let a = app.create_connection(code.clone()).await;
+    a.assert_error(400, "invalid_request");
+    assert!(
+        a.field_problems("zoom_oauth_app_id")[0].starts_with(
+            "No Zoom OAuth App found in this project. Please add a Zoom OAuth App first"
+        ),
+        "{}",
+        a.text
+    );
+
+    // An app id the project does not have (utils 57–62).
+    let zoom_app = app.new_app("compat-client").await;
+    let a = app
+        .create_connection(json!({"authorization_code": "abc", "redirect_uri": REDIRECT_URI, "zoom_oauth_app_id": "zoa_0000000000000000"}))
+        .await;
+    a.assert_error(400, "invalid_request");
+    assert_eq!(
+        a.field_problems("zoom_oauth_app_id"),
+        ["Zoom OAuth App with id zoa_0000000000000000 does not exist in this project."]
+    );
+
+    // A required field left out (DRF).
+    let a = app
+        .create_connection(json!({"redirect_uri": REDIRECT_URI}))
+        .await;
+    a.assert_error(400, "invalid_request");
+    assert_eq!(
+        a.field_problems("authorization_code"),
+        ["This field is required."]
+    );
+
+    // The code exchange fails (utils 69–79).
+    let a = app
+        .create_connection(
+            json!({"authorization_code": "not-a-real-code", "redirect_uri": REDIRECT_URI}),
+        )
+        .await;
+    a.assert_error(400, "authorization_code_rejected");
+    assert!(
+        sentence(&a).starts_with("Error exchanging access code for tokens. Please check that the authorization code and redirect URI are correct."),
+        "{}",
+        a.text
+    );
+
+    // Scopes missing (utils 82–95): Attendee's list is a Python repr.
+    let user = app.zoom_user(None).await;
+    let code = app
+        .auth_code(
+            "compat-client",
+            &user,
+            Some(vec!["user:read:user".to_owned()]),
+        )
+        .await;
+    let a = app
+        .create_connection(json!({"authorization_code": code, "redirect_uri": REDIRECT_URI}))
+        .await;
+    a.assert_error(400, "missing_scopes");
+    assert!(
+        sentence(&a).starts_with("The authorization is missing the following required scopes: ['meeting:read:list_meetings', 'meeting:read:local_recording_token', 'user:read:zak']."),
+        "{}",
+        a.text
+    );
+
+    // The user is not active (utils 106–107).
+    let inactive = app.zoom_user(Some(zoom_sim::SimUserStatus::Inactive)).await;
+    let a = app
+        .connect_user("compat-client", &inactive, json!({}))
+        .await;
+    a.assert_error(400, "zoom_user_not_active");
+    assert!(
+        sentence(&a).starts_with("The user is not active."),
+        "{}",
+        a.text
+    );
+    assert_eq!(zoom_app["connection_count"], 0);
 }
