@@ -249,7 +249,7 @@ pub async fn resolve_app(
             // Attendee's sentences (bots/zoom_oauth_connections_api_utils.py).
             Err(apps::AppError::NotFound) => Err(invalid(
                 "zoom_oauth_app_id",
-                &format!(
+                format!(
                     "Zoom OAuth App with id {} does not exist in this project.",
                     loggable_id(id)
                 ),
