@@ -1,82 +1,86 @@
-//! Per-project request rate limit: a token bucket per project, in memory (each
-//! process limits what it serves; the limit is generous and meant against runaway
-//! clients, not for billing).
+//! Per-project request rate limit, in memory (each process limits what it serves;
+//! the limit is generous and meant against runaway clients, not for billing).
+//! governor's keyed GCRA limiter: one timestamp per project, checked without a
+//! global lock.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
 
-pub struct RateLimiter {
-    per_second: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::Quota;
 
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
+type Limiter<C> = governor::RateLimiter<
+    String,
+    DefaultKeyedStateStore<String>,
+    C,
+    NoOpMiddleware<<C as Clock>::Instant>,
+>;
 
-/// Buckets idle this long are full again and can be forgotten.
-const FORGET_AFTER: Duration = Duration::from_secs(600);
+/// Projects remembered before the ones idle long enough to be full again are
+/// forgotten.
 const SWEEP_WHEN_OVER: usize = 10_000;
+
+pub struct RateLimiter<C: Clock = DefaultClock> {
+    limiter: Limiter<C>,
+    clock: C,
+}
+
+/// `per_second` requests a second, after a burst of `burst`.
+fn quota(per_second: f64, burst: u32) -> Quota {
+    let period = Duration::from_secs_f64(1.0 / per_second.max(1e-6));
+    Quota::with_period(period.max(Duration::from_nanos(1)))
+        .expect("a period of at least 1 ns")
+        .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least 1"))
+}
 
 impl RateLimiter {
     pub fn new(per_second: f64, burst: u32) -> RateLimiter {
+        RateLimiter::with_clock(per_second, burst, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> RateLimiter<C> {
+    fn with_clock(per_second: f64, burst: u32, clock: C) -> RateLimiter<C> {
         RateLimiter {
-            per_second,
-            burst: f64::from(burst),
-            buckets: Mutex::new(HashMap::new()),
+            limiter: governor::RateLimiter::new(
+                quota(per_second, burst),
+                DefaultKeyedStateStore::default(),
+                clock.clone(),
+            ),
+            clock,
         }
     }
 
-    /// Takes one token for `project_id`; `Err(wait)` when none is left.
+    /// Takes one request of `project_id`'s budget; `Err(wait)` when none is left.
     pub fn check(&self, project_id: &str) -> Result<(), Duration> {
-        self.check_at(project_id, Instant::now())
-    }
-
-    fn check_at(&self, project_id: &str, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > SWEEP_WHEN_OVER {
-            buckets.retain(|_, b| now.duration_since(b.updated) < FORGET_AFTER);
+        if self.limiter.len() > SWEEP_WHEN_OVER {
+            self.limiter.retain_recent();
         }
-        let bucket = buckets.entry(project_id.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
-            updated: now,
-        });
-        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / self.per_second,
-            ))
-        }
+        self.limiter
+            .check_key(&project_id.to_owned())
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
     #[test]
     fn burst_then_refill() {
-        let limiter = RateLimiter::new(2.0, 3);
-        let t0 = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(2.0, 3, clock.clone());
         for _ in 0..3 {
-            assert!(limiter.check_at("p", t0).is_ok());
+            assert!(limiter.check("p").is_ok());
         }
-        let wait = limiter.check_at("p", t0).expect_err("bucket empty");
-        assert!(wait <= Duration::from_millis(500));
-        assert!(
-            limiter.check_at("other", t0).is_ok(),
-            "projects are separate"
-        );
-        assert!(limiter
-            .check_at("p", t0 + Duration::from_millis(500))
-            .is_ok());
+        let wait = limiter.check("p").expect_err("bucket empty");
+        assert!(wait <= Duration::from_millis(500), "{wait:?}");
+        assert!(limiter.check("other").is_ok(), "projects are separate");
+        clock.advance(Duration::from_millis(500));
+        assert!(limiter.check("p").is_ok());
+        assert!(limiter.check("p").is_err(), "one request came back");
     }
 }
