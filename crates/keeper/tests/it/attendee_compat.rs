@@ -168,5 +168,11 @@ async fn a_refused_create_reads_as_attendees(backend: Backend) {
         "{}",
         a.text
     );
-    assert_eq!(zoom_app["connection_count"], 0);
+    // None of the refused creates stored a connection.
+    let id = zoom_app["id"].as_str().expect("app id");
+    let now = app
+        .send(app.request(Method::GET, &format!("/api/v1/zoom_oauth_apps/{id}")))
+        .await;
+    assert_eq!(now.status, 200, "{}", now.text);
+    assert_eq!(now.json["connection_count"], 0, "{}", now.text);
 }
