@@ -510,6 +510,19 @@ impl TestApp {
         .await
     }
 
+    /// The value of an unlabelled or fully labelled series in a `/metrics` scrape, e.g.
+    /// `zoomkeeper_lease_conflicts_total` or `zoomkeeper_zoom_webhooks_refused_total{event="other"}`.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let m = self.send(self.http.get(self.url("/metrics"))).await;
+        assert_eq!(m.status, 200, "{}", m.text);
+        m.text
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{series} missing from:\n{}", m.text))
+            .parse()
+            .expect("a count")
+    }
+
     pub async fn access_token(&self, id: &str) -> Answer {
         self.connection_call(Method::POST, id, "/access_token")
             .await

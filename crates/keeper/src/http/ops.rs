@@ -16,6 +16,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
+use crate::core::metrics::{self, QueueDepths};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -93,7 +94,7 @@ use super::AppState;
     modifiers(&ApiKeyAuth),
     servers((url = "/", description = "This zoomkeeper (its `public_url`)")),
     tags(
-        (name = "Operations", description = "Health, readiness and this document; `/metrics` (Prometheus text) and `/docs` (this document, browsable) are left out of it"),
+        (name = "Operations", description = "Health, readiness and this document; `/metrics` (Prometheus metrics, OpenMetrics text) and `/docs` (this document, browsable) are left out of it"),
         (name = "Zoom OAuth apps", description = "Your Zoom apps' credentials"),
         (name = "Zoom OAuth connections", description = "Zoom users' grants to your apps"),
         (name = "Tokens", description = "Zoom tokens minted from a connection"),
@@ -351,20 +352,19 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut text = state.keeper.metrics.render();
-    match state.keeper.store.webhook_queue_depths().await {
-        Ok(d) => text.push_str(&crate::core::metrics::render_webhook_queue_depths(
-            d.deliveries_due,
-            d.outbox_undispatched,
-        )),
+    let queues = match state.keeper.store.webhook_queue_depths().await {
+        Ok(d) => Some(QueueDepths {
+            deliveries_due: d.deliveries_due,
+            outbox_undispatched: d.outbox_undispatched,
+        }),
         // The counters are still worth serving; the gauges are left out.
-        Err(e) => tracing::warn!(error = %e, "metrics: reading webhook queue depths failed"),
-    }
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: reading webhook queue depths failed");
+            None
+        }
+    };
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        state.keeper.metrics.render(queues),
     )
 }

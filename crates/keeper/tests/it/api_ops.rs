@@ -292,15 +292,15 @@ async fn metrics_count_requests_by_route_template_and_zoom_calls() {
     app.get_app("zoa_0000000000000000")
         .await
         .assert_error(404, "not_found");
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let scrape = app.send(app.http.get(app.url("/metrics"))).await;
+    assert_eq!(scrape.status, 200);
+    assert_eq!(
+        scrape.headers["content-type"],
+        ("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    let text = scrape.text;
+    assert!(text.ends_with("\n# EOF\n"), "a complete exposition: {text}");
+    assert!(text.contains("# TYPE zoomkeeper_http_requests counter\n"));
     assert!(text.contains(
         "zoomkeeper_http_requests_total{method=\"GET\",route=\"/api/v1/zoom_oauth_apps/{id}\",status=\"200\"} 3"
     ), "{text}");

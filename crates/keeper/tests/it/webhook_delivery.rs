@@ -482,18 +482,6 @@ async fn a_delivery_held_by_a_dead_process_is_sent_after_its_lease_expires(backe
     assert_eq!(header(&got[0], "webhook-id"), held[0].idempotency_key);
 }
 
-/// The value of an unlabelled or fully labelled series in a `/metrics` scrape.
-async fn scrape(app: &TestApp, series: &str) -> u64 {
-    let m = app.send(app.request(Method::GET, "/metrics")).await;
-    assert_eq!(m.status, 200, "{}", m.text);
-    m.text
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} missing from:\n{}", m.text))
-        .parse()
-        .expect("a count")
-}
-
 async fn metrics_count_delivery_outcomes_and_show_queue_depths(backend: Backend) {
     // No worker loop: each step is taken by hand, so every number is known.
     let Some(app) = spawn_app_with(
@@ -514,39 +502,29 @@ async fn metrics_count_delivery_outcomes_and_show_queue_depths(backend: Backend)
     let receiver = Receiver::start(500).await;
     subscribe(&app, &receiver.url()).await;
     disconnect_a_connection(&app).await;
-    assert_eq!(
-        (scrape(&app, OUTBOX).await, scrape(&app, DUE).await),
-        (1, 0)
-    );
+    assert_eq!((app.metric(OUTBOX).await, app.metric(DUE).await), (1, 0));
 
     let store = &app.keeper.store;
     store.dispatch_outbox_events(100).await.expect("dispatch");
-    assert_eq!(
-        (scrape(&app, OUTBOX).await, scrape(&app, DUE).await),
-        (0, 1)
-    );
+    assert_eq!((app.metric(OUTBOX).await, app.metric(DUE).await), (0, 1));
 
     let round = keeper::webhook_delivery::run_once(&app.keeper)
         .await
         .expect("round");
     assert_eq!(round.failed, 1);
-    assert_eq!(scrape(&app, &outcome("retry")).await, 1);
-    assert_eq!(scrape(&app, &outcome("success")).await, 0);
+    assert_eq!(app.metric(&outcome("retry")).await, 1);
+    assert_eq!(app.metric(&outcome("success")).await, 0);
 
     receiver.answer(200);
     app.keeper.clock.advance(Duration::from_millis(200));
-    assert_eq!(
-        scrape(&app, DUE).await,
-        1,
-        "due again after the retry delay"
-    );
+    assert_eq!(app.metric(DUE).await, 1, "due again after the retry delay");
     let round = keeper::webhook_delivery::run_once(&app.keeper)
         .await
         .expect("round");
     assert_eq!(round.succeeded, 1);
-    assert_eq!(scrape(&app, &outcome("success")).await, 1);
-    assert_eq!(scrape(&app, &outcome("failure")).await, 0);
-    assert_eq!(scrape(&app, DUE).await, 0);
+    assert_eq!(app.metric(&outcome("success")).await, 1);
+    assert_eq!(app.metric(&outcome("failure")).await, 0);
+    assert_eq!(app.metric(DUE).await, 0);
 }
 
 on_both_databases!(internal_errors_stay_out_of_delivery_records);

@@ -912,9 +912,8 @@ async fn a_refused_deauthorization_is_counted_and_the_next_refresh_disconnects(b
     assert_eq!(h.app.connection(&conn).await["state"], "connected");
     assert_eq!(
         h.app
-            .keeper
-            .metrics
-            .zoom_webhooks_refused("app_deauthorized"),
+            .metric(r#"zoomkeeper_zoom_webhooks_refused_total{event="app_deauthorized"}"#)
+            .await,
         1
     );
     let app_json = h.app.get_app(&h.zoa).await.json;
@@ -1002,13 +1001,12 @@ async fn an_app_whose_zoom_events_stopped_is_flagged_until_they_resume(backend: 
             .is_some_and(|p| p.contains("Zoom support")),
         "{flagged}"
     );
-    assert_eq!(h.app.keeper.metrics.webhook_events_stale(), 1);
-    assert!(h
-        .app
-        .keeper
-        .metrics
-        .render()
-        .contains("zoomkeeper_zoom_webhook_events_stale_total 1"));
+    assert_eq!(
+        h.app
+            .metric("zoomkeeper_zoom_webhook_events_stale_total")
+            .await,
+        1
+    );
     let events = h.app.connection_call(Method::GET, &conn, "/events").await;
     let stale = events.json["results"]
         .as_array()
@@ -1244,7 +1242,8 @@ async fn the_shared_url_hands_each_event_to_the_app_whose_secret_verifies_it(bac
     }
 
     // No app's secret, a stale timestamp, no signature: refused, nothing indexed.
-    let refused_before = h.app.keeper.metrics.zoom_webhooks_refused("shared_url");
+    const REFUSED: &str = r#"zoomkeeper_zoom_webhooks_refused_total{event="shared_url"}"#;
+    let refused_before = h.app.metric(REFUSED).await;
     let forged = post(
         meeting_created(now_s() * 1000 + 2, &user, json!(923456791)),
         "guessed",
@@ -1264,10 +1263,7 @@ async fn the_shared_url_hands_each_event_to_the_app_whose_secret_verifies_it(bac
         .send(h.app.http.post(&shared).body(validation.to_string()))
         .await;
     assert_eq!(unsigned.status, 401, "{}", unsigned.text);
-    assert_eq!(
-        h.app.keeper.metrics.zoom_webhooks_refused("shared_url"),
-        refused_before + 3
-    );
+    assert_eq!(h.app.metric(REFUSED).await, refused_before + 3);
     for id in ["923456791", "923456792"] {
         assert!(meetings(&h.app, &format!("?meeting_id={id}"))
             .await
