@@ -11,7 +11,6 @@ pub mod outbound_url;
 pub mod rate_limit;
 pub mod signing;
 pub mod telemetry;
-pub mod ttl_cache;
 pub mod vault;
 pub mod zoom_account_limits;
 pub mod zoom_gateway;

@@ -13,9 +13,10 @@
 //! connection are reused for a few seconds; the index write re-checks the host.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use moka::sync::Cache;
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest, Sha256};
 use zoom::webhook::{
@@ -24,7 +25,6 @@ use zoom::webhook::{
 };
 
 use crate::core::ids::IdKind;
-use crate::core::ttl_cache::TtlCache;
 use crate::core::vault::Slot;
 use crate::domain::meetings;
 use crate::storage::{
@@ -164,10 +164,10 @@ pub async fn receive(keeper: &Keeper, delivery: Delivery<'_>) -> Result<Outcome,
         // Verified events arrive again: the app is no longer flagged.
         match keeper.store.clear_app_webhook_events_stale(&app.id).await {
             Ok(true) => {
-                keeper.ingress.apps.forget(&app.id);
+                keeper.ingress.apps.invalidate(&app.id);
                 tracing::info!(app_id = %app.id, "verified Zoom webhooks arrive again");
             }
-            Ok(false) => keeper.ingress.apps.forget(&app.id),
+            Ok(false) => keeper.ingress.apps.invalidate(&app.id),
             Err(e) => {
                 tracing::warn!(app_id = %app.id, error = %e, "clearing an app's stale-webhooks flag failed")
             }
@@ -371,7 +371,7 @@ pub struct IngressCaches {
     /// Apps with their opened webhook secrets, reused for 5 s. A secret changed
     /// meanwhile is still read at once (a refused signature reads the app again); a
     /// removed secret or a deleted app takes effect within 5 s.
-    apps: TtlCache<String, AppAndSecret>,
+    apps: Cache<String, AppAndSecret>,
     /// (app id, Zoom user id) → that user's connection, reused for 5 s when it hosts
     /// its meetings. Only that choice is reused (never a fallback to the operator or
     /// another connection of the account, which a user connecting meanwhile would
@@ -379,28 +379,26 @@ pub struct IngressCaches {
     /// and in the same state ([`MeetingIndexChange::UpsertIfHost`]), choosing again
     /// when not: a reused choice is the one a fresh read would make, less a read per
     /// event.
-    hosts: TtlCache<(String, String), Arc<ConnectionRow>>,
-    /// When this process last wrote each app's webhook timestamps (one entry per
-    /// app and kind).
-    timestamps: TtlCache<(String, WebhookVerification), ()>,
+    hosts: Cache<(String, String), Arc<ConnectionRow>>,
+    /// Which apps' webhook timestamps this process wrote in the last
+    /// [`TIMESTAMP_INTERVAL`] (one entry per app and kind): a throttle.
+    timestamps: Cache<(String, WebhookVerification), ()>,
 }
 
 impl Default for IngressCaches {
     fn default() -> Self {
-        IngressCaches {
-            apps: TtlCache::new(Duration::from_secs(5), 10_000),
-            hosts: TtlCache::new(Duration::from_secs(5), 100_000),
-            timestamps: TtlCache::new(TIMESTAMP_INTERVAL, 10_000),
+        fn cache<K, V>(ttl: Duration, max: u64) -> Cache<K, V>
+        where
+            K: std::hash::Hash + Eq + Send + Sync + 'static,
+            V: Clone + Send + Sync + 'static,
+        {
+            Cache::builder().time_to_live(ttl).max_capacity(max).build()
         }
-    }
-}
-
-impl IngressCaches {
-    /// Forgets everything reused so far.
-    pub fn clear(&self) {
-        self.apps.clear();
-        self.hosts.clear();
-        self.timestamps.clear();
+        IngressCaches {
+            apps: cache(Duration::from_secs(5), 10_000),
+            hosts: cache(Duration::from_secs(5), 100_000),
+            timestamps: cache(TIMESTAMP_INTERVAL, 10_000),
+        }
     }
 }
 
@@ -412,8 +410,7 @@ async fn app_and_secret(
     app_id: &str,
     cached_ok: bool,
 ) -> Result<(Arc<AppRow>, Option<Arc<SecretString>>, bool), IngressError> {
-    let now = Instant::now();
-    if let Some((app, secret)) = keeper.ingress.apps.get(app_id, now).filter(|_| cached_ok) {
+    if let Some((app, secret)) = keeper.ingress.apps.get(app_id).filter(|_| cached_ok) {
         return Ok((app, secret, true));
     }
     let app = keeper
@@ -435,7 +432,7 @@ async fn app_and_secret(
     keeper
         .ingress
         .apps
-        .put(app_id.to_owned(), (app.clone(), secret.clone()), now);
+        .insert(app_id.to_owned(), (app.clone(), secret.clone()));
     Ok((app, secret, false))
 }
 
@@ -530,7 +527,7 @@ async fn meeting_created(
             keeper
                 .ingress
                 .hosts
-                .forget(&(app.id.clone(), host.user_id.clone()));
+                .invalidate(&(app.id.clone(), host.user_id.clone()));
             cached_ok = false;
             continue;
         }
@@ -573,7 +570,6 @@ async fn meeting_host(
     meeting: &MeetingObject,
     cached_ok: bool,
 ) -> Result<Option<(Arc<ConnectionRow>, bool)>, IngressError> {
-    let now = Instant::now();
     let key = meeting
         .host_id
         .as_ref()
@@ -581,7 +577,7 @@ async fn meeting_host(
     if let Some(hit) = key
         .as_ref()
         .filter(|_| cached_ok)
-        .and_then(|k| keeper.ingress.hosts.get(k, now))
+        .and_then(|k| keeper.ingress.hosts.get(k))
     {
         return Ok(Some((hit, true)));
     }
@@ -599,7 +595,7 @@ async fn meeting_host(
     };
     let host = Arc::new(host);
     if let Some(key) = key.filter(|(_, user)| *user == host.user_id) {
-        keeper.ingress.hosts.put(key, host.clone(), now);
+        keeper.ingress.hosts.insert(key, host.clone());
     }
     Ok(Some((host, false)))
 }
@@ -805,10 +801,13 @@ const UNVERIFIED_LOG_EVERY: Duration = Duration::from_secs(3600);
 /// Moves the app's webhook timestamp forward, at most once per
 /// [`TIMESTAMP_INTERVAL`] per process; true when this call was that once.
 async fn note_received(keeper: &Keeper, app_id: &str, which: WebhookVerification) -> bool {
+    // Fresh: this call put the entry there, so it is the first in the interval.
     if !keeper
         .ingress
         .timestamps
-        .first_in_ttl((app_id.to_owned(), which), Instant::now())
+        .entry((app_id.to_owned(), which))
+        .or_insert(())
+        .is_fresh()
     {
         return false;
     }
