@@ -8,7 +8,10 @@
 //!   documented;
 //! - a JSON body to validate against the documented schema (JSON Schema 2020-12,
 //!   formats checked, `$ref`s into the document's components);
-//! - every header the answer declares (`Retry-After`) to be sent.
+//! - every header the answer declares (`Retry-After`) to be sent;
+//! - for a request the server accepted (2xx): its JSON body to validate against the
+//!   documented request schema, and each documented query parameter to have a value
+//!   its schema accepts.
 //!
 //! A route the document does not describe must be one it leaves out on purpose
 //! ([`LEFT_OUT`]); `GET /openapi.json` must serve the document itself. What does not
@@ -79,6 +82,7 @@ async fn check(State(violations): State<Violations>, request: Request, next: Nex
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let query = request.uri().query().map(str::to_owned);
     let (request, request_body) = match declared {
         Some(length) if json_request && length <= REQUEST_READ_LIMIT => {
             let (parts, body) = request.into_parts();
@@ -106,9 +110,12 @@ async fn check(State(violations): State<Violations>, request: Request, next: Nex
         }
     };
     let mut checked = document().check(&method, &path, parts.status, &parts.headers, &bytes);
-    if let (Ok(()), Some(request_body)) = (&checked, &request_body) {
-        if parts.status.is_success() {
+    if checked.is_ok() && parts.status.is_success() {
+        if let Some(request_body) = &request_body {
             checked = document().check_request(&method, &path, request_body);
+        }
+        if let (Ok(()), Some(query)) = (&checked, &query) {
+            checked = document().check_query(&method, &path, query);
         }
     }
     if let Err(problem) = checked {
@@ -306,6 +313,51 @@ impl Document {
         }
     }
 
+    /// Whether every documented query parameter of a request the server accepted has
+    /// a value its schema accepts: a client generated from the document can send
+    /// what the tests send.
+    pub fn check_query(&self, method: &str, path: &str, query: &str) -> Result<(), String> {
+        let Some(template) = self.operation_template(method, path) else {
+            return Ok(());
+        };
+        let item = &self.json["paths"][template];
+        let declared: Vec<&Value> = [&item["parameters"], &item[method]["parameters"]]
+            .into_iter()
+            .filter_map(Value::as_array)
+            .flatten()
+            .map(|p| self.resolve(p))
+            .filter(|p| p["in"] == "query")
+            .collect();
+        let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(query) else {
+            return Err(format!(
+                "the server accepted a query that does not decode: {query}"
+            ));
+        };
+        for (name, value) in pairs {
+            // The server ignores what an operation does not list (the document says
+            // so), as Django REST Framework does.
+            let Some(parameter) = declared.iter().find(|p| p["name"] == name.as_str()) else {
+                continue;
+            };
+            let schema = &parameter["schema"];
+            // An array parameter is sent as the name repeated: each value is an item.
+            let (schema, key) = match schema.get("items") {
+                Some(items) => (items, format!("{method} {template} ?{name}[]")),
+                None => (schema, format!("{method} {template} ?{name}")),
+            };
+            let instance = query_value(self.resolve(schema), &value);
+            let validator = self.validator(&key, schema)?;
+            let errors = errors_of(&validator, &instance);
+            if !errors.is_empty() {
+                return Err(format!(
+                    "the server accepted `{name}={value}`, which the documented schema refuses: {}",
+                    errors.join("; ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Every `example` in the document that its own schema refuses, and every
     /// request or response body documented without an example.
     pub fn example_problems(&self) -> Vec<String> {
@@ -462,6 +514,26 @@ impl Document {
 }
 
 /// The first few reasons `instance` fails `validator`, each with where.
+/// A query value as the JSON its schema describes: a number or a boolean where the
+/// schema's type says so and the text reads as one, else the text.
+fn query_value(schema: &Value, value: &str) -> Value {
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let parsed = if types.contains(&"integer") || types.contains(&"number") {
+        serde_json::from_str::<serde_json::Number>(value)
+            .ok()
+            .map(Value::Number)
+    } else if types.contains(&"boolean") {
+        value.parse::<bool>().ok().map(Value::Bool)
+    } else {
+        None
+    };
+    parsed.unwrap_or_else(|| Value::String(value.to_owned()))
+}
+
 fn errors_of(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
     validator
         .iter_errors(instance)

@@ -22,7 +22,7 @@ use crate::core::metrics::{self, QueueDepths};
 #[openapi(
     info(
         title = "zoomkeeper",
-        description = "A self-hosted Zoom OAuth vault and token broker for meeting bots. Authenticate with `Authorization: Token <api key>`."
+        description = "A self-hosted Zoom OAuth vault and token broker for meeting bots. Authenticate with `Authorization: Token <api key>`. Query parameters an operation does not list are ignored, as Django REST Framework (Attendee) does."
     ),
     paths(
         super::apps::create_app,

@@ -428,3 +428,28 @@ fn every_body_in_the_document_has_an_example_its_schema_accepts() {
         problems.join("\n")
     );
 }
+
+/// The contract check behind every test server can fail: it refuses answers,
+/// accepted bodies and accepted query values the document does not allow.
+#[test]
+fn the_contract_check_refuses_what_the_document_does_not_allow() {
+    use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+    use reqwest::StatusCode;
+    let doc = testkit::contract::document();
+    let apps = "/api/v1/zoom_oauth_apps";
+    let mut json = HeaderMap::new();
+    json.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let page = br#"{"next": null, "previous": null, "results": []}"#;
+    assert_eq!(doc.check("get", apps, StatusCode::OK, &json, page), Ok(()));
+    assert!(doc
+        .check("get", apps, StatusCode::OK, &json, br#"{"results": 3}"#)
+        .is_err());
+    assert!(doc
+        .check("get", apps, StatusCode::IM_A_TEAPOT, &json, page)
+        .is_err());
+    assert!(doc.check_request("post", apps, b"{}").is_err());
+    assert_eq!(doc.check_query("get", apps, "page_size=2&foo=bar"), Ok(()));
+    for refused in ["page_size=101", "page_size=abc", "page_size=0"] {
+        assert!(doc.check_query("get", apps, refused).is_err(), "{refused}");
+    }
+}
