@@ -4,6 +4,7 @@
 
 mod cli;
 mod demo;
+mod packaging;
 mod proof_processes;
 mod proof_webhook_delivery;
 mod support;
