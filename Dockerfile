@@ -7,7 +7,8 @@
 #     -e ZOOMKEEPER_PUBLIC_URL=https://zoomkeeper.example.com zoomkeeper
 #
 # The cache mounts below need BuildKit (Docker's default builder since 23.0;
-# podman and buildah understand them too).
+# podman and buildah understand them too). podman and buildah write OCI images by
+# default, which drop HEALTHCHECK: build with `--format docker` to keep it.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm

@@ -34,6 +34,9 @@ pub enum BenchCommand {
     Deliveries(deliveries::DeliveriesArgs),
     /// Zoom webhook ingress: signed `meeting.created` events per second over loopback.
     Webhooks(webhooks::WebhooksArgs),
+    /// The clients of `bench webhooks`, run by it in a process of their own.
+    #[command(hide = true)]
+    WebhookLoad(webhooks::LoadArgs),
     /// Meeting → host lookups (the join-token path) with 1,000,000 indexed meetings.
     Lookup(lookup::LookupArgs),
     /// The meeting sync of an account-level connection whose Zoom account has
@@ -53,7 +56,8 @@ pub async fn run(command: BenchCommand, zoomkeeper: &Path) -> anyhow::Result<()>
         BenchCommand::Api(args) => api::run(args).await.map(drop),
         BenchCommand::Tokens(args) => tokens::run(args, zoomkeeper).await.map(drop),
         BenchCommand::Deliveries(args) => deliveries::run(args).await.map(drop),
-        BenchCommand::Webhooks(args) => webhooks::run(args).await.map(drop),
+        BenchCommand::Webhooks(args) => webhooks::run(args, zoomkeeper).await.map(drop),
+        BenchCommand::WebhookLoad(args) => webhooks::run_load(args).await,
         BenchCommand::Lookup(args) => lookup::run(args).await.map(drop),
         BenchCommand::AccountSync(args) => account_sync::run(args).await.map(drop),
         BenchCommand::Chaos(args) => chaos::run(args, zoomkeeper).await.map(drop),

@@ -48,6 +48,11 @@ impl Latencies {
         self.percentile(0.99)
     }
 
+    /// Every latency, shortest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Duration> {
+        self.0.iter()
+    }
+
     pub fn max(&self) -> Duration {
         self.0.last().copied().unwrap_or_default()
     }

@@ -218,7 +218,9 @@ async fn webhooks_bench_indexes_one_meeting_per_applied_event() {
     ]) else {
         unreachable!()
     };
-    let reports = bench::webhooks::run(args).await.expect("bench webhooks");
+    let reports = bench::webhooks::run(args, zoomkeeper())
+        .await
+        .expect("bench webhooks");
 
     let backends: Vec<Backend> = reports.iter().map(|r| r.backend).collect();
     assert_eq!(backends, expected_backends().await);
