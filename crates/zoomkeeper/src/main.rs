@@ -13,6 +13,12 @@ use keeper::server::shutdown_signal;
 use keeper::{projects, telemetry, Keeper};
 use secrecy::ExposeSecret;
 
+/// mimalloc rather than glibc's malloc: per request the server allocates and frees
+/// blocks large enough that glibc consolidated its free lists on the hot path
+/// (`zoomkeeper bench webhooks`, profiled; README "Benchmarks").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "zoomkeeper",
