@@ -20,6 +20,8 @@ pub struct TestStore {
     pub store: Arc<dyn Store>,
     raw: Raw,
     _dir: Option<tempfile::TempDir>,
+    /// The SQLite database file.
+    pub sqlite_path: Option<std::path::PathBuf>,
 }
 
 enum Raw {
@@ -45,6 +47,7 @@ pub async fn sqlite() -> TestStore {
         raw: Raw::Sqlite(store.sqlite_pool().expect("SQLite").clone()),
         store: Arc::new(store),
         _dir: Some(dir),
+        sqlite_path: Some(path),
     }
 }
 
@@ -62,6 +65,7 @@ pub async fn postgres() -> Option<TestStore> {
         raw: Raw::Postgres(store.postgres_pool().expect("PostgreSQL").clone()),
         store: Arc::new(store),
         _dir: None,
+        sqlite_path: None,
     })
 }
 

@@ -13,6 +13,12 @@
 //!
 //! It records a receipt and applies its change with the sqlx side's code and SQL
 //! (`super::meetings::record_receipt`, over [`IndexTx`]).
+//!
+//! The writer does not checkpoint the WAL itself: a checkpoint (copying the WAL into
+//! the database file, and its fsyncs) took a third of the writer's time, and every
+//! event waited behind it. A second thread, with its own connection, checkpoints
+//! (`PASSIVE`, so it never blocks the writer) at most every [`CHECKPOINT_EVERY`] while
+//! the writer commits.
 
 use std::future::{ready, Future};
 use std::path::{Path, PathBuf};
@@ -33,6 +39,8 @@ use super::{StoreError, StoreResult};
 const QUEUE: usize = 4_096;
 /// Receipts committed in one transaction, at most.
 const BATCH: usize = 256;
+/// How often the checkpointer checkpoints, at most, while receipts are written.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// One `record_webhook_receipt_and_apply` call, waiting for the writer.
 pub(super) struct ReceiptJob {
@@ -47,22 +55,59 @@ pub(super) struct ReceiptJob {
 /// (the store and its clones) is gone. Its connection is opened on first use.
 pub(super) fn spawn(path: &Path, busy_timeout: Duration) -> StoreResult<mpsc::Sender<ReceiptJob>> {
     let (sender, jobs) = mpsc::channel(QUEUE);
+    // One pending signal is enough: the checkpointer takes whatever the WAL holds.
+    let (committed, commits) = std::sync::mpsc::sync_channel(1);
     let mut writer = Writer {
         path: path.to_owned(),
         busy_timeout,
         conn: None,
+        committed,
     };
+    let thread_error = |e| StoreError::Database(sqlx::Error::Io(e));
     std::thread::Builder::new()
         .name("zk-receipt-writer".to_owned())
         .spawn(move || writer.run(jobs))
-        .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        .map_err(thread_error)?;
+    let (path, checkpointer) = (path.to_owned(), busy_timeout);
+    std::thread::Builder::new()
+        .name("zk-checkpointer".to_owned())
+        .spawn(move || checkpoint_while_written(&path, checkpointer, commits))
+        .map_err(thread_error)?;
     Ok(sender)
+}
+
+/// Checkpoints the WAL after the writer's commits, at most every
+/// [`CHECKPOINT_EVERY`]; ends with the writer.
+fn checkpoint_while_written(
+    path: &Path,
+    busy_timeout: Duration,
+    commits: std::sync::mpsc::Receiver<()>,
+) {
+    let mut conn = None;
+    while commits.recv().is_ok() {
+        let checkpointed = match &conn {
+            Some(c) => checkpoint(c),
+            None => open(path, busy_timeout).and_then(|c| checkpoint(conn.insert(c))),
+        };
+        if let Err(e) = checkpointed {
+            tracing::warn!(error = %e, "checkpointing the SQLite WAL failed; trying again later");
+        }
+        std::thread::sleep(CHECKPOINT_EVERY);
+    }
+}
+
+/// Copies what it can of the WAL into the database file without waiting for anyone.
+fn checkpoint(conn: &Connection) -> StoreResult<()> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    Ok(())
 }
 
 struct Writer {
     path: PathBuf,
     busy_timeout: Duration,
     conn: Option<Connection>,
+    /// Tells the checkpointer there is something to checkpoint.
+    committed: std::sync::mpsc::SyncSender<()>,
 }
 
 impl Writer {
@@ -123,6 +168,7 @@ impl Writer {
             ))?);
         }
         tx.commit()?;
+        let _ = self.committed.try_send(());
         Ok(outcomes)
     }
 }
@@ -141,6 +187,8 @@ fn open(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
     // does not wait for an fsync. The next `FULL` commit of the pool makes them
     // durable anyway (one WAL, written in order).
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The checkpointer thread checkpoints instead (see the module's documentation).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // Its statement journals (every upsert keeps one) in memory, not in temporary
     // files. Only here: the pool's sorts of large scans may spill to disk.
     conn.pragma_update(None, "temp_store", "MEMORY")?;

@@ -2516,6 +2516,56 @@ mod meeting_index {
         assert!(matches!(err, StoreError::NotFound), "{err:?}");
     }
 
+    /// SQLite's receipt writer does not checkpoint the WAL itself; a thread of its
+    /// own does. What the writer commits reaches the database file (read here while
+    /// ignoring the WAL) with no other write to trigger a checkpoint.
+    pub async fn sqlite_receipts_reach_the_database_file_without_other_writes() {
+        let s = testkit::store::sqlite().await;
+        let (_, a, cs) = setup(&s, "acme", &["host-1"]).await;
+        let path = s.sqlite_path.clone().expect("a SQLite file");
+        for i in 0..50u64 {
+            let row = meeting(
+                &cs[0],
+                &(800_000_000 + i).to_string(),
+                MeetingSource::Webhook,
+                Utc::now(),
+            );
+            s.record_webhook_receipt_and_apply(
+                &a,
+                &format!("wal:{i}"),
+                Utc::now(),
+                &MeetingIndexChange::Upsert(row),
+            )
+            .await
+            .expect("recorded");
+        }
+        // `immutable`: the main file alone, as if the WAL were not there.
+        let in_the_file = || {
+            let url = format!("file:{}?immutable=1", path.display());
+            let conn = rusqlite::Connection::open_with_flags(
+                url,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+            )
+            .expect("open the file");
+            conn.query_row(
+                "SELECT count(*) FROM zoom_webhook_receipts WHERE dedupe_key LIKE 'wal:%'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            // Not even the schema in the file yet.
+            .unwrap_or(0)
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while in_the_file() < 50 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the receipts stayed in the WAL: {} of 50 in the file",
+                in_the_file()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn upsert_if_host_writes_only_while_the_host_is_unchanged(s: TestStore) {
         let (p, a, cs) = setup(&s, "acme", &["host-1", "host-2"]).await;
         let row = meeting(&cs[0], "85746065433", MeetingSource::Webhook, Utc::now());
@@ -2990,6 +3040,11 @@ mod meeting_index {
 
 mod meeting_index_tests {
     use super::meeting_index::*;
+
+    #[tokio::test]
+    async fn sqlite_receipts_reach_the_database_file_without_other_writes() {
+        super::meeting_index::sqlite_receipts_reach_the_database_file_without_other_writes().await
+    }
 
     testkit::on_both_databases!(
         upsert_repoints_a_meeting_and_delete_drops_only_that_apps_row,
