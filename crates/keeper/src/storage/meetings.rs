@@ -89,6 +89,19 @@ pub enum MeetingIndexChange {
     Nothing,
 }
 
+impl MeetingIndexChange {
+    /// The meeting whose index row the change writes, if one.
+    pub fn meeting_id(&self) -> Option<&str> {
+        match self {
+            MeetingIndexChange::Upsert(row)
+            | MeetingIndexChange::UpsertIfHost { row, .. }
+            | MeetingIndexChange::ReplacePmi { row, .. } => Some(&row.meeting_id),
+            MeetingIndexChange::Delete { meeting_id, .. } => Some(meeting_id),
+            MeetingIndexChange::Nothing => None,
+        }
+    }
+}
+
 /// What `record_webhook_receipt_and_apply` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiptOutcome {
@@ -145,7 +158,7 @@ store_trait! {
         async fn record_webhook_receipt_and_apply(&self, app_id: &str, dedupe_key: &str,
             received_at: DateTime<Utc>, change: &MeetingIndexChange)
             -> StoreResult<ReceiptOutcome> {
-            if let Some(receipts) = self.receipts() {
+            if let Some(receipts) = self.receipt_writer(app_id, dedupe_key, change) {
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 let job = ReceiptJob {
                     app_id: app_id.to_owned(),

@@ -30,6 +30,7 @@ pub mod housekeeping;
 pub mod leases;
 pub mod meetings;
 pub mod operators;
+mod pg_receipts;
 pub mod projects;
 mod sqlite_receipts;
 pub mod sync;

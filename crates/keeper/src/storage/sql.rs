@@ -30,6 +30,7 @@ use sqlx::sqlite::{
 use sqlx::{Database, Decode, Encode, Postgres, Sqlite, Transaction, Type};
 use tokio::sync::mpsc;
 
+use super::pg_receipts;
 use super::sqlite_receipts::{self, ReceiptJob};
 use super::{is_postgres_url, Direction, Page, PageRequest, Sealed, StoreError, StoreResult};
 use crate::core::clock::Clock;
@@ -162,14 +163,15 @@ macro_rules! store_trait {
 pub struct SqlStore {
     pub(super) pool: Either<SqlitePool, PgPool>,
     local: Option<Arc<Local>>,
+    /// The Zoom webhook receipt writers: SQLite's one thread
+    /// ([`sqlite_receipts`]), or PostgreSQL's tasks ([`pg_receipts`]).
+    receipts: Arc<[mpsc::Sender<ReceiptJob>]>,
     clock: Clock,
 }
 
 /// What only SQLite has.
 #[derive(Debug)]
 struct Local {
-    /// Zoom webhook receipts go to one writer thread ([`sqlite_receipts`]).
-    receipts: mpsc::Sender<ReceiptJob>,
     /// The last time [`SqlStore::now`] answered, in microseconds.
     last_now: AtomicI64,
 }
@@ -187,6 +189,7 @@ impl SqlStore {
                 .connect(url_or_path)
                 .await?;
             return Ok(SqlStore {
+                receipts: pg_receipts::spawn(&pool).into(),
                 pool: Either::Postgres(pool),
                 local: None,
                 clock: Clock::system(),
@@ -229,8 +232,8 @@ impl SqlStore {
             .await?;
         Ok(SqlStore {
             pool: Either::Sqlite(pool),
+            receipts: [sqlite_receipts::spawn(&path, BUSY_TIMEOUT)?].into(),
             local: Some(Arc::new(Local {
-                receipts: sqlite_receipts::spawn(&path, BUSY_TIMEOUT)?,
                 last_now: AtomicI64::new(i64::MIN),
             })),
             clock: Clock::system(),
@@ -290,9 +293,20 @@ impl SqlStore {
         Ok(())
     }
 
-    /// The SQLite receipt writer, when this is SQLite.
-    pub(super) fn receipts(&self) -> Option<&mpsc::Sender<ReceiptJob>> {
-        self.local.as_ref().map(|l| &l.receipts)
+    /// The receipt writer that takes this receipt and change.
+    pub(super) fn receipt_writer(
+        &self,
+        app_id: &str,
+        dedupe_key: &str,
+        change: &super::meetings::MeetingIndexChange,
+    ) -> Option<&mpsc::Sender<ReceiptJob>> {
+        let writers = self.receipts.len();
+        let at = match writers {
+            0 => return None,
+            1 => 0,
+            _ => pg_receipts::writer_for(app_id, dedupe_key, change, writers),
+        };
+        self.receipts.get(at)
     }
 
     /// The clock this store and everything built on it measures time on.
