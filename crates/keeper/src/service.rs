@@ -34,6 +34,9 @@ pub struct Keeper {
     pub zoom_accounts: ZoomAccountLimits,
     /// What the Zoom webhook ingress reuses for a few seconds in this process.
     pub ingress: IngressCaches,
+    /// One per Zoom event being handled; when none is left the next is shed (503)
+    /// rather than queued, so an accepted event is answered well within Zoom's 3 s.
+    pub ingress_slots: tokio::sync::Semaphore,
 }
 
 impl Keeper {
@@ -76,6 +79,7 @@ impl Keeper {
             config.zoom_account_requests_per_second,
             config.zoom_account_requests_per_second,
         );
+        let ingress_slots = tokio::sync::Semaphore::new(config.zoom_webhooks_in_flight as usize);
         Ok(Keeper {
             config,
             clock: store.clock().clone(),
@@ -87,6 +91,7 @@ impl Keeper {
             tokens: TokenBroker::new(),
             zoom_accounts,
             ingress: IngressCaches::default(),
+            ingress_slots,
         })
     }
 }

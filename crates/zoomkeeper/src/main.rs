@@ -102,6 +102,10 @@ struct SettingFlags {
     /// meeting sync), per process [default: 10].
     #[arg(long, global = true)]
     zoom_account_requests_per_second: Option<u32>,
+    /// Zoom events handled at once; more are answered 503 at once, and Zoom sends
+    /// them again later [default: 256].
+    #[arg(long, global = true)]
+    zoom_webhooks_in_flight: Option<u32>,
 }
 
 impl SettingFlags {
@@ -128,6 +132,7 @@ impl SettingFlags {
             webhook_delivery_retention: self.webhook_delivery_retention.clone(),
             outbox_event_retention: self.outbox_event_retention.clone(),
             zoom_account_requests_per_second: self.zoom_account_requests_per_second,
+            zoom_webhooks_in_flight: self.zoom_webhooks_in_flight,
         }
     }
 

@@ -49,6 +49,9 @@ pub struct Settings {
     /// Zoom calls a second per Zoom account that background work (token keeper,
     /// meeting sync) may make, per process.
     pub zoom_account_requests_per_second: Option<u32>,
+    /// Zoom events a process handles at once; more are answered 503 at once (Zoom
+    /// sends them again later).
+    pub zoom_webhooks_in_flight: Option<u32>,
 }
 
 /// Every setting name, as used in TOML and (upper-cased, `ZOOMKEEPER_` prefixed) in
@@ -75,6 +78,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "webhook_delivery_retention",
     "outbox_event_retention",
     "zoom_account_requests_per_second",
+    "zoom_webhooks_in_flight",
 ];
 
 /// Which database a `database_url` names: the one rule, used by configuration,
@@ -191,6 +195,14 @@ impl Settings {
                         )
                         })?)
                 }
+                "zoom_webhooks_in_flight" => {
+                    s.zoom_webhooks_in_flight = Some(value.trim().parse().map_err(|_| {
+                        invalid(
+                            "zoom_webhooks_in_flight",
+                            "ZOOMKEEPER_ZOOM_WEBHOOKS_IN_FLIGHT must be a whole number",
+                        )
+                    })?)
+                }
                 // Unknown names are reported by `unknown_env_names`, not refused:
                 // tools and tests share the prefix.
                 _ => {}
@@ -252,6 +264,9 @@ impl Settings {
             zoom_account_requests_per_second: self
                 .zoom_account_requests_per_second
                 .or(lower.zoom_account_requests_per_second),
+            zoom_webhooks_in_flight: self
+                .zoom_webhooks_in_flight
+                .or(lower.zoom_webhooks_in_flight),
         }
     }
 }
@@ -342,9 +357,14 @@ pub struct Config {
     /// Zoom calls a second per Zoom account for background work, per process (also
     /// the burst).
     pub zoom_account_requests_per_second: u32,
+    /// Zoom events this process handles at once; the next are shed with a 503.
+    pub zoom_webhooks_in_flight: u32,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+/// Enough to keep the receipt writers' batches full, few enough that an accepted
+/// event waits well under Zoom's 3 s even at a few hundred events a second.
+pub const DEFAULT_ZOOM_WEBHOOKS_IN_FLIGHT: u32 = 256;
 pub const DEFAULT_DATA_DIR: &str = "./zoomkeeper-data";
 pub const DEFAULT_ZOOM_OAUTH_URL: &str = "https://zoom.us";
 pub const DEFAULT_ZOOM_API_URL: &str = "https://api.zoom.us";
@@ -550,6 +570,15 @@ impl Config {
                 "must be from 1 to 1000 (Zoom's per-second limits are 10 to 80 per account)",
             ));
         }
+        let zoom_webhooks_in_flight = s
+            .zoom_webhooks_in_flight
+            .unwrap_or(DEFAULT_ZOOM_WEBHOOKS_IN_FLIGHT);
+        if !(1..=100_000).contains(&zoom_webhooks_in_flight) {
+            return Err(invalid(
+                "zoom_webhooks_in_flight",
+                "must be from 1 to 100000",
+            ));
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -571,6 +600,7 @@ impl Config {
             webhook_delivery_retention,
             outbox_event_retention,
             zoom_account_requests_per_second,
+            zoom_webhooks_in_flight,
         })
     }
 }

@@ -109,6 +109,7 @@ pub struct Metrics {
     revocations: Family<OutcomeLabel, Counter>,
     webhook_deliveries: Family<OutcomeLabel, Counter>,
     zoom_webhooks_refused: Family<EventLabel, Counter>,
+    zoom_webhooks_shed: Counter,
     webhook_events_stale: Counter,
 }
 
@@ -188,6 +189,12 @@ impl Metrics {
             "Zoom webhooks refused for their signature, by event (app_deauthorized, other, shared_url)",
             zoom_webhooks_refused.clone(),
         );
+        let zoom_webhooks_shed = Counter::default();
+        registry.register(
+            "zoomkeeper_zoom_webhooks_shed",
+            "Zoom webhooks answered 503 because the process was handling as many as it may at once (zoom_webhooks_in_flight)",
+            zoom_webhooks_shed.clone(),
+        );
         let webhook_events_stale = Counter::default();
         registry.register(
             "zoomkeeper_zoom_webhook_events_stale",
@@ -206,6 +213,7 @@ impl Metrics {
             revocations,
             webhook_deliveries,
             zoom_webhooks_refused,
+            zoom_webhooks_shed,
             webhook_events_stale,
         }
     }
@@ -293,6 +301,11 @@ impl Metrics {
         self.zoom_webhooks_refused
             .get_or_create(&EventLabel { event })
             .inc();
+    }
+
+    /// A Zoom webhook shed with a 503: the process was handling as many as it may.
+    pub fn record_zoom_webhook_shed(&self) {
+        self.zoom_webhooks_shed.inc();
     }
 
     /// An app was newly flagged: its verified Zoom webhooks stopped while its

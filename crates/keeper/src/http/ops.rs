@@ -123,8 +123,8 @@ impl Modify for ApiKeyAuth {
         );
         // The answers any operation of a kind can give are said once, here, in the
         // error shape of the operation's API: 401 and 429 behind an API key, 413 and
-        // 415 for JSON bodies, 503 where a token may be refreshing elsewhere, and a
-        // default for anything else.
+        // 415 for JSON bodies, 503 where a token may be refreshing elsewhere or Zoom's
+        // events are shed, and a default for anything else.
         let retry_after = HeaderBuilder::new()
             .schema(ObjectBuilder::new().schema_type(Type::Integer))
             .description(Some("Seconds to wait before trying again."))
@@ -201,6 +201,12 @@ impl Modify for ApiKeyAuth {
                 true,
                 json!({"error": "Another process is refreshing this connection's token; retry after Retry-After.", "code": "busy"}),
             );
+            let shed = error(
+                schema,
+                "`busy`: this process is handling as many Zoom events as it may at once (`zoom_webhooks_in_flight`); the event was not recorded, and Zoom sends it again later",
+                true,
+                json!({"error": "zoomkeeper is handling as many Zoom events as it may at once; this one was not recorded. Zoom sends it again later.", "code": "busy"}),
+            );
             let other = error(
                 schema,
                 "Any other error, in the error shape",
@@ -208,6 +214,12 @@ impl Modify for ApiKeyAuth {
                 json!({"error": "Internal error", "code": "internal_error"}),
             );
             let mints_tokens = path.contains("token");
+            let zoom_ingress = [
+                super::zoom_webhooks::PATH,
+                super::zoom_webhooks::ALIAS,
+                super::zoom_webhooks::SHARED_PATH,
+            ]
+            .contains(&path.as_str());
             for operation in [
                 &mut item.get,
                 &mut item.put,
@@ -236,6 +248,9 @@ impl Modify for ApiKeyAuth {
                         add("503", &busy);
                     }
                 }
+                if zoom_ingress {
+                    add("503", &shed);
+                }
                 if operation.request_body.is_some() {
                     add("413", &too_large);
                 }
@@ -245,7 +260,7 @@ impl Modify for ApiKeyAuth {
                 add("default", &other);
                 // An operation's own 429, and 503 where a token is being refreshed,
                 // wait for Retry-After too (`/readyz`'s 503 does not).
-                let retried: &[&str] = if mints_tokens {
+                let retried: &[&str] = if mints_tokens || zoom_ingress {
                     &["429", "503"]
                 } else {
                     &["429"]

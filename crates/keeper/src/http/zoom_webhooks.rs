@@ -181,6 +181,9 @@ pub async fn receive_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let Ok(_slot) = state.keeper.ingress_slots.try_acquire() else {
+        return shed(&state);
+    };
     let body = match read_body(body) {
         Ok(body) => body,
         Err(refused) => return refused.into_response(),
@@ -217,6 +220,9 @@ pub async fn receive_shared_webhook(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let Ok(_slot) = state.keeper.ingress_slots.try_acquire() else {
+        return shed(&state);
+    };
     let body = match read_body(body) {
         Ok(body) => body,
         Err(refused) => return refused.into_response(),
@@ -230,6 +236,17 @@ pub async fn receive_shared_webhook(
         )
         .await,
     )
+}
+
+/// The answer to an event that arrives while this process handles as many as it may
+/// (`zoom_webhooks_in_flight`): a 503 at once, nothing recorded, so Zoom sends it again
+/// later, rather than an answer that comes after Zoom's 3 s.
+fn shed(state: &AppState) -> Response {
+    state.keeper.metrics.record_zoom_webhook_shed();
+    ApiError::Busy {
+        message: "zoomkeeper is handling as many Zoom events as it may at once; this one was not recorded. Zoom sends it again later.".to_owned(),
+    }
+    .into_response()
 }
 
 fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use keeper::config::Settings;
 use reqwest::Method;
 use serde_json::{json, Value};
-use testkit::{on_both_databases, spawn_app, Answer, Backend, TestApp};
+use testkit::{on_both_databases, spawn_app_with, Answer, Backend, TestApp};
 use zoom_sim::{
     SimApp, SimAppKind, SimAppPatch, SimConfig, SimFaults, SimMeeting, SimUser, SimUserPatch,
 };
@@ -27,6 +28,7 @@ on_both_databases!(
     an_app_whose_zoom_events_stopped_is_flagged_until_they_resume,
     a_meeting_the_index_does_not_know_is_indexed_when_it_starts,
     the_shared_url_hands_each_event_to_the_app_whose_secret_verifies_it,
+    events_over_the_in_flight_limit_are_shed_at_once_and_applied_when_sent_again,
 );
 
 const CLIENT: &str = "hook-client";
@@ -41,7 +43,11 @@ struct Hooked {
 }
 
 async fn hooked(backend: Backend, kind: SimAppKind) -> Option<Hooked> {
-    let app = spawn_app(backend).await?;
+    hooked_with(backend, kind, Settings::default()).await
+}
+
+async fn hooked_with(backend: Backend, kind: SimAppKind, settings: Settings) -> Option<Hooked> {
+    let app = spawn_app_with(backend, settings).await?;
     app.sim
         .control()
         .create_app(&SimApp {
@@ -1269,4 +1275,106 @@ async fn the_shared_url_hands_each_event_to_the_app_whose_secret_verifies_it(bac
             .await
             .is_empty());
     }
+}
+
+/// A transaction that keeps the receipt writers from committing until it ends: it
+/// holds SQLite's write lock, or PostgreSQL's receipts table.
+enum HeldReceipts {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+async fn hold_receipts(app: &TestApp) -> HeldReceipts {
+    use sqlx::{Connection as _, Executor as _};
+    match app.backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&app.database_url)
+                .await
+                .expect("sqlite");
+            c.execute("BEGIN IMMEDIATE").await.expect("write lock");
+            HeldReceipts::Sqlite(c)
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&app.database_url)
+                .await
+                .expect("postgres");
+            c.execute("BEGIN").await.expect("begin");
+            c.execute("LOCK TABLE zoom_webhook_receipts IN EXCLUSIVE MODE")
+                .await
+                .expect("lock");
+            HeldReceipts::Postgres(c)
+        }
+    }
+}
+
+async fn release(held: HeldReceipts) {
+    use sqlx::Executor as _;
+    match held {
+        HeldReceipts::Sqlite(mut c) => c.execute("ROLLBACK").await.map(drop),
+        HeldReceipts::Postgres(mut c) => c.execute("ROLLBACK").await.map(drop),
+    }
+    .expect("rollback");
+}
+
+/// With `zoom_webhooks_in_flight` events being handled, the next is answered 503 at
+/// once, with Retry-After, and nothing of it is recorded; the held ones finish once
+/// the database lets them, and Zoom's retry of the shed one is applied.
+async fn events_over_the_in_flight_limit_are_shed_at_once_and_applied_when_sent_again(
+    backend: Backend,
+) {
+    let settings = Settings {
+        zoom_webhooks_in_flight: Some(2),
+        ..Settings::default()
+    };
+    let Some(h) = hooked_with(backend, SimAppKind::UserLevel, settings).await else {
+        return;
+    };
+    let (user, _) = connect(&h).await;
+    let h = std::sync::Arc::new(h);
+    let base = now_s() * 1000;
+    let held = hold_receipts(&h.app).await;
+    let mut waiting = Vec::new();
+    for i in 0..2u64 {
+        let (h, event) = (
+            h.clone(),
+            meeting_created(base + i as i64, &user, json!(9_100_000_000u64 + i)),
+        );
+        waiting.push(tokio::spawn(async move { post_event(&h, &event).await }));
+    }
+    for _ in 0..400 {
+        if h.app.keeper.ingress_slots.available_permits() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        h.app.keeper.ingress_slots.available_permits(),
+        0,
+        "both events in flight"
+    );
+
+    let third = meeting_created(base + 2, &user, json!(9_100_000_002u64));
+    let shed = post_event(&h, &third).await;
+    shed.assert_error(503, "busy");
+    assert_eq!(shed.headers["retry-after"], "1");
+    assert!(
+        shed.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not recorded")),
+        "{}",
+        shed.text
+    );
+
+    release(held).await;
+    for answer in waiting {
+        let answer = answer.await.expect("task");
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.json["outcome"], "applied");
+    }
+    assert!(meetings(&h.app, "?meeting_id=9100000002").await.is_empty());
+    let again = post_event(&h, &third).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json["outcome"], "applied", "Zoom's retry is applied");
+    assert_eq!(meetings(&h.app, "?meeting_id=9100000002").await.len(), 1);
+    assert_eq!(h.app.metric("zoomkeeper_zoom_webhooks_shed_total").await, 1);
 }
