@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 
 use super::meetings::{record_receipt, MeetingIndexChange, ReceiptOutcome};
 use super::sql::{Either, Tx};
-use super::sqlite_receipts::ReceiptJob;
-use super::{StoreError, StoreResult};
+use super::sqlite_receipts::{only, settle, ReceiptJob};
+use super::StoreResult;
 
 /// Writers per process: connections the ingress holds at most at once.
 pub(super) const WRITERS: usize = 4;
@@ -67,25 +67,12 @@ async fn run(pool: PgPool, mut jobs: mpsc::Receiver<ReceiptJob>) {
         }
         // Stable: one meeting's events stay in arrival order.
         batch.sort_by(|a, b| lock_order(a).cmp(&lock_order(b)));
-        match write(&pool, &batch).await {
-            Ok(outcomes) => {
-                for (job, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
-                }
-            }
-            Err(e) if batch.len() == 1 => {
-                if let Some(job) = batch.pop() {
-                    let _ = job.reply.send(Err(e));
-                }
-            }
-            Err(_) => {
-                for job in batch.drain(..) {
-                    let outcome = write(&pool, std::slice::from_ref(&job))
-                        .await
-                        .and_then(|o| o.into_iter().next().ok_or(StoreError::NotFound));
-                    let _ = job.reply.send(outcome);
-                }
-            }
+        let written = write(&pool, &batch).await;
+        for job in settle(&mut batch, written) {
+            let outcome = write(&pool, std::slice::from_ref(&job))
+                .await
+                .and_then(only);
+            let _ = job.reply.send(outcome);
         }
     }
 }

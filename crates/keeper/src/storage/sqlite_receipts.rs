@@ -102,6 +102,35 @@ fn checkpoint(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
+/// Answers a written batch's jobs (taking them out of `batch`); when a batch of
+/// several failed, returns its jobs instead, for the caller to write one by one so
+/// each gets only its own error.
+pub(super) fn settle(
+    batch: &mut Vec<ReceiptJob>,
+    written: StoreResult<Vec<ReceiptOutcome>>,
+) -> Vec<ReceiptJob> {
+    match written {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.drain(..).zip(outcomes) {
+                let _ = job.reply.send(Ok(outcome));
+            }
+            Vec::new()
+        }
+        Err(e) if batch.len() == 1 => {
+            if let Some(job) = batch.pop() {
+                let _ = job.reply.send(Err(e));
+            }
+            Vec::new()
+        }
+        Err(_) => std::mem::take(batch),
+    }
+}
+
+/// The outcome of a batch of one.
+pub(super) fn only(outcomes: Vec<ReceiptOutcome>) -> StoreResult<ReceiptOutcome> {
+    outcomes.into_iter().next().ok_or(StoreError::NotFound)
+}
+
 struct Writer {
     path: PathBuf,
     busy_timeout: Duration,
@@ -121,25 +150,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            match self.write(&batch) {
-                Ok(outcomes) => {
-                    for (job, outcome) in batch.drain(..).zip(outcomes) {
-                        let _ = job.reply.send(Ok(outcome));
-                    }
-                }
-                Err(e) if batch.len() == 1 => {
-                    if let Some(job) = batch.pop() {
-                        let _ = job.reply.send(Err(e));
-                    }
-                }
-                Err(_) => {
-                    for job in batch.drain(..) {
-                        let outcome = self
-                            .write(std::slice::from_ref(&job))
-                            .and_then(|o| o.into_iter().next().ok_or(StoreError::NotFound));
-                        let _ = job.reply.send(outcome);
-                    }
-                }
+            let written = self.write(&batch);
+            for job in settle(&mut batch, written) {
+                let outcome = self.write(std::slice::from_ref(&job)).and_then(only);
+                let _ = job.reply.send(outcome);
             }
         }
     }
